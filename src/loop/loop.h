@@ -1,0 +1,180 @@
+/*
+ * sluice event loops: one loop per thread, a timer heap, a cross-thread task
+ * queue, and (on readiness backends) I/O watchers.  The backend (epoll,
+ * kqueue, IOCP) is chosen at configure time; this header is the whole API
+ * the rest of sluice sees.
+ *
+ * Threading: every function here must be called on the loop's own thread,
+ * except sl_loop_post(), sl_loop_stop() and the sl_group_* functions, which
+ * any thread may call.
+ *
+ * Errors: 0 on success, a negative errno value (-ENOMEM, ...) on failure.
+ */
+#ifndef SL_LOOP_H
+#define SL_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sl_loop sl_loop;
+typedef struct sl_group sl_group;
+
+/* ---- tasks ------------------------------------------------------------ */
+
+typedef struct sl_task sl_task;
+
+/*
+ * status is 0 when the task runs normally, -ECANCELED when the loop is freed
+ * with the task still queued (the task must then only release what it owns).
+ */
+typedef void (*sl_task_fn)(sl_task *t, int status);
+
+/* Intrusive: embed in the object the task works on; posting never fails. */
+struct sl_task {
+	sl_task *next; /* owned by the queue while posted */
+	sl_task_fn fn;
+	void *data;
+};
+
+static inline void sl_task_init(sl_task *t, sl_task_fn fn, void *data)
+{
+	t->next = NULL;
+	t->fn = fn;
+	t->data = data;
+}
+
+/*
+ * Queue t to run on loop's thread, in posting order.  Any thread.  A task
+ * must not be posted again before it has run.  Wakes the loop only when its
+ * queue goes from empty to non-empty, so a burst costs one wake-up.
+ */
+void sl_loop_post(sl_loop *loop, sl_task *t);
+
+/*
+ * Queue t to run on this loop after the current batch of events has been
+ * dispatched (before the loop sleeps again).  Loop thread only.  Used to
+ * free objects that a later event of the same batch may still name.
+ */
+void sl_loop_defer(sl_loop *loop, sl_task *t);
+
+/* ---- timers ----------------------------------------------------------- */
+
+typedef struct sl_timer sl_timer;
+typedef void (*sl_timer_cb)(sl_timer *t);
+
+/* Intrusive: embed in the owner; no allocation, cannot fail. */
+struct sl_timer {
+	sl_loop *loop;
+	sl_timer_cb cb;
+	void *data;
+	uint64_t due;    /* loop clock, ms */
+	uint64_t seq;    /* tie-break: equal deadlines fire in start order */
+	size_t heap_idx; /* SL_TIMER_IDLE when not armed */
+};
+
+#define SL_TIMER_IDLE ((size_t)-1)
+
+void sl_timer_init(sl_loop *loop, sl_timer *t, sl_timer_cb cb, void *data);
+/* Arm (or re-arm) to fire once, ms milliseconds from the loop's now. */
+void sl_timer_start(sl_timer *t, uint64_t ms);
+/* Disarm; harmless when not armed.  The callback will not run after this. */
+void sl_timer_stop(sl_timer *t);
+
+static inline int sl_timer_active(const sl_timer *t)
+{
+	return t->heap_idx != SL_TIMER_IDLE;
+}
+
+/* ---- loops ------------------------------------------------------------ */
+
+/* Name of the backend compiled in: "epoll", "kqueue" or "iocp". */
+const char *sl_loop_backend(void);
+
+int sl_loop_new(sl_loop **out);
+
+/*
+ * Free a loop that is not running.  Tasks still queued are called with
+ * -ECANCELED; deferred tasks likewise.  Armed timers are dropped (their
+ * owners must have been torn down first).
+ */
+void sl_loop_free(sl_loop *loop);
+
+/* Run on the calling thread until sl_loop_stop().  Returns 0 or -errno. */
+int sl_loop_run(sl_loop *loop);
+
+/* Make sl_loop_run() return after the current iteration.  Any thread. */
+void sl_loop_stop(sl_loop *loop);
+
+/* Cached monotonic clock in ms, updated once per iteration. */
+uint64_t sl_loop_now(const sl_loop *loop);
+void sl_loop_update_time(sl_loop *loop);
+
+/* Non-zero when called on the thread currently running loop. */
+int sl_loop_is_current(const sl_loop *loop);
+
+/* Index of this loop in its group (0 for a loop outside any group). */
+unsigned sl_loop_index(const sl_loop *loop);
+
+/* Opaque pointer slot for the layer above (e.g. per-loop proxy state). */
+void sl_loop_set_data(sl_loop *loop, void *data);
+void *sl_loop_get_data(const sl_loop *loop);
+
+/* Monotonic clock in ms, any thread. */
+uint64_t sl_clock_ms(void);
+
+/* ---- loop group ------------------------------------------------------- */
+
+/* Number of online CPUs (at least 1). */
+unsigned sl_cpu_count(void);
+
+/* n loops, each to run on its own thread once started. */
+int sl_group_new(sl_group **out, unsigned n);
+int sl_group_start(sl_group *g);
+/* Stop every loop and join every thread.  Idempotent. */
+void sl_group_stop(sl_group *g);
+/* Stop (if needed) and free everything. */
+void sl_group_free(sl_group *g);
+unsigned sl_group_size(const sl_group *g);
+sl_loop *sl_group_loop(const sl_group *g, unsigned i);
+/* Round-robin pick; any thread. */
+sl_loop *sl_group_next(sl_group *g);
+
+/* ---- readiness I/O watchers (epoll, kqueue) ---------------------------- */
+
+#if !defined(_WIN32)
+#define SL_LOOP_READINESS 1
+
+enum {
+	SL_IO_READ = 1u << 0,
+	SL_IO_WRITE = 1u << 1,
+	/* Reported only, never requested: */
+	SL_IO_ERROR = 1u << 2, /* error pending on the descriptor */
+	SL_IO_HUP = 1u << 3,   /* peer hung up (read side will see EOF) */
+};
+
+typedef struct sl_io sl_io;
+typedef void (*sl_io_cb)(sl_io *io, unsigned events);
+
+/*
+ * A watcher on one descriptor.  Level-triggered: the callback runs while the
+ * descriptor is ready for something in `want`.  The loop checks `want`
+ * again before each callback, so a watcher stopped by an earlier callback in
+ * the same batch is not called.
+ */
+struct sl_io {
+	sl_loop *loop;
+	sl_io_cb cb;
+	void *data;
+	int fd;
+	unsigned want;       /* SL_IO_READ | SL_IO_WRITE */
+	unsigned registered; /* backend state: what the kernel has */
+};
+
+void sl_io_init(sl_loop *loop, sl_io *io, int fd, sl_io_cb cb, void *data);
+/* Set the events of interest; 0 stops watching.  Returns 0 or -errno. */
+int sl_io_set(sl_io *io, unsigned want);
+/* Remove from the kernel (call before close(fd)); the watcher is reusable. */
+void sl_io_remove(sl_io *io);
+#endif
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * Endpoints as written in the config:
+ *
+ *   tcp://HOST:PORT        HOST an IPv4 literal or a host name
+ *   tcp://[IPV6]:PORT      IPv6 literal in brackets
+ *   unix:/path/to/socket   POSIX Unix domain socket (path)
+ *   unix:@name             Linux abstract Unix socket
+ *   pipe:\\.\pipe\NAME     Windows named pipe (also pipe://./pipe/NAME)
+ *
+ * Parsing is pure (no I/O, no name resolution) and platform independent, so
+ * a config can be checked anywhere; whether the running platform supports a
+ * kind is decided when a listener or connection is opened.
+ */
+#ifndef SL_ENDPOINT_H
+#define SL_ENDPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum sl_ep_kind {
+	SL_EP_TCP = 1,
+	SL_EP_UNIX,
+	SL_EP_PIPE,
+};
+
+#define SL_EP_HOST_MAX 256
+#define SL_EP_PATH_MAX 256
+
+typedef struct sl_endpoint {
+	enum sl_ep_kind kind;
+	/* SL_EP_TCP */
+	char host[SL_EP_HOST_MAX]; /* without brackets; literal or name */
+	uint16_t port;
+	int host_is_literal; /* host is an IPv4/IPv6 literal: no lookup */
+	/* SL_EP_UNIX: path ("@name" kept as written for abstract sockets).
+	 * SL_EP_PIPE: the pipe path in the Windows form \\.\pipe\NAME. */
+	char path[SL_EP_PATH_MAX];
+	int abstract; /* SL_EP_UNIX only */
+} sl_endpoint;
+
+/*
+ * Parse s into *out.  On failure returns -EINVAL and writes into err (if
+ * errlen > 0) what was wrong and what was expected, e.g.
+ * "port 70000 out of range (1-65535)".
+ */
+int sl_endpoint_parse(const char *s, sl_endpoint *out, char *err,
+		      size_t errlen);
+
+/* Canonical text form (as the parser accepts it).  Returns snprintf's. */
+int sl_endpoint_format(const sl_endpoint *ep, char *buf, size_t len);
+
+/* Non-zero when a and b name the same endpoint. */
+int sl_endpoint_equal(const sl_endpoint *a, const sl_endpoint *b);
+
+#endif

@@ -1,0 +1,204 @@
+/*
+ * Asynchronous byte streams and listeners, completion-style: start an
+ * operation, get its callback on the stream's own loop.  POSIX implements
+ * it over the readiness watchers of src/loop (TCP and Unix sockets are both
+ * descriptors); Windows implements it over IOCP (sockets and named pipes are
+ * both overlapped handles).  The proxy layer sees only this header.
+ *
+ * Rules, as in libuv:
+ * - Every function returns 0 or a negative errno value (-ECONNREFUSED, ...;
+ *   the SL_E* codes below for what errno has no name for).  A function that
+ *   takes a callback and returns an error never calls that callback.
+ * - A callback is never called from inside the function that started the
+ *   operation; it runs later, from the loop.
+ * - A stream belongs to one loop; all calls on it are made on that loop's
+ *   thread.  Listener functions marked "any thread" are the exception.
+ * - A stream that was returned to the caller must be closed with
+ *   sl_stream_close(); its memory is freed after its close callback.
+ */
+#ifndef SL_NET_H
+#define SL_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "endpoint.h"
+#include "loop/loop.h"
+
+#define SL_EOF (-4095)      /* end of stream, as a read "error" */
+#define SL_ERESOLVE (-4094) /* host name did not resolve */
+#define SL_EUNSUPP (-4093)  /* endpoint kind not available on this OS */
+
+/* Text for any error this API returns (negative errno or SL_E*). */
+const char *sl_strerror(int err);
+
+/*
+ * Process-wide setup: resolver thread, SIGPIPE ignored (POSIX), WSAStartup
+ * (Windows).  Call once before anything else here; sl_net_shutdown() at exit.
+ */
+int sl_net_init(void);
+void sl_net_shutdown(void);
+
+typedef struct sl_stream sl_stream;
+typedef struct sl_listener sl_listener;
+
+typedef struct sl_buf {
+	char *base;
+	size_t len;
+} sl_buf;
+
+/* ---- streams ------------------------------------------------------------ */
+
+/* Give the read a buffer; buf->len = 0 makes the read fail with -ENOBUFS. */
+typedef void (*sl_alloc_cb)(sl_stream *s, size_t suggested, sl_buf *buf);
+/*
+ * nread > 0: that many bytes are in buf->base.  nread == SL_EOF: the peer
+ * shut down its write side (reading stops by itself).  nread < 0: error
+ * (reading stops by itself).  nread == 0: nothing read; buf is returned.
+ */
+typedef void (*sl_read_cb)(sl_stream *s, ptrdiff_t nread, const sl_buf *buf);
+
+typedef struct sl_write_req sl_write_req;
+typedef void (*sl_write_cb)(sl_write_req *req, int status);
+
+/* Embedded by the caller; fields below `data` belong to the implementation. */
+struct sl_write_req {
+	sl_write_cb cb;
+	void *data;
+	sl_stream *stream;
+	const char *buf;
+	size_t len;
+	size_t done;
+	sl_write_req *next;
+	void *impl[8]; /* room for an OVERLAPPED on Windows */
+};
+
+typedef void (*sl_connect_cb)(sl_stream *s, int status);
+typedef void (*sl_shutdown_cb)(sl_stream *s, int status);
+typedef void (*sl_close_cb)(sl_stream *s);
+
+void sl_stream_set_data(sl_stream *s, void *data);
+void *sl_stream_get_data(const sl_stream *s);
+sl_loop *sl_stream_loop(const sl_stream *s);
+enum sl_ep_kind sl_stream_kind(const sl_stream *s);
+
+/*
+ * Connect to ep (resolving a host name on the resolver thread, never on the
+ * loop; every resolved address is tried in turn) within timeout_ms (0 = no
+ * timeout).  On 0, *out is a connecting stream and cb runs once with 0 or
+ * -errno (-ETIMEDOUT, -ECONNREFUSED, SL_ERESOLVE, -ECANCELED when closed
+ * first).  After a failed connect the caller still closes the stream.
+ */
+int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
+		      uint64_t timeout_ms, sl_connect_cb cb, void *data,
+		      sl_stream **out);
+
+/* Read until sl_stream_read_stop(), EOF or an error. */
+int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb);
+int sl_stream_read_stop(sl_stream *s);
+
+/*
+ * Queue len bytes; cb(req, 0) once all are written, or cb(req, -errno).
+ * Writes complete in order.  buf must stay valid until cb.
+ */
+int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
+		    size_t len, sl_write_cb cb);
+
+/*
+ * Write what can be written now without blocking or queueing.  Returns the
+ * number of bytes written (> 0), -EAGAIN when nothing could be written now
+ * (also when writes are queued: order is kept), or another -errno.
+ */
+ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len);
+
+/* Bytes queued by sl_stream_write() and not yet written. */
+size_t sl_stream_write_queue_size(const sl_stream *s);
+
+/* Shut the write side down once queued writes are written; cb after. */
+int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb);
+
+/*
+ * Close: stop reading, cancel a connect, queued writes and a shutdown (their
+ * callbacks run with -ECANCELED), close the handle, then call cb (may be
+ * NULL) from the loop; the stream is freed when cb returns.  Safe to call
+ * from any callback of the stream.  Calling it twice is a bug.
+ */
+void sl_stream_close(sl_stream *s, sl_close_cb cb);
+
+/*
+ * Like sl_stream_close(), but make the peer see a reset rather than an
+ * orderly end where the transport has one (TCP: SO_LINGER 0).
+ */
+void sl_stream_close_reset(sl_stream *s, sl_close_cb cb);
+
+/*
+ * Text names for logs: "127.0.0.1:5000", "[::1]:5000", "unix:/path",
+ * "unix:@name", "pipe:\\.\pipe\x".  A Unix peer without a name is shown as
+ * "unix:" followed by nothing.  Return 0 or -errno; buf always terminated.
+ */
+int sl_stream_peer_name(const sl_stream *s, char *buf, size_t len);
+int sl_stream_local_name(const sl_stream *s, char *buf, size_t len);
+
+/* ---- listeners ---------------------------------------------------------- */
+
+typedef struct sl_listen_opts {
+	int backlog;       /* 0: default (511) */
+	/* SL_EP_UNIX only (ignored elsewhere): */
+	int mode;          /* file mode of the socket, -1: default (umask) */
+	const char *owner; /* user name or numeric uid, NULL: unchanged */
+	const char *group; /* group name or numeric gid, NULL: unchanged */
+	/* SL_EP_PIPE only: */
+	const char *security; /* SDDL string, NULL: default */
+} sl_listen_opts;
+
+/* Called on the loop the new stream belongs to. */
+typedef void (*sl_accept_cb)(sl_listener *l, sl_stream *s);
+
+/*
+ * May the listener accept one more connection?  Called on the accepting loop
+ * before each accept.  Returning 0 pauses the listener (connections wait in
+ * the kernel's backlog) until sl_listener_resume().
+ */
+typedef int (*sl_accept_gate)(sl_listener *l);
+
+/*
+ * Create, bind and listen, without accepting yet (so privileged ports and
+ * paths can be bound before a privilege drop).  A Unix socket path that
+ * exists but has nobody listening (stale) is replaced; a live one fails with
+ * -EADDRINUSE.  err gets a message for the operator on failure.
+ */
+int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
+		     const sl_listen_opts *opts, char *err, size_t errlen);
+
+/*
+ * Begin accepting.  Accepted connections are spread over the loops of g;
+ * cb runs on the loop that owns each new stream.  gate may be NULL.
+ * When accept fails for want of descriptors or memory (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM), accepting pauses on a timer and resumes by itself.
+ */
+int sl_listener_start(sl_listener *l, sl_group *g, sl_accept_cb cb,
+		      sl_accept_gate gate, void *data);
+
+void sl_listener_set_data(sl_listener *l, void *data); /* any thread */
+void *sl_listener_get_data(const sl_listener *l);      /* any thread */
+const sl_endpoint *sl_listener_endpoint(const sl_listener *l);
+
+/* Re-check the gate and accept again if it allows.  Any thread. */
+void sl_listener_resume(sl_listener *l);
+
+/* Times accepting paused for want of descriptors/memory (any thread). */
+uint64_t sl_listener_fd_pauses(const sl_listener *l);
+
+typedef void (*sl_listener_closed_cb)(sl_listener *l, void *arg);
+
+/*
+ * Stop accepting and close.  Any thread.  Connections already accepted are
+ * still delivered to the accept callback; done (may be NULL) runs, on some
+ * loop thread, after the last one, when no callback of this listener will
+ * run again; then the listener is freed.  A Unix socket file the listener
+ * created is removed.  A listener that was never started may be closed too
+ * (done then runs on the calling thread).
+ */
+void sl_listener_close(sl_listener *l, sl_listener_closed_cb done, void *arg);
+
+#endif
