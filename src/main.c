@@ -1,0 +1,256 @@
+/*
+ * sluice: command line, start, reload, drain and stop.
+ *
+ * The main thread runs the control loop: OS control events (signals, or
+ * service controls on Windows), reloads and the drain deadline.  The loop
+ * group's threads carry the traffic.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "loop/loop.h"
+#include "loop/proc.h"
+#include "net/net.h"
+#include "proxy.h"
+
+#ifndef SL_CONF_PATH
+#define SL_CONF_PATH "/etc/sluice/sluice.yaml"
+#endif
+
+struct daemon_state {
+	const char *conf_path;
+	int verbose;
+	sl_config *cfg;
+	sl_loop *control;
+	sl_group *group;
+	sl_proxy *proxy;
+	sl_timer drain_timer;
+	int stopping;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: sluice [-dhtvV] [-c file]\n"
+		"  -c file    configuration file (default %s)\n"
+		"  -d         stay in the foreground and log to stderr\n"
+		"  -t         check the configuration and exit\n"
+		"  -v         verbose: log at debug level\n"
+		"  -V         print the version and the event loop, then exit\n"
+		"  -h         this help\n",
+		SL_CONF_PATH);
+}
+
+static void apply_log_level(const struct daemon_state *ds)
+{
+	sl_log_set_level(ds->verbose ? SL_LOG_DEBUG : ds->cfg->log_level);
+}
+
+static void on_idle(sl_proxy *p, void *arg)
+{
+	struct daemon_state *ds = arg;
+
+	(void)p;
+	sl_info("all sessions closed; exiting");
+	sl_timer_stop(&ds->drain_timer);
+	sl_loop_stop(ds->control);
+}
+
+static void on_drain_timeout(sl_timer *t)
+{
+	struct daemon_state *ds = t->data;
+
+	sl_warn("drain timeout: closing %lu open session(s)",
+		sl_proxy_active(ds->proxy));
+	sl_proxy_abort_sessions(ds->proxy);
+}
+
+static void reload(struct daemon_state *ds)
+{
+	sl_config *cfg = NULL;
+	char err[1024];
+
+	sl_info("reloading %s", ds->conf_path);
+	if (sl_config_load(ds->conf_path, &cfg, err, sizeof err) < 0) {
+		sl_error("reload failed: %s; keeping the running config", err);
+		return;
+	}
+	if (sl_proxy_apply(ds->proxy, cfg, err, sizeof err) < 0) {
+		sl_error("reload failed: %s; keeping the running config", err);
+		sl_config_free(cfg);
+		return;
+	}
+	if (cfg->threads != ds->cfg->threads)
+		sl_warn("threads: a new value takes effect at the next start");
+	sl_config_free(ds->cfg);
+	ds->cfg = cfg;
+	apply_log_level(ds);
+	sl_info("reloaded %s", ds->conf_path);
+}
+
+static void on_ctl(enum sl_ctl ev, void *arg)
+{
+	struct daemon_state *ds = arg;
+
+	switch (ev) {
+	case SL_CTL_STOP:
+		if (ds->stopping) {
+			sl_warn("second stop request: closing %lu session(s) now",
+				sl_proxy_active(ds->proxy));
+			sl_proxy_abort_sessions(ds->proxy);
+			return;
+		}
+		ds->stopping = 1;
+		sl_info("stopping: no new connections; draining %lu session(s) "
+			"for up to %llu ms",
+			sl_proxy_active(ds->proxy),
+			(unsigned long long)ds->cfg->drain_timeout_ms);
+		sl_timer_start(&ds->drain_timer, ds->cfg->drain_timeout_ms);
+		sl_proxy_drain(ds->proxy, on_idle, ds);
+		break;
+	case SL_CTL_RELOAD:
+		if (ds->stopping)
+			sl_warn("reload ignored while stopping");
+		else
+			reload(ds);
+		break;
+	case SL_CTL_REOPEN:
+		break; /* log files: issue 5 */
+	}
+}
+
+static int run(struct daemon_state *ds)
+{
+	char err[1024];
+	unsigned threads;
+	int r, rc = 1;
+
+	if ((r = sl_net_init()) < 0) {
+		sl_error("network setup failed: %s", sl_strerror(r));
+		return 1;
+	}
+	threads = ds->cfg->threads ? ds->cfg->threads : sl_cpu_count();
+	if ((r = sl_loop_new(&ds->control)) < 0 ||
+	    (r = sl_group_new(&ds->group, threads)) < 0 ||
+	    (r = sl_proxy_new(&ds->proxy, ds->control, ds->group)) < 0) {
+		sl_error("startup failed: %s", sl_strerror(r));
+		goto out;
+	}
+	sl_timer_init(ds->control, &ds->drain_timer, on_drain_timeout, ds);
+	if (sl_proxy_apply(ds->proxy, ds->cfg, err, sizeof err) < 0) {
+		sl_error("%s", err);
+		goto out;
+	}
+	if ((r = sl_group_start(ds->group)) < 0) {
+		sl_error("cannot start %u loop threads: %s", threads,
+			 sl_strerror(r));
+		goto out;
+	}
+	if ((r = sl_ctl_start(ds->control, on_ctl, ds)) < 0) {
+		sl_error("cannot watch control events: %s", sl_strerror(r));
+		goto out;
+	}
+	sl_info("sluice %s started: %u thread(s), %s, %zu route(s)",
+		PACKAGE_VERSION, threads, sl_loop_backend(), ds->cfg->nroutes);
+	if ((r = sl_loop_run(ds->control)) < 0) {
+		sl_error("control loop failed: %s", sl_strerror(r));
+		goto out;
+	}
+	rc = 0;
+out:
+	sl_ctl_stop();
+	if (ds->group != NULL)
+		sl_group_stop(ds->group);
+	sl_proxy_free(ds->proxy);
+	sl_group_free(ds->group);
+	sl_loop_free(ds->control);
+	sl_net_shutdown();
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct daemon_state ds;
+	int foreground = 0, test_only = 0, c, rc;
+	char err[1024];
+
+	memset(&ds, 0, sizeof ds);
+	ds.conf_path = SL_CONF_PATH;
+	while ((c = getopt_long(argc, argv, "c:dhtvV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			ds.conf_path = optarg;
+			break;
+		case 'd':
+			foreground = 1;
+			break;
+		case 't':
+			test_only = 1;
+			break;
+		case 'v':
+			ds.verbose = 1;
+			break;
+		case 'V':
+			printf("sluice %s (event loop: %s)\n", PACKAGE_VERSION,
+			       sl_loop_backend());
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	if (sl_config_load(ds.conf_path, &ds.cfg, err, sizeof err) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		return 1;
+	}
+	if (test_only) {
+		fprintf(stderr, "sluice: %s: configuration OK\n", ds.conf_path);
+		sl_config_free(ds.cfg);
+		return 0;
+	}
+	apply_log_level(&ds);
+
+	/* Before any thread exists: fork() keeps only the calling thread. */
+	if (!foreground) {
+		char *abs = sl_path_absolute(ds.conf_path);
+		int r;
+
+		if (abs == NULL) {
+			fprintf(stderr, "sluice: %s: %s\n", ds.conf_path,
+				strerror(errno));
+			sl_config_free(ds.cfg);
+			return 1;
+		}
+		ds.conf_path = abs; /* lives as long as the process */
+		r = sl_daemonize();
+		if (r < 0) {
+			fprintf(stderr, "sluice: cannot daemonize: %s\n",
+				sl_strerror(r));
+			sl_config_free(ds.cfg);
+			return 1;
+		}
+		sl_log_use_syslog("sluice");
+	}
+
+	rc = run(&ds);
+	sl_config_free(ds.cfg);
+	return rc;
+}
