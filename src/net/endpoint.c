@@ -1,0 +1,389 @@
+/*
+ * Endpoint parsing: pure string work, no I/O and no name resolution, and the
+ * same on every platform, so `sluice -t` on Linux judges a config written for
+ * Windows exactly as Windows would (whether a kind can be opened is decided
+ * at open time).  The only library call is inet_pton, to tell a literal
+ * address from a host name.
+ */
+#include "endpoint.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h> /* inet_pton: Vista and later */
+#else
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#endif
+
+/*
+ * Bytes of sockaddr_un.sun_path: 108 on Linux (and on Windows 10's AF_UNIX),
+ * 104 on the BSDs and macOS.  A path must leave room for its terminating
+ * NUL; an abstract name (Linux) takes the leading NUL instead.
+ */
+#if defined(__linux__) || defined(_WIN32)
+#define SL_SUN_PATH_MAX 108
+#else
+#define SL_SUN_PATH_MAX 104
+#endif
+
+/* Windows limits the whole pipe name (\\.\pipe\NAME) to 256 characters. */
+#define SL_PIPE_NAME_MAX 256
+#define SL_PIPE_PREFIX "\\\\.\\pipe\\"
+
+#define EXPECTED_FORMS "expected tcp://HOST:PORT, unix:PATH or pipe:\\\\.\\pipe\\NAME"
+#define EXPECTED_PIPE "expected pipe:\\\\.\\pipe\\NAME or pipe://./pipe/NAME"
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int fail(char *err, size_t errlen, const char *fmt, ...);
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+static int lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+/* Case-insensitive prefix test (schemes and "pipe" are case-insensitive). */
+static int has_prefix(const char *s, const char *prefix)
+{
+	for (; *prefix != '\0'; s++, prefix++)
+		if (lower((unsigned char)*s) != *prefix)
+			return 0;
+	return 1;
+}
+
+static int is_host_char(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
+}
+
+/* Parse a decimal port, the whole of s. */
+static int parse_port(const char *s, uint16_t *port, char *err, size_t errlen)
+{
+	unsigned long v = 0;
+	const char *p;
+
+	if (*s == '\0')
+		return fail(err, errlen, "missing port after ':' (1-65535)");
+	for (p = s; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return fail(err, errlen,
+				    "port '%.32s' is not a number (1-65535)", s);
+		/* Saturate instead of overflowing on absurd digit strings. */
+		if (v <= 65535)
+			v = v * 10 + (unsigned long)(*p - '0');
+	}
+	if (v < 1 || v > 65535)
+		return fail(err, errlen, "port %.32s out of range (1-65535)",
+			    s);
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* Is the bracketed text an IPv6 literal, allowing a %zone suffix? */
+static int is_v6_literal(const char *host)
+{
+	char addr[INET6_ADDRSTRLEN + 1];
+	const char *zone = strchr(host, '%');
+	size_t n = zone != NULL ? (size_t)(zone - host) : strlen(host);
+	unsigned char bin[16];
+
+	if (n == 0 || n >= sizeof addr)
+		return 0;
+	if (zone != NULL && zone[1] == '\0')
+		return 0;
+	memcpy(addr, host, n);
+	addr[n] = '\0';
+	return inet_pton(AF_INET6, addr, bin) == 1;
+}
+
+static int parse_tcp(const char *s, sl_endpoint *out, char *err, size_t errlen)
+{
+	const char *hend, *port;
+	size_t hlen;
+
+	if (*s == '\0')
+		return fail(err, errlen,
+			    "empty host (expected tcp://HOST:PORT or "
+			    "tcp://[IPV6]:PORT)");
+	if (*s == '[') {
+		hend = strchr(s, ']');
+		if (hend == NULL)
+			return fail(err, errlen,
+				    "unbalanced brackets: '[' without ']' "
+				    "(expected tcp://[IPV6]:PORT)");
+		s++;
+		hlen = (size_t)(hend - s);
+		if (hlen == 0)
+			return fail(err, errlen,
+				    "empty host in brackets (expected "
+				    "tcp://[IPV6]:PORT)");
+		if (hlen >= sizeof out->host)
+			return fail(err, errlen,
+				    "host too long (at most %d characters)",
+				    SL_EP_HOST_MAX - 1);
+		memcpy(out->host, s, hlen);
+		out->host[hlen] = '\0';
+		if (strchr(out->host, '[') != NULL)
+			return fail(err, errlen,
+				    "unbalanced brackets: '[' inside brackets");
+		if (!is_v6_literal(out->host))
+			return fail(err, errlen,
+				    "'%.64s' in brackets is not an IPv6 address "
+				    "(brackets are for IPv6 literals only)",
+				    out->host);
+		if (hend[1] == '\0')
+			return fail(err, errlen,
+				    "missing port (expected tcp://[IPV6]:PORT)");
+		if (hend[1] != ':')
+			return fail(err, errlen,
+				    "expected ':' and a port after ']'");
+		out->host_is_literal = 1;
+		return parse_port(hend + 2, &out->port, err, errlen);
+	}
+
+	if (strchr(s, ']') != NULL)
+		return fail(err, errlen, "unbalanced brackets: ']' without '['");
+	port = strrchr(s, ':');
+	if (port == NULL)
+		return fail(err, errlen,
+			    "missing port (expected tcp://HOST:PORT)");
+	if (memchr(s, ':', (size_t)(port - s)) != NULL)
+		return fail(err, errlen,
+			    "IPv6 address without brackets (expected "
+			    "tcp://[IPV6]:PORT)");
+	hlen = (size_t)(port - s);
+	if (hlen == 0)
+		return fail(err, errlen,
+			    "empty host (expected tcp://HOST:PORT)");
+	if (hlen >= sizeof out->host)
+		return fail(err, errlen,
+			    "host too long (at most %d characters)",
+			    SL_EP_HOST_MAX - 1);
+	for (size_t i = 0; i < hlen; i++)
+		if (!is_host_char((unsigned char)s[i]))
+			return fail(err, errlen,
+				    "invalid character '%c' in host (letters, "
+				    "digits, '-', '.' and '_' only)",
+				    s[i]);
+	memcpy(out->host, s, hlen);
+	out->host[hlen] = '\0';
+	{
+		unsigned char bin[4];
+
+		out->host_is_literal = inet_pton(AF_INET, out->host, bin) == 1;
+	}
+	return parse_port(port + 1, &out->port, err, errlen);
+}
+
+static int parse_unix(const char *s, sl_endpoint *out, char *err,
+		      size_t errlen)
+{
+	size_t n = strlen(s);
+
+	if (*s == '@') {
+		if (s[1] == '\0')
+			return fail(err, errlen,
+				    "empty abstract socket name (expected "
+				    "unix:@NAME)");
+		/* The name takes sun_path after its leading NUL. */
+		if (n - 1 > SL_SUN_PATH_MAX - 1)
+			return fail(err, errlen,
+				    "abstract socket name too long (at most %d "
+				    "bytes)",
+				    SL_SUN_PATH_MAX - 1);
+		out->abstract = 1;
+	} else {
+		if (n == 0)
+			return fail(err, errlen,
+				    "empty path (expected unix:/path/to/socket "
+				    "or unix:@NAME)");
+		if (n > SL_SUN_PATH_MAX - 1)
+			return fail(err, errlen,
+				    "socket path too long: %zu bytes (at most "
+				    "%d)",
+				    n, SL_SUN_PATH_MAX - 1);
+	}
+	memcpy(out->path, s, n + 1);
+	return 0;
+}
+
+static int parse_pipe(const char *s, sl_endpoint *out, char *err,
+		      size_t errlen)
+{
+	const char *name;
+	size_t n, pre = sizeof SL_PIPE_PREFIX - 1;
+
+	if (has_prefix(s, "\\\\.\\pipe\\"))
+		name = s + pre;
+	else if (has_prefix(s, "//./pipe/"))
+		name = s + sizeof "//./pipe/" - 1;
+	else
+		return fail(err, errlen, "bad pipe name (" EXPECTED_PIPE ")");
+	n = strlen(name);
+	if (n == 0)
+		return fail(err, errlen,
+			    "empty pipe name (" EXPECTED_PIPE ")");
+	/* Windows: the name may hold any character but a backslash; '/'
+	 * is refused too, as pipe://./pipe/a/b is surely a typo. */
+	if (strpbrk(name, "\\/") != NULL)
+		return fail(err, errlen,
+			    "bad pipe name: '\\' or '/' inside NAME ("
+			    EXPECTED_PIPE ")");
+	if (pre + n > SL_PIPE_NAME_MAX || pre + n >= sizeof out->path)
+		return fail(err, errlen,
+			    "pipe name too long (at most %d characters in "
+			    "all)",
+			    (int)(sizeof out->path - 1 < SL_PIPE_NAME_MAX
+					  ? sizeof out->path - 1
+					  : SL_PIPE_NAME_MAX));
+	memcpy(out->path, SL_PIPE_PREFIX, pre);
+	memcpy(out->path + pre, name, n + 1);
+	return 0;
+}
+
+int sl_endpoint_parse(const char *s, sl_endpoint *out, char *err,
+		      size_t errlen)
+{
+	const char *colon;
+	int r;
+
+	if (out == NULL)
+		return -EINVAL;
+	memset(out, 0, sizeof *out);
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (s == NULL || *s == '\0')
+		return fail(err, errlen, "empty endpoint (" EXPECTED_FORMS ")");
+
+	if (has_prefix(s, "tcp://")) {
+		out->kind = SL_EP_TCP;
+		r = parse_tcp(s + 6, out, err, errlen);
+	} else if (has_prefix(s, "tcp:")) {
+		return fail(err, errlen,
+			    "expected tcp://HOST:PORT ('//' missing after "
+			    "'tcp:')");
+	} else if (has_prefix(s, "unix:")) {
+		out->kind = SL_EP_UNIX;
+		r = parse_unix(s + 5, out, err, errlen);
+	} else if (has_prefix(s, "pipe:")) {
+		out->kind = SL_EP_PIPE;
+		r = parse_pipe(s + 5, out, err, errlen);
+	} else {
+		colon = strchr(s, ':');
+		if (colon != NULL && colon > s && colon - s <= 16 &&
+		    strspn(s, "abcdefghijklmnopqrstuvwxyz"
+			      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.") ==
+			    (size_t)(colon - s) &&
+		    colon[1] == '/' && colon[2] == '/')
+			return fail(err, errlen,
+				    "unknown scheme '%.*s' (expected tcp://, "
+				    "unix: or pipe:)",
+				    (int)(colon - s), s);
+		return fail(err, errlen,
+			    "missing scheme (expected tcp://, unix: or "
+			    "pipe:)");
+	}
+	if (r < 0) {
+		enum sl_ep_kind kind = out->kind;
+
+		memset(out, 0, sizeof *out);
+		out->kind = kind;
+	}
+	return r;
+}
+
+int sl_endpoint_format(const sl_endpoint *ep, char *buf, size_t len)
+{
+	switch (ep->kind) {
+	case SL_EP_TCP:
+		if (strchr(ep->host, ':') != NULL)
+			return snprintf(buf, len, "tcp://[%s]:%u", ep->host,
+					(unsigned)ep->port);
+		return snprintf(buf, len, "tcp://%s:%u", ep->host,
+				(unsigned)ep->port);
+	case SL_EP_UNIX:
+		return snprintf(buf, len, "unix:%s", ep->path);
+	case SL_EP_PIPE:
+		return snprintf(buf, len, "pipe:%s", ep->path);
+	}
+	return snprintf(buf, len, "?");
+}
+
+static int strcaseeq(const char *a, const char *b)
+{
+	for (; *a != '\0' && *b != '\0'; a++, b++)
+		if (lower((unsigned char)*a) != lower((unsigned char)*b))
+			return 0;
+	return *a == *b;
+}
+
+/* Same address, whatever the spelling ("::1" and "0:0::1"). */
+static int host_equal(const sl_endpoint *a, const sl_endpoint *b)
+{
+	unsigned char ba[16], bb[16];
+	const char *za, *zb;
+
+	if (a->host_is_literal && b->host_is_literal &&
+	    strchr(a->host, ':') != NULL && strchr(b->host, ':') != NULL) {
+		char sa[INET6_ADDRSTRLEN + 1], sb[INET6_ADDRSTRLEN + 1];
+		size_t na, nb;
+
+		za = strchr(a->host, '%');
+		zb = strchr(b->host, '%');
+		na = za != NULL ? (size_t)(za - a->host) : strlen(a->host);
+		nb = zb != NULL ? (size_t)(zb - b->host) : strlen(b->host);
+		if (na >= sizeof sa || nb >= sizeof sb)
+			return 0;
+		memcpy(sa, a->host, na);
+		sa[na] = '\0';
+		memcpy(sb, b->host, nb);
+		sb[nb] = '\0';
+		if (inet_pton(AF_INET6, sa, ba) != 1 ||
+		    inet_pton(AF_INET6, sb, bb) != 1)
+			return 0;
+		if (memcmp(ba, bb, sizeof ba) != 0)
+			return 0;
+		/* Interface names are case-sensitive on POSIX. */
+		if ((za == NULL) != (zb == NULL))
+			return 0;
+		return za == NULL || strcmp(za, zb) == 0;
+	}
+	/* DNS names are case-insensitive. */
+	return strcaseeq(a->host, b->host);
+}
+
+int sl_endpoint_equal(const sl_endpoint *a, const sl_endpoint *b)
+{
+	if (a == NULL || b == NULL || a->kind != b->kind)
+		return 0;
+	switch (a->kind) {
+	case SL_EP_TCP:
+		return a->port == b->port && host_equal(a, b);
+	case SL_EP_UNIX:
+		return a->abstract == b->abstract &&
+		       strcmp(a->path, b->path) == 0;
+	case SL_EP_PIPE:
+		/* Windows pipe names are case-insensitive. */
+		return strcaseeq(a->path, b->path);
+	}
+	return 0;
+}
