@@ -1,0 +1,660 @@
+/*
+ * Listeners over POSIX sockets.
+ *
+ * A listener is owned by one loop of its group (the "owner"), which watches
+ * the listening descriptor and accepts in batches; each accepted descriptor
+ * is handed to a loop of the group (round robin, possibly the owner) as a
+ * small task, and the stream is created there.  Everything that changes the
+ * watcher runs on the owner loop; other threads post tasks to it.
+ *
+ * Lifetime: a reference count holds the listener while it is open (one
+ * reference, dropped by the close task) and while any task naming it is in
+ * flight (start, resume, each hand-off).  The last drop calls the close
+ * callback and frees.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* glibc: accept4 */
+#endif
+
+#include "posix.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "resolver.h"
+
+#define SL_BACKLOG_DEFAULT 511
+#define SL_ACCEPT_BATCH 32      /* accepts per readiness event */
+#define SL_ACCEPT_PAUSE_MS 100 /* out of descriptors: retry after */
+
+struct sl_listener {
+	sl_endpoint ep;
+	char name[SL_EP_PATH_MAX + 16]; /* endpoint text, for messages */
+	int fd;
+	int backlog;
+
+	/* The socket file this listener created, for unlinking at close:
+	 * absolute (the daemon may chdir later) and the inode it had. */
+	char *unlink_path;
+	dev_t dev;
+	ino_t ino;
+
+	sl_group *group;
+	sl_loop *loop; /* owner; set by start */
+	sl_accept_cb cb;
+	sl_accept_gate gate;
+	_Atomic(void *) data;
+	_Atomic uint64_t fd_pauses;
+	atomic_int resume_pending;
+	atomic_int refs;
+
+	/* Owner loop only: */
+	sl_io io;
+	sl_timer timer;
+	int watching; /* io initialised on the owner loop */
+	int fd_paused;
+	int closed;
+
+	atomic_int started; /* set by start; resume reads it anywhere */
+	sl_task start_task, resume_task, close_task;
+	sl_listener_closed_cb done;
+	void *done_arg;
+};
+
+struct handoff {
+	sl_task task;
+	sl_listener *l;
+	sl_loop *loop;
+	int fd;
+};
+
+/*
+ * umask is process-wide.  Listeners are opened on the main thread (startup,
+ * reload), and this mutex keeps two sluice callers from interleaving their
+ * umask changes; nothing else in sluice creates files while it is held.
+ */
+static pthread_mutex_t umask_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+/* ---- freeing ------------------------------------------------------------ */
+
+static void unlink_own_file(sl_listener *l)
+{
+	struct stat st;
+
+	/* Only the file we bound: another process may have replaced it. */
+	if (l->unlink_path != NULL && lstat(l->unlink_path, &st) == 0 &&
+	    S_ISSOCK(st.st_mode) && st.st_dev == l->dev && st.st_ino == l->ino)
+		unlink(l->unlink_path);
+}
+
+static void close_fd(sl_listener *l)
+{
+	if (l->fd >= 0) {
+		close(l->fd);
+		l->fd = -1;
+	}
+	unlink_own_file(l);
+}
+
+static void listener_free(sl_listener *l)
+{
+	free(l->unlink_path);
+	free(l);
+}
+
+static void unref(sl_listener *l)
+{
+	if (atomic_fetch_sub(&l->refs, 1) == 1) {
+		if (l->done != NULL)
+			l->done(l, l->done_arg);
+		listener_free(l);
+	}
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+static int lookup_id(const char *s, int user, unsigned *id, char *err,
+		     size_t errlen, const char *name)
+{
+	struct passwd pw, *pwp = NULL;
+	struct group gr, *grp = NULL;
+	char *end, *buf;
+	unsigned long v;
+	long sz;
+	int r;
+
+	if (*s >= '0' && *s <= '9') {
+		errno = 0;
+		v = strtoul(s, &end, 10);
+		if (errno == 0 && *end == '\0' && v < (unsigned)-1) {
+			*id = (unsigned)v;
+			return 0;
+		}
+	}
+	sz = sysconf(user ? _SC_GETPW_R_SIZE_MAX : _SC_GETGR_R_SIZE_MAX);
+	if (sz < 16384)
+		sz = 16384; /* -1 means "no limit", not "no buffer" */
+	buf = malloc((size_t)sz);
+	if (buf == NULL)
+		return -ENOMEM;
+	if (user)
+		r = getpwnam_r(s, &pw, buf, (size_t)sz, &pwp);
+	else
+		r = getgrnam_r(s, &gr, buf, (size_t)sz, &grp);
+	if (r == 0 && pwp != NULL)
+		*id = pwp->pw_uid;
+	else if (r == 0 && grp != NULL)
+		*id = grp->gr_gid;
+	free(buf);
+	if (r != 0)
+		return fail(err, errlen, -r, "%s: looking up %s '%s': %s",
+			    name, user ? "user" : "group", s, strerror(r));
+	if (pwp == NULL && grp == NULL)
+		return fail(err, errlen, -ENOENT, "%s: no such %s '%s'", name,
+			    user ? "user" : "group", s);
+	return 0;
+}
+
+static char *absolute(const char *path)
+{
+	char cwd[PATH_MAX];
+	size_t n;
+	char *p;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (getcwd(cwd, sizeof cwd) == NULL)
+		return NULL;
+	n = strlen(cwd) + 1 + strlen(path) + 1;
+	p = malloc(n);
+	if (p != NULL)
+		snprintf(p, n, "%s/%s", cwd, path);
+	return p;
+}
+
+/*
+ * Is someone listening on the socket file?  1: yes, 0: stale (or gone),
+ * -errno: cannot tell.
+ */
+static int unix_probe(const struct sockaddr_un *sa, socklen_t len)
+{
+	int fd, r;
+
+	fd = sl_socket(AF_UNIX, SOCK_STREAM);
+	if (fd < 0)
+		return fd;
+	do
+		r = connect(fd, (const struct sockaddr *)sa, len);
+	while (r < 0 && errno == EINTR);
+	r = r == 0 ? 0 : errno;
+	close(fd);
+	switch (r) {
+	case 0:
+	case EAGAIN:      /* Linux: backlog full, but someone is there */
+	case EINPROGRESS: /* BSD: may queue the connect */
+		return 1;
+	case ECONNREFUSED:
+	case ENOENT:
+		return 0;
+	}
+	return -r;
+}
+
+static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
+		     size_t errlen)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	socklen_t len;
+	unsigned uid = (unsigned)-1, gid = (unsigned)-1;
+	int r, e, mode = opts != NULL ? opts->mode : -1;
+
+	r = sl_unix_sockaddr(&l->ep, &sa, &len);
+	if (r == SL_EUNSUPP)
+		return fail(err, errlen, r,
+			    "%s: abstract Unix sockets exist on Linux only",
+			    l->name);
+	if (r < 0)
+		return fail(err, errlen, r, "%s: %s", l->name, sl_strerror(r));
+	if (!l->ep.abstract) {
+		if (opts != NULL && opts->owner != NULL) {
+			r = lookup_id(opts->owner, 1, &uid, err, errlen,
+				      l->name);
+			if (r < 0)
+				return r;
+		}
+		if (opts != NULL && opts->group != NULL) {
+			r = lookup_id(opts->group, 0, &gid, err, errlen,
+				      l->name);
+			if (r < 0)
+				return r;
+		}
+		if (lstat(l->ep.path, &st) == 0) {
+			if (!S_ISSOCK(st.st_mode))
+				return fail(err, errlen, -EEXIST,
+					    "%s: exists and is not a socket; "
+					    "not removing it",
+					    l->name);
+			r = unix_probe(&sa, len);
+			if (r > 0)
+				return fail(err, errlen, -EADDRINUSE,
+					    "%s: another process is listening",
+					    l->name);
+			if (r < 0)
+				return fail(err, errlen, r,
+					    "%s: cannot check the existing "
+					    "socket: %s",
+					    l->name, sl_strerror(r));
+			/* Stale: left by a process that died. */
+			if (unlink(l->ep.path) < 0 && errno != ENOENT)
+				return fail(err, errlen, -errno,
+					    "%s: removing the stale socket: %s",
+					    l->name, strerror(errno));
+		} else if (errno != ENOENT) {
+			return fail(err, errlen, -errno, "%s: %s", l->name,
+				    strerror(errno));
+		}
+	}
+
+	l->fd = sl_socket(AF_UNIX, SOCK_STREAM);
+	if (l->fd < 0)
+		return fail(err, errlen, l->fd, "%s: socket: %s", l->name,
+			    sl_strerror(l->fd));
+	if (!l->ep.abstract && mode >= 0) {
+		/* The file gets its mode at creation, so there is no
+		 * moment where a wider mode is visible. */
+		mode_t old;
+
+		pthread_mutex_lock(&umask_lock);
+		old = umask((mode_t)(~mode & 0777));
+		r = bind(l->fd, (struct sockaddr *)&sa, len);
+		e = errno;
+		umask(old);
+		pthread_mutex_unlock(&umask_lock);
+	} else {
+		r = bind(l->fd, (struct sockaddr *)&sa, len);
+		e = errno;
+	}
+	if (r < 0)
+		return fail(err, errlen, -e, "%s: bind: %s", l->name,
+			    strerror(e));
+	if (!l->ep.abstract) {
+		if (stat(l->ep.path, &st) < 0)
+			return fail(err, errlen, -errno, "%s: %s", l->name,
+				    strerror(errno));
+		l->dev = st.st_dev;
+		l->ino = st.st_ino;
+		l->unlink_path = absolute(l->ep.path);
+		if (l->unlink_path == NULL) {
+			e = errno;
+			unlink(l->ep.path);
+			return fail(err, errlen, -e, "%s: %s", l->name,
+				    strerror(e));
+		}
+		if ((uid != (unsigned)-1 || gid != (unsigned)-1) &&
+		    chown(l->ep.path, (uid_t)uid, (gid_t)gid) < 0)
+			return fail(err, errlen, -errno,
+				    "%s: chown to %s:%s: %s", l->name,
+				    opts->owner != NULL ? opts->owner : "-",
+				    opts->group != NULL ? opts->group : "-",
+				    strerror(errno));
+	}
+	if (listen(l->fd, l->backlog) < 0)
+		return fail(err, errlen, -errno, "%s: listen: %s", l->name,
+			    strerror(errno));
+	return 0;
+}
+
+static int open_tcp(sl_listener *l, char *err, size_t errlen)
+{
+	struct sl_addr addrs[SL_RESOLVE_MAX_ADDRS];
+	size_t n;
+	int r, one = 1;
+
+	/* open runs on the main thread, so a name may block here.  A name
+	 * with several addresses binds the first (as HAProxy does). */
+	if (l->ep.host_is_literal)
+		r = sl_resolve_numeric(l->ep.host, l->ep.port, 1, addrs,
+				       SL_RESOLVE_MAX_ADDRS, &n);
+	else
+		r = sl_resolve_sync(l->ep.host, l->ep.port, 1, addrs,
+				    SL_RESOLVE_MAX_ADDRS, &n);
+	if (r < 0)
+		return fail(err, errlen, r, "%s: host '%s' did not resolve",
+			    l->name, l->ep.host);
+	l->fd = sl_socket(addrs[0].ss.ss_family, SOCK_STREAM);
+	if (l->fd < 0)
+		return fail(err, errlen, l->fd, "%s: socket: %s", l->name,
+			    sl_strerror(l->fd));
+	/* Rebind at once after a restart despite TIME_WAIT connections. */
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	/* So that tcp://0.0.0.0:P and tcp://[::]:P can both be listened on
+	 * (Linux defaults to dual-stack, bindv6only=0). */
+	if (addrs[0].ss.ss_family == AF_INET6 &&
+	    setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
+		return fail(err, errlen, -errno, "%s: IPV6_V6ONLY: %s",
+			    l->name, strerror(errno));
+	if (bind(l->fd, (struct sockaddr *)&addrs[0].ss, addrs[0].len) < 0)
+		return fail(err, errlen, -errno, "%s: bind: %s", l->name,
+			    strerror(errno));
+	if (listen(l->fd, l->backlog) < 0)
+		return fail(err, errlen, -errno, "%s: listen: %s", l->name,
+			    strerror(errno));
+	return 0;
+}
+
+int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
+		     const sl_listen_opts *opts, char *err, size_t errlen)
+{
+	sl_listener *l;
+	int r;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (out == NULL || ep == NULL)
+		return fail(err, errlen, -EINVAL, "no endpoint");
+	l = calloc(1, sizeof *l);
+	if (l == NULL)
+		return fail(err, errlen, -ENOMEM, "out of memory");
+	l->ep = *ep;
+	sl_endpoint_format(ep, l->name, sizeof l->name);
+	l->fd = -1;
+	l->backlog = opts != NULL && opts->backlog > 0 ? opts->backlog
+						       : SL_BACKLOG_DEFAULT;
+	atomic_init(&l->refs, 1);
+	atomic_init(&l->data, NULL);
+	atomic_init(&l->fd_pauses, 0);
+	atomic_init(&l->resume_pending, 0);
+	atomic_init(&l->started, 0);
+
+	switch (ep->kind) {
+	case SL_EP_TCP:
+		r = open_tcp(l, err, errlen);
+		break;
+	case SL_EP_UNIX:
+		r = open_unix(l, opts, err, errlen);
+		break;
+	default:
+		r = fail(err, errlen, SL_EUNSUPP,
+			 "%s: named pipes exist on Windows only", l->name);
+		break;
+	}
+	if (r < 0) {
+		close_fd(l);
+		listener_free(l);
+		return r;
+	}
+	*out = l;
+	return 0;
+}
+
+/* ---- accepting (owner loop) --------------------------------------------- */
+
+static void handoff_run(sl_task *t, int status)
+{
+	struct handoff *h = t->data;
+	sl_listener *l = h->l;
+	sl_stream *s;
+	int r;
+
+	if (status != 0) {
+		close(h->fd); /* the target loop is being freed */
+	} else {
+		r = sl_stream_open_fd(h->loop, h->fd, l->ep.kind, &s);
+		if (r == 0)
+			l->cb(l, s);
+		else
+			sl_warn("%s: dropping an accepted connection: %s",
+				l->name, sl_strerror(r));
+	}
+	free(h);
+	unref(l);
+}
+
+static void pause_accepting(sl_listener *l, int err, int count)
+{
+	sl_io_set(&l->io, 0);
+	l->fd_paused = 1;
+	if (count)
+		atomic_fetch_add(&l->fd_pauses, 1);
+	sl_warn("%s: accept: %s; pausing for %d ms", l->name, strerror(err),
+		SL_ACCEPT_PAUSE_MS);
+	sl_timer_start(&l->timer, SL_ACCEPT_PAUSE_MS);
+}
+
+static int accept_one(int lfd)
+{
+	int fd, r;
+
+#if defined(HAVE_ACCEPT4) && HAVE_ACCEPT4 && defined(SL_HAVE_SOCK_FLAGS)
+	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	(void)r;
+#else
+	fd = accept(lfd, NULL, NULL);
+	if (fd >= 0) {
+		r = sl_fd_prepare(fd);
+		if (r < 0) {
+			close(fd);
+			errno = -r;
+			return -1;
+		}
+	}
+#endif
+	return fd;
+}
+
+static void on_accept(sl_io *io, unsigned events)
+{
+	sl_listener *l = io->data;
+	struct handoff *h;
+	int fd;
+
+	(void)events;
+	for (int i = 0; i < SL_ACCEPT_BATCH; i++) {
+		if (l->gate != NULL && !l->gate(l)) {
+			/* Connections wait in the kernel's backlog. */
+			sl_io_set(&l->io, 0);
+			return;
+		}
+		fd = accept_one(l->fd);
+		if (fd < 0) {
+			switch (errno) {
+			case EINTR:
+			case ECONNABORTED: /* the client gave up already */
+			case EPROTO:       /* older Linux, Solaris: same */
+				continue;
+			case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+			case EWOULDBLOCK:
+#endif
+				return;
+			case EMFILE:
+			case ENFILE:
+			case ENOBUFS:
+			case ENOMEM:
+				pause_accepting(l, errno, 1);
+				return;
+			default:
+				/* Unknown: pause too; never spin on a
+				 * level-triggered error. */
+				pause_accepting(l, errno, 0);
+				return;
+			}
+		}
+		h = malloc(sizeof *h);
+		if (h == NULL) {
+			close(fd);
+			pause_accepting(l, ENOMEM, 1);
+			return;
+		}
+		h->l = l;
+		h->fd = fd;
+		h->loop = sl_group_next(l->group);
+		sl_task_init(&h->task, handoff_run, h);
+		atomic_fetch_add(&l->refs, 1);
+		sl_loop_post(h->loop, &h->task);
+	}
+}
+
+static void on_pause_over(sl_timer *t)
+{
+	sl_listener *l = t->data;
+
+	l->fd_paused = 0;
+	if (!l->closed)
+		sl_io_set(&l->io, SL_IO_READ); /* the gate is asked again */
+}
+
+static void start_run(sl_task *t, int status)
+{
+	sl_listener *l = t->data;
+	int r;
+
+	if (status == 0 && !l->closed) {
+		sl_io_init(l->loop, &l->io, l->fd, on_accept, l);
+		sl_timer_init(l->loop, &l->timer, on_pause_over, l);
+		l->watching = 1;
+		r = sl_io_set(&l->io, SL_IO_READ);
+		if (r < 0)
+			pause_accepting(l, -r, 0);
+	}
+	unref(l);
+}
+
+static void resume_run(sl_task *t, int status)
+{
+	sl_listener *l = t->data;
+
+	/* Cleared first: a resume from now on posts again. */
+	atomic_store(&l->resume_pending, 0);
+	if (status == 0 && !l->closed && l->watching && !l->fd_paused)
+		sl_io_set(&l->io, SL_IO_READ);
+	unref(l);
+}
+
+static void close_run(sl_task *t, int status)
+{
+	sl_listener *l = t->data;
+
+	l->closed = 1;
+	/* status != 0: the loop is being freed; its watchers and timers
+	 * go with it, only the descriptor is ours to close. */
+	if (status == 0 && l->watching) {
+		sl_timer_stop(&l->timer);
+		sl_io_remove(&l->io);
+	}
+	close_fd(l);
+	unref(l);
+}
+
+int sl_listener_start(sl_listener *l, sl_group *g, sl_accept_cb cb,
+		      sl_accept_gate gate, void *data)
+{
+	if (l == NULL || g == NULL || cb == NULL)
+		return -EINVAL;
+	if (atomic_load(&l->started))
+		return -EALREADY;
+	if (l->fd < 0)
+		return -EBADF;
+	l->group = g;
+	l->cb = cb;
+	l->gate = gate;
+	atomic_store(&l->data, data);
+	l->loop = sl_group_next(g);
+	atomic_store(&l->started, 1);
+	sl_task_init(&l->start_task, start_run, l);
+	sl_task_init(&l->resume_task, resume_run, l);
+	sl_task_init(&l->close_task, close_run, l);
+	atomic_fetch_add(&l->refs, 1);
+	sl_loop_post(l->loop, &l->start_task);
+	return 0;
+}
+
+void sl_listener_set_data(sl_listener *l, void *data)
+{
+	atomic_store(&l->data, data);
+}
+
+void *sl_listener_get_data(const sl_listener *l)
+{
+	return atomic_load(&((sl_listener *)l)->data);
+}
+
+const sl_endpoint *sl_listener_endpoint(const sl_listener *l)
+{
+	return &l->ep;
+}
+
+void sl_listener_resume(sl_listener *l)
+{
+	if (l == NULL || !atomic_load(&l->started))
+		return;
+	/* Many resumes between two runs of the task cost one task. */
+	if (atomic_exchange(&l->resume_pending, 1) != 0)
+		return;
+	atomic_fetch_add(&l->refs, 1);
+	sl_loop_post(l->loop, &l->resume_task);
+}
+
+uint64_t sl_listener_fd_pauses(const sl_listener *l)
+{
+	return atomic_load(&((sl_listener *)l)->fd_pauses);
+}
+
+void sl_listener_close(sl_listener *l, sl_listener_closed_cb done, void *arg)
+{
+	if (l == NULL)
+		return;
+	l->done = done;
+	l->done_arg = arg;
+	if (!atomic_load(&l->started)) {
+		close_fd(l);
+		unref(l);
+		return;
+	}
+	sl_loop_post(l->loop, &l->close_task);
+}
+
+int sl_listener_port(const sl_listener *l)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+
+	if (l == NULL || l->fd < 0)
+		return -EBADF;
+	if (getsockname(l->fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return -EAFNOSUPPORT;
+}

@@ -1,0 +1,76 @@
+/*
+ * What stream_posix.c and listener_posix.c share (internal to src/net, and
+ * to the tests that need a bound port).
+ */
+#ifndef SL_NET_POSIX_H
+#define SL_NET_POSIX_H
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "net.h"
+
+/*
+ * configure's AC_CHECK_DECLS defines HAVE_DECL_X to 1 or 0; a direct build
+ * without configure has none, and then the header's own macro decides.
+ */
+#if defined(HAVE_DECL_SOCK_CLOEXEC) && defined(HAVE_DECL_SOCK_NONBLOCK)
+#if HAVE_DECL_SOCK_CLOEXEC && HAVE_DECL_SOCK_NONBLOCK
+#define SL_HAVE_SOCK_FLAGS 1
+#endif
+#elif defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
+#define SL_HAVE_SOCK_FLAGS 1
+#endif
+
+#if defined(HAVE_DECL_MSG_NOSIGNAL)
+#if HAVE_DECL_MSG_NOSIGNAL
+#define SL_MSG_NOSIGNAL MSG_NOSIGNAL
+#endif
+#elif defined(MSG_NOSIGNAL)
+#define SL_MSG_NOSIGNAL MSG_NOSIGNAL
+#endif
+#ifndef SL_MSG_NOSIGNAL
+#define SL_MSG_NOSIGNAL 0
+#endif
+
+#if defined(HAVE_DECL_SO_NOSIGPIPE)
+#if HAVE_DECL_SO_NOSIGPIPE
+#define SL_HAVE_SO_NOSIGPIPE 1
+#endif
+#elif defined(SO_NOSIGPIPE)
+#define SL_HAVE_SO_NOSIGPIPE 1
+#endif
+
+/*
+ * A socket that is non-blocking and close-on-exec from the start where the
+ * OS allows (SOCK_NONBLOCK|SOCK_CLOEXEC), else set with fcntl right after
+ * (a fork in between may leak it: macOS has no atomic way).  Also sets
+ * SO_NOSIGPIPE where it exists and MSG_NOSIGNAL does not.  -errno.
+ */
+int sl_socket(int family, int type);
+
+/* Make fd non-blocking and close-on-exec (and SO_NOSIGPIPE).  0 or -errno. */
+int sl_fd_prepare(int fd);
+
+/*
+ * Wrap a connected descriptor (accepted) as a stream of loop, which must be
+ * the calling thread's loop.  Takes fd over even on failure (closes it).
+ */
+int sl_stream_open_fd(sl_loop *loop, int fd, enum sl_ep_kind kind,
+		      sl_stream **out);
+
+/*
+ * Fill *sa_un and *len for a Unix endpoint ("@name": Linux abstract).
+ * SL_EUNSUPP for an abstract name on other systems, -ENAMETOOLONG.
+ */
+int sl_unix_sockaddr(const sl_endpoint *ep, struct sockaddr_un *sa_un,
+		     socklen_t *len);
+
+/* "127.0.0.1:80", "[::1]:80", "unix:/p", "unix:@n", "unix:".  0 or -errno. */
+int sl_sockaddr_name(const struct sockaddr *sa, socklen_t len, char *buf,
+		     size_t buflen);
+
+/* The bound TCP port of a listener (tests bind port 0), or -errno. */
+int sl_listener_port(const sl_listener *l);
+
+#endif

@@ -1,0 +1,329 @@
+/*
+ * Resolver threads: a mutex-protected FIFO of jobs, SL_RESOLVER_THREADS
+ * workers (two, so one slow name does not hold up every other), and a small
+ * cache.  A job belongs to the resolver until it is posted back; from then
+ * on it belongs to its loop, where cancellation is decided: sl_resolve_cancel
+ * and the result task both run on that loop's thread, so a plain flag is
+ * enough and the task always frees the job.
+ */
+#include "resolver.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef _WIN32
+#include <netdb.h>
+#include <netinet/in.h>
+#endif
+
+#include "net.h"
+
+#define SL_RESOLVER_THREADS 2
+#define SL_RESOLVE_CACHE_MAX 256 /* names; the oldest is dropped beyond */
+
+struct sl_resolve {
+	sl_task task;
+	sl_resolve *next; /* resolver queue */
+	sl_loop *loop;
+	sl_resolve_cb cb;
+	void *arg;
+	int cancelled; /* loop thread only */
+	uint16_t port;
+	int status;
+	size_t n;
+	struct sl_addr addrs[SL_RESOLVE_MAX_ADDRS];
+	char host[]; /* NUL-terminated */
+};
+
+struct cache_entry {
+	struct cache_entry *next;
+	uint64_t stamp; /* sl_clock_ms() of the last good answer */
+	size_t n;
+	struct sl_addr addrs[SL_RESOLVE_MAX_ADDRS];
+	char host[];
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	sl_resolve *head, *tail;
+	int running;
+	int stopping;
+	pthread_t threads[SL_RESOLVER_THREADS];
+	unsigned nthreads;
+	struct cache_entry *cache; /* most recently stored first */
+	size_t cache_len;
+} res = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.cond = PTHREAD_COND_INITIALIZER,
+};
+
+static void set_port(struct sl_addr *a, uint16_t port)
+{
+	if (a->ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
+	else if (a->ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
+}
+
+static int lookup(const char *host, uint16_t port, int flags,
+		  struct sl_addr *addrs, size_t max, size_t *n)
+{
+	struct addrinfo hints, *ai = NULL, *p;
+	int r;
+
+	*n = 0;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	/* No AI_ADDRCONFIG: glibc ignores loopback when deciding, so a host
+	 * with only loopback configured (containers) could not resolve
+	 * "localhost". */
+	hints.ai_flags = flags;
+	r = getaddrinfo(host, NULL, &hints, &ai);
+	if (r != 0)
+		return SL_ERESOLVE;
+	for (p = ai; p != NULL && *n < max; p = p->ai_next) {
+		if ((p->ai_family != AF_INET && p->ai_family != AF_INET6) ||
+		    p->ai_addrlen > sizeof addrs[*n].ss)
+			continue;
+		memset(&addrs[*n], 0, sizeof addrs[*n]);
+		memcpy(&addrs[*n].ss, p->ai_addr, p->ai_addrlen);
+		addrs[*n].len = (socklen_t)p->ai_addrlen;
+		set_port(&addrs[*n], port);
+		(*n)++;
+	}
+	freeaddrinfo(ai);
+	return *n > 0 ? 0 : SL_ERESOLVE;
+}
+
+int sl_resolve_numeric(const char *host, uint16_t port, int passive,
+		       struct sl_addr *addrs, size_t max, size_t *n)
+{
+	return lookup(host, port, AI_NUMERICHOST | (passive ? AI_PASSIVE : 0),
+		      addrs, max, n);
+}
+
+int sl_resolve_sync(const char *host, uint16_t port, int passive,
+		    struct sl_addr *addrs, size_t max, size_t *n)
+{
+	return lookup(host, port, passive ? AI_PASSIVE : 0, addrs, max, n);
+}
+
+/* ---- cache (under res.lock) --------------------------------------------- */
+
+static struct cache_entry *cache_find(const char *host)
+{
+	for (struct cache_entry *e = res.cache; e != NULL; e = e->next)
+		if (strcmp(e->host, host) == 0)
+			return e;
+	return NULL;
+}
+
+static void cache_store(const char *host, const struct sl_addr *addrs,
+			size_t n, uint64_t now)
+{
+	struct cache_entry *e = cache_find(host), **pp;
+	size_t hlen = strlen(host) + 1;
+
+	if (e == NULL) {
+		e = malloc(sizeof *e + hlen);
+		if (e == NULL)
+			return; /* only the cache suffers */
+		memcpy(e->host, host, hlen);
+		e->next = res.cache;
+		res.cache = e;
+		if (++res.cache_len > SL_RESOLVE_CACHE_MAX) {
+			/* Drop the last (oldest inserted) entry. */
+			for (pp = &res.cache; (*pp)->next != NULL;
+			     pp = &(*pp)->next)
+				;
+			free(*pp);
+			*pp = NULL;
+			res.cache_len--;
+		}
+	}
+	e->stamp = now;
+	e->n = n;
+	memcpy(e->addrs, addrs, n * sizeof *addrs);
+}
+
+/* Copy a cached answer into job; fresh_only: younger than the TTL only. */
+static int cache_answer(sl_resolve *job, int fresh_only, uint64_t now)
+{
+	struct cache_entry *e = cache_find(job->host);
+
+	if (e == NULL || (fresh_only && now - e->stamp >= SL_RESOLVE_TTL_MS))
+		return 0;
+	job->n = e->n;
+	memcpy(job->addrs, e->addrs, e->n * sizeof *e->addrs);
+	for (size_t i = 0; i < job->n; i++)
+		set_port(&job->addrs[i], job->port);
+	job->status = 0;
+	return 1;
+}
+
+/* ---- jobs --------------------------------------------------------------- */
+
+/* On the requesting loop. */
+static void job_done(sl_task *t, int status)
+{
+	sl_resolve *job = t->data;
+
+	if (status == 0 && !job->cancelled)
+		job->cb(job->arg, job->status, job->addrs, job->n);
+	free(job);
+}
+
+static void *worker(void *unused)
+{
+	sl_resolve *job;
+	uint64_t now;
+	int r;
+
+	(void)unused;
+	pthread_mutex_lock(&res.lock);
+	for (;;) {
+		while (res.head == NULL && !res.stopping)
+			pthread_cond_wait(&res.cond, &res.lock);
+		if (res.stopping)
+			break;
+		job = res.head;
+		res.head = job->next;
+		if (res.head == NULL)
+			res.tail = NULL;
+		/* Another worker may have refreshed this name meanwhile. */
+		if (cache_answer(job, 1, sl_clock_ms())) {
+			pthread_mutex_unlock(&res.lock);
+			sl_loop_post(job->loop, &job->task);
+			pthread_mutex_lock(&res.lock);
+			continue;
+		}
+		pthread_mutex_unlock(&res.lock);
+
+		r = lookup(job->host, job->port, 0, job->addrs,
+			   SL_RESOLVE_MAX_ADDRS, &job->n);
+		now = sl_clock_ms();
+
+		pthread_mutex_lock(&res.lock);
+		if (r == 0)
+			cache_store(job->host, job->addrs, job->n, now);
+		else if (!cache_answer(job, 0, now))
+			job->status = SL_ERESOLVE;
+		pthread_mutex_unlock(&res.lock);
+		sl_loop_post(job->loop, &job->task);
+		pthread_mutex_lock(&res.lock);
+	}
+	pthread_mutex_unlock(&res.lock);
+	return NULL;
+}
+
+int sl_resolver_init(void)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&res.lock);
+	if (res.running) {
+		pthread_mutex_unlock(&res.lock);
+		return 0;
+	}
+	res.stopping = 0;
+	for (res.nthreads = 0; res.nthreads < SL_RESOLVER_THREADS;
+	     res.nthreads++) {
+		r = pthread_create(&res.threads[res.nthreads], NULL, worker,
+				   NULL);
+		if (r != 0)
+			break;
+	}
+	if (res.nthreads > 0) {
+		res.running = 1;
+		r = 0;
+	}
+	pthread_mutex_unlock(&res.lock);
+	return -r;
+}
+
+void sl_resolver_shutdown(void)
+{
+	struct cache_entry *e;
+	sl_resolve *job;
+
+	pthread_mutex_lock(&res.lock);
+	if (!res.running) {
+		pthread_mutex_unlock(&res.lock);
+		return;
+	}
+	res.stopping = 1;
+	pthread_cond_broadcast(&res.cond);
+	pthread_mutex_unlock(&res.lock);
+	for (unsigned i = 0; i < res.nthreads; i++)
+		pthread_join(res.threads[i], NULL);
+
+	/* Jobs still queued: their loops may be gone by now, so they are
+	 * dropped, not posted; their streams were closed (cancelled) first. */
+	pthread_mutex_lock(&res.lock);
+	while ((job = res.head) != NULL) {
+		res.head = job->next;
+		free(job);
+	}
+	res.tail = NULL;
+	while ((e = res.cache) != NULL) {
+		res.cache = e->next;
+		free(e);
+	}
+	res.cache_len = 0;
+	res.nthreads = 0;
+	res.running = 0;
+	pthread_mutex_unlock(&res.lock);
+}
+
+int sl_resolve_start(sl_loop *loop, const char *host, uint16_t port,
+		     sl_resolve_cb cb, void *arg, sl_resolve **out)
+{
+	size_t hlen = strlen(host) + 1;
+	sl_resolve *job;
+
+	job = malloc(sizeof *job + hlen);
+	if (job == NULL)
+		return -ENOMEM;
+	memset(job, 0, sizeof *job);
+	memcpy(job->host, host, hlen);
+	sl_task_init(&job->task, job_done, job);
+	job->loop = loop;
+	job->cb = cb;
+	job->arg = arg;
+	job->port = port;
+
+	pthread_mutex_lock(&res.lock);
+	if (!res.running) {
+		pthread_mutex_unlock(&res.lock);
+		free(job);
+		return -EINVAL;
+	}
+	if (cache_answer(job, 1, sl_clock_ms())) {
+		/* Fresh in the cache: answer without waking a worker; the
+		 * post still keeps the callback out of this call. */
+		pthread_mutex_unlock(&res.lock);
+		*out = job;
+		sl_loop_post(loop, &job->task);
+		return 0;
+	}
+	if (res.tail != NULL)
+		res.tail->next = job;
+	else
+		res.head = job;
+	res.tail = job;
+	pthread_cond_signal(&res.cond);
+	pthread_mutex_unlock(&res.lock);
+	*out = job;
+	return 0;
+}
+
+void sl_resolve_cancel(sl_resolve *r)
+{
+	if (r != NULL)
+		r->cancelled = 1;
+}

@@ -1,0 +1,961 @@
+/*
+ * Streams over POSIX descriptors: TCP and Unix sockets alike, as a
+ * completion-style API emulated on the loop's level-triggered readiness
+ * watchers (as libuv does on Unix).
+ *
+ * Every user callback but read and alloc is called from one deferred task
+ * per stream (stream_task), never from the function that started the
+ * operation.  sl_stream_close() only marks the stream, closes the descriptor
+ * and turns every pending operation into a -ECANCELED completion; the task
+ * then runs those callbacks, the close callback, and frees.  So the stream's
+ * memory outlives every callback, and code that calls a user callback only
+ * has to re-check the flags afterwards, never whether the stream still
+ * exists.
+ */
+#include "posix.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/uio.h>
+
+#include "resolver.h"
+
+/* Reads per readiness event: enough to drain a burst, few enough that one
+ * busy stream does not starve the others on its loop. */
+#define SL_READS_PER_EVENT 4
+#define SL_READ_SUGGEST 65536
+/* Queued requests gathered into one sendmsg(). */
+#define SL_WRITE_IOV 16
+
+enum {
+	ST_CONNECTING = 1u << 0, /* resolving or connect() in progress */
+	ST_READING = 1u << 1,
+	ST_SHUT_WANTED = 1u << 2, /* shutdown requested, queue not drained */
+	ST_SHUT_DONE = 1u << 3,
+	ST_CLOSING = 1u << 4,
+	ST_TASK_QUEUED = 1u << 5,
+	ST_DRAINING = 1u << 6, /* loop freed: run completions in place */
+};
+
+struct sl_stream {
+	sl_loop *loop;
+	sl_io io;
+	int fd;
+	enum sl_ep_kind kind;
+	unsigned flags;
+	void *data;
+
+	sl_alloc_cb alloc_cb;
+	sl_read_cb read_cb;
+
+	sl_write_req *wq_head, *wq_tail; /* not fully written, in order */
+	size_t wq_bytes;
+	sl_write_req *done_head, *done_tail; /* written or failed: to call */
+	int write_err;                       /* sticky after a failed write */
+
+	sl_shutdown_cb shutdown_cb;
+	int shutdown_status;
+	int shutdown_ready;
+
+	sl_connect_cb connect_cb;
+	int connect_status;
+	int connect_ready;
+	sl_timer timer;
+	sl_resolve *resolve;
+	struct sl_addr *addrs;
+	size_t naddrs, next_addr;
+	int last_err;
+
+	sl_close_cb close_cb;
+	sl_task task;
+};
+
+/* A request's completion status lives in its first implementation slot. */
+static void req_set_status(sl_write_req *req, int status)
+{
+	req->impl[0] = (void *)(intptr_t)status;
+}
+
+static int req_status(const sl_write_req *req)
+{
+	return (int)(intptr_t)req->impl[0];
+}
+
+/* ---- descriptors -------------------------------------------------------- */
+
+int sl_fd_prepare(int fd)
+{
+	int fl;
+
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	fl = fcntl(fd, F_GETFD);
+	if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+		return -errno;
+#if SL_MSG_NOSIGNAL == 0 && defined(SL_HAVE_SO_NOSIGPIPE)
+	{
+		/* macOS: no MSG_NOSIGNAL; the socket option instead. */
+		int one = 1;
+
+		if (setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one,
+			       sizeof one) < 0)
+			return -errno;
+	}
+#endif
+	return 0;
+}
+
+int sl_socket(int family, int type)
+{
+	int fd, r;
+
+#ifdef SL_HAVE_SOCK_FLAGS
+	fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+#if SL_MSG_NOSIGNAL == 0 && defined(SL_HAVE_SO_NOSIGPIPE)
+	r = sl_fd_prepare(fd);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+#endif
+	(void)r;
+#else
+	fd = socket(family, type, 0);
+	if (fd < 0)
+		return -errno;
+	r = sl_fd_prepare(fd);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+#endif
+	return fd;
+}
+
+int sl_unix_sockaddr(const sl_endpoint *ep, struct sockaddr_un *sa_un,
+		     socklen_t *len)
+{
+	size_t n = strlen(ep->path);
+
+	memset(sa_un, 0, sizeof *sa_un);
+	sa_un->sun_family = AF_UNIX;
+	if (ep->abstract) {
+#ifdef __linux__
+		/* Linux: a leading NUL names the abstract namespace; the
+		 * address length, not a terminator, ends the name. */
+		if (n > sizeof sa_un->sun_path)
+			return -ENAMETOOLONG;
+		memcpy(sa_un->sun_path + 1, ep->path + 1, n - 1);
+		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+		return 0;
+#else
+		return SL_EUNSUPP;
+#endif
+	}
+	if (n == 0 || n >= sizeof sa_un->sun_path)
+		return -ENAMETOOLONG;
+	memcpy(sa_un->sun_path, ep->path, n + 1);
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+	return 0;
+}
+
+int sl_sockaddr_name(const struct sockaddr *sa, socklen_t len, char *buf,
+		     size_t buflen)
+{
+	char addr[INET6_ADDRSTRLEN], ifname[IF_NAMESIZE];
+	size_t off = offsetof(struct sockaddr_un, sun_path);
+
+	if (buf == NULL || buflen == 0)
+		return -EINVAL;
+	buf[0] = '\0';
+	switch (sa->sa_family) {
+	case AF_INET: {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, addr, sizeof addr);
+		snprintf(buf, buflen, "%s:%u", addr,
+			 (unsigned)ntohs(in->sin_port));
+		return 0;
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof addr);
+		if (in6->sin6_scope_id == 0)
+			snprintf(buf, buflen, "[%s]:%u", addr,
+				 (unsigned)ntohs(in6->sin6_port));
+		else if (if_indextoname(in6->sin6_scope_id, ifname) != NULL)
+			snprintf(buf, buflen, "[%s%%%s]:%u", addr, ifname,
+				 (unsigned)ntohs(in6->sin6_port));
+		else
+			snprintf(buf, buflen, "[%s%%%u]:%u", addr,
+				 (unsigned)in6->sin6_scope_id,
+				 (unsigned)ntohs(in6->sin6_port));
+		return 0;
+	}
+	case AF_UNIX: {
+		const struct sockaddr_un *un = (const void *)sa;
+		size_t n;
+
+		if ((size_t)len <= off) { /* unnamed (a connecting client) */
+			snprintf(buf, buflen, "unix:");
+			return 0;
+		}
+		n = (size_t)len - off;
+		if (n > sizeof un->sun_path)
+			n = sizeof un->sun_path;
+		if (un->sun_path[0] == '\0') {
+			if (n <= 1) { /* Linux: a zero-length abstract name */
+				snprintf(buf, buflen, "unix:");
+				return 0;
+			}
+			snprintf(buf, buflen, "unix:@%.*s", (int)(n - 1),
+				 un->sun_path + 1);
+			return 0;
+		}
+		snprintf(buf, buflen, "unix:%.*s",
+			 (int)strnlen(un->sun_path, n), un->sun_path);
+		return 0;
+	}
+	}
+	return -EAFNOSUPPORT;
+}
+
+/* ---- the completion task ----------------------------------------------- */
+
+static void stream_task(sl_task *t, int status);
+
+static void schedule(sl_stream *s)
+{
+	if (s->flags & (ST_TASK_QUEUED | ST_DRAINING))
+		return;
+	s->flags |= ST_TASK_QUEUED;
+	sl_loop_defer(s->loop, &s->task);
+}
+
+static int pending(const sl_stream *s)
+{
+	return s->connect_ready || s->done_head != NULL || s->shutdown_ready;
+}
+
+/* Run the completions present now; the ones they cause run next time. */
+static void run_completions(sl_stream *s)
+{
+	sl_write_req *list, *req;
+
+	if (s->connect_ready) {
+		sl_connect_cb cb = s->connect_cb;
+
+		s->connect_ready = 0;
+		s->connect_cb = NULL;
+		cb(s, s->connect_status);
+	}
+	list = s->done_head;
+	s->done_head = s->done_tail = NULL;
+	while ((req = list) != NULL) {
+		list = req->next;
+		req->next = NULL;
+		req->cb(req, req_status(req));
+	}
+	/* After every write callback, also those queued meanwhile. */
+	if (s->shutdown_ready && s->done_head == NULL) {
+		sl_shutdown_cb cb = s->shutdown_cb;
+
+		s->shutdown_ready = 0;
+		s->shutdown_cb = NULL;
+		if (cb != NULL)
+			cb(s, s->shutdown_status);
+	}
+}
+
+static void stream_task(sl_task *t, int status)
+{
+	sl_stream *s = t->data;
+
+	s->flags &= ~ST_TASK_QUEUED;
+	if (status != 0) {
+		/* The loop is being freed.  A live stream stays for its owner
+		 * to close; a closing one completes here and now, so its
+		 * owner can still release what the callbacks hold. */
+		if (!(s->flags & ST_CLOSING))
+			return;
+		s->flags |= ST_DRAINING;
+		while (pending(s))
+			run_completions(s);
+	} else {
+		run_completions(s);
+	}
+	if ((s->flags & ST_CLOSING) && !(s->flags & ST_TASK_QUEUED) &&
+	    !pending(s)) {
+		if (s->close_cb != NULL)
+			s->close_cb(s);
+		free(s);
+	}
+}
+
+/* ---- watcher ------------------------------------------------------------ */
+
+static int update_io(sl_stream *s)
+{
+	unsigned want = 0;
+
+	if (s->fd < 0 || (s->flags & ST_CLOSING))
+		return 0;
+	if (s->flags & ST_CONNECTING) {
+		want = SL_IO_WRITE;
+	} else {
+		if (s->flags & ST_READING)
+			want |= SL_IO_READ;
+		if (s->wq_head != NULL)
+			want |= SL_IO_WRITE;
+	}
+	if (want == s->io.want)
+		return 0;
+	return sl_io_set(&s->io, want);
+}
+
+static void fail_writes(sl_stream *s, int err)
+{
+	sl_write_req *req;
+
+	while ((req = s->wq_head) != NULL) {
+		s->wq_head = req->next;
+		req->next = NULL;
+		req_set_status(req, err);
+		if (s->done_tail != NULL)
+			s->done_tail->next = req;
+		else
+			s->done_head = req;
+		s->done_tail = req;
+	}
+	s->wq_tail = NULL;
+	s->wq_bytes = 0;
+	if (s->flags & ST_SHUT_WANTED) {
+		s->flags &= ~ST_SHUT_WANTED;
+		s->shutdown_status = err;
+		s->shutdown_ready = 1;
+	}
+	schedule(s);
+}
+
+static void do_shutdown(sl_stream *s)
+{
+	s->flags &= ~ST_SHUT_WANTED;
+	s->flags |= ST_SHUT_DONE;
+	s->shutdown_status = shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
+	s->shutdown_ready = 1;
+	schedule(s);
+}
+
+/* Write what the kernel takes; never calls a user callback. */
+static void flush(sl_stream *s)
+{
+	struct iovec iov[SL_WRITE_IOV];
+	struct msghdr msg;
+	sl_write_req *req;
+	size_t total, left, wrote;
+	ssize_t r;
+	int n, err;
+
+	while (s->wq_head != NULL) {
+		n = 0;
+		total = 0;
+		for (req = s->wq_head; req != NULL && n < SL_WRITE_IOV;
+		     req = req->next, n++) {
+			iov[n].iov_base = (char *)req->buf + req->done;
+			iov[n].iov_len = req->len - req->done;
+			total += iov[n].iov_len;
+		}
+		memset(&msg, 0, sizeof msg);
+		msg.msg_iov = iov;
+		msg.msg_iovlen = n;
+		r = sendmsg(s->fd, &msg, SL_MSG_NOSIGNAL);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			err = -errno;
+			s->write_err = err;
+			fail_writes(s, err);
+			return;
+		}
+		wrote = (size_t)r;
+		s->wq_bytes -= wrote;
+		while ((req = s->wq_head) != NULL) {
+			left = req->len - req->done;
+			if ((size_t)r < left) {
+				req->done += (size_t)r;
+				break;
+			}
+			r -= (ssize_t)left;
+			req->done = req->len;
+			s->wq_head = req->next;
+			if (s->wq_head == NULL)
+				s->wq_tail = NULL;
+			req->next = NULL;
+			req_set_status(req, 0);
+			if (s->done_tail != NULL)
+				s->done_tail->next = req;
+			else
+				s->done_head = req;
+			s->done_tail = req;
+		}
+		if (s->done_head != NULL)
+			schedule(s);
+		if (wrote < total)
+			break; /* short write: the socket buffer is full */
+	}
+	if (s->wq_head == NULL && (s->flags & ST_SHUT_WANTED))
+		do_shutdown(s);
+	err = update_io(s);
+	if (err < 0) {
+		s->write_err = err;
+		fail_writes(s, err);
+	}
+}
+
+static void do_read(sl_stream *s)
+{
+	sl_buf buf;
+	ssize_t n;
+	int err;
+
+	for (int i = 0; i < SL_READS_PER_EVENT; i++) {
+		if (!(s->flags & ST_READING))
+			return;
+		buf.base = NULL;
+		buf.len = 0;
+		s->alloc_cb(s, SL_READ_SUGGEST, &buf);
+		if (!(s->flags & ST_READING))
+			return;
+		if (buf.base == NULL || buf.len == 0) {
+			err = -ENOBUFS;
+			goto stop;
+		}
+		do
+			n = recv(s->fd, buf.base, buf.len, 0);
+		while (n < 0 && errno == EINTR);
+		if (n > 0) {
+			s->read_cb(s, (ptrdiff_t)n, &buf);
+			if ((size_t)n < buf.len)
+				return; /* drained: spare the EAGAIN */
+			continue;
+		}
+		if (n == 0) {
+			err = SL_EOF;
+			goto stop;
+		}
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			s->read_cb(s, 0, &buf);
+			return;
+		}
+		err = -errno;
+		goto stop;
+	}
+	return;
+stop:
+	s->flags &= ~ST_READING;
+	update_io(s);
+	s->read_cb(s, err, &buf);
+}
+
+static void connect_next(sl_stream *s);
+static void connect_finish(sl_stream *s, int status);
+
+static void connect_event(sl_stream *s)
+{
+	socklen_t len = sizeof(int);
+	int err = 0;
+
+	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err == 0) {
+		connect_finish(s, 0);
+		return;
+	}
+	sl_io_remove(&s->io);
+	close(s->fd);
+	s->fd = -1;
+	s->last_err = -err;
+	connect_next(s);
+}
+
+static void on_io(sl_io *io, unsigned events)
+{
+	sl_stream *s = io->data;
+
+	if (s->flags & ST_CONNECTING) {
+		connect_event(s);
+		return;
+	}
+	if ((events & (SL_IO_WRITE | SL_IO_ERROR | SL_IO_HUP)) &&
+	    s->wq_head != NULL)
+		flush(s);
+	if ((events & (SL_IO_READ | SL_IO_ERROR | SL_IO_HUP)) &&
+	    (s->flags & ST_READING))
+		do_read(s);
+}
+
+/* ---- creation, connect -------------------------------------------------- */
+
+static void on_timeout(sl_timer *t);
+
+static sl_stream *stream_new(sl_loop *loop, enum sl_ep_kind kind)
+{
+	sl_stream *s = calloc(1, sizeof *s);
+
+	if (s == NULL)
+		return NULL;
+	s->loop = loop;
+	s->fd = -1;
+	s->kind = kind;
+	sl_timer_init(loop, &s->timer, on_timeout, s);
+	sl_task_init(&s->task, stream_task, s);
+	return s;
+}
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+
+	/* Relayed bytes go out as they come; Nagle would only add delay. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int sl_stream_open_fd(sl_loop *loop, int fd, enum sl_ep_kind kind,
+		      sl_stream **out)
+{
+	sl_stream *s = stream_new(loop, kind);
+
+	if (s == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	s->fd = fd;
+	if (kind == SL_EP_TCP)
+		set_nodelay(fd);
+	sl_io_init(loop, &s->io, fd, on_io, s);
+	*out = s;
+	return 0;
+}
+
+static void connect_finish(sl_stream *s, int status)
+{
+	sl_timer_stop(&s->timer);
+	s->flags &= ~ST_CONNECTING;
+	free(s->addrs);
+	s->addrs = NULL;
+	s->naddrs = s->next_addr = 0;
+	if (status == 0) {
+		status = update_io(s);
+		if (status == 0 && s->wq_head != NULL)
+			flush(s);
+		else if (status == 0 && (s->flags & ST_SHUT_WANTED))
+			do_shutdown(s);
+	}
+	if (status < 0) {
+		if (s->fd >= 0) {
+			sl_io_remove(&s->io);
+			close(s->fd);
+			s->fd = -1;
+		}
+		s->flags &= ~ST_READING;
+		fail_writes(s, status);
+	}
+	s->connect_status = status;
+	s->connect_ready = 1;
+	schedule(s);
+}
+
+/* Try the remaining addresses until one connects or is in progress. */
+static void connect_next(sl_stream *s)
+{
+	const struct sl_addr *a;
+	int fd, r, err;
+
+	while (s->next_addr < s->naddrs) {
+		a = &s->addrs[s->next_addr++];
+		fd = sl_socket(a->ss.ss_family, SOCK_STREAM);
+		if (fd < 0) {
+			s->last_err = fd;
+			continue;
+		}
+		if (s->kind == SL_EP_TCP)
+			set_nodelay(fd);
+		do
+			r = connect(fd, (const struct sockaddr *)&a->ss, a->len);
+		while (r < 0 && errno == EINTR);
+		err = r < 0 ? errno : 0;
+		s->fd = fd;
+		sl_io_init(s->loop, &s->io, fd, on_io, s);
+		if (r == 0) {
+			connect_finish(s, 0);
+			return;
+		}
+		if (err == EINPROGRESS) {
+			r = update_io(s);
+			if (r == 0)
+				return;
+		} else {
+			/* Linux: a Unix socket with a full backlog says
+			 * EAGAIN; that is a failure here, never a retry. */
+			r = -err;
+		}
+		sl_io_remove(&s->io);
+		close(fd);
+		s->fd = -1;
+		s->last_err = r;
+	}
+	connect_finish(s, s->last_err != 0 ? s->last_err : -ECONNREFUSED);
+}
+
+static void on_resolved(void *arg, int status, const struct sl_addr *addrs,
+			size_t n)
+{
+	sl_stream *s = arg;
+
+	s->resolve = NULL;
+	if (status != 0) {
+		connect_finish(s, status);
+		return;
+	}
+	s->addrs = malloc(n * sizeof *addrs);
+	if (s->addrs == NULL) {
+		connect_finish(s, -ENOMEM);
+		return;
+	}
+	memcpy(s->addrs, addrs, n * sizeof *addrs);
+	s->naddrs = n;
+	s->next_addr = 0;
+	connect_next(s);
+}
+
+static void on_timeout(sl_timer *t)
+{
+	sl_stream *s = t->data;
+
+	if (!(s->flags & ST_CONNECTING))
+		return;
+	sl_resolve_cancel(s->resolve);
+	s->resolve = NULL;
+	if (s->fd >= 0) {
+		sl_io_remove(&s->io);
+		close(s->fd);
+		s->fd = -1;
+	}
+	connect_finish(s, -ETIMEDOUT);
+}
+
+int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
+		      uint64_t timeout_ms, sl_connect_cb cb, void *data,
+		      sl_stream **out)
+{
+	sl_stream *s;
+	struct sockaddr_un sa_un;
+	socklen_t len;
+	size_t n;
+	int r;
+
+	if (loop == NULL || ep == NULL || cb == NULL || out == NULL)
+		return -EINVAL;
+	if (ep->kind != SL_EP_TCP && ep->kind != SL_EP_UNIX)
+		return SL_EUNSUPP;
+	s = stream_new(loop, ep->kind);
+	if (s == NULL)
+		return -ENOMEM;
+	s->data = data;
+	s->connect_cb = cb;
+	s->flags |= ST_CONNECTING;
+
+	if (ep->kind == SL_EP_UNIX || ep->host_is_literal) {
+		s->addrs = calloc(ep->kind == SL_EP_UNIX ? 1
+							 : SL_RESOLVE_MAX_ADDRS,
+				  sizeof *s->addrs);
+		if (s->addrs == NULL) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		if (ep->kind == SL_EP_UNIX) {
+			r = sl_unix_sockaddr(ep, &sa_un, &len);
+			if (r < 0)
+				goto fail;
+			memcpy(&s->addrs[0].ss, &sa_un, len);
+			s->addrs[0].len = len;
+			n = 1;
+		} else {
+			r = sl_resolve_numeric(ep->host, ep->port, 0, s->addrs,
+					       SL_RESOLVE_MAX_ADDRS, &n);
+			if (r < 0)
+				goto fail;
+		}
+		s->naddrs = n;
+	} else {
+		r = sl_resolve_start(loop, ep->host, ep->port, on_resolved, s,
+				     &s->resolve);
+		if (r < 0)
+			goto fail;
+	}
+	if (timeout_ms > 0)
+		sl_timer_start(&s->timer, timeout_ms);
+	*out = s;
+	if (s->addrs != NULL)
+		connect_next(s);
+	return 0;
+fail:
+	free(s->addrs);
+	free(s);
+	return r;
+}
+
+/* ---- the stream API ----------------------------------------------------- */
+
+void sl_stream_set_data(sl_stream *s, void *data)
+{
+	s->data = data;
+}
+
+void *sl_stream_get_data(const sl_stream *s)
+{
+	return s->data;
+}
+
+sl_loop *sl_stream_loop(const sl_stream *s)
+{
+	return s->loop;
+}
+
+enum sl_ep_kind sl_stream_kind(const sl_stream *s)
+{
+	return s->kind;
+}
+
+int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
+{
+	int r;
+
+	if (s == NULL || alloc == NULL || cb == NULL)
+		return -EINVAL;
+	if (s->flags & ST_CLOSING)
+		return -EBADF;
+	if (s->fd < 0 && !(s->flags & ST_CONNECTING))
+		return -ENOTCONN;
+	s->alloc_cb = alloc;
+	s->read_cb = cb;
+	if (s->flags & ST_READING)
+		return 0;
+	s->flags |= ST_READING;
+	r = update_io(s);
+	if (r < 0)
+		s->flags &= ~ST_READING;
+	return r;
+}
+
+int sl_stream_read_stop(sl_stream *s)
+{
+	if (s == NULL)
+		return -EINVAL;
+	if (!(s->flags & ST_READING))
+		return 0;
+	s->flags &= ~ST_READING;
+	return update_io(s);
+}
+
+int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
+		    size_t len, sl_write_cb cb)
+{
+	if (s == NULL || req == NULL || (buf == NULL && len > 0))
+		return -EINVAL;
+	if (s->flags & ST_CLOSING)
+		return -EBADF;
+	if (s->write_err != 0)
+		return s->write_err;
+	if (s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
+		return -EPIPE;
+	if (s->fd < 0 && !(s->flags & ST_CONNECTING))
+		return -ENOTCONN;
+	req->cb = cb;
+	req->stream = s;
+	req->buf = buf;
+	req->len = len;
+	req->done = 0;
+	req->next = NULL;
+	req_set_status(req, 0);
+	if (s->wq_tail != NULL)
+		s->wq_tail->next = req;
+	else
+		s->wq_head = req;
+	s->wq_tail = req;
+	s->wq_bytes += len;
+	/* With older requests queued, the armed watcher writes this one. */
+	if (s->wq_head == req && !(s->flags & ST_CONNECTING))
+		flush(s);
+	return 0;
+}
+
+ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len)
+{
+	ssize_t r;
+
+	if (s == NULL || (buf == NULL && len > 0))
+		return -EINVAL;
+	if (s->flags & ST_CLOSING)
+		return -EBADF;
+	if (s->flags & ST_CONNECTING)
+		return -EAGAIN;
+	if (s->fd < 0)
+		return -ENOTCONN;
+	if (s->write_err != 0)
+		return s->write_err;
+	if (s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
+		return -EPIPE;
+	if (s->wq_head != NULL)
+		return -EAGAIN;
+	if (len == 0)
+		return 0;
+	do
+		r = send(s->fd, buf, len, SL_MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return (ptrdiff_t)r;
+}
+
+size_t sl_stream_write_queue_size(const sl_stream *s)
+{
+	return s != NULL ? s->wq_bytes : 0;
+}
+
+int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
+{
+	if (s == NULL)
+		return -EINVAL;
+	if (s->flags & ST_CLOSING)
+		return -EBADF;
+	if ((s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE)) || s->shutdown_ready)
+		return -EALREADY;
+	if (s->fd < 0 && !(s->flags & ST_CONNECTING))
+		return -ENOTCONN;
+	s->shutdown_cb = cb;
+	s->flags |= ST_SHUT_WANTED;
+	if (s->write_err != 0) {
+		/* The queue was already failed; the shutdown fails alike. */
+		s->flags &= ~ST_SHUT_WANTED;
+		s->shutdown_status = s->write_err;
+		s->shutdown_ready = 1;
+		schedule(s);
+	} else if (!(s->flags & ST_CONNECTING) && s->wq_head == NULL) {
+		do_shutdown(s);
+	}
+	return 0;
+}
+
+static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
+{
+	if (s == NULL || (s->flags & ST_CLOSING))
+		return;
+	s->flags |= ST_CLOSING;
+	s->flags &= ~ST_READING;
+	s->close_cb = cb;
+	sl_timer_stop(&s->timer);
+	sl_resolve_cancel(s->resolve);
+	s->resolve = NULL;
+	if (s->fd >= 0) {
+		sl_io_remove(&s->io);
+		if (reset && s->kind == SL_EP_TCP &&
+		    !(s->flags & ST_CONNECTING)) {
+			struct linger lg = {1, 0};
+
+			setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		}
+		close(s->fd);
+		s->fd = -1;
+	}
+	if (s->flags & ST_CONNECTING) {
+		s->flags &= ~ST_CONNECTING;
+		s->connect_status = -ECANCELED;
+		s->connect_ready = 1;
+	}
+	free(s->addrs);
+	s->addrs = NULL;
+	fail_writes(s, -ECANCELED);
+	if (s->shutdown_cb != NULL && !s->shutdown_ready) {
+		s->shutdown_status = -ECANCELED;
+		s->shutdown_ready = 1;
+	}
+	schedule(s);
+}
+
+void sl_stream_close(sl_stream *s, sl_close_cb cb)
+{
+	stream_close(s, cb, 0);
+}
+
+void sl_stream_close_reset(sl_stream *s, sl_close_cb cb)
+{
+	stream_close(s, cb, 1);
+}
+
+static int name_of(const sl_stream *s, char *buf, size_t len, int peer)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	int r;
+
+	if (buf == NULL || len == 0)
+		return -EINVAL;
+	buf[0] = '\0';
+	if (s == NULL || s->fd < 0)
+		return -ENOTCONN;
+	memset(&ss, 0, sizeof ss);
+	r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &sl)
+		 : getsockname(s->fd, (struct sockaddr *)&ss, &sl);
+	if (r < 0)
+		return -errno;
+	return sl_sockaddr_name((struct sockaddr *)&ss, sl, buf, len);
+}
+
+int sl_stream_peer_name(const sl_stream *s, char *buf, size_t len)
+{
+	return name_of(s, buf, len, 1);
+}
+
+int sl_stream_local_name(const sl_stream *s, char *buf, size_t len)
+{
+	return name_of(s, buf, len, 0);
+}
+
+/* ---- process-wide ------------------------------------------------------- */
+
+int sl_net_init(void)
+{
+	struct sigaction sa;
+
+	/* Belt and braces next to MSG_NOSIGNAL/SO_NOSIGPIPE: a write to a
+	 * closed peer must be an EPIPE, never a dead daemon. */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGPIPE, &sa, NULL) < 0)
+		return -errno;
+	return sl_resolver_init();
+}
+
+void sl_net_shutdown(void)
+{
+	sl_resolver_shutdown();
+}
