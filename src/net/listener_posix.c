@@ -368,6 +368,14 @@ static int open_tcp(sl_listener *l, char *err, size_t errlen)
 	if (listen(l->fd, l->backlog) < 0)
 		return fail(err, errlen, -errno, "%s: listen: %s", l->name,
 			    strerror(errno));
+	if (l->ep.port == 0) {
+		/* Port 0 (tests): name the port the kernel chose. */
+		r = sl_listener_port(l);
+		if (r > 0) {
+			l->ep.port = (uint16_t)r;
+			sl_endpoint_format(&l->ep, l->name, sizeof l->name);
+		}
+	}
 	return 0;
 }
 
