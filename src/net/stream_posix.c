@@ -392,6 +392,9 @@ static void flush(sl_stream *s)
 			err = -errno;
 			s->write_err = err;
 			fail_writes(s, err);
+			/* Drop the write interest, or a level-triggered
+			 * error would wake this loop for nothing, forever. */
+			update_io(s);
 			return;
 		}
 		wrote = (size_t)r;
