@@ -1,10 +1,13 @@
 /*
  * Resolver threads: a mutex-protected FIFO of jobs, SL_RESOLVER_THREADS
  * workers (two, so one slow name does not hold up every other), and a small
- * cache.  A job belongs to the resolver until it is posted back; from then
- * on it belongs to its loop, where cancellation is decided: sl_resolve_cancel
- * and the result task both run on that loop's thread, so a plain flag is
- * enough and the task always frees the job.
+ * cache.
+ *
+ * Cancellation: sl_resolve_cancel sets job->cancelled under res.lock.  A
+ * worker decides under the same lock, once the answer is in, whether to
+ * post the job back (then the result task frees it, and sees the flag if a
+ * cancel came later: both run on the requesting loop's thread) or to free
+ * it (cancelled: its stream, and maybe its loop, may be gone).
  */
 #include "resolver.h"
 
@@ -29,7 +32,7 @@ struct sl_resolve {
 	sl_loop *loop;
 	sl_resolve_cb cb;
 	void *arg;
-	int cancelled; /* loop thread only */
+	int cancelled; /* written under res.lock */
 	uint16_t port;
 	int status;
 	size_t n;
@@ -168,6 +171,20 @@ static int cache_answer(sl_resolve *job, int fresh_only, uint64_t now)
 
 /* ---- jobs --------------------------------------------------------------- */
 
+/*
+ * Under res.lock: hand the answered job to its loop, or free it when it was
+ * cancelled meanwhile.  Posting under the lock is what makes a concurrent
+ * cancel safe; sl_loop_post only takes the loop's own queue lock, and no
+ * loop takes res.lock while holding that.
+ */
+static void job_finish_locked(sl_resolve *job)
+{
+	if (job->cancelled)
+		free(job);
+	else
+		sl_loop_post(job->loop, &job->task);
+}
+
 /* On the requesting loop. */
 static void job_done(sl_task *t, int status)
 {
@@ -195,11 +212,10 @@ static void *worker(void *unused)
 		res.head = job->next;
 		if (res.head == NULL)
 			res.tail = NULL;
-		/* Another worker may have refreshed this name meanwhile. */
-		if (cache_answer(job, 1, sl_clock_ms())) {
-			pthread_mutex_unlock(&res.lock);
-			sl_loop_post(job->loop, &job->task);
-			pthread_mutex_lock(&res.lock);
+		/* Cancelled while queued, or another worker refreshed this
+		 * name meanwhile: no lookup. */
+		if (job->cancelled || cache_answer(job, 1, sl_clock_ms())) {
+			job_finish_locked(job);
 			continue;
 		}
 		pthread_mutex_unlock(&res.lock);
@@ -213,9 +229,7 @@ static void *worker(void *unused)
 			cache_store(job->host, job->addrs, job->n, now);
 		else if (!cache_answer(job, 0, now))
 			job->status = SL_ERESOLVE;
-		pthread_mutex_unlock(&res.lock);
-		sl_loop_post(job->loop, &job->task);
-		pthread_mutex_lock(&res.lock);
+		job_finish_locked(job);
 	}
 	pthread_mutex_unlock(&res.lock);
 	return NULL;
@@ -324,6 +338,9 @@ int sl_resolve_start(sl_loop *loop, const char *host, uint16_t port,
 
 void sl_resolve_cancel(sl_resolve *r)
 {
-	if (r != NULL)
-		r->cancelled = 1;
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&res.lock);
+	r->cancelled = 1;
+	pthread_mutex_unlock(&res.lock);
 }
