@@ -1,0 +1,1321 @@
+/*
+ * Config loading in two passes.  Pass one turns libyaml's events into a
+ * small tree of nodes with their positions, refusing what the schema never
+ * needs (anchors, aliases, unknown tags, several documents) so pass two sees
+ * plain data.  Pass two walks the tree against per-mapping key tables and
+ * fills a struct sl_config.  Both stop at the first error, so there is
+ * exactly one message; a YAML syntax error anywhere wins over schema errors,
+ * which come in document order.
+ *
+ * To add a key: write a setter and add a line to the table of its mapping;
+ * the unknown-key message lists the table, so it stays right by itself.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#include "log.h"
+
+/* A config is read into memory whole; nothing sane comes near this. */
+#define CONF_MAX_BYTES (16u * 1024 * 1024)
+/* The schema nests 5 levels deep; the cap keeps a hostile file from making
+ * the recursive free deep. */
+#define CONF_MAX_DEPTH 64
+/* Timers add a duration to the loop clock: keep far from overflow. */
+#define DURATION_MAX_MS (365ull * 24 * 3600 * 1000)
+#define ROUTE_NAME_MAX 64
+#define USER_NAME_MAX 256
+#define SECURITY_MAX 4096
+#define ATTEMPTS_MAX 16
+
+#define TAG_PREFIX "tag:yaml.org,2002:"
+
+/* ---- durations and sizes ---------------------------------------------- */
+
+/* Decimal digits only, the whole of [s, end); 0 or -1 (none, overflow). */
+static int parse_digits(const char *s, const char *end, uint64_t *v)
+{
+	uint64_t n = 0;
+
+	if (s == end)
+		return -1;
+	for (; s < end; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		if (n > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return -1;
+		n = n * 10 + (uint64_t)(*s - '0');
+	}
+	*v = n;
+	return 0;
+}
+
+int sl_parse_duration(const char *s, uint64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = {
+		{ "ms", 1 },	     { "s", 1000 },	  { "", 1000 },
+		{ "m", 60000 },	     { "h", 3600000 },	  { "d", 86400000 },
+	};
+	const char *end;
+	uint64_t n;
+
+	if (s == NULL || ms == NULL)
+		return -1;
+	end = s + strspn(s, "0123456789");
+	if (parse_digits(s, end, &n) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcmp(end, units[i].unit) != 0)
+			continue;
+		if (n > UINT64_MAX / units[i].ms)
+			return -1;
+		*ms = n * units[i].ms;
+		return 0;
+	}
+	return -1;
+}
+
+int sl_parse_size(const char *s, uint64_t *bytes)
+{
+	const char *end;
+	uint64_t n;
+	unsigned shift;
+
+	if (s == NULL || bytes == NULL)
+		return -1;
+	end = s + strspn(s, "0123456789");
+	if (parse_digits(s, end, &n) < 0)
+		return -1;
+	switch (*end) {
+	case '\0':
+		shift = 0;
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	default:
+		return -1;
+	}
+	if (shift != 0 && end[1] != '\0')
+		return -1;
+	if (n > UINT64_MAX >> shift)
+		return -1;
+	*bytes = n << shift;
+	return 0;
+}
+
+/* ---- pass one: the node tree ------------------------------------------ */
+
+enum node_kind { N_SCALAR, N_SEQ, N_MAP };
+
+struct node {
+	enum node_kind kind;
+	unsigned line, col; /* 1-based */
+	int null;	    /* plain ~, null, empty, or tagged !!null */
+	char *text;	    /* scalars; NUL-terminated, no NUL inside */
+	struct node **kid;  /* sequence items; mapping key, value, key, ... */
+	size_t nkid, cap;
+};
+
+struct ctx {
+	const char *name;
+	char *err;
+	size_t errlen;
+	sl_config *cfg;
+	size_t route; /* index of the route being read */
+	int failed;
+};
+
+static void node_free(struct node *n)
+{
+	if (n == NULL)
+		return;
+	for (size_t i = 0; i < n->nkid; i++)
+		node_free(n->kid[i]);
+	free(n->kid);
+	free(n->text);
+	free(n);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static int fail_at(struct ctx *c, unsigned line, unsigned col,
+		   const char *fmt, ...);
+
+/* Record the first error only; returns -1 for `return fail(...)`. */
+static int fail_at(struct ctx *c, unsigned line, unsigned col,
+		   const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (c->failed)
+		return -1;
+	c->failed = 1;
+	if (c->err == NULL || c->errlen == 0)
+		return -1;
+	if (line > 0)
+		n = snprintf(c->err, c->errlen, "%s:%u:%u: ", c->name, line,
+			     col);
+	else
+		n = snprintf(c->err, c->errlen, "%s: ", c->name);
+	if (n < 0 || (size_t)n >= c->errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+#define fail(c, node, ...) fail_at((c), (node)->line, (node)->col, __VA_ARGS__)
+
+/*
+ * Text from the file, made safe and short for a message: at most 64 bytes,
+ * control characters as '?'.  The buffer is per call site (static would not
+ * survive two quotes in one message).
+ */
+struct qbuf {
+	char s[72];
+};
+
+static const char *quote(struct qbuf *q, const char *text)
+{
+	size_t i;
+
+	for (i = 0; text[i] != '\0' && i < 64; i++)
+		q->s[i] = (unsigned char)text[i] < 0x20 || text[i] == 0x7f
+				  ? '?'
+				  : text[i];
+	if (text[i] != '\0') {
+		memcpy(q->s + i, "...", 3);
+		i += 3;
+	}
+	q->s[i] = '\0';
+	return q->s;
+}
+
+static const char *kind_name(enum node_kind k)
+{
+	return k == N_SCALAR ? "a scalar" : k == N_SEQ ? "a sequence"
+						       : "a mapping";
+}
+
+/* Anchors, aliases and tags are refused before any node is made. */
+static int check_props(struct ctx *c, const yaml_event_t *ev,
+		       const yaml_char_t *anchor, const yaml_char_t *tag,
+		       enum node_kind kind)
+{
+	static const char *const scalar_tags[] = { "str", "int", "float",
+						   "bool", "null" };
+	unsigned line = (unsigned)ev->start_mark.line + 1;
+	unsigned col = (unsigned)ev->start_mark.column + 1;
+	const char *t = (const char *)tag;
+	struct qbuf q;
+
+	if (anchor != NULL)
+		return fail_at(c, line, col,
+			       "anchors and aliases are not supported (write "
+			       "the value out)");
+	/* "!" is YAML's non-specific tag: a quoted string, so allowed. */
+	if (t == NULL || strcmp(t, "!") == 0)
+		return 0;
+	if (strncmp(t, TAG_PREFIX, sizeof TAG_PREFIX - 1) == 0) {
+		const char *s = t + sizeof TAG_PREFIX - 1;
+
+		if (kind == N_SEQ && strcmp(s, "seq") == 0)
+			return 0;
+		if (kind == N_MAP && strcmp(s, "map") == 0)
+			return 0;
+		if (kind == N_SCALAR)
+			for (size_t i = 0; i < sizeof scalar_tags /
+						       sizeof scalar_tags[0];
+			     i++)
+				if (strcmp(s, scalar_tags[i]) == 0)
+					return 0;
+		return fail_at(c, line, col,
+			       "tag '!!%s' on %s (expected no tag, or a core "
+			       "tag that fits: !!str, !!int, !!float, !!bool, "
+			       "!!null, !!seq, !!map)",
+			       quote(&q, s), kind_name(kind));
+	}
+	return fail_at(c, line, col,
+		       "unsupported tag '%s' (expected no tag, or a YAML core "
+		       "tag such as !!str)",
+		       quote(&q, t));
+}
+
+static struct node *node_new(struct ctx *c, enum node_kind kind,
+			     const yaml_event_t *ev)
+{
+	struct node *n = calloc(1, sizeof *n);
+
+	if (n == NULL) {
+		fail_at(c, 0, 0, "out of memory");
+		return NULL;
+	}
+	n->kind = kind;
+	n->line = (unsigned)ev->start_mark.line + 1;
+	n->col = (unsigned)ev->start_mark.column + 1;
+	return n;
+}
+
+static int node_add(struct ctx *c, struct node *parent, struct node *n)
+{
+	if (parent->nkid == parent->cap) {
+		size_t cap = parent->cap ? parent->cap * 2 : 8;
+		struct node **kid = realloc(parent->kid, cap * sizeof *kid);
+
+		if (kid == NULL)
+			return fail_at(c, 0, 0, "out of memory");
+		parent->kid = kid;
+		parent->cap = cap;
+	}
+	parent->kid[parent->nkid++] = n;
+	return 0;
+}
+
+static int is_null_text(const char *s)
+{
+	return s[0] == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+	       strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+static struct node *scalar_new(struct ctx *c, const yaml_event_t *ev)
+{
+	const char *tag = (const char *)ev->data.scalar.tag;
+	size_t len = ev->data.scalar.length;
+	struct node *n;
+
+	if (check_props(c, ev, ev->data.scalar.anchor, ev->data.scalar.tag,
+			N_SCALAR) < 0)
+		return NULL;
+	if ((n = node_new(c, N_SCALAR, ev)) == NULL)
+		return NULL;
+	if (memchr(ev->data.scalar.value, '\0', len) != NULL) {
+		fail(c, n, "NUL character in a string (not allowed)");
+		node_free(n);
+		return NULL;
+	}
+	if ((n->text = malloc(len + 1)) == NULL) {
+		fail_at(c, 0, 0, "out of memory");
+		node_free(n);
+		return NULL;
+	}
+	memcpy(n->text, ev->data.scalar.value, len);
+	n->text[len] = '\0';
+	if (tag != NULL)
+		n->null = strcmp(tag, TAG_PREFIX "null") == 0;
+	else
+		n->null = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+			  is_null_text(n->text);
+	return n;
+}
+
+/* Line and column of a byte offset, for reader errors (bad encoding), which
+ * libyaml reports by offset only. */
+static void offset_mark(const char *text, size_t len, size_t off,
+			unsigned *line, unsigned *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off && i < len; i++) {
+		if (text[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else if (((unsigned char)text[i] & 0xc0) != 0x80) {
+			(*col)++;
+		}
+	}
+}
+
+static int yaml_fail(struct ctx *c, const yaml_parser_t *p, const char *text,
+		     size_t len)
+{
+	unsigned line, col;
+
+	switch (p->error) {
+	case YAML_MEMORY_ERROR:
+		return fail_at(c, 0, 0, "out of memory");
+	case YAML_READER_ERROR:
+		offset_mark(text, len, p->problem_offset, &line, &col);
+		return fail_at(c, line, col, "%s (expected UTF-8 text)",
+			       p->problem ? p->problem : "cannot read");
+	default:
+		line = (unsigned)p->problem_mark.line + 1;
+		col = (unsigned)p->problem_mark.column + 1;
+		if (p->context != NULL)
+			return fail_at(c, line, col, "%s (YAML syntax, %s at "
+						     "%u:%u)",
+				       p->problem ? p->problem : "syntax error",
+				       p->context,
+				       (unsigned)p->context_mark.line + 1,
+				       (unsigned)p->context_mark.column + 1);
+		return fail_at(c, line, col, "%s (YAML syntax)",
+			       p->problem ? p->problem : "syntax error");
+	}
+}
+
+/*
+ * Build the tree of the one document in text.  *root is NULL for a stream
+ * without documents (an empty file, or comments only).
+ */
+static int build_tree(struct ctx *c, const char *text, size_t len,
+		      struct node **root)
+{
+	struct node *stack[CONF_MAX_DEPTH];
+	size_t depth = 0;
+	yaml_parser_t p;
+	yaml_event_t ev;
+	int ndocs = 0, done = 0, r = 0;
+
+	*root = NULL;
+	if (!yaml_parser_initialize(&p))
+		return fail_at(c, 0, 0, "out of memory");
+	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+	while (!done) {
+		struct node *n = NULL;
+		enum node_kind kind;
+
+		if (!yaml_parser_parse(&p, &ev)) {
+			r = yaml_fail(c, &p, text, len);
+			break;
+		}
+		switch (ev.type) {
+		case YAML_STREAM_END_EVENT:
+			done = 1;
+			break;
+		case YAML_DOCUMENT_START_EVENT:
+			if (++ndocs > 1)
+				r = fail_at(c, (unsigned)ev.start_mark.line + 1,
+					    (unsigned)ev.start_mark.column + 1,
+					    "a second YAML document (expected "
+					    "one document)");
+			break;
+		case YAML_ALIAS_EVENT:
+			r = fail_at(c, (unsigned)ev.start_mark.line + 1,
+				    (unsigned)ev.start_mark.column + 1,
+				    "anchors and aliases are not supported "
+				    "(write the value out)");
+			break;
+		case YAML_SCALAR_EVENT:
+			if ((n = scalar_new(c, &ev)) == NULL)
+				r = -1;
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT:
+			kind = ev.type == YAML_SEQUENCE_START_EVENT ? N_SEQ
+								    : N_MAP;
+			if (kind == N_SEQ)
+				r = check_props(c, &ev,
+						ev.data.sequence_start.anchor,
+						ev.data.sequence_start.tag,
+						kind);
+			else
+				r = check_props(c, &ev,
+						ev.data.mapping_start.anchor,
+						ev.data.mapping_start.tag,
+						kind);
+			if (r < 0)
+				break;
+			if (depth == CONF_MAX_DEPTH) {
+				r = fail_at(c, (unsigned)ev.start_mark.line + 1,
+					    (unsigned)ev.start_mark.column + 1,
+					    "nested too deep (at most %d "
+					    "levels)",
+					    CONF_MAX_DEPTH);
+				break;
+			}
+			if ((n = node_new(c, kind, &ev)) == NULL)
+				r = -1;
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			depth--;
+			break;
+		default:
+			break;
+		}
+		yaml_event_delete(&ev);
+		if (n != NULL) {
+			if (depth == 0) {
+				*root = n;
+			} else if (node_add(c, stack[depth - 1], n) < 0) {
+				node_free(n);
+				r = -1;
+			}
+			if (r == 0 && n->kind != N_SCALAR)
+				stack[depth++] = n;
+		}
+		if (r < 0)
+			break;
+	}
+	yaml_parser_delete(&p);
+	if (r < 0) {
+		node_free(*root);
+		*root = NULL;
+	}
+	return r;
+}
+
+/* ---- pass two: the schema --------------------------------------------- */
+
+struct key {
+	const char *name;
+	/* Checks v (the value of key k) and stores it into obj. */
+	int (*set)(struct ctx *c, const struct node *k, const struct node *v,
+		   void *obj);
+	const char *expect; /* for messages: what a value looks like */
+	int required;
+};
+
+#define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
+
+static int key_is(const struct node *k, const char *name)
+{
+	return strcmp(k->text, name) == 0;
+}
+
+/*
+ * Walk the pairs of map in order against the table keys; where names the
+ * mapping in messages ("at top level", "in route").  seen[] receives the
+ * key node of each table entry that was present (NULL otherwise).
+ */
+static int walk_map(struct ctx *c, const struct node *map, const char *where,
+		    const struct key *keys, size_t nkeys, void *obj,
+		    const struct node **seen)
+{
+	char list[512];
+	struct qbuf q;
+	size_t off = 0;
+
+	for (size_t j = 0; j < nkeys; j++)
+		seen[j] = NULL;
+	for (size_t i = 0; i + 1 < map->nkid; i += 2) {
+		const struct node *k = map->kid[i], *v = map->kid[i + 1];
+		size_t j;
+
+		if (k->kind != N_SCALAR)
+			return fail(c, k, "%s as a key %s (expected a key name)",
+				    kind_name(k->kind), where);
+		if (k->null)
+			return fail(c, k, "empty key %s (expected a key name)",
+				    where);
+		for (j = 0; j < nkeys; j++)
+			if (key_is(k, keys[j].name))
+				break;
+		if (j == nkeys) {
+			for (size_t m = 0; m < nkeys; m++) {
+				int n = snprintf(list + off, sizeof list - off,
+						 "%s%s", m ? ", " : "",
+						 keys[m].name);
+
+				if (n > 0 && (size_t)n < sizeof list - off)
+					off += (size_t)n;
+			}
+			list[off] = '\0';
+			return fail(c, k, "unknown key '%s' %s (expected %s)",
+				    quote(&q, k->text), where, list);
+		}
+		if (seen[j] != NULL)
+			return fail(c, k,
+				    "duplicate key '%s' %s (each key once; "
+				    "first at %u:%u)",
+				    k->text, where, seen[j]->line,
+				    seen[j]->col);
+		seen[j] = k;
+		if (keys[j].set(c, k, v, obj) < 0)
+			return -1;
+	}
+	for (size_t j = 0; j < nkeys; j++)
+		if (keys[j].required && seen[j] == NULL)
+			return fail(c, map,
+				    "missing required key '%s' %s (expected "
+				    "%s: %s)",
+				    keys[j].name, where, keys[j].name,
+				    keys[j].expect);
+	return 0;
+}
+
+/* The text of v, which must be a scalar with a value; else NULL. */
+static const char *scalar(struct ctx *c, const struct node *k,
+			  const struct node *v, const char *expect)
+{
+	if (v->kind != N_SCALAR) {
+		fail(c, v, "%s is %s (expected %s)", k->text,
+		     kind_name(v->kind), expect);
+		return NULL;
+	}
+	if (v->null) {
+		fail(c, v, "%s has no value (expected %s)", k->text, expect);
+		return NULL;
+	}
+	return v->text;
+}
+
+/*
+ * A decimal integer in [min, max]: digits only, so "0x10", "+4", "-1",
+ * "1_000" and "1e3" are refused, and so is "010", which YAML 1.1 reads as
+ * octal and a reader might not.
+ */
+static int get_uint(struct ctx *c, const struct node *k, const struct node *v,
+		    uint64_t min, uint64_t max, const char *expect,
+		    uint64_t *out)
+{
+	const char *s = scalar(c, k, v, expect);
+	struct qbuf q;
+	uint64_t n;
+
+	if (s == NULL)
+		return -1;
+	if (s[0] == '\0' || strspn(s, "0123456789") != strlen(s) ||
+	    (s[0] == '0' && s[1] != '\0'))
+		return fail(c, v, "%s: '%s' is not a decimal integer "
+				  "(expected %s)",
+			    k->text, quote(&q, s), expect);
+	if (parse_digits(s, s + strlen(s), &n) < 0 || n < min || n > max)
+		return fail(c, v, "%s: '%s' is out of range (expected %s)",
+			    k->text, quote(&q, s), expect);
+	*out = n;
+	return 0;
+}
+
+static int get_duration(struct ctx *c, const struct node *k,
+			const struct node *v, uint64_t min, const char *expect,
+			uint64_t *out)
+{
+	const char *s = scalar(c, k, v, expect);
+	struct qbuf q;
+	uint64_t ms;
+
+	if (s == NULL)
+		return -1;
+	if (s[0] < '0' || s[0] > '9' || sl_parse_duration(s, &ms) < 0) {
+		/* Tell overflow from nonsense: digits and a known unit. */
+		size_t d = strspn(s, "0123456789");
+		const char *u = s + d;
+
+		if (d > 0 && (strcmp(u, "") == 0 || strcmp(u, "ms") == 0 ||
+			      (u[0] != '\0' && u[1] == '\0' &&
+			       strchr("smhd", u[0]) != NULL)))
+			return fail(c, v, "%s: '%s' is out of range "
+					  "(expected %s)",
+				    k->text, quote(&q, s), expect);
+		return fail(c, v, "%s: '%s' is not a duration (expected %s)",
+			    k->text, quote(&q, s), expect);
+	}
+	if (ms < min || ms > DURATION_MAX_MS)
+		return fail(c, v, "%s: '%s' is out of range (expected %s)",
+			    k->text, quote(&q, s), expect);
+	*out = ms;
+	return 0;
+}
+
+/* A string of 1..max bytes without control characters. */
+static int get_string(struct ctx *c, const struct node *k,
+		      const struct node *v, size_t max, const char *expect,
+		      char **out)
+{
+	const char *s = scalar(c, k, v, expect);
+	struct qbuf q;
+	size_t n;
+
+	if (s == NULL)
+		return -1;
+	n = strlen(s);
+	if (n == 0 || n > max)
+		return fail(c, v, "%s: '%s' has a bad length (expected %s)",
+			    k->text, quote(&q, s), expect);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return fail(c, v, "%s: control character in '%s' "
+					  "(expected %s)",
+				    k->text, quote(&q, s), expect);
+	if ((*out = strdup(s)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	return 0;
+}
+
+static int get_endpoint(struct ctx *c, const struct node *k,
+			const struct node *v, const char *expect,
+			sl_endpoint *ep, char **address, sl_conf_mark *mark)
+{
+	const char *s = scalar(c, k, v, expect);
+	char eerr[256] = "";
+	struct qbuf q;
+
+	if (s == NULL)
+		return -1;
+	if (sl_endpoint_parse(s, ep, eerr, sizeof eerr) < 0)
+		return fail(c, v, "%s: bad endpoint '%s': %s", k->text,
+			    quote(&q, s), eerr[0] ? eerr : "invalid");
+	if ((*address = strdup(s)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	mark->line = v->line;
+	mark->col = v->col;
+	return 0;
+}
+
+/* ---- top level ---- */
+
+#define EXP_THREADS "auto or 1-1024"
+#define EXP_MAXCONN "0-4294967295, 0 = unlimited"
+#define EXP_DRAIN "a duration 0-365d such as 30s"
+#define EXP_LOGLEVEL "error, warn, info or debug"
+#define EXP_ROUTES "a list of routes"
+
+static int set_threads(struct ctx *c, const struct node *k,
+		       const struct node *v, void *obj)
+{
+	sl_config *cfg = obj;
+	uint64_t n;
+
+	if (v->kind == N_SCALAR && strcmp(v->text, "auto") == 0) {
+		cfg->threads = 0;
+		return 0;
+	}
+	if (get_uint(c, k, v, 1, 1024, EXP_THREADS, &n) < 0)
+		return -1;
+	cfg->threads = (unsigned)n;
+	return 0;
+}
+
+static int set_max_conn(struct ctx *c, const struct node *k,
+			const struct node *v, unsigned *out)
+{
+	uint64_t n;
+
+	if (get_uint(c, k, v, 0, UINT32_MAX, EXP_MAXCONN, &n) < 0)
+		return -1;
+	*out = (unsigned)n;
+	return 0;
+}
+
+static int set_global_max_conn(struct ctx *c, const struct node *k,
+			       const struct node *v, void *obj)
+{
+	return set_max_conn(c, k, v, &((sl_config *)obj)->max_connections);
+}
+
+static int set_drain(struct ctx *c, const struct node *k, const struct node *v,
+		     void *obj)
+{
+	return get_duration(c, k, v, 0, EXP_DRAIN,
+			    &((sl_config *)obj)->drain_timeout_ms);
+}
+
+static int set_log_level(struct ctx *c, const struct node *k,
+			 const struct node *v, void *obj)
+{
+	const char *s = scalar(c, k, v, EXP_LOGLEVEL);
+	struct qbuf q;
+
+	if (s == NULL)
+		return -1;
+	if (sl_log_level_parse(s, &((sl_config *)obj)->log_level) < 0)
+		return fail(c, v, "%s: '%s' is not a log level (expected %s)",
+			    k->text, quote(&q, s), EXP_LOGLEVEL);
+	return 0;
+}
+
+static int set_routes(struct ctx *c, const struct node *k,
+		      const struct node *v, void *obj);
+
+static const struct key top_keys[] = {
+	{ "threads", set_threads, EXP_THREADS, 0 },
+	{ "max_connections", set_global_max_conn, EXP_MAXCONN, 0 },
+	{ "drain_timeout", set_drain, EXP_DRAIN, 0 },
+	{ "log_level", set_log_level, EXP_LOGLEVEL, 0 },
+	{ "routes", set_routes, EXP_ROUTES, 1 },
+};
+
+/* ---- listeners ---- */
+
+#define EXP_LISTEN "an endpoint, a listener mapping, or a list of those"
+#define EXP_ADDRESS "an endpoint such as tcp://127.0.0.1:8080 or unix:/path"
+#define EXP_MODE "an octal file mode 0-0777 such as 0660"
+#define EXP_USER "a user name or number"
+#define EXP_GROUP "a group name or number"
+#define EXP_SECURITY "an SDDL string"
+#define EXP_BACKLOG "1-65535"
+
+/* Where each option stood, to judge it against the address afterwards. */
+struct listen_walk {
+	sl_listen_conf *lc;
+	const struct node *address;
+};
+
+static int check_listen_unique(struct ctx *c, const struct node *v,
+			       const sl_listen_conf *lc)
+{
+	const sl_config *cfg = c->cfg;
+	struct qbuf q;
+
+	for (size_t i = 0; i <= c->route; i++) {
+		const sl_route_conf *rc = &cfg->routes[i];
+
+		for (size_t j = 0; j < rc->nlisten; j++) {
+			const sl_listen_conf *o = &rc->listen[j];
+
+			if (o == lc)
+				return 0;
+			if (o->address == NULL ||
+			    !sl_endpoint_equal(&o->ep, &lc->ep))
+				continue;
+			if (i == c->route)
+				return fail(c, v,
+					    "listen: '%s' is already listed "
+					    "in this route at %u:%u (each "
+					    "endpoint is listened on once)",
+					    quote(&q, lc->address),
+					    o->mark.line, o->mark.col);
+			return fail(c, v,
+				    "listen: '%s' is already used by route "
+				    "'%s' at %u:%u (each endpoint is listened "
+				    "on once)",
+				    quote(&q, lc->address), rc->name,
+				    o->mark.line, o->mark.col);
+		}
+	}
+	return 0;
+}
+
+static int set_address(struct ctx *c, const struct node *k,
+		       const struct node *v, void *obj)
+{
+	struct listen_walk *w = obj;
+
+	w->address = v;
+	return get_endpoint(c, k, v, EXP_ADDRESS, &w->lc->ep,
+			    &w->lc->address, &w->lc->mark);
+}
+
+static int set_mode(struct ctx *c, const struct node *k, const struct node *v,
+		    void *obj)
+{
+	struct listen_walk *w = obj;
+	const char *s = scalar(c, k, v, EXP_MODE);
+	struct qbuf q;
+	unsigned long m = 0;
+
+	if (s == NULL)
+		return -1;
+	/* Octal whether quoted or not, as chmod reads it: "660" is 0660. */
+	if (s[0] == '\0' || strspn(s, "01234567") != strlen(s))
+		return fail(c, v, "%s: '%s' is not an octal number (expected "
+				  "%s)",
+			    k->text, quote(&q, s), EXP_MODE);
+	for (const char *p = s; *p != '\0'; p++) {
+		m = m * 8 + (unsigned long)(*p - '0');
+		if (m > 0777)
+			return fail(c, v, "%s: '%s' is out of range (expected "
+					  "%s)",
+				    k->text, quote(&q, s), EXP_MODE);
+	}
+	w->lc->mode = (int)m;
+	return 0;
+}
+
+static int set_owner(struct ctx *c, const struct node *k, const struct node *v,
+		     void *obj)
+{
+	struct listen_walk *w = obj;
+
+	return get_string(c, k, v, USER_NAME_MAX, EXP_USER, &w->lc->owner);
+}
+
+static int set_group(struct ctx *c, const struct node *k, const struct node *v,
+		     void *obj)
+{
+	struct listen_walk *w = obj;
+
+	return get_string(c, k, v, USER_NAME_MAX, EXP_GROUP, &w->lc->group);
+}
+
+static int set_security(struct ctx *c, const struct node *k,
+			const struct node *v, void *obj)
+{
+	struct listen_walk *w = obj;
+
+	return get_string(c, k, v, SECURITY_MAX, EXP_SECURITY,
+			  &w->lc->security);
+}
+
+static int set_backlog(struct ctx *c, const struct node *k,
+		       const struct node *v, void *obj)
+{
+	struct listen_walk *w = obj;
+	uint64_t n;
+
+	if (get_uint(c, k, v, 1, 65535, EXP_BACKLOG, &n) < 0)
+		return -1;
+	w->lc->backlog = (int)n;
+	return 0;
+}
+
+enum { LK_ADDRESS, LK_MODE, LK_OWNER, LK_GROUP, LK_SECURITY, LK_BACKLOG };
+
+static const struct key listen_keys[] = {
+	[LK_ADDRESS] = { "address", set_address, EXP_ADDRESS, 1 },
+	[LK_MODE] = { "mode", set_mode, EXP_MODE, 0 },
+	[LK_OWNER] = { "owner", set_owner, EXP_USER, 0 },
+	[LK_GROUP] = { "group", set_group, EXP_GROUP, 0 },
+	[LK_SECURITY] = { "security", set_security, EXP_SECURITY, 0 },
+	[LK_BACKLOG] = { "backlog", set_backlog, EXP_BACKLOG, 0 },
+};
+
+static int listen_one(struct ctx *c, const struct node *k,
+		      const struct node *v, sl_listen_conf *lc)
+{
+	const struct node *seen[NKEYS(listen_keys)];
+	struct listen_walk w = { lc, v };
+	const sl_endpoint *ep = &lc->ep;
+
+	lc->mode = -1;
+	if (v->kind == N_SCALAR) {
+		if (get_endpoint(c, k, v, EXP_LISTEN, &lc->ep, &lc->address,
+				 &lc->mark) < 0)
+			return -1;
+		return check_listen_unique(c, v, lc);
+	}
+	if (v->kind != N_MAP)
+		return fail(c, v, "%s item is %s (expected an endpoint or a "
+				  "listener mapping)",
+			    k->text, kind_name(v->kind));
+	if (walk_map(c, v, "in listener", listen_keys, NKEYS(listen_keys), &w,
+		     seen) < 0)
+		return -1;
+	/* Options that the address's kind cannot honour are errors, not
+	 * silently ignored: the operator meant something by them. */
+	for (size_t j = LK_MODE; j <= LK_GROUP; j++) {
+		if (seen[j] == NULL)
+			continue;
+		if (ep->kind != SL_EP_UNIX)
+			return fail(c, seen[j],
+				    "%s is not for this listener (expected "
+				    "only with a unix: address)",
+				    listen_keys[j].name);
+		/* Linux: an abstract socket has no file to chmod/chown. */
+		if (ep->abstract)
+			return fail(c, seen[j],
+				    "%s is not for an abstract socket "
+				    "(expected only with a unix:/path "
+				    "address)",
+				    listen_keys[j].name);
+	}
+	if (seen[LK_SECURITY] != NULL && ep->kind != SL_EP_PIPE)
+		return fail(c, seen[LK_SECURITY],
+			    "security is not for this listener (expected only "
+			    "with a pipe: address)");
+	return check_listen_unique(c, w.address, lc);
+}
+
+/* ---- upstreams ---- */
+
+#define EXP_UPSTREAMS "an endpoint, an upstream mapping, or a list of those"
+
+static int set_up_address(struct ctx *c, const struct node *k,
+			  const struct node *v, void *obj)
+{
+	sl_upstream_conf *uc = obj;
+
+	return get_endpoint(c, k, v, EXP_ADDRESS, &uc->ep, &uc->address,
+			    &uc->mark);
+}
+
+static const struct key upstream_keys[] = {
+	{ "address", set_up_address, EXP_ADDRESS, 1 },
+};
+
+static int upstream_one(struct ctx *c, const struct node *k,
+			const struct node *v, sl_upstream_conf *uc)
+{
+	const struct node *seen[NKEYS(upstream_keys)];
+
+	if (v->kind == N_SCALAR)
+		return get_endpoint(c, k, v, EXP_UPSTREAMS, &uc->ep,
+				    &uc->address, &uc->mark);
+	if (v->kind != N_MAP)
+		return fail(c, v, "%s item is %s (expected an endpoint or an "
+				  "upstream mapping)",
+			    k->text, kind_name(v->kind));
+	return walk_map(c, v, "in upstream", upstream_keys,
+			NKEYS(upstream_keys), uc, seen);
+}
+
+/* ---- routes ---- */
+
+#define EXP_NAME "1-64 characters of A-Z a-z 0-9 _ . -"
+#define EXP_CONNECT_TIMEOUT "a duration 1ms-365d such as 5s"
+#define EXP_IDLE_TIMEOUT "a duration 0-365d such as 1h, 0 = none"
+#define EXP_ATTEMPTS "1-16"
+#define EXP_BUFFER "a size 1k-16m such as 16k"
+
+/* A list, or one item standing for a list of one.  Returns the count and
+ * the items (into v itself for a single item). */
+static int items(struct ctx *c, const struct node *k, const struct node *v,
+		 const char *expect, const struct node *const **item,
+		 size_t *n)
+{
+	if (v->kind == N_SEQ) {
+		if (v->nkid == 0)
+			return fail(c, v, "%s: empty list (expected %s)",
+				    k->text, expect);
+		*item = (const struct node *const *)v->kid;
+		*n = v->nkid;
+		return 0;
+	}
+	if (v->kind == N_SCALAR && v->null)
+		return fail(c, v, "%s has no value (expected %s)", k->text,
+			    expect);
+	*item = NULL;
+	*n = 1;
+	return 0;
+}
+
+static int set_name(struct ctx *c, const struct node *k, const struct node *v,
+		    void *obj)
+{
+	sl_route_conf *rc = obj;
+	const char *s = scalar(c, k, v, EXP_NAME);
+	struct qbuf q;
+	size_t n;
+
+	if (s == NULL)
+		return -1;
+	n = strlen(s);
+	if (n == 0 || n > ROUTE_NAME_MAX ||
+	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		      "0123456789_.-") != n)
+		return fail(c, v, "%s: '%s' is not a valid route name "
+				  "(expected %s)",
+			    k->text, quote(&q, s), EXP_NAME);
+	for (size_t i = 0; i < c->route; i++)
+		if (strcmp(c->cfg->routes[i].name, s) == 0)
+			return fail(c, v, "%s: route '%s' is already defined "
+					  "at %u:%u (expected a unique name)",
+				    k->text, s, c->cfg->routes[i].mark.line,
+				    c->cfg->routes[i].mark.col);
+	if ((rc->name = strdup(s)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	return 0;
+}
+
+static int set_listen(struct ctx *c, const struct node *k,
+		      const struct node *v, void *obj)
+{
+	sl_route_conf *rc = obj;
+	const struct node *const *item;
+	size_t n;
+
+	if (items(c, k, v, EXP_LISTEN, &item, &n) < 0)
+		return -1;
+	if ((rc->listen = calloc(n, sizeof *rc->listen)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	/* nlisten counts the entries filled so far: the uniqueness check
+	 * reads them, and free needs them on an error half way. */
+	for (size_t i = 0; i < n; i++) {
+		rc->nlisten = i + 1;
+		if (listen_one(c, k, item ? item[i] : v, &rc->listen[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int set_upstreams(struct ctx *c, const struct node *k,
+			 const struct node *v, void *obj)
+{
+	sl_route_conf *rc = obj;
+	const struct node *const *item;
+	size_t n;
+
+	if (items(c, k, v, EXP_UPSTREAMS, &item, &n) < 0)
+		return -1;
+	if ((rc->upstreams = calloc(n, sizeof *rc->upstreams)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		rc->nupstreams = i + 1;
+		if (upstream_one(c, k, item ? item[i] : v,
+				 &rc->upstreams[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int set_connect_timeout(struct ctx *c, const struct node *k,
+			       const struct node *v, void *obj)
+{
+	return get_duration(c, k, v, 1, EXP_CONNECT_TIMEOUT,
+			    &((sl_route_conf *)obj)->connect_timeout_ms);
+}
+
+static int set_idle_timeout(struct ctx *c, const struct node *k,
+			    const struct node *v, void *obj)
+{
+	return get_duration(c, k, v, 0, EXP_IDLE_TIMEOUT,
+			    &((sl_route_conf *)obj)->idle_timeout_ms);
+}
+
+static int set_attempts(struct ctx *c, const struct node *k,
+			const struct node *v, void *obj)
+{
+	uint64_t n;
+
+	if (get_uint(c, k, v, 1, ATTEMPTS_MAX, EXP_ATTEMPTS, &n) < 0)
+		return -1;
+	((sl_route_conf *)obj)->connect_attempts = (unsigned)n;
+	return 0;
+}
+
+static int set_route_max_conn(struct ctx *c, const struct node *k,
+			      const struct node *v, void *obj)
+{
+	return set_max_conn(c, k, v, &((sl_route_conf *)obj)->max_connections);
+}
+
+static int set_buffer_size(struct ctx *c, const struct node *k,
+			   const struct node *v, void *obj)
+{
+	const char *s = scalar(c, k, v, EXP_BUFFER);
+	struct qbuf q;
+	uint64_t n;
+
+	if (s == NULL)
+		return -1;
+	if (sl_parse_size(s, &n) < 0) {
+		size_t d = strspn(s, "0123456789");
+
+		if (d > 0 && (s[d] == '\0' || (strchr("kKmMgG", s[d]) &&
+					       s[d + 1] == '\0')))
+			return fail(c, v, "%s: '%s' is out of range "
+					  "(expected %s)",
+				    k->text, quote(&q, s), EXP_BUFFER);
+		return fail(c, v, "%s: '%s' is not a size (expected %s)",
+			    k->text, quote(&q, s), EXP_BUFFER);
+	}
+	if (n < 1024 || n > 16u * 1024 * 1024)
+		return fail(c, v, "%s: '%s' is out of range (expected %s)",
+			    k->text, quote(&q, s), EXP_BUFFER);
+	((sl_route_conf *)obj)->buffer_size = (size_t)n;
+	return 0;
+}
+
+static const struct key route_keys[] = {
+	{ "name", set_name, EXP_NAME, 1 },
+	{ "listen", set_listen, EXP_LISTEN, 1 },
+	{ "upstreams", set_upstreams, EXP_UPSTREAMS, 1 },
+	{ "connect_timeout", set_connect_timeout, EXP_CONNECT_TIMEOUT, 0 },
+	{ "idle_timeout", set_idle_timeout, EXP_IDLE_TIMEOUT, 0 },
+	{ "connect_attempts", set_attempts, EXP_ATTEMPTS, 0 },
+	{ "max_connections", set_route_max_conn, EXP_MAXCONN, 0 },
+	{ "buffer_size", set_buffer_size, EXP_BUFFER, 0 },
+};
+
+static int set_routes(struct ctx *c, const struct node *k,
+		      const struct node *v, void *obj)
+{
+	const struct node *seen[NKEYS(route_keys)];
+	sl_config *cfg = obj;
+
+	if (v->kind != N_SEQ)
+		return v->kind == N_SCALAR && v->null
+			       ? fail(c, v, "%s has no value (expected %s)",
+				      k->text, EXP_ROUTES)
+			       : fail(c, v, "%s is %s (expected %s)", k->text,
+				      kind_name(v->kind), EXP_ROUTES);
+	if (v->nkid == 0)
+		return fail(c, v, "%s: empty list (expected at least one "
+				  "route)",
+			    k->text);
+	if ((cfg->routes = calloc(v->nkid, sizeof *cfg->routes)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	for (size_t i = 0; i < v->nkid; i++) {
+		const struct node *r = v->kid[i];
+		sl_route_conf *rc = &cfg->routes[i];
+
+		cfg->nroutes = i + 1;
+		c->route = i;
+		if (r->kind != N_MAP)
+			return fail(c, r, "route is %s (expected a mapping "
+					  "with name, listen and upstreams)",
+				    r->kind == N_SCALAR && r->null
+					    ? "empty"
+					    : kind_name(r->kind));
+		rc->mark.line = r->line;
+		rc->mark.col = r->col;
+		rc->connect_timeout_ms = 5000;
+		rc->idle_timeout_ms = 3600000;
+		rc->buffer_size = 16384;
+		if (walk_map(c, r, "in route", route_keys, NKEYS(route_keys),
+			     rc, seen) < 0)
+			return -1;
+		if (rc->connect_attempts == 0)
+			rc->connect_attempts = rc->nupstreams < ATTEMPTS_MAX
+						       ? (unsigned)rc->nupstreams
+						       : ATTEMPTS_MAX;
+	}
+	return 0;
+}
+
+/* ---- entry points ----------------------------------------------------- */
+
+static int load(struct ctx *c, const char *text, size_t len, sl_config **out)
+{
+	const struct node *seen[NKEYS(top_keys)];
+	struct node *root;
+	sl_config *cfg;
+
+	if (len > CONF_MAX_BYTES)
+		return fail_at(c, 0, 0, "config too large (at most %u MiB)",
+			       CONF_MAX_BYTES >> 20);
+	if (build_tree(c, text, len, &root) < 0)
+		return -1;
+	if (root == NULL)
+		return fail_at(c, 1, 1, "empty config (expected a mapping with "
+					"routes)");
+	if (root->kind != N_MAP) {
+		fail(c, root, "top level is %s (expected a mapping with "
+			      "routes)",
+		     root->kind == N_SCALAR && root->null ? "empty"
+							  : kind_name(root->kind));
+		node_free(root);
+		return -1;
+	}
+	if ((cfg = calloc(1, sizeof *cfg)) == NULL ||
+	    (cfg->path = strdup(c->name)) == NULL) {
+		free(cfg);
+		node_free(root);
+		return fail_at(c, 0, 0, "out of memory");
+	}
+	cfg->drain_timeout_ms = 30000;
+	cfg->log_level = SL_LOG_INFO;
+	c->cfg = cfg;
+	if (walk_map(c, root, "at top level", top_keys, NKEYS(top_keys), cfg,
+		     seen) < 0) {
+		sl_config_free(cfg);
+		node_free(root);
+		return -1;
+	}
+	node_free(root);
+	*out = cfg;
+	return 0;
+}
+
+int sl_config_load_string(const char *text, size_t len, const char *name,
+			  sl_config **out, char *err, size_t errlen)
+{
+	struct ctx c = { .name = name != NULL ? name : "<string>",
+			 .err = err,
+			 .errlen = errlen };
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (out == NULL)
+		return -1;
+	*out = NULL;
+	if (text == NULL)
+		text = "";
+	return load(&c, text, len, out) < 0 ? -1 : 0;
+}
+
+int sl_config_load(const char *path, sl_config **out, char *err,
+		   size_t errlen)
+{
+	struct ctx c = { .name = path != NULL ? path : "<null>",
+			 .err = err,
+			 .errlen = errlen };
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	FILE *f;
+	int r;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (out == NULL)
+		return -1;
+	*out = NULL;
+	if (path == NULL)
+		return fail_at(&c, 0, 0, "no config file given");
+	if ((f = fopen(path, "rb")) == NULL)
+		return fail_at(&c, 0, 0, "cannot open: %s", strerror(errno));
+	for (;;) {
+		size_t n;
+
+		if (len == cap) {
+			char *nb;
+
+			if (cap > CONF_MAX_BYTES) {
+				fclose(f);
+				free(buf);
+				return fail_at(&c, 0, 0,
+					       "config too large (at most %u "
+					       "MiB)",
+					       CONF_MAX_BYTES >> 20);
+			}
+			cap = cap ? cap * 2 : 16384;
+			if ((nb = realloc(buf, cap)) == NULL) {
+				fclose(f);
+				free(buf);
+				return fail_at(&c, 0, 0, "out of memory");
+			}
+			buf = nb;
+		}
+		n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		int e = errno;
+
+		fclose(f);
+		free(buf);
+		return fail_at(&c, 0, 0, "cannot read: %s", strerror(e));
+	}
+	fclose(f);
+	r = load(&c, buf != NULL ? buf : "", len, out);
+	free(buf);
+	return r < 0 ? -1 : 0;
+}
+
+void sl_config_free(sl_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		sl_route_conf *rc = &cfg->routes[i];
+
+		for (size_t j = 0; j < rc->nlisten; j++) {
+			free(rc->listen[j].address);
+			free(rc->listen[j].owner);
+			free(rc->listen[j].group);
+			free(rc->listen[j].security);
+		}
+		free(rc->listen);
+		for (size_t j = 0; j < rc->nupstreams; j++)
+			free(rc->upstreams[j].address);
+		free(rc->upstreams);
+		free(rc->name);
+	}
+	free(cfg->routes);
+	free(cfg->path);
+	free(cfg);
+}
