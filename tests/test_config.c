@@ -1,0 +1,572 @@
+/*
+ * Config loader tests: every file in tests/conf/good must load, every file
+ * in tests/conf/bad must fail with exactly the message on its first line
+ * ("# expect: LINE:COL: text", the test puts the path in front), plus the
+ * duration and size parsers and a field-by-field check of a loaded config.
+ *
+ * SL_TEST_SRCDIR names the tests/ directory (make check sets it); without
+ * it the test runs from the top of the source tree.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "log.h"
+
+#define EXPECT_TAG "# expect: "
+
+static const char *srcdir(void)
+{
+	const char *d = getenv("SL_TEST_SRCDIR");
+
+	return d != NULL && d[0] != '\0' ? d : "tests";
+}
+
+static int is_yaml(const struct dirent *de)
+{
+	size_t n = strlen(de->d_name);
+
+	return n > 5 && strcmp(de->d_name + n - 5, ".yaml") == 0;
+}
+
+/* The sorted *.yaml names of tests/conf/<sub>; fails the test if none. */
+static int list_fixtures(const char *sub, char *dir, size_t dirlen,
+			 struct dirent ***names)
+{
+	int n;
+
+	snprintf(dir, dirlen, "%s/conf/%s", srcdir(), sub);
+	n = scandir(dir, names, is_yaml, alphasort);
+	if (n < 0)
+		fail_msg("%s: %s (set SL_TEST_SRCDIR to the tests directory)",
+			 dir, strerror(errno));
+	return n;
+}
+
+static void free_names(struct dirent **names, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* The whole file, NUL-terminated; *len without the NUL. */
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long n;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	assert_true(n >= 0);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+static void test_good_fixtures(void **state)
+{
+	struct dirent **names;
+	char dir[1024], path[1300], err[1024];
+	int n = list_fixtures("good", dir, sizeof dir, &names);
+
+	assert_true(n >= 5);
+	for (int i = 0; i < n; i++) {
+		sl_config *cfg = (sl_config *)&cfg; /* must become NULL or a config */
+
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+		if (sl_config_load(path, &cfg, err, sizeof err) != 0)
+			fail_msg("%s should load, got: %s", path, err);
+		assert_non_null(cfg);
+		assert_string_equal(cfg->path, path);
+		assert_true(cfg->nroutes >= 1);
+		for (size_t r = 0; r < cfg->nroutes; r++) {
+			assert_true(cfg->routes[r].nlisten >= 1);
+			assert_true(cfg->routes[r].nupstreams >= 1);
+			assert_true(cfg->routes[r].connect_attempts >= 1);
+		}
+		sl_config_free(cfg);
+	}
+	free_names(names, n);
+}
+
+/* The sample config the daemon installs must load too. */
+static void test_sample_config(void **state)
+{
+	char path[1024], err[1024];
+	sl_config *cfg = NULL;
+
+	snprintf(path, sizeof path, "%s/../conf/sluice.yaml", srcdir());
+	if (access(path, R_OK) != 0)
+		skip();
+	if (sl_config_load(path, &cfg, err, sizeof err) != 0)
+		fail_msg("%s should load, got: %s", path, err);
+	sl_config_free(cfg);
+}
+
+static void test_bad_fixtures(void **state)
+{
+	struct dirent **names;
+	char dir[1024], path[1300], want[2048], err[2048], err2[2048];
+	int n = list_fixtures("bad", dir, sizeof dir, &names), failed = 0;
+
+	assert_true(n >= 30);
+	for (int i = 0; i < n; i++) {
+		sl_config *cfg = (sl_config *)&cfg;
+		size_t len;
+		char *text, *nl;
+
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+		text = slurp(path, &len);
+		if (strncmp(text, EXPECT_TAG, strlen(EXPECT_TAG)) != 0)
+			fail_msg("%s: first line must be '" EXPECT_TAG "...'",
+				 path);
+		nl = strchr(text, '\n');
+		assert_non_null(nl);
+		snprintf(want, sizeof want, "%s:%.*s", path,
+			 (int)(nl - text - (ptrdiff_t)strlen(EXPECT_TAG)),
+			 text + strlen(EXPECT_TAG));
+
+		if (sl_config_load(path, &cfg, err, sizeof err) != -1) {
+			print_error("%s: loaded, expected: %s\n", path, want);
+			failed++;
+			sl_config_free(cfg);
+		} else if (strcmp(err, want) != 0) {
+			print_error("%s:\n  got:  %s\n  want: %s\n", path, err,
+				    want);
+			failed++;
+		}
+		if (cfg != NULL) {
+			print_error("%s: *out not NULL on failure\n", path);
+			failed++;
+		}
+		/* From memory, under the same name: the same message. */
+		cfg = (sl_config *)&cfg;
+		if (sl_config_load_string(text, len, path, &cfg, err2,
+					  sizeof err2) != -1 ||
+		    cfg != NULL || strcmp(err2, want) != 0) {
+			print_error("%s: from a string: %s\n", path, err2);
+			failed++;
+		}
+		free(text);
+	}
+	free_names(names, n);
+	assert_int_equal(failed, 0);
+}
+
+static const char full_yaml[] =
+	"threads: 8\n"
+	"max_connections: 1000\n"
+	"drain_timeout: 2m\n"
+	"log_level: warn\n"
+	"routes:\n"
+	"  - name: one\n"
+	"    listen:\n"
+	"      - tcp://127.0.0.1:7000\n"
+	"      - address: unix:/tmp/one.sock\n"
+	"        mode: 0640\n"
+	"        owner: www\n"
+	"        group: \"33\"\n"
+	"        backlog: 64\n"
+	"      - address: pipe:\\\\.\\pipe\\one\n"
+	"        security: D:(A;;GA;;;WD)\n"
+	"    upstreams:\n"
+	"      - \"tcp://[2001:db8::1]:443\"\n"
+	"      - address: unix:@up\n"
+	"    connect_timeout: 1500ms\n"
+	"    idle_timeout: 0\n"
+	"    connect_attempts: 5\n"
+	"    max_connections: 7\n"
+	"    buffer_size: 1m\n"
+	"  - name: two\n"
+	"    listen: tcp://localhost:7001\n"
+	"    upstreams: [tcp://127.0.0.1:1, tcp://127.0.0.1:2, "
+	"tcp://127.0.0.1:3]\n";
+
+static void test_fields(void **state)
+{
+	char err[512];
+	sl_config *cfg = NULL;
+	const sl_route_conf *r;
+	const sl_listen_conf *l;
+	const sl_upstream_conf *u;
+
+	if (sl_config_load_string(full_yaml, strlen(full_yaml), "full.yaml",
+				  &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(err, "");
+	assert_string_equal(cfg->path, "full.yaml");
+	assert_int_equal(cfg->threads, 8);
+	assert_int_equal(cfg->max_connections, 1000);
+	assert_int_equal(cfg->drain_timeout_ms, 120000);
+	assert_int_equal(cfg->log_level, SL_LOG_WARN);
+	assert_int_equal(cfg->nroutes, 2);
+
+	r = &cfg->routes[0];
+	assert_string_equal(r->name, "one");
+	assert_int_equal(r->mark.line, 6);
+	assert_int_equal(r->mark.col, 5);
+	assert_int_equal(r->nlisten, 3);
+	l = &r->listen[0];
+	assert_int_equal(l->ep.kind, SL_EP_TCP);
+	assert_string_equal(l->ep.host, "127.0.0.1");
+	assert_int_equal(l->ep.port, 7000);
+	assert_string_equal(l->address, "tcp://127.0.0.1:7000");
+	assert_int_equal(l->mode, -1);
+	assert_null(l->owner);
+	assert_null(l->group);
+	assert_null(l->security);
+	assert_int_equal(l->backlog, 0);
+	assert_int_equal(l->mark.line, 8);
+	assert_int_equal(l->mark.col, 9);
+	l = &r->listen[1];
+	assert_int_equal(l->ep.kind, SL_EP_UNIX);
+	assert_string_equal(l->ep.path, "/tmp/one.sock");
+	assert_false(l->ep.abstract);
+	assert_string_equal(l->address, "unix:/tmp/one.sock");
+	assert_int_equal(l->mode, 0640);
+	assert_string_equal(l->owner, "www");
+	assert_string_equal(l->group, "33");
+	assert_null(l->security);
+	assert_int_equal(l->backlog, 64);
+	/* The mark of a listener mapping is that of its address. */
+	assert_int_equal(l->mark.line, 9);
+	assert_int_equal(l->mark.col, 18);
+	l = &r->listen[2];
+	assert_int_equal(l->ep.kind, SL_EP_PIPE);
+	assert_string_equal(l->ep.path, "\\\\.\\pipe\\one");
+	assert_int_equal(l->mode, -1);
+	assert_string_equal(l->security, "D:(A;;GA;;;WD)");
+
+	assert_int_equal(r->nupstreams, 2);
+	u = &r->upstreams[0];
+	assert_int_equal(u->ep.kind, SL_EP_TCP);
+	assert_string_equal(u->ep.host, "2001:db8::1");
+	assert_int_equal(u->ep.port, 443);
+	assert_true(u->ep.host_is_literal);
+	assert_string_equal(u->address, "tcp://[2001:db8::1]:443");
+	assert_int_equal(u->mark.line, 17);
+	assert_int_equal(u->mark.col, 9);
+	u = &r->upstreams[1];
+	assert_int_equal(u->ep.kind, SL_EP_UNIX);
+	assert_true(u->ep.abstract);
+	assert_string_equal(u->ep.path, "@up");
+	assert_int_equal(r->connect_timeout_ms, 1500);
+	assert_int_equal(r->idle_timeout_ms, 0);
+	assert_int_equal(r->connect_attempts, 5);
+	assert_int_equal(r->max_connections, 7);
+	assert_int_equal(r->buffer_size, 1024 * 1024);
+
+	/* Defaults. */
+	r = &cfg->routes[1];
+	assert_string_equal(r->name, "two");
+	assert_int_equal(r->nlisten, 1);
+	assert_string_equal(r->listen[0].ep.host, "localhost");
+	assert_false(r->listen[0].ep.host_is_literal);
+	assert_int_equal(r->nupstreams, 3);
+	assert_int_equal(r->connect_timeout_ms, 5000);
+	assert_int_equal(r->idle_timeout_ms, 3600000);
+	assert_int_equal(r->connect_attempts, 3);
+	assert_int_equal(r->max_connections, 0);
+	assert_int_equal(r->buffer_size, 16384);
+	sl_config_free(cfg);
+}
+
+static void test_defaults(void **state)
+{
+	static const char y[] = "routes:\n"
+				"  - name: a\n"
+				"    listen: tcp://127.0.0.1:1\n"
+				"    upstreams: tcp://127.0.0.1:2\n";
+	char err[256];
+	sl_config *cfg = NULL;
+
+	assert_int_equal(sl_config_load_string(y, strlen(y), NULL, &cfg, err,
+					       sizeof err),
+			 0);
+	assert_string_equal(cfg->path, "<string>");
+	assert_int_equal(cfg->threads, 0);
+	assert_int_equal(cfg->max_connections, 0);
+	assert_int_equal(cfg->drain_timeout_ms, 30000);
+	assert_int_equal(cfg->log_level, SL_LOG_INFO);
+	assert_int_equal(cfg->routes[0].connect_attempts, 1);
+	sl_config_free(cfg);
+}
+
+/* connect_attempts defaults to the number of upstreams, at most 16. */
+static void test_attempts_cap(void **state)
+{
+	char y[4096], err[256];
+	size_t off;
+	sl_config *cfg = NULL;
+
+	off = (size_t)snprintf(y, sizeof y,
+			       "routes:\n  - name: many\n"
+			       "    listen: tcp://127.0.0.1:1\n"
+			       "    upstreams:\n");
+	for (int i = 0; i < 20; i++)
+		off += (size_t)snprintf(y + off, sizeof y - off,
+					"      - tcp://127.0.0.1:%d\n", 100 + i);
+	if (sl_config_load_string(y, off, "many", &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->routes[0].nupstreams, 20);
+	assert_int_equal(cfg->routes[0].connect_attempts, 16);
+	sl_config_free(cfg);
+}
+
+static void test_empty_and_odd_input(void **state)
+{
+	char err[256];
+	sl_config *cfg = (sl_config *)&cfg;
+
+	assert_int_equal(sl_config_load_string("", 0, "e.yaml", &cfg, err,
+					       sizeof err),
+			 -1);
+	assert_null(cfg);
+	assert_string_equal(err, "e.yaml:1:1: empty config (expected a "
+				 "mapping with routes)");
+	assert_int_equal(sl_config_load_string(NULL, 0, NULL, &cfg, err,
+					       sizeof err),
+			 -1);
+	assert_string_equal(err, "<string>:1:1: empty config (expected a "
+				 "mapping with routes)");
+	/* A NUL inside the text is a YAML reader error, not a cut-off. */
+	assert_int_equal(sl_config_load_string("a: 1\0b: 2\n", 10, "z", &cfg,
+					       err, sizeof err),
+			 -1);
+	assert_null(cfg);
+	assert_string_equal(err, "z:1:5: control characters are not allowed "
+				 "(expected UTF-8 text)");
+	/* No room for a message, or none at all: still just -1. */
+	assert_int_equal(sl_config_load_string("x", 1, "n", &cfg, NULL, 0),
+			 -1);
+	assert_int_equal(sl_config_load_string("x", 1, "n", &cfg, err, 0),
+			 -1);
+	/* A short buffer gets a truncated, terminated message. */
+	memset(err, 'X', sizeof err);
+	assert_int_equal(sl_config_load_string("x", 1, "name", &cfg, err, 8),
+			 -1);
+	assert_string_equal(err, "name:1:");
+	assert_int_equal(sl_config_load_string("x", 1, "name", NULL, err,
+					       sizeof err),
+			 -1);
+}
+
+static void test_file_errors(void **state)
+{
+	char dir[] = "/tmp/sl-config-XXXXXX", path[256], err[512], want[512];
+	sl_config *cfg = (sl_config *)&cfg;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/missing.yaml", dir);
+	assert_int_equal(sl_config_load(path, &cfg, err, sizeof err), -1);
+	assert_null(cfg);
+	snprintf(want, sizeof want, "%s: cannot open: %s", path,
+		 strerror(ENOENT));
+	assert_string_equal(err, want);
+	/* Linux: fopen() opens a directory for reading; fread() fails. */
+	cfg = (sl_config *)&cfg;
+	assert_int_equal(sl_config_load(dir, &cfg, err, sizeof err), -1);
+	assert_null(cfg);
+	assert_true(strncmp(err, dir, strlen(dir)) == 0);
+	assert_int_equal(sl_config_load(NULL, &cfg, err, sizeof err), -1);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_free_null(void **state)
+{
+	sl_config_free(NULL);
+}
+
+static void test_parse_duration(void **state)
+{
+	static const struct {
+		const char *s;
+		uint64_t ms;
+	} good[] = {
+		{ "0", 0 },
+		{ "5", 5000 },
+		{ "250ms", 250 },
+		{ "0ms", 0 },
+		{ "5s", 5000 },
+		{ "2m", 120000 },
+		{ "1h", 3600000 },
+		{ "1d", 86400000 },
+		{ "007s", 7000 },
+		{ "18446744073709551615ms", UINT64_MAX },
+		{ "18446744073709551s", 18446744073709551000u },
+	};
+	static const char *const bad[] = {
+		"",	    "s",       "ms",	"-1",	 "+1",	   "1.5s",
+		"5 s",	    " 5s",     "5s ",	"5S",	 "5sec",   "1h30m",
+		"0x10",	    "5us",     "1w",	"1e3",	 "1_000",  "5mss",
+		"18446744073709551616ms", "18446744073709552s",
+		"99999999999999999999999",
+	};
+	uint64_t ms;
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		ms = 1;
+		if (sl_parse_duration(good[i].s, &ms) != 0)
+			fail_msg("'%s' should parse", good[i].s);
+		assert_int_equal(ms, good[i].ms);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ms = 12345;
+		if (sl_parse_duration(bad[i], &ms) != -1)
+			fail_msg("'%s' should not parse", bad[i]);
+		assert_int_equal(ms, 12345);
+	}
+	assert_int_equal(sl_parse_duration(NULL, &ms), -1);
+	assert_int_equal(sl_parse_duration("5s", NULL), -1);
+}
+
+static void test_parse_size(void **state)
+{
+	static const struct {
+		const char *s;
+		uint64_t bytes;
+	} good[] = {
+		{ "0", 0 },
+		{ "16384", 16384 },
+		{ "16k", 16384 },
+		{ "16K", 16384 },
+		{ "1m", 1048576 },
+		{ "1M", 1048576 },
+		{ "1g", 1073741824 },
+		{ "3G", 3221225472u },
+		{ "18446744073709551615", UINT64_MAX },
+		{ "17179869183g", 17179869183ull << 30 },
+	};
+	static const char *const bad[] = {
+		"",	"k",	 "-1",	   "+1",      "1.5k",  "16 k",
+		"16kb", "16KiB", "1t",	   "0x4000",  "1e3",   " 1k",
+		"1k ",	"1kk",	 "18446744073709551616", "17179869184g",
+	};
+	uint64_t n;
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		n = 1;
+		if (sl_parse_size(good[i].s, &n) != 0)
+			fail_msg("'%s' should parse", good[i].s);
+		assert_int_equal(n, good[i].bytes);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		n = 12345;
+		if (sl_parse_size(bad[i], &n) != -1)
+			fail_msg("'%s' should not parse", bad[i]);
+		assert_int_equal(n, 12345);
+	}
+	assert_int_equal(sl_parse_size(NULL, &n), -1);
+	assert_int_equal(sl_parse_size("1k", NULL), -1);
+}
+
+/* Limits that are easier to state here than in a fixture file. */
+static void test_limits(void **state)
+{
+	char y[8192], err[512];
+	sl_config *cfg = NULL;
+	int n;
+
+	/* 64 characters is the longest route name. */
+	n = snprintf(y, sizeof y,
+		     "routes:\n  - name: %064d\n"
+		     "    listen: tcp://127.0.0.1:1\n"
+		     "    upstreams: tcp://127.0.0.1:2\n",
+		     7);
+	if (sl_config_load_string(y, (size_t)n, "l", &cfg, err, sizeof err))
+		fail_msg("%s", err);
+	assert_int_equal(strlen(cfg->routes[0].name), 64);
+	sl_config_free(cfg);
+
+	/* The extremes of every range load. */
+	n = snprintf(y, sizeof y,
+		     "threads: 1024\nmax_connections: 4294967295\n"
+		     "drain_timeout: 365d\n"
+		     "routes:\n  - name: x\n"
+		     "    listen: {address: unix:/a, mode: 0, backlog: 65535}\n"
+		     "    upstreams: tcp://127.0.0.1:2\n"
+		     "    connect_timeout: 1ms\n    idle_timeout: 365d\n"
+		     "    connect_attempts: 1\n    buffer_size: 16m\n");
+	if (sl_config_load_string(y, (size_t)n, "l", &cfg, err, sizeof err))
+		fail_msg("%s", err);
+	assert_int_equal(cfg->threads, 1024);
+	assert_int_equal(cfg->max_connections, 4294967295u);
+	assert_int_equal(cfg->drain_timeout_ms, 365ull * 86400000);
+	assert_int_equal(cfg->routes[0].listen[0].mode, 0);
+	assert_int_equal(cfg->routes[0].listen[0].backlog, 65535);
+	assert_int_equal(cfg->routes[0].connect_timeout_ms, 1);
+	assert_int_equal(cfg->routes[0].buffer_size, 16 << 20);
+	sl_config_free(cfg);
+
+	/* The same 3 listeners in other spellings clash. */
+	n = snprintf(y, sizeof y,
+		     "routes:\n"
+		     "  - {name: a, listen: [\"pipe:\\\\\\\\.\\\\pipe\\\\X\"],"
+		     " upstreams: tcp://h:1}\n"
+		     "  - {name: b, listen: pipe://./PIPE/x, upstreams: "
+		     "tcp://h:1}\n");
+	assert_int_equal(sl_config_load_string(y, (size_t)n, "p", &cfg, err,
+					       sizeof err),
+			 -1);
+	assert_string_equal(err, "p:3:23: listen: 'pipe://./PIPE/x' is "
+				 "already used by route 'a' at 2:24 (each "
+				 "endpoint is listened on once)");
+	n = snprintf(y, sizeof y,
+		     "routes:\n"
+		     "  - {name: a, listen: tcp://LOCALHOST:1, upstreams: "
+		     "tcp://h:1}\n"
+		     "  - {name: b, listen: tcp://localhost:1, upstreams: "
+		     "tcp://h:1}\n");
+	assert_int_equal(sl_config_load_string(y, (size_t)n, "h", &cfg, err,
+					       sizeof err),
+			 -1);
+	assert_string_equal(err, "h:3:23: listen: 'tcp://localhost:1' is "
+				 "already used by route 'a' at 2:23 (each "
+				 "endpoint is listened on once)");
+	/* Unix paths and abstract names are different things. */
+	n = snprintf(y, sizeof y,
+		     "routes:\n"
+		     "  - {name: a, listen: [unix:/x, unix:@/x], upstreams: "
+		     "tcp://h:1}\n");
+	if (sl_config_load_string(y, (size_t)n, "u", &cfg, err, sizeof err))
+		fail_msg("%s", err);
+	sl_config_free(cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_fields),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_attempts_cap),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_empty_and_odd_input),
+		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_free_null),
+		cmocka_unit_test(test_good_fixtures),
+		cmocka_unit_test(test_sample_config),
+		cmocka_unit_test(test_bad_fixtures),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
