@@ -62,8 +62,12 @@ int sl_parse_duration(const char *s, uint64_t *ms)
 		const char *unit;
 		uint64_t ms;
 	} units[] = {
-		{ "ms", 1 },	     { "s", 1000 },	  { "", 1000 },
-		{ "m", 60000 },	     { "h", 3600000 },	  { "d", 86400000 },
+		{ "ms", 1 },
+		{ "s", 1000 },
+		{ "", 1000 }, /* a bare number is seconds */
+		{ "m", 60000 },
+		{ "h", 3600000 },
+		{ "d", 86400000 },
 	};
 	const char *end;
 	uint64_t n;
@@ -226,6 +230,7 @@ static int check_props(struct ctx *c, const yaml_event_t *ev,
 {
 	static const char *const scalar_tags[] = { "str", "int", "float",
 						   "bool", "null" };
+#define NSCALAR_TAGS (sizeof scalar_tags / sizeof scalar_tags[0])
 	unsigned line = (unsigned)ev->start_mark.line + 1;
 	unsigned col = (unsigned)ev->start_mark.column + 1;
 	const char *t = (const char *)tag;
@@ -245,12 +250,9 @@ static int check_props(struct ctx *c, const yaml_event_t *ev,
 			return 0;
 		if (kind == N_MAP && strcmp(s, "map") == 0)
 			return 0;
-		if (kind == N_SCALAR)
-			for (size_t i = 0; i < sizeof scalar_tags /
-						       sizeof scalar_tags[0];
-			     i++)
-				if (strcmp(s, scalar_tags[i]) == 0)
-					return 0;
+		for (size_t i = 0; kind == N_SCALAR && i < NSCALAR_TAGS; i++)
+			if (strcmp(s, scalar_tags[i]) == 0)
+				return 0;
 		return fail_at(c, line, col,
 			       "tag '!!%s' on %s (expected no tag, or a core "
 			       "tag that fits: !!str, !!int, !!float, !!bool, "
