@@ -486,8 +486,17 @@ static void *group_thread(void *arg)
 {
 	sl_loop *loop = arg;
 
+	int r;
+
 	set_thread_name(loop->index);
-	sl_loop_run(loop);
+	/*
+	 * The poll fails only on a broken kernel object (EBADF, EINVAL):
+	 * say so, since this loop's connections now go unserved.  stderr,
+	 * not the log module, keeps src/loop free of upward dependencies.
+	 */
+	if ((r = sl_loop_run(loop)) < 0)
+		fprintf(stderr, "sluice: loop %u stopped: error %d\n",
+			loop->index, -r);
 	return NULL;
 }
 
