@@ -552,8 +552,8 @@ static void test_post_many_producers(void **state)
 	for (int i = 0; i < NPROD; i++) {
 		p[i].c = &c;
 		p[i].id = i;
-		assert_int_equal(pthread_create(&th[i], NULL, prod_thread, &p[i]),
-				 0);
+		assert_int_equal(
+			pthread_create(&th[i], NULL, prod_thread, &p[i]), 0);
 	}
 	assert_int_equal(sl_loop_run(c.loop), 0);
 	for (int i = 0; i < NPROD; i++)
@@ -947,8 +947,9 @@ static void test_group(void **state)
 	}
 	assert_int_equal(sl_group_start(g), -EALREADY);
 	pthread_mutex_lock(&c.lock);
+	/* The watchdog bounds this wait. */
 	while (c.done < GROUP_TASKS)
-		pthread_cond_wait(&c.cond, &c.lock); /* the watchdog bounds it */
+		pthread_cond_wait(&c.cond, &c.lock);
 	pthread_mutex_unlock(&c.lock);
 	for (unsigned i = 0; i < GROUP_N; i++)
 		assert_int_equal(c.per_loop[i], GROUP_TASKS / GROUP_N);
