@@ -246,8 +246,12 @@ static void on_listener_closed(sl_listener *l, void *arg)
 {
 	struct lbind *b = arg;
 	struct sl_proxy *p = b->proxy;
+	char text[SL_EP_HOST_MAX + SL_EP_PATH_MAX + 16];
 
-	(void)l;
+	/* Logged once the socket is really closed: from this line on, new
+	 * connections to it are refused. */
+	sl_endpoint_format(sl_listener_endpoint(l), text, sizeof text);
+	sl_info("listener %s closed", text);
 	lbind_free(b);
 	if (atomic_fetch_sub(&p->closing_listeners, 1) == 1 && p->draining)
 		post_idle_check(p);
@@ -255,10 +259,6 @@ static void on_listener_closed(sl_listener *l, void *arg)
 
 static void lbind_close(struct lbind *b)
 {
-	char text[SL_EP_HOST_MAX + SL_EP_PATH_MAX + 16];
-
-	sl_endpoint_format(sl_listener_endpoint(b->l), text, sizeof text);
-	sl_info("listener %s closed", text);
 	atomic_fetch_add(&b->proxy->closing_listeners, 1);
 	sl_listener_close(b->l, on_listener_closed, b);
 }

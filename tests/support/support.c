@@ -1,0 +1,970 @@
+/*
+ * POSIX implementation of the end-to-end test support (see support.h).
+ */
+#include "support.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+void st_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs("support: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+char *st_fmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	s = malloc((size_t)n + 1);
+	if (!s)
+		st_fail("out of memory");
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+static char tmpdir[256];
+
+void st_init(void)
+{
+	struct rlimit rl;
+
+	signal(SIGPIPE, SIG_IGN);
+	/* 1,000 concurrent sessions need about 4,000 descriptors here and
+	 * in the daemon, which inherits this limit. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 8192) {
+		rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+const char *st_tmpdir(void)
+{
+	if (!tmpdir[0]) {
+		const char *base = getenv("TMPDIR");
+
+		/* Unix socket paths are short (108 bytes): keep this one so. */
+		if (!base || !*base || strlen(base) > 60)
+			base = "/tmp";
+		snprintf(tmpdir, sizeof(tmpdir), "%s/sluice-e2e-XXXXXX", base);
+		if (!mkdtemp(tmpdir))
+			st_fail("mkdtemp %s: %s", tmpdir, strerror(errno));
+	}
+	return tmpdir;
+}
+
+void st_cleanup(void)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (!tmpdir[0])
+		return;
+	d = opendir(tmpdir);
+	if (d) {
+		while ((e = readdir(d)) != NULL) {
+			char path[512];
+
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", tmpdir, e->d_name);
+			unlink(path);
+		}
+		closedir(d);
+	}
+	rmdir(tmpdir);
+	tmpdir[0] = '\0';
+}
+
+uint64_t st_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void st_sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* ---- sockets ------------------------------------------------------------ */
+
+static void loopback(struct sockaddr_in *sin, uint16_t port)
+{
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(port);
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+}
+
+st_sock st_listen_tcp(uint16_t *port, int backlog)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		st_fail("socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	loopback(&sin, 0);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+	    listen(fd, backlog) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len) < 0)
+		st_fail("listen on 127.0.0.1: %s", strerror(errno));
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+static socklen_t unix_addr(struct sockaddr_un *sun, const char *path)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun->sun_path))
+		st_fail("unix path too long: %s", path);
+	strcpy(sun->sun_path, path);
+	return (socklen_t)sizeof(*sun);
+}
+
+st_sock st_listen_unix(const char *path, int backlog)
+{
+	struct sockaddr_un sun;
+	socklen_t len = unix_addr(&sun, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		st_fail("socket: %s", strerror(errno));
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sun, len) < 0 || listen(fd, backlog) < 0)
+		st_fail("listen on %s: %s", path, strerror(errno));
+	return fd;
+}
+
+uint16_t st_free_port(void)
+{
+	uint16_t port;
+	int fd = st_listen_tcp(&port, 1);
+
+	close(fd);
+	return port;
+}
+
+st_sock st_connect_tcp(uint16_t port)
+{
+	struct sockaddr_in sin;
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return ST_BAD_SOCK;
+	loopback(&sin, port);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return ST_BAD_SOCK;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+st_sock st_connect_unix(const char *path)
+{
+	struct sockaddr_un sun;
+	socklen_t len = unix_addr(&sun, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return ST_BAD_SOCK;
+	if (connect(fd, (struct sockaddr *)&sun, len) < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return ST_BAD_SOCK;
+	}
+	return fd;
+}
+
+st_sock st_connect_tcp_retry(uint16_t port, unsigned timeout_ms)
+{
+	uint64_t end = st_now_ms() + timeout_ms;
+
+	for (;;) {
+		st_sock s = st_connect_tcp(port);
+
+		if (s != ST_BAD_SOCK)
+			return s;
+		if (st_now_ms() >= end)
+			st_fail("connect to port %u: %s", port, strerror(errno));
+		st_sleep_ms(10);
+	}
+}
+
+void st_close(st_sock s)
+{
+	if (s != ST_BAD_SOCK)
+		close(s);
+}
+
+void st_shutdown_wr(st_sock s)
+{
+	if (shutdown(s, SHUT_WR) < 0)
+		st_fail("shutdown: %s", strerror(errno));
+}
+
+/* Wait for events on s: 1 ready, 0 timeout. */
+static int wait_fd(int fd, short events, unsigned timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = events};
+	uint64_t end = st_now_ms() + timeout_ms;
+
+	for (;;) {
+		uint64_t now = st_now_ms();
+		int r;
+
+		if (now >= end)
+			return 0;
+		r = poll(&p, 1, (int)(end - now));
+		if (r > 0)
+			return 1;
+		if (r < 0 && errno != EINTR)
+			st_fail("poll: %s", strerror(errno));
+	}
+}
+
+void st_send_all(st_sock s, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n;
+
+		if (!wait_fd(s, POLLOUT, 20000))
+			st_fail("send: no progress for 20 s");
+		n = send(s, p, len, MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			st_fail("send: %s", strerror(errno));
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+ssize_t st_recv_some(st_sock s, void *buf, size_t cap, unsigned timeout_ms)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (!wait_fd(s, POLLIN, timeout_ms))
+			return -2;
+		n = recv(s, buf, cap, MSG_DONTWAIT);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR || errno == EAGAIN)
+			continue;
+		return -1;
+	}
+}
+
+void st_recv_all(st_sock s, void *buf, size_t len, unsigned timeout_ms)
+{
+	char *p = buf;
+	size_t want = len;
+
+	while (len > 0) {
+		ssize_t n = st_recv_some(s, p, len, timeout_ms);
+
+		if (n == 0)
+			st_fail("recv: EOF after %zu of %zu bytes", want - len, want);
+		if (n == -1)
+			st_fail("recv: %s after %zu of %zu bytes", strerror(errno),
+				want - len, want);
+		if (n == -2)
+			st_fail("recv: timed out after %zu of %zu bytes", want - len,
+				want);
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+int st_wait_closed(st_sock s, unsigned timeout_ms)
+{
+	char c;
+	ssize_t n = st_recv_some(s, &c, 1, timeout_ms);
+
+	return n > 0 ? 1 : (int)n;
+}
+
+/* ---- deterministic data -------------------------------------------------- */
+
+void st_rng_init(st_rng *r, uint64_t seed)
+{
+	r->s = seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
+}
+
+static uint64_t rng_next(st_rng *r)
+{
+	/* splitmix64: a full 64-bit stream from any seed */
+	uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/*
+ * The stream is made of 8-byte little-endian words: every fill but the last
+ * of a stream must be a multiple of 8 bytes long, so fills line up.
+ */
+void st_rng_fill(st_rng *r, void *buf, size_t len)
+{
+	unsigned char *p = buf;
+
+	while (len > 0) {
+		uint64_t w = rng_next(r);
+		size_t i;
+
+		for (i = 0; i < 8 && len > 0; i++, len--)
+			*p++ = (unsigned char)(w >> (8 * i));
+	}
+}
+
+struct sender {
+	st_sock s;
+	uint64_t seed, total;
+	unsigned stall_ms;
+};
+
+static void *sender_main(void *arg)
+{
+	struct sender *snd = arg;
+	st_rng r;
+	char *buf = malloc(65536);
+	uint64_t left = snd->total;
+
+	if (!buf)
+		st_fail("out of memory");
+	st_rng_init(&r, snd->seed);
+	while (left > 0) {
+		size_t n = left < 65536 ? (size_t)left : 65536;
+		size_t off = 0;
+
+		st_rng_fill(&r, buf, n);
+		while (off < n) {
+			ssize_t w;
+
+			if (!wait_fd(snd->s, POLLOUT, snd->stall_ms))
+				st_fail("exchange: send stalled with %llu bytes "
+					"left", (unsigned long long)left);
+			w = send(snd->s, buf + off, n - off, MSG_DONTWAIT);
+			if (w < 0) {
+				if (errno == EINTR || errno == EAGAIN)
+					continue;
+				st_fail("exchange: send: %s", strerror(errno));
+			}
+			off += (size_t)w;
+		}
+		left -= n;
+	}
+	st_shutdown_wr(snd->s);
+	free(buf);
+	return NULL;
+}
+
+int st_exchange(st_sock s, uint64_t seed, uint64_t expect_seed,
+		uint64_t total, unsigned stall_ms)
+{
+	struct sender snd = {s, seed, total, stall_ms};
+	pthread_t t;
+	st_rng r;
+	char *want = malloc(65536), *got = malloc(65536);
+	uint64_t done = 0;
+	size_t have = 0, used = 0;
+
+	if (total % 8)
+		st_fail("exchange: total must be a multiple of 8");
+	if (!want || !got)
+		st_fail("out of memory");
+	st_rng_init(&r, expect_seed);
+	if (pthread_create(&t, NULL, sender_main, &snd))
+		st_fail("pthread_create");
+	while (done < total) {
+		ssize_t n;
+		size_t i;
+
+		n = st_recv_some(s, got, 65536, stall_ms);
+		if (n <= 0)
+			st_fail("exchange: %s after %llu of %llu bytes",
+				n == 0 ? "EOF" : n == -1 ? strerror(errno)
+						 : "receive stalled",
+				(unsigned long long)done,
+				(unsigned long long)total);
+		if ((uint64_t)n > total - done)
+			st_fail("exchange: %llu bytes more than sent",
+				(unsigned long long)(done + (uint64_t)n - total));
+		for (i = 0; i < (size_t)n; i++) {
+			if (used == have) {
+				uint64_t rest = total - done - i;
+
+				have = rest < 65536 ? (size_t)rest : 65536;
+				st_rng_fill(&r, want, have);
+				used = 0;
+			}
+			if (got[i] != want[used])
+				st_fail("exchange: byte %llu differs",
+					(unsigned long long)(done + i));
+			used++;
+		}
+		done += (uint64_t)n;
+	}
+	{
+		char c;
+		ssize_t n = st_recv_some(s, &c, 1, stall_ms);
+
+		if (n != 0)
+			st_fail("exchange: expected EOF after %llu bytes, got %zd",
+				(unsigned long long)total, n);
+	}
+	pthread_join(t, NULL);
+	free(want);
+	free(got);
+	return 0;
+}
+
+/* ---- servers --------------------------------------------------------------- */
+
+#define CONN_BUF 32768
+
+struct conn {
+	int fd;
+	int eof_in;
+	size_t len, off; /* buffered bytes [off, len) to write */
+	uint64_t count;  /* COLLECT: bytes read */
+	uint64_t reply_left;
+	st_rng rng;
+	char *buf;
+};
+
+struct st_server {
+	int lfd;
+	int wake[2];
+	enum st_server_mode mode;
+	uint64_t reply;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	unsigned accepted, open;
+	struct conn *conns;
+	size_t nconns, cap;
+};
+
+static void set_nonblock(int fd)
+{
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static void conn_drop(st_server *srv, size_t i)
+{
+	close(srv->conns[i].fd);
+	free(srv->conns[i].buf);
+	srv->conns[i] = srv->conns[--srv->nconns];
+	pthread_mutex_lock(&srv->lock);
+	srv->open--;
+	pthread_mutex_unlock(&srv->lock);
+}
+
+static void server_accept(st_server *srv)
+{
+	for (;;) {
+		int fd = accept(srv->lfd, NULL, NULL);
+		struct conn *c;
+
+		if (fd < 0)
+			return;
+		set_nonblock(fd);
+		if (srv->nconns == srv->cap) {
+			srv->cap = srv->cap ? srv->cap * 2 : 64;
+			srv->conns = realloc(srv->conns, srv->cap * sizeof(*c));
+			if (!srv->conns)
+				st_fail("out of memory");
+		}
+		c = &srv->conns[srv->nconns++];
+		memset(c, 0, sizeof(*c));
+		c->fd = fd;
+		if (srv->mode != ST_HOLD) {
+			c->buf = malloc(CONN_BUF);
+			if (!c->buf)
+				st_fail("out of memory");
+		}
+		pthread_mutex_lock(&srv->lock);
+		srv->accepted++;
+		srv->open++;
+		pthread_mutex_unlock(&srv->lock);
+	}
+}
+
+/* Advance one connection; return 0 to keep it, -1 to drop it. */
+static int conn_step(st_server *srv, struct conn *c, short rev)
+{
+	ssize_t n;
+
+	if (srv->mode == ST_HOLD)
+		return (rev & (POLLHUP | POLLERR)) ? -1 : 0;
+	if (srv->mode == ST_ECHO) {
+		if (c->off < c->len) {
+			n = send(c->fd, c->buf + c->off, c->len - c->off,
+				 MSG_DONTWAIT);
+			if (n < 0)
+				return errno == EAGAIN || errno == EINTR ? 0 : -1;
+			c->off += (size_t)n;
+			if (c->off < c->len)
+				return 0;
+			c->off = c->len = 0;
+		}
+		if (c->eof_in) {
+			shutdown(c->fd, SHUT_WR);
+			return -1;
+		}
+		n = recv(c->fd, c->buf, CONN_BUF, MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : -1;
+		if (n == 0) {
+			c->eof_in = 1;
+			shutdown(c->fd, SHUT_WR);
+			return -1;
+		}
+		c->len = (size_t)n;
+		return 0;
+	}
+	/* ST_COLLECT */
+	if (!c->eof_in) {
+		n = recv(c->fd, c->buf, CONN_BUF, MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : -1;
+		if (n > 0) {
+			c->count += (uint64_t)n;
+			return 0;
+		}
+		c->eof_in = 1;
+		c->reply_left = srv->reply;
+		st_rng_init(&c->rng, 1);
+		memcpy(c->buf, &c->count, 8); /* host order: same machine */
+		c->off = 0;
+		c->len = 8;
+	}
+	for (;;) {
+		if (c->off == c->len) {
+			size_t k;
+
+			if (c->reply_left == 0) {
+				shutdown(c->fd, SHUT_WR);
+				return -1;
+			}
+			k = c->reply_left < CONN_BUF ? (size_t)c->reply_left
+						      : CONN_BUF;
+			st_rng_fill(&c->rng, c->buf, k);
+			c->reply_left -= k;
+			c->off = 0;
+			c->len = k;
+		}
+		n = send(c->fd, c->buf + c->off, c->len - c->off, MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : -1;
+		c->off += (size_t)n;
+	}
+}
+
+static void *server_main(void *arg)
+{
+	st_server *srv = arg;
+	struct pollfd *p = NULL;
+	size_t pcap = 0;
+
+	for (;;) {
+		size_t i, n = srv->nconns + 2;
+		int r;
+
+		if (n > pcap) {
+			pcap = n * 2;
+			p = realloc(p, pcap * sizeof(*p));
+			if (!p)
+				st_fail("out of memory");
+		}
+		p[0] = (struct pollfd){.fd = srv->wake[0], .events = POLLIN};
+		p[1] = (struct pollfd){.fd = srv->lfd, .events = POLLIN};
+		for (i = 0; i < srv->nconns; i++) {
+			struct conn *c = &srv->conns[i];
+			short ev = 0;
+
+			if (srv->mode == ST_ECHO)
+				ev = c->off < c->len ? POLLOUT : POLLIN;
+			else if (srv->mode == ST_COLLECT)
+				ev = c->eof_in ? POLLOUT : POLLIN;
+			p[i + 2] = (struct pollfd){.fd = c->fd, .events = ev};
+		}
+		r = poll(p, (nfds_t)n, -1);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			st_fail("server poll: %s", strerror(errno));
+		}
+		if (p[0].revents)
+			break;
+		/* walk backwards: conn_drop moves the last entry into i */
+		for (i = srv->nconns; i-- > 0;) {
+			if (p[i + 2].revents &&
+			    conn_step(srv, &srv->conns[i], p[i + 2].revents) < 0)
+				conn_drop(srv, i);
+		}
+		if (p[1].revents)
+			server_accept(srv);
+	}
+	while (srv->nconns > 0)
+		conn_drop(srv, srv->nconns - 1);
+	free(p);
+	return NULL;
+}
+
+st_server *st_server_start(st_sock l, enum st_server_mode mode,
+			   uint64_t reply)
+{
+	st_server *srv = calloc(1, sizeof(*srv));
+
+	if (!srv || pipe(srv->wake) < 0)
+		st_fail("server: %s", strerror(errno));
+	srv->lfd = l;
+	srv->mode = mode;
+	srv->reply = reply;
+	set_nonblock(l);
+	pthread_mutex_init(&srv->lock, NULL);
+	if (pthread_create(&srv->thread, NULL, server_main, srv))
+		st_fail("pthread_create");
+	return srv;
+}
+
+unsigned st_server_accepted(st_server *srv)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&srv->lock);
+	n = srv->accepted;
+	pthread_mutex_unlock(&srv->lock);
+	return n;
+}
+
+unsigned st_server_open(st_server *srv)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&srv->lock);
+	n = srv->open;
+	pthread_mutex_unlock(&srv->lock);
+	return n;
+}
+
+void st_server_stop(st_server *srv)
+{
+	if (!srv)
+		return;
+	if (write(srv->wake[1], "x", 1) != 1)
+		st_fail("server stop: %s", strerror(errno));
+	pthread_join(srv->thread, NULL);
+	close(srv->wake[0]);
+	close(srv->wake[1]);
+	close(srv->lfd);
+	pthread_mutex_destroy(&srv->lock);
+	free(srv->conns);
+	free(srv);
+}
+
+/* ---- the daemon -------------------------------------------------------------- */
+
+struct st_daemon {
+	pid_t pid;
+	int status;
+	char *conf, *log;
+};
+
+static unsigned daemon_seq;
+
+static const char *sluice_bin(void)
+{
+	const char *bin = getenv("SLUICE_BIN");
+
+	if (!bin || !*bin)
+		st_fail("SLUICE_BIN is not set (run through make check)");
+	return bin;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f || fputs(text, f) == EOF || fclose(f) != 0)
+		st_fail("write %s: %s", path, strerror(errno));
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *s = NULL;
+	size_t len = 0, cap = 0;
+
+	if (!f)
+		st_fail("read %s: %s", path, strerror(errno));
+	for (;;) {
+		size_t n;
+
+		if (cap - len < 4096) {
+			cap = cap ? cap * 2 : 8192;
+			s = realloc(s, cap);
+			if (!s)
+				st_fail("out of memory");
+		}
+		n = fread(s + len, 1, cap - len - 1, f);
+		if (n == 0)
+			break;
+		len += n;
+	}
+	fclose(f);
+	s[len] = '\0';
+	return s;
+}
+
+void st_daemon_write_config(st_daemon *d, const char *yaml)
+{
+	/* Write aside and rename, so a reload never reads half a file. */
+	char *tmp = st_fmt("%s.new", d->conf);
+
+	write_file(tmp, yaml);
+	if (rename(tmp, d->conf) < 0)
+		st_fail("rename %s: %s", tmp, strerror(errno));
+	free(tmp);
+}
+
+st_daemon *st_daemon_start(const char *yaml)
+{
+	st_daemon *d = calloc(1, sizeof(*d));
+	const char *bin = sluice_bin();
+	unsigned seq = ++daemon_seq;
+
+	if (!d)
+		st_fail("out of memory");
+	d->status = -1;
+	d->conf = st_fmt("%s/sluice-%u.yaml", st_tmpdir(), seq);
+	d->log = st_fmt("%s/sluice-%u.log", st_tmpdir(), seq);
+	st_daemon_write_config(d, yaml);
+	write_file(d->log, "");
+	fflush(NULL);
+	d->pid = fork();
+	if (d->pid < 0)
+		st_fail("fork: %s", strerror(errno));
+	if (d->pid == 0) {
+		int fd = open(d->log, O_WRONLY | O_APPEND);
+
+		if (fd < 0)
+			_exit(126);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+		signal(SIGPIPE, SIG_DFL);
+		execl(bin, bin, "-d", "-c", d->conf, (char *)NULL);
+		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	{
+		uint64_t end = st_now_ms() + 10000;
+
+		while (st_daemon_log_count(d, " started: ") == 0) {
+			int st;
+
+			if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+				char *log = read_file(d->log);
+
+				d->pid = 0;
+				st_fail("sluice exited at start (status %d):\n%s",
+					WIFEXITED(st) ? WEXITSTATUS(st) : -1, log);
+			}
+			if (st_now_ms() > end)
+				st_fail("sluice did not start within 10 s:\n%s",
+					read_file(d->log));
+			st_sleep_ms(5);
+		}
+	}
+	return d;
+}
+
+pid_t st_daemon_pid(const st_daemon *d)
+{
+	return d->pid;
+}
+
+void st_daemon_signal(st_daemon *d, int sig)
+{
+	if (d->pid > 0 && kill(d->pid, sig) < 0)
+		st_fail("kill %d: %s", (int)d->pid, strerror(errno));
+}
+
+int st_daemon_wait(st_daemon *d, unsigned timeout_ms)
+{
+	uint64_t end = st_now_ms() + timeout_ms;
+
+	while (d->pid > 0) {
+		int st;
+		pid_t r = waitpid(d->pid, &st, WNOHANG);
+
+		if (r == d->pid) {
+			d->pid = 0;
+			d->status = WIFEXITED(st) ? WEXITSTATUS(st)
+						  : 128 + WTERMSIG(st);
+			break;
+		}
+		if (st_now_ms() > end)
+			return -1;
+		st_sleep_ms(5);
+	}
+	return d->status;
+}
+
+char *st_daemon_log(const st_daemon *d)
+{
+	return read_file(d->log);
+}
+
+unsigned st_daemon_log_count(const st_daemon *d, const char *needle)
+{
+	char *log = read_file(d->log), *p = log;
+	unsigned n = 0;
+
+	while ((p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	free(log);
+	return n;
+}
+
+int st_daemon_wait_log(const st_daemon *d, const char *needle, unsigned n,
+		       unsigned timeout_ms)
+{
+	uint64_t end = st_now_ms() + timeout_ms;
+
+	while (st_daemon_log_count(d, needle) < n) {
+		if (st_now_ms() > end)
+			return -1;
+		st_sleep_ms(10);
+	}
+	return 0;
+}
+
+void st_daemon_free(st_daemon *d)
+{
+	if (!d)
+		return;
+	if (d->pid > 0) {
+		kill(d->pid, SIGKILL);
+		waitpid(d->pid, NULL, 0);
+	}
+	unlink(d->conf);
+	unlink(d->log);
+	free(d->conf);
+	free(d->log);
+	free(d);
+}
+
+int st_run_sluice(char **out, const char *arg, ...)
+{
+	const char *argv[16];
+	const char *bin = sluice_bin();
+	int n = 0, st;
+	int fds[2];
+	pid_t pid;
+	va_list ap;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	uint64_t end;
+
+	argv[n++] = bin;
+	va_start(ap, arg);
+	for (; arg && n < 15; arg = va_arg(ap, const char *))
+		argv[n++] = arg;
+	va_end(ap);
+	argv[n] = NULL;
+	if (pipe(fds) < 0)
+		st_fail("pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		st_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		dup2(fds[1], 2);
+		close(fds[0]);
+		close(fds[1]);
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	end = st_now_ms() + 10000;
+	for (;;) {
+		ssize_t r;
+
+		if (cap - len < 1024) {
+			cap = cap ? cap * 2 : 4096;
+			buf = realloc(buf, cap);
+			if (!buf)
+				st_fail("out of memory");
+		}
+		if (!wait_fd(fds[0], POLLIN, (unsigned)(end - st_now_ms())))
+			st_fail("sluice %s did not finish within 10 s", argv[1]);
+		r = read(fds[0], buf + len, cap - len - 1);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fds[0]);
+	buf[len] = '\0';
+	if (waitpid(pid, &st, 0) != pid)
+		st_fail("waitpid: %s", strerror(errno));
+	*out = buf;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}

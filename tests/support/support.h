@@ -1,0 +1,152 @@
+/*
+ * Test support for the end-to-end tests: loopback sockets with hard
+ * timeouts, an echo/collect server on its own thread, deterministic data
+ * streams, and the real sluice daemon started on a generated config.
+ *
+ * Everything here fails loudly (st_fail: message and exit 1): a test
+ * harness that cannot set itself up must not report a pass.  Socket and
+ * process calls are kept behind these functions so the same tests can run
+ * against the Windows build later with a second implementation.
+ */
+#ifndef SL_TEST_SUPPORT_H
+#define SL_TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef int st_sock;
+#define ST_BAD_SOCK (-1)
+
+/* Print "support: " + message and exit 1. */
+void st_fail(const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 1, 2), noreturn))
+#endif
+	;
+
+/* Once per test program: SIGPIPE ignored, descriptor limit raised. */
+void st_init(void);
+
+/* A scratch directory for this test program, removed by st_cleanup(). */
+const char *st_tmpdir(void);
+void st_cleanup(void);
+
+/* Monotonic milliseconds. */
+uint64_t st_now_ms(void);
+void st_sleep_ms(unsigned ms);
+
+/* ---- sockets (blocking, with timeouts where they wait) ---------------- */
+
+/* Listen on 127.0.0.1 at a kernel-chosen port; *port gets it. */
+st_sock st_listen_tcp(uint16_t *port, int backlog);
+/* Listen on a Unix socket path (replaced if it exists). */
+st_sock st_listen_unix(const char *path, int backlog);
+/* A loopback port that was free a moment ago (nothing listens on it). */
+uint16_t st_free_port(void);
+
+/* Connect, or return ST_BAD_SOCK with errno set (no st_fail). */
+st_sock st_connect_tcp(uint16_t port);
+st_sock st_connect_unix(const char *path);
+/* Retry connecting for up to timeout_ms; st_fail if it never works. */
+st_sock st_connect_tcp_retry(uint16_t port, unsigned timeout_ms);
+
+void st_close(st_sock s);
+void st_shutdown_wr(st_sock s);
+/* Send everything or st_fail. */
+void st_send_all(st_sock s, const void *buf, size_t len);
+/*
+ * Receive up to cap bytes, waiting at most timeout_ms for the first.
+ * Returns > 0 bytes, 0 at EOF, -1 on a connection error (reset), and -2 on
+ * timeout.
+ */
+ssize_t st_recv_some(st_sock s, void *buf, size_t cap, unsigned timeout_ms);
+/* Receive exactly len bytes or st_fail (EOF, error or timeout). */
+void st_recv_all(st_sock s, void *buf, size_t len, unsigned timeout_ms);
+/*
+ * Wait for the peer to end the connection: 0 at EOF, -1 on reset, -2 on
+ * timeout, 1 when data arrived instead.
+ */
+int st_wait_closed(st_sock s, unsigned timeout_ms);
+
+/* ---- deterministic data ------------------------------------------------ */
+
+/*
+ * A byte stream from a seed: the same seed gives the same bytes.  Every
+ * fill but the last of a stream must be a multiple of 8 bytes long.
+ */
+typedef struct st_rng {
+	uint64_t s;
+} st_rng;
+void st_rng_init(st_rng *r, uint64_t seed);
+void st_rng_fill(st_rng *r, void *buf, size_t len);
+
+/*
+ * Send `total` bytes of the stream `seed` on s while receiving `total`
+ * bytes and checking them against the stream `expect_seed`, both at once
+ * (a sender thread), then shut down the write side and expect EOF.
+ * Returns 0 when every byte matched, or st_fail with the first difference.
+ * The wait for any progress is bounded by stall_ms.
+ */
+int st_exchange(st_sock s, uint64_t seed, uint64_t expect_seed,
+		uint64_t total, unsigned stall_ms);
+
+/* ---- servers ------------------------------------------------------------ */
+
+enum st_server_mode {
+	ST_ECHO,    /* echo every byte; EOF in -> echo the rest, then shut down */
+	ST_COLLECT, /* read to EOF, then send an 8-byte count + `reply` bytes */
+	ST_HOLD,    /* accept and never read (a black hole for data) */
+};
+
+typedef struct st_server st_server;
+
+/* Serve on the listening socket l (taken over) from its own thread. */
+st_server *st_server_start(st_sock l, enum st_server_mode mode,
+			   uint64_t reply);
+/* Connections accepted so far. */
+unsigned st_server_accepted(st_server *srv);
+/* Connections currently open. */
+unsigned st_server_open(st_server *srv);
+void st_server_stop(st_server *srv);
+
+/* ---- the daemon ---------------------------------------------------------- */
+
+typedef struct st_daemon st_daemon;
+
+/*
+ * Write yaml to a config file and start `$SLUICE_BIN -d -c FILE` with its
+ * stderr in a log file; return once it logs that it started (st_fail if it
+ * exits or does not within 10 s).
+ */
+st_daemon *st_daemon_start(const char *yaml);
+/* Replace the config file's contents (for a reload). */
+void st_daemon_write_config(st_daemon *d, const char *yaml);
+pid_t st_daemon_pid(const st_daemon *d);
+void st_daemon_signal(st_daemon *d, int sig);
+/* Wait for exit; return the exit status, or -1 when it did not in time. */
+int st_daemon_wait(st_daemon *d, unsigned timeout_ms);
+/* Whole log so far (malloc'd). */
+char *st_daemon_log(const st_daemon *d);
+/* Occurrences of needle in the log. */
+unsigned st_daemon_log_count(const st_daemon *d, const char *needle);
+/* Wait until the log holds needle at least n times; 0 or -1 on timeout. */
+int st_daemon_wait_log(const st_daemon *d, const char *needle, unsigned n,
+		       unsigned timeout_ms);
+/* SIGKILL if still running, reap, remove its files. */
+void st_daemon_free(st_daemon *d);
+
+/*
+ * Run `$SLUICE_BIN args...` (NULL-terminated) to completion with stdout and
+ * stderr captured into *out (malloc'd); return its exit status.
+ */
+int st_run_sluice(char **out, const char *arg, ...);
+
+/* malloc'd printf. */
+char *st_fmt(const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 1, 2)))
+#endif
+	;
+
+#endif

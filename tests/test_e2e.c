@@ -1,0 +1,592 @@
+/*
+ * End-to-end tests: the real sluice binary ($SLUICE_BIN) on loopback, with
+ * generated configs, echo and collect servers, and clients from
+ * tests/support.  Every wait is bounded; every transfer is checked byte by
+ * byte.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "support/support.h"
+
+#define MiB (1024ull * 1024)
+#define STALL_MS 20000 /* no progress at all for this long is a failure */
+
+static char *unix_path(const char *name)
+{
+	return st_fmt("%s/%s.sock", st_tmpdir(), name);
+}
+
+/* ---- sluice -t ------------------------------------------------------------ */
+
+static void test_check_config(void **state)
+{
+	const char *src = getenv("SL_TEST_SRCDIR");
+	char *good, *bad, *out;
+	int rc;
+
+	(void)state;
+	if (!src)
+		src = ".";
+	good = st_fmt("%s/conf/good/minimal.yaml", src);
+	bad = st_fmt("%s/conf/bad/anchor.yaml", src);
+
+	rc = st_run_sluice(&out, "-t", "-c", good, NULL);
+	assert_int_equal(rc, 0);
+	free(out);
+
+	rc = st_run_sluice(&out, "-t", "-c", bad, NULL);
+	assert_int_equal(rc, 1);
+	/* file:line:column and what was expected */
+	{
+		char *where = st_fmt("%s:5:16: ", bad);
+
+		assert_non_null(strstr(out, where));
+		assert_non_null(strstr(out, "anchors and aliases are not supported"));
+		free(where);
+	}
+	free(out);
+
+	rc = st_run_sluice(&out, "-t", "-c", "/nonexistent/sluice.yaml", NULL);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(out, "/nonexistent/sluice.yaml"));
+	free(out);
+	free(good);
+	free(bad);
+}
+
+/* ---- bulk transfer both ways at once ------------------------------------- */
+
+enum side { TCP, UNIX };
+
+static void bulk(enum side front, enum side back)
+{
+	uint16_t lport = 0, uport = 0;
+	char *lpath = unix_path("front"), *upath = unix_path("back");
+	char *yaml, *listen, *up;
+	st_server *srv;
+	st_daemon *d;
+	st_sock c;
+
+	if (back == TCP) {
+		srv = st_server_start(st_listen_tcp(&uport, 128), ST_ECHO, 0);
+		up = st_fmt("tcp://127.0.0.1:%u", uport);
+	} else {
+		srv = st_server_start(st_listen_unix(upath, 128), ST_ECHO, 0);
+		up = st_fmt("unix:%s", upath);
+	}
+	if (front == TCP) {
+		lport = st_free_port();
+		listen = st_fmt("tcp://127.0.0.1:%u", lport);
+	} else {
+		listen = st_fmt("unix:%s", lpath);
+	}
+	yaml = st_fmt("threads: 2\nlog_level: info\nroutes:\n"
+		      "  - name: bulk\n    listen: %s\n    upstreams: [%s]\n",
+		      listen, up);
+	d = st_daemon_start(yaml);
+
+	c = front == TCP ? st_connect_tcp(lport) : st_connect_unix(lpath);
+	assert_true(c != ST_BAD_SOCK);
+	/* 64 MiB out and the same 64 MiB back, concurrently. */
+	assert_int_equal(st_exchange(c, 42, 42, 64 * MiB, STALL_MS), 0);
+	st_close(c);
+
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, 5000), 0);
+	{
+		char *want = st_fmt("bytes_in=%llu bytes_out=%llu",
+				    64 * MiB, 64 * MiB);
+
+		assert_int_equal(st_daemon_log_count(d, want), 1);
+		free(want);
+	}
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 10000), 0);
+	st_daemon_free(d);
+	st_server_stop(srv);
+	free(yaml);
+	free(listen);
+	free(up);
+	free(lpath);
+	free(upath);
+}
+
+static void test_bulk_tcp_tcp(void **state)
+{
+	(void)state;
+	bulk(TCP, TCP);
+}
+
+static void test_bulk_tcp_unix(void **state)
+{
+	(void)state;
+	bulk(TCP, UNIX);
+}
+
+static void test_bulk_unix_tcp(void **state)
+{
+	(void)state;
+	bulk(UNIX, TCP);
+}
+
+/* ---- half-close ------------------------------------------------------------ */
+
+/*
+ * The client sends, shuts down its write side, and must still receive the
+ * whole reply, which the upstream only starts after it saw the EOF.
+ */
+static void test_half_close(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *srv;
+	st_daemon *d;
+	st_sock c;
+	char *yaml, *buf = malloc(MiB), *want = malloc(MiB);
+	uint64_t count;
+	st_rng r;
+
+	(void)state;
+	srv = st_server_start(st_listen_tcp(&uport, 16), ST_COLLECT, MiB);
+	yaml = st_fmt("routes:\n  - name: half\n    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	d = st_daemon_start(yaml);
+
+	c = st_connect_tcp(lport);
+	assert_true(c != ST_BAD_SOCK);
+	st_rng_init(&r, 7);
+	st_rng_fill(&r, buf, 256 * 1024);
+	st_send_all(c, buf, 256 * 1024);
+	st_shutdown_wr(c);
+
+	st_recv_all(c, &count, 8, STALL_MS);
+	assert_int_equal(count, 256 * 1024);
+	st_recv_all(c, buf, MiB, STALL_MS);
+	st_rng_init(&r, 1);
+	st_rng_fill(&r, want, MiB);
+	assert_memory_equal(buf, want, MiB);
+	assert_int_equal(st_wait_closed(c, 5000), 0); /* orderly EOF */
+	st_close(c);
+
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, 5000), 0);
+	st_daemon_free(d);
+	st_server_stop(srv);
+	free(yaml);
+	free(buf);
+	free(want);
+}
+
+/* ---- failover and connect timeout -------------------------------------------- */
+
+static void echo_once(uint16_t port, const char *msg)
+{
+	st_sock c = st_connect_tcp(port);
+	char buf[128];
+	size_t n = strlen(msg);
+
+	assert_true(c != ST_BAD_SOCK);
+	st_send_all(c, msg, n);
+	st_recv_all(c, buf, n, STALL_MS);
+	assert_memory_equal(buf, msg, n);
+	st_close(c);
+}
+
+static void test_failover(void **state)
+{
+	uint16_t uport, dead = st_free_port(), lport = st_free_port();
+	st_server *srv;
+	st_daemon *d;
+	char *yaml;
+	int i;
+
+	(void)state;
+	srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
+	/* Round-robin start: half the sessions meet the refusing one first. */
+	yaml = st_fmt("routes:\n  - name: fo\n    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u]\n"
+		      "    connect_attempts: 2\n", lport, dead, uport);
+	d = st_daemon_start(yaml);
+	for (i = 0; i < 20; i++)
+		echo_once(lport, "hello through failover");
+	assert_int_equal(st_server_accepted(srv), 20);
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 20, 5000), 0);
+	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
+	st_daemon_free(d);
+	st_server_stop(srv);
+	free(yaml);
+}
+
+/*
+ * A listener whose accept queue is full and never drained: Linux drops
+ * further SYNs, so a connect to it neither succeeds nor fails until it
+ * times out.
+ */
+struct blackhole {
+	st_sock l;
+	st_sock fill[4];
+	uint16_t port;
+};
+
+static void blackhole_open(struct blackhole *b)
+{
+	int i;
+
+	b->l = st_listen_tcp(&b->port, 0);
+	for (i = 0; i < 4; i++)
+		b->fill[i] = ST_BAD_SOCK;
+	/* Fill the accept queue (backlog 0 holds one connection): this
+	 * connect completes at once because the kernel finishes the handshake
+	 * itself.  The next one hangs, as sluice's will. */
+	b->fill[0] = st_connect_tcp(b->port);
+	if (b->fill[0] == ST_BAD_SOCK)
+		st_fail("black hole: first connect failed");
+}
+
+static void blackhole_close(struct blackhole *b)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		st_close(b->fill[i]);
+	st_close(b->l);
+}
+
+static void test_connect_timeout(void **state)
+{
+	struct blackhole bh;
+	uint16_t lport = st_free_port(), lport2 = st_free_port(), uport;
+	st_server *srv;
+	st_daemon *d;
+	st_sock c;
+	char *yaml;
+	uint64_t t0, dt;
+	int r;
+
+	(void)state;
+	blackhole_open(&bh);
+	srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	yaml = st_fmt("routes:\n"
+		      "  - name: hole\n    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n"
+		      "    connect_timeout: 300ms\n"
+		      "  - name: past-hole\n    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u]\n"
+		      "    connect_timeout: 300ms\n",
+		      lport, bh.port, lport2, bh.port, uport);
+	d = st_daemon_start(yaml);
+
+	/* Only upstream never answers: the client is closed after the
+	 * connect timeout, not before and not much later. */
+	c = st_connect_tcp(lport);
+	assert_true(c != ST_BAD_SOCK);
+	st_send_all(c, "x", 1);
+	t0 = st_now_ms();
+	r = st_wait_closed(c, 10000);
+	dt = st_now_ms() - t0;
+	assert_true(r == 0 || r == -1);
+	assert_true(dt >= 250);
+	st_close(c);
+	assert_int_equal(st_daemon_wait_log(d, "reason=connect-failed", 1, 5000),
+			 0);
+	assert_int_not_equal(st_daemon_log_count(d, "timed out"), 0);
+
+	/* With a working upstream after it, every session gets through,
+	 * whichever upstream round-robin tries first. */
+	echo_once(lport2, "past the black hole");
+	echo_once(lport2, "past the black hole again");
+	assert_int_equal(st_server_accepted(srv), 2);
+
+	st_daemon_free(d);
+	st_server_stop(srv);
+	blackhole_close(&bh);
+	free(yaml);
+}
+
+/* ---- idle timeout -------------------------------------------------------------- */
+
+static void test_idle_timeout(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *srv;
+	st_daemon *d;
+	st_sock c;
+	char *yaml;
+	uint64_t t0, dt;
+	int r;
+
+	(void)state;
+	srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	yaml = st_fmt("routes:\n  - name: idle\n    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n"
+		      "    idle_timeout: 400ms\n", lport, uport);
+	d = st_daemon_start(yaml);
+
+	c = st_connect_tcp(lport);
+	assert_true(c != ST_BAD_SOCK);
+	/* Traffic keeps it alive past the timeout... */
+	for (r = 0; r < 6; r++) {
+		char buf[4];
+
+		if (r)
+			st_sleep_ms(150);
+		st_send_all(c, "ping", 4);
+		st_recv_all(c, buf, 4, STALL_MS);
+	}
+	/* ...silence ends it: not before the timeout after the last byte. */
+	t0 = st_now_ms();
+	r = st_wait_closed(c, 10000);
+	dt = st_now_ms() - t0;
+	assert_int_equal(r, 0);
+	assert_true(dt >= 350);
+	st_close(c);
+	assert_int_equal(st_daemon_wait_log(d, "reason=idle-timeout", 1, 5000),
+			 0);
+	assert_int_equal(st_daemon_log_count(d, "reason=idle-timeout"), 1);
+	st_daemon_free(d);
+	st_server_stop(srv);
+	free(yaml);
+}
+
+/* ---- 1,000 concurrent sessions ---------------------------------------------------- */
+
+#define NCONC 1000
+
+static void test_concurrent(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *srv;
+	st_daemon *d;
+	st_sock *c = calloc(NCONC, sizeof(*c));
+	char *yaml;
+	int i;
+
+	(void)state;
+	srv = st_server_start(st_listen_tcp(&uport, 1024), ST_ECHO, 0);
+	yaml = st_fmt("threads: 2\nroutes:\n  - name: many\n"
+		      "    listen: {address: \"tcp://127.0.0.1:%u\", backlog: 1024}\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	d = st_daemon_start(yaml);
+
+	for (i = 0; i < NCONC; i++) {
+		char msg[32];
+
+		c[i] = st_connect_tcp_retry(lport, 5000);
+		snprintf(msg, sizeof(msg), "session %04d", i);
+		st_send_all(c[i], msg, 12);
+	}
+	/* All open at once: sluice holds 1,000 pairs. */
+	{
+		uint64_t end = st_now_ms() + 10000;
+
+		while (st_server_open(srv) < NCONC && st_now_ms() < end)
+			st_sleep_ms(10);
+		assert_int_equal(st_server_open(srv), NCONC);
+	}
+	for (i = 0; i < NCONC; i++) {
+		char msg[32], got[12];
+
+		snprintf(msg, sizeof(msg), "session %04d", i);
+		st_recv_all(c[i], got, 12, STALL_MS);
+		assert_memory_equal(got, msg, 12);
+	}
+	for (i = 0; i < NCONC; i++)
+		st_close(c[i]);
+	assert_int_equal(st_daemon_wait_log(d, "session route=many", NCONC,
+					    20000), 0);
+	assert_int_equal(st_daemon_log_count(d, "reason=done"), NCONC);
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 10000), 0);
+	st_daemon_free(d);
+	st_server_stop(srv);
+	free(c);
+	free(yaml);
+}
+
+/* ---- reload under traffic ---------------------------------------------------------- */
+
+struct traffic {
+	uint16_t port;
+	volatile int stop;
+	unsigned ok;
+};
+
+/* Short sessions back to back; any failure ends the test program. */
+static void *traffic_main(void *arg)
+{
+	struct traffic *t = arg;
+
+	while (!t->stop) {
+		echo_once(t->port, "during reload");
+		t->ok++;
+	}
+	return NULL;
+}
+
+struct bulk_job {
+	uint16_t port;
+	uint64_t total, seed;
+};
+
+static void *bulk_main(void *arg)
+{
+	struct bulk_job *j = arg;
+	st_sock c = st_connect_tcp(j->port);
+
+	if (c == ST_BAD_SOCK)
+		st_fail("bulk connect to %u failed", j->port);
+	st_exchange(c, j->seed, j->seed, j->total, STALL_MS);
+	st_close(c);
+	return NULL;
+}
+
+static void test_reload_under_traffic(void **state)
+{
+	uint16_t uport, pa = st_free_port(), pb = st_free_port();
+	st_server *srv;
+	st_daemon *d;
+	char *a, *ab, *closed_b;
+	struct traffic t = {0};
+	struct bulk_job job;
+	pthread_t tt, bt;
+	int i;
+
+	(void)state;
+	srv = st_server_start(st_listen_tcp(&uport, 256), ST_ECHO, 0);
+	a = st_fmt("threads: 2\nroutes:\n  - name: a\n"
+		   "    listen: tcp://127.0.0.1:%u\n"
+		   "    upstreams: [tcp://127.0.0.1:%u]\n", pa, uport);
+	ab = st_fmt("threads: 2\nroutes:\n  - name: a\n"
+		    "    listen: tcp://127.0.0.1:%u\n"
+		    "    upstreams: [tcp://127.0.0.1:%u]\n"
+		    "    idle_timeout: 1m\n"
+		    "  - name: b\n    listen: tcp://127.0.0.1:%u\n"
+		    "    upstreams: [tcp://127.0.0.1:%u]\n", pa, uport, pb, uport);
+	closed_b = st_fmt("listener tcp://127.0.0.1:%u closed", pb);
+	d = st_daemon_start(a);
+
+	t.port = pa;
+	job = (struct bulk_job){pa, 32 * MiB, 9};
+	pthread_create(&tt, NULL, traffic_main, &t);
+	pthread_create(&bt, NULL, bulk_main, &job);
+
+	for (i = 1; i <= 6; i++) {
+		st_sleep_ms(100);
+		st_daemon_write_config(d, i % 2 ? ab : a);
+		st_daemon_signal(d, SIGHUP);
+		assert_int_equal(st_daemon_wait_log(d, "reloaded ", (unsigned)i,
+						    5000), 0);
+		if (i % 2) {
+			echo_once(pb, "new route b");
+		} else {
+			/* Removed: refused once its listener is closed. */
+			assert_int_equal(st_daemon_wait_log(d, closed_b,
+							    (unsigned)i / 2,
+							    5000), 0);
+			assert_true(st_connect_tcp(pb) == ST_BAD_SOCK);
+		}
+	}
+	/* A config that fails to load keeps the running one. */
+	st_daemon_write_config(d, "routes: [\n");
+	st_daemon_signal(d, SIGHUP);
+	assert_int_equal(st_daemon_wait_log(d, "reload failed", 1, 5000), 0);
+	echo_once(pa, "still serving");
+
+	t.stop = 1;
+	pthread_join(tt, NULL);
+	pthread_join(bt, NULL); /* byte-exact, or the program failed */
+	assert_true(t.ok > 10);
+	assert_int_equal(st_daemon_log_count(d, "reason=client-error"), 0);
+	assert_int_equal(st_daemon_log_count(d, "reason=upstream-error"), 0);
+	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
+
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 10000), 0);
+	st_daemon_free(d);
+	st_server_stop(srv);
+	free(a);
+	free(ab);
+	free(closed_b);
+}
+
+/* ---- SIGTERM drain ---------------------------------------------------------------- */
+
+#define NDRAIN 4
+
+static void test_sigterm_drain(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *srv;
+	st_daemon *d;
+	char *yaml;
+	struct bulk_job job[NDRAIN];
+	pthread_t th[NDRAIN];
+	uint64_t end;
+	int i;
+
+	(void)state;
+	srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
+	yaml = st_fmt("threads: 2\ndrain_timeout: 30s\nroutes:\n"
+		      "  - name: drain\n    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	d = st_daemon_start(yaml);
+	for (i = 0; i < NDRAIN; i++) {
+		job[i] = (struct bulk_job){lport, 32 * MiB, 100 + (uint64_t)i};
+		pthread_create(&th[i], NULL, bulk_main, &job[i]);
+	}
+	end = st_now_ms() + 10000;
+	while (st_server_accepted(srv) < NDRAIN && st_now_ms() < end)
+		st_sleep_ms(2);
+	assert_int_equal(st_server_accepted(srv), NDRAIN);
+
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait_log(d, "stopping: no new connections",
+					    1, 5000), 0);
+	/* The listener closes at once: from then on, connections are
+	 * refused while the open sessions go on. */
+	{
+		char *closed = st_fmt("listener tcp://127.0.0.1:%u closed",
+				      lport);
+
+		assert_int_equal(st_daemon_wait_log(d, closed, 1, 5000), 0);
+		free(closed);
+	}
+	assert_true(st_connect_tcp(lport) == ST_BAD_SOCK);
+	for (i = 0; i < NDRAIN; i++)
+		pthread_join(th[i], NULL); /* every byte, or the program fails */
+	assert_int_equal(st_daemon_wait(d, 10000), 0);
+	assert_int_equal(st_daemon_log_count(d, "reason=done"), NDRAIN);
+	assert_int_equal(st_daemon_log_count(d, "reason=drain-timeout"), 0);
+	st_daemon_free(d);
+	st_server_stop(srv);
+	free(yaml);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_check_config),
+		cmocka_unit_test(test_bulk_tcp_tcp),
+		cmocka_unit_test(test_bulk_tcp_unix),
+		cmocka_unit_test(test_bulk_unix_tcp),
+		cmocka_unit_test(test_half_close),
+		cmocka_unit_test(test_failover),
+		cmocka_unit_test(test_connect_timeout),
+		cmocka_unit_test(test_idle_timeout),
+		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_reload_under_traffic),
+		cmocka_unit_test(test_sigterm_drain),
+	};
+	int rc;
+
+	st_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	st_cleanup();
+	return rc;
+}
