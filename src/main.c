@@ -141,6 +141,7 @@ static int run(struct daemon_state *ds)
 		sl_error("startup failed: %s", sl_strerror(r));
 		goto out;
 	}
+	sl_proxy_set_fd_limit(ds->proxy, sl_fd_limit_raise());
 	sl_timer_init(ds->control, &ds->drain_timer, on_drain_timeout, ds);
 	if (sl_proxy_apply(ds->proxy, ds->cfg, err, sizeof err) < 0) {
 		sl_error("%s", err);

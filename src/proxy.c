@@ -8,6 +8,7 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ struct sl_proxy {
 
 	atomic_ulong active;
 	atomic_uint max_connections; /* global, 0 = unlimited */
+	unsigned long fd_limit;      /* descriptors we may hold, 0 = no limit */
 	atomic_int closing_listeners;
 
 	/* Coalesced requests to the control loop. */
@@ -206,7 +208,21 @@ static void idle_task(sl_task *t, int status)
 
 /* ---- listeners -------------------------------------------------------------- */
 
-static void on_accept(sl_listener *l, sl_stream *client)
+static void on_accept(sl_listener *l, sl_stream *client, void *token)
+{
+	struct route *r = token; /* admitted and referenced by the gate */
+
+	(void)l;
+	if (client == NULL) {
+		proxy_session_gone(r->proxy, r);
+		route_unref(r);
+		return;
+	}
+	session_start(r, client);
+}
+
+/* Admit one more session of the listener's current route, or pause. */
+static int accept_gate(sl_listener *l, void **token)
 {
 	struct lbind *b = sl_listener_get_data(l);
 	struct route *r;
@@ -215,23 +231,12 @@ static void on_accept(sl_listener *l, sl_stream *client)
 	r = b->route;
 	route_ref(r);
 	pthread_mutex_unlock(&b->lock);
-	session_start(r, client);
-}
-
-static int accept_gate(sl_listener *l)
-{
-	struct lbind *b = sl_listener_get_data(l);
-	struct sl_proxy *p = b->proxy;
-	unsigned gmax = atomic_load(&p->max_connections);
-	int ok;
-
-	if (gmax != 0 && atomic_load(&p->active) >= gmax)
+	if (!proxy_session_admit(b->proxy, r)) {
+		route_unref(r);
 		return 0;
-	pthread_mutex_lock(&b->lock);
-	ok = b->route->max_connections == 0 ||
-	     atomic_load(&b->route->st->active) < b->route->max_connections;
-	pthread_mutex_unlock(&b->lock);
-	return ok;
+	}
+	*token = r;
+	return 1;
 }
 
 static void lbind_free(struct lbind *b)
@@ -293,6 +298,39 @@ int sl_proxy_new(sl_proxy **out, sl_loop *control, sl_group *group)
 	sl_task_init(&p->idle_task, idle_task, p);
 	*out = p;
 	return 0;
+}
+
+void sl_proxy_set_fd_limit(sl_proxy *p, unsigned long fds)
+{
+	p->fd_limit = fds;
+}
+
+/*
+ * The global session limit in force: the configured one, capped by what
+ * the descriptor limit allows (two descriptors per session, after a reserve
+ * for the loops, listeners, logs and the resolver), as HAProxy derives its
+ * maxconn from ulimit -n.  Without the cap a full process would accept a
+ * client and then fail its upstream connect; with it, clients beyond the
+ * cap wait in the listen backlog like any over-limit client.
+ */
+static unsigned effective_max(sl_proxy *p, const sl_config *cfg)
+{
+	unsigned long reserve, cap, want = cfg->max_connections;
+
+	if (p->fd_limit == 0)
+		return (unsigned)want;
+	reserve = 16 + 2ul * p->nloops;
+	for (size_t i = 0; i < cfg->nroutes; i++)
+		reserve += cfg->routes[i].nlisten;
+	cap = p->fd_limit > reserve + 2 ? (p->fd_limit - reserve) / 2 : 1;
+	if (cap > UINT_MAX)
+		cap = UINT_MAX;
+	if (want == 0 || want > cap) {
+		sl_info("max_connections: %lu (descriptor limit %lu)", cap,
+			p->fd_limit);
+		return (unsigned)cap;
+	}
+	return (unsigned)want;
 }
 
 struct pending_bind {
@@ -384,7 +422,7 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 	}
 
 	/* 2. Commit: rebind kept listeners, start new ones, close the rest. */
-	atomic_store(&p->max_connections, cfg->max_connections);
+	atomic_store(&p->max_connections, effective_max(p, cfg));
 	for (size_t k = 0; k < npb; k++) {
 		struct lbind *b = pb[k].b;
 		struct route *old;

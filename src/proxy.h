@@ -26,6 +26,12 @@ int sl_proxy_new(sl_proxy **out, sl_loop *control, sl_group *group);
 int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 		   size_t errlen);
 
+/*
+ * The process may hold fds descriptors (0: no limit).  The global session
+ * limit is capped to fit, from the next sl_proxy_apply() on.
+ */
+void sl_proxy_set_fd_limit(sl_proxy *p, unsigned long fds);
+
 typedef void (*sl_proxy_idle_cb)(sl_proxy *p, void *arg);
 
 /*

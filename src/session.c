@@ -431,16 +431,6 @@ void session_start(struct route *r, sl_stream *client)
 	struct loop_ctx *lc = sl_loop_get_data(loop);
 	struct session *s;
 
-	if (!proxy_session_admit(r->proxy, r)) {
-		char name[128];
-		sl_stream_peer_name(client, name, sizeof name);
-		sl_info("route %s: connection limit reached, closing client %s",
-			r->name, name);
-		sl_stream_close(client, NULL);
-		route_unref(r);
-		return;
-	}
-
 	s = calloc(1, sizeof *s);
 	if (s == NULL) {
 		sl_error("route %s: out of memory for a session", r->name);

@@ -78,8 +78,8 @@ void loop_ctx_abort_sessions(struct loop_ctx *lc);
 
 /*
  * Start a session for an accepted client on the client's loop.  Consumes
- * one reference to r.  Enforces the route's and the global connection
- * limits (a client over a limit is closed at once).
+ * one reference to r and one admission (proxy_session_admit(), taken by
+ * the listener's gate before the accept).
  */
 void session_start(struct route *r, sl_stream *client);
 

@@ -568,6 +568,125 @@ static void test_sigterm_drain(void **state)
 	free(yaml);
 }
 
+/* ---- limits ------------------------------------------------------------------ */
+
+/*
+ * Clients over a limit wait in the listen backlog, not refused, and are
+ * served in turn as sessions end.  n clients connect and send at once; they
+ * are then answered and closed in order.
+ */
+static void clients_in_turn(st_daemon *d, st_server *srv, uint16_t port,
+			    int n, unsigned limit)
+{
+	st_sock *c = calloc((size_t)n, sizeof(*c));
+	int i;
+
+	for (i = 0; i < n; i++) {
+		char msg[16];
+
+		c[i] = st_connect_tcp_retry(port, 5000);
+		snprintf(msg, sizeof(msg), "client %04d", i);
+		st_send_all(c[i], msg, 11);
+	}
+	/* Exactly `limit` sessions reach the upstream, and stay at that. */
+	{
+		uint64_t end = st_now_ms() + 5000;
+
+		while (st_server_open(srv) < limit && st_now_ms() < end)
+			st_sleep_ms(5);
+		st_sleep_ms(200);
+		assert_int_equal(st_server_open(srv), limit);
+		assert_int_equal(st_server_accepted(srv), limit);
+	}
+	{
+		char got[16];
+
+		assert_int_equal(st_recv_some(c[n - 1], got, 11, 100), -2);
+	}
+	for (i = 0; i < n; i++) {
+		char msg[16], got[16];
+
+		snprintf(msg, sizeof(msg), "client %04d", i);
+		st_recv_all(c[i], got, 11, STALL_MS);
+		assert_memory_equal(got, msg, 11);
+		st_close(c[i]);
+	}
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", (unsigned)n,
+					    10000), 0);
+	assert_int_equal(st_server_accepted(srv), (unsigned)n);
+	free(c);
+}
+
+static void test_max_connections(void **state)
+{
+	uint16_t uport, lport = st_free_port(), gport = st_free_port();
+	st_server *srv;
+	st_daemon *d;
+	char *yaml;
+
+	(void)state;
+	srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
+	yaml = st_fmt("threads: 2\nmax_connections: 7\nroutes:\n"
+		      "  - name: four\n    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n"
+		      "    max_connections: 4\n"
+		      "  - name: global\n    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n",
+		      lport, uport, gport, uport);
+	d = st_daemon_start(yaml);
+	clients_in_turn(d, srv, lport, 10, 4);
+	st_server_stop(srv);
+
+	srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
+	st_daemon_free(d);
+	free(yaml);
+	yaml = st_fmt("threads: 2\nmax_connections: 7\nroutes:\n"
+		      "  - name: global\n    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n", gport, uport);
+	d = st_daemon_start(yaml);
+	clients_in_turn(d, srv, gport, 12, 7);
+	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
+	st_daemon_free(d);
+	st_server_stop(srv);
+	free(yaml);
+}
+
+/*
+ * With few descriptors (ulimit -n 64) the session limit follows from the
+ * descriptor limit: the daemon neither dies nor fails upstream connects;
+ * clients beyond what fits wait their turn.
+ */
+static void test_descriptor_limit(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *srv;
+	st_daemon *d;
+	char *yaml;
+	unsigned cap;
+	char *log, *p;
+
+	(void)state;
+	srv = st_server_start(st_listen_tcp(&uport, 128), ST_ECHO, 0);
+	yaml = st_fmt("threads: 1\nroutes:\n  - name: fds\n"
+		      "    listen: {address: \"tcp://127.0.0.1:%u\", backlog: 128}\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	d = st_daemon_start_limited(yaml, 64);
+	log = st_daemon_log(d);
+	p = strstr(log, "max_connections: ");
+	assert_non_null(p);
+	cap = (unsigned)strtoul(p + strlen("max_connections: "), NULL, 10);
+	free(log);
+	assert_true(cap >= 8 && cap < 32);
+	clients_in_turn(d, srv, lport, 60, cap);
+	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
+	assert_int_equal(st_daemon_log_count(d, "reason=client-error"), 0);
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 10000), 0);
+	st_daemon_free(d);
+	st_server_stop(srv);
+	free(yaml);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -582,6 +701,8 @@ int main(void)
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_reload_under_traffic),
 		cmocka_unit_test(test_sigterm_drain),
+		cmocka_unit_test(test_max_connections),
+		cmocka_unit_test(test_descriptor_limit),
 	};
 	int rc;
 

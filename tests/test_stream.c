@@ -1058,9 +1058,13 @@ struct lstate {
 	atomic_int late; /* accepts after done: must stay 0 */
 };
 
-static void l_accept(sl_listener *l, sl_stream *s)
+static void l_accept(sl_listener *l, sl_stream *s, void *token)
 {
 	struct lstate *st = sl_listener_get_data(l);
+
+	(void)token;
+	if (s == NULL)
+		return; /* a reservation with nothing to accept */
 
 	if (atomic_load(&st->done))
 		atomic_fetch_add(&st->late, 1);
@@ -1070,8 +1074,9 @@ static void l_accept(sl_listener *l, sl_stream *s)
 	sl_stream_close(s, NULL);
 }
 
-static int l_gate(sl_listener *l)
+static int l_gate(sl_listener *l, void **token)
 {
+	(void)token;
 	struct lstate *st = sl_listener_get_data(l);
 
 	atomic_fetch_add(&st->gate_calls, 1);

@@ -33,6 +33,12 @@ void sl_ctl_stop(void);
 int sl_daemonize(void);
 
 /*
+ * Raise the soft descriptor limit to the hard one and return it (0 where
+ * the OS has no such per-process limit).
+ */
+unsigned long sl_fd_limit_raise(void);
+
+/*
  * The absolute form of path (so a daemon that changed directory still
  * finds its config on reload), malloc'd; NULL with errno set on failure.
  */

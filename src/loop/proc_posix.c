@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -150,4 +151,23 @@ int sl_daemonize(void)
 char *sl_path_absolute(const char *path)
 {
 	return realpath(path, NULL);
+}
+
+unsigned long sl_fd_limit_raise(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t old = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		/* macOS refuses more than OPEN_MAX whatever the hard limit */
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = old;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1ul << 24))
+		return 1ul << 24;
+	return (unsigned long)rl.rlim_cur;
 }

@@ -78,6 +78,7 @@ struct handoff {
 	sl_task task;
 	sl_listener *l;
 	sl_loop *loop;
+	void *token;
 	int fd;
 };
 
@@ -435,13 +436,18 @@ static void handoff_run(sl_task *t, int status)
 
 	if (status != 0) {
 		close(h->fd); /* the target loop is being freed */
+		if (l->gate != NULL)
+			l->cb(l, NULL, h->token);
 	} else {
 		r = sl_stream_open_fd(h->loop, h->fd, l->ep.kind, &s);
-		if (r == 0)
-			l->cb(l, s);
-		else
+		if (r == 0) {
+			l->cb(l, s, h->token);
+		} else {
 			sl_warn("%s: dropping an accepted connection: %s",
 				l->name, sl_strerror(r));
+			if (l->gate != NULL)
+				l->cb(l, NULL, h->token);
+		}
 	}
 	free(h);
 	unref(l);
@@ -487,13 +493,20 @@ static void on_accept(sl_io *io, unsigned events)
 
 	(void)events;
 	for (int i = 0; i < SL_ACCEPT_BATCH; i++) {
-		if (l->gate != NULL && !l->gate(l)) {
+		void *token = NULL;
+
+		if (l->gate != NULL && !l->gate(l, &token)) {
 			/* Connections wait in the kernel's backlog. */
 			sl_io_set(&l->io, 0);
 			return;
 		}
 		fd = accept_one(l->fd);
 		if (fd < 0) {
+			int err = errno;
+
+			if (l->gate != NULL)
+				l->cb(l, NULL, token); /* errno may change */
+			errno = err;
 			switch (errno) {
 			case EINTR:
 			case ECONNABORTED: /* the client gave up already */
@@ -520,11 +533,14 @@ static void on_accept(sl_io *io, unsigned events)
 		h = malloc(sizeof *h);
 		if (h == NULL) {
 			close(fd);
+			if (l->gate != NULL)
+				l->cb(l, NULL, token);
 			pause_accepting(l, ENOMEM, 1);
 			return;
 		}
 		h->l = l;
 		h->fd = fd;
+		h->token = token;
 		h->loop = sl_group_next(l->group);
 		sl_task_init(&h->task, handoff_run, h);
 		atomic_fetch_add(&l->refs, 1);

@@ -151,15 +151,24 @@ typedef struct sl_listen_opts {
 	const char *security; /* SDDL string, NULL: default */
 } sl_listen_opts;
 
-/* Called on the loop the new stream belongs to. */
-typedef void (*sl_accept_cb)(sl_listener *l, sl_stream *s);
+/*
+ * Admission: may the listener accept one more connection?  Called on the
+ * accepting loop before each accept.  Returning 0 pauses the listener
+ * (connections wait in the kernel's backlog) until sl_listener_resume().
+ * Returning 1 reserves room for one connection; *token (NULL unless set)
+ * then reaches the accept callback with that connection.  Reserving here,
+ * not when the connection arrives on its loop, keeps a limit exact while
+ * several accepted connections are on their way to other loops.
+ */
+typedef int (*sl_accept_gate)(sl_listener *l, void **token);
 
 /*
- * May the listener accept one more connection?  Called on the accepting loop
- * before each accept.  Returning 0 pauses the listener (connections wait in
- * the kernel's backlog) until sl_listener_resume().
+ * Called on the loop the new stream belongs to, with the gate's token.
+ * s == NULL: a reservation found no connection (the backlog was empty, or
+ * the connection was lost on its way); undo it.  That call comes from the
+ * accepting loop, and only when there is a gate.
  */
-typedef int (*sl_accept_gate)(sl_listener *l);
+typedef void (*sl_accept_cb)(sl_listener *l, sl_stream *s, void *token);
 
 /*
  * Create, bind and listen, without accepting yet (so privileged ports and

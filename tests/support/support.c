@@ -783,6 +783,11 @@ void st_daemon_write_config(st_daemon *d, const char *yaml)
 
 st_daemon *st_daemon_start(const char *yaml)
 {
+	return st_daemon_start_limited(yaml, 0);
+}
+
+st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile)
+{
 	st_daemon *d = calloc(1, sizeof(*d));
 	const char *bin = sluice_bin();
 	unsigned seq = ++daemon_seq;
@@ -807,6 +812,12 @@ st_daemon *st_daemon_start(const char *yaml)
 		dup2(fd, 2);
 		close(fd);
 		signal(SIGPIPE, SIG_DFL);
+		if (nofile) {
+			struct rlimit rl = {nofile, nofile};
+
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+				_exit(125);
+		}
 		execl(bin, bin, "-d", "-c", d->conf, (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
 		_exit(127);

@@ -120,6 +120,8 @@ typedef struct st_daemon st_daemon;
  * exits or does not within 10 s).
  */
 st_daemon *st_daemon_start(const char *yaml);
+/* The same, with the daemon's descriptor limit (soft and hard) at nofile. */
+st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile);
 /* Replace the config file's contents (for a reload). */
 void st_daemon_write_config(st_daemon *d, const char *yaml);
 pid_t st_daemon_pid(const st_daemon *d);
