@@ -915,6 +915,11 @@ void st_daemon_free(st_daemon *d)
 		kill(d->pid, SIGKILL);
 		waitpid(d->pid, NULL, 0);
 	}
+	/* A sanitizer report in the daemon's log fails the test that ran it. */
+	if (st_daemon_log_count(d, "Sanitizer") ||
+	    st_daemon_log_count(d, "runtime error:"))
+		st_fail("sanitizer report in the sluice log:\n%s",
+			st_daemon_log(d));
 	unlink(d->conf);
 	unlink(d->log);
 	free(d->conf);
