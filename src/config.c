@@ -1165,7 +1165,7 @@ static int set_routes(struct ctx *c, const struct node *k,
 		rc->mark.col = r->col;
 		rc->connect_timeout_ms = 5000;
 		rc->idle_timeout_ms = 3600000;
-		rc->buffer_size = 16384;
+		rc->buffer_size = 65536;
 		if (walk_map(c, r, "in route", route_keys, NKEYS(route_keys),
 			     rc, seen) < 0)
 			return -1;

@@ -133,7 +133,7 @@ static struct route *route_new(struct sl_proxy *p, const sl_route_conf *rc)
 	r->idle_timeout_ms = rc->idle_timeout_ms;
 	r->connect_attempts = rc->connect_attempts ? rc->connect_attempts : 1;
 	r->max_connections = rc->max_connections;
-	r->buffer_size = rc->buffer_size ? rc->buffer_size : 16384;
+	r->buffer_size = rc->buffer_size ? rc->buffer_size : 65536;
 	return r;
 fail:
 	route_unref(r);

@@ -55,7 +55,7 @@ struct session {
 	char client_name[128];
 };
 
-#define POOL_MAX_FREE 256
+#define POOL_MAX_FREE 64 /* per loop: 4 MiB of 64k buffers at most */
 
 /* ---- per-loop context --------------------------------------------------- */
 

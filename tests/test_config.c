@@ -309,7 +309,7 @@ static void test_fields(void **state)
 	assert_int_equal(r->idle_timeout_ms, 3600000);
 	assert_int_equal(r->connect_attempts, 3);
 	assert_int_equal(r->max_connections, 0);
-	assert_int_equal(r->buffer_size, 16384);
+	assert_int_equal(r->buffer_size, 65536);
 	sl_config_free(cfg);
 }
 
