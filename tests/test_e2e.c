@@ -173,9 +173,17 @@ static void test_half_close(void **state)
 	st_rng_fill(&r, want, MiB);
 	assert_memory_equal(buf, want, MiB);
 	assert_int_equal(st_wait_closed(c, 5000), 0); /* orderly EOF */
+	/* The access log names this client exactly. */
+	{
+		char *who = st_fmt("client=127.0.0.1:%u ", st_local_port(c));
+
+		assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, 5000),
+				 0);
+		assert_int_equal(st_daemon_log_count(d, who), 1);
+		free(who);
+	}
 	st_close(c);
 
-	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, 5000), 0);
 	st_daemon_free(d);
 	st_server_stop(srv);
 	free(yaml);

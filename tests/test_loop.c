@@ -1154,6 +1154,62 @@ static void test_io_stop_other_in_batch(void **state)
 	io_suppress(0);
 }
 
+/*
+ * A stopped watcher is not called, even when its descriptor becomes ready
+ * (backends may stop lazily), and forgetting a watcher before close() lets
+ * the descriptor number serve a new watcher at once.
+ */
+static void test_io_stop_forget_reuse(void **state)
+{
+	struct ioctx c = {.stop_after = 1, .consume = 1};
+	sl_timer t;
+	sl_loop *loop;
+	int old;
+
+	(void)state;
+	watchdog();
+	loop = new_loop();
+	make_pair(c.fds);
+	sl_io_init(loop, &c.io[0], c.fds[0], on_io, &c);
+	assert_int_equal(sl_io_set(&c.io[0], SL_IO_READ), 0);
+	assert_int_equal(sl_io_set(&c.io[0], 0), 0);
+	assert_int_equal(write(c.fds[1], "x", 1), 1);
+	sl_timer_init(loop, &t, on_stop_timer, loop);
+	sl_timer_start(&t, 30);
+	assert_int_equal(sl_loop_run(loop), 0);
+	sl_timer_start(&t, 30);
+	assert_int_equal(sl_loop_run(loop), 0); /* still nothing */
+	assert_int_equal(c.calls[0], 0);
+
+	/* Started again: the byte waiting is reported. */
+	assert_int_equal(sl_io_set(&c.io[0], SL_IO_READ), 0);
+	assert_int_equal(sl_loop_run(loop), 0);
+	assert_int_equal(c.calls[0], 1);
+	assert_int_equal(c.got, 1);
+
+	/* Forget and close while registered, then reuse the number. */
+	old = c.fds[0];
+	sl_io_forget(&c.io[0]);
+	close_fds(c.fds, 2);
+	make_pair(c.fds);
+	if (c.fds[0] != old) { /* make the new socket take the old number */
+		assert_int_equal(dup2(c.fds[0], old), old);
+		close(c.fds[0]);
+		c.fds[0] = old;
+	}
+	c.calls[0] = 0;
+	c.got = 0;
+	sl_io_init(loop, &c.io[0], c.fds[0], on_io, &c);
+	assert_int_equal(sl_io_set(&c.io[0], SL_IO_READ), 0);
+	assert_int_equal(write(c.fds[1], "y", 1), 1);
+	assert_int_equal(sl_loop_run(loop), 0);
+	assert_int_equal(c.calls[0], 1);
+	assert_int_equal(c.got, 1);
+	sl_io_remove(&c.io[0]);
+	close_fds(c.fds, 2);
+	sl_loop_free(loop);
+}
+
 static void test_io_remove_other_in_batch(void **state)
 {
 	(void)state;
@@ -1379,6 +1435,7 @@ int main(void)
 		cmocka_unit_test(test_group_free_unstarted),
 #ifdef SL_LOOP_READINESS
 		cmocka_unit_test(test_io_read),
+		cmocka_unit_test(test_io_stop_forget_reuse),
 		cmocka_unit_test(test_io_level_triggered),
 		cmocka_unit_test(test_io_write_and_pipe),
 		cmocka_unit_test(test_io_stop_other_in_batch),

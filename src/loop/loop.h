@@ -175,6 +175,13 @@ void sl_io_init(sl_loop *loop, sl_io *io, int fd, sl_io_cb cb, void *data);
 int sl_io_set(sl_io *io, unsigned want);
 /* Remove from the kernel (call before close(fd)); the watcher is reusable. */
 void sl_io_remove(sl_io *io);
+/*
+ * The descriptor is about to be closed and nothing else (no dup, no other
+ * process) refers to its file: the backend may skip telling the kernel,
+ * which forgets a closed file by itself (epoll, kqueue).  Otherwise as
+ * sl_io_remove().
+ */
+void sl_io_forget(sl_io *io);
 #endif
 
 #endif

@@ -167,8 +167,13 @@ int sl_backend_poll(sl_loop *loop, int timeout_ms)
 		 * removed this watcher; its memory stays valid until the
 		 * deferred tasks run after the batch.
 		 */
-		if (io->want == 0)
+		if (io->want == 0) {
+			/* Stopped lazily (see sl_io_set): now it costs a
+			 * wake-up, so take it out of the kernel. */
+			if (io->registered != 0)
+				sl_io_remove(io);
 			continue;
+		}
 		ev = io_events(be->events[i].events, io->want);
 		if (ev != 0)
 			io->cb(io, ev);
@@ -199,8 +204,13 @@ int sl_io_set(sl_io *io, unsigned want)
 	if (want == io->registered)
 		return 0;
 	if (want == 0) {
-		/* A stopped watcher costs nothing in the kernel. */
-		sl_io_remove(io);
+		/*
+		 * Stop lazily: keep the kernel's registration and drop it only
+		 * if an event comes for it (sl_backend_poll).  A descriptor is
+		 * often closed right after its watcher stops (EOF, then the
+		 * session ends), and close() removes it for free; a read
+		 * stopped for back-pressure and started again costs nothing.
+		 */
 		return 0;
 	}
 	ev.events = epoll_mask(want);
@@ -223,6 +233,14 @@ int sl_io_set(sl_io *io, unsigned want)
 	}
 	io->registered = want;
 	return 0;
+}
+
+void sl_io_forget(sl_io *io)
+{
+	/* close() drops the descriptor from every epoll set once no other
+	 * descriptor refers to the same file: nothing to tell the kernel. */
+	io->registered = 0;
+	io->want = 0;
 }
 
 void sl_io_remove(sl_io *io)

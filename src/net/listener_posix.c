@@ -80,6 +80,8 @@ struct handoff {
 	sl_loop *loop;
 	void *token;
 	int fd;
+	socklen_t peer_len;
+	struct sockaddr_storage peer;
 };
 
 /*
@@ -366,6 +368,7 @@ static int open_tcp(sl_listener *l, char *err, size_t errlen)
 	if (bind(l->fd, (struct sockaddr *)&addrs[0].ss, addrs[0].len) < 0)
 		return fail(err, errlen, -errno, "%s: bind: %s", l->name,
 			    strerror(errno));
+	sl_listen_tune(l->fd, SL_EP_TCP);
 	if (listen(l->fd, l->backlog) < 0)
 		return fail(err, errlen, -errno, "%s: listen: %s", l->name,
 			    strerror(errno));
@@ -439,7 +442,9 @@ static void handoff_run(sl_task *t, int status)
 		if (l->gate != NULL)
 			l->cb(l, NULL, h->token);
 	} else {
-		r = sl_stream_open_fd(h->loop, h->fd, l->ep.kind, &s);
+		r = sl_stream_open_accepted(h->loop, h->fd, l->ep.kind,
+					    (struct sockaddr *)&h->peer,
+					    h->peer_len, &s);
 		if (r == 0) {
 			l->cb(l, s, h->token);
 		} else {
@@ -464,15 +469,17 @@ static void pause_accepting(sl_listener *l, int err, int count)
 	sl_timer_start(&l->timer, SL_ACCEPT_PAUSE_MS);
 }
 
-static int accept_one(int lfd)
+static int accept_one(int lfd, struct sockaddr_storage *ss, socklen_t *len)
 {
 	int fd, r;
 
+	*len = sizeof *ss;
 #if defined(HAVE_ACCEPT4) && HAVE_ACCEPT4 && defined(SL_HAVE_SOCK_FLAGS)
-	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	fd = accept4(lfd, (struct sockaddr *)ss, len,
+		     SOCK_NONBLOCK | SOCK_CLOEXEC);
 	(void)r;
 #else
-	fd = accept(lfd, NULL, NULL);
+	fd = accept(lfd, (struct sockaddr *)ss, len);
 	if (fd >= 0) {
 		r = sl_fd_prepare(fd);
 		if (r < 0) {
@@ -489,6 +496,8 @@ static void on_accept(sl_io *io, unsigned events)
 {
 	sl_listener *l = io->data;
 	struct handoff *h;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
 	int fd;
 
 	(void)events;
@@ -500,7 +509,7 @@ static void on_accept(sl_io *io, unsigned events)
 			sl_io_set(&l->io, 0);
 			return;
 		}
-		fd = accept_one(l->fd);
+		fd = accept_one(l->fd, &ss, &sslen);
 		if (fd < 0) {
 			int err = errno;
 
@@ -541,6 +550,9 @@ static void on_accept(sl_io *io, unsigned events)
 		h->l = l;
 		h->fd = fd;
 		h->token = token;
+		h->peer_len = sslen <= sizeof h->peer ? sslen : 0;
+		if (h->peer_len > 0)
+			memcpy(&h->peer, &ss, h->peer_len);
 		h->loop = sl_group_next(l->group);
 		sl_task_init(&h->task, handoff_run, h);
 		atomic_fetch_add(&l->refs, 1);

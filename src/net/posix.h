@@ -56,6 +56,16 @@ int sl_fd_prepare(int fd);
  * Wrap a connected descriptor (accepted) as a stream of loop, which must be
  * the calling thread's loop.  Takes fd over even on failure (closes it).
  */
+/*
+ * A stream for a descriptor accept() returned, with the peer address it
+ * gave (kept for sl_stream_peer_name).  The listening socket had
+ * sl_listen_tune(), whose options accepted sockets inherit.
+ */
+int sl_stream_open_accepted(sl_loop *loop, int fd, enum sl_ep_kind kind,
+			    const struct sockaddr *peer, socklen_t len,
+			    sl_stream **out);
+void sl_listen_tune(int fd, enum sl_ep_kind kind);
+
 int sl_stream_open_fd(sl_loop *loop, int fd, enum sl_ep_kind kind,
 		      sl_stream **out);
 

@@ -77,6 +77,15 @@ struct sl_stream {
 	size_t naddrs, next_addr;
 	int last_err;
 
+	/* The peer's address as accept() gave it (TCP), so naming the
+	 * client costs no getpeername(); peer_len 0: not known. */
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} peer;
+	socklen_t peer_len;
+
 	sl_close_cb close_cb;
 	sl_task task;
 };
@@ -491,7 +500,7 @@ static void connect_event(sl_stream *s)
 		connect_finish(s, 0);
 		return;
 	}
-	sl_io_remove(&s->io);
+	sl_io_forget(&s->io);
 	close(s->fd);
 	s->fd = -1;
 	s->last_err = -err;
@@ -557,6 +566,39 @@ int sl_stream_open_fd(sl_loop *loop, int fd, enum sl_ep_kind kind,
 	return 0;
 }
 
+int sl_stream_open_accepted(sl_loop *loop, int fd, enum sl_ep_kind kind,
+			    const struct sockaddr *peer, socklen_t len,
+			    sl_stream **out)
+{
+	sl_stream *s = stream_new(loop, kind);
+
+	if (s == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	s->fd = fd;
+	if (peer != NULL && len > 0 && (size_t)len <= sizeof s->peer &&
+	    (peer->sa_family == AF_INET || peer->sa_family == AF_INET6)) {
+		memcpy(&s->peer, peer, (size_t)len);
+		s->peer_len = len;
+	}
+#if !(defined(__linux__) || defined(__FreeBSD__) || defined(__APPLE__))
+	/* Elsewhere TCP_NODELAY may not pass from the listening socket to
+	 * the accepted one (it does on these three): set it here. */
+	if (kind == SL_EP_TCP)
+		set_nodelay(fd);
+#endif
+	sl_io_init(loop, &s->io, fd, on_io, s);
+	*out = s;
+	return 0;
+}
+
+void sl_listen_tune(int fd, enum sl_ep_kind kind)
+{
+	if (kind == SL_EP_TCP)
+		set_nodelay(fd); /* inherited by accepted sockets */
+}
+
 static void connect_finish(sl_stream *s, int status)
 {
 	sl_timer_stop(&s->timer);
@@ -573,7 +615,7 @@ static void connect_finish(sl_stream *s, int status)
 	}
 	if (status < 0) {
 		if (s->fd >= 0) {
-			sl_io_remove(&s->io);
+			sl_io_forget(&s->io);
 			close(s->fd);
 			s->fd = -1;
 		}
@@ -619,7 +661,7 @@ static void connect_next(sl_stream *s)
 			 * EAGAIN; that is a failure here, never a retry. */
 			r = -err;
 		}
-		sl_io_remove(&s->io);
+		sl_io_forget(&s->io);
 		close(fd);
 		s->fd = -1;
 		s->last_err = r;
@@ -657,7 +699,7 @@ static void on_timeout(sl_timer *t)
 	sl_resolve_cancel(s->resolve);
 	s->resolve = NULL;
 	if (s->fd >= 0) {
-		sl_io_remove(&s->io);
+		sl_io_forget(&s->io);
 		close(s->fd);
 		s->fd = -1;
 	}
@@ -878,7 +920,7 @@ static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 	sl_resolve_cancel(s->resolve);
 	s->resolve = NULL;
 	if (s->fd >= 0) {
-		sl_io_remove(&s->io);
+		sl_io_forget(&s->io);
 		if (reset && s->kind == SL_EP_TCP &&
 		    !(s->flags & ST_CONNECTING)) {
 			struct linger lg = {1, 0};
@@ -924,6 +966,8 @@ static int name_of(const sl_stream *s, char *buf, size_t len, int peer)
 	buf[0] = '\0';
 	if (s == NULL || s->fd < 0)
 		return -ENOTCONN;
+	if (peer && s->peer_len > 0)
+		return sl_sockaddr_name(&s->peer.sa, s->peer_len, buf, len);
 	memset(&ss, 0, sizeof ss);
 	r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &sl)
 		 : getsockname(s->fd, (struct sockaddr *)&ss, &sl);

@@ -238,6 +238,16 @@ st_sock st_connect_tcp_retry(uint16_t port, unsigned timeout_ms)
 	}
 }
 
+uint16_t st_local_port(st_sock s)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+
+	if (getsockname(s, (struct sockaddr *)&sin, &len) < 0)
+		st_fail("getsockname: %s", strerror(errno));
+	return ntohs(sin.sin_port);
+}
+
 void st_close(st_sock s)
 {
 	if (s != ST_BAD_SOCK)

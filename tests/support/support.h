@@ -51,6 +51,8 @@ st_sock st_connect_unix(const char *path);
 /* Retry connecting for up to timeout_ms; st_fail if it never works. */
 st_sock st_connect_tcp_retry(uint16_t port, unsigned timeout_ms);
 
+/* The local port of a TCP socket (what the peer sees as ours). */
+uint16_t st_local_port(st_sock s);
 void st_close(st_sock s);
 void st_shutdown_wr(st_sock s);
 /* Send everything or st_fail. */
