@@ -732,9 +732,28 @@ struct st_daemon {
 	pid_t pid;
 	int status;
 	char *conf, *log;
+	st_daemon *next; /* all daemons not freed yet */
 };
 
 static unsigned daemon_seq;
+static st_daemon *daemons;
+
+/*
+ * A failed assertion leaves its test at once, before st_daemon_free():
+ * no daemon may outlive the test program.
+ */
+static void kill_daemons(void)
+{
+	st_daemon *d;
+
+	for (d = daemons; d != NULL; d = d->next) {
+		if (d->pid > 0) {
+			kill(d->pid, SIGKILL);
+			waitpid(d->pid, NULL, 0);
+			d->pid = 0;
+		}
+	}
+}
 
 static const char *sluice_bin(void)
 {
@@ -804,6 +823,14 @@ st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile)
 
 	if (!d)
 		st_fail("out of memory");
+	{
+		static int registered;
+
+		if (!registered++)
+			atexit(kill_daemons);
+	}
+	d->next = daemons;
+	daemons = d;
 	d->status = -1;
 	d->conf = st_fmt("%s/sluice-%u.yaml", st_tmpdir(), seq);
 	d->log = st_fmt("%s/sluice-%u.log", st_tmpdir(), seq);
@@ -919,8 +946,16 @@ int st_daemon_wait_log(const st_daemon *d, const char *needle, unsigned n,
 
 void st_daemon_free(st_daemon *d)
 {
+	st_daemon **pp;
+
 	if (!d)
 		return;
+	for (pp = &daemons; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
+	}
 	if (d->pid > 0) {
 		kill(d->pid, SIGKILL);
 		waitpid(d->pid, NULL, 0);
