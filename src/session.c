@@ -334,6 +334,52 @@ static void on_read(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
 		close_on_error(s, st, r);
 }
 
+/*
+ * Forwarded bytes (splice) are counted as they reach the receiver; the end
+ * comes once all have.
+ */
+static void on_forward(sl_stream *st, ptrdiff_t n, sl_stream *side)
+{
+	struct session *s = sl_stream_get_data(st);
+	struct dir *d = dir_from(s, st);
+	int r;
+
+	if (s->closing)
+		return;
+	if (n > 0) {
+		d->bytes += (uint64_t)n;
+		s->last_ms = sl_loop_now(s->lc->loop);
+		return;
+	}
+	if (n == SL_EOF) {
+		d->eof = 1;
+		dir_shutdown(s, d);
+		return;
+	}
+	if (n == SL_EFWD) { /* no pipe to be had: copy from here on */
+		r = sl_stream_read_start(st, on_alloc, on_read);
+		if (r < 0)
+			close_on_error(s, st, r);
+		return;
+	}
+	close_on_error(s, side, (int)n);
+}
+
+/* Relay src -> dst: forwarded inside the network layer where it can be,
+ * read and written here otherwise.  0, or -1 when the session closed. */
+static int relay_start(struct session *s, sl_stream *src, sl_stream *dst)
+{
+	int r = sl_stream_forward(src, dst, on_forward);
+
+	if (r == SL_EUNSUPP)
+		r = sl_stream_read_start(src, on_alloc, on_read);
+	if (r < 0) {
+		close_on_error(s, src, r);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- idle timeout ----------------------------------------------------------- */
 
 /*
@@ -361,7 +407,6 @@ static void try_connect(struct session *s);
 static void on_connect(sl_stream *st, int status)
 {
 	struct session *s = sl_stream_get_data(st);
-	int r;
 
 	if (status == -ECANCELED || s->closing)
 		return; /* session_close() closes the stream */
@@ -386,14 +431,8 @@ static void on_connect(sl_stream *st, int status)
 	s->last_ms = sl_loop_now(s->lc->loop);
 	if (s->route->idle_timeout_ms > 0)
 		sl_timer_start(&s->timer, s->route->idle_timeout_ms);
-	r = sl_stream_read_start(s->client, on_alloc, on_read);
-	if (r < 0) {
-		close_on_error(s, s->client, r);
-		return;
-	}
-	r = sl_stream_read_start(s->upstream, on_alloc, on_read);
-	if (r < 0)
-		close_on_error(s, s->upstream, r);
+	if (relay_start(s, s->client, s->upstream) == 0)
+		relay_start(s, s->upstream, s->client);
 }
 
 static void try_connect(struct session *s)

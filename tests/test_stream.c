@@ -619,6 +619,272 @@ static void test_big_unix(void **state)
 	unlink(path);
 }
 
+/* ---- forwarding (splice) ------------------------------------------------- */
+
+struct fwd {
+	uint64_t bytes;
+	atomic_int ended;
+	ptrdiff_t end;     /* SL_EOF, SL_EFWD or an error */
+	sl_stream *side;
+	sl_stream *dst;    /* shut down when the source ends */
+	int calls_after_end;
+	struct shut_ctx sh;
+	struct reader shr; /* the shutdown callback's view of dst */
+};
+
+/* The forwards of the running test, to find whose destination shut down
+ * (a destination's data belongs to its own role as a source). */
+static struct fwd *fwds[2];
+
+static void f_shutdown(sl_stream *s, int status)
+{
+	for (int i = 0; i < 2; i++) {
+		if (fwds[i] != NULL && fwds[i]->dst == s) {
+			fwds[i]->sh.status = status;
+			atomic_store(&fwds[i]->sh.done, 1);
+		}
+	}
+}
+
+static void on_fwd(sl_stream *src, ptrdiff_t n, sl_stream *side)
+{
+	struct fwd *f = sl_stream_get_data(src);
+
+	if (atomic_load(&f->ended))
+		f->calls_after_end++;
+	if (n > 0) {
+		assert_null(side);
+		f->bytes += (uint64_t)n;
+		return;
+	}
+	f->end = n;
+	f->side = side;
+	atomic_store(&f->ended, 1);
+	if (n == SL_EOF && f->dst != NULL) {
+		/* As the proxy does: pass the end on. */
+		assert_int_equal(sl_stream_shutdown(f->dst, f_shutdown), 0);
+	}
+}
+
+/*
+ * Two TCP pairs, a1-a2 and b1-b2, joined by forwarding a2 -> b1 and
+ * b1 -> a2: what a1 writes comes out of b2 and the other way round.
+ */
+struct joined {
+	sl_endpoint ep;
+	int lfd;
+	sl_stream *a1, *a2, *b1, *b2;
+	struct fwd fa, fb; /* a2 -> b1, b1 -> a2 */
+};
+
+static int join(struct joined *j, int both_ways)
+{
+	int r;
+
+	memset(j, 0, sizeof *j);
+	parse("tcp://127.0.0.1:0", &j->ep);
+	j->lfd = raw_listen(&j->ep, 16);
+	assert_true(j->lfd >= 0);
+	make_pair(&j->ep, j->lfd, &j->a1, &j->a2);
+	make_pair(&j->ep, j->lfd, &j->b1, &j->b2);
+	j->fa.dst = j->b1;
+	j->fb.dst = j->a2;
+	fwds[0] = &j->fa;
+	fwds[1] = &j->fb;
+	sl_stream_set_data(j->a2, &j->fa);
+	sl_stream_set_data(j->b1, &j->fb);
+	r = sl_stream_forward(j->a2, j->b1, on_fwd);
+	if (r == SL_EUNSUPP)
+		return r;
+	assert_int_equal(r, 0);
+	/* One destination takes one forward; a source forwards once. */
+	assert_int_equal(sl_stream_forward(j->b2, j->b1, on_fwd), -EINVAL);
+	assert_int_equal(sl_stream_forward(j->a2, j->b2, on_fwd), -EINVAL);
+	assert_int_equal(sl_stream_read_start(j->a2, r_alloc, r_read),
+			 -EINVAL);
+	if (both_ways)
+		assert_int_equal(sl_stream_forward(j->b1, j->a2, on_fwd), 0);
+	return 0;
+}
+
+static void unjoin(struct joined *j)
+{
+	close_and_wait(j->a1);
+	close_and_wait(j->a2);
+	close_and_wait(j->b1);
+	close_and_wait(j->b2);
+	close(j->lfd);
+}
+
+static void test_forward_both_ways(void **state)
+{
+	struct joined j;
+	struct reader ra = {.verify = 1}, rb = {.verify = 1};
+	struct wctx wa = {0}, wb = {0};
+	struct shut_ctx sa = {0};
+	unsigned char *data;
+
+	(void)state;
+	if (join(&j, 1) == SL_EUNSUPP)
+		skip();
+	data = malloc(BIG);
+	assert_non_null(data);
+	for (uint64_t i = 0; i < BIG; i++)
+		data[i] = pattern(i);
+	sl_stream_set_data(j.a1, &ra);
+	sl_stream_set_data(j.b2, &rb);
+	assert_int_equal(sl_stream_read_start(j.a1, r_alloc, r_read), 0);
+	assert_int_equal(sl_stream_read_start(j.b2, r_alloc, r_read), 0);
+	for (size_t off = 0; off < BIG; off += CHUNK) {
+		write_at(j.a1, &wa, data + off, CHUNK);
+		write_at(j.b2, &wb, data + off, CHUNK);
+	}
+	while (rb.total < BIG || ra.total < BIG)
+		run_for(1);
+	assert_int_equal(ra.bad + rb.bad, 0);
+	assert_int_equal(j.fa.bytes, BIG);
+	assert_int_equal(j.fb.bytes, BIG);
+
+	/* a1's end passes through once every byte is across; the other
+	 * way still flows. */
+	ra.sh = &sa;
+	assert_int_equal(sl_stream_shutdown(j.a1, on_shutdown), 0);
+	run_flag(&j.fa.ended);
+	assert_int_equal(j.fa.end, SL_EOF);
+	assert_ptr_equal(j.fa.side, j.a2);
+	run_flag(&j.fa.sh.done);
+	assert_int_equal(j.fa.sh.status, 0);
+	run_flag(&rb.eof);
+	assert_int_equal(rb.err, SL_EOF);
+	assert_int_equal(rb.total, BIG);
+	{
+		static const char tail[] = "after-eof";
+		struct wctx wt = {0};
+
+		write_at(j.b2, &wt, tail, sizeof tail - 1);
+		while (ra.total < BIG + sizeof tail - 1)
+			run_for(1);
+		assert_int_equal(wt.failed, 0);
+	}
+	assert_int_equal(atomic_load(&j.fb.ended), 0);
+	assert_int_equal(j.fa.calls_after_end, 0);
+	unjoin(&j);
+	free(data);
+}
+
+/* The destination does not read: forwarding stops, bounded, and goes on
+ * when it reads again. */
+static void test_forward_backpressure(void **state)
+{
+	static char chunk[65536];
+	struct joined j;
+	struct reader rb = {.verify = 0};
+	uint64_t sent = 0, b1, b2;
+	ptrdiff_t w;
+
+	(void)state;
+	if (join(&j, 0) == SL_EUNSUPP)
+		skip();
+	memset(chunk, 'z', sizeof chunk);
+	for (int round = 0; round < 50; round++) {
+		while ((w = sl_stream_try_write(j.a1, chunk, sizeof chunk)) > 0)
+			sent += (uint64_t)w;
+		run_for(5);
+	}
+	b1 = j.fa.bytes;
+	run_for(50);
+	b2 = j.fa.bytes;
+	assert_int_equal(b1, b2); /* stalled */
+	assert_true(b1 < sent);
+	assert_int_equal(sl_stream_try_write(j.a1, chunk, sizeof chunk),
+			 -EAGAIN);
+	/* Reading again drains everything. */
+	sl_stream_set_data(j.b2, &rb);
+	assert_int_equal(sl_stream_read_start(j.b2, r_alloc, r_read), 0);
+	while (rb.total < sent)
+		run_for(1);
+	assert_int_equal(rb.total, sent);
+	assert_int_equal(j.fa.bytes, sent);
+	reader_free(&rb);
+	unjoin(&j);
+}
+
+/* No descriptor for a pipe: SL_EFWD with nothing lost; reading takes over.
+ * Runs before any other forwarding test: the pipe pool of this thread is
+ * still empty, so the lowered descriptor limit really stops pipe2(). */
+static void test_forward_no_pipe(void **state)
+{
+	struct joined j;
+	struct reader ra = {.verify = 0};
+	struct rlimit old, low;
+	int probe;
+
+	(void)state;
+	if (join(&j, 0) == SL_EUNSUPP)
+		skip();
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	probe = dup(0);
+	assert_true(probe >= 0);
+	close(probe);
+	low = old;
+	low.rlim_cur = (rlim_t)probe; /* no new descriptor fits */
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	{
+		struct wctx w = {0};
+
+		write_at(j.a1, &w, "hello", 5);
+		run_flag(&j.fa.ended);
+	}
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_int_equal(j.fa.end, SL_EFWD);
+	assert_ptr_equal(j.fa.side, j.a2);
+	/* The bytes are still in a2, unread: read them the usual way. */
+	sl_stream_set_data(j.a2, &ra);
+	assert_int_equal(sl_stream_read_start(j.a2, r_alloc, r_read), 0);
+	while (ra.len < 5)
+		run_for(1);
+	assert_memory_equal(ra.data, "hello", 5);
+	reader_free(&ra);
+	unjoin(&j);
+}
+
+/* Closing either end with bytes in flight: no callback afterwards, no
+ * leak (ASan/valgrind), the other streams unaffected. */
+static void test_forward_close_inflight(void **state)
+{
+	static char chunk[65536];
+	struct joined j;
+	uint64_t bytes;
+
+	(void)state;
+	for (int which = 0; which < 2; which++) {
+		if (join(&j, 1) == SL_EUNSUPP)
+			skip();
+		memset(chunk, 'q', sizeof chunk);
+		for (int round = 0; round < 20; round++) {
+			while (sl_stream_try_write(j.a1, chunk, sizeof chunk) >
+			       0)
+				;
+			while (sl_stream_try_write(j.b2, chunk, sizeof chunk) >
+			       0)
+				;
+			run_for(2);
+		}
+		assert_true(j.fa.bytes > 0);
+		bytes = j.fa.bytes;
+		/* which 0: the source closes; 1: the destination. */
+		close_and_wait(which == 0 ? j.a2 : j.b1);
+		run_for(20);
+		assert_int_equal(j.fa.calls_after_end, 0);
+		assert_int_equal(atomic_load(&j.fa.ended), 0);
+		assert_true(j.fa.bytes >= bytes);
+		close_and_wait(which == 0 ? j.b1 : j.a2);
+		close_and_wait(j.a1);
+		close_and_wait(j.b2);
+		close(j.lfd);
+	}
+}
+
 /* ---- back-pressure ------------------------------------------------------- */
 
 static void test_backpressure(void **state)
@@ -1455,6 +1721,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_abstract, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_tcp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_unix, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forward_no_pipe, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_forward_both_ways, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_forward_backpressure,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forward_close_inflight,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backpressure, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refused, setup,

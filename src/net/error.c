@@ -65,7 +65,9 @@ const char *sl_strerror(int err)
 	case SL_ERESOLVE:
 		return "host name did not resolve";
 	case SL_EUNSUPP:
-		return "endpoint kind not supported on this platform";
+		return "not supported on this platform";
+	case SL_EFWD:
+		return "forwarding stopped (no descriptor for a pipe)";
 	}
 	return errno_text(err < 0 ? -err : err);
 }

@@ -28,6 +28,7 @@
 #define SL_EOF (-4095)      /* end of stream, as a read "error" */
 #define SL_ERESOLVE (-4094) /* host name did not resolve */
 #define SL_EUNSUPP (-4093)  /* endpoint kind not available on this OS */
+#define SL_EFWD (-4092)     /* forwarding cannot go on; nothing was lost */
 
 /* Text for any error this API returns (negative errno or SL_E*). */
 const char *sl_strerror(int err);
@@ -113,6 +114,30 @@ ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len);
 
 /* Bytes queued by sl_stream_write() and not yet written. */
 size_t sl_stream_write_queue_size(const sl_stream *s);
+
+/*
+ * Forwarding: move bytes from src to dst inside this layer, without handing
+ * them to the caller (Linux: splice(2) through a pipe, taken from a
+ * per-thread pool only while bytes are in flight), with the same
+ * back-pressure as a read/write relay: src is not read while dst cannot
+ * take more.  While forwarding, the caller neither reads src nor writes dst.
+ *
+ * cb(src, n > 0, NULL): n more bytes were written to dst.
+ * cb(src, SL_EOF, src): src ended and every byte before the end reached
+ *     dst.  Forwarding has stopped; the caller shuts dst down if it wants
+ *     the end passed on.
+ * cb(src, SL_EFWD, src): forwarding had to stop (no descriptor for a
+ *     pipe) with nothing in flight: relay with read/write from here on.
+ * cb(src, err < 0, side): an error on side (src or dst); forwarding has
+ *     stopped.
+ * Closing either stream stops forwarding, without a callback.
+ *
+ * Returns SL_EUNSUPP where forwarding is not available for these two
+ * streams (then relay with read/write), -EINVAL when src is reading,
+ * connecting, already forwarding, or dst already receives a forward.
+ */
+typedef void (*sl_forward_cb)(sl_stream *src, ptrdiff_t n, sl_stream *side);
+int sl_stream_forward(sl_stream *src, sl_stream *dst, sl_forward_cb cb);
 
 /* Shut the write side down once queued writes are written; cb after. */
 int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb);

@@ -12,9 +12,13 @@
  * has to re-check the flags afterwards, never whether the stream still
  * exists.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* glibc: splice */
+#endif
 #include "posix.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -46,6 +50,9 @@ enum {
 	ST_CLOSING = 1u << 4,
 	ST_TASK_QUEUED = 1u << 5,
 	ST_DRAINING = 1u << 6, /* loop freed: run completions in place */
+	ST_FORWARDING = 1u << 7, /* source of a sl_stream_forward() */
+	ST_FWD_EOF = 1u << 8,    /* forwarding source read its EOF */
+	ST_FWD_BLOCKED = 1u << 9, /* forwarding: the destination is full */
 };
 
 struct sl_stream {
@@ -85,6 +92,14 @@ struct sl_stream {
 		struct sockaddr_in6 in6;
 	} peer;
 	socklen_t peer_len;
+
+	/* Forwarding (sl_stream_forward): on the source, its destination,
+	 * callback and the pipe holding bytes in flight (-1: none held); on
+	 * the destination, fwd_src points back. */
+	sl_stream *fwd_dst, *fwd_src;
+	sl_forward_cb fwd_cb;
+	int pipe[2];
+	size_t in_pipe;
 
 	sl_close_cb close_cb;
 	sl_task task;
@@ -331,6 +346,11 @@ static int update_io(sl_stream *s)
 			want |= SL_IO_READ;
 		if (s->wq_head != NULL)
 			want |= SL_IO_WRITE;
+		if ((s->flags & (ST_FORWARDING | ST_FWD_BLOCKED | ST_FWD_EOF)) ==
+		    ST_FORWARDING)
+			want |= SL_IO_READ;
+		if (s->fwd_src != NULL && (s->fwd_src->flags & ST_FWD_BLOCKED))
+			want |= SL_IO_WRITE;
 	}
 	if (want == s->io.want)
 		return 0;
@@ -507,6 +527,224 @@ static void connect_event(sl_stream *s)
 	connect_next(s);
 }
 
+/* ---- forwarding ------------------------------------------------------------ */
+
+#if defined(HAVE_SPLICE) && HAVE_SPLICE && defined(HAVE_PIPE2) && HAVE_PIPE2
+#define SL_CAN_FORWARD 1
+
+/*
+ * Pipes for splice(2), pooled per thread (each loop is one thread): a
+ * session holds one only while bytes are in flight, so idle sessions cost
+ * no descriptors and no pipe buffers, and a busy one costs no pipe() per
+ * burst.  An empty pipe goes back to the pool; one that is closed with
+ * bytes still in it is closed, never reused.
+ */
+#define SL_PIPE_POOL 16
+#define SL_PIPE_CHUNK (1u << 20) /* splice asks for up to this; the pipe
+				  * takes what fits (64 KiB by default) */
+
+struct pipe_pool {
+	int n;
+	int fds[SL_PIPE_POOL][2];
+};
+
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_free(void *arg)
+{
+	struct pipe_pool *pp = arg;
+
+	for (int i = 0; i < pp->n; i++) {
+		close(pp->fds[i][0]);
+		close(pp->fds[i][1]);
+	}
+	free(pp);
+}
+
+static void pool_init(void)
+{
+	(void)pthread_key_create(&pool_key, pool_free);
+}
+
+static int pipe_get(sl_stream *s)
+{
+	struct pipe_pool *pp;
+
+	pthread_once(&pool_once, pool_init);
+	pp = pthread_getspecific(pool_key);
+	if (pp != NULL && pp->n > 0) {
+		pp->n--;
+		s->pipe[0] = pp->fds[pp->n][0];
+		s->pipe[1] = pp->fds[pp->n][1];
+		return 0;
+	}
+	if (pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+		s->pipe[0] = s->pipe[1] = -1;
+		return -errno;
+	}
+	return 0;
+}
+
+static void pipe_put(sl_stream *s)
+{
+	struct pipe_pool *pp;
+
+	if (s->pipe[0] < 0)
+		return;
+	pp = pthread_getspecific(pool_key);
+	if (pp == NULL && (pp = calloc(1, sizeof *pp)) != NULL &&
+	    pthread_setspecific(pool_key, pp) != 0) {
+		free(pp);
+		pp = NULL;
+	}
+	if (s->in_pipe == 0 && pp != NULL && pp->n < SL_PIPE_POOL) {
+		pp->fds[pp->n][0] = s->pipe[0];
+		pp->fds[pp->n][1] = s->pipe[1];
+		pp->n++;
+	} else {
+		close(s->pipe[0]);
+		close(s->pipe[1]);
+	}
+	s->pipe[0] = s->pipe[1] = -1;
+	s->in_pipe = 0;
+}
+#else
+static void pipe_put(sl_stream *s)
+{
+	(void)s;
+}
+#endif
+
+/* Stop forwarding from s; no callback. */
+static void fwd_detach(sl_stream *s)
+{
+	sl_stream *d = s->fwd_dst;
+
+	s->flags &= ~(ST_FORWARDING | ST_FWD_BLOCKED);
+	s->fwd_dst = NULL;
+	pipe_put(s);
+	if (d != NULL) {
+		d->fwd_src = NULL;
+		update_io(d);
+	}
+	update_io(s);
+}
+
+/* Forwarding ended on err (SL_EOF included): tell the owner, once. */
+static void fwd_end(sl_stream *s, ptrdiff_t err, sl_stream *side)
+{
+	sl_forward_cb cb = s->fwd_cb;
+
+	fwd_detach(s);
+	s->fwd_cb = NULL;
+	if (cb != NULL)
+		cb(s, err, side);
+}
+
+#ifdef SL_CAN_FORWARD
+/*
+ * Move what can be moved now: socket -> pipe -> socket, a few rounds per
+ * event, like do_read.  The source is read only while its pipe is empty,
+ * so at most one pipe's worth is in flight per direction (back-pressure).
+ */
+static void fwd_pump(sl_stream *s)
+{
+	sl_stream *d = s->fwd_dst;
+	ssize_t n;
+	int r;
+
+	for (int i = 0; i < SL_READS_PER_EVENT; i++) {
+		if (s->in_pipe == 0 && !(s->flags & ST_FWD_EOF)) {
+			if (s->pipe[0] < 0 && (r = pipe_get(s)) < 0) {
+				/* No descriptor for a pipe: nothing is in
+				 * flight, the owner can copy instead. */
+				fwd_end(s, SL_EFWD, s);
+				return;
+			}
+			do
+				n = splice(s->fd, NULL, s->pipe[1], NULL,
+					   SL_PIPE_CHUNK,
+					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			while (n < 0 && errno == EINTR);
+			if (n == 0) {
+				s->flags |= ST_FWD_EOF;
+			} else if (n < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					break;
+				fwd_end(s, -errno, s);
+				return;
+			} else {
+				s->in_pipe = (size_t)n;
+			}
+		}
+		while (s->in_pipe > 0) {
+			do
+				n = splice(s->pipe[0], NULL, d->fd, NULL,
+					   s->in_pipe,
+					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			while (n < 0 && errno == EINTR);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK) {
+					s->flags |= ST_FWD_BLOCKED;
+					update_io(s);
+					update_io(d);
+					return;
+				}
+				fwd_end(s, -errno, d);
+				return;
+			}
+			s->in_pipe -= (size_t)n;
+			if (s->flags & ST_FWD_BLOCKED) {
+				s->flags &= ~ST_FWD_BLOCKED;
+				update_io(d);
+			}
+			s->fwd_cb(s, (ptrdiff_t)n, NULL);
+			if (!(s->flags & ST_FORWARDING) ||
+			    (s->flags & ST_CLOSING))
+				return; /* stopped or closed by the callback */
+		}
+		if (s->flags & ST_FWD_EOF) {
+			fwd_end(s, SL_EOF, s);
+			return;
+		}
+	}
+	/* Between bursts the pipe goes back to the pool. */
+	if (s->in_pipe == 0)
+		pipe_put(s);
+	update_io(s);
+}
+#else
+static void fwd_pump(sl_stream *s)
+{
+	(void)s;
+}
+#endif
+
+int sl_stream_forward(sl_stream *src, sl_stream *dst, sl_forward_cb cb)
+{
+	if (src == NULL || dst == NULL || cb == NULL || src == dst)
+		return -EINVAL;
+#ifdef SL_CAN_FORWARD
+	/* TCP only: splice to and from other sockets depends on the kernel
+	 * version, and a failure with bytes in the pipe could not be undone. */
+	if (src->kind != SL_EP_TCP || dst->kind != SL_EP_TCP)
+		return SL_EUNSUPP;
+	if ((src->flags & (ST_CLOSING | ST_CONNECTING | ST_READING |
+			   ST_FORWARDING | ST_FWD_EOF)) ||
+	    (dst->flags & (ST_CLOSING | ST_CONNECTING)) ||
+	    dst->fwd_src != NULL || src->fd < 0 || dst->fd < 0)
+		return -EINVAL;
+	src->fwd_dst = dst;
+	src->fwd_cb = cb;
+	dst->fwd_src = src;
+	src->flags |= ST_FORWARDING;
+	return update_io(src);
+#else
+	return SL_EUNSUPP;
+#endif
+}
+
 static void on_io(sl_io *io, unsigned events)
 {
 	sl_stream *s = io->data;
@@ -518,9 +756,16 @@ static void on_io(sl_io *io, unsigned events)
 	if ((events & (SL_IO_WRITE | SL_IO_ERROR | SL_IO_HUP)) &&
 	    s->wq_head != NULL)
 		flush(s);
+	if ((events & (SL_IO_WRITE | SL_IO_ERROR | SL_IO_HUP)) &&
+	    s->fwd_src != NULL && (s->fwd_src->flags & ST_FWD_BLOCKED))
+		fwd_pump(s->fwd_src);
 	if ((events & (SL_IO_READ | SL_IO_ERROR | SL_IO_HUP)) &&
 	    (s->flags & ST_READING))
 		do_read(s);
+	if ((events & (SL_IO_READ | SL_IO_ERROR | SL_IO_HUP)) &&
+	    (s->flags & ST_FORWARDING) &&
+	    !(s->flags & (ST_FWD_BLOCKED | ST_CLOSING)))
+		fwd_pump(s);
 }
 
 /* ---- creation, connect -------------------------------------------------- */
@@ -535,6 +780,7 @@ static sl_stream *stream_new(sl_loop *loop, enum sl_ep_kind kind)
 		return NULL;
 	s->loop = loop;
 	s->fd = -1;
+	s->pipe[0] = s->pipe[1] = -1;
 	s->kind = kind;
 	sl_timer_init(loop, &s->timer, on_timeout, s);
 	sl_task_init(&s->task, stream_task, s);
@@ -797,6 +1043,8 @@ int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
 		return -EINVAL;
 	if (s->flags & ST_CLOSING)
 		return -EBADF;
+	if (s->flags & ST_FORWARDING)
+		return -EINVAL; /* its bytes go to the forward's destination */
 	if (s->fd < 0 && !(s->flags & ST_CONNECTING))
 		return -ENOTCONN;
 	s->alloc_cb = alloc;
@@ -823,7 +1071,8 @@ int sl_stream_read_stop(sl_stream *s)
 int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 		    size_t len, sl_write_cb cb)
 {
-	if (s == NULL || req == NULL || (buf == NULL && len > 0))
+	if (s == NULL || req == NULL || (buf == NULL && len > 0) ||
+	    s->fwd_src != NULL) /* bytes of a forward would interleave */
 		return -EINVAL;
 	if (s->flags & ST_CLOSING)
 		return -EBADF;
@@ -856,7 +1105,7 @@ ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len)
 {
 	ssize_t r;
 
-	if (s == NULL || (buf == NULL && len > 0))
+	if (s == NULL || (buf == NULL && len > 0) || s->fwd_src != NULL)
 		return -EINVAL;
 	if (s->flags & ST_CLOSING)
 		return -EBADF;
@@ -913,6 +1162,12 @@ static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 {
 	if (s == NULL || (s->flags & ST_CLOSING))
 		return;
+	/* Forwarding stops without a callback, both ways. */
+	if (s->fwd_dst != NULL || (s->flags & ST_FORWARDING))
+		fwd_detach(s);
+	if (s->fwd_src != NULL)
+		fwd_detach(s->fwd_src);
+	pipe_put(s);
 	s->flags |= ST_CLOSING;
 	s->flags &= ~ST_READING;
 	s->close_cb = cb;
