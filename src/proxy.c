@@ -307,24 +307,31 @@ void sl_proxy_set_fd_limit(sl_proxy *p, unsigned long fds)
 
 /*
  * The global session limit in force: the configured one, capped by what
- * the descriptor limit allows (two descriptors per session, after a reserve
- * for the loops, listeners, logs and the resolver), as HAProxy derives its
- * maxconn from ulimit -n.  Without the cap a full process would accept a
- * client and then fail its upstream connect; with it, clients beyond the
- * cap wait in the listen backlog like any over-limit client.
+ * the descriptor limit allows, as HAProxy derives its maxconn and maxpipes
+ * from ulimit -n.  After a reserve for the loops, listeners, logs and the
+ * resolver, four fifths of the descriptors go to sessions (two each) and
+ * one fifth to forwarding pipes (two each, for a quarter of the sessions
+ * at once; beyond that, sessions copy).  Without the cap a full process
+ * would accept a client and then fail its upstream connect; with it,
+ * clients beyond the cap wait in the listen backlog like any over-limit
+ * client.
  */
 static unsigned effective_max(sl_proxy *p, const sl_config *cfg)
 {
-	unsigned long reserve, cap, want = cfg->max_connections;
+	unsigned long reserve, budget, cap, want = cfg->max_connections;
 
 	if (p->fd_limit == 0)
 		return (unsigned)want;
 	reserve = 16 + 2ul * p->nloops;
 	for (size_t i = 0; i < cfg->nroutes; i++)
 		reserve += cfg->routes[i].nlisten;
-	cap = p->fd_limit > reserve + 2 ? (p->fd_limit - reserve) / 2 : 1;
+	budget = p->fd_limit > reserve ? p->fd_limit - reserve : 0;
+	cap = budget * 2 / 5;
+	if (cap < 1)
+		cap = 1;
 	if (cap > UINT_MAX)
 		cap = UINT_MAX;
+	sl_net_set_pipe_limit(budget / 10);
 	if (want == 0 || want > cap) {
 		sl_info("max_connections: %lu (descriptor limit %lu)", cap,
 			p->fd_limit);

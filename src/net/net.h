@@ -138,6 +138,15 @@ size_t sl_stream_write_queue_size(const sl_stream *s);
  */
 typedef void (*sl_forward_cb)(sl_stream *src, ptrdiff_t n, sl_stream *side);
 int sl_stream_forward(sl_stream *src, sl_stream *dst, sl_forward_cb cb);
+/* Non-zero when forwarding between these two kinds of stream exists here. */
+int sl_stream_can_forward(const sl_stream *src, const sl_stream *dst);
+
+/*
+ * The most pipes (two descriptors each) forwarding may hold at once,
+ * process-wide; beyond it, forwarding falls back as without descriptors
+ * (SL_EFWD).  Default: no limit.  Any thread.
+ */
+void sl_net_set_pipe_limit(unsigned long n);
 
 /* Shut the write side down once queued writes are written; cb after. */
 int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb);

@@ -18,6 +18,8 @@
 #include "posix.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -509,12 +511,16 @@ stop:
 static void connect_next(sl_stream *s);
 static void connect_finish(sl_stream *s, int status);
 
-static void connect_event(sl_stream *s)
+static void connect_event(sl_stream *s, unsigned events)
 {
 	socklen_t len = sizeof(int);
 	int err = 0;
 
-	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+	/* A failed connect reports an error or a hang-up with the write
+	 * readiness (EPOLLERR, kqueue's EV_EOF): only then is SO_ERROR worth
+	 * a system call. */
+	if ((events & (SL_IO_ERROR | SL_IO_HUP)) &&
+	    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err == 0) {
 		connect_finish(s, 0);
@@ -542,6 +548,7 @@ static void connect_event(sl_stream *s)
 #define SL_PIPE_POOL 16
 #define SL_PIPE_CHUNK (1u << 20) /* splice asks for up to this; the pipe
 				  * takes what fits (64 KiB by default) */
+#define SL_PIPE_MIN 65536        /* a pipe holds at least this much */
 
 struct pipe_pool {
 	int n;
@@ -549,6 +556,9 @@ struct pipe_pool {
 };
 
 static pthread_key_t pool_key;
+/* Pipes that exist (held or pooled) and how many may; see
+ * sl_net_set_pipe_limit. */
+static atomic_ulong pipes_open, pipes_max = ULONG_MAX;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 
 static void pool_free(void *arg)
@@ -558,6 +568,7 @@ static void pool_free(void *arg)
 	for (int i = 0; i < pp->n; i++) {
 		close(pp->fds[i][0]);
 		close(pp->fds[i][1]);
+		atomic_fetch_sub(&pipes_open, 1);
 	}
 	free(pp);
 }
@@ -579,7 +590,14 @@ static int pipe_get(sl_stream *s)
 		s->pipe[1] = pp->fds[pp->n][1];
 		return 0;
 	}
+	/* Over the limit: as if out of descriptors (the owner copies). */
+	if (atomic_fetch_add(&pipes_open, 1) >= atomic_load(&pipes_max)) {
+		atomic_fetch_sub(&pipes_open, 1);
+		s->pipe[0] = s->pipe[1] = -1;
+		return -EMFILE;
+	}
 	if (pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+		atomic_fetch_sub(&pipes_open, 1);
 		s->pipe[0] = s->pipe[1] = -1;
 		return -errno;
 	}
@@ -605,14 +623,25 @@ static void pipe_put(sl_stream *s)
 	} else {
 		close(s->pipe[0]);
 		close(s->pipe[1]);
+		atomic_fetch_sub(&pipes_open, 1);
 	}
 	s->pipe[0] = s->pipe[1] = -1;
 	s->in_pipe = 0;
+}
+
+void sl_net_set_pipe_limit(unsigned long n)
+{
+	atomic_store(&pipes_max, n);
 }
 #else
 static void pipe_put(sl_stream *s)
 {
 	(void)s;
+}
+
+void sl_net_set_pipe_limit(unsigned long n)
+{
+	(void)n; /* no forwarding here: no pipes */
 }
 #endif
 
@@ -652,7 +681,7 @@ static void fwd_pump(sl_stream *s)
 {
 	sl_stream *d = s->fwd_dst;
 	ssize_t n;
-	int r;
+	int r, last = 0;
 
 	for (int i = 0; i < SL_READS_PER_EVENT; i++) {
 		if (s->in_pipe == 0 && !(s->flags & ST_FWD_EOF)) {
@@ -676,6 +705,11 @@ static void fwd_pump(sl_stream *s)
 				return;
 			} else {
 				s->in_pipe = (size_t)n;
+				/* Less than a pipe's worth: the socket is
+				 * most likely drained; spare the EAGAIN
+				 * (level-triggered: more data wakes us). */
+				if ((size_t)n < SL_PIPE_MIN)
+					last = 1;
 			}
 		}
 		while (s->in_pipe > 0) {
@@ -708,6 +742,8 @@ static void fwd_pump(sl_stream *s)
 			fwd_end(s, SL_EOF, s);
 			return;
 		}
+		if (last)
+			break;
 	}
 	/* Between bursts the pipe goes back to the pool. */
 	if (s->in_pipe == 0)
@@ -721,14 +757,26 @@ static void fwd_pump(sl_stream *s)
 }
 #endif
 
+int sl_stream_can_forward(const sl_stream *src, const sl_stream *dst)
+{
+#ifdef SL_CAN_FORWARD
+	/* TCP only: splice to and from other sockets depends on the kernel
+	 * version, and a failure with bytes in the pipe could not be undone. */
+	return src != NULL && dst != NULL && src->kind == SL_EP_TCP &&
+	       dst->kind == SL_EP_TCP;
+#else
+	(void)src;
+	(void)dst;
+	return 0;
+#endif
+}
+
 int sl_stream_forward(sl_stream *src, sl_stream *dst, sl_forward_cb cb)
 {
 	if (src == NULL || dst == NULL || cb == NULL || src == dst)
 		return -EINVAL;
 #ifdef SL_CAN_FORWARD
-	/* TCP only: splice to and from other sockets depends on the kernel
-	 * version, and a failure with bytes in the pipe could not be undone. */
-	if (src->kind != SL_EP_TCP || dst->kind != SL_EP_TCP)
+	if (!sl_stream_can_forward(src, dst))
 		return SL_EUNSUPP;
 	if ((src->flags & (ST_CLOSING | ST_CONNECTING | ST_READING |
 			   ST_FORWARDING | ST_FWD_EOF)) ||
@@ -750,7 +798,7 @@ static void on_io(sl_io *io, unsigned events)
 	sl_stream *s = io->data;
 
 	if (s->flags & ST_CONNECTING) {
-		connect_event(s);
+		connect_event(s, events);
 		return;
 	}
 	if ((events & (SL_IO_WRITE | SL_IO_ERROR | SL_IO_HUP)) &&
