@@ -1336,9 +1336,15 @@ static void test_io_error_on_reset(void **state)
 	assert_int_equal(sl_loop_run(loop), 0);
 	assert_true(c.events[0] & SL_IO_READ);
 	assert_true(c.events[0] & (SL_IO_ERROR | SL_IO_HUP));
+	/* The reset is found on the descriptor, or (libkqueue, which takes
+	 * SO_ERROR off the socket to fill the event) in the watcher. */
 	errno = 0;
-	assert_true(read(cfd, &b, 1) < 0);
-	assert_int_equal(errno, ECONNRESET);
+	if (c.io[0].error != 0) {
+		assert_int_equal(c.io[0].error, ECONNRESET);
+	} else {
+		assert_true(read(cfd, &b, 1) < 0);
+		assert_int_equal(errno, ECONNRESET);
+	}
 	sl_io_remove(&c.io[0]);
 	close(cfd);
 	close(lfd);

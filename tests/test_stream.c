@@ -619,6 +619,56 @@ static void test_big_unix(void **state)
 	unlink(path);
 }
 
+/*
+ * Lower the descriptor limit so that no new descriptor can be created:
+ * to the lowest free number, then fill any number below it that frees up
+ * later, until none has for a while.  (libkqueue closes the descriptors of
+ * a freed kqueue from its own thread, a little after the previous test's
+ * loops are gone: without the filling, those numbers would let an accept
+ * or a pipe through.)  no_fds_end() undoes it.
+ */
+static int fillers[256];
+static int nfillers;
+static struct rlimit saved_nofile;
+
+static void fill_free(void)
+{
+	int fd;
+
+	while (nfillers < 256 && (fd = dup(0)) >= 0)
+		fillers[nfillers++] = fd;
+}
+
+static void no_fds_begin(void)
+{
+	struct rlimit low;
+	int probe, quiet = 0;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved_nofile), 0);
+	probe = dup(0);
+	assert_true(probe >= 0);
+	close(probe);
+	low = saved_nofile;
+	low.rlim_cur = (rlim_t)probe;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	nfillers = 0;
+	while (quiet < 3) {
+		int before = nfillers;
+
+		fill_free();
+		usleep(10000);
+		fill_free();
+		quiet = nfillers == before ? quiet + 1 : 0;
+	}
+}
+
+static void no_fds_end(void)
+{
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved_nofile), 0);
+	while (nfillers > 0)
+		close(fillers[--nfillers]);
+}
+
 /* ---- forwarding (splice) ------------------------------------------------- */
 
 struct fwd {
@@ -816,26 +866,18 @@ static void test_forward_no_pipe(void **state)
 {
 	struct joined j;
 	struct reader ra = {.verify = 0};
-	struct rlimit old, low;
-	int probe;
 
 	(void)state;
 	if (join(&j, 0) == SL_EUNSUPP)
 		skip();
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	probe = dup(0);
-	assert_true(probe >= 0);
-	close(probe);
-	low = old;
-	low.rlim_cur = (rlim_t)probe; /* no new descriptor fits */
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	no_fds_begin();
 	{
 		struct wctx w = {0};
 
 		write_at(j.a1, &w, "hello", 5);
 		run_flag(&j.fa.ended);
 	}
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	no_fds_end();
 	assert_int_equal(j.fa.end, SL_EFWD);
 	assert_ptr_equal(j.fa.side, j.a2);
 	/* The bytes are still in a2, unread: read them the usual way. */
@@ -1473,10 +1515,9 @@ static void test_listener_gate(void **state)
 static void test_listener_emfile(void **state)
 {
 	static struct lstate st;
-	struct rlimit old, low;
 	sl_group *g;
 	sl_listener *l;
-	int fds[3], probe;
+	int fds[3];
 
 	(void)state;
 	memset(&st, 0, sizeof st);
@@ -1489,14 +1530,8 @@ static void test_listener_emfile(void **state)
 		fds[i] = raw_connect(l);
 	wait_atomic(&st.gate_calls, 1);
 
-	/* No descriptor above the lowest free one may be created now. */
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	probe = dup(0);
-	assert_true(probe >= 0);
-	close(probe);
-	low = old;
-	low.rlim_cur = (rlim_t)probe;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	/* No descriptor may be created now. */
+	no_fds_begin();
 	atomic_store(&st.allow, 1);
 	sl_listener_resume(l);
 	while (sl_listener_fd_pauses(l) < 1)
@@ -1505,7 +1540,7 @@ static void test_listener_emfile(void **state)
 	usleep(150000); /* paused, retrying: still failing, never spinning */
 	assert_true(sl_listener_fd_pauses(l) >= 2);
 	assert_true(sl_listener_fd_pauses(l) <= 10);
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	no_fds_end();
 	wait_atomic(&st.accepted, 3);
 	sl_listener_close(l, l_done, &st);
 	wait_atomic(&st.done, 1);

@@ -168,6 +168,12 @@ struct sl_io {
 	int fd;
 	unsigned want;       /* SL_IO_READ | SL_IO_WRITE */
 	unsigned registered; /* backend state: what the kernel has */
+	/*
+	 * A socket error an event carried (kqueue's fflags), kept from then
+	 * on; 0 when the descriptor must be asked (SO_ERROR, or the failing
+	 * call), as always with epoll.  sl_io_init clears it.
+	 */
+	int error;
 };
 
 void sl_io_init(sl_loop *loop, sl_io *io, int fd, sl_io_cb cb, void *data);

@@ -191,6 +191,7 @@ void sl_io_init(sl_loop *loop, sl_io *io, int fd, sl_io_cb cb, void *data)
 	io->fd = fd;
 	io->want = 0;
 	io->registered = 0;
+	io->error = 0; /* epoll carries no error: the descriptor has it */
 }
 
 int sl_io_set(sl_io *io, unsigned want)

@@ -563,10 +563,11 @@ static void on_accept(sl_io *io, unsigned events)
 static void on_pause_over(sl_timer *t)
 {
 	sl_listener *l = t->data;
+	int r;
 
 	l->fd_paused = 0;
-	if (!l->closed)
-		sl_io_set(&l->io, SL_IO_READ); /* the gate is asked again */
+	if (!l->closed && (r = sl_io_set(&l->io, SL_IO_READ)) < 0)
+		pause_accepting(l, -r, 1); /* the gate is asked again */
 }
 
 static void start_run(sl_task *t, int status)
@@ -589,10 +590,16 @@ static void resume_run(sl_task *t, int status)
 {
 	sl_listener *l = t->data;
 
+	int r;
+
 	/* Cleared first: a resume from now on posts again. */
 	atomic_store(&l->resume_pending, 0);
-	if (status == 0 && !l->closed && l->watching && !l->fd_paused)
-		sl_io_set(&l->io, SL_IO_READ);
+	/* Watching again can itself fail for want of memory or, with
+	 * libkqueue, of a descriptor: then retry on the pause timer rather
+	 * than stop accepting for good. */
+	if (status == 0 && !l->closed && l->watching && !l->fd_paused &&
+	    (r = sl_io_set(&l->io, SL_IO_READ)) < 0)
+		pause_accepting(l, -r, 1);
 	unref(l);
 }
 

@@ -491,7 +491,9 @@ static void do_read(sl_stream *s)
 			continue;
 		}
 		if (n == 0) {
-			err = SL_EOF;
+			/* An error the event carried (kqueue) was taken off
+			 * the socket: recv() then shows an orderly end. */
+			err = s->io.error != 0 ? -s->io.error : SL_EOF;
 			goto stop;
 		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -519,8 +521,10 @@ static void connect_event(sl_stream *s, unsigned events)
 	/* A failed connect reports an error or a hang-up with the write
 	 * readiness (EPOLLERR, kqueue's EV_EOF): only then is SO_ERROR worth
 	 * a system call. */
-	if ((events & (SL_IO_ERROR | SL_IO_HUP)) &&
-	    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+	if (s->io.error != 0)
+		err = s->io.error; /* the event carried it (kqueue) */
+	else if ((events & (SL_IO_ERROR | SL_IO_HUP)) &&
+		 getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err == 0) {
 		connect_finish(s, 0);
