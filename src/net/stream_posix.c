@@ -664,6 +664,7 @@ static void fwd_detach(sl_stream *s)
 	update_io(s);
 }
 
+#ifdef SL_CAN_FORWARD
 /* Forwarding ended on err (SL_EOF included): tell the owner, once. */
 static void fwd_end(sl_stream *s, ptrdiff_t err, sl_stream *side)
 {
@@ -675,7 +676,6 @@ static void fwd_end(sl_stream *s, ptrdiff_t err, sl_stream *side)
 		cb(s, err, side);
 }
 
-#ifdef SL_CAN_FORWARD
 /*
  * Move what can be moved now: socket -> pipe -> socket, a few rounds per
  * event, like do_read.  The source is read only while its pipe is empty,
