@@ -738,6 +738,57 @@ static int set_log_level(struct ctx *c, const struct node *k,
 	return 0;
 }
 
+#define EXP_LOG "stderr, syslog, or an absolute file path"
+#define EXP_FACILITY "daemon, user or local0-local7"
+#define EXP_PIDFILE "an absolute file path"
+#define FILE_PATH_MAX 4095
+
+static int set_log(struct ctx *c, const struct node *k, const struct node *v,
+		   void *obj)
+{
+	char **out = &((sl_config *)obj)->log;
+	struct qbuf q;
+
+	if (get_string(c, k, v, FILE_PATH_MAX, EXP_LOG, out) < 0)
+		return -1;
+	if (strcmp(*out, "stderr") != 0 && strcmp(*out, "syslog") != 0 &&
+	    (*out)[0] != '/')
+		return fail(c, v, "%s: '%s' is not a log destination "
+				  "(expected %s)",
+			    k->text, quote(&q, *out), EXP_LOG);
+	return 0;
+}
+
+static int set_facility(struct ctx *c, const struct node *k,
+			const struct node *v, void *obj)
+{
+	const char *s = scalar(c, k, v, EXP_FACILITY);
+	struct qbuf q;
+
+	if (s == NULL)
+		return -1;
+	if (sl_log_facility_parse(s, &((sl_config *)obj)->syslog_facility) < 0)
+		return fail(c, v, "%s: '%s' is not a syslog facility "
+				  "(expected %s)",
+			    k->text, quote(&q, s), EXP_FACILITY);
+	return 0;
+}
+
+static int set_pidfile(struct ctx *c, const struct node *k,
+		       const struct node *v, void *obj)
+{
+	char **out = &((sl_config *)obj)->pidfile;
+	struct qbuf q;
+
+	if (get_string(c, k, v, FILE_PATH_MAX, EXP_PIDFILE, out) < 0)
+		return -1;
+	if ((*out)[0] != '/')
+		return fail(c, v, "%s: '%s' is not an absolute path "
+				  "(expected %s)",
+			    k->text, quote(&q, *out), EXP_PIDFILE);
+	return 0;
+}
+
 static int set_routes(struct ctx *c, const struct node *k,
 		      const struct node *v, void *obj);
 
@@ -746,6 +797,9 @@ static const struct key top_keys[] = {
 	{ "max_connections", set_global_max_conn, EXP_MAXCONN, 0 },
 	{ "drain_timeout", set_drain, EXP_DRAIN, 0 },
 	{ "log_level", set_log_level, EXP_LOGLEVEL, 0 },
+	{ "log", set_log, EXP_LOG, 0 },
+	{ "syslog_facility", set_facility, EXP_FACILITY, 0 },
+	{ "pidfile", set_pidfile, EXP_PIDFILE, 0 },
 	{ "routes", set_routes, EXP_ROUTES, 1 },
 };
 
@@ -1318,6 +1372,8 @@ void sl_config_free(sl_config *cfg)
 		free(rc->name);
 	}
 	free(cfg->routes);
+	free(cfg->log);
+	free(cfg->pidfile);
 	free(cfg->path);
 	free(cfg);
 }

@@ -53,6 +53,9 @@ typedef struct sl_config {
 	unsigned max_connections;  /* 0 = unlimited; global */
 	uint64_t drain_timeout_ms; /* default 30000 */
 	int log_level;             /* SL_LOG_*; default SL_LOG_INFO */
+	char *log;                 /* "stderr", "syslog", a file; NULL = by mode */
+	int syslog_facility;       /* LOG_*; 0 = LOG_DAEMON */
+	char *pidfile;             /* NULL = none */
 	sl_route_conf *routes;
 	size_t nroutes;
 } sl_config;

@@ -6,8 +6,11 @@
  */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #ifdef _WIN32
@@ -15,6 +18,9 @@
 #include <process.h>
 #define write _write
 #define getpid _getpid
+#define close _close
+#define open _open
+#define dup2 _dup2
 #else
 #include <syslog.h>
 #include <unistd.h>
@@ -22,6 +28,12 @@
 
 static volatile int log_level = SL_LOG_INFO;
 static int log_syslog;
+/* Where lines are written when not to syslog: stderr or the log file.
+ * Reopening swaps the file in with dup2, so writers never see a closed
+ * descriptor. */
+static volatile int log_fd = 2;
+static char *log_path;
+static volatile int log_mirror; /* errors and warnings to stderr as well */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -58,14 +70,106 @@ const char *sl_log_level_name(int level)
 	return level_names[level];
 }
 
-void sl_log_use_syslog(const char *ident)
+#ifndef _WIN32
+static const struct {
+	const char *name;
+	int code;
+} facilities[] = {
+	{"daemon", LOG_DAEMON}, {"user", LOG_USER},	{"local0", LOG_LOCAL0},
+	{"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},
+	{"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},
+	{"local7", LOG_LOCAL7},
+};
+#endif
+
+int sl_log_facility_parse(const char *name, int *facility)
 {
 #ifndef _WIN32
-	openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	for (size_t i = 0; i < sizeof facilities / sizeof facilities[0]; i++) {
+		if (strcmp(name, facilities[i].name) == 0) {
+			*facility = facilities[i].code;
+			return 0;
+		}
+	}
+	return -1;
+#else
+	(void)name;
+	*facility = 0;
+	return 0; /* no syslog: the name is accepted and unused */
+#endif
+}
+
+void sl_log_use_syslog(const char *ident, int facility)
+{
+#ifndef _WIN32
+	openlog(ident, LOG_PID | LOG_NDELAY, facility ? facility : LOG_DAEMON);
 	log_syslog = 1;
 #else
 	(void)ident;
+	(void)facility;
 #endif
+}
+
+static int open_log(const char *path)
+{
+#ifdef O_CLOEXEC
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+#else
+	return open(path, O_WRONLY | O_APPEND | O_CREAT, 0640);
+#endif
+}
+
+int sl_log_use_file(const char *path)
+{
+	int fd = open_log(path);
+	char *copy;
+
+	if (fd < 0)
+		return -errno;
+	copy = strdup(path);
+	if (copy == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	if (log_fd > 2)
+		close(log_fd);
+	free(log_path);
+	log_path = copy;
+	log_fd = fd;
+	log_syslog = 0;
+	return 0;
+}
+
+int sl_log_reopen(void)
+{
+	int fd, r = 0;
+
+	if (log_path == NULL || log_fd <= 2)
+		return 0;
+	fd = open_log(log_path);
+	if (fd < 0)
+		return -errno;
+	/* Atomically over the old descriptor: a line written meanwhile goes
+	 * to one file or the other, never to a closed descriptor. */
+	if (dup2(fd, log_fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+void sl_log_mirror_stderr(int on)
+{
+	log_mirror = on;
+}
+
+void sl_log_use_stderr(void)
+{
+	if (log_fd > 2)
+		close(log_fd);
+	log_fd = 2;
+	free(log_path);
+	log_path = NULL;
+	log_syslog = 0;
 }
 
 void sl_log(int level, const char *fmt, ...)
@@ -85,12 +189,36 @@ void sl_log(int level, const char *fmt, ...)
 		vsnprintf(line, sizeof line, fmt, ap);
 		va_end(ap);
 		syslog(prio[level], "%s", line);
+		if (log_mirror && level <= SL_LOG_WARN) {
+			n = (int)strlen(line);
+			if (n > (int)sizeof line - 2)
+				n = (int)sizeof line - 2;
+			line[n++] = '\n';
+			(void)!write(2, "sluice: ", 8);
+			(void)!write(2, line, (unsigned)n);
+		}
 		return;
 	}
 #endif
 
-	n = snprintf(line, sizeof line, "sluice[%ld]: %s: ", (long)getpid(),
-		     sl_log_level_name(level));
+	n = 0;
+	if (log_fd > 2) {
+		/* A file has no journal or terminal to stamp the time. */
+		struct timespec ts;
+		struct tm tm;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+#ifdef _WIN32
+		gmtime_s(&tm, &ts.tv_sec);
+#else
+		gmtime_r(&ts.tv_sec, &tm);
+#endif
+		n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+		n += snprintf(line + n, sizeof line - (size_t)n, ".%03ldZ ",
+			      ts.tv_nsec / 1000000L);
+	}
+	n += snprintf(line + n, sizeof line - (size_t)n, "sluice[%ld]: %s: ",
+		      (long)getpid(), sl_log_level_name(level));
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
 	va_end(ap);
@@ -98,6 +226,8 @@ void sl_log(int level, const char *fmt, ...)
 		n = (int)sizeof line - 2; /* truncated: keep the newline */
 	line[n++] = '\n';
 	/* One write per line; a failed log write has nowhere to be reported. */
-	if (write(2, line, (unsigned)n) < 0)
+	if (write(log_fd, line, (unsigned)n) < 0)
 		return;
+	if (log_mirror && log_fd != 2 && level <= SL_LOG_WARN)
+		(void)!write(2, line, (unsigned)n);
 }

@@ -19,7 +19,23 @@ int sl_log_get_level(void);
 int sl_log_level_parse(const char *name, int *level);
 const char *sl_log_level_name(int level);
 /* Send lines to syslog (daemon mode) instead of stderr. */
-void sl_log_use_syslog(const char *ident);
+void sl_log_use_syslog(const char *ident, int facility);
+/* syslog facility by name ("daemon", "user", "local0".."local7"): 0 or -1. */
+int sl_log_facility_parse(const char *name, int *facility);
+/*
+ * Send lines to a file (appended; created 0640).  0 or -errno; on failure
+ * the destination does not change.  sl_log_reopen(): open the same path
+ * again (after logrotate renamed it); 0 or -errno, the old file kept.
+ */
+int sl_log_use_file(const char *path);
+int sl_log_reopen(void);
+/*
+ * Also write errors and warnings to stderr (a daemon starting up: the
+ * operator's terminal sees what went wrong), or stop.
+ */
+void sl_log_mirror_stderr(int on);
+/* Back to stderr. */
+void sl_log_use_stderr(void);
 
 #if defined(__GNUC__)
 #define SL_PRINTF(a, b) __attribute__((format(printf, a, b)))

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -24,7 +25,9 @@
 
 struct daemon_state {
 	const char *conf_path;
+	const char *pidfile; /* -p, else the config's */
 	int verbose;
+	int foreground;
 	sl_config *cfg;
 	sl_loop *control;
 	sl_group *group;
@@ -36,9 +39,10 @@ struct daemon_state {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: sluice [-dhtvV] [-c file]\n"
+		"usage: sluice [-dhtvV] [-c file] [-p pidfile]\n"
 		"  -c file    configuration file (default %s)\n"
 		"  -d         stay in the foreground and log to stderr\n"
+		"  -p file    write and lock a pid file (overrides pidfile:)\n"
 		"  -t         check the configuration and exit\n"
 		"  -v         verbose: log at debug level\n"
 		"  -V         print the version and the event loop, then exit\n"
@@ -49,6 +53,28 @@ static void usage(FILE *f)
 static void apply_log_level(const struct daemon_state *ds)
 {
 	sl_log_set_level(ds->verbose ? SL_LOG_DEBUG : ds->cfg->log_level);
+}
+
+/*
+ * Send log lines where the config says (log:), or by default to stderr in
+ * the foreground and to syslog in a daemon.  0, or -1 after saying why.
+ */
+static int apply_log_target(const struct daemon_state *ds)
+{
+	const char *to = ds->cfg->log;
+	int r;
+
+	if (to == NULL)
+		to = ds->foreground ? "stderr" : "syslog";
+	if (strcmp(to, "stderr") == 0) {
+		sl_log_use_stderr();
+	} else if (strcmp(to, "syslog") == 0) {
+		sl_log_use_syslog("sluice", ds->cfg->syslog_facility);
+	} else if ((r = sl_log_use_file(to)) < 0) {
+		sl_error("log file %s: %s", to, sl_strerror(r));
+		return -1;
+	}
+	return 0;
 }
 
 static void on_idle(sl_proxy *p, void *arg)
@@ -76,21 +102,30 @@ static void reload(struct daemon_state *ds)
 	char err[1024];
 
 	sl_info("reloading %s", ds->conf_path);
+	sl_notify("RELOADING=1");
 	if (sl_config_load(ds->conf_path, &cfg, err, sizeof err) < 0) {
 		sl_error("reload failed: %s; keeping the running config", err);
+		sl_notify("READY=1");
 		return;
 	}
 	if (sl_proxy_apply(ds->proxy, cfg, err, sizeof err) < 0) {
 		sl_error("reload failed: %s; keeping the running config", err);
 		sl_config_free(cfg);
+		sl_notify("READY=1");
 		return;
 	}
 	if (cfg->threads != ds->cfg->threads)
 		sl_warn("threads: a new value takes effect at the next start");
+	if ((cfg->log == NULL) != (ds->cfg->log == NULL) ||
+	    (cfg->log != NULL && strcmp(cfg->log, ds->cfg->log) != 0) ||
+	    cfg->syslog_facility != ds->cfg->syslog_facility)
+		sl_warn("log, syslog_facility: a new value takes effect at the "
+			"next start");
 	sl_config_free(ds->cfg);
 	ds->cfg = cfg;
 	apply_log_level(ds);
 	sl_info("reloaded %s", ds->conf_path);
+	sl_notify("READY=1");
 }
 
 static void on_ctl(enum sl_ctl ev, void *arg)
@@ -106,6 +141,7 @@ static void on_ctl(enum sl_ctl ev, void *arg)
 			return;
 		}
 		ds->stopping = 1;
+		sl_notify("STOPPING=1");
 		sl_info("stopping: no new connections; draining %lu session(s) "
 			"for up to %llu ms",
 			sl_proxy_active(ds->proxy),
@@ -119,8 +155,16 @@ static void on_ctl(enum sl_ctl ev, void *arg)
 		else
 			reload(ds);
 		break;
-	case SL_CTL_REOPEN:
-		break; /* log files: issue 5 */
+	case SL_CTL_REOPEN: {
+		int r = sl_log_reopen();
+
+		if (r < 0)
+			sl_error("log file: reopen failed: %s; still writing to "
+				 "the old one", sl_strerror(r));
+		else
+			sl_info("log file reopened");
+		break;
+	}
 	}
 }
 
@@ -158,6 +202,14 @@ static int run(struct daemon_state *ds)
 	}
 	sl_info("sluice %s started: %u thread(s), %s, %zu route(s)",
 		PACKAGE_VERSION, threads, sl_loop_backend(), ds->cfg->nroutes);
+	sl_daemon_ready();
+	sl_log_mirror_stderr(0);
+	{
+		char st[64];
+
+		snprintf(st, sizeof st, "READY=1\nMAINPID=%ld", (long)getpid());
+		sl_notify(st);
+	}
 	if ((r = sl_loop_run(ds->control)) < 0) {
 		sl_error("control loop failed: %s", sl_strerror(r));
 		goto out;
@@ -187,13 +239,17 @@ int main(int argc, char **argv)
 
 	memset(&ds, 0, sizeof ds);
 	ds.conf_path = SL_CONF_PATH;
-	while ((c = getopt_long(argc, argv, "c:dhtvV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:dhp:tvV", longopts, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'c':
 			ds.conf_path = optarg;
 			break;
 		case 'd':
 			foreground = 1;
+			break;
+		case 'p':
+			ds.pidfile = optarg;
 			break;
 		case 't':
 			test_only = 1;
@@ -229,6 +285,9 @@ int main(int argc, char **argv)
 	}
 	apply_log_level(&ds);
 
+	ds.foreground = foreground;
+	if (ds.pidfile == NULL)
+		ds.pidfile = ds.cfg->pidfile;
 	/* Before any thread exists: fork() keeps only the calling thread. */
 	if (!foreground) {
 		char *abs = sl_path_absolute(ds.conf_path);
@@ -241,17 +300,30 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		ds.conf_path = abs; /* lives as long as the process */
-		r = sl_daemonize();
+		r = sl_daemon_start();
 		if (r < 0) {
 			fprintf(stderr, "sluice: cannot daemonize: %s\n",
 				sl_strerror(r));
 			sl_config_free(ds.cfg);
 			return 1;
 		}
-		sl_log_use_syslog("sluice");
+		/* The whole log goes to its destination; until the daemon
+		 * serves, errors also reach the operator's terminal. */
+		sl_log_mirror_stderr(1);
+	}
+	if (apply_log_target(&ds) < 0) {
+		sl_config_free(ds.cfg);
+		return 1;
+	}
+	if (ds.pidfile != NULL &&
+	    sl_pidfile_create(ds.pidfile, err, sizeof err) < 0) {
+		sl_error("%s", err);
+		sl_config_free(ds.cfg);
+		return 1;
 	}
 
 	rc = run(&ds);
+	sl_pidfile_remove();
 	sl_config_free(ds.cfg);
 	return rc;
 }

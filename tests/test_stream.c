@@ -846,8 +846,13 @@ static void test_forward_backpressure(void **state)
 	b2 = j.fa.bytes;
 	assert_int_equal(b1, b2); /* stalled */
 	assert_true(b1 < sent);
-	assert_int_equal(sl_stream_try_write(j.a1, chunk, sizeof chunk),
-			 -EAGAIN);
+	/* (How much more the sender's kernel takes is its own business:
+	 * TCP may still grow a buffer.  What counts is that nothing more is
+	 * moved while the destination is full.) */
+	while ((w = sl_stream_try_write(j.a1, chunk, sizeof chunk)) > 0)
+		sent += (uint64_t)w;
+	run_for(20);
+	assert_int_equal(j.fa.bytes, b2);
 	/* Reading again drains everything. */
 	sl_stream_set_data(j.b2, &rb);
 	assert_int_equal(sl_stream_read_start(j.b2, r_alloc, r_read), 0);

@@ -26,11 +26,35 @@ int sl_ctl_start(sl_loop *loop, sl_ctl_cb cb, void *data);
 void sl_ctl_stop(void);
 
 /*
- * Detach from the terminal: fork (the parent exits 0 once the child is
- * set up), new session, cwd "/", stdin/stdout/stderr on the null device.
- * Returns 0 in the daemon or -errno.  Not available on Windows (-ENOSYS).
+ * Become a daemon, in two halves.  sl_daemon_start(): fork; the parent
+ * stays in the foreground and waits; the daemon (a new session, cwd "/",
+ * stdin on the null device) goes on starting up with stdout and stderr
+ * still those of the command, so that a startup error reaches the
+ * operator.  sl_daemon_ready(): the daemon serves; stdout and stderr go to
+ * the null device and the parent exits 0.  A daemon that exits before
+ * sl_daemon_ready() makes the parent exit 1.  Returns 0 in the daemon or
+ * -errno.  Not available on Windows (-ENOSYS; the service does this).
  */
-int sl_daemonize(void);
+int sl_daemon_start(void);
+void sl_daemon_ready(void);
+
+/*
+ * Create and lock the pid file (locked for the life of the process; the
+ * lock, not the file's presence, says a sluice runs) and write our pid.
+ * Call in the daemon, after sl_daemon_start() (locks do not pass through
+ * fork).  -1 with err set when another process holds it.
+ * sl_pidfile_remove(): unlink it at exit.
+ */
+int sl_pidfile_create(const char *path, char *err, size_t errlen);
+void sl_pidfile_remove(void);
+
+/*
+ * Tell the service manager (systemd's NOTIFY_SOCKET protocol: one datagram
+ * to the socket named in the environment, '@' for an abstract name) a
+ * state such as "READY=1", "RELOADING=1", "STOPPING=1".  Does nothing when
+ * NOTIFY_SOCKET is not set.
+ */
+void sl_notify(const char *state);
 
 /*
  * Raise the soft descriptor limit to the hard one and return it (0 where

@@ -9,10 +9,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static int ctl_pipe[2] = {-1, -1};
@@ -117,19 +121,58 @@ void sl_ctl_stop(void)
 	ctl_pipe[0] = ctl_pipe[1] = -1;
 }
 
-int sl_daemonize(void)
-{
-	pid_t pid;
-	int fd;
+static int ready_fd = -1;
 
-	pid = fork();
-	if (pid < 0)
+static int null_fd(int target, int flags)
+{
+	int fd = open("/dev/null", flags);
+
+	if (fd < 0)
 		return -errno;
-	if (pid > 0)
-		_exit(0);
+	if (fd != target) {
+		if (dup2(fd, target) < 0) {
+			int e = errno;
+
+			close(fd);
+			return -e;
+		}
+		close(fd);
+	}
+	return 0;
+}
+
+int sl_daemon_start(void)
+{
+	int p[2], r;
+	pid_t pid;
+
+	if (pipe(p) < 0)
+		return -errno;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		close(p[0]);
+		close(p[1]);
+		return r;
+	}
+	if (pid > 0) {
+		/* The command: wait for the daemon's word, or its end. */
+		char st = 1;
+		ssize_t n;
+
+		close(p[1]);
+		do
+			n = read(p[0], &st, 1);
+		while (n < 0 && errno == EINTR);
+		_exit(n == 1 && st == 0 ? 0 : 1);
+	}
+	close(p[0]);
+	(void)fcntl(p[1], F_SETFD, FD_CLOEXEC);
 	if (setsid() < 0)
 		return -errno;
-	/* Fork again so the daemon can never reacquire a terminal. */
+	/* Fork again so the daemon can never reacquire a terminal; the
+	 * middle process exits at once, the pipe goes with the daemon. */
 	pid = fork();
 	if (pid < 0)
 		return -errno;
@@ -137,15 +180,113 @@ int sl_daemonize(void)
 		_exit(0);
 	if (chdir("/") < 0)
 		return -errno;
-	fd = open("/dev/null", O_RDWR);
-	if (fd < 0)
-		return -errno;
-	dup2(fd, 0);
-	dup2(fd, 1);
-	dup2(fd, 2);
-	if (fd > 2)
-		close(fd);
+	if ((r = null_fd(0, O_RDONLY)) < 0)
+		return r;
+	ready_fd = p[1];
 	return 0;
+}
+
+void sl_daemon_ready(void)
+{
+	ssize_t n;
+
+	if (ready_fd < 0)
+		return;
+	(void)null_fd(1, O_WRONLY);
+	(void)null_fd(2, O_WRONLY);
+	do
+		n = write(ready_fd, "", 1);
+	while (n < 0 && errno == EINTR);
+	close(ready_fd);
+	ready_fd = -1;
+}
+
+static int pid_fd = -1;
+static char *pid_path;
+
+int sl_pidfile_create(const char *path, char *err, size_t errlen)
+{
+	struct flock fl;
+	char buf[32];
+	int fd, n;
+
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		snprintf(err, errlen, "pid file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(fd, F_SETLK, &fl) < 0) {
+		int e = errno;
+		long other = 0;
+
+		if ((e == EAGAIN || e == EACCES) && fcntl(fd, F_GETLK, &fl) == 0)
+			other = (long)fl.l_pid;
+		close(fd);
+		if (e == EAGAIN || e == EACCES)
+			snprintf(err, errlen,
+				 "pid file %s is locked by another sluice "
+				 "(pid %ld): is it running already?",
+				 path, other);
+		else
+			snprintf(err, errlen, "pid file %s: lock: %s", path,
+				 strerror(e));
+		return -1;
+	}
+	n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || write(fd, buf, (size_t)n) != n) {
+		snprintf(err, errlen, "pid file %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	pid_fd = fd;
+	free(pid_path);
+	pid_path = sl_path_absolute(path);
+	return 0;
+}
+
+void sl_pidfile_remove(void)
+{
+	if (pid_fd < 0)
+		return;
+	if (pid_path != NULL)
+		unlink(pid_path);
+	close(pid_fd);
+	pid_fd = -1;
+	free(pid_path);
+	pid_path = NULL;
+}
+
+void sl_notify(const char *state)
+{
+	const char *name = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun;
+	socklen_t len;
+	size_t n;
+	int fd;
+
+	if (name == NULL || (name[0] != '/' && name[0] != '@'))
+		return;
+	n = strlen(name);
+	if (n >= sizeof sun.sun_path)
+		return;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, name, n);
+	if (name[0] == '@')
+		sun.sun_path[0] = '\0'; /* abstract (Linux) */
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (fd < 0)
+		return;
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	/* A lost notification is not worth failing for: systemd times out
+	 * and says so. */
+	(void)sendto(fd, state, strlen(state), 0, (struct sockaddr *)&sun, len);
+	close(fd);
 }
 
 char *sl_path_absolute(const char *path)

@@ -1029,3 +1029,21 @@ int st_run_sluice(char **out, const char *arg, ...)
 	*out = buf;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
+
+char *st_write_tmp(const char *name, const char *text)
+{
+	char *path = st_fmt("%s/%s", st_tmpdir(), name);
+
+	write_file(path, text);
+	return path;
+}
+
+char *st_read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return NULL;
+	fclose(f);
+	return read_file(path);
+}

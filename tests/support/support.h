@@ -146,6 +146,11 @@ void st_daemon_free(st_daemon *d);
  */
 int st_run_sluice(char **out, const char *arg, ...);
 
+/* Write text to a new file in st_tmpdir() named name; the path, malloc'd. */
+char *st_write_tmp(const char *name, const char *text);
+/* A whole file (malloc'd), or NULL when it cannot be read. */
+char *st_read_file(const char *path);
+
 /* malloc'd printf. */
 char *st_fmt(const char *fmt, ...)
 #if defined(__GNUC__)

@@ -1,0 +1,332 @@
+/*
+ * End-to-end tests of sluice as a Unix daemon: the parent returns once the
+ * daemon serves (or fails), the pid file and its lock, the log file and its
+ * reopening, and the service manager's notifications.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "support/support.h"
+
+static void echo_once(uint16_t port)
+{
+	st_sock c = st_connect_tcp(port);
+	char buf[5];
+
+	assert_true(c != ST_BAD_SOCK);
+	st_send_all(c, "hello", 5);
+	st_recv_all(c, buf, 5, 10000);
+	assert_memory_equal(buf, "hello", 5);
+	st_close(c);
+}
+
+static pid_t read_pid(const char *path)
+{
+	char *text = st_read_file(path);
+	long pid;
+
+	assert_non_null(text);
+	pid = strtol(text, NULL, 10);
+	free(text);
+	assert_true(pid > 1);
+	return (pid_t)pid;
+}
+
+/* Wait for a process that is not our child to be gone. */
+static int wait_gone(pid_t pid, unsigned timeout_ms)
+{
+	uint64_t end = st_now_ms() + timeout_ms;
+
+	while (kill(pid, 0) == 0) {
+		if (st_now_ms() > end)
+			return -1;
+		st_sleep_ms(10);
+	}
+	return 0;
+}
+
+static int log_has(const char *path, const char *needle)
+{
+	char *text = st_read_file(path);
+	int r = text != NULL && strstr(text, needle) != NULL;
+
+	free(text);
+	return r;
+}
+
+static void wait_log(const char *path, const char *needle)
+{
+	uint64_t end = st_now_ms() + 10000;
+
+	while (!log_has(path, needle)) {
+		if (st_now_ms() > end)
+			fail_msg("'%s' never appeared in %s", needle, path);
+		st_sleep_ms(10);
+	}
+}
+
+/* Daemons are not our children: a failed assertion must not leave one
+ * running after the test program. */
+static pid_t started[16];
+static int nstarted;
+
+static void kill_started(void)
+{
+	for (int i = 0; i < nstarted; i++)
+		if (started[i] > 0)
+			kill(started[i], SIGKILL);
+}
+
+struct daemon {
+	uint16_t port;
+	char *conf, *pidfile, *log;
+	pid_t pid;
+};
+
+/* Start `sluice -c CONF -p PIDFILE` (daemon mode) and return once the
+ * command did: by then the daemon must serve. */
+static void daemon_up(struct daemon *d, const char *tag, uint16_t uport)
+{
+	char *yaml, *name, *out;
+	int rc;
+
+	d->port = st_free_port();
+	d->pidfile = st_fmt("%s/%s.pid", st_tmpdir(), tag);
+	d->log = st_fmt("%s/%s.log", st_tmpdir(), tag);
+	yaml = st_fmt("log: %s\nroutes:\n  - name: %s\n"
+		      "    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n",
+		      d->log, tag, d->port, uport);
+	name = st_fmt("%s.yaml", tag);
+	d->conf = st_write_tmp(name, yaml);
+	rc = st_run_sluice(&out, "-c", d->conf, "-p", d->pidfile, NULL);
+	if (rc != 0)
+		fail_msg("sluice exited %d: %s", rc, out);
+	assert_string_equal(out, ""); /* nothing on the terminal */
+	d->pid = read_pid(d->pidfile);
+	if (nstarted < 16)
+		started[nstarted++] = d->pid;
+	/* Ready means serving: no retry needed. */
+	echo_once(d->port);
+	free(out);
+	free(name);
+	free(yaml);
+}
+
+static void daemon_down(struct daemon *d)
+{
+	if (d->pid > 0 && kill(d->pid, SIGTERM) == 0)
+		assert_int_equal(wait_gone(d->pid, 10000), 0);
+	unlink(d->log);
+	unlink(d->conf);
+	free(d->conf);
+	free(d->pidfile);
+	free(d->log);
+}
+
+static void test_daemonize_pidfile(void **state)
+{
+	uint16_t uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	struct daemon d;
+
+	(void)state;
+	daemon_up(&d, "daemon", uport);
+	assert_true(d.pid != getpid());
+	wait_log(d.log, " started: ");
+	assert_int_equal(kill(d.pid, SIGTERM), 0);
+	assert_int_equal(wait_gone(d.pid, 10000), 0);
+	/* Removed on the way out, after an orderly stop. */
+	assert_int_equal(access(d.pidfile, F_OK), -1);
+	assert_true(log_has(d.log, "all sessions closed; exiting"));
+	assert_true(log_has(d.log, "session route=daemon"));
+	d.pid = 0;
+	daemon_down(&d);
+	st_server_stop(srv);
+}
+
+static void test_pidfile_held(void **state)
+{
+	uint16_t uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	struct daemon d;
+	char *yaml, *conf, *out, *want;
+	int rc;
+
+	(void)state;
+	daemon_up(&d, "held", uport);
+	yaml = st_fmt("routes:\n  - name: other\n"
+		      "    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n",
+		      st_free_port(), uport);
+	conf = st_write_tmp("held2.yaml", yaml);
+	rc = st_run_sluice(&out, "-d", "-c", conf, "-p", d.pidfile, NULL);
+	assert_int_equal(rc, 1);
+	want = st_fmt("pid file %s is locked by another sluice (pid %ld)",
+		      d.pidfile, (long)d.pid);
+	assert_non_null(strstr(out, want));
+	/* The first one is untouched: same pid file, still serving. */
+	assert_int_equal(read_pid(d.pidfile), d.pid);
+	echo_once(d.port);
+	daemon_down(&d);
+	free(want);
+	free(out);
+	free(conf);
+	free(yaml);
+	st_server_stop(srv);
+}
+
+/* The parent waits for the daemon: a failure at startup is its exit
+ * status and its message, on the operator's terminal. */
+static void test_startup_error_reaches_terminal(void **state)
+{
+	uint16_t taken;
+	st_sock l = st_listen_tcp(&taken, 1);
+	char *yaml, *conf, *out, *pidfile;
+	int rc;
+
+	(void)state;
+	pidfile = st_fmt("%s/fail.pid", st_tmpdir());
+	yaml = st_fmt("routes:\n  - name: busy\n"
+		      "    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:1]\n",
+		      taken);
+	conf = st_write_tmp("fail.yaml", yaml);
+	rc = st_run_sluice(&out, "-c", conf, "-p", pidfile, NULL);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(out, "bind"));
+	assert_non_null(strstr(out, "Address already in use"));
+	st_close(l);
+	free(pidfile);
+	free(out);
+	free(conf);
+	free(yaml);
+}
+
+static void test_log_reopen(void **state)
+{
+	uint16_t uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	struct daemon d;
+	char *old;
+
+	(void)state;
+	daemon_up(&d, "reopen", uport);
+	wait_log(d.log, " started: ");
+	old = st_fmt("%s.1", d.log);
+	/* As logrotate does: rename, then signal. */
+	assert_int_equal(rename(d.log, old), 0);
+	assert_int_equal(kill(d.pid, SIGUSR1), 0);
+	wait_log(d.log, "log file reopened");
+	echo_once(d.port);
+	wait_log(d.log, "session route=reopen");
+	/* Lines before the reopen stay in the renamed file; file lines carry
+	 * a UTC time stamp. */
+	assert_true(log_has(old, " started: "));
+	assert_false(log_has(old, "log file reopened"));
+	{
+		char *text = st_read_file(d.log);
+
+		assert_non_null(text);
+		assert_true(strlen(text) > 24 && text[4] == '-' &&
+			    text[10] == 'T' && text[23] == 'Z');
+		free(text);
+	}
+	unlink(old);
+	free(old);
+	daemon_down(&d);
+	st_server_stop(srv);
+}
+
+/* NOTIFY_SOCKET: READY=1 once serving, RELOADING=1 and READY=1 around a
+ * reload, STOPPING=1 on the way out. */
+static int notify_recv(int fd, char *buf, size_t len)
+{
+	uint64_t end = st_now_ms() + 10000;
+
+	for (;;) {
+		ssize_t n = recv(fd, buf, len - 1, MSG_DONTWAIT);
+
+		if (n >= 0) {
+			buf[n] = '\0';
+			return 0;
+		}
+		if (st_now_ms() > end)
+			return -1;
+		st_sleep_ms(5);
+	}
+}
+
+static void test_sd_notify(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char *path = st_fmt("%s/notify.sock", st_tmpdir()), *yaml, *want;
+	char buf[256];
+	st_daemon *d;
+	int fd;
+
+	(void)state;
+	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	assert_true(fd >= 0);
+	strcpy(sun.sun_path, path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+	assert_int_equal(setenv("NOTIFY_SOCKET", path, 1), 0);
+	yaml = st_fmt("routes:\n  - name: sd\n    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	d = st_daemon_start(yaml);
+	unsetenv("NOTIFY_SOCKET");
+
+	assert_int_equal(notify_recv(fd, buf, sizeof buf), 0);
+	want = st_fmt("READY=1\nMAINPID=%ld", (long)st_daemon_pid(d));
+	assert_string_equal(buf, want);
+	echo_once(lport);
+
+	st_daemon_signal(d, SIGHUP);
+	assert_int_equal(notify_recv(fd, buf, sizeof buf), 0);
+	assert_string_equal(buf, "RELOADING=1");
+	assert_int_equal(notify_recv(fd, buf, sizeof buf), 0);
+	assert_string_equal(buf, "READY=1");
+
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(notify_recv(fd, buf, sizeof buf), 0);
+	assert_string_equal(buf, "STOPPING=1");
+	assert_int_equal(st_daemon_wait(d, 10000), 0);
+	st_daemon_free(d);
+	close(fd);
+	unlink(path);
+	free(want);
+	free(yaml);
+	free(path);
+	st_server_stop(srv);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_daemonize_pidfile),
+		cmocka_unit_test(test_pidfile_held),
+		cmocka_unit_test(test_startup_error_reaches_terminal),
+		cmocka_unit_test(test_log_reopen),
+		cmocka_unit_test(test_sd_notify),
+	};
+	int rc;
+
+	st_init();
+	atexit(kill_started);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	st_cleanup();
+	return rc;
+}
