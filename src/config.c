@@ -738,6 +738,8 @@ static int set_log_level(struct ctx *c, const struct node *k,
 	return 0;
 }
 
+#define EXP_USER "a user name or number"
+#define EXP_GROUP "a group name or number"
 #define EXP_LOG "stderr, syslog, or an absolute file path"
 #define EXP_FACILITY "daemon, user or local0-local7"
 #define EXP_PIDFILE "an absolute file path"
@@ -789,6 +791,75 @@ static int set_pidfile(struct ctx *c, const struct node *k,
 	return 0;
 }
 
+static int set_user(struct ctx *c, const struct node *k, const struct node *v,
+		    void *obj)
+{
+	return get_string(c, k, v, USER_NAME_MAX, EXP_USER,
+			  &((sl_config *)obj)->user);
+}
+
+static int set_run_group(struct ctx *c, const struct node *k,
+			 const struct node *v, void *obj)
+{
+	return get_string(c, k, v, USER_NAME_MAX, EXP_GROUP,
+			  &((sl_config *)obj)->group);
+}
+
+#define EXP_ACCESS "off, stderr, syslog, an absolute file path, or a mapping " \
+		   "with to and format"
+#define EXP_ACCESS_TO "off, stderr, syslog, or an absolute file path"
+#define EXP_FORMAT "text or json"
+
+static int set_access_to(struct ctx *c, const struct node *k,
+			 const struct node *v, void *obj)
+{
+	char **out = &((sl_config *)obj)->access_log;
+	struct qbuf q;
+
+	if (get_string(c, k, v, FILE_PATH_MAX, EXP_ACCESS_TO, out) < 0)
+		return -1;
+	if (strcmp(*out, "off") != 0 && strcmp(*out, "stderr") != 0 &&
+	    strcmp(*out, "syslog") != 0 && (*out)[0] != '/')
+		return fail(c, v, "%s: '%s' is not an access log destination "
+				  "(expected %s)",
+			    k->text, quote(&q, *out), EXP_ACCESS_TO);
+	return 0;
+}
+
+static int set_access_format(struct ctx *c, const struct node *k,
+			     const struct node *v, void *obj)
+{
+	const char *s = scalar(c, k, v, EXP_FORMAT);
+	struct qbuf q;
+
+	if (s == NULL)
+		return -1;
+	if (strcmp(s, "json") == 0)
+		((sl_config *)obj)->access_json = 1;
+	else if (strcmp(s, "text") == 0)
+		((sl_config *)obj)->access_json = 0;
+	else
+		return fail(c, v, "%s: '%s' is not a format (expected %s)",
+			    k->text, quote(&q, s), EXP_FORMAT);
+	return 0;
+}
+
+static const struct key access_keys[] = {
+	{ "to", set_access_to, EXP_ACCESS_TO, 1 },
+	{ "format", set_access_format, EXP_FORMAT, 0 },
+};
+
+static int set_access_log(struct ctx *c, const struct node *k,
+			  const struct node *v, void *obj)
+{
+	const struct node *seen[2];
+
+	if (v->kind == N_MAP)
+		return walk_map(c, v, "in access_log", access_keys, 2, obj,
+				seen);
+	return set_access_to(c, k, v, obj);
+}
+
 static int set_routes(struct ctx *c, const struct node *k,
 		      const struct node *v, void *obj);
 
@@ -800,6 +871,9 @@ static const struct key top_keys[] = {
 	{ "log", set_log, EXP_LOG, 0 },
 	{ "syslog_facility", set_facility, EXP_FACILITY, 0 },
 	{ "pidfile", set_pidfile, EXP_PIDFILE, 0 },
+	{ "user", set_user, EXP_USER, 0 },
+	{ "group", set_run_group, EXP_GROUP, 0 },
+	{ "access_log", set_access_log, EXP_ACCESS, 0 },
 	{ "routes", set_routes, EXP_ROUTES, 1 },
 };
 
@@ -808,8 +882,6 @@ static const struct key top_keys[] = {
 #define EXP_LISTEN "an endpoint, a listener mapping, or a list of those"
 #define EXP_ADDRESS "an endpoint such as tcp://127.0.0.1:8080 or unix:/path"
 #define EXP_MODE "an octal file mode 0-0777 such as 0660"
-#define EXP_USER "a user name or number"
-#define EXP_GROUP "a group name or number"
 #define EXP_SECURITY "an SDDL string"
 #define EXP_BACKLOG "1-65535"
 
@@ -1374,6 +1446,9 @@ void sl_config_free(sl_config *cfg)
 	free(cfg->routes);
 	free(cfg->log);
 	free(cfg->pidfile);
+	free(cfg->user);
+	free(cfg->group);
+	free(cfg->access_log);
 	free(cfg->path);
 	free(cfg);
 }

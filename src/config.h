@@ -56,6 +56,9 @@ typedef struct sl_config {
 	char *log;                 /* "stderr", "syslog", a file; NULL = by mode */
 	int syslog_facility;       /* LOG_*; 0 = LOG_DAEMON */
 	char *pidfile;             /* NULL = none */
+	char *user, *group;        /* switch to after binding; NULL = stay */
+	char *access_log;          /* off|stderr|syslog|FILE; NULL = with log */
+	int access_json;           /* access_log format: json (1) or text */
 	sl_route_conf *routes;
 	size_t nroutes;
 } sl_config;

@@ -35,6 +35,13 @@ static volatile int log_fd = 2;
 static char *log_path;
 static volatile int log_mirror; /* errors and warnings to stderr as well */
 
+/* Access records: with the log (ACC_LOG), nowhere, or their own sink. */
+enum { ACC_LOG, ACC_OFF, ACC_FD, ACC_SYSLOG };
+static int acc_to = ACC_LOG;
+static int acc_json;
+static volatile int acc_fd = -1;
+static char *acc_path;
+
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void sl_log_set_level(int level)
@@ -140,21 +147,169 @@ int sl_log_use_file(const char *path)
 	return 0;
 }
 
-int sl_log_reopen(void)
+/* Atomically over the old descriptor: a line written meanwhile goes to
+ * one file or the other, never to a closed descriptor. */
+static int reopen_over(const char *path, int old)
 {
 	int fd, r = 0;
 
-	if (log_path == NULL || log_fd <= 2)
-		return 0;
-	fd = open_log(log_path);
+	fd = open_log(path);
 	if (fd < 0)
 		return -errno;
-	/* Atomically over the old descriptor: a line written meanwhile goes
-	 * to one file or the other, never to a closed descriptor. */
-	if (dup2(fd, log_fd) < 0)
+	if (dup2(fd, old) < 0)
 		r = -errno;
 	close(fd);
 	return r;
+}
+
+int sl_log_reopen(void)
+{
+	int r = 0, r2 = 0;
+
+	if (log_path != NULL && log_fd > 2)
+		r = reopen_over(log_path, log_fd);
+	if (acc_path != NULL && acc_fd > 2)
+		r2 = reopen_over(acc_path, acc_fd);
+	return r < 0 ? r : r2;
+}
+
+int sl_access_open(const char *to, int json)
+{
+	acc_json = json;
+	if (to == NULL) {
+		acc_to = ACC_LOG;
+	} else if (strcmp(to, "off") == 0) {
+		acc_to = ACC_OFF;
+	} else if (strcmp(to, "stderr") == 0) {
+		acc_to = ACC_FD;
+		acc_fd = 2;
+	} else if (strcmp(to, "syslog") == 0) {
+#ifndef _WIN32
+		if (!log_syslog)
+			openlog("sluice", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+#endif
+		acc_to = ACC_SYSLOG;
+	} else {
+		int fd = open_log(to);
+		char *copy;
+
+		if (fd < 0)
+			return -errno;
+		if ((copy = strdup(to)) == NULL) {
+			close(fd);
+			return -ENOMEM;
+		}
+		free(acc_path);
+		acc_path = copy;
+		acc_fd = fd;
+		acc_to = ACC_FD;
+	}
+	return 0;
+}
+
+/* Append s as a JSON string (quoted, escaped) at line+n; new length. */
+static size_t json_str(char *line, size_t n, size_t cap, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (n < cap)
+		line[n++] = '"';
+	for (; *s != '\0' && n + 7 < cap; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\') {
+			line[n++] = '\\';
+			line[n++] = (char)ch;
+		} else if (ch < 0x20 || ch == 0x7f) {
+			memcpy(line + n, "\\u00", 4);
+			line[n + 4] = hex[ch >> 4];
+			line[n + 5] = hex[ch & 15];
+			n += 6;
+		} else {
+			line[n++] = (char)ch;
+		}
+	}
+	if (n < cap)
+		line[n++] = '"';
+	return n;
+}
+
+void sl_access(const struct sl_access_rec *r)
+{
+	char line[2048];
+	size_t n = 0, cap = sizeof line - 2;
+	int k;
+
+	if (acc_to == ACC_OFF)
+		return;
+	if (!acc_json) {
+		char err[600] = "";
+
+		if (r->error != NULL)
+			snprintf(err, sizeof err, " error=\"%s\"", r->error);
+		if (acc_to == ACC_LOG) {
+			sl_log(SL_LOG_INFO,
+			       "session route=%s client=%s upstream=%s "
+			       "bytes_in=%llu bytes_out=%llu duration_ms=%llu "
+			       "reason=%s%s",
+			       r->route, r->client, r->upstream, r->bytes_in,
+			       r->bytes_out, r->duration_ms, r->reason, err);
+			return;
+		}
+		k = snprintf(line, cap,
+			     "session route=%s client=%s upstream=%s "
+			     "bytes_in=%llu bytes_out=%llu duration_ms=%llu "
+			     "reason=%s%s",
+			     r->route, r->client, r->upstream, r->bytes_in,
+			     r->bytes_out, r->duration_ms, r->reason, err);
+		n = k < 0 ? 0 : (size_t)k < cap ? (size_t)k : cap;
+	} else {
+		struct timespec ts;
+		struct tm tm;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+#ifdef _WIN32
+		gmtime_s(&tm, &ts.tv_sec);
+#else
+		gmtime_r(&ts.tv_sec, &tm);
+#endif
+		n = strftime(line, cap, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
+		k = snprintf(line + n, cap - n, ".%03ldZ\",\"route\":",
+			     ts.tv_nsec / 1000000L);
+		n += (size_t)k;
+		n = json_str(line, n, cap, r->route);
+		n += (size_t)snprintf(line + n, cap - n, ",\"client\":");
+		n = json_str(line, n, cap, r->client);
+		n += (size_t)snprintf(line + n, cap - n, ",\"upstream\":");
+		n = json_str(line, n, cap, r->upstream);
+		n += (size_t)snprintf(line + n, cap - n,
+				      ",\"bytes_in\":%llu,\"bytes_out\":%llu,"
+				      "\"duration_ms\":%llu,\"reason\":",
+				      r->bytes_in, r->bytes_out, r->duration_ms);
+		n = json_str(line, n, cap, r->reason);
+		if (r->error != NULL) {
+			n += (size_t)snprintf(line + n, cap - n,
+					      ",\"error\":");
+			n = json_str(line, n, cap, r->error);
+		}
+		if (n < cap)
+			line[n++] = '}';
+		if (acc_to == ACC_LOG) {
+			line[n] = '\0';
+			sl_log(SL_LOG_INFO, "%s", line);
+			return;
+		}
+	}
+#ifndef _WIN32
+	if (acc_to == ACC_SYSLOG) {
+		line[n] = '\0';
+		syslog(LOG_INFO, "%s", line);
+		return;
+	}
+#endif
+	line[n++] = '\n';
+	if (acc_fd >= 0 && write(acc_fd, line, (unsigned)n) < 0)
+		return;
 }
 
 void sl_log_mirror_stderr(int on)

@@ -37,6 +37,22 @@ void sl_log_mirror_stderr(int on);
 /* Back to stderr. */
 void sl_log_use_stderr(void);
 
+/* ---- access log: one record per session ---------------------------- */
+
+struct sl_access_rec {
+	const char *route, *client, *upstream, *reason;
+	const char *error; /* NULL: none */
+	unsigned long long bytes_in, bytes_out, duration_ms;
+};
+
+/*
+ * Where access records go: NULL (with the other lines, at info level),
+ * "off", "stderr", "syslog" or a file path (reopened by sl_log_reopen);
+ * json: one JSON object per line instead of key=value text.  0 or -errno.
+ */
+int sl_access_open(const char *to, int json);
+void sl_access(const struct sl_access_rec *r);
+
 #if defined(__GNUC__)
 #define SL_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else

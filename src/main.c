@@ -17,6 +17,7 @@
 #include "loop/loop.h"
 #include "loop/proc.h"
 #include "net/net.h"
+#include "net/resolver.h"
 #include "proxy.h"
 
 #ifndef SL_CONF_PATH
@@ -28,6 +29,7 @@ struct daemon_state {
 	const char *pidfile; /* -p, else the config's */
 	int verbose;
 	int foreground;
+	int dropped; /* privileges dropped: no new privileged binds */
 	sl_config *cfg;
 	sl_loop *control;
 	sl_group *group;
@@ -74,7 +76,60 @@ static int apply_log_target(const struct daemon_state *ds)
 		sl_error("log file %s: %s", to, sl_strerror(r));
 		return -1;
 	}
+	if ((r = sl_access_open(ds->cfg->access_log, ds->cfg->access_json)) <
+	    0) {
+		sl_error("access log %s: %s", ds->cfg->access_log,
+			 sl_strerror(r));
+		return -1;
+	}
 	return 0;
+}
+
+/*
+ * sluice -t: beyond the config itself, what can be checked before a start,
+ * as warnings (the config stays valid): listen addresses free and
+ * bindable, upstream host names resolving.
+ */
+static void preflight(const sl_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		const sl_route_conf *rc = &cfg->routes[i];
+
+		for (size_t j = 0; j < rc->nlisten; j++) {
+			const sl_listen_conf *lc = &rc->listen[j];
+			sl_listen_opts opts = {.backlog = lc->backlog,
+					       .mode = lc->mode,
+					       .owner = lc->owner,
+					       .group = lc->group,
+					       .security = lc->security};
+			sl_listener *l;
+			char e[512];
+
+			if (sl_listener_open(&l, &lc->ep, &opts, e, sizeof e) <
+			    0)
+				fprintf(stderr,
+					"sluice: warning: %s:%u:%u: %s\n",
+					cfg->path, lc->mark.line, lc->mark.col,
+					e);
+			else
+				sl_listener_close(l, NULL, NULL);
+		}
+		for (size_t j = 0; j < rc->nupstreams; j++) {
+			const sl_upstream_conf *uc = &rc->upstreams[j];
+			struct sl_addr addrs[4];
+			size_t n;
+
+			if (uc->ep.kind != SL_EP_TCP || uc->ep.host_is_literal)
+				continue;
+			if (sl_resolve_sync(uc->ep.host, uc->ep.port, 0, addrs,
+					    4, &n) < 0)
+				fprintf(stderr,
+					"sluice: warning: %s:%u:%u: upstream "
+					"host '%s' does not resolve now\n",
+					cfg->path, uc->mark.line, uc->mark.col,
+					uc->ep.host);
+		}
+	}
 }
 
 static void on_idle(sl_proxy *p, void *arg)
@@ -109,13 +164,23 @@ static void reload(struct daemon_state *ds)
 		return;
 	}
 	if (sl_proxy_apply(ds->proxy, cfg, err, sizeof err) < 0) {
-		sl_error("reload failed: %s; keeping the running config", err);
+		if (ds->dropped && strstr(err, "Permission denied") != NULL)
+			sl_error("reload failed: %s (sluice runs as user %s "
+				 "now: a new privileged port or path needs a "
+				 "restart); keeping the running config",
+				 err, ds->cfg->user);
+		else
+			sl_error("reload failed: %s; keeping the running "
+				 "config", err);
 		sl_config_free(cfg);
 		sl_notify("READY=1");
 		return;
 	}
 	if (cfg->threads != ds->cfg->threads)
 		sl_warn("threads: a new value takes effect at the next start");
+	if ((cfg->user == NULL) != (ds->cfg->user == NULL) ||
+	    (cfg->user != NULL && strcmp(cfg->user, ds->cfg->user) != 0))
+		sl_warn("user: a new value takes effect at the next start");
 	if ((cfg->log == NULL) != (ds->cfg->log == NULL) ||
 	    (cfg->log != NULL && strcmp(cfg->log, ds->cfg->log) != 0) ||
 	    cfg->syslog_facility != ds->cfg->syslog_facility)
@@ -190,6 +255,17 @@ static int run(struct daemon_state *ds)
 	if (sl_proxy_apply(ds->proxy, ds->cfg, err, sizeof err) < 0) {
 		sl_error("%s", err);
 		goto out;
+	}
+	/* Listeners are bound (ports below 1024, sockets in root's
+	 * directories): serve as the configured user from here on. */
+	if (ds->cfg->user != NULL) {
+		if (sl_drop_privileges(ds->cfg->user, ds->cfg->group, err,
+				       sizeof err) < 0) {
+			sl_error("%s", err);
+			goto out;
+		}
+		ds->dropped = 1;
+		sl_info("running as user %s", ds->cfg->user);
 	}
 	if ((r = sl_group_start(ds->group)) < 0) {
 		sl_error("cannot start %u loop threads: %s", threads,
@@ -279,6 +355,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (test_only) {
+		preflight(ds.cfg);
 		fprintf(stderr, "sluice: %s: configuration OK\n", ds.conf_path);
 		sl_config_free(ds.cfg);
 		return 0;

@@ -118,18 +118,20 @@ static void session_finish(struct session *s)
 				 ? r->upstream_names[s->up_index]
 				 : "-";
 
-	if (s->err != 0)
-		sl_info("session route=%s client=%s upstream=%s bytes_in=%" PRIu64
-			" bytes_out=%" PRIu64 " duration_ms=%" PRIu64
-			" reason=%s error=\"%s\"",
-			r->name, s->client_name, up, s->d[C2U].bytes,
-			s->d[U2C].bytes, dur, s->reason, sl_strerror(s->err));
-	else
-		sl_info("session route=%s client=%s upstream=%s bytes_in=%" PRIu64
-			" bytes_out=%" PRIu64 " duration_ms=%" PRIu64
-			" reason=%s",
-			r->name, s->client_name, up, s->d[C2U].bytes,
-			s->d[U2C].bytes, dur, s->reason);
+	{
+		struct sl_access_rec rec = {
+			.route = r->name,
+			.client = s->client_name,
+			.upstream = up,
+			.reason = s->reason,
+			.error = s->err != 0 ? sl_strerror(s->err) : NULL,
+			.bytes_in = s->d[C2U].bytes,
+			.bytes_out = s->d[U2C].bytes,
+			.duration_ms = dur,
+		};
+
+		sl_access(&rec);
+	}
 
 	if (s->prev != NULL)
 		s->prev->next = s->next;

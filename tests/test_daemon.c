@@ -4,6 +4,7 @@
  * reopening, and the service manager's notifications.
  */
 #include <errno.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -313,6 +314,103 @@ static void test_sd_notify(void **state)
 	st_server_stop(srv);
 }
 
+/* As root: listeners bound first, then the daemon runs as nobody. */
+static void test_privilege_drop(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *srv;
+	struct passwd *pw = getpwnam("nobody");
+	char *yaml, *status, *want;
+	st_daemon *d;
+
+	(void)state;
+	if (geteuid() != 0 || pw == NULL)
+		skip(); /* needs root, and a user to become */
+	srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	yaml = st_fmt("user: nobody\nroutes:\n  - name: drop\n"
+		      "    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	d = st_daemon_start(yaml);
+	assert_int_equal(st_daemon_log_count(d, "running as user nobody"), 1);
+	echo_once(lport);
+	{
+		char *path = st_fmt("/proc/%ld/status", (long)st_daemon_pid(d));
+
+		status = st_read_file(path);
+		free(path);
+	}
+	assert_non_null(status);
+	/* real, effective, saved and file-system ids all changed */
+	want = st_fmt("Uid:\t%u\t%u\t%u\t%u\n", (unsigned)pw->pw_uid,
+		      (unsigned)pw->pw_uid, (unsigned)pw->pw_uid,
+		      (unsigned)pw->pw_uid);
+	assert_non_null(strstr(status, want));
+	free(want);
+	want = st_fmt("Gid:\t%u\t%u\t%u\t%u\n", (unsigned)pw->pw_gid,
+		      (unsigned)pw->pw_gid, (unsigned)pw->pw_gid,
+		      (unsigned)pw->pw_gid);
+	assert_non_null(strstr(status, want));
+	free(want);
+	assert_non_null(strstr(status, "Groups:\t"));
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 10000), 0);
+	st_daemon_free(d);
+	free(status);
+	free(yaml);
+	st_server_stop(srv);
+}
+
+/* access_log with format json: one object per session, every field. */
+static void test_access_log_json(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *path = st_fmt("%s/access.json", st_tmpdir()), *yaml, *text, *want;
+	st_daemon *d;
+	st_sock c;
+	uint16_t cport;
+
+	(void)state;
+	yaml = st_fmt("access_log: {to: %s, format: json}\nroutes:\n"
+		      "  - name: js\n    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n",
+		      path, lport, uport);
+	d = st_daemon_start(yaml);
+	c = st_connect_tcp(lport);
+	assert_true(c != ST_BAD_SOCK);
+	cport = st_local_port(c);
+	st_send_all(c, "hello", 5);
+	{
+		char buf[5];
+
+		st_recv_all(c, buf, 5, 10000);
+	}
+	st_close(c);
+	wait_log(path, "\"reason\"");
+	text = st_read_file(path);
+	assert_non_null(text);
+	/* One line, one object, fields in order. */
+	assert_memory_equal(text, "{\"time\":\"", 9);
+	assert_int_equal(text[strlen(text) - 1], '\n');
+	assert_int_equal(text[strlen(text) - 2], '}');
+	assert_ptr_equal(strchr(text, '\n') + 1, text + strlen(text));
+	want = st_fmt("Z\",\"route\":\"js\",\"client\":\"127.0.0.1:%u\","
+		      "\"upstream\":\"tcp://127.0.0.1:%u\",\"bytes_in\":5,"
+		      "\"bytes_out\":5,\"duration_ms\":",
+		      cport, uport);
+	assert_non_null(strstr(text, want));
+	assert_non_null(strstr(text, ",\"reason\":\"done\"}"));
+	/* The session line is not also in the main log. */
+	assert_int_equal(st_daemon_log_count(d, "session route=js"), 0);
+	st_daemon_free(d);
+	free(want);
+	free(text);
+	free(yaml);
+	unlink(path);
+	free(path);
+	st_server_stop(srv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -321,6 +419,8 @@ int main(void)
 		cmocka_unit_test(test_startup_error_reaches_terminal),
 		cmocka_unit_test(test_log_reopen),
 		cmocka_unit_test(test_sd_notify),
+		cmocka_unit_test(test_privilege_drop),
+		cmocka_unit_test(test_access_log_json),
 	};
 	int rc;
 

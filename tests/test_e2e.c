@@ -55,6 +55,30 @@ static void test_check_config(void **state)
 	}
 	free(out);
 
+	/* What can be checked before a start is, as warnings: a listen
+	 * address in use, an upstream name that does not resolve. */
+	{
+		uint16_t taken;
+		st_sock l = st_listen_tcp(&taken, 1);
+		char *yaml = st_fmt("routes:\n  - name: pre\n"
+				    "    listen: tcp://127.0.0.1:%u\n"
+				    "    upstreams: [tcp://no-such-host.invalid:80]\n",
+				    taken);
+		char *conf = st_write_tmp("preflight.yaml", yaml);
+
+		rc = st_run_sluice(&out, "-t", "-c", conf, NULL);
+		assert_int_equal(rc, 0);
+		assert_non_null(strstr(out, "warning"));
+		assert_non_null(strstr(out, "Address already in use"));
+		assert_non_null(strstr(out, "'no-such-host.invalid' does not "
+					    "resolve"));
+		assert_non_null(strstr(out, "configuration OK"));
+		free(out);
+		st_close(l);
+		free(conf);
+		free(yaml);
+	}
+
 	rc = st_run_sluice(&out, "-t", "-c", "/nonexistent/sluice.yaml", NULL);
 	assert_int_equal(rc, 1);
 	assert_non_null(strstr(out, "/nonexistent/sluice.yaml"));

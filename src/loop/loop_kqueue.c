@@ -46,7 +46,10 @@
 #define UDATA_PTR(u) ((void *)(u))
 #endif
 
-#if defined(EVFILT_USER) && defined(NOTE_TRIGGER)
+/* SL_KQ_NO_EVFILT_USER: take the pipe path where EVFILT_USER exists too,
+ * to test on one system what OpenBSD runs. */
+#if defined(EVFILT_USER) && defined(NOTE_TRIGGER) && \
+	!defined(SL_KQ_NO_EVFILT_USER)
 #define SL_KQ_USER 1
 #define SL_WAKE_IDENT 1 /* EVFILT_USER idents are ours: any number */
 #endif

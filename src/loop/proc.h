@@ -57,6 +57,16 @@ void sl_pidfile_remove(void);
 void sl_notify(const char *state);
 
 /*
+ * Become user (a name or a number) and group (NULL: the user's primary
+ * group), for good: supplementary groups reset, gid then uid, and a check
+ * that root cannot be regained.  Only root may switch; naming the user we
+ * already are is fine.  0, or -1 with err set.  Windows: the service
+ * account does this (-1, "not supported").
+ */
+int sl_drop_privileges(const char *user, const char *group, char *err,
+		       size_t errlen);
+
+/*
  * Raise the soft descriptor limit to the hard one and return it (0 where
  * the OS has no such per-process limit).
  */

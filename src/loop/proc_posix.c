@@ -7,6 +7,8 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
@@ -311,4 +313,61 @@ unsigned long sl_fd_limit_raise(void)
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1ul << 24))
 		return 1ul << 24;
 	return (unsigned long)rl.rlim_cur;
+}
+
+int sl_drop_privileges(const char *user, const char *group, char *err,
+		       size_t errlen)
+{
+	struct passwd *pw;
+	struct group *gr;
+	char *end;
+	uid_t uid;
+	gid_t gid;
+	unsigned long n;
+
+	errno = 0;
+	pw = getpwnam(user);
+	if (pw != NULL) {
+		uid = pw->pw_uid;
+		gid = pw->pw_gid;
+	} else {
+		n = strtoul(user, &end, 10);
+		if (*user == '\0' || *end != '\0') {
+			snprintf(err, errlen, "user %s: no such user", user);
+			return -1;
+		}
+		uid = (uid_t)n;
+		gid = (gid_t)n;
+	}
+	if (group != NULL) {
+		gr = getgrnam(group);
+		if (gr != NULL) {
+			gid = gr->gr_gid;
+		} else {
+			n = strtoul(group, &end, 10);
+			if (*group == '\0' || *end != '\0') {
+				snprintf(err, errlen, "group %s: no such group",
+					 group);
+				return -1;
+			}
+			gid = (gid_t)n;
+		}
+	}
+	if (geteuid() != 0) {
+		if (geteuid() == uid && getegid() == gid)
+			return 0;
+		snprintf(err, errlen,
+			 "user %s: only root can switch to another user", user);
+		return -1;
+	}
+	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+		snprintf(err, errlen, "cannot become user %s: %s", user,
+			 strerror(errno));
+		return -1;
+	}
+	if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+		snprintf(err, errlen, "user %s: root could be regained", user);
+		return -1;
+	}
+	return 0;
 }
