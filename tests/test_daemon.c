@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -327,6 +330,8 @@ static void test_privilege_drop(void **state)
 	if (geteuid() != 0 || pw == NULL)
 		skip(); /* needs root, and a user to become */
 	srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	/* The daemon reads its config again on reload, as nobody. */
+	assert_int_equal(chmod(st_tmpdir(), 0755), 0);
 	yaml = st_fmt("user: nobody\nroutes:\n  - name: drop\n"
 		      "    listen: tcp://127.0.0.1:%u\n"
 		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
@@ -352,6 +357,40 @@ static void test_privilege_drop(void **state)
 	assert_non_null(strstr(status, want));
 	free(want);
 	assert_non_null(strstr(status, "Groups:\t"));
+
+	/* A reload that needs a privileged port says why it cannot be. */
+	{
+		uint16_t low = 0;
+		char *more;
+
+		for (uint16_t p = 900; p < 1000 && low == 0; p++) {
+			struct sockaddr_in sin = {.sin_family = AF_INET,
+						  .sin_port = htons(p)};
+			int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+			sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			if (fd >= 0 && bind(fd, (struct sockaddr *)&sin,
+					    sizeof sin) == 0)
+				low = p;
+			close(fd);
+		}
+		assert_int_not_equal(low, 0);
+		more = st_fmt("%s  - name: low\n"
+			      "    listen: tcp://127.0.0.1:%u\n"
+			      "    upstreams: [tcp://127.0.0.1:%u]\n",
+			      yaml, low, uport);
+		st_daemon_write_config(d, more);
+		st_daemon_signal(d, SIGHUP);
+		assert_int_equal(st_daemon_wait_log(d, "reload failed", 1,
+						    10000), 0);
+		assert_int_equal(st_daemon_log_count(d, "runs as user nobody "
+						     "now: a new privileged "
+						     "port or path needs a "
+						     "restart"),
+				 1);
+		echo_once(lport); /* the running config stays */
+		free(more);
+	}
 	st_daemon_signal(d, SIGTERM);
 	assert_int_equal(st_daemon_wait(d, 10000), 0);
 	st_daemon_free(d);
