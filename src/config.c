@@ -160,7 +160,7 @@ static void node_free(struct node *n)
 }
 
 #if defined(__GNUC__)
-__attribute__((format(printf, 4, 5)))
+__attribute__((format(SL_FMT_PRINTF, 4, 5)))
 #endif
 static int fail_at(struct ctx *c, unsigned line, unsigned col,
 		   const char *fmt, ...);

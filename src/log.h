@@ -54,7 +54,7 @@ int sl_access_open(const char *to, int json);
 void sl_access(const struct sl_access_rec *r);
 
 #if defined(__GNUC__)
-#define SL_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define SL_PRINTF(a, b) __attribute__((format(SL_FMT_PRINTF, a, b)))
 #else
 #define SL_PRINTF(a, b)
 #endif

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct sl_loop sl_loop;
 typedef struct sl_group sl_group;
@@ -188,6 +189,69 @@ void sl_io_remove(sl_io *io);
  * sl_io_remove().
  */
 void sl_io_forget(sl_io *io);
+#endif
+
+/* ---- completions (IOCP) ------------------------------------------------ */
+
+#if defined(_WIN32)
+#define SL_LOOP_COMPLETION 1
+
+#include <winsock2.h>
+#include <windows.h>
+
+typedef struct sl_op sl_op;
+
+/*
+ * An operation completed on loop.  err is 0 or a sluice error (negative
+ * errno, SL_EOF-style codes are the stream layer's business) made from the
+ * operation's own OVERLAPPED.Internal, read as a 32-bit NTSTATUS;
+ * OVERLAPPED_ENTRY.Internal is reserved and never read.  bytes: bytes
+ * transferred.
+ */
+typedef void (*sl_op_cb)(sl_loop *loop, sl_op *op, int err, size_t bytes);
+
+/*
+ * One overlapped operation.  Embed it in the object the operation works on
+ * and keep that object (and any buffer the operation names) alive until the
+ * callback has run: also after CancelIoEx or closing the handle, which only
+ * make the completion arrive sooner, with a cancelled status.
+ */
+struct sl_op {
+	OVERLAPPED ov; /* the address the kernel hands back */
+	sl_op_cb cb;
+	void *data;
+};
+
+/* Set cb and data and clear the OVERLAPPED (before every new operation). */
+static inline void sl_op_init(sl_op *op, sl_op_cb cb, void *data)
+{
+	memset(&op->ov, 0, sizeof op->ov);
+	op->cb = cb;
+	op->data = data;
+}
+
+/* Attach a handle (socket or pipe) to loop's port, once.  0 or -errno. */
+int sl_loop_associate(sl_loop *loop, HANDLE h);
+
+/*
+ * Queue a completion for op on loop as if the kernel had finished it: its
+ * OVERLAPPED.Internal is set to ntstatus (0: STATUS_SUCCESS) and bytes is
+ * reported as transferred.  For operations that finish without a packet
+ * (ConnectNamedPipe's ERROR_PIPE_CONNECTED, an error found before the
+ * system call).  Any thread.  0 or -errno.
+ */
+int sl_loop_post_op(sl_loop *loop, sl_op *op, uint32_t ntstatus,
+		    size_t bytes);
+
+/* The operation's status: its OVERLAPPED.Internal as a 32-bit NTSTATUS. */
+static inline uint32_t sl_op_ntstatus(const sl_op *op)
+{
+	return (uint32_t)op->ov.Internal;
+}
+
+/* NTSTATUS, or a Win32/Winsock error code, as a negative errno (0 ok). */
+int sl_ntstatus_err(uint32_t status);
+int sl_win_err(unsigned long code);
 #endif
 
 #endif

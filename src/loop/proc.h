@@ -78,4 +78,32 @@ unsigned long sl_fd_limit_raise(void);
  */
 char *sl_path_absolute(const char *path);
 
+/* ---- Windows service (elsewhere these return -ENOSYS) ------------------ */
+
+/*
+ * Serve as the service `name` of the service control manager: this thread
+ * connects to it (StartServiceCtrlDispatcher) and run(arg) is called on the
+ * service's thread, with START_PENDING reported.  Inside run(),
+ * sl_notify("READY=1") reports RUNNING, sl_notify("STOPPING=1")
+ * STOP_PENDING (with checkpoints and a wait hint until run() returns), and
+ * the STOP and SHUTDOWN controls arrive as SL_CTL_STOP, the reload control
+ * (SL_SERVICE_CONTROL_RELOAD) as SL_CTL_RELOAD, through sl_ctl_start().
+ * run()'s return value is the exit code reported with STOPPED.  Returns
+ * run()'s value, or -errno when the process was not started by the SCM.
+ */
+#define SL_SERVICE_CONTROL_RELOAD 128
+int sl_service_run(const char *name, int (*run)(void *arg), void *arg);
+
+/*
+ * `sluice service ...`: install (auto start, running this executable with
+ * "service run -c CONF --name NAME"), uninstall, start, stop (waits for
+ * STOPPED, bounded), reload (sends SL_SERVICE_CONTROL_RELOAD).  0, or -1
+ * with err set.
+ */
+int sl_service_command(const char *cmd, const char *name, const char *conf,
+		       char *err, size_t errlen);
+
+/* Upper bound the service manager is told a drain may take, in ms. */
+void sl_service_set_stop_hint(unsigned long ms);
+
 #endif

@@ -371,3 +371,29 @@ int sl_drop_privileges(const char *user, const char *group, char *err,
 	}
 	return 0;
 }
+
+/* ---- Windows service: not on POSIX ---------------------------------------- */
+
+int sl_service_run(const char *name, int (*run)(void *arg), void *arg)
+{
+	(void)name;
+	(void)run;
+	(void)arg;
+	return -ENOSYS;
+}
+
+int sl_service_command(const char *cmd, const char *name, const char *conf,
+		       char *err, size_t errlen)
+{
+	(void)cmd;
+	(void)name;
+	(void)conf;
+	snprintf(err, errlen, "services are a Windows feature; see sluice(8) "
+			      "for systemd and rc.d");
+	return -1;
+}
+
+void sl_service_set_stop_hint(unsigned long ms)
+{
+	(void)ms;
+}

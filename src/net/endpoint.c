@@ -39,7 +39,7 @@
 #define EXPECTED_PIPE "expected pipe:\\\\.\\pipe\\NAME or pipe://./pipe/NAME"
 
 #if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
+__attribute__((format(SL_FMT_PRINTF, 3, 4)))
 #endif
 static int fail(char *err, size_t errlen, const char *fmt, ...);
 

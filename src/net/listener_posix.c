@@ -92,7 +92,7 @@ struct handoff {
 static pthread_mutex_t umask_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+	__attribute__((format(SL_FMT_PRINTF, 4, 5)));
 
 static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
 {

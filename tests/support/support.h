@@ -21,7 +21,7 @@ typedef int st_sock;
 /* Print "support: " + message and exit 1. */
 void st_fail(const char *fmt, ...)
 #if defined(__GNUC__)
-	__attribute__((format(printf, 1, 2), noreturn))
+	__attribute__((format(SL_FMT_PRINTF, 1, 2), noreturn))
 #endif
 	;
 
@@ -154,7 +154,7 @@ char *st_read_file(const char *path);
 /* malloc'd printf. */
 char *st_fmt(const char *fmt, ...)
 #if defined(__GNUC__)
-	__attribute__((format(printf, 1, 2)))
+	__attribute__((format(SL_FMT_PRINTF, 1, 2)))
 #endif
 	;
 

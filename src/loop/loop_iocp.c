@@ -1,0 +1,215 @@
+/*
+ * IOCP backend (Windows): one I/O completion port per loop.  Handles are
+ * attached with sl_loop_associate(); every overlapped operation carries an
+ * sl_op whose callback runs on the loop when its packet is dequeued.
+ *
+ * Rules kept here (see DESIGN.md, "IOCP rules"):
+ * - an operation's status comes from its own OVERLAPPED.Internal, read as a
+ *   32-bit NTSTATUS; OVERLAPPED_ENTRY.Internal is reserved and never read;
+ * - packets are taken in batches with GetQueuedCompletionStatusEx;
+ * - the cross-thread wake-up is a packet with no OVERLAPPED, so it can never
+ *   be mistaken for an operation.
+ */
+#include "loop_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include <winternl.h> /* RtlNtStatusToDosError */
+
+/* Packets taken per GetQueuedCompletionStatusEx; the rest wait their turn. */
+#define SL_IOCP_BATCH 128
+
+struct sl_backend {
+	HANDLE port;
+	OVERLAPPED_ENTRY entries[SL_IOCP_BATCH];
+};
+
+const char *sl_loop_backend(void)
+{
+	return "iocp";
+}
+
+int sl_backend_init(sl_loop *loop)
+{
+	struct sl_backend *be = malloc(sizeof *be);
+
+	if (be == NULL)
+		return -ENOMEM;
+	/* One thread dequeues: concurrency 1. */
+	be->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
+	if (be->port == NULL) {
+		int r = sl_win_err(GetLastError());
+
+		free(be);
+		return r;
+	}
+	loop->be = be;
+	return 0;
+}
+
+void sl_backend_free(sl_loop *loop)
+{
+	struct sl_backend *be = loop->be;
+
+	if (be == NULL)
+		return;
+	CloseHandle(be->port);
+	free(be);
+	loop->be = NULL;
+}
+
+void sl_backend_wake(sl_loop *loop)
+{
+	/* Fails only when the port is gone or out of memory; a lost wake-up
+	 * then costs at most the current poll timeout. */
+	PostQueuedCompletionStatus(loop->be->port, 0, 0, NULL);
+}
+
+int sl_loop_associate(sl_loop *loop, HANDLE h)
+{
+	if (CreateIoCompletionPort(h, loop->be->port, 0, 0) == NULL)
+		return sl_win_err(GetLastError());
+	return 0;
+}
+
+int sl_loop_post_op(sl_loop *loop, sl_op *op, uint32_t ntstatus, size_t bytes)
+{
+	op->ov.Internal = (ULONG_PTR)ntstatus;
+	op->ov.InternalHigh = (ULONG_PTR)bytes;
+	if (!PostQueuedCompletionStatus(loop->be->port, (DWORD)bytes, 0,
+					&op->ov))
+		return sl_win_err(GetLastError());
+	return 0;
+}
+
+int sl_backend_poll(sl_loop *loop, int timeout_ms)
+{
+	struct sl_backend *be = loop->be;
+	ULONG n = 0, i;
+
+	if (!GetQueuedCompletionStatusEx(be->port, be->entries, SL_IOCP_BATCH,
+					 &n, timeout_ms < 0 ? INFINITE
+							    : (DWORD)timeout_ms,
+					 FALSE)) {
+		DWORD e = GetLastError();
+
+		sl_loop_update_time(loop);
+		return e == WAIT_TIMEOUT ? 0 : sl_win_err(e);
+	}
+	sl_loop_update_time(loop);
+	for (i = 0; i < n; i++) {
+		OVERLAPPED_ENTRY *ent = &be->entries[i];
+		sl_op *op;
+		uint32_t st;
+
+		if (ent->lpOverlapped == NULL)
+			continue; /* a wake-up: the run loop takes the tasks */
+		op = CONTAINING_RECORD(ent->lpOverlapped, sl_op, ov);
+		st = (uint32_t)op->ov.Internal;
+		op->cb(loop, op, sl_ntstatus_err(st),
+		       (size_t)ent->dwNumberOfBytesTransferred);
+	}
+	return 0;
+}
+
+/* ---- error codes ---------------------------------------------------------- */
+
+int sl_ntstatus_err(uint32_t status)
+{
+	/* NT_SUCCESS: severity success or informational (the top bit clear). */
+	if ((int32_t)status >= 0)
+		return 0;
+	return sl_win_err(RtlNtStatusToDosError((NTSTATUS)status));
+}
+
+int sl_win_err(unsigned long code)
+{
+	switch (code) {
+	case ERROR_SUCCESS:
+		return 0;
+	case ERROR_OPERATION_ABORTED:
+	case ERROR_CANCELLED: /* WSA_OPERATION_ABORTED is the same code */
+	case WSAEINTR:
+		return -ECANCELED;
+	case ERROR_NETNAME_DELETED:
+	case WSAECONNRESET:
+	case WSAENETRESET:
+		return -ECONNRESET;
+	case ERROR_CONNECTION_ABORTED:
+	case ERROR_REQUEST_ABORTED:
+	case WSAECONNABORTED:
+		return -ECONNABORTED;
+	case ERROR_CONNECTION_REFUSED:
+	case WSAECONNREFUSED:
+		return -ECONNREFUSED;
+	case ERROR_SEM_TIMEOUT:
+	case ERROR_TIMEOUT:
+	case WAIT_TIMEOUT:
+	case WSAETIMEDOUT:
+		return -ETIMEDOUT;
+	case ERROR_HOST_UNREACHABLE:
+	case WSAEHOSTUNREACH:
+		return -EHOSTUNREACH;
+	case ERROR_NETWORK_UNREACHABLE:
+	case WSAENETUNREACH:
+		return -ENETUNREACH;
+	case ERROR_BROKEN_PIPE:
+	case ERROR_NO_DATA:
+	case ERROR_PIPE_NOT_CONNECTED:
+	case WSAESHUTDOWN:
+		return -EPIPE;
+	case ERROR_PIPE_BUSY:
+		return -EBUSY;
+	case ERROR_FILE_NOT_FOUND:
+	case ERROR_PATH_NOT_FOUND:
+	case ERROR_BAD_PATHNAME:
+		return -ENOENT;
+	case ERROR_ACCESS_DENIED:
+	case WSAEACCES:
+		return -EACCES;
+	case ERROR_NOT_ENOUGH_MEMORY:
+	case ERROR_OUTOFMEMORY:
+		return -ENOMEM;
+	case ERROR_INSUFFICIENT_BUFFER:
+	case WSAENOBUFS:
+		return -ENOBUFS;
+	case ERROR_TOO_MANY_OPEN_FILES:
+	case WSAEMFILE:
+		return -EMFILE;
+	case ERROR_ADDRESS_ALREADY_ASSOCIATED:
+	case WSAEADDRINUSE:
+		return -EADDRINUSE;
+	case WSAEADDRNOTAVAIL:
+		return -EADDRNOTAVAIL;
+	case WSAEAFNOSUPPORT:
+	case WSAEPFNOSUPPORT:
+		return -EAFNOSUPPORT;
+	case WSAEWOULDBLOCK:
+		return -EAGAIN;
+	case WSAEINPROGRESS:
+	case WSAEALREADY:
+		return -EALREADY;
+	case WSAENOTCONN:
+		return -ENOTCONN;
+	case WSAEISCONN:
+		return -EISCONN;
+	case ERROR_INVALID_HANDLE:
+	case WSAENOTSOCK:
+		return -EBADF;
+	case ERROR_INVALID_PARAMETER:
+	case WSAEINVAL:
+	case WSAEFAULT:
+		return -EINVAL;
+	case ERROR_NOT_SUPPORTED:
+	case WSAEOPNOTSUPP:
+		return -EOPNOTSUPP;
+	case ERROR_FILE_EXISTS:
+	case ERROR_ALREADY_EXISTS:
+		return -EEXIST;
+	case ERROR_FILENAME_EXCED_RANGE:
+		return -ENAMETOOLONG;
+	default:
+		return -EIO;
+	}
+}

@@ -1,0 +1,741 @@
+/*
+ * Listeners over IOCP: TCP with AcceptEx, named pipes with overlapped
+ * ConnectNamedPipe.
+ *
+ * A listener is owned by one loop of its group, whose completion port has
+ * the listening socket (or the pipe instances).  It keeps up to
+ * SL_ACCEPT_POSTED accepts posted, each with a fresh socket or pipe
+ * instance and, when there is a gate, with the reservation the gate gave
+ * for it.  An accepted socket is handed to a loop of the group (round
+ * robin) and attached to that loop's port there, after AcceptEx completed.
+ * A pipe instance is attached to a port when it is created, and a handle
+ * can only ever have one port: pipe connections stay on the listener's
+ * loop (each pipe listener picks its loop round robin).
+ *
+ * Lifetime: a reference count holds the listener while it is open, while
+ * any accept is posted (its OVERLAPPED is inside the listener) and while
+ * any task naming it is in flight.  The last drop calls the close callback
+ * and frees.
+ */
+#include "win.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sddl.h>
+
+#include "log.h"
+#include "resolver.h"
+
+#define SL_BACKLOG_DEFAULT 511
+#define SL_ACCEPT_POSTED 8      /* accepts kept posted per listener */
+#define SL_ACCEPT_PAUSE_MS 100 /* out of sockets or memory: retry after */
+#define SL_PIPE_BUF 65536
+/* AcceptEx: room for each address plus 16 bytes, as it requires. */
+#define SL_ADDR_ROOM ((DWORD)sizeof(struct sockaddr_storage) + 16)
+
+struct accept_slot {
+	sl_op op;
+	sl_listener *l;
+	SOCKET sock;   /* TCP: the socket AcceptEx fills */
+	HANDLE pipe;   /* pipe: the instance ConnectNamedPipe waits on */
+	void *token;
+	int posted;
+	char buf[2 * (sizeof(struct sockaddr_storage) + 16)];
+};
+
+struct sl_listener {
+	sl_endpoint ep;
+	char name[SL_EP_PATH_MAX + 16];
+	SOCKET sock;
+	int family;
+	int backlog;
+	HANDLE first_pipe; /* pipes: the instance that holds the name */
+	PSECURITY_DESCRIPTOR sd;
+	SECURITY_ATTRIBUTES sa;
+
+	sl_group *group;
+	sl_loop *loop;
+	sl_accept_cb cb;
+	sl_accept_gate gate;
+	void *volatile data;
+	volatile LONG64 fd_pauses;
+	volatile LONG resume_pending;
+	volatile LONG refs;
+	volatile LONG started;
+
+	/* Owner loop only: */
+	struct accept_slot slots[SL_ACCEPT_POSTED];
+	sl_timer timer;
+	int paused; /* out of resources: the timer refills */
+	int gated;  /* the gate said no: sl_listener_resume refills */
+	int closed;
+	int attached;
+
+	sl_task start_task, resume_task, close_task;
+	sl_listener_closed_cb done;
+	void *done_arg;
+};
+
+struct handoff {
+	sl_task task;
+	sl_listener *l;
+	sl_loop *loop;
+	void *token;
+	SOCKET sock;
+	int peer_len, local_len;
+	struct sockaddr_storage peer, local;
+};
+
+static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
+	__attribute__((format(SL_FMT_PRINTF, 4, 5)));
+
+static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+static const char *win_text(DWORD e)
+{
+	static _Thread_local char msg[256];
+
+	if (FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM |
+				   FORMAT_MESSAGE_IGNORE_INSERTS,
+			   NULL, e, 0, msg, sizeof msg, NULL) == 0)
+		snprintf(msg, sizeof msg, "error %lu", (unsigned long)e);
+	msg[strcspn(msg, "\r\n")] = '\0';
+	return msg;
+}
+
+/* ---- freeing ------------------------------------------------------------ */
+
+static void listener_free(sl_listener *l)
+{
+	if (l->sd != NULL)
+		LocalFree(l->sd);
+	free(l);
+}
+
+static void ref(sl_listener *l)
+{
+	InterlockedIncrement(&l->refs);
+}
+
+static void unref(sl_listener *l)
+{
+	if (InterlockedDecrement(&l->refs) == 0) {
+		if (l->done != NULL)
+			l->done(l, l->done_arg);
+		listener_free(l);
+	}
+}
+
+static void close_handles(sl_listener *l)
+{
+	if (l->sock != INVALID_SOCKET) {
+		closesocket(l->sock);
+		l->sock = INVALID_SOCKET;
+	}
+	if (l->first_pipe != INVALID_HANDLE_VALUE) {
+		CloseHandle(l->first_pipe);
+		l->first_pipe = INVALID_HANDLE_VALUE;
+	}
+}
+
+/* ---- named pipe instances ------------------------------------------------- */
+
+HANDLE sl_pipe_create_instance(const char *path, int first,
+			       const SECURITY_ATTRIBUTES *sa)
+{
+	/* Message type read as bytes: a zero-byte write reaches the reader
+	 * as a zero-byte read, the half-close (see stream_win.c).  Remote
+	 * clients are refused: a pipe listener serves this machine. */
+	return CreateNamedPipeA(path,
+				PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED |
+					(first ? FILE_FLAG_FIRST_PIPE_INSTANCE
+					       : 0),
+				PIPE_TYPE_MESSAGE | PIPE_READMODE_BYTE |
+					PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+				PIPE_UNLIMITED_INSTANCES, SL_PIPE_BUF,
+				SL_PIPE_BUF, 0, (LPSECURITY_ATTRIBUTES)sa);
+}
+
+sl_pipe_create_fn sl_pipe_create_hook = sl_pipe_create_instance;
+
+static void default_pipe_name(char *buf, size_t len, unsigned attempt,
+			      void *arg)
+{
+	static volatile LONG counter;
+
+	(void)attempt;
+	(void)arg;
+	snprintf(buf, len, "\\\\.\\pipe\\sluice-%lu-%ld-%lu",
+		 (unsigned long)GetCurrentProcessId(),
+		 (long)InterlockedIncrement(&counter),
+		 (unsigned long)GetTickCount());
+}
+
+HANDLE sl_pipe_create_unique(char *path, size_t pathlen, sl_pipe_name_fn fn,
+			     void *arg, int *err)
+{
+	unsigned i;
+
+	if (fn == NULL)
+		fn = default_pipe_name;
+	for (i = 0; i < SL_PIPE_NAME_TRIES; i++) {
+		HANDLE h;
+		DWORD e;
+
+		fn(path, pathlen, i, arg);
+		h = sl_pipe_create_hook(path, 1, NULL);
+		if (h != INVALID_HANDLE_VALUE) {
+			*err = 0;
+			return h;
+		}
+		e = GetLastError();
+		/* Windows refuses a taken name with FIRST_PIPE_INSTANCE as
+		 * access denied (or pipe busy): try another name. */
+		if (e != ERROR_ACCESS_DENIED && e != ERROR_PIPE_BUSY) {
+			*err = sl_win_err(e);
+			return INVALID_HANDLE_VALUE;
+		}
+	}
+	*err = -EADDRINUSE;
+	return INVALID_HANDLE_VALUE;
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+static int open_tcp(sl_listener *l, char *err, size_t errlen)
+{
+	struct sl_addr addrs[SL_RESOLVE_MAX_ADDRS];
+	size_t n;
+	int r;
+	BOOL on = TRUE;
+
+	if (l->ep.host_is_literal)
+		r = sl_resolve_numeric(l->ep.host, l->ep.port, 1, addrs,
+				       SL_RESOLVE_MAX_ADDRS, &n);
+	else
+		r = sl_resolve_sync(l->ep.host, l->ep.port, 1, addrs,
+				    SL_RESOLVE_MAX_ADDRS, &n);
+	if (r < 0)
+		return fail(err, errlen, r, "%s: host '%s' did not resolve",
+			    l->name, l->ep.host);
+	l->family = addrs[0].ss.ss_family;
+	l->sock = sl_win_socket(l->family);
+	if (l->sock == INVALID_SOCKET) {
+		DWORD e = (DWORD)WSAGetLastError();
+
+		return fail(err, errlen, sl_win_err(e), "%s: socket: %s",
+			    l->name, win_text(e));
+	}
+	/* Windows' SO_REUSEADDR would let another socket steal the port;
+	 * exclusive use is what a listener wants (TIME_WAIT does not block
+	 * a rebind on Windows). */
+	setsockopt(l->sock, SOL_SOCKET, SO_EXCLUSIVEADDRUSE,
+		   (const char *)&on, sizeof on);
+	if (l->family == AF_INET6)
+		setsockopt(l->sock, IPPROTO_IPV6, IPV6_V6ONLY,
+			   (const char *)&on, sizeof on);
+	if (bind(l->sock, (struct sockaddr *)&addrs[0].ss,
+		 (int)addrs[0].len) != 0) {
+		DWORD e = (DWORD)WSAGetLastError();
+
+		return fail(err, errlen, sl_win_err(e), "%s: bind: %s",
+			    l->name, win_text(e));
+	}
+	if (listen(l->sock, l->backlog) != 0) {
+		DWORD e = (DWORD)WSAGetLastError();
+
+		return fail(err, errlen, sl_win_err(e), "%s: listen: %s",
+			    l->name, win_text(e));
+	}
+	if (l->ep.port == 0) {
+		r = sl_listener_port(l);
+		if (r > 0) {
+			l->ep.port = (uint16_t)r;
+			sl_endpoint_format(&l->ep, l->name, sizeof l->name);
+		}
+	}
+	return 0;
+}
+
+static int open_pipe(sl_listener *l, const sl_listen_opts *opts, char *err,
+		     size_t errlen)
+{
+	DWORD e;
+
+	if (opts != NULL && opts->security != NULL) {
+		if (!ConvertStringSecurityDescriptorToSecurityDescriptorA(
+			    opts->security, SDDL_REVISION_1, &l->sd, NULL)) {
+			e = GetLastError();
+			return fail(err, errlen, -EINVAL,
+				    "%s: security '%s' is not a valid SDDL "
+				    "string: %s",
+				    l->name, opts->security, win_text(e));
+		}
+		l->sa.nLength = sizeof l->sa;
+		l->sa.lpSecurityDescriptor = l->sd;
+		l->sa.bInheritHandle = FALSE;
+	}
+	/* The first instance claims the name: no other process can have
+	 * created it before us, nor squat it while we run. */
+	l->first_pipe = sl_pipe_create_hook(l->ep.path, 1,
+					    l->sd != NULL ? &l->sa : NULL);
+	if (l->first_pipe == INVALID_HANDLE_VALUE) {
+		e = GetLastError();
+		if (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY)
+			return fail(err, errlen, -EADDRINUSE,
+				    "%s: the pipe name is already in use by "
+				    "another process",
+				    l->name);
+		return fail(err, errlen, sl_win_err(e), "%s: %s", l->name,
+			    win_text(e));
+	}
+	return 0;
+}
+
+int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
+		     const sl_listen_opts *opts, char *err, size_t errlen)
+{
+	sl_listener *l;
+	int r;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (out == NULL || ep == NULL)
+		return fail(err, errlen, -EINVAL, "no endpoint");
+	l = calloc(1, sizeof *l);
+	if (l == NULL)
+		return fail(err, errlen, -ENOMEM, "out of memory");
+	l->ep = *ep;
+	sl_endpoint_format(ep, l->name, sizeof l->name);
+	l->sock = INVALID_SOCKET;
+	l->first_pipe = INVALID_HANDLE_VALUE;
+	l->backlog = opts != NULL && opts->backlog > 0 ? opts->backlog
+						       : SL_BACKLOG_DEFAULT;
+	l->refs = 1;
+	switch (ep->kind) {
+	case SL_EP_TCP:
+		r = open_tcp(l, err, errlen);
+		break;
+	case SL_EP_PIPE:
+		r = open_pipe(l, opts, err, errlen);
+		break;
+	default:
+		r = fail(err, errlen, SL_EUNSUPP,
+			 "%s: Unix sockets are not served on Windows; use a "
+			 "named pipe (pipe:\\\\.\\pipe\\NAME)",
+			 l->name);
+		break;
+	}
+	if (r < 0) {
+		close_handles(l);
+		listener_free(l);
+		return r;
+	}
+	*out = l;
+	return 0;
+}
+
+/* ---- accepting (owner loop) --------------------------------------------- */
+
+static void fill(sl_listener *l);
+
+static void pause_accepting(sl_listener *l, int err, int count)
+{
+	if (l->paused)
+		return;
+	l->paused = 1;
+	if (count)
+		InterlockedIncrement64(&l->fd_pauses);
+	sl_warn("%s: accept: %s; pausing for %d ms", l->name, sl_strerror(err),
+		SL_ACCEPT_PAUSE_MS);
+	sl_timer_start(&l->timer, SL_ACCEPT_PAUSE_MS);
+}
+
+static void give_back(sl_listener *l, struct accept_slot *a)
+{
+	if (l->gate != NULL)
+		l->cb(l, NULL, a->token);
+	a->token = NULL;
+}
+
+static void handoff_run(sl_task *t, int status)
+{
+	struct handoff *h = t->data;
+	sl_listener *l = h->l;
+	sl_stream *s;
+	int r;
+
+	if (status != 0) {
+		closesocket(h->sock);
+		if (l->gate != NULL)
+			l->cb(l, NULL, h->token);
+	} else {
+		r = sl_stream_open_socket(h->loop, h->sock,
+					  (struct sockaddr *)&h->peer,
+					  h->peer_len,
+					  (struct sockaddr *)&h->local,
+					  h->local_len, &s);
+		if (r == 0) {
+			l->cb(l, s, h->token);
+		} else {
+			sl_warn("%s: dropping an accepted connection: %s",
+				l->name, sl_strerror(r));
+			if (l->gate != NULL)
+				l->cb(l, NULL, h->token);
+		}
+	}
+	free(h);
+	unref(l);
+}
+
+static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n);
+
+/* Post one AcceptEx or ConnectNamedPipe on a.  0, or -errno (paused). */
+static int post_one(sl_listener *l, struct accept_slot *a)
+{
+	DWORD e;
+
+	sl_op_init(&a->op, on_accepted, a);
+	if (l->ep.kind == SL_EP_TCP) {
+		DWORD got = 0;
+
+		a->sock = sl_win_socket(l->family);
+		if (a->sock == INVALID_SOCKET)
+			return sl_win_err((unsigned long)WSAGetLastError());
+		if (!sl_AcceptEx(l->sock, a->sock, a->buf, 0, SL_ADDR_ROOM,
+				 SL_ADDR_ROOM, &got, &a->op.ov) &&
+		    (e = (DWORD)WSAGetLastError()) != ERROR_IO_PENDING) {
+			closesocket(a->sock);
+			a->sock = INVALID_SOCKET;
+			return sl_win_err(e);
+		}
+		a->posted = 1;
+		ref(l);
+		return 0;
+	}
+	if (l->first_pipe != INVALID_HANDLE_VALUE) {
+		a->pipe = l->first_pipe; /* attached by start_run */
+		l->first_pipe = INVALID_HANDLE_VALUE;
+	} else {
+		int r;
+
+		a->pipe = sl_pipe_create_hook(l->ep.path, 0,
+					      l->sd != NULL ? &l->sa : NULL);
+		if (a->pipe == INVALID_HANDLE_VALUE)
+			return sl_win_err(GetLastError());
+		if ((r = sl_loop_associate(l->loop, a->pipe)) < 0) {
+			CloseHandle(a->pipe);
+			a->pipe = INVALID_HANDLE_VALUE;
+			return r;
+		}
+	}
+	if (ConnectNamedPipe(a->pipe, &a->op.ov)) {
+		e = 0;
+	} else {
+		e = GetLastError();
+	}
+	if (e == 0 || e == ERROR_PIPE_CONNECTED) {
+		/* The client came first: no packet will come; make one. */
+		if (sl_loop_post_op(l->loop, &a->op, 0, 0) < 0) {
+			CloseHandle(a->pipe);
+			a->pipe = INVALID_HANDLE_VALUE;
+			return -ENOMEM;
+		}
+	} else if (e != ERROR_IO_PENDING) {
+		CloseHandle(a->pipe);
+		a->pipe = INVALID_HANDLE_VALUE;
+		return sl_win_err(e);
+	}
+	a->posted = 1;
+	ref(l);
+	return 0;
+}
+
+static void fill(sl_listener *l)
+{
+	int i, r;
+
+	for (i = 0; i < SL_ACCEPT_POSTED; i++) {
+		struct accept_slot *a = &l->slots[i];
+
+		if (l->closed || l->paused)
+			return;
+		if (a->posted)
+			continue;
+		a->token = NULL;
+		if (l->gate != NULL && !l->gate(l, &a->token)) {
+			/* Connections wait in the backlog (or for an
+			 * instance) until sl_listener_resume(). */
+			l->gated = 1;
+			return;
+		}
+		r = post_one(l, a);
+		if (r < 0) {
+			give_back(l, a);
+			pause_accepting(l, r, r == -ENOBUFS || r == -EMFILE ||
+						      r == -ENOMEM);
+			return;
+		}
+	}
+}
+
+static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n)
+{
+	struct accept_slot *a = op->data;
+	sl_listener *l = a->l;
+
+	(void)n;
+	a->posted = 0;
+	if (l->closed) {
+		if (a->sock != INVALID_SOCKET)
+			closesocket(a->sock);
+		if (a->pipe != INVALID_HANDLE_VALUE)
+			CloseHandle(a->pipe);
+		a->sock = INVALID_SOCKET;
+		a->pipe = INVALID_HANDLE_VALUE;
+		give_back(l, a);
+		unref(l);
+		return;
+	}
+	if (l->ep.kind == SL_EP_PIPE) {
+		HANDLE h = a->pipe;
+		sl_stream *s;
+		int r;
+
+		a->pipe = INVALID_HANDLE_VALUE;
+		if (err != 0) {
+			/* ERROR_NO_DATA: the client came and went. */
+			CloseHandle(h);
+			give_back(l, a);
+		} else if ((r = sl_stream_open_pipe(loop, h, l->ep.path,
+						     &s)) < 0) {
+			sl_warn("%s: dropping a pipe client: %s", l->name,
+				sl_strerror(r));
+			give_back(l, a);
+		} else {
+			void *token = a->token;
+
+			a->token = NULL;
+			l->cb(l, s, token);
+		}
+	} else if (err != 0) {
+		closesocket(a->sock);
+		a->sock = INVALID_SOCKET;
+		give_back(l, a);
+		if (err != -ECONNRESET && err != -ECONNABORTED &&
+		    err != -ECANCELED)
+			pause_accepting(l, err, err == -ENOBUFS ||
+							err == -EMFILE ||
+							err == -ENOMEM);
+	} else {
+		struct sockaddr *lsa = NULL, *rsa = NULL;
+		int llen = 0, rlen = 0;
+		struct handoff *h;
+
+		/* The accepted socket takes the listener's properties and
+		 * becomes usable for getpeername, shutdown and the rest. */
+		if (setsockopt(a->sock, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
+			       (const char *)&l->sock, sizeof l->sock) != 0 ||
+		    (h = malloc(sizeof *h)) == NULL) {
+			closesocket(a->sock);
+			a->sock = INVALID_SOCKET;
+			give_back(l, a);
+			unref(l);
+			fill(l);
+			return;
+		}
+		sl_GetAcceptExSockaddrs(a->buf, 0, SL_ADDR_ROOM, SL_ADDR_ROOM,
+					&lsa, &llen, &rsa, &rlen);
+		memset(h, 0, sizeof *h);
+		if (rsa != NULL && rlen > 0 && (size_t)rlen <= sizeof h->peer) {
+			memcpy(&h->peer, rsa, (size_t)rlen);
+			h->peer_len = rlen;
+		}
+		if (lsa != NULL && llen > 0 &&
+		    (size_t)llen <= sizeof h->local) {
+			memcpy(&h->local, lsa, (size_t)llen);
+			h->local_len = llen;
+		}
+		h->l = l;
+		h->sock = a->sock;
+		h->token = a->token;
+		a->sock = INVALID_SOCKET;
+		a->token = NULL;
+		h->loop = sl_group_next(l->group);
+		sl_task_init(&h->task, handoff_run, h);
+		ref(l);
+		sl_loop_post(h->loop, &h->task);
+	}
+	unref(l); /* the posted accept's reference */
+	fill(l);
+}
+
+static void on_pause_over(sl_timer *t)
+{
+	sl_listener *l = t->data;
+
+	l->paused = 0;
+	fill(l);
+}
+
+static void start_run(sl_task *t, int status)
+{
+	sl_listener *l = t->data;
+	int i, r = 0;
+
+	if (status == 0 && !l->closed) {
+		sl_timer_init(l->loop, &l->timer, on_pause_over, l);
+		for (i = 0; i < SL_ACCEPT_POSTED; i++) {
+			l->slots[i].l = l;
+			l->slots[i].sock = INVALID_SOCKET;
+			l->slots[i].pipe = INVALID_HANDLE_VALUE;
+		}
+		if (l->sock != INVALID_SOCKET)
+			r = sl_loop_associate(l->loop, (HANDLE)l->sock);
+		else if (l->first_pipe != INVALID_HANDLE_VALUE)
+			r = sl_loop_associate(l->loop, l->first_pipe);
+		l->attached = 1;
+		if (r < 0)
+			sl_error("%s: cannot attach to the loop: %s", l->name,
+				 sl_strerror(r));
+		else
+			fill(l);
+	}
+	unref(l);
+}
+
+static void resume_run(sl_task *t, int status)
+{
+	sl_listener *l = t->data;
+
+	InterlockedExchange(&l->resume_pending, 0);
+	if (status == 0 && !l->closed && l->attached) {
+		l->gated = 0;
+		fill(l);
+	}
+	unref(l);
+}
+
+static void close_run(sl_task *t, int status)
+{
+	sl_listener *l = t->data;
+	int i;
+
+	l->closed = 1;
+	if (status == 0 && l->attached)
+		sl_timer_stop(&l->timer);
+	/* Posted accepts complete, cancelled, and drop their references. */
+	for (i = 0; i < SL_ACCEPT_POSTED; i++) {
+		struct accept_slot *a = &l->slots[i];
+
+		if (!a->posted)
+			continue;
+		if (a->pipe != INVALID_HANDLE_VALUE) {
+			CancelIoEx(a->pipe, &a->op.ov);
+			CloseHandle(a->pipe);
+			a->pipe = INVALID_HANDLE_VALUE;
+		}
+	}
+	close_handles(l);
+	unref(l);
+}
+
+int sl_listener_start(sl_listener *l, sl_group *g, sl_accept_cb cb,
+		      sl_accept_gate gate, void *data)
+{
+	if (l == NULL || g == NULL || cb == NULL)
+		return -EINVAL;
+	if (l->started)
+		return -EALREADY;
+	if (l->sock == INVALID_SOCKET && l->first_pipe == INVALID_HANDLE_VALUE)
+		return -EBADF;
+	l->group = g;
+	l->cb = cb;
+	l->gate = gate;
+	l->data = data;
+	l->loop = sl_group_next(g);
+	InterlockedExchange(&l->started, 1);
+	sl_task_init(&l->start_task, start_run, l);
+	sl_task_init(&l->resume_task, resume_run, l);
+	sl_task_init(&l->close_task, close_run, l);
+	ref(l);
+	sl_loop_post(l->loop, &l->start_task);
+	return 0;
+}
+
+void sl_listener_set_data(sl_listener *l, void *data)
+{
+	l->data = data;
+	MemoryBarrier();
+}
+
+void *sl_listener_get_data(const sl_listener *l)
+{
+	MemoryBarrier();
+	return l->data;
+}
+
+const sl_endpoint *sl_listener_endpoint(const sl_listener *l)
+{
+	return &l->ep;
+}
+
+void sl_listener_resume(sl_listener *l)
+{
+	if (l == NULL || !l->started)
+		return;
+	if (InterlockedExchange(&l->resume_pending, 1) != 0)
+		return;
+	ref(l);
+	sl_loop_post(l->loop, &l->resume_task);
+}
+
+uint64_t sl_listener_fd_pauses(const sl_listener *l)
+{
+	return (uint64_t)InterlockedCompareExchange64(
+		(volatile LONG64 *)&l->fd_pauses, 0, 0);
+}
+
+void sl_listener_close(sl_listener *l, sl_listener_closed_cb done, void *arg)
+{
+	if (l == NULL)
+		return;
+	l->done = done;
+	l->done_arg = arg;
+	if (!l->started) {
+		close_handles(l);
+		unref(l);
+		return;
+	}
+	sl_loop_post(l->loop, &l->close_task);
+}
+
+int sl_listener_port(const sl_listener *l)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+
+	if (l == NULL || l->sock == INVALID_SOCKET)
+		return -EBADF;
+	if (getsockname(l->sock, (struct sockaddr *)&ss, &len) != 0)
+		return sl_win_err((unsigned long)WSAGetLastError());
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return -EAFNOSUPPORT;
+}

@@ -1,0 +1,1181 @@
+/*
+ * Streams over IOCP: TCP sockets (WSARecv/WSASend, ConnectEx) and named
+ * pipes (ReadFile/WriteFile, CreateFile) are both overlapped handles bound
+ * to the loop's completion port: one completion path, two ways to open.
+ *
+ * Lifetime (the IOCP rules of DESIGN.md): every operation handed to the
+ * kernel counts in s->pending, and its sl_op (in the stream, or in the
+ * caller's sl_write_req) is only reused or freed after its completion was
+ * dequeued.  Closing cancels (closesocket, or CancelIoEx then CloseHandle)
+ * and then waits for those completions; the stream is freed when the last
+ * one has been consumed and every callback has run.
+ *
+ * Reading sockets: a zero-byte WSARecv waits for data without holding a
+ * buffer (an idle connection costs no buffer, as with readiness loops);
+ * when it completes, non-blocking recv() calls read into the buffer the
+ * caller's alloc callback gives at that moment.  Pipes cannot do that (a
+ * zero-byte ReadFile on a pipe completes at once), so a pipe stream owns a
+ * read buffer while it reads, and copies out of it.
+ *
+ * Half-close on a pipe: byte-mode named pipes have no shutdown of one
+ * direction.  sluice's pipe servers are message-type pipes read as bytes,
+ * where a zero-byte write arrives as a zero-byte read: that is the end of
+ * stream both ways (the convention of go-winio's CloseWrite, which Docker's
+ * pipes use).  A byte-type pipe of another server never sees it.
+ */
+#include "win.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "resolver.h"
+
+#define SL_READS_PER_EVENT 4
+#define SL_READ_SUGGEST 65536
+#define SL_PIPE_RBUF 65536
+/* ERROR_PIPE_BUSY: retry CreateFile after this, up to the connect timeout
+ * (never WaitNamedPipe on a loop thread). */
+#define SL_PIPE_BUSY_RETRY_MS 10
+#define SL_PIPE_BUSY_DEFAULT_MS 10000
+/* STATUS_BUFFER_OVERFLOW: a message longer than the read; the bytes read
+ * are good (message-type pipe read as bytes never does it; defensive). */
+#define SL_STATUS_BUFFER_OVERFLOW 0x80000005u
+
+enum {
+	ST_CONNECTING = 1u << 0,
+	ST_READING = 1u << 1,
+	ST_READ_POSTED = 1u << 2, /* the read op is with the kernel */
+	ST_SHUT_WANTED = 1u << 3,
+	ST_SHUT_DONE = 1u << 4,
+	ST_CLOSING = 1u << 5,
+	ST_TASK_QUEUED = 1u << 6,
+	ST_TIMED_OUT = 1u << 7,
+	ST_EOF = 1u << 8, /* read side ended */
+};
+
+struct sl_stream {
+	sl_loop *loop;
+	enum sl_ep_kind kind;
+	unsigned flags;
+	void *data;
+	SOCKET sock;  /* SL_EP_TCP */
+	HANDLE pipe;  /* SL_EP_PIPE */
+	int pending;  /* operations the kernel still holds */
+
+	sl_alloc_cb alloc_cb;
+	sl_read_cb read_cb;
+	sl_op read_op;
+	char *rbuf; /* pipes: bytes read, not yet handed out */
+	size_t rbuf_off, rbuf_n;
+	int read_err; /* pipes: error/EOF to hand out after rbuf */
+
+	unsigned writes; /* sl_stream_write requests in flight */
+	size_t wq_bytes;
+	int write_err;
+
+	sl_shutdown_cb shutdown_cb;
+	int shutdown_status;
+	int shutdown_ready;
+	sl_op shut_op; /* pipes: the zero-byte write */
+
+	sl_connect_cb connect_cb;
+	int connect_status;
+	int connect_ready;
+	sl_op conn_op;
+	sl_timer timer;  /* connect timeout */
+	sl_timer retry;  /* pipes: ERROR_PIPE_BUSY */
+	uint64_t busy_deadline;
+	sl_resolve *resolve;
+	struct sl_addr *addrs;
+	size_t naddrs, next_addr;
+	int last_err;
+
+	struct sockaddr_storage peer, local;
+	int peer_len, local_len;
+	char path[SL_EP_PATH_MAX];
+
+	sl_close_cb close_cb;
+	int reset;
+	sl_task task;
+};
+
+/* A request's operation lives in its implementation slots. */
+_Static_assert(sizeof(sl_op) <= sizeof(((sl_write_req *)0)->impl),
+	       "sl_write_req.impl must hold an sl_op");
+
+static sl_op *req_op(sl_write_req *req)
+{
+	return (sl_op *)(void *)req->impl;
+}
+
+/* ---- quarantine (tests) ------------------------------------------------ */
+
+#define QUAR_BYTE 0xDB
+#define QUAR_MAX 4096
+static int quar_on;
+static void *quar[QUAR_MAX];
+static unsigned quar_n;
+
+void sl_net_quarantine(int on)
+{
+	quar_on = on;
+}
+
+unsigned sl_net_quarantine_check(void)
+{
+	unsigned bad = 0, i;
+
+	for (i = 0; i < quar_n; i++) {
+		const unsigned char *p = quar[i];
+		size_t k;
+
+		for (k = 0; k < sizeof(sl_stream); k++) {
+			if (p[k] != QUAR_BYTE) {
+				bad++;
+				break;
+			}
+		}
+		free(quar[i]);
+	}
+	quar_n = 0;
+	return bad;
+}
+
+static void stream_free(sl_stream *s)
+{
+	free(s->rbuf);
+	free(s->addrs);
+	if (quar_on && quar_n < QUAR_MAX) {
+		memset(s, QUAR_BYTE, sizeof *s);
+		quar[quar_n++] = s;
+		return;
+	}
+	free(s);
+}
+
+/* ---- names ----------------------------------------------------------------- */
+
+int sl_sockaddr_name(const struct sockaddr *sa, int len, char *buf,
+		     size_t buflen)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	buf[0] = '\0';
+	if (sa->sa_family == AF_INET && len >= (int)sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		if (inet_ntop(AF_INET, &in->sin_addr, host, sizeof host) == NULL)
+			return -EINVAL;
+		snprintf(buf, buflen, "%s:%u", host, ntohs(in->sin_port));
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 &&
+	    len >= (int)sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		if (inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host) ==
+		    NULL)
+			return -EINVAL;
+		snprintf(buf, buflen, "[%s]:%u", host, ntohs(in6->sin6_port));
+		return 0;
+	}
+	return -EAFNOSUPPORT;
+}
+
+static int name_of(const sl_stream *s, char *buf, size_t len, int peer)
+{
+	if (buf == NULL || len == 0)
+		return -EINVAL;
+	buf[0] = '\0';
+	if (s == NULL)
+		return -ENOTCONN;
+	if (s->kind == SL_EP_PIPE) {
+		snprintf(buf, len, "pipe:%s", s->path);
+		return 0;
+	}
+	if (peer && s->peer_len > 0)
+		return sl_sockaddr_name((const struct sockaddr *)&s->peer,
+					s->peer_len, buf, len);
+	if (!peer && s->local_len > 0)
+		return sl_sockaddr_name((const struct sockaddr *)&s->local,
+					s->local_len, buf, len);
+	return -ENOTCONN;
+}
+
+int sl_stream_peer_name(const sl_stream *s, char *buf, size_t len)
+{
+	return name_of(s, buf, len, 1);
+}
+
+int sl_stream_local_name(const sl_stream *s, char *buf, size_t len)
+{
+	return name_of(s, buf, len, 0);
+}
+
+/* ---- deferred completions ------------------------------------------------ */
+
+static void stream_task(sl_task *t, int status);
+
+static void schedule(sl_stream *s)
+{
+	if (s->flags & ST_TASK_QUEUED)
+		return;
+	s->flags |= ST_TASK_QUEUED;
+	sl_loop_defer(s->loop, &s->task);
+}
+
+static void deliver_pipe(sl_stream *s);
+
+/* Frees the stream when closing is complete; returns 1 then. */
+static int maybe_free(sl_stream *s)
+{
+	if (!(s->flags & ST_CLOSING) || s->pending > 0 ||
+	    (s->flags & ST_TASK_QUEUED) || s->connect_ready ||
+	    s->shutdown_ready)
+		return 0;
+	if (s->close_cb != NULL) {
+		sl_close_cb cb = s->close_cb;
+
+		s->close_cb = NULL;
+		cb(s);
+	}
+	stream_free(s);
+	return 1;
+}
+
+static void stream_task(sl_task *t, int status)
+{
+	sl_stream *s = t->data;
+
+	s->flags &= ~ST_TASK_QUEUED;
+	if (s->connect_ready) {
+		sl_connect_cb cb = s->connect_cb;
+
+		s->connect_ready = 0;
+		s->connect_cb = NULL;
+		if (cb != NULL)
+			cb(s, s->connect_status);
+	}
+	if (s->shutdown_ready && s->writes == 0) {
+		sl_shutdown_cb cb = s->shutdown_cb;
+
+		s->shutdown_ready = 0;
+		s->shutdown_cb = NULL;
+		if (cb != NULL)
+			cb(s, s->shutdown_status);
+	}
+	if (status == 0 && !(s->flags & ST_CLOSING) &&
+	    (s->flags & ST_READING) && s->kind == SL_EP_PIPE &&
+	    !(s->flags & ST_READ_POSTED))
+		deliver_pipe(s);
+	maybe_free(s);
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static void on_read_done(sl_loop *loop, sl_op *op, int err, size_t n);
+
+static void post_read(sl_stream *s)
+{
+	BOOL ok;
+	DWORD e;
+
+	if (s->flags & (ST_READ_POSTED | ST_CLOSING | ST_EOF))
+		return;
+	sl_op_init(&s->read_op, on_read_done, s);
+	if (s->kind == SL_EP_TCP) {
+		WSABUF b = {0, NULL};
+		DWORD fl = 0;
+
+		ok = WSARecv(s->sock, &b, 1, NULL, &fl, &s->read_op.ov,
+			     NULL) == 0;
+		e = ok ? 0 : (DWORD)WSAGetLastError();
+		if (!ok && e == WSA_IO_PENDING)
+			ok = TRUE;
+	} else {
+		ok = ReadFile(s->pipe, s->rbuf, SL_PIPE_RBUF, NULL,
+			      &s->read_op.ov);
+		e = ok ? 0 : GetLastError();
+		if (!ok && e == ERROR_IO_PENDING)
+			ok = TRUE;
+	}
+	if (!ok) {
+		/* Report it from the loop like any completion: sockets find
+		 * the error again with recv(); pipes keep it. */
+		s->read_err = sl_win_err(e);
+		if (s->read_err == -EPIPE)
+			s->read_err = SL_EOF;
+		if (sl_loop_post_op(s->loop, &s->read_op, 0, 0) < 0)
+			return; /* cannot happen but out of memory */
+	}
+	s->pending++;
+	s->flags |= ST_READ_POSTED;
+}
+
+static void read_end(sl_stream *s, int err)
+{
+	sl_buf b = {NULL, 0};
+
+	s->flags &= ~ST_READING;
+	if (err == SL_EOF)
+		s->flags |= ST_EOF;
+	s->read_cb(s, err, &b);
+}
+
+static void read_socket(sl_stream *s)
+{
+	int i;
+
+	for (i = 0; i < SL_READS_PER_EVENT; i++) {
+		sl_buf buf = {NULL, 0};
+		int n;
+
+		s->alloc_cb(s, SL_READ_SUGGEST, &buf);
+		if (buf.base == NULL || buf.len == 0) {
+			s->flags &= ~ST_READING;
+			s->read_cb(s, -ENOBUFS, &buf);
+			return;
+		}
+		n = recv(s->sock, buf.base,
+			 buf.len > INT_MAX ? INT_MAX : (int)buf.len, 0);
+		if (n > 0) {
+			s->read_cb(s, n, &buf);
+		} else if (n == 0) {
+			s->flags &= ~ST_READING;
+			s->flags |= ST_EOF;
+			s->read_cb(s, SL_EOF, &buf);
+			return;
+		} else {
+			int e = WSAGetLastError();
+
+			if (e == WSAEWOULDBLOCK) {
+				s->read_cb(s, 0, &buf);
+				break;
+			}
+			s->flags &= ~ST_READING;
+			s->read_cb(s, sl_win_err((unsigned long)e), &buf);
+			return;
+		}
+		if ((s->flags & (ST_READING | ST_CLOSING)) != ST_READING)
+			return;
+	}
+	if ((s->flags & (ST_READING | ST_CLOSING)) == ST_READING)
+		post_read(s);
+}
+
+/* Hand out what a pipe read brought, then read again. */
+static void deliver_pipe(sl_stream *s)
+{
+	while (s->rbuf_off < s->rbuf_n) {
+		sl_buf buf = {NULL, 0};
+		size_t k;
+
+		s->alloc_cb(s, s->rbuf_n - s->rbuf_off, &buf);
+		if (buf.base == NULL || buf.len == 0) {
+			s->flags &= ~ST_READING;
+			s->read_cb(s, -ENOBUFS, &buf);
+			return;
+		}
+		k = s->rbuf_n - s->rbuf_off;
+		if (k > buf.len)
+			k = buf.len;
+		memcpy(buf.base, s->rbuf + s->rbuf_off, k);
+		s->rbuf_off += k;
+		s->read_cb(s, (ptrdiff_t)k, &buf);
+		if ((s->flags & (ST_READING | ST_CLOSING)) != ST_READING)
+			return;
+	}
+	if (s->read_err != 0) {
+		int err = s->read_err;
+
+		s->read_err = 0;
+		read_end(s, err);
+		return;
+	}
+	post_read(s);
+}
+
+static void on_read_done(sl_loop *loop, sl_op *op, int err, size_t n)
+{
+	sl_stream *s = op->data;
+
+	(void)loop;
+	s->pending--;
+	s->flags &= ~ST_READ_POSTED;
+	if (s->flags & ST_CLOSING) {
+		maybe_free(s);
+		return;
+	}
+	if (s->kind == SL_EP_TCP) {
+		s->read_err = 0;
+		if (!(s->flags & ST_READING))
+			return; /* the data waits in the kernel */
+		if (err != 0) {
+			read_end(s, err);
+			return;
+		}
+		read_socket(s);
+		return;
+	}
+	/* Pipe: the bytes are in rbuf whether or not anyone reads now. */
+	if (sl_op_ntstatus(op) == SL_STATUS_BUFFER_OVERFLOW)
+		err = 0;
+	if (s->read_err == 0) {
+		if (err == -EPIPE)
+			err = SL_EOF; /* the other end closed */
+		if (err == 0 && n == 0)
+			err = SL_EOF; /* a zero-byte message: its half-close */
+		s->read_err = err;
+	}
+	s->rbuf_off = 0;
+	s->rbuf_n = err == 0 ? n : 0;
+	if (err != 0 && err != SL_EOF)
+		s->rbuf_n = 0;
+	if (s->flags & ST_READING)
+		deliver_pipe(s);
+}
+
+int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
+{
+	if (s == NULL || alloc == NULL || cb == NULL)
+		return -EINVAL;
+	if (s->flags & (ST_CLOSING | ST_CONNECTING))
+		return -EINVAL;
+	if (s->flags & ST_EOF)
+		return -EPIPE;
+	s->alloc_cb = alloc;
+	s->read_cb = cb;
+	if (s->flags & ST_READING)
+		return 0;
+	s->flags |= ST_READING;
+	if (s->kind == SL_EP_PIPE) {
+		if (s->rbuf == NULL) {
+			s->rbuf = malloc(SL_PIPE_RBUF);
+			if (s->rbuf == NULL) {
+				s->flags &= ~ST_READING;
+				return -ENOMEM;
+			}
+		}
+		/* Bytes or an end read before a stop go out from the task,
+		 * never from inside this call. */
+		if (!(s->flags & ST_READ_POSTED)) {
+			if (s->rbuf_off < s->rbuf_n || s->read_err != 0)
+				schedule(s);
+			else
+				post_read(s);
+		}
+		return 0;
+	}
+	post_read(s);
+	return 0;
+}
+
+int sl_stream_read_stop(sl_stream *s)
+{
+	if (s == NULL)
+		return -EINVAL;
+	/* A posted read stays with the kernel; its completion is kept for
+	 * the next start (pipes) or finds the data still there (sockets). */
+	s->flags &= ~ST_READING;
+	return 0;
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static void do_shutdown(sl_stream *s);
+
+static void on_write_done(sl_loop *loop, sl_op *op, int err, size_t n)
+{
+	sl_write_req *req = op->data;
+	sl_stream *s = req->stream;
+
+	(void)loop;
+	s->pending--;
+	if (err == 0 && !(s->flags & ST_CLOSING) && n < req->len - req->done) {
+		/* A short overlapped write: send the rest the same way. */
+		BOOL ok;
+		DWORD e;
+
+		req->done += n;
+		sl_op_init(op, on_write_done, req);
+		if (s->kind == SL_EP_TCP) {
+			WSABUF b = {(ULONG)(req->len - req->done),
+				    (char *)req->buf + req->done};
+
+			ok = WSASend(s->sock, &b, 1, NULL, 0, &op->ov, NULL) ==
+			     0;
+			e = ok ? 0 : (DWORD)WSAGetLastError();
+			ok = ok || e == WSA_IO_PENDING;
+		} else {
+			ok = WriteFile(s->pipe, req->buf + req->done,
+				       (DWORD)(req->len - req->done), NULL,
+				       &op->ov);
+			e = ok ? 0 : GetLastError();
+			ok = ok || e == ERROR_IO_PENDING;
+		}
+		if (ok) {
+			s->pending++;
+			return;
+		}
+		err = sl_win_err(e);
+	} else if (err == 0) {
+		req->done = req->len;
+	}
+	if (s->flags & ST_CLOSING)
+		err = -ECANCELED;
+	if (err != 0 && s->write_err == 0)
+		s->write_err = err;
+	s->writes--;
+	s->wq_bytes -= req->len;
+	req->cb(req, err);
+	if ((s->flags & ST_SHUT_WANTED) && s->writes == 0 &&
+	    !(s->flags & ST_CLOSING)) {
+		if (s->write_err != 0) {
+			s->flags &= ~ST_SHUT_WANTED;
+			s->shutdown_status = s->write_err;
+			s->shutdown_ready = 1;
+			schedule(s);
+		} else {
+			do_shutdown(s);
+		}
+	}
+	maybe_free(s);
+}
+
+int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
+		    size_t len, sl_write_cb cb)
+{
+	sl_op *op;
+	BOOL ok;
+	DWORD e;
+
+	if (s == NULL || req == NULL || cb == NULL || len > 0x7fffffffu)
+		return -EINVAL;
+	if (s->flags & (ST_CLOSING | ST_CONNECTING))
+		return -EINVAL;
+	if (s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
+		return -EPIPE;
+	if (s->write_err != 0)
+		return s->write_err;
+	req->cb = cb;
+	req->stream = s;
+	req->buf = buf;
+	req->len = len;
+	req->done = 0;
+	req->next = NULL;
+	op = req_op(req);
+	sl_op_init(op, on_write_done, req);
+	if (s->kind == SL_EP_TCP) {
+		WSABUF b = {(ULONG)len, (char *)buf};
+
+		ok = WSASend(s->sock, &b, 1, NULL, 0, &op->ov, NULL) == 0;
+		e = ok ? 0 : (DWORD)WSAGetLastError();
+		ok = ok || e == WSA_IO_PENDING;
+	} else {
+		ok = WriteFile(s->pipe, buf, (DWORD)len, NULL, &op->ov);
+		e = ok ? 0 : GetLastError();
+		ok = ok || e == ERROR_IO_PENDING;
+	}
+	if (!ok)
+		return sl_win_err(e);
+	s->pending++;
+	s->writes++;
+	s->wq_bytes += len;
+	return 0;
+}
+
+ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len)
+{
+	int n;
+
+	if (s == NULL || (s->flags & (ST_CLOSING | ST_CONNECTING)))
+		return -EINVAL;
+	if (s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
+		return -EPIPE;
+	if (s->write_err != 0)
+		return s->write_err;
+	if (s->writes > 0 || s->kind != SL_EP_TCP)
+		return -EAGAIN; /* order; pipes have no non-blocking write */
+	n = send(s->sock, buf, len > INT_MAX ? INT_MAX : (int)len, 0);
+	if (n >= 0)
+		return n > 0 ? n : -EAGAIN;
+	n = WSAGetLastError();
+	if (n == WSAEWOULDBLOCK)
+		return -EAGAIN;
+	s->write_err = sl_win_err((unsigned long)n);
+	return s->write_err;
+}
+
+size_t sl_stream_write_queue_size(const sl_stream *s)
+{
+	return s->wq_bytes;
+}
+
+/* ---- shutdown ------------------------------------------------------------- */
+
+static void on_shut_done(sl_loop *loop, sl_op *op, int err, size_t n)
+{
+	sl_stream *s = op->data;
+
+	(void)loop;
+	(void)n;
+	s->pending--;
+	s->shutdown_status = (s->flags & ST_CLOSING) ? -ECANCELED : err;
+	s->shutdown_ready = 1;
+	schedule(s);
+}
+
+static void do_shutdown(sl_stream *s)
+{
+	s->flags &= ~ST_SHUT_WANTED;
+	s->flags |= ST_SHUT_DONE;
+	if (s->kind == SL_EP_TCP) {
+		s->shutdown_status = shutdown(s->sock, SD_SEND) == 0
+			? 0
+			: sl_win_err((unsigned long)WSAGetLastError());
+		s->shutdown_ready = 1;
+		schedule(s);
+		return;
+	}
+	/* A zero-byte message: the reader's end of stream (see the top). */
+	sl_op_init(&s->shut_op, on_shut_done, s);
+	if (!WriteFile(s->pipe, "", 0, NULL, &s->shut_op.ov) &&
+	    GetLastError() != ERROR_IO_PENDING) {
+		s->shutdown_status = sl_win_err(GetLastError());
+		s->shutdown_ready = 1;
+		schedule(s);
+		return;
+	}
+	s->pending++;
+}
+
+int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
+{
+	if (s == NULL || (s->flags & (ST_CLOSING | ST_CONNECTING)))
+		return -EINVAL;
+	if (s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
+		return -EALREADY;
+	s->shutdown_cb = cb;
+	s->flags |= ST_SHUT_WANTED;
+	if (s->write_err != 0) {
+		s->flags &= ~ST_SHUT_WANTED;
+		s->shutdown_status = s->write_err;
+		s->shutdown_ready = 1;
+		schedule(s);
+	} else if (s->writes == 0) {
+		do_shutdown(s);
+	}
+	return 0;
+}
+
+/* ---- opening --------------------------------------------------------------- */
+
+static void on_timeout(sl_timer *t);
+static void on_busy_retry(sl_timer *t);
+
+static sl_stream *stream_new(sl_loop *loop, enum sl_ep_kind kind)
+{
+	sl_stream *s = calloc(1, sizeof *s);
+
+	if (s == NULL)
+		return NULL;
+	s->loop = loop;
+	s->kind = kind;
+	s->sock = INVALID_SOCKET;
+	s->pipe = INVALID_HANDLE_VALUE;
+	sl_timer_init(loop, &s->timer, on_timeout, s);
+	sl_timer_init(loop, &s->retry, on_busy_retry, s);
+	sl_task_init(&s->task, stream_task, s);
+	return s;
+}
+
+SOCKET sl_win_socket(int family)
+{
+	return WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+			  WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+}
+
+/* Non-blocking (for recv/send outside overlapped operations), no Nagle. */
+static int socket_tune(SOCKET sock)
+{
+	u_long one = 1;
+	BOOL nodelay = TRUE;
+
+	if (ioctlsocket(sock, FIONBIO, &one) != 0)
+		return sl_win_err((unsigned long)WSAGetLastError());
+	setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, (const char *)&nodelay,
+		   sizeof nodelay);
+	return 0;
+}
+
+int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
+			  const struct sockaddr *peer, int peer_len,
+			  const struct sockaddr *local, int local_len,
+			  sl_stream **out)
+{
+	sl_stream *s;
+	int r;
+
+	if ((r = socket_tune(sock)) < 0 ||
+	    (r = sl_loop_associate(loop, (HANDLE)sock)) < 0) {
+		closesocket(sock);
+		return r;
+	}
+	s = stream_new(loop, SL_EP_TCP);
+	if (s == NULL) {
+		closesocket(sock);
+		return -ENOMEM;
+	}
+	s->sock = sock;
+	if (peer != NULL && peer_len > 0 &&
+	    (size_t)peer_len <= sizeof s->peer) {
+		memcpy(&s->peer, peer, (size_t)peer_len);
+		s->peer_len = peer_len;
+	}
+	if (local != NULL && local_len > 0 &&
+	    (size_t)local_len <= sizeof s->local) {
+		memcpy(&s->local, local, (size_t)local_len);
+		s->local_len = local_len;
+	}
+	*out = s;
+	return 0;
+}
+
+int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
+			sl_stream **out)
+{
+	sl_stream *s = stream_new(loop, SL_EP_PIPE);
+
+	if (s == NULL) {
+		CloseHandle(h);
+		return -ENOMEM;
+	}
+	s->pipe = h;
+	snprintf(s->path, sizeof s->path, "%s", path);
+	*out = s;
+	return 0;
+}
+
+/* ---- connecting -------------------------------------------------------------- */
+
+static void connect_finish(sl_stream *s, int status)
+{
+	sl_connect_cb cb = s->connect_cb;
+
+	s->flags &= ~ST_CONNECTING;
+	sl_timer_stop(&s->timer);
+	sl_timer_stop(&s->retry);
+	free(s->addrs);
+	s->addrs = NULL;
+	s->connect_cb = NULL;
+	cb(s, status);
+}
+
+/* From inside sl_stream_connect: the callback must wait for the loop. */
+static void connect_finish_later(sl_stream *s, int status)
+{
+	s->flags &= ~ST_CONNECTING;
+	sl_timer_stop(&s->timer);
+	sl_timer_stop(&s->retry);
+	s->connect_status = status;
+	s->connect_ready = 1;
+	schedule(s);
+}
+
+static void connect_next(sl_stream *s, int inside);
+
+static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
+{
+	sl_stream *s = op->data;
+	int len;
+
+	(void)loop;
+	(void)n;
+	s->pending--;
+	if (s->flags & ST_CLOSING) {
+		maybe_free(s);
+		return;
+	}
+	if (s->flags & ST_TIMED_OUT) {
+		connect_finish(s, -ETIMEDOUT);
+		return;
+	}
+	if (err == 0) {
+		/* First, before SO_ERROR, getsockname, getpeername or
+		 * shutdown: they need the socket's connected state. */
+		if (setsockopt(s->sock, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT,
+			       NULL, 0) != 0)
+			err = sl_win_err((unsigned long)WSAGetLastError());
+	}
+	if (err == 0) {
+		len = sizeof s->local;
+		if (getsockname(s->sock, (struct sockaddr *)&s->local, &len) ==
+		    0)
+			s->local_len = len;
+		len = sizeof s->peer;
+		if (getpeername(s->sock, (struct sockaddr *)&s->peer, &len) ==
+		    0)
+			s->peer_len = len;
+		connect_finish(s, 0);
+		return;
+	}
+	closesocket(s->sock);
+	s->sock = INVALID_SOCKET;
+	s->last_err = err;
+	connect_next(s, 0);
+}
+
+static void connect_next(sl_stream *s, int inside)
+{
+	while (s->next_addr < s->naddrs) {
+		const struct sl_addr *a = &s->addrs[s->next_addr++];
+		struct sockaddr_storage any;
+		SOCKET sock;
+
+		sock = sl_win_socket(a->ss.ss_family);
+		if (sock == INVALID_SOCKET) {
+			s->last_err = sl_win_err((unsigned long)WSAGetLastError());
+			continue;
+		}
+		/* ConnectEx wants a bound socket. */
+		memset(&any, 0, sizeof any);
+		any.ss_family = a->ss.ss_family;
+		if (bind(sock, (struct sockaddr *)&any,
+			 a->ss.ss_family == AF_INET6
+				 ? (int)sizeof(struct sockaddr_in6)
+				 : (int)sizeof(struct sockaddr_in)) != 0 ||
+		    socket_tune(sock) < 0 ||
+		    sl_loop_associate(s->loop, (HANDLE)sock) < 0) {
+			s->last_err = sl_win_err((unsigned long)WSAGetLastError());
+			closesocket(sock);
+			continue;
+		}
+		s->sock = sock;
+		sl_op_init(&s->conn_op, on_connect_done, s);
+		if (sl_ConnectEx(sock, (const struct sockaddr *)&a->ss,
+				 (int)a->len, NULL, 0, NULL, &s->conn_op.ov) ||
+		    WSAGetLastError() == ERROR_IO_PENDING) {
+			s->pending++;
+			return;
+		}
+		s->last_err = sl_win_err((unsigned long)WSAGetLastError());
+		closesocket(sock);
+		s->sock = INVALID_SOCKET;
+	}
+	if (inside)
+		connect_finish_later(s, s->last_err != 0 ? s->last_err
+							 : -ECONNREFUSED);
+	else
+		connect_finish(s, s->last_err != 0 ? s->last_err
+						   : -ECONNREFUSED);
+}
+
+static void on_resolved(void *arg, int status, const struct sl_addr *addrs,
+			size_t n)
+{
+	sl_stream *s = arg;
+
+	s->resolve = NULL;
+	if (status < 0 || n == 0) {
+		connect_finish(s, status < 0 ? status : SL_ERESOLVE);
+		return;
+	}
+	s->addrs = malloc(n * sizeof *addrs);
+	if (s->addrs == NULL) {
+		connect_finish(s, -ENOMEM);
+		return;
+	}
+	memcpy(s->addrs, addrs, n * sizeof *addrs);
+	s->naddrs = n;
+	s->next_addr = 0;
+	connect_next(s, 0);
+}
+
+static void on_timeout(sl_timer *t)
+{
+	sl_stream *s = t->data;
+
+	if (!(s->flags & ST_CONNECTING))
+		return;
+	if (s->pending > 0 && s->sock != INVALID_SOCKET) {
+		/* ConnectEx in flight: closing it makes it complete. */
+		s->flags |= ST_TIMED_OUT;
+		closesocket(s->sock);
+		s->sock = INVALID_SOCKET;
+		return;
+	}
+	sl_resolve_cancel(s->resolve);
+	s->resolve = NULL;
+	connect_finish(s, -ETIMEDOUT);
+}
+
+/* One CreateFile on the pipe: 1 connected, 0 busy (retry), -errno. */
+static int pipe_try_open(sl_stream *s)
+{
+	HANDLE h;
+	int r;
+
+	h = CreateFileA(s->path, GENERIC_READ | GENERIC_WRITE, 0, NULL,
+			OPEN_EXISTING,
+			FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT |
+				SECURITY_IDENTIFICATION,
+			NULL);
+	if (h == INVALID_HANDLE_VALUE) {
+		DWORD e = GetLastError();
+
+		if (e == ERROR_PIPE_BUSY)
+			return 0;
+		if (e == ERROR_FILE_NOT_FOUND)
+			return -ECONNREFUSED; /* nobody serves that name */
+		return sl_win_err(e);
+	}
+	if ((r = sl_loop_associate(s->loop, h)) < 0) {
+		CloseHandle(h);
+		return r;
+	}
+	s->pipe = h;
+	return 1;
+}
+
+static void on_busy_retry(sl_timer *t)
+{
+	sl_stream *s = t->data;
+	int r;
+
+	if (!(s->flags & ST_CONNECTING))
+		return;
+	r = pipe_try_open(s);
+	if (r > 0) {
+		connect_finish(s, 0);
+	} else if (r < 0) {
+		connect_finish(s, r);
+	} else if (sl_loop_now(s->loop) >= s->busy_deadline) {
+		connect_finish(s, -ETIMEDOUT);
+	} else {
+		sl_timer_start(&s->retry, SL_PIPE_BUSY_RETRY_MS);
+	}
+}
+
+int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
+		      uint64_t timeout_ms, sl_connect_cb cb, void *data,
+		      sl_stream **out)
+{
+	sl_stream *s;
+	size_t n;
+	int r;
+
+	if (loop == NULL || ep == NULL || cb == NULL || out == NULL)
+		return -EINVAL;
+	if (ep->kind != SL_EP_TCP && ep->kind != SL_EP_PIPE)
+		return SL_EUNSUPP;
+	s = stream_new(loop, ep->kind);
+	if (s == NULL)
+		return -ENOMEM;
+	s->data = data;
+	s->connect_cb = cb;
+	s->flags |= ST_CONNECTING;
+
+	if (ep->kind == SL_EP_PIPE) {
+		snprintf(s->path, sizeof s->path, "%s", ep->path);
+		r = pipe_try_open(s);
+		*out = s;
+		if (r > 0) {
+			connect_finish_later(s, 0);
+		} else if (r < 0) {
+			connect_finish_later(s, r);
+		} else {
+			/* All instances busy: try again on a timer until
+			 * the connect timeout. */
+			s->busy_deadline =
+				sl_loop_now(loop) + (timeout_ms > 0
+							     ? timeout_ms
+							     : SL_PIPE_BUSY_DEFAULT_MS);
+			sl_timer_start(&s->retry, SL_PIPE_BUSY_RETRY_MS);
+		}
+		return 0;
+	}
+
+	if (ep->host_is_literal) {
+		s->addrs = calloc(SL_RESOLVE_MAX_ADDRS, sizeof *s->addrs);
+		if (s->addrs == NULL) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		r = sl_resolve_numeric(ep->host, ep->port, 0, s->addrs,
+				       SL_RESOLVE_MAX_ADDRS, &n);
+		if (r < 0)
+			goto fail;
+		s->naddrs = n;
+	} else {
+		r = sl_resolve_start(loop, ep->host, ep->port, on_resolved, s,
+				     &s->resolve);
+		if (r < 0)
+			goto fail;
+	}
+	if (timeout_ms > 0)
+		sl_timer_start(&s->timer, timeout_ms);
+	*out = s;
+	if (s->addrs != NULL)
+		connect_next(s, 1);
+	return 0;
+fail:
+	free(s->addrs);
+	free(s);
+	return r;
+}
+
+/* ---- closing ------------------------------------------------------------------ */
+
+static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
+{
+	if (s == NULL || (s->flags & ST_CLOSING))
+		return;
+	s->flags |= ST_CLOSING;
+	s->flags &= ~ST_READING;
+	s->close_cb = cb;
+	sl_timer_stop(&s->timer);
+	sl_timer_stop(&s->retry);
+	sl_resolve_cancel(s->resolve);
+	s->resolve = NULL;
+	if (s->flags & ST_CONNECTING) {
+		s->flags &= ~ST_CONNECTING;
+		s->connect_status = -ECANCELED;
+		s->connect_ready = 1;
+	}
+	if (s->shutdown_cb != NULL && !s->shutdown_ready &&
+	    !(s->flags & ST_SHUT_DONE)) {
+		s->shutdown_status = -ECANCELED;
+		s->shutdown_ready = 1;
+	}
+	/* Every operation still with the kernel completes, cancelled, and
+	 * is consumed before the stream is freed. */
+	if (s->sock != INVALID_SOCKET) {
+		if (reset) {
+			struct linger lg = {1, 0};
+
+			setsockopt(s->sock, SOL_SOCKET, SO_LINGER,
+				   (const char *)&lg, sizeof lg);
+		}
+		closesocket(s->sock);
+		s->sock = INVALID_SOCKET;
+	}
+	if (s->pipe != INVALID_HANDLE_VALUE) {
+		CancelIoEx(s->pipe, NULL);
+		CloseHandle(s->pipe);
+		s->pipe = INVALID_HANDLE_VALUE;
+	}
+	free(s->addrs);
+	s->addrs = NULL;
+	schedule(s);
+}
+
+void sl_stream_close(sl_stream *s, sl_close_cb cb)
+{
+	stream_close(s, cb, 0);
+}
+
+void sl_stream_close_reset(sl_stream *s, sl_close_cb cb)
+{
+	stream_close(s, cb, 1);
+}
+
+/* ---- the rest of the API ----------------------------------------------------- */
+
+void sl_stream_set_data(sl_stream *s, void *data)
+{
+	s->data = data;
+}
+
+void *sl_stream_get_data(const sl_stream *s)
+{
+	return s->data;
+}
+
+sl_loop *sl_stream_loop(const sl_stream *s)
+{
+	return s->loop;
+}
+
+enum sl_ep_kind sl_stream_kind(const sl_stream *s)
+{
+	return s->kind;
+}
+
+/* Splicing is a Linux feature: the proxy copies here. */
+int sl_stream_forward(sl_stream *src, sl_stream *dst, sl_forward_cb cb)
+{
+	(void)src;
+	(void)dst;
+	(void)cb;
+	return SL_EUNSUPP;
+}
+
+int sl_stream_can_forward(const sl_stream *src, const sl_stream *dst)
+{
+	(void)src;
+	(void)dst;
+	return 0;
+}
+
+void sl_net_set_pipe_limit(unsigned long n)
+{
+	(void)n;
+}
+
+/* ---- process-wide ------------------------------------------------------------ */
+
+LPFN_ACCEPTEX sl_AcceptEx;
+LPFN_GETACCEPTEXSOCKADDRS sl_GetAcceptExSockaddrs;
+LPFN_CONNECTEX sl_ConnectEx;
+
+static int load_ext(SOCKET s, GUID guid, void *fn, size_t fnlen)
+{
+	DWORD n = 0;
+
+	if (WSAIoctl(s, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof guid,
+		     fn, (DWORD)fnlen, &n, NULL, NULL) != 0)
+		return sl_win_err((unsigned long)WSAGetLastError());
+	return 0;
+}
+
+int sl_net_init(void)
+{
+	WSADATA wd;
+	SOCKET s;
+	int r;
+
+	if (WSAStartup(MAKEWORD(2, 2), &wd) != 0)
+		return -EIO;
+	s = sl_win_socket(AF_INET);
+	if (s == INVALID_SOCKET) {
+		r = sl_win_err((unsigned long)WSAGetLastError());
+		WSACleanup();
+		return r;
+	}
+	if ((r = load_ext(s, (GUID)WSAID_ACCEPTEX, &sl_AcceptEx,
+			  sizeof sl_AcceptEx)) < 0 ||
+	    (r = load_ext(s, (GUID)WSAID_GETACCEPTEXSOCKADDRS,
+			  &sl_GetAcceptExSockaddrs,
+			  sizeof sl_GetAcceptExSockaddrs)) < 0 ||
+	    (r = load_ext(s, (GUID)WSAID_CONNECTEX, &sl_ConnectEx,
+			  sizeof sl_ConnectEx)) < 0) {
+		closesocket(s);
+		WSACleanup();
+		return r;
+	}
+	closesocket(s);
+	if ((r = sl_resolver_init()) < 0) {
+		WSACleanup();
+		return r;
+	}
+	return 0;
+}
+
+void sl_net_shutdown(void)
+{
+	sl_resolver_shutdown();
+	WSACleanup();
+}

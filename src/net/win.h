@@ -1,0 +1,79 @@
+/*
+ * What stream_win.c and listener_win.c share (internal to src/net, and to
+ * the Windows tests).
+ */
+#ifndef SL_NET_WIN_H
+#define SL_NET_WIN_H
+
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <mswsock.h>
+#include <windows.h>
+
+#include "net.h"
+
+/* Winsock extension functions, loaded once by sl_net_init(). */
+extern LPFN_ACCEPTEX sl_AcceptEx;
+extern LPFN_GETACCEPTEXSOCKADDRS sl_GetAcceptExSockaddrs;
+extern LPFN_CONNECTEX sl_ConnectEx;
+
+/* An overlapped, non-inheritable TCP socket.  INVALID_SOCKET, error set. */
+SOCKET sl_win_socket(int family);
+
+/*
+ * A stream for a socket AcceptEx accepted (its accept context already
+ * updated), with the addresses GetAcceptExSockaddrs gave; loop must be the
+ * calling thread's loop, whose port the socket is attached to here.  Takes
+ * the socket over even on failure.
+ */
+int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
+			  const struct sockaddr *peer, int peer_len,
+			  const struct sockaddr *local, int local_len,
+			  sl_stream **out);
+
+/*
+ * A stream for a connected named-pipe server instance already attached to
+ * loop's port.  Takes the handle over even on failure.
+ */
+int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
+			sl_stream **out);
+
+/* "127.0.0.1:80", "[::1]:80".  0 or -errno. */
+int sl_sockaddr_name(const struct sockaddr *sa, int len, char *buf,
+		     size_t buflen);
+
+/* The bound TCP port of a listener (tests bind port 0), or -errno. */
+int sl_listener_port(const sl_listener *l);
+
+/*
+ * Named pipes that sluice makes for itself: a server instance (overlapped,
+ * duplex, byte reads, local clients only) under a fresh unique name
+ * \\.\pipe\sluice-PID-N, created with FILE_FLAG_FIRST_PIPE_INSTANCE; on a
+ * name collision a new name is tried, at most SL_PIPE_NAME_TRIES times in
+ * all.  name_fn (NULL: the built-in counter) writes candidate names; tests
+ * inject it to make collisions happen.  *path gets the name used.
+ */
+#define SL_PIPE_NAME_TRIES 10
+typedef void (*sl_pipe_name_fn)(char *buf, size_t len, unsigned attempt,
+				void *arg);
+HANDLE sl_pipe_create_unique(char *path, size_t pathlen, sl_pipe_name_fn fn,
+			     void *arg, int *err);
+
+/*
+ * The seam for the name check: creates one server instance of path the
+ * way sl_pipe_create_unique does (first instance or not).  Tests replace
+ * its result through sl_pipe_create_hook to stand in for a Windows that
+ * refuses a taken name (wine does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE).
+ */
+typedef HANDLE (*sl_pipe_create_fn)(const char *path, int first,
+				    const SECURITY_ATTRIBUTES *sa);
+extern sl_pipe_create_fn sl_pipe_create_hook;
+HANDLE sl_pipe_create_instance(const char *path, int first,
+			       const SECURITY_ATTRIBUTES *sa);
+
+/* Debug aid for tests: freed streams are poisoned and kept (quarantine);
+ * sl_net_quarantine_check() counts those written to after their free. */
+void sl_net_quarantine(int on);
+unsigned sl_net_quarantine_check(void);
+
+#endif
