@@ -745,6 +745,17 @@ static int set_log_level(struct ctx *c, const struct node *k,
 #define EXP_PIDFILE "an absolute file path"
 #define FILE_PATH_MAX 4095
 
+/* Absolute in either OS's way: /p, C:\p or C:/p, \\server\share. */
+static int path_absolute(const char *p)
+{
+	if (p[0] == '/')
+		return 1;
+	if (((p[0] >= 'A' && p[0] <= 'Z') || (p[0] >= 'a' && p[0] <= 'z')) &&
+	    p[1] == ':' && (p[2] == '\\' || p[2] == '/'))
+		return 1;
+	return p[0] == '\\' && p[1] == '\\';
+}
+
 static int set_log(struct ctx *c, const struct node *k, const struct node *v,
 		   void *obj)
 {
@@ -754,7 +765,7 @@ static int set_log(struct ctx *c, const struct node *k, const struct node *v,
 	if (get_string(c, k, v, FILE_PATH_MAX, EXP_LOG, out) < 0)
 		return -1;
 	if (strcmp(*out, "stderr") != 0 && strcmp(*out, "syslog") != 0 &&
-	    (*out)[0] != '/')
+	    !path_absolute(*out))
 		return fail(c, v, "%s: '%s' is not a log destination "
 				  "(expected %s)",
 			    k->text, quote(&q, *out), EXP_LOG);
@@ -784,7 +795,7 @@ static int set_pidfile(struct ctx *c, const struct node *k,
 
 	if (get_string(c, k, v, FILE_PATH_MAX, EXP_PIDFILE, out) < 0)
 		return -1;
-	if ((*out)[0] != '/')
+	if (!path_absolute(*out))
 		return fail(c, v, "%s: '%s' is not an absolute path "
 				  "(expected %s)",
 			    k->text, quote(&q, *out), EXP_PIDFILE);
@@ -819,7 +830,7 @@ static int set_access_to(struct ctx *c, const struct node *k,
 	if (get_string(c, k, v, FILE_PATH_MAX, EXP_ACCESS_TO, out) < 0)
 		return -1;
 	if (strcmp(*out, "off") != 0 && strcmp(*out, "stderr") != 0 &&
-	    strcmp(*out, "syslog") != 0 && (*out)[0] != '/')
+	    strcmp(*out, "syslog") != 0 && !path_absolute(*out))
 		return fail(c, v, "%s: '%s' is not an access log destination "
 				  "(expected %s)",
 			    k->text, quote(&q, *out), EXP_ACCESS_TO);

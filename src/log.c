@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #ifdef _WIN32
+#include <windows.h> /* the Event Log stands in for syslog */
 #include <io.h>
 #include <process.h>
 #define write _write
@@ -28,6 +29,20 @@
 
 static volatile int log_level = SL_LOG_INFO;
 static int log_syslog;
+#ifdef _WIN32
+static HANDLE log_event;
+
+/* Not registered under EventLog\Application, the lines still land in the
+ * Application log, prefixed by a note about the unknown source. */
+static HANDLE event_source(void)
+{
+	static HANDLE source;
+
+	if (source == NULL)
+		source = RegisterEventSourceA(NULL, "sluice");
+	return source;
+}
+#endif
 /* Where lines are written when not to syslog: stderr or the log file.
  * Reopening swaps the file in with dup2, so writers never see a closed
  * descriptor. */
@@ -114,6 +129,8 @@ void sl_log_use_syslog(const char *ident, int facility)
 #else
 	(void)ident;
 	(void)facility;
+	log_event = event_source();
+	log_syslog = log_event != NULL;
 #endif
 }
 
@@ -187,6 +204,9 @@ int sl_access_open(const char *to, int json)
 #ifndef _WIN32
 		if (!log_syslog)
 			openlog("sluice", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+#else
+		if (event_source() == NULL)
+			return -EIO;
 #endif
 		acc_to = ACC_SYSLOG;
 	} else {
@@ -300,13 +320,20 @@ void sl_access(const struct sl_access_rec *r)
 			return;
 		}
 	}
-#ifndef _WIN32
 	if (acc_to == ACC_SYSLOG) {
 		line[n] = '\0';
+#ifdef _WIN32
+		{
+			const char *msg = line;
+
+			ReportEventA(event_source(), EVENTLOG_INFORMATION_TYPE,
+				     0, 0, NULL, 1, 0, &msg, NULL);
+		}
+#else
 		syslog(LOG_INFO, "%s", line);
+#endif
 		return;
 	}
-#endif
 	line[n++] = '\n';
 	if (acc_fd >= 0 && write(acc_fd, line, (unsigned)n) < 0)
 		return;
@@ -336,14 +363,29 @@ void sl_log(int level, const char *fmt, ...)
 	if (level > log_level)
 		return;
 
-#ifndef _WIN32
 	if (log_syslog) {
-		static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO,
-					   LOG_DEBUG};
 		va_start(ap, fmt);
 		vsnprintf(line, sizeof line, fmt, ap);
 		va_end(ap);
-		syslog(prio[level], "%s", line);
+#ifdef _WIN32
+		{
+			static const WORD type[] = {
+				EVENTLOG_ERROR_TYPE, EVENTLOG_WARNING_TYPE,
+				EVENTLOG_INFORMATION_TYPE,
+				EVENTLOG_INFORMATION_TYPE};
+			const char *msg = line;
+
+			ReportEventA(log_event, type[level], 0, 0, NULL, 1, 0,
+				     &msg, NULL);
+		}
+#else
+		{
+			static const int prio[] = {LOG_ERR, LOG_WARNING,
+						   LOG_INFO, LOG_DEBUG};
+
+			syslog(prio[level], "%s", line);
+		}
+#endif
 		if (log_mirror && level <= SL_LOG_WARN) {
 			n = (int)strlen(line);
 			if (n > (int)sizeof line - 2)
@@ -354,7 +396,6 @@ void sl_log(int level, const char *fmt, ...)
 		}
 		return;
 	}
-#endif
 
 	n = 0;
 	if (log_fd > 2) {

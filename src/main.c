@@ -48,7 +48,9 @@ static void usage(FILE *f)
 		"  -t         check the configuration and exit\n"
 		"  -v         verbose: log at debug level\n"
 		"  -V         print the version and the event loop, then exit\n"
-		"  -h         this help\n",
+		"  -h         this help\n"
+		"       sluice service install|uninstall|start|stop|reload|run\n"
+		"              [-c file] [--name name]   (Windows)\n",
 		SL_CONF_PATH);
 }
 
@@ -302,6 +304,105 @@ out:
 	return rc;
 }
 
+/* The daemon once its config is loaded: log, pid file, serve. */
+static int serve(struct daemon_state *ds)
+{
+	char err[1024];
+	int rc;
+
+	if (apply_log_target(ds) < 0)
+		return 1;
+	if (ds->pidfile != NULL &&
+	    sl_pidfile_create(ds->pidfile, err, sizeof err) < 0) {
+		sl_error("%s", err);
+		return 1;
+	}
+	rc = run(ds);
+	sl_pidfile_remove();
+	return rc;
+}
+
+static int service_body(void *arg)
+{
+	return serve(arg);
+}
+
+/*
+ * sluice service CMD [-c FILE] [--name NAME]: the Windows service.  "run"
+ * is what the service manager starts (sluice service install writes it
+ * into the service's command line); the others talk to the manager.
+ */
+static int service_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"name", required_argument, NULL, 'n'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct daemon_state ds;
+	const char *name = "sluice", *conf = NULL, *cmd;
+	char err[1024];
+	int c, rc;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "c:hn:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			conf = optarg;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(cmd, "run") != 0) {
+		if (strcmp(cmd, "install") == 0 && conf == NULL)
+			conf = SL_CONF_PATH;
+		if (sl_service_command(cmd, name, conf, err, sizeof err) < 0) {
+			fprintf(stderr, "sluice: %s\n", err);
+			return 1;
+		}
+		return 0;
+	}
+
+	memset(&ds, 0, sizeof ds);
+	ds.conf_path = conf != NULL ? conf : SL_CONF_PATH;
+	if (sl_config_load(ds.conf_path, &ds.cfg, err, sizeof err) < 0) {
+		/* Nobody sees stderr here: the Event Log is the one witness. */
+		sl_log_use_syslog("sluice", 0);
+		sl_error("%s", err);
+		return 1;
+	}
+	apply_log_level(&ds);
+	ds.pidfile = ds.cfg->pidfile;
+	sl_service_set_stop_hint((unsigned long)ds.cfg->drain_timeout_ms);
+	rc = sl_service_run(name, service_body, &ds);
+	if (rc < 0) {
+		fprintf(stderr,
+			"sluice: service run: not started by the service "
+			"manager (%s); use sluice service start\n",
+			sl_strerror(rc));
+		rc = 1;
+	}
+	sl_config_free(ds.cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -312,6 +413,9 @@ int main(int argc, char **argv)
 	struct daemon_state ds;
 	int foreground = 0, test_only = 0, c, rc;
 	char err[1024];
+
+	if (argc >= 2 && strcmp(argv[1], "service") == 0)
+		return service_main(argc - 1, argv + 1);
 
 	memset(&ds, 0, sizeof ds);
 	ds.conf_path = SL_CONF_PATH;
@@ -378,6 +482,13 @@ int main(int argc, char **argv)
 		}
 		ds.conf_path = abs; /* lives as long as the process */
 		r = sl_daemon_start();
+		if (r == -ENOSYS) {
+			fprintf(stderr, "sluice: no daemon mode here: run with "
+					"-d in a console, or as a service "
+					"(sluice service install)\n");
+			sl_config_free(ds.cfg);
+			return 1;
+		}
 		if (r < 0) {
 			fprintf(stderr, "sluice: cannot daemonize: %s\n",
 				sl_strerror(r));
@@ -388,19 +499,7 @@ int main(int argc, char **argv)
 		 * serves, errors also reach the operator's terminal. */
 		sl_log_mirror_stderr(1);
 	}
-	if (apply_log_target(&ds) < 0) {
-		sl_config_free(ds.cfg);
-		return 1;
-	}
-	if (ds.pidfile != NULL &&
-	    sl_pidfile_create(ds.pidfile, err, sizeof err) < 0) {
-		sl_error("%s", err);
-		sl_config_free(ds.cfg);
-		return 1;
-	}
-
-	rc = run(&ds);
-	sl_pidfile_remove();
+	rc = serve(&ds);
 	sl_config_free(ds.cfg);
 	return rc;
 }

@@ -5,8 +5,11 @@
  * A listener is owned by one loop of its group, whose completion port has
  * the listening socket (or the pipe instances).  It keeps up to
  * SL_ACCEPT_POSTED accepts posted, each with a fresh socket or pipe
- * instance and, when there is a gate, with the reservation the gate gave
- * for it.  An accepted socket is handed to a loop of the group (round
+ * instance.  The gate is asked when a connection has arrived (a posted
+ * accept holds no reservation, so idle listeners never starve busy ones of
+ * a shared limit); when it says no, the connection is held in its slot,
+ * as it would wait in the backlog, and nothing more is posted until
+ * sl_listener_resume().  An accepted socket is handed to a loop of the group (round
  * robin) and attached to that loop's port there, after AcceptEx completed.
  * A pipe instance is attached to a port when it is created, and a handle
  * can only ever have one port: pipe connections stay on the listener's
@@ -37,14 +40,17 @@
 /* AcceptEx: room for each address plus 16 bytes, as it requires. */
 #define SL_ADDR_ROOM ((DWORD)sizeof(struct sockaddr_storage) + 16)
 
+enum { SLOT_FREE, SLOT_POSTED, SLOT_HELD };
+
 struct accept_slot {
 	sl_op op;
 	sl_listener *l;
-	SOCKET sock;   /* TCP: the socket AcceptEx fills */
-	HANDLE pipe;   /* pipe: the instance ConnectNamedPipe waits on */
-	void *token;
-	int posted;
+	int state;
+	SOCKET sock; /* TCP: the socket AcceptEx fills */
+	HANDLE pipe; /* pipe: the instance ConnectNamedPipe waits on */
 	char buf[2 * (sizeof(struct sockaddr_storage) + 16)];
+	struct sockaddr_storage peer, local; /* a held connection's */
+	int peer_len, local_len;
 };
 
 struct sl_listener {
@@ -365,13 +371,6 @@ static void pause_accepting(sl_listener *l, int err, int count)
 	sl_timer_start(&l->timer, SL_ACCEPT_PAUSE_MS);
 }
 
-static void give_back(sl_listener *l, struct accept_slot *a)
-{
-	if (l->gate != NULL)
-		l->cb(l, NULL, a->token);
-	a->token = NULL;
-}
-
 static void handoff_run(sl_task *t, int status)
 {
 	struct handoff *h = t->data;
@@ -404,7 +403,7 @@ static void handoff_run(sl_task *t, int status)
 
 static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n);
 
-/* Post one AcceptEx or ConnectNamedPipe on a.  0, or -errno (paused). */
+/* Post one AcceptEx or ConnectNamedPipe on a.  0, or -errno. */
 static int post_one(sl_listener *l, struct accept_slot *a)
 {
 	DWORD e;
@@ -423,7 +422,7 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 			a->sock = INVALID_SOCKET;
 			return sl_win_err(e);
 		}
-		a->posted = 1;
+		a->state = SLOT_POSTED;
 		ref(l);
 		return 0;
 	}
@@ -443,11 +442,10 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 			return r;
 		}
 	}
-	if (ConnectNamedPipe(a->pipe, &a->op.ov)) {
+	if (ConnectNamedPipe(a->pipe, &a->op.ov))
 		e = 0;
-	} else {
+	else
 		e = GetLastError();
-	}
 	if (e == 0 || e == ERROR_PIPE_CONNECTED) {
 		/* The client came first: no packet will come; make one. */
 		if (sl_loop_post_op(l->loop, &a->op, 0, 0) < 0) {
@@ -460,32 +458,91 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 		a->pipe = INVALID_HANDLE_VALUE;
 		return sl_win_err(e);
 	}
-	a->posted = 1;
+	a->state = SLOT_POSTED;
 	ref(l);
 	return 0;
+}
+
+/*
+ * A connection arrived in slot a: ask the gate, then hand it to its loop.
+ * 1 when it went, 0 when the gate said no (it stays held in the slot, as
+ * a connection would wait in the backlog, until sl_listener_resume()).
+ */
+static int deliver(sl_listener *l, struct accept_slot *a)
+{
+	void *token = NULL;
+
+	if (l->gate != NULL && !l->gate(l, &token)) {
+		a->state = SLOT_HELD;
+		l->gated = 1;
+		return 0;
+	}
+	a->state = SLOT_FREE;
+	if (l->ep.kind == SL_EP_PIPE) {
+		HANDLE h = a->pipe;
+		sl_stream *s;
+		int r;
+
+		a->pipe = INVALID_HANDLE_VALUE;
+		/* The instance is attached to this loop's port for good: the
+		 * stream lives here. */
+		if ((r = sl_stream_open_pipe(l->loop, h, l->ep.path, &s)) < 0) {
+			sl_warn("%s: dropping a pipe client: %s", l->name,
+				sl_strerror(r));
+			if (l->gate != NULL)
+				l->cb(l, NULL, token);
+		} else {
+			l->cb(l, s, token);
+		}
+	} else {
+		struct handoff *h = calloc(1, sizeof *h);
+
+		if (h == NULL) {
+			closesocket(a->sock);
+			a->sock = INVALID_SOCKET;
+			if (l->gate != NULL)
+				l->cb(l, NULL, token);
+			pause_accepting(l, -ENOMEM, 1);
+			return 1;
+		}
+		h->peer_len = a->peer_len;
+		h->local_len = a->local_len;
+		memcpy(&h->peer, &a->peer, sizeof h->peer);
+		memcpy(&h->local, &a->local, sizeof h->local);
+		h->l = l;
+		h->sock = a->sock;
+		h->token = token;
+		a->sock = INVALID_SOCKET;
+		h->loop = sl_group_next(l->group);
+		sl_task_init(&h->task, handoff_run, h);
+		ref(l);
+		sl_loop_post(h->loop, &h->task);
+	}
+	return 1;
 }
 
 static void fill(sl_listener *l)
 {
 	int i, r;
 
+	/* Held connections first, in slot order, while the gate allows. */
+	for (i = 0; i < SL_ACCEPT_POSTED; i++) {
+		if (l->closed)
+			return;
+		if (l->slots[i].state == SLOT_HELD &&
+		    !deliver(l, &l->slots[i]))
+			return;
+	}
+	l->gated = 0;
 	for (i = 0; i < SL_ACCEPT_POSTED; i++) {
 		struct accept_slot *a = &l->slots[i];
 
-		if (l->closed || l->paused)
+		if (l->closed || l->paused || l->gated)
 			return;
-		if (a->posted)
+		if (a->state != SLOT_FREE)
 			continue;
-		a->token = NULL;
-		if (l->gate != NULL && !l->gate(l, &a->token)) {
-			/* Connections wait in the backlog (or for an
-			 * instance) until sl_listener_resume(). */
-			l->gated = 1;
-			return;
-		}
 		r = post_one(l, a);
 		if (r < 0) {
-			give_back(l, a);
 			pause_accepting(l, r, r == -ENOBUFS || r == -EMFILE ||
 						      r == -ENOMEM);
 			return;
@@ -498,90 +555,55 @@ static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n)
 	struct accept_slot *a = op->data;
 	sl_listener *l = a->l;
 
+	(void)loop;
 	(void)n;
-	a->posted = 0;
-	if (l->closed) {
+	a->state = SLOT_FREE;
+	if (l->closed || err != 0) {
 		if (a->sock != INVALID_SOCKET)
 			closesocket(a->sock);
 		if (a->pipe != INVALID_HANDLE_VALUE)
 			CloseHandle(a->pipe);
 		a->sock = INVALID_SOCKET;
 		a->pipe = INVALID_HANDLE_VALUE;
-		give_back(l, a);
-		unref(l);
-		return;
-	}
-	if (l->ep.kind == SL_EP_PIPE) {
-		HANDLE h = a->pipe;
-		sl_stream *s;
-		int r;
-
-		a->pipe = INVALID_HANDLE_VALUE;
-		if (err != 0) {
-			/* ERROR_NO_DATA: the client came and went. */
-			CloseHandle(h);
-			give_back(l, a);
-		} else if ((r = sl_stream_open_pipe(loop, h, l->ep.path,
-						     &s)) < 0) {
-			sl_warn("%s: dropping a pipe client: %s", l->name,
-				sl_strerror(r));
-			give_back(l, a);
-		} else {
-			void *token = a->token;
-
-			a->token = NULL;
-			l->cb(l, s, token);
-		}
-	} else if (err != 0) {
-		closesocket(a->sock);
-		a->sock = INVALID_SOCKET;
-		give_back(l, a);
-		if (err != -ECONNRESET && err != -ECONNABORTED &&
-		    err != -ECANCELED)
+		/* A client that gave up before we took it costs nothing;
+		 * running out of something pauses. */
+		if (!l->closed && err != -ECONNRESET && err != -ECONNABORTED &&
+		    err != -ECANCELED && err != -EPIPE)
 			pause_accepting(l, err, err == -ENOBUFS ||
 							err == -EMFILE ||
 							err == -ENOMEM);
-	} else {
+		goto out;
+	}
+	if (l->ep.kind == SL_EP_TCP) {
 		struct sockaddr *lsa = NULL, *rsa = NULL;
 		int llen = 0, rlen = 0;
-		struct handoff *h;
 
 		/* The accepted socket takes the listener's properties and
 		 * becomes usable for getpeername, shutdown and the rest. */
 		if (setsockopt(a->sock, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
-			       (const char *)&l->sock, sizeof l->sock) != 0 ||
-		    (h = malloc(sizeof *h)) == NULL) {
+			       (const char *)&l->sock, sizeof l->sock) != 0) {
 			closesocket(a->sock);
 			a->sock = INVALID_SOCKET;
-			give_back(l, a);
-			unref(l);
-			fill(l);
-			return;
+			goto out;
 		}
 		sl_GetAcceptExSockaddrs(a->buf, 0, SL_ADDR_ROOM, SL_ADDR_ROOM,
 					&lsa, &llen, &rsa, &rlen);
-		memset(h, 0, sizeof *h);
-		if (rsa != NULL && rlen > 0 && (size_t)rlen <= sizeof h->peer) {
-			memcpy(&h->peer, rsa, (size_t)rlen);
-			h->peer_len = rlen;
+		a->peer_len = a->local_len = 0;
+		if (rsa != NULL && rlen > 0 && (size_t)rlen <= sizeof a->peer) {
+			memcpy(&a->peer, rsa, (size_t)rlen);
+			a->peer_len = rlen;
 		}
 		if (lsa != NULL && llen > 0 &&
-		    (size_t)llen <= sizeof h->local) {
-			memcpy(&h->local, lsa, (size_t)llen);
-			h->local_len = llen;
+		    (size_t)llen <= sizeof a->local) {
+			memcpy(&a->local, lsa, (size_t)llen);
+			a->local_len = llen;
 		}
-		h->l = l;
-		h->sock = a->sock;
-		h->token = a->token;
-		a->sock = INVALID_SOCKET;
-		a->token = NULL;
-		h->loop = sl_group_next(l->group);
-		sl_task_init(&h->task, handoff_run, h);
-		ref(l);
-		sl_loop_post(h->loop, &h->task);
 	}
+	deliver(l, a);
+out:
 	unref(l); /* the posted accept's reference */
-	fill(l);
+	if (!l->closed)
+		fill(l);
 }
 
 static void on_pause_over(sl_timer *t)
@@ -623,10 +645,8 @@ static void resume_run(sl_task *t, int status)
 	sl_listener *l = t->data;
 
 	InterlockedExchange(&l->resume_pending, 0);
-	if (status == 0 && !l->closed && l->attached) {
-		l->gated = 0;
+	if (status == 0 && !l->closed && l->attached)
 		fill(l);
-	}
 	unref(l);
 }
 
@@ -642,9 +662,17 @@ static void close_run(sl_task *t, int status)
 	for (i = 0; i < SL_ACCEPT_POSTED; i++) {
 		struct accept_slot *a = &l->slots[i];
 
-		if (!a->posted)
-			continue;
-		if (a->pipe != INVALID_HANDLE_VALUE) {
+		if (a->state == SLOT_HELD) {
+			/* Never admitted: closed like a backlog at close. */
+			if (a->sock != INVALID_SOCKET)
+				closesocket(a->sock);
+			if (a->pipe != INVALID_HANDLE_VALUE)
+				CloseHandle(a->pipe);
+			a->sock = INVALID_SOCKET;
+			a->pipe = INVALID_HANDLE_VALUE;
+			a->state = SLOT_FREE;
+		} else if (a->state == SLOT_POSTED &&
+			   a->pipe != INVALID_HANDLE_VALUE) {
 			CancelIoEx(a->pipe, &a->op.ov);
 			CloseHandle(a->pipe);
 			a->pipe = INVALID_HANDLE_VALUE;
