@@ -92,7 +92,20 @@ const char *sl_log_level_name(int level)
 	return level_names[level];
 }
 
-#ifndef _WIN32
+/* The same names everywhere, so a config checks alike on every OS; on
+ * Windows the facility has no use (the Event Log has none). */
+#ifdef _WIN32
+#define LOG_DAEMON 0
+#define LOG_USER 0
+#define LOG_LOCAL0 0
+#define LOG_LOCAL1 0
+#define LOG_LOCAL2 0
+#define LOG_LOCAL3 0
+#define LOG_LOCAL4 0
+#define LOG_LOCAL5 0
+#define LOG_LOCAL6 0
+#define LOG_LOCAL7 0
+#endif
 static const struct {
 	const char *name;
 	int code;
@@ -102,11 +115,9 @@ static const struct {
 	{"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},
 	{"local7", LOG_LOCAL7},
 };
-#endif
 
 int sl_log_facility_parse(const char *name, int *facility)
 {
-#ifndef _WIN32
 	for (size_t i = 0; i < sizeof facilities / sizeof facilities[0]; i++) {
 		if (strcmp(name, facilities[i].name) == 0) {
 			*facility = facilities[i].code;
@@ -114,11 +125,6 @@ int sl_log_facility_parse(const char *name, int *facility)
 		}
 	}
 	return -1;
-#else
-	(void)name;
-	*facility = 0;
-	return 0; /* no syslog: the name is accepted and unused */
-#endif
 }
 
 void sl_log_use_syslog(const char *ident, int facility)

@@ -164,8 +164,8 @@ static void test_lengths(void **state)
 {
 	char in[1024], err[256];
 	sl_endpoint ep;
-	/* sun_path: 108 bytes on Linux, 104 on BSD and macOS. */
-#if defined(__linux__)
+	/* sun_path: 108 bytes on Linux and Windows, 104 on BSD and macOS. */
+#if defined(__linux__) || defined(_WIN32)
 	const size_t sun = 108;
 #else
 	const size_t sun = 104;

@@ -1,0 +1,707 @@
+/*
+ * The IOCP backend and the Windows streams, on real handles (run under
+ * wine here, on Windows anywhere else).
+ *
+ * - Completion identity: an overlapped write on a pipe handle attached to
+ *   a loop completes to the right loop, the right operation, with its
+ *   status and byte count (the counterpart of aws-c-io's
+ *   event_loop_completion_events).
+ * - Status source: a posted completion's status is read from the
+ *   operation's own OVERLAPPED.Internal when it is dequeued.
+ * - Lifetime: streams closed with reads and writes in flight; freed
+ *   streams are poisoned and kept in a quarantine (mingw has no ASan), and
+ *   a completion written into a freed stream would show there.
+ * - AcceptEx addresses, ConnectEx context, pipe names (unique, collision
+ *   retries, a taken listener name), ERROR_PIPE_BUSY retried on a timer.
+ *
+ * Wine does not refuse a second FILE_FLAG_FIRST_PIPE_INSTANCE on a taken
+ * name (Windows answers ERROR_ACCESS_DENIED).  The tests that need that
+ * refusal replace the instance creation through sl_pipe_create_hook and
+ * answer ERROR_ACCESS_DENIED the way Windows would.
+ */
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "loop/loop.h"
+#include "net/net.h"
+#include "net/win.h"
+
+#define STATUS_CONNECTION_REFUSED_ 0xC0000236u
+#define STATUS_CANCELLED_ 0xC0000120u
+#define STATUS_PIPE_BROKEN_ 0xC000014Bu
+
+static sl_loop *L;
+
+/* ---- running the loop with a deadline ------------------------------------ */
+
+static int timed_out;
+
+static void on_deadline(sl_timer *t)
+{
+	timed_out = 1;
+	sl_loop_stop(t->loop);
+}
+
+/* Run L until *flag becomes non-zero (callbacks set it) or ms pass. */
+static void run_until(volatile int *flag, unsigned ms)
+{
+	sl_timer dl;
+	unsigned waited = 0;
+
+	timed_out = 0;
+	sl_timer_init(L, &dl, on_deadline, NULL);
+	while (!*flag && !timed_out && waited < ms) {
+		sl_timer_start(&dl, 20);
+		sl_loop_run(L);
+		waited += 20;
+		timed_out = 0;
+	}
+	sl_timer_stop(&dl);
+	assert_true(*flag);
+}
+
+/* Run L for ms, whatever happens. */
+static void run_for(unsigned ms)
+{
+	sl_timer dl;
+
+	sl_timer_init(L, &dl, on_deadline, NULL);
+	sl_timer_start(&dl, ms);
+	timed_out = 0;
+	sl_loop_run(L);
+	sl_timer_stop(&dl);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	assert_int_equal(sl_loop_new(&L), 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	sl_loop_free(L);
+	L = NULL;
+	return 0;
+}
+
+/* ---- completion identity and status source --------------------------------- */
+
+struct seen {
+	volatile int done;
+	sl_loop *loop;
+	sl_op *op;
+	int err;
+	size_t bytes;
+	uint32_t ntstatus;
+};
+
+static void record(sl_loop *loop, sl_op *op, int err, size_t bytes)
+{
+	struct seen *s = op->data;
+
+	s->loop = loop;
+	s->op = op;
+	s->err = err;
+	s->bytes = bytes;
+	s->ntstatus = sl_op_ntstatus(op);
+	s->done = 1;
+}
+
+static HANDLE open_client(const char *path)
+{
+	return CreateFileA(path, GENERIC_READ | GENERIC_WRITE, 0, NULL,
+			   OPEN_EXISTING, FILE_FLAG_OVERLAPPED, NULL);
+}
+
+static void test_completion_identity(void **state)
+{
+	char path[128], buf[1000], in[1000];
+	struct seen seen = {0};
+	sl_op op, other;
+	HANDLE srv, cli;
+	OVERLAPPED rov;
+	DWORD got = 0;
+	int err;
+
+	(void)state;
+	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &err);
+	assert_true(srv != INVALID_HANDLE_VALUE);
+	cli = open_client(path);
+	assert_true(cli != INVALID_HANDLE_VALUE);
+	assert_int_equal(sl_loop_associate(L, srv), 0);
+
+	memset(buf, 'x', sizeof buf);
+	sl_op_init(&other, record, NULL); /* a decoy that must not be named */
+	sl_op_init(&op, record, &seen);
+	if (!WriteFile(srv, buf, sizeof buf, NULL, &op.ov))
+		assert_int_equal(GetLastError(), ERROR_IO_PENDING);
+
+	/* The client reads, so the write can complete. */
+	memset(&rov, 0, sizeof rov);
+	rov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
+	if (!ReadFile(cli, in, sizeof in, NULL, &rov))
+		assert_int_equal(GetLastError(), ERROR_IO_PENDING);
+	assert_true(GetOverlappedResult(cli, &rov, &got, TRUE));
+	assert_int_equal(got, sizeof buf);
+
+	run_until(&seen.done, 5000);
+	assert_ptr_equal(seen.loop, L);
+	assert_ptr_equal(seen.op, &op);
+	assert_int_equal(seen.err, 0);
+	assert_int_equal(seen.ntstatus, 0);
+	assert_int_equal(seen.bytes, sizeof buf);
+
+	CloseHandle(rov.hEvent);
+	CloseHandle(cli);
+	CloseHandle(srv);
+}
+
+static void test_status_from_overlapped(void **state)
+{
+	struct seen a = {0}, b = {0};
+	sl_op opa, opb;
+
+	(void)state;
+	sl_op_init(&opa, record, &a);
+	sl_op_init(&opb, record, &b);
+	assert_int_equal(sl_loop_post_op(L, &opa, STATUS_CONNECTION_REFUSED_,
+					 7), 0);
+	assert_int_equal(sl_loop_post_op(L, &opb, 0, 3), 0);
+	/*
+	 * The status is read from the operation when its packet is
+	 * dequeued, not carried by the packet: change it in between and the
+	 * callback must see the new value.
+	 */
+	opb.ov.Internal = STATUS_PIPE_BROKEN_;
+	run_until(&a.done, 5000);
+	run_until(&b.done, 5000);
+	assert_ptr_equal(a.op, &opa);
+	assert_int_equal(a.ntstatus, STATUS_CONNECTION_REFUSED_);
+	assert_int_equal(a.err, -ECONNREFUSED);
+	assert_int_equal(a.bytes, 7);
+	assert_ptr_equal(b.op, &opb);
+	assert_int_equal(b.ntstatus, STATUS_PIPE_BROKEN_);
+	assert_int_equal(b.err, -EPIPE);
+	assert_int_equal(b.bytes, 3);
+}
+
+static void test_status_mapping(void **state)
+{
+	(void)state;
+	assert_int_equal(sl_ntstatus_err(0), 0);
+	assert_int_equal(sl_ntstatus_err(0x00000103u), 0); /* STATUS_PENDING */
+	assert_int_equal(sl_ntstatus_err(STATUS_CANCELLED_), -ECANCELED);
+	assert_int_equal(sl_ntstatus_err(STATUS_CONNECTION_REFUSED_),
+			 -ECONNREFUSED);
+	assert_int_equal(sl_win_err(WSAECONNRESET), -ECONNRESET);
+	assert_int_equal(sl_win_err(ERROR_NETNAME_DELETED), -ECONNRESET);
+	assert_int_equal(sl_win_err(ERROR_BROKEN_PIPE), -EPIPE);
+	assert_int_equal(sl_win_err(WSAEWOULDBLOCK), -EAGAIN);
+}
+
+/* ---- stream pairs ------------------------------------------------------------ */
+
+struct pair_ctx {
+	volatile int accepted, connected;
+	sl_stream *server, *client;
+	int cstatus;
+	char peer[96];
+};
+
+static void on_accept(sl_listener *l, sl_stream *s, void *token)
+{
+	struct pair_ctx *p = sl_listener_get_data(l);
+
+	(void)token;
+	if (s == NULL)
+		return;
+	p->server = s;
+	sl_stream_peer_name(s, p->peer, sizeof p->peer);
+	p->accepted = 1;
+}
+
+static void on_connect(sl_stream *s, int status)
+{
+	struct pair_ctx *p = sl_stream_get_data(s);
+
+	p->cstatus = status;
+	p->connected = 1;
+}
+
+/*
+ * A connected pair with both ends on L: sl_stream_connect for one end, a
+ * plain winsock listener and sl_stream_open_socket for the other (a
+ * listener would hand its streams to a group's loops).
+ */
+static SOCKET raw_listener(uint16_t *port)
+{
+	struct sockaddr_in sa;
+	int len = sizeof sa;
+	SOCKET l = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+
+	assert_true(l != INVALID_SOCKET);
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(listen(l, 16), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+	*port = ntohs(sa.sin_port);
+	return l;
+}
+
+static void make_tcp_pair(struct pair_ctx *p)
+{
+	sl_endpoint ep;
+	char text[64], err[128];
+	uint16_t port;
+	SOCKET l, a;
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+
+	memset(p, 0, sizeof *p);
+	l = raw_listener(&port);
+	snprintf(text, sizeof text, "tcp://127.0.0.1:%u", port);
+	assert_int_equal(sl_endpoint_parse(text, &ep, err, sizeof err), 0);
+	assert_int_equal(sl_stream_connect(L, &ep, 5000, on_connect, p,
+					   &p->client), 0);
+	run_until(&p->connected, 5000);
+	assert_int_equal(p->cstatus, 0);
+	/* The connect completed: the peer is in the backlog. */
+	a = WSAAccept(l, (struct sockaddr *)&ss, &len, NULL, 0);
+	assert_true(a != INVALID_SOCKET);
+	closesocket(l);
+	/* An overlapped socket from WSAAccept of an overlapped listener. */
+	assert_int_equal(sl_stream_open_socket(L, a, (struct sockaddr *)&ss,
+					       len, NULL, 0, &p->server),
+			 0);
+}
+
+static void make_pipe_pair(struct pair_ctx *p)
+{
+	char path[128];
+	HANDLE srv;
+	sl_endpoint ep;
+	char text[160], err[160];
+	int e;
+
+	memset(p, 0, sizeof *p);
+	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &e);
+	assert_true(srv != INVALID_HANDLE_VALUE);
+	assert_int_equal(sl_loop_associate(L, srv), 0);
+	assert_int_equal(sl_stream_open_pipe(L, srv, path, &p->server), 0);
+	snprintf(text, sizeof text, "pipe:%s", path);
+	assert_int_equal(sl_endpoint_parse(text, &ep, err, sizeof err), 0);
+	assert_int_equal(sl_stream_connect(L, &ep, 5000, on_connect, p,
+					   &p->client), 0);
+	run_until(&p->connected, 5000);
+	assert_int_equal(p->cstatus, 0);
+}
+
+/* ---- lifetime: close with operations in flight ------------------------------- */
+
+struct flight {
+	volatile int closed;
+	int writes_done, write_status, reads;
+	int order_ok; /* write callbacks before the close callback */
+	sl_write_req req[4];
+	char rbuf[4096];
+};
+
+static struct flight F;
+
+static void fl_alloc(sl_stream *s, size_t n, sl_buf *b)
+{
+	(void)s;
+	(void)n;
+	b->base = F.rbuf;
+	b->len = sizeof F.rbuf;
+}
+
+static void fl_read(sl_stream *s, ptrdiff_t n, const sl_buf *b)
+{
+	(void)s;
+	(void)b;
+	if (n > 0)
+		F.reads++;
+}
+
+static void fl_write(sl_write_req *req, int status)
+{
+	(void)req;
+	F.writes_done++;
+	F.write_status = status;
+}
+
+static void fl_closed(sl_stream *s)
+{
+	(void)s;
+	F.order_ok = F.writes_done == 4;
+	F.closed++;
+}
+
+static void close_both(sl_loop *loop, sl_op *op, int err, size_t n)
+{
+	struct pair_ctx *p = op->data;
+
+	(void)loop;
+	(void)err;
+	(void)n;
+	sl_stream_close(p->client, fl_closed);
+	sl_stream_close(p->server, fl_closed);
+}
+
+static void close_in_flight(struct pair_ctx *p)
+{
+	sl_op closer;
+	static char big[4][1 << 20];
+	int i;
+
+	memset(&F, 0, sizeof F);
+	sl_net_quarantine(1);
+	/* Reads posted on both ends, nobody writing to them. */
+	assert_int_equal(sl_stream_read_start(p->server, fl_alloc, fl_read), 0);
+	assert_int_equal(sl_stream_read_start(p->client, fl_alloc, fl_read), 0);
+	/* 4 MiB of writes the peer never reads: they stay in flight. */
+	for (i = 0; i < 4; i++)
+		assert_int_equal(sl_stream_write(p->client, &F.req[i], big[i],
+						 sizeof big[i], fl_write),
+				 0);
+	/*
+	 * Close from inside a completion callback, as the proxy does: the
+	 * cancelled operations' packets then arrive in a later batch than
+	 * the one that closed, after the stream's own deferred close work.
+	 */
+	sl_op_init(&closer, close_both, p);
+	assert_int_equal(sl_loop_post_op(L, &closer, 0, 0), 0);
+	for (i = 0; i < 250 && F.closed < 2; i++)
+		run_for(20);
+	assert_int_equal(F.closed, 2);
+	/* Let any straggling packet arrive before looking at the corpses. */
+	run_for(200);
+	assert_int_equal(F.writes_done, 4);
+	assert_int_equal(F.write_status, -ECANCELED);
+	assert_true(F.order_ok);
+	assert_int_equal(sl_net_quarantine_check(), 0);
+	sl_net_quarantine(0);
+}
+
+static void test_close_tcp_in_flight(void **state)
+{
+	struct pair_ctx p;
+
+	(void)state;
+	make_tcp_pair(&p);
+	close_in_flight(&p);
+}
+
+static void test_close_pipe_in_flight(void **state)
+{
+	struct pair_ctx p;
+
+	(void)state;
+	make_pipe_pair(&p);
+	close_in_flight(&p);
+}
+
+/* ---- AcceptEx: the peer address is the client's own ----------------------------- */
+
+static void test_acceptex_peer_address(void **state)
+{
+	struct pair_ctx p;
+	sl_listener *l;
+	sl_group *g;
+	sl_endpoint ep;
+	char err[256], want[96];
+	struct sockaddr_in sa, me;
+	int len = sizeof me, i;
+	SOCKET c;
+
+	(void)state;
+	memset(&p, 0, sizeof p);
+	/* Port 0 (any free port) is no valid config, so built by hand. */
+	memset(&ep, 0, sizeof ep);
+	ep.kind = SL_EP_TCP;
+	strcpy(ep.host, "127.0.0.1");
+	ep.host_is_literal = 1;
+	assert_int_equal(sl_listener_open(&l, &ep, NULL, err, sizeof err), 0);
+	assert_int_equal(sl_group_new(&g, 1), 0);
+	assert_int_equal(sl_group_start(g), 0);
+	assert_int_equal(sl_listener_start(l, g, on_accept, NULL, &p), 0);
+
+	c = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)sl_listener_port(l));
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(getsockname(c, (struct sockaddr *)&me, &len), 0);
+	assert_int_equal(sl_sockaddr_name((struct sockaddr *)&me, len, want,
+					  sizeof want), 0);
+	for (i = 0; i < 500 && !p.accepted; i++)
+		Sleep(10);
+	assert_true(p.accepted);
+	assert_string_equal(p.peer, want);
+
+	closesocket(c);
+	sl_listener_close(l, NULL, NULL);
+	sl_group_stop(g);
+	/* The accepted stream belongs to the stopped loop: freeing the
+	 * group cancels what is left. */
+	sl_group_free(g);
+}
+
+/* ---- ConnectEx: getpeername and shutdown work after connect ------------------------ */
+
+static volatile int shut_done;
+static int shut_status;
+
+static void on_shut(sl_stream *s, int status)
+{
+	(void)s;
+	shut_status = status;
+	shut_done = 1;
+}
+
+static void test_connectex_context(void **state)
+{
+	struct pair_ctx p;
+	sl_endpoint ep;
+	char text[128], err[128], peer[96], local[96];
+	uint16_t port;
+	SOCKET l, a;
+	char c;
+	u_long nb = 0;
+
+	(void)state;
+	memset(&p, 0, sizeof p);
+	l = raw_listener(&port);
+	snprintf(text, sizeof text, "tcp://127.0.0.1:%u", port);
+	assert_int_equal(sl_endpoint_parse(text, &ep, err, sizeof err), 0);
+	assert_int_equal(sl_stream_connect(L, &ep, 5000, on_connect, &p,
+					   &p.client), 0);
+	run_until(&p.connected, 5000);
+	assert_int_equal(p.cstatus, 0);
+	snprintf(text, sizeof text, "127.0.0.1:%u", port);
+	assert_int_equal(sl_stream_peer_name(p.client, peer, sizeof peer), 0);
+	assert_string_equal(peer, text);
+	assert_int_equal(sl_stream_local_name(p.client, local, sizeof local),
+			 0);
+	assert_true(strncmp(local, "127.0.0.1:", 10) == 0);
+
+	a = accept(l, NULL, NULL);
+	assert_true(a != INVALID_SOCKET);
+	ioctlsocket(a, FIONBIO, &nb);
+	shut_done = 0;
+	assert_int_equal(sl_stream_shutdown(p.client, on_shut), 0);
+	run_until(&shut_done, 5000);
+	assert_int_equal(shut_status, 0);
+	/* The peer sees the end of stream. */
+	assert_int_equal(recv(a, &c, 1, 0), 0);
+
+	sl_stream_close(p.client, NULL);
+	run_for(50);
+	closesocket(a);
+	closesocket(l);
+}
+
+/* ---- pipe names ---------------------------------------------------------------- */
+
+struct names {
+	unsigned taken; /* attempts below this collide */
+	unsigned calls;
+	char last[128];
+};
+
+static struct names *N;
+
+static void test_name(char *buf, size_t len, unsigned attempt, void *arg)
+{
+	struct names *n = arg;
+
+	n->calls++;
+	snprintf(buf, len, "\\\\.\\pipe\\sluice-test-%lu-%u",
+		 (unsigned long)GetCurrentProcessId(), attempt);
+	snprintf(n->last, sizeof n->last, "%s", buf);
+}
+
+/* Windows' answer to FILE_FLAG_FIRST_PIPE_INSTANCE on a taken name. */
+static HANDLE refusing_create(const char *path, int first,
+			      const SECURITY_ATTRIBUTES *sa)
+{
+	unsigned attempt;
+	const char *dash = strrchr(path, '-');
+
+	attempt = dash != NULL ? (unsigned)atoi(dash + 1) : 0;
+	if (first && N != NULL && attempt < N->taken) {
+		SetLastError(ERROR_ACCESS_DENIED);
+		return INVALID_HANDLE_VALUE;
+	}
+	return sl_pipe_create_instance(path, first, sa);
+}
+
+static void test_pipe_unique_retries(void **state)
+{
+	struct names n = {.taken = 3};
+	char path[128];
+	HANDLE h;
+	int err;
+
+	(void)state;
+	N = &n;
+	sl_pipe_create_hook = refusing_create;
+	h = sl_pipe_create_unique(path, sizeof path, test_name, &n, &err);
+	assert_true(h != INVALID_HANDLE_VALUE);
+	assert_int_equal(err, 0);
+	assert_int_equal(n.calls, 4); /* three collisions, then a new name */
+	assert_string_equal(path, n.last);
+	CloseHandle(h);
+
+	/* Every name taken: ten tries, then a clear failure. */
+	memset(&n, 0, sizeof n);
+	n.taken = 1000;
+	h = sl_pipe_create_unique(path, sizeof path, test_name, &n, &err);
+	assert_true(h == INVALID_HANDLE_VALUE);
+	assert_int_equal(err, -EADDRINUSE);
+	assert_int_equal(n.calls, SL_PIPE_NAME_TRIES);
+	sl_pipe_create_hook = sl_pipe_create_instance;
+	N = NULL;
+}
+
+static void test_pipe_listener_name_taken(void **state)
+{
+	struct names n = {.taken = 1000};
+	sl_listener *l;
+	sl_endpoint ep;
+	char err[256];
+	int r;
+
+	(void)state;
+	N = &n;
+	sl_pipe_create_hook = refusing_create;
+	assert_int_equal(sl_endpoint_parse("pipe:\\\\.\\pipe\\sluice-test-x-0",
+					   &ep, err, sizeof err), 0);
+	r = sl_listener_open(&l, &ep, NULL, err, sizeof err);
+	sl_pipe_create_hook = sl_pipe_create_instance;
+	N = NULL;
+	assert_int_equal(r, -EADDRINUSE);
+	assert_non_null(strstr(err, "already in use"));
+}
+
+/* ---- ERROR_PIPE_BUSY: retried on a timer, within the connect timeout ------------- */
+
+struct busy {
+	HANDLE srv;
+	HANDLE first_client;
+	sl_timer t;
+};
+
+static void free_instance(sl_timer *t)
+{
+	struct busy *b = t->data;
+	OVERLAPPED ov;
+
+	/* The first client leaves; the server takes the next one. */
+	CloseHandle(b->first_client);
+	DisconnectNamedPipe(b->srv);
+	memset(&ov, 0, sizeof ov);
+	ov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
+	ConnectNamedPipe(b->srv, &ov); /* pending until sluice connects */
+}
+
+static void busy_case(int release, int want_status)
+{
+	struct pair_ctx p;
+	struct busy b;
+	sl_endpoint ep;
+	char path[128], text[160], err[160];
+	uint64_t t0;
+
+	memset(&p, 0, sizeof p);
+	snprintf(path, sizeof path, "\\\\.\\pipe\\sluice-busy-%lu-%d",
+		 (unsigned long)GetCurrentProcessId(), release);
+	/* One instance at most, taken by a first client: busy. */
+	b.srv = CreateNamedPipeA(path,
+				 PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED,
+				 PIPE_TYPE_BYTE | PIPE_WAIT, 1, 4096, 4096, 0,
+				 NULL);
+	assert_true(b.srv != INVALID_HANDLE_VALUE);
+	b.first_client = open_client(path);
+	assert_true(b.first_client != INVALID_HANDLE_VALUE);
+	snprintf(text, sizeof text, "pipe:%s", path);
+	assert_int_equal(sl_endpoint_parse(text, &ep, err, sizeof err), 0);
+	sl_timer_init(L, &b.t, free_instance, &b);
+	if (release)
+		sl_timer_start(&b.t, 200);
+	t0 = sl_clock_ms();
+	assert_int_equal(sl_stream_connect(L, &ep, 1000, on_connect, &p,
+					   &p.client), 0);
+	run_until(&p.connected, 5000);
+	assert_int_equal(p.cstatus, want_status);
+	if (!release)
+		assert_true(sl_clock_ms() - t0 >= 900); /* waited it out */
+	sl_timer_stop(&b.t);
+	sl_stream_close(p.client, NULL);
+	run_for(20);
+	if (!release)
+		CloseHandle(b.first_client);
+	CloseHandle(b.srv);
+}
+
+static void test_pipe_busy_retried(void **state)
+{
+	(void)state;
+	busy_case(1, 0);
+}
+
+static void test_pipe_busy_times_out(void **state)
+{
+	(void)state;
+	busy_case(0, -ETIMEDOUT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_completion_identity,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_from_overlapped,
+						setup, teardown),
+		cmocka_unit_test(test_status_mapping),
+		cmocka_unit_test_setup_teardown(test_close_tcp_in_flight,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_pipe_in_flight,
+						setup, teardown),
+		cmocka_unit_test(test_acceptex_peer_address),
+		cmocka_unit_test_setup_teardown(test_connectex_context, setup,
+						teardown),
+		cmocka_unit_test(test_pipe_unique_retries),
+		cmocka_unit_test(test_pipe_listener_name_taken),
+		cmocka_unit_test_setup_teardown(test_pipe_busy_retried, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_pipe_busy_times_out,
+						setup, teardown),
+	};
+	int r;
+
+	if (sl_net_init() < 0)
+		return 1;
+	r = cmocka_run_group_tests(tests, NULL, NULL);
+	sl_net_shutdown();
+	return r;
+}
