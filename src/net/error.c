@@ -12,8 +12,38 @@
 static _Thread_local char err_buf[128];
 
 #if defined(_WIN32)
+/*
+ * msvcrt's strerror knows the C89 errno values only; the POSIX ones that
+ * mingw-w64 defines for sockets (ECONNREFUSED, ETIMEDOUT, ...) come back as
+ * "Unknown error".  The same words as glibc, so logs read alike.
+ */
+static const struct {
+	int e;
+	const char *text;
+} net_texts[] = {
+	{ECONNREFUSED, "Connection refused"},
+	{ECONNRESET, "Connection reset by peer"},
+	{ECONNABORTED, "Software caused connection abort"},
+	{ETIMEDOUT, "Connection timed out"},
+	{EHOSTUNREACH, "No route to host"},
+	{ENETUNREACH, "Network is unreachable"},
+	{EADDRINUSE, "Address already in use"},
+	{EADDRNOTAVAIL, "Cannot assign requested address"},
+	{EAFNOSUPPORT, "Address family not supported by protocol"},
+	{ECANCELED, "Operation canceled"},
+	{ENOTCONN, "Transport endpoint is not connected"},
+	{EISCONN, "Transport endpoint is already connected"},
+	{EALREADY, "Operation already in progress"},
+	{ENOBUFS, "No buffer space available"},
+	{EOPNOTSUPP, "Operation not supported"},
+	{EWOULDBLOCK, "Resource temporarily unavailable"},
+};
+
 static const char *errno_text(int e)
 {
+	for (size_t i = 0; i < sizeof net_texts / sizeof net_texts[0]; i++)
+		if (net_texts[i].e == e)
+			return net_texts[i].text;
 	if (strerror_s(err_buf, sizeof err_buf, e) != 0)
 		snprintf(err_buf, sizeof err_buf, "error %d", e);
 	return err_buf;

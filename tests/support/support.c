@@ -755,13 +755,113 @@ static void kill_daemons(void)
 	}
 }
 
+/* ---- wine mode ------------------------------------------------------------ */
+
+const char *st_wine(void)
+{
+	const char *exe = getenv("SLUICE_WINE_EXE");
+
+	return exe != NULL && *exe ? exe : NULL;
+}
+
+static const char *wine_tool(void)
+{
+	const char *t = getenv("SLUICE_WINE_TOOL");
+
+	if (!t || !*t)
+		st_fail("SLUICE_WINE_TOOL is not set (sltool.exe)");
+	return t;
+}
+
+/* exec the Windows program under wine: argv[0] is the .exe. */
+static void exec_wine(const char *const *argv)
+{
+	const char *av[24];
+	int i;
+
+	av[0] = "wine";
+	for (i = 0; argv[i] != NULL && i < 22; i++)
+		av[i + 1] = argv[i];
+	av[i + 1] = NULL;
+	setenv("WINEDEBUG", "-all", 0);
+	setenv("WINEDLLOVERRIDES", "mscoree,mshtml=", 0);
+	unsetenv("DISPLAY");
+	execvp("wine", (char *const *)av);
+}
+
+pid_t st_tool_start(const char *in, const char *out, const char *arg, ...)
+{
+	const char *argv[16];
+	va_list ap;
+	int n = 0;
+	pid_t pid;
+
+	argv[n++] = wine_tool();
+	va_start(ap, arg);
+	for (; arg && n < 15; arg = va_arg(ap, const char *))
+		argv[n++] = arg;
+	va_end(ap);
+	argv[n] = NULL;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		st_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int fi = open(in ? in : "/dev/null", O_RDONLY);
+		int fo = open(out ? out : "/dev/null",
+			      O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		if (fi < 0 || fo < 0)
+			_exit(126);
+		dup2(fi, 0);
+		dup2(fo, 1);
+		close(fi);
+		close(fo);
+		exec_wine(argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+int st_tool_wait(pid_t pid, unsigned timeout_ms)
+{
+	uint64_t end = st_now_ms() + timeout_ms;
+
+	for (;;) {
+		int st;
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st)
+					     : 128 + WTERMSIG(st);
+		if (st_now_ms() > end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return -1;
+		}
+		st_sleep_ms(10);
+	}
+}
+
+void st_tool_kill(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+}
+
 static const char *sluice_bin(void)
 {
+	if (st_wine())
+		return st_wine();
+	{
 	const char *bin = getenv("SLUICE_BIN");
 
 	if (!bin || !*bin)
 		st_fail("SLUICE_BIN is not set (run through make check)");
 	return bin;
+	}
 }
 
 static void write_file(const char *path, const char *text)
@@ -855,12 +955,17 @@ st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile)
 			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 				_exit(125);
 		}
+		if (st_wine()) {
+			const char *av[] = {bin, "-d", "-c", d->conf, NULL};
+
+			exec_wine(av);
+		}
 		execl(bin, bin, "-d", "-c", d->conf, (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
 		_exit(127);
 	}
 	{
-		uint64_t end = st_now_ms() + 10000;
+		uint64_t end = st_now_ms() + 20000;
 
 		while (st_daemon_log_count(d, " started: ") == 0) {
 			int st;
@@ -873,7 +978,7 @@ st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile)
 					WIFEXITED(st) ? WEXITSTATUS(st) : -1, log);
 			}
 			if (st_now_ms() > end)
-				st_fail("sluice did not start within 10 s:\n%s",
+				st_fail("sluice did not start within 20 s:\n%s",
 					read_file(d->log));
 			st_sleep_ms(5);
 		}
@@ -888,6 +993,26 @@ pid_t st_daemon_pid(const st_daemon *d)
 
 void st_daemon_signal(st_daemon *d, int sig)
 {
+	if (d->pid > 0 && st_wine()) {
+		/* sluice.exe answers named events (sluice-PID-stop, ...); its
+		 * Windows pid is the one in its log lines. */
+		char *log = st_daemon_log(d), *p = strstr(log, "sluice[");
+		const char *what = sig == SIGHUP	? "reload"
+				   : sig == SIGUSR1 ? "reopen"
+						    : "stop";
+		char *ev;
+		pid_t t;
+
+		if (p == NULL)
+			st_fail("no pid in the sluice.exe log:\n%s", log);
+		ev = st_fmt("sluice-%ld-%s", strtol(p + 7, NULL, 10), what);
+		free(log);
+		t = st_tool_start(NULL, NULL, "sig", ev, NULL);
+		if (st_tool_wait(t, 20000) != 0)
+			st_fail("sltool sig %s failed", ev);
+		free(ev);
+		return;
+	}
 	if (d->pid > 0 && kill(d->pid, sig) < 0)
 		st_fail("kill %d: %s", (int)d->pid, strerror(errno));
 }
@@ -1001,11 +1126,13 @@ int st_run_sluice(char **out, const char *arg, ...)
 		dup2(fds[1], 2);
 		close(fds[0]);
 		close(fds[1]);
+		if (st_wine())
+			exec_wine(argv);
 		execv(bin, (char *const *)argv);
 		_exit(127);
 	}
 	close(fds[1]);
-	end = st_now_ms() + 10000;
+	end = st_now_ms() + 20000;
 	for (;;) {
 		ssize_t r;
 
@@ -1016,7 +1143,7 @@ int st_run_sluice(char **out, const char *arg, ...)
 				st_fail("out of memory");
 		}
 		if (!wait_fd(fds[0], POLLIN, (unsigned)(end - st_now_ms())))
-			st_fail("sluice %s did not finish within 10 s", argv[1]);
+			st_fail("sluice %s did not finish within 20 s", argv[1]);
 		r = read(fds[0], buf + len, cap - len - 1);
 		if (r <= 0)
 			break;

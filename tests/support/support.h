@@ -119,7 +119,7 @@ typedef struct st_daemon st_daemon;
 /*
  * Write yaml to a config file and start `$SLUICE_BIN -d -c FILE` with its
  * stderr in a log file; return once it logs that it started (st_fail if it
- * exits or does not within 10 s).
+ * exits or does not within 20 s).
  */
 st_daemon *st_daemon_start(const char *yaml);
 /* The same, with the daemon's descriptor limit (soft and hard) at nofile. */
@@ -139,6 +139,21 @@ int st_daemon_wait_log(const st_daemon *d, const char *needle, unsigned n,
 		       unsigned timeout_ms);
 /* SIGKILL if still running, reap, remove its files. */
 void st_daemon_free(st_daemon *d);
+
+/*
+ * Wine mode: with SLUICE_WINE_EXE set (the path of sluice.exe), the daemon
+ * functions run that under wine, and signals become its named events
+ * (SIGTERM/SIGINT: sluice-PID-stop, SIGHUP: -reload, SIGUSR1: -reopen),
+ * set by SLUICE_WINE_TOOL (sltool.exe).  st_wine() returns the .exe path,
+ * NULL when not in wine mode.
+ */
+const char *st_wine(void);
+/* Run sltool.exe args... under wine, stdin from in, stdout to out (NULL:
+ * the null device); its pid. */
+pid_t st_tool_start(const char *in, const char *out, const char *arg, ...);
+/* Its exit status, or -1 (and killed) after timeout_ms. */
+int st_tool_wait(pid_t pid, unsigned timeout_ms);
+void st_tool_kill(pid_t pid);
 
 /*
  * Run `$SLUICE_BIN args...` (NULL-terminated) to completion with stdout and

@@ -1,0 +1,313 @@
+/*
+ * sltool.exe: the Windows half of the end-to-end tests.  The Linux test
+ * programs drive sluice.exe under wine over the shared loopback with their
+ * own TCP clients; what only a Windows process can do is here:
+ *
+ *   sltool sig EVENT          set a named event (sluice-PID-stop, ...)
+ *   sltool cat PIPE           a pipe client: stdin to the pipe while the
+ *                             pipe goes to stdout; at the end of stdin a
+ *                             zero-byte message (the half-close); exits at
+ *                             the pipe's end of stream
+ *   sltool echo PIPE          a pipe server: echoes every client (a thread
+ *                             each); a client's zero-byte message is
+ *                             answered with one after the echo
+ *   sltool many PIPE N BYTES  N concurrent pipe clients, each sending
+ *                             BYTES of its own pattern and checking the
+ *                             echo; busy pipes are waited for, as clients do
+ *
+ * Exit status 0 on success, 1 on a failure (with a message on stderr),
+ * 2 on bad usage.
+ */
+#include <windows.h>
+
+#include <fcntl.h>
+#include <io.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 65536
+
+static HANDLE open_pipe(const char *name, unsigned wait_ms)
+{
+	DWORD start = GetTickCount();
+
+	for (;;) {
+		HANDLE h = CreateFileA(name, GENERIC_READ | GENERIC_WRITE, 0,
+				       NULL, OPEN_EXISTING,
+				       FILE_FLAG_OVERLAPPED, NULL);
+		DWORD e;
+
+		if (h != INVALID_HANDLE_VALUE)
+			return h;
+		e = GetLastError();
+		if (GetTickCount() - start > wait_ms ||
+		    (e != ERROR_PIPE_BUSY && e != ERROR_FILE_NOT_FOUND)) {
+			fprintf(stderr, "sltool: open %s: error %lu\n", name,
+				(unsigned long)e);
+			return INVALID_HANDLE_VALUE;
+		}
+		if (e == ERROR_PIPE_BUSY)
+			WaitNamedPipeA(name, 1000);
+		else
+			Sleep(20);
+	}
+}
+
+/* Overlapped I/O waited for: bytes moved, or -1 (EOF/broken: *eof=1). */
+static long io(HANDLE h, int wr, void *buf, DWORD len, int *eof)
+{
+	OVERLAPPED ov;
+	DWORD n = 0, e;
+	BOOL ok;
+
+	memset(&ov, 0, sizeof ov);
+	ov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
+	ok = wr ? WriteFile(h, buf, len, NULL, &ov)
+		: ReadFile(h, buf, len, NULL, &ov);
+	if (!ok && GetLastError() != ERROR_IO_PENDING) {
+		e = GetLastError();
+		goto fail;
+	}
+	if (!GetOverlappedResult(h, &ov, &n, TRUE)) {
+		e = GetLastError();
+		if (e == ERROR_MORE_DATA)
+			goto done;
+		goto fail;
+	}
+done:
+	CloseHandle(ov.hEvent);
+	return (long)n;
+fail:
+	CloseHandle(ov.hEvent);
+	if (e == ERROR_BROKEN_PIPE || e == ERROR_PIPE_NOT_CONNECTED ||
+	    e == ERROR_NO_DATA) {
+		if (eof != NULL)
+			*eof = 1;
+		return -1;
+	}
+	fprintf(stderr, "sltool: %s: error %lu\n", wr ? "write" : "read",
+		(unsigned long)e);
+	return -1;
+}
+
+/* ---- cat ------------------------------------------------------------------ */
+
+static DWORD WINAPI cat_in(LPVOID arg)
+{
+	HANDLE p = arg;
+	static char buf[CHUNK];
+	int n;
+
+	while ((n = _read(0, buf, sizeof buf)) > 0) {
+		if (io(p, 1, buf, (DWORD)n, NULL) != n) {
+			fprintf(stderr, "sltool cat: short write\n");
+			ExitProcess(1);
+		}
+	}
+	io(p, 1, buf, 0, NULL); /* zero-byte message: our end */
+	return 0;
+}
+
+static int cmd_cat(const char *name)
+{
+	static char buf[CHUNK];
+	HANDLE p = open_pipe(name, 10000), t;
+	long n;
+	int eof = 0;
+
+	if (p == INVALID_HANDLE_VALUE)
+		return 1;
+	_setmode(0, _O_BINARY);
+	_setmode(1, _O_BINARY);
+	t = CreateThread(NULL, 0, cat_in, p, 0, NULL);
+	for (;;) {
+		n = io(p, 0, buf, sizeof buf, &eof);
+		if (n <= 0)
+			break; /* zero bytes: the peer's half-close */
+		if (_write(1, buf, (unsigned)n) != n)
+			return 1;
+	}
+	if (n < 0 && !eof)
+		return 1;
+	WaitForSingleObject(t, 30000);
+	return 0;
+}
+
+/* ---- echo server -------------------------------------------------------------- */
+
+static DWORD WINAPI echo_client(LPVOID arg)
+{
+	HANDLE h = arg;
+	char *buf = malloc(CHUNK);
+	long n;
+
+	while (buf != NULL && (n = io(h, 0, buf, CHUNK, NULL)) > 0) {
+		if (io(h, 1, buf, (DWORD)n, NULL) != n)
+			break;
+	}
+	if (buf != NULL && n == 0) {
+		/* The client's half-close: echo it, then wait for its close. */
+		io(h, 1, buf, 0, NULL);
+		while (io(h, 0, buf, CHUNK, NULL) >= 0)
+			;
+	}
+	free(buf);
+	FlushFileBuffers(h);
+	DisconnectNamedPipe(h);
+	CloseHandle(h);
+	return 0;
+}
+
+static int cmd_echo(const char *name)
+{
+	for (;;) {
+		HANDLE h = CreateNamedPipeA(
+			name, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED,
+			PIPE_TYPE_MESSAGE | PIPE_READMODE_BYTE | PIPE_WAIT,
+			PIPE_UNLIMITED_INSTANCES, CHUNK, CHUNK, 0, NULL);
+		OVERLAPPED ov;
+		DWORD n;
+
+		if (h == INVALID_HANDLE_VALUE) {
+			fprintf(stderr, "sltool echo: create: %lu\n",
+				(unsigned long)GetLastError());
+			return 1;
+		}
+		memset(&ov, 0, sizeof ov);
+		ov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
+		if (!ConnectNamedPipe(h, &ov)) {
+			DWORD e = GetLastError();
+
+			if (e == ERROR_IO_PENDING)
+				GetOverlappedResult(h, &ov, &n, TRUE);
+			else if (e != ERROR_PIPE_CONNECTED) {
+				CloseHandle(ov.hEvent);
+				CloseHandle(h);
+				continue;
+			}
+		}
+		CloseHandle(ov.hEvent);
+		CloseHandle(CreateThread(NULL, 0, echo_client, h, 0, NULL));
+	}
+}
+
+/* ---- many clients --------------------------------------------------------------- */
+
+static const char *many_name;
+static uint64_t many_bytes;
+static volatile LONG many_failed;
+
+static void pattern(unsigned id, uint64_t off, char *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (char)((off + i) * 31u + id * 7u + ((off + i) >> 12));
+}
+
+static DWORD WINAPI many_client(LPVOID arg)
+{
+	unsigned id = (unsigned)(uintptr_t)arg;
+	char *out = malloc(16384), *in = malloc(16384), *want = malloc(16384);
+	HANDLE h = open_pipe(many_name, 20000);
+	uint64_t off = 0;
+	int eof = 0;
+
+	if (h == INVALID_HANDLE_VALUE || !out || !in || !want)
+		goto fail;
+	while (off < many_bytes) {
+		DWORD n = many_bytes - off < 16384 ? (DWORD)(many_bytes - off)
+						   : 16384;
+		DWORD got = 0;
+
+		pattern(id, off, out, n);
+		if (io(h, 1, out, n, NULL) != (long)n)
+			goto fail;
+		while (got < n) {
+			long r = io(h, 0, in + got, n - got, &eof);
+
+			if (r <= 0)
+				goto fail;
+			got += (DWORD)r;
+		}
+		pattern(id, off, want, n);
+		if (memcmp(in, want, n) != 0) {
+			fprintf(stderr, "sltool many: client %u: bytes differ "
+					"at %llu\n",
+				id, (unsigned long long)off);
+			goto fail;
+		}
+		off += n;
+	}
+	/* Our end; the echo of it is the end of the stream. */
+	io(h, 1, out, 0, NULL);
+	if (io(h, 0, in, 16384, &eof) > 0)
+		goto fail;
+	CloseHandle(h);
+	free(out);
+	free(in);
+	free(want);
+	return 0;
+fail:
+	fprintf(stderr, "sltool many: client %u failed after %llu bytes\n", id,
+		(unsigned long long)off);
+	InterlockedIncrement(&many_failed);
+	if (h != INVALID_HANDLE_VALUE)
+		CloseHandle(h);
+	free(out);
+	free(in);
+	free(want);
+	return 1;
+}
+
+static int cmd_many(const char *name, unsigned n, uint64_t bytes)
+{
+	HANDLE *t = calloc(n, sizeof *t);
+	unsigned i;
+
+	many_name = name;
+	many_bytes = bytes;
+	for (i = 0; i < n; i++)
+		t[i] = CreateThread(NULL, 0, many_client, (LPVOID)(uintptr_t)i,
+				    0, NULL);
+	for (i = 0; i < n; i++) {
+		if (WaitForSingleObject(t[i], 120000) != WAIT_OBJECT_0) {
+			fprintf(stderr, "sltool many: client %u hangs\n", i);
+			return 1;
+		}
+		CloseHandle(t[i]);
+	}
+	free(t);
+	if (many_failed) {
+		fprintf(stderr, "sltool many: %ld of %u clients failed\n",
+			(long)many_failed, n);
+		return 1;
+	}
+	printf("sltool many: %u clients, %llu bytes each, all echoed\n", n,
+	       (unsigned long long)bytes);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "sig") == 0) {
+		HANDLE e = OpenEventA(EVENT_MODIFY_STATE, FALSE, argv[2]);
+
+		if (e == NULL || !SetEvent(e)) {
+			fprintf(stderr, "sltool sig %s: error %lu\n", argv[2],
+				(unsigned long)GetLastError());
+			return 1;
+		}
+		return 0;
+	}
+	if (argc == 3 && strcmp(argv[1], "cat") == 0)
+		return cmd_cat(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "echo") == 0)
+		return cmd_echo(argv[2]);
+	if (argc == 5 && strcmp(argv[1], "many") == 0)
+		return cmd_many(argv[2], (unsigned)atoi(argv[3]),
+				strtoull(argv[4], NULL, 10));
+	fprintf(stderr, "usage: sltool sig EVENT | cat PIPE | echo PIPE | "
+			"many PIPE N BYTES\n");
+	return 2;
+}
