@@ -257,9 +257,15 @@ static void test_strerror(void **state)
 	assert_string_equal(sl_strerror(SL_ERESOLVE),
 			    "host name did not resolve");
 	assert_non_null(strstr(sl_strerror(SL_EUNSUPP), "not supported"));
+#ifdef _WIN32
+	/* msvcrt has no text for these; sluice brings glibc's words. */
+	assert_string_equal(sl_strerror(-ECONNREFUSED), "Connection refused");
+	assert_string_equal(sl_strerror(-ETIMEDOUT), "Connection timed out");
+#else
 	assert_string_equal(sl_strerror(-ECONNREFUSED),
 			    strerror(ECONNREFUSED));
 	assert_string_equal(sl_strerror(-ETIMEDOUT), strerror(ETIMEDOUT));
+#endif
 	assert_true(strlen(sl_strerror(-123456)) > 0);
 }
 
