@@ -603,6 +603,31 @@ static void test_pipe_listener_name_taken(void **state)
 	assert_non_null(strstr(err, "already in use"));
 }
 
+/* ---- security: an SDDL string for a pipe listener ------------------------------ */
+
+static void test_pipe_listener_security(void **state)
+{
+	sl_listen_opts o = {.security = "D:(A;;GA;;;SY)(A;;GRGW;;;WD)"};
+	sl_listener *l;
+	sl_endpoint ep;
+	char err[256], name[128];
+	int r;
+
+	(void)state;
+	snprintf(name, sizeof name, "pipe:\\\\.\\pipe\\sluice-sddl-%lu",
+		 (unsigned long)GetCurrentProcessId());
+	assert_int_equal(sl_endpoint_parse(name, &ep, err, sizeof err), 0);
+	assert_int_equal(sl_listener_open(&l, &ep, &o, err, sizeof err), 0);
+	sl_listener_close(l, NULL, NULL);
+
+	/* Not SDDL: a clear error that names the string. */
+	o.security = "everyone may connect";
+	r = sl_listener_open(&l, &ep, &o, err, sizeof err);
+	assert_int_equal(r, -EINVAL);
+	assert_non_null(strstr(err, "not a valid SDDL"));
+	assert_non_null(strstr(err, "everyone may connect"));
+}
+
 /* ---- ERROR_PIPE_BUSY: retried on a timer, within the connect timeout ------------- */
 
 struct busy {
@@ -692,6 +717,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test(test_pipe_unique_retries),
 		cmocka_unit_test(test_pipe_listener_name_taken),
+		cmocka_unit_test(test_pipe_listener_security),
 		cmocka_unit_test_setup_teardown(test_pipe_busy_retried, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_busy_times_out,

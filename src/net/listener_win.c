@@ -166,7 +166,15 @@ HANDLE sl_pipe_create_instance(const char *path, int first,
 	/* Message type read as bytes: a zero-byte write reaches the reader
 	 * as a zero-byte read, the half-close (see stream_win.c).  Remote
 	 * clients are refused: a pipe listener serves this machine. */
-	return CreateNamedPipeA(path,
+	wchar_t wpath[SL_EP_PATH_MAX];
+
+	/* Config text is UTF-8; the pipe name is UTF-16 to Windows. */
+	if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, wpath,
+				SL_EP_PATH_MAX) == 0) {
+		SetLastError(ERROR_INVALID_NAME);
+		return INVALID_HANDLE_VALUE;
+	}
+	return CreateNamedPipeW(wpath,
 				PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED |
 					(first ? FILE_FLAG_FIRST_PIPE_INSTANCE
 					       : 0),

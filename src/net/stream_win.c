@@ -915,10 +915,14 @@ static void on_timeout(sl_timer *t)
 /* One CreateFile on the pipe: 1 connected, 0 busy (retry), -errno. */
 static int pipe_try_open(sl_stream *s)
 {
+	wchar_t wpath[SL_EP_PATH_MAX];
 	HANDLE h;
 	int r;
 
-	h = CreateFileA(s->path, GENERIC_READ | GENERIC_WRITE, 0, NULL,
+	if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s->path, -1,
+				wpath, SL_EP_PATH_MAX) == 0)
+		return -EINVAL;
+	h = CreateFileW(wpath, GENERIC_READ | GENERIC_WRITE, 0, NULL,
 			OPEN_EXISTING,
 			FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT |
 				SECURITY_IDENTIFICATION,
