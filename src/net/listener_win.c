@@ -230,6 +230,21 @@ HANDLE sl_pipe_create_unique(char *path, size_t pathlen, sl_pipe_name_fn fn,
 
 /* ---- opening ------------------------------------------------------------ */
 
+/* Wine's ntdll exports wine_get_version; Windows' does not. */
+static int under_wine(void)
+{
+	static int known, wine;
+
+	if (!known) {
+		HMODULE nt = GetModuleHandleA("ntdll.dll");
+
+		wine = nt != NULL &&
+		       GetProcAddress(nt, "wine_get_version") != NULL;
+		known = 1;
+	}
+	return wine;
+}
+
 static int open_tcp(sl_listener *l, char *err, size_t errlen)
 {
 	struct sl_addr addrs[SL_RESOLVE_MAX_ADDRS];
@@ -254,11 +269,18 @@ static int open_tcp(sl_listener *l, char *err, size_t errlen)
 		return fail(err, errlen, sl_win_err(e), "%s: socket: %s",
 			    l->name, win_text(e));
 	}
-	/* Windows' SO_REUSEADDR would let another socket steal the port;
-	 * exclusive use is what a listener wants (TIME_WAIT does not block
-	 * a rebind on Windows). */
-	setsockopt(l->sock, SOL_SOCKET, SO_EXCLUSIVEADDRUSE,
-		   (const char *)&on, sizeof on);
+	/*
+	 * Windows binds a port that only TIME_WAIT connections use without
+	 * any option, and its SO_REUSEADDR would let another socket take the
+	 * port over, so none is set (SO_EXCLUSIVEADDRUSE would refuse the
+	 * rebind after a restart while TIME_WAIT connections remain).  Wine
+	 * maps the default to Linux's, where TIME_WAIT blocks the bind, and
+	 * maps SO_REUSEADDR to Linux's, which allows exactly that rebind:
+	 * under wine, set it.
+	 */
+	if (under_wine())
+		setsockopt(l->sock, SOL_SOCKET, SO_REUSEADDR,
+			   (const char *)&on, sizeof on);
 	if (l->family == AF_INET6)
 		setsockopt(l->sock, IPPROTO_IPV6, IPV6_V6ONLY,
 			   (const char *)&on, sizeof on);
