@@ -176,11 +176,40 @@ st_sock st_listen_unix(const char *path, int backlog)
 	return fd;
 }
 
+/*
+ * Under wine, a port the kernel hands out for bind(0) may be the local
+ * port of a connection another test made moments ago, and wine's bind
+ * checks refuse it (WSAEACCES) where Linux with SO_REUSEADDR would not.
+ * So in wine mode the port comes from below the ephemeral range
+ * (32768-60999 on Linux), where no outgoing connection has one.
+ */
 uint16_t st_free_port(void)
 {
 	uint16_t port;
-	int fd = st_listen_tcp(&port, 1);
+	int fd;
 
+	if (st_wine()) {
+		static unsigned next;
+		struct sockaddr_in sin;
+		int i;
+
+		if (next == 0)
+			next = 20000 + (unsigned)(getpid() % 512) * 20;
+		for (i = 0; i < 2000; i++) {
+			port = (uint16_t)(20000 + (next++ - 20000) % 12000);
+			fd = socket(AF_INET, SOCK_STREAM, 0);
+			if (fd < 0)
+				st_fail("socket: %s", strerror(errno));
+			loopback(&sin, port);
+			if (bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0) {
+				close(fd);
+				return port;
+			}
+			close(fd);
+		}
+		st_fail("no free port below the ephemeral range");
+	}
+	fd = st_listen_tcp(&port, 1);
 	close(fd);
 	return port;
 }
