@@ -1161,9 +1161,16 @@ int st_run_sluice(char **out, const char *arg, ...)
 		_exit(127);
 	}
 	close(fds[1]);
+	/*
+	 * Read until the program has exited and its output is drained, not
+	 * until EOF: under wine, helper processes the program's start brings
+	 * up (services.exe, ...) inherit the pipe and outlive it.
+	 */
 	end = st_now_ms() + 20000;
-	for (;;) {
+	for (int exited = 0;;) {
+		struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
 		ssize_t r;
+		int ready;
 
 		if (cap - len < 1024) {
 			cap = cap ? cap * 2 : 4096;
@@ -1171,17 +1178,29 @@ int st_run_sluice(char **out, const char *arg, ...)
 			if (!buf)
 				st_fail("out of memory");
 		}
-		if (!wait_fd(fds[0], POLLIN, (unsigned)(end - st_now_ms())))
-			st_fail("sluice %s did not finish within 20 s", argv[1]);
+		if (!exited && waitpid(pid, &st, WNOHANG) == pid)
+			exited = 1;
+		ready = poll(&pfd, 1, exited ? 0 : 50);
+		if (ready < 0 && errno != EINTR)
+			st_fail("poll: %s", strerror(errno));
+		if (ready <= 0) {
+			if (exited)
+				break; /* gone, and nothing left to read */
+			if (st_now_ms() > end)
+				st_fail("sluice %s did not finish within 20 s",
+					argv[1]);
+			continue;
+		}
 		r = read(fds[0], buf + len, cap - len - 1);
-		if (r <= 0)
+		if (r <= 0) {
+			if (!exited && waitpid(pid, &st, 0) != pid)
+				st_fail("waitpid: %s", strerror(errno));
 			break;
+		}
 		len += (size_t)r;
 	}
 	close(fds[0]);
 	buf[len] = '\0';
-	if (waitpid(pid, &st, 0) != pid)
-		st_fail("waitpid: %s", strerror(errno));
 	*out = buf;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
