@@ -416,7 +416,7 @@ int sl_service_command(const char *cmd, const char *name, const char *conf,
 		return svc_err(err, errlen, "cannot open the service manager",
 			       name);
 	if (strcmp(cmd, "install") == 0) {
-		char exe[MAX_PATH], cmdline[3 * MAX_PATH + 64];
+		char exe[MAX_PATH], cmdline[3 * MAX_PATH + 64], display[300];
 		char *abs = conf != NULL ? _fullpath(NULL, conf, 0) : NULL;
 
 		if (GetModuleFileNameA(NULL, exe, sizeof exe) == 0) {
@@ -432,7 +432,13 @@ int sl_service_command(const char *cmd, const char *name, const char *conf,
 			snprintf(cmdline, sizeof cmdline,
 				 "\"%s\" service run --name \"%s\"", exe, name);
 		free(abs);
-		svc = CreateServiceA(scm, name, "sluice forwarder",
+		/* Display names are unique too: one per instance (--name). */
+		if (strcmp(name, "sluice") == 0)
+			snprintf(display, sizeof display, "sluice forwarder");
+		else
+			snprintf(display, sizeof display,
+				 "sluice forwarder (%s)", name);
+		svc = CreateServiceA(scm, name, display,
 				     SERVICE_ALL_ACCESS,
 				     SERVICE_WIN32_OWN_PROCESS,
 				     SERVICE_AUTO_START, SERVICE_ERROR_NORMAL,
