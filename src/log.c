@@ -27,7 +27,7 @@
 #include <unistd.h>
 #endif
 
-static volatile int log_level = SL_LOG_INFO;
+static _Atomic int log_level = SL_LOG_INFO; /* read by every thread */
 static int log_syslog;
 #ifdef _WIN32
 static HANDLE log_event;
@@ -46,9 +46,9 @@ static HANDLE event_source(void)
 /* Where lines are written when not to syslog: stderr or the log file.
  * Reopening swaps the file in with dup2, so writers never see a closed
  * descriptor. */
-static volatile int log_fd = 2;
+static _Atomic int log_fd = 2;
 static char *log_path;
-static volatile int log_mirror; /* errors and warnings to stderr as well */
+static _Atomic int log_mirror; /* errors and warnings to stderr as well */
 
 /* Access records: with the log (ACC_LOG), nowhere, or their own sink. */
 enum { ACC_LOG, ACC_OFF, ACC_FD, ACC_SYSLOG };

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr.h"
 #include "endpoint.h"
 #include "loop/loop.h"
 
@@ -39,6 +40,16 @@ const char *sl_strerror(int err);
  */
 int sl_net_init(void);
 void sl_net_shutdown(void);
+
+/*
+ * Host names: answers are kept and looked up again in the background once
+ * older than ms (default 10 s); a connect never waits for such a refresh,
+ * and a refresh that fails keeps the last good addresses.  Any thread.
+ */
+void sl_net_set_resolve_interval(uint64_t ms);
+/* Look host up now, in the background, so the first connect finds the
+ * answer ready (and refresh it when old).  Any thread. */
+void sl_net_prefetch(const char *host);
 
 typedef struct sl_stream sl_stream;
 typedef struct sl_listener sl_listener;
@@ -172,6 +183,15 @@ void sl_stream_close_reset(sl_stream *s, sl_close_cb cb);
  */
 int sl_stream_peer_name(const sl_stream *s, char *buf, size_t len);
 int sl_stream_local_name(const sl_stream *s, char *buf, size_t len);
+
+/*
+ * The peer's (or this end's) IP address and port, for access lists, PROXY
+ * headers and hashing.  A Unix socket or a named pipe has none: family
+ * SL_AF_NONE, and 0.  An IPv4 client of a dual-stack listener comes as
+ * the IPv4-mapped IPv6 address the OS reports.  0 or -errno.
+ */
+int sl_stream_peer_addr(const sl_stream *s, sl_ipaddr *out);
+int sl_stream_local_addr(const sl_stream *s, sl_ipaddr *out);
 
 /* ---- listeners ---------------------------------------------------------- */
 

@@ -3,6 +3,11 @@
  * workers (two, so one slow name does not hold up every other), and a small
  * cache.
  *
+ * Answers stay in the cache; one older than the refresh interval is still
+ * given at once (a connect never waits for a refresh) while a background
+ * job looks the name up again.  A refresh that fails keeps the last good
+ * addresses; one that finds others says so in the log.
+ *
  * Cancellation: sl_resolve_cancel sets job->cancelled under res.lock.  A
  * worker decides under the same lock, once the answer is in, whether to
  * post the job back (then the result task frees it, and sees the flag if a
@@ -13,6 +18,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +27,7 @@
 #include <netinet/in.h>
 #endif
 
+#include "log.h"
 #include "net.h"
 
 #define SL_RESOLVER_THREADS 2
@@ -29,7 +36,7 @@
 struct sl_resolve {
 	sl_task task;
 	sl_resolve *next; /* resolver queue */
-	sl_loop *loop;
+	sl_loop *loop;    /* NULL: a refresh, nobody waits for the answer */
 	sl_resolve_cb cb;
 	void *arg;
 	int cancelled; /* written under res.lock */
@@ -43,6 +50,7 @@ struct sl_resolve {
 struct cache_entry {
 	struct cache_entry *next;
 	uint64_t stamp; /* sl_clock_ms() of the last good answer */
+	int refreshing; /* a refresh job is queued or running */
 	size_t n;
 	struct sl_addr addrs[SL_RESOLVE_MAX_ADDRS];
 	char host[];
@@ -58,9 +66,12 @@ static struct {
 	unsigned nthreads;
 	struct cache_entry *cache; /* most recently stored first */
 	size_t cache_len;
+	uint64_t interval_ms; /* refresh answers older than this */
+	sl_lookup_fn lookup_fn; /* NULL: getaddrinfo() */
 } res = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.cond = PTHREAD_COND_INITIALIZER,
+	.interval_ms = SL_RESOLVE_TTL_MS,
 };
 
 static void set_port(struct sl_addr *a, uint16_t port)
@@ -69,6 +80,25 @@ static void set_port(struct sl_addr *a, uint16_t port)
 		((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
 	else if (a->ss.ss_family == AF_INET6)
 		((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
+}
+
+void sl_sockaddr_ip(const struct sockaddr *sa, size_t len, sl_ipaddr *out)
+{
+	memset(out, 0, sizeof *out);
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		out->family = SL_AF_INET4;
+		out->port = ntohs(in->sin_port);
+		memcpy(out->ip, &in->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6 &&
+		   len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		out->family = SL_AF_INET6;
+		out->port = ntohs(in6->sin6_port);
+		memcpy(out->ip, &in6->sin6_addr, 16);
+	}
 }
 
 static int lookup(const char *host, uint16_t port, int flags,
@@ -126,16 +156,64 @@ static struct cache_entry *cache_find(const char *host)
 	return NULL;
 }
 
+/* The same addresses, ports aside, in any order. */
+static int same_addrs(const struct sl_addr *a, size_t na,
+		      const struct sl_addr *b, size_t nb)
+{
+	if (na != nb)
+		return 0;
+	for (size_t i = 0; i < na; i++) {
+		sl_ipaddr x, y;
+		size_t j;
+
+		sl_sockaddr_ip((const struct sockaddr *)&a[i].ss, a[i].len, &x);
+		for (j = 0; j < nb; j++) {
+			sl_sockaddr_ip((const struct sockaddr *)&b[j].ss,
+				       b[j].len, &y);
+			if (x.family == y.family &&
+			    memcmp(x.ip, y.ip, sizeof x.ip) == 0)
+				break;
+		}
+		if (j == nb)
+			return 0;
+	}
+	return 1;
+}
+
+static const char *addrs_text(const struct sl_addr *a, size_t n, char *buf,
+			      size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && off + 1 < len; i++) {
+		char t[SL_IPADDR_TEXT_MAX];
+		sl_ipaddr x;
+		int w;
+
+		sl_sockaddr_ip((const struct sockaddr *)&a[i].ss, a[i].len, &x);
+		sl_ipaddr_format(&x, t, sizeof t);
+		w = snprintf(buf + off, len - off, "%s%s", i ? " " : "", t);
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+	return buf;
+}
+
 static void cache_store(const char *host, const struct sl_addr *addrs,
 			size_t n, uint64_t now)
 {
 	struct cache_entry *e = cache_find(host), **pp;
 	size_t hlen = strlen(host) + 1;
+	char text[512];
 
 	if (e == NULL) {
 		e = malloc(sizeof *e + hlen);
 		if (e == NULL)
 			return; /* only the cache suffers */
+		e->refreshing = 0;
+		e->n = 0;
 		memcpy(e->host, host, hlen);
 		e->next = res.cache;
 		res.cache = e;
@@ -149,17 +227,20 @@ static void cache_store(const char *host, const struct sl_addr *addrs,
 			res.cache_len--;
 		}
 	}
+	if (e->n > 0 && !same_addrs(e->addrs, e->n, addrs, n))
+		sl_info("resolver: %s now resolves to %s", host,
+			addrs_text(addrs, n, text, sizeof text));
 	e->stamp = now;
 	e->n = n;
 	memcpy(e->addrs, addrs, n * sizeof *addrs);
 }
 
-/* Copy a cached answer into job; fresh_only: younger than the TTL only. */
+/* Copy a cached answer into job; fresh_only: younger than the interval. */
 static int cache_answer(sl_resolve *job, int fresh_only, uint64_t now)
 {
 	struct cache_entry *e = cache_find(job->host);
 
-	if (e == NULL || (fresh_only && now - e->stamp >= SL_RESOLVE_TTL_MS))
+	if (e == NULL || (fresh_only && now - e->stamp >= res.interval_ms))
 		return 0;
 	job->n = e->n;
 	memcpy(job->addrs, e->addrs, e->n * sizeof *e->addrs);
@@ -179,10 +260,17 @@ static int cache_answer(sl_resolve *job, int fresh_only, uint64_t now)
  */
 static void job_finish_locked(sl_resolve *job)
 {
-	if (job->cancelled)
+	if (job->loop == NULL) { /* a refresh */
+		struct cache_entry *e = cache_find(job->host);
+
+		if (e != NULL)
+			e->refreshing = 0;
 		free(job);
-	else
+	} else if (job->cancelled) {
+		free(job);
+	} else {
 		sl_loop_post(job->loop, &job->task);
+	}
 }
 
 /* On the requesting loop. */
@@ -197,6 +285,7 @@ static void job_done(sl_task *t, int status)
 
 static void *worker(void *unused)
 {
+	sl_lookup_fn fn;
 	sl_resolve *job;
 	uint64_t now;
 	int r;
@@ -218,17 +307,33 @@ static void *worker(void *unused)
 			job_finish_locked(job);
 			continue;
 		}
+
+		fn = res.lookup_fn;
 		pthread_mutex_unlock(&res.lock);
 
-		r = lookup(job->host, job->port, 0, job->addrs,
-			   SL_RESOLVE_MAX_ADDRS, &job->n);
+		if (fn != NULL) {
+			r = fn(job->host, job->addrs, SL_RESOLVE_MAX_ADDRS,
+			       &job->n);
+			for (size_t i = 0; r == 0 && i < job->n; i++)
+				set_port(&job->addrs[i], job->port);
+		} else {
+			r = lookup(job->host, job->port, 0, job->addrs,
+				   SL_RESOLVE_MAX_ADDRS, &job->n);
+		}
 		now = sl_clock_ms();
 
 		pthread_mutex_lock(&res.lock);
-		if (r == 0)
+		if (r == 0) {
 			cache_store(job->host, job->addrs, job->n, now);
-		else if (!cache_answer(job, 0, now))
+		} else if (!cache_answer(job, 0, now)) {
 			job->status = SL_ERESOLVE;
+		} else {
+			sl_warn("resolver: %s did not resolve; keeping its "
+				"last good addresses",
+				job->host);
+			/* Not again before the next interval. */
+			cache_find(job->host)->stamp = now;
+		}
 		job_finish_locked(job);
 	}
 	pthread_mutex_unlock(&res.lock);
@@ -294,18 +399,58 @@ void sl_resolver_shutdown(void)
 	pthread_mutex_unlock(&res.lock);
 }
 
-int sl_resolve_start(sl_loop *loop, const char *host, uint16_t port,
-		     sl_resolve_cb cb, void *arg, sl_resolve **out)
+static sl_resolve *job_new(const char *host)
 {
 	size_t hlen = strlen(host) + 1;
-	sl_resolve *job;
+	sl_resolve *job = malloc(sizeof *job + hlen);
 
-	job = malloc(sizeof *job + hlen);
 	if (job == NULL)
-		return -ENOMEM;
+		return NULL;
 	memset(job, 0, sizeof *job);
 	memcpy(job->host, host, hlen);
 	sl_task_init(&job->task, job_done, job);
+	return job;
+}
+
+static void enqueue_locked(sl_resolve *job)
+{
+	if (res.tail != NULL)
+		res.tail->next = job;
+	else
+		res.head = job;
+	res.tail = job;
+	pthread_cond_signal(&res.cond);
+}
+
+/*
+ * Under res.lock: when host's answer is older than the interval and no
+ * refresh is on its way, queue one.  A name never looked up is queued as
+ * well when queue_new says so (a prefetch).
+ */
+static void refresh_locked(const char *host, uint64_t now, int queue_new)
+{
+	struct cache_entry *e = cache_find(host);
+	sl_resolve *job;
+
+	if (e != NULL && (e->refreshing || now - e->stamp < res.interval_ms))
+		return;
+	if (e == NULL && !queue_new)
+		return;
+	if ((job = job_new(host)) == NULL)
+		return; /* the next connect or prefetch tries again */
+	if (e != NULL)
+		e->refreshing = 1;
+	enqueue_locked(job);
+}
+
+int sl_resolve_start(sl_loop *loop, const char *host, uint16_t port,
+		     sl_resolve_cb cb, void *arg, sl_resolve **out)
+{
+	sl_resolve *job = job_new(host);
+	uint64_t now = sl_clock_ms();
+
+	if (job == NULL)
+		return -ENOMEM;
 	job->loop = loop;
 	job->cb = cb;
 	job->arg = arg;
@@ -317,23 +462,42 @@ int sl_resolve_start(sl_loop *loop, const char *host, uint16_t port,
 		free(job);
 		return -EINVAL;
 	}
-	if (cache_answer(job, 1, sl_clock_ms())) {
-		/* Fresh in the cache: answer without waking a worker; the
-		 * post still keeps the callback out of this call. */
+	if (cache_answer(job, 0, now)) {
+		/* In the cache, fresh or not: answer without waiting for a
+		 * worker (the post still keeps the callback out of this
+		 * call), and refresh in the background if it is old. */
+		refresh_locked(host, now, 0);
 		pthread_mutex_unlock(&res.lock);
 		*out = job;
 		sl_loop_post(loop, &job->task);
 		return 0;
 	}
-	if (res.tail != NULL)
-		res.tail->next = job;
-	else
-		res.head = job;
-	res.tail = job;
-	pthread_cond_signal(&res.cond);
+	enqueue_locked(job);
 	pthread_mutex_unlock(&res.lock);
 	*out = job;
 	return 0;
+}
+
+void sl_net_prefetch(const char *host)
+{
+	pthread_mutex_lock(&res.lock);
+	if (res.running)
+		refresh_locked(host, sl_clock_ms(), 1);
+	pthread_mutex_unlock(&res.lock);
+}
+
+void sl_net_set_resolve_interval(uint64_t ms)
+{
+	pthread_mutex_lock(&res.lock);
+	res.interval_ms = ms > 0 ? ms : SL_RESOLVE_TTL_MS;
+	pthread_mutex_unlock(&res.lock);
+}
+
+void sl_resolver_set_lookup(sl_lookup_fn fn)
+{
+	pthread_mutex_lock(&res.lock);
+	res.lookup_fn = fn;
+	pthread_mutex_unlock(&res.lock);
 }
 
 void sl_resolve_cancel(sl_resolve *r)

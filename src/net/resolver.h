@@ -3,9 +3,10 @@
  *
  * getaddrinfo() blocks, sometimes for seconds, so loops never call it for a
  * name: resolver threads do, and post the answer back to the asking loop as
- * a task.  Successful answers are cached per host name for
- * SL_RESOLVE_TTL_MS; when a refresh fails, the last good answer is used
- * instead (an upstream keeps working through a DNS outage).
+ * a task.  Successful answers are cached per host name and refreshed in
+ * the background once older than the interval (sl_net_set_resolve_interval,
+ * default SL_RESOLVE_TTL_MS); when a refresh fails, the last good answer is
+ * used instead (an upstream keeps working through a DNS outage).
  *
  * Literal addresses never reach the threads: sl_resolve_numeric() turns them
  * into socket addresses on the spot.
@@ -23,6 +24,7 @@
 #include <sys/socket.h>
 #endif
 
+#include "addr.h"
 #include "loop/loop.h"
 
 #define SL_RESOLVE_TTL_MS 10000
@@ -43,9 +45,21 @@ typedef struct sl_resolve sl_resolve;
 typedef void (*sl_resolve_cb)(void *arg, int status,
 			      const struct sl_addr *addrs, size_t n);
 
+/* A socket address as an sl_ipaddr (SL_AF_NONE when not IPv4/IPv6). */
+void sl_sockaddr_ip(const struct sockaddr *sa, size_t len, sl_ipaddr *out);
+
 /* Start and stop the resolver threads (sl_net_init, sl_net_shutdown). */
 int sl_resolver_init(void);
 void sl_resolver_shutdown(void);
+
+/*
+ * Tests: look names up with fn instead of getaddrinfo() (NULL: back to
+ * it).  fn fills up to max addresses (ports are set afterwards) and
+ * returns 0 or SL_ERESOLVE.  Any thread.
+ */
+typedef int (*sl_lookup_fn)(const char *host, struct sl_addr *addrs,
+			    size_t max, size_t *n);
+void sl_resolver_set_lookup(sl_lookup_fn fn);
 
 /*
  * Look host up for TCP on port, from loop's thread.  On 0, *out names the

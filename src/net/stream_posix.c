@@ -1293,6 +1293,39 @@ int sl_stream_local_name(const sl_stream *s, char *buf, size_t len)
 	return name_of(s, buf, len, 0);
 }
 
+static int addr_of(const sl_stream *s, sl_ipaddr *out, int peer)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	int r;
+
+	memset(out, 0, sizeof *out);
+	if (s == NULL || s->fd < 0)
+		return -ENOTCONN;
+	if (s->kind != SL_EP_TCP)
+		return 0;
+	if (peer && s->peer_len > 0) {
+		sl_sockaddr_ip(&s->peer.sa, s->peer_len, out);
+		return 0;
+	}
+	r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &sl)
+		 : getsockname(s->fd, (struct sockaddr *)&ss, &sl);
+	if (r < 0)
+		return -errno;
+	sl_sockaddr_ip((struct sockaddr *)&ss, sl, out);
+	return 0;
+}
+
+int sl_stream_peer_addr(const sl_stream *s, sl_ipaddr *out)
+{
+	return addr_of(s, out, 1);
+}
+
+int sl_stream_local_addr(const sl_stream *s, sl_ipaddr *out)
+{
+	return addr_of(s, out, 0);
+}
+
 /* ---- process-wide ------------------------------------------------------- */
 
 int sl_net_init(void)

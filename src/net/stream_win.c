@@ -215,6 +215,34 @@ int sl_stream_local_name(const sl_stream *s, char *buf, size_t len)
 	return name_of(s, buf, len, 0);
 }
 
+static int addr_of(const sl_stream *s, sl_ipaddr *out, int peer)
+{
+	memset(out, 0, sizeof *out);
+	if (s == NULL)
+		return -ENOTCONN;
+	if (s->kind != SL_EP_TCP)
+		return 0;
+	if (peer && s->peer_len > 0)
+		sl_sockaddr_ip((const struct sockaddr *)&s->peer,
+			       (size_t)s->peer_len, out);
+	else if (!peer && s->local_len > 0)
+		sl_sockaddr_ip((const struct sockaddr *)&s->local,
+			       (size_t)s->local_len, out);
+	else
+		return -ENOTCONN;
+	return 0;
+}
+
+int sl_stream_peer_addr(const sl_stream *s, sl_ipaddr *out)
+{
+	return addr_of(s, out, 1);
+}
+
+int sl_stream_local_addr(const sl_stream *s, sl_ipaddr *out)
+{
+	return addr_of(s, out, 0);
+}
+
 /* ---- deferred completions ------------------------------------------------ */
 
 static void stream_task(sl_task *t, int status);
