@@ -676,6 +676,98 @@ static int get_endpoint(struct ctx *c, const struct node *k,
 	return 0;
 }
 
+/* true or false, as written (YAML 1.1's yes/no/on/off are refused: a
+ * reader cannot tell them from strings). */
+static int get_bool(struct ctx *c, const struct node *k, const struct node *v,
+		    int *out)
+{
+	const char *s = scalar(c, k, v, "true or false");
+	struct qbuf q;
+
+	if (s == NULL)
+		return -1;
+	if (strcmp(s, "true") == 0)
+		*out = 1;
+	else if (strcmp(s, "false") == 0)
+		*out = 0;
+	else
+		return fail(c, v, "%s: '%s' is not a boolean (expected true or "
+				  "false)",
+			    k->text, quote(&q, s));
+	return 0;
+}
+
+#define EXP_CIDRS "a CIDR such as 10.0.0.0/8 or 2001:db8::/32, or a list of " \
+		  "those"
+#define CIDRS_MAX 100000
+
+/* One CIDR or a list of them. */
+static int get_cidrs(struct ctx *c, const struct node *k, const struct node *v,
+		     sl_cidr **out, size_t *nout)
+{
+	const struct node *const *item = NULL;
+	size_t n = 1;
+
+	if (v->kind == N_SEQ) {
+		item = (const struct node *const *)v->kid;
+		n = v->nkid;
+		/* "Nobody" or "anybody"?  An empty trusted_proxies would
+		 * read as the first and act as the second. */
+		if (n == 0)
+			return fail(c, v, "%s: empty list (expected at least "
+					  "one CIDR such as 10.0.0.0/8)",
+				    k->text);
+	} else if (v->kind != N_SCALAR || v->null) {
+		return fail(c, v, "%s %s (expected %s)", k->text,
+			    v->kind == N_SCALAR ? "has no value"
+			    : v->kind == N_MAP  ? "is a mapping"
+						: "is a sequence",
+			    EXP_CIDRS);
+	}
+	if (n > CIDRS_MAX)
+		return fail(c, v, "%s: %zu entries (expected at most %u)",
+			    k->text, n, CIDRS_MAX);
+	free(*out);
+	*nout = 0;
+	if ((*out = calloc(n ? n : 1, sizeof **out)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const struct node *e = item != NULL ? item[i] : v;
+		char cerr[160] = "";
+
+		if (e->kind != N_SCALAR || e->null)
+			return fail(c, e, "%s item is %s (expected a CIDR such "
+					  "as 10.0.0.0/8)",
+				    k->text,
+				    e->kind == N_SCALAR ? "empty"
+							: kind_name(e->kind));
+		/* Its messages quote the text where that helps. */
+		if (sl_cidr_parse(e->text, &(*out)[i], cerr, sizeof cerr) < 0)
+			return fail(c, e, "%s: %s", k->text,
+				    cerr[0] ? cerr : "not a CIDR");
+		*nout = i + 1;
+	}
+	return 0;
+}
+
+static int set_acl_allow(struct ctx *c, const struct node *k,
+			 const struct node *v, sl_acl_conf *a)
+{
+	return get_cidrs(c, k, v, &a->allow, &a->nallow);
+}
+
+static int set_acl_deny(struct ctx *c, const struct node *k,
+			const struct node *v, sl_acl_conf *a)
+{
+	return get_cidrs(c, k, v, &a->deny, &a->ndeny);
+}
+
+static void acl_conf_free(sl_acl_conf *a)
+{
+	free(a->allow);
+	free(a->deny);
+}
+
 /* ---- top level ---- */
 
 #define EXP_THREADS "auto or 1-1024"
@@ -874,6 +966,100 @@ static int set_access_log(struct ctx *c, const struct node *k,
 static int set_routes(struct ctx *c, const struct node *k,
 		      const struct node *v, void *obj);
 
+static int set_top_allow(struct ctx *c, const struct node *k,
+			 const struct node *v, void *obj)
+{
+	return set_acl_allow(c, k, v, &((sl_config *)obj)->acl);
+}
+
+static int set_top_deny(struct ctx *c, const struct node *k,
+			const struct node *v, void *obj)
+{
+	return set_acl_deny(c, k, v, &((sl_config *)obj)->acl);
+}
+
+#define EXP_RESOLVE "a duration 1s-1d such as 30s"
+
+static int set_resolve_interval(struct ctx *c, const struct node *k,
+				const struct node *v, void *obj)
+{
+	sl_config *cfg = obj;
+	struct qbuf q;
+
+	if (get_duration(c, k, v, 1000, EXP_RESOLVE,
+			 &cfg->resolve_interval_ms) < 0)
+		return -1;
+	if (cfg->resolve_interval_ms > 86400000)
+		return fail(c, v, "%s: '%s' is out of range (expected %s)",
+			    k->text, quote(&q, v->text), EXP_RESOLVE);
+	return 0;
+}
+
+/* ---- admin ---- */
+
+#define EXP_ADMIN "a mapping with listen (and allow, deny), an endpoint, or a port"
+#define EXP_ADMIN_LISTEN "an endpoint such as tcp://127.0.0.1:9090, or a port"
+
+/* An endpoint, or a bare port for that port on 127.0.0.1: the admin
+ * listener is on loopback unless the config names another address. */
+static int get_admin_endpoint(struct ctx *c, const struct node *k,
+			      const struct node *v, const char *expect,
+			      sl_admin_conf *a)
+{
+	struct node port;
+	char text[32];
+	uint64_t n;
+
+	if (v->kind != N_SCALAR || v->null || v->text[0] < '0' ||
+	    v->text[0] > '9')
+		return get_endpoint(c, k, v, expect, &a->ep, &a->address,
+				    &a->mark);
+	if (get_uint(c, k, v, 1, 65535, "a port 1-65535 or an endpoint",
+		     &n) < 0)
+		return -1;
+	snprintf(text, sizeof text, "tcp://127.0.0.1:%u", (unsigned)n);
+	port = *v;
+	port.text = text;
+	return get_endpoint(c, k, &port, expect, &a->ep, &a->address,
+			    &a->mark);
+}
+
+static int set_admin_listen(struct ctx *c, const struct node *k,
+			    const struct node *v, void *obj)
+{
+	return get_admin_endpoint(c, k, v, EXP_ADMIN_LISTEN, obj);
+}
+
+static int set_admin_allow(struct ctx *c, const struct node *k,
+			   const struct node *v, void *obj)
+{
+	return set_acl_allow(c, k, v, &((sl_admin_conf *)obj)->acl);
+}
+
+static int set_admin_deny(struct ctx *c, const struct node *k,
+			  const struct node *v, void *obj)
+{
+	return set_acl_deny(c, k, v, &((sl_admin_conf *)obj)->acl);
+}
+
+static const struct key admin_keys[] = {
+	{ "listen", set_admin_listen, EXP_ADMIN_LISTEN, 1 },
+	{ "allow", set_admin_allow, EXP_CIDRS, 0 },
+	{ "deny", set_admin_deny, EXP_CIDRS, 0 },
+};
+
+static int set_admin(struct ctx *c, const struct node *k,
+		     const struct node *v, void *obj)
+{
+	sl_config *cfg = obj;
+	const struct node *seen[NKEYS(admin_keys)];
+
+	if (v->kind == N_MAP)
+		return walk_map(c, v, "in admin", admin_keys,
+				NKEYS(admin_keys), &cfg->admin, seen);
+	return get_admin_endpoint(c, k, v, EXP_ADMIN, &cfg->admin);
+}
+
 static const struct key top_keys[] = {
 	{ "threads", set_threads, EXP_THREADS, 0 },
 	{ "max_connections", set_global_max_conn, EXP_MAXCONN, 0 },
@@ -885,6 +1071,10 @@ static const struct key top_keys[] = {
 	{ "user", set_user, EXP_USER, 0 },
 	{ "group", set_run_group, EXP_GROUP, 0 },
 	{ "access_log", set_access_log, EXP_ACCESS, 0 },
+	{ "allow", set_top_allow, EXP_CIDRS, 0 },
+	{ "deny", set_top_deny, EXP_CIDRS, 0 },
+	{ "resolve_interval", set_resolve_interval, EXP_RESOLVE, 0 },
+	{ "admin", set_admin, EXP_ADMIN, 0 },
 	{ "routes", set_routes, EXP_ROUTES, 1 },
 };
 
@@ -1010,7 +1200,48 @@ static int set_backlog(struct ctx *c, const struct node *k,
 	return 0;
 }
 
-enum { LK_ADDRESS, LK_MODE, LK_OWNER, LK_GROUP, LK_SECURITY, LK_BACKLOG };
+static int set_accept_proxy(struct ctx *c, const struct node *k,
+			    const struct node *v, void *obj)
+{
+	return get_bool(c, k, v, &((struct listen_walk *)obj)->lc->accept_proxy);
+}
+
+#define EXP_PROXY_TIMEOUT "a duration 1ms-1h such as 5s"
+
+static int set_proxy_timeout(struct ctx *c, const struct node *k,
+			     const struct node *v, void *obj)
+{
+	sl_listen_conf *lc = ((struct listen_walk *)obj)->lc;
+	struct qbuf q;
+
+	if (get_duration(c, k, v, 1, EXP_PROXY_TIMEOUT,
+			 &lc->proxy_timeout_ms) < 0)
+		return -1;
+	if (lc->proxy_timeout_ms > 3600000)
+		return fail(c, v, "%s: '%s' is out of range (expected %s)",
+			    k->text, quote(&q, v->text), EXP_PROXY_TIMEOUT);
+	return 0;
+}
+
+static int set_trusted(struct ctx *c, const struct node *k,
+		       const struct node *v, void *obj)
+{
+	sl_listen_conf *lc = ((struct listen_walk *)obj)->lc;
+
+	return get_cidrs(c, k, v, &lc->trusted, &lc->ntrusted);
+}
+
+enum {
+	LK_ADDRESS,
+	LK_MODE,
+	LK_OWNER,
+	LK_GROUP,
+	LK_SECURITY,
+	LK_BACKLOG,
+	LK_ACCEPT_PROXY,
+	LK_PROXY_TIMEOUT,
+	LK_TRUSTED,
+};
 
 static const struct key listen_keys[] = {
 	[LK_ADDRESS] = { "address", set_address, EXP_ADDRESS, 1 },
@@ -1019,6 +1250,11 @@ static const struct key listen_keys[] = {
 	[LK_GROUP] = { "group", set_group, EXP_GROUP, 0 },
 	[LK_SECURITY] = { "security", set_security, EXP_SECURITY, 0 },
 	[LK_BACKLOG] = { "backlog", set_backlog, EXP_BACKLOG, 0 },
+	[LK_ACCEPT_PROXY] = { "accept_proxy", set_accept_proxy,
+			      "true or false", 0 },
+	[LK_PROXY_TIMEOUT] = { "proxy_timeout", set_proxy_timeout,
+			       EXP_PROXY_TIMEOUT, 0 },
+	[LK_TRUSTED] = { "trusted_proxies", set_trusted, EXP_CIDRS, 0 },
 };
 
 static int listen_one(struct ctx *c, const struct node *k,
@@ -1029,6 +1265,7 @@ static int listen_one(struct ctx *c, const struct node *k,
 	const sl_endpoint *ep = &lc->ep;
 
 	lc->mode = -1;
+	lc->proxy_timeout_ms = 5000;
 	if (v->kind == N_SCALAR) {
 		if (get_endpoint(c, k, v, EXP_LISTEN, &lc->ep, &lc->address,
 				 &lc->mark) < 0)
@@ -1064,6 +1301,12 @@ static int listen_one(struct ctx *c, const struct node *k,
 		return fail(c, seen[LK_SECURITY],
 			    "security is not for this listener (expected only "
 			    "with a pipe: address)");
+	for (size_t j = LK_PROXY_TIMEOUT; j <= LK_TRUSTED; j++)
+		if (seen[j] != NULL && !lc->accept_proxy)
+			return fail(c, seen[j],
+				    "%s is only for a listener with "
+				    "accept_proxy: true",
+				    listen_keys[j].name);
 	return check_listen_unique(c, w.address, lc);
 }
 
@@ -1080,8 +1323,50 @@ static int set_up_address(struct ctx *c, const struct node *k,
 			    &uc->mark);
 }
 
+#define EXP_WEIGHT "1-256"
+#define EXP_SEND_PROXY "v1 or v2"
+
+static int set_weight(struct ctx *c, const struct node *k,
+		      const struct node *v, void *obj)
+{
+	uint64_t n;
+
+	if (get_uint(c, k, v, 1, 256, EXP_WEIGHT, &n) < 0)
+		return -1;
+	((sl_upstream_conf *)obj)->weight = (unsigned)n;
+	return 0;
+}
+
+static int set_backup(struct ctx *c, const struct node *k,
+		      const struct node *v, void *obj)
+{
+	return get_bool(c, k, v, &((sl_upstream_conf *)obj)->backup);
+}
+
+static int set_send_proxy(struct ctx *c, const struct node *k,
+			  const struct node *v, void *obj)
+{
+	const char *s = scalar(c, k, v, EXP_SEND_PROXY);
+	struct qbuf q;
+
+	if (s == NULL)
+		return -1;
+	if (strcmp(s, "v1") == 0)
+		((sl_upstream_conf *)obj)->send_proxy = 1;
+	else if (strcmp(s, "v2") == 0)
+		((sl_upstream_conf *)obj)->send_proxy = 2;
+	else
+		return fail(c, v, "%s: '%s' is not a PROXY protocol version "
+				  "(expected %s)",
+			    k->text, quote(&q, s), EXP_SEND_PROXY);
+	return 0;
+}
+
 static const struct key upstream_keys[] = {
 	{ "address", set_up_address, EXP_ADDRESS, 1 },
+	{ "weight", set_weight, EXP_WEIGHT, 0 },
+	{ "backup", set_backup, "true or false", 0 },
+	{ "send_proxy", set_send_proxy, EXP_SEND_PROXY, 0 },
 };
 
 static int upstream_one(struct ctx *c, const struct node *k,
@@ -1089,6 +1374,7 @@ static int upstream_one(struct ctx *c, const struct node *k,
 {
 	const struct node *seen[NKEYS(upstream_keys)];
 
+	uc->weight = 1;
 	if (v->kind == N_SCALAR)
 		return get_endpoint(c, k, v, EXP_UPSTREAMS, &uc->ep,
 				    &uc->address, &uc->mark);
@@ -1257,6 +1543,328 @@ static int set_buffer_size(struct ctx *c, const struct node *k,
 	return 0;
 }
 
+#define EXP_BALANCE "round-robin, least-connections, random, source-hash " \
+		    "or first"
+
+static int set_balance(struct ctx *c, const struct node *k,
+		       const struct node *v, void *obj)
+{
+	static const struct {
+		const char *name;
+		enum sl_balance b;
+	} names[] = {
+		{ "round-robin", SL_BALANCE_ROUND_ROBIN },
+		{ "least-connections", SL_BALANCE_LEAST_CONN },
+		{ "random", SL_BALANCE_RANDOM },
+		{ "source-hash", SL_BALANCE_SOURCE_HASH },
+		{ "first", SL_BALANCE_FIRST },
+	};
+	const char *s = scalar(c, k, v, EXP_BALANCE);
+	struct qbuf q;
+
+	if (s == NULL)
+		return -1;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if (strcmp(s, names[i].name) == 0) {
+			((sl_route_conf *)obj)->balance = names[i].b;
+			return 0;
+		}
+	}
+	return fail(c, v, "%s: '%s' is not a balancing method (expected %s)",
+		    k->text, quote(&q, s), EXP_BALANCE);
+}
+
+/* ---- health ---- */
+
+#define EXP_HEALTH "a mapping with fails, cooldown and check"
+#define EXP_FAILS "0-1000, 0 = never mark down"
+#define EXP_COOLDOWN "a duration 1ms-1d such as 10s"
+#define EXP_CHECK "a mapping with interval (and timeout, rise, fall, send, " \
+		  "expect)"
+#define EXP_INTERVAL "a duration 10ms-1d such as 5s"
+#define EXP_CHECK_TIMEOUT "a duration 1ms-1d such as 2s, at most the interval"
+#define EXP_RISE_FALL "1-100"
+#define EXP_PROBE "a string of 1-1024 bytes"
+#define PROBE_MAX 1024
+
+static int set_fails(struct ctx *c, const struct node *k,
+		     const struct node *v, void *obj)
+{
+	uint64_t n;
+
+	if (get_uint(c, k, v, 0, 1000, EXP_FAILS, &n) < 0)
+		return -1;
+	((sl_health_conf *)obj)->fails = (unsigned)n;
+	return 0;
+}
+
+/* A duration in [min, max]. */
+static int get_duration_in(struct ctx *c, const struct node *k,
+			   const struct node *v, uint64_t min, uint64_t max,
+			   const char *expect, uint64_t *out)
+{
+	struct qbuf q;
+
+	if (get_duration(c, k, v, min, expect, out) < 0)
+		return -1;
+	if (*out > max)
+		return fail(c, v, "%s: '%s' is out of range (expected %s)",
+			    k->text, quote(&q, v->text), expect);
+	return 0;
+}
+
+static int set_cooldown(struct ctx *c, const struct node *k,
+			const struct node *v, void *obj)
+{
+	return get_duration_in(c, k, v, 1, 86400000, EXP_COOLDOWN,
+			       &((sl_health_conf *)obj)->cooldown_ms);
+}
+
+static int set_interval(struct ctx *c, const struct node *k,
+			const struct node *v, void *obj)
+{
+	return get_duration_in(c, k, v, 10, 86400000, EXP_INTERVAL,
+			       &((sl_health_conf *)obj)->interval_ms);
+}
+
+static int set_check_timeout(struct ctx *c, const struct node *k,
+			     const struct node *v, void *obj)
+{
+	return get_duration_in(c, k, v, 1, 86400000, EXP_CHECK_TIMEOUT,
+			       &((sl_health_conf *)obj)->timeout_ms);
+}
+
+static int get_rise_fall(struct ctx *c, const struct node *k,
+			 const struct node *v, unsigned *out)
+{
+	uint64_t n;
+
+	if (get_uint(c, k, v, 1, 100, EXP_RISE_FALL, &n) < 0)
+		return -1;
+	*out = (unsigned)n;
+	return 0;
+}
+
+static int set_rise(struct ctx *c, const struct node *k, const struct node *v,
+		    void *obj)
+{
+	return get_rise_fall(c, k, v, &((sl_health_conf *)obj)->rise);
+}
+
+static int set_fall(struct ctx *c, const struct node *k, const struct node *v,
+		    void *obj)
+{
+	return get_rise_fall(c, k, v, &((sl_health_conf *)obj)->fall);
+}
+
+/* Bytes to send or expect: any text but NUL (the YAML reader refuses
+ * those), escapes as YAML's double-quoted strings write them ("\r\n"). */
+static int get_probe(struct ctx *c, const struct node *k, const struct node *v,
+		     char **out, size_t *len)
+{
+	const char *s = scalar(c, k, v, EXP_PROBE);
+	struct qbuf q;
+	size_t n;
+
+	if (s == NULL)
+		return -1;
+	n = strlen(s);
+	if (n == 0 || n > PROBE_MAX)
+		return fail(c, v, "%s: '%s' has a bad length (expected %s)",
+			    k->text, quote(&q, s), EXP_PROBE);
+	free(*out);
+	if ((*out = strdup(s)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	*len = n;
+	return 0;
+}
+
+static int set_send(struct ctx *c, const struct node *k, const struct node *v,
+		    void *obj)
+{
+	sl_health_conf *h = obj;
+
+	return get_probe(c, k, v, &h->send, &h->send_len);
+}
+
+static int set_expect(struct ctx *c, const struct node *k,
+		      const struct node *v, void *obj)
+{
+	sl_health_conf *h = obj;
+
+	return get_probe(c, k, v, &h->expect, &h->expect_len);
+}
+
+enum { CK_INTERVAL, CK_TIMEOUT, CK_RISE, CK_FALL, CK_SEND, CK_EXPECT };
+
+static const struct key check_keys[] = {
+	[CK_INTERVAL] = { "interval", set_interval, EXP_INTERVAL, 1 },
+	[CK_TIMEOUT] = { "timeout", set_check_timeout, EXP_CHECK_TIMEOUT, 0 },
+	[CK_RISE] = { "rise", set_rise, EXP_RISE_FALL, 0 },
+	[CK_FALL] = { "fall", set_fall, EXP_RISE_FALL, 0 },
+	[CK_SEND] = { "send", set_send, EXP_PROBE, 0 },
+	[CK_EXPECT] = { "expect", set_expect, EXP_PROBE, 0 },
+};
+
+static int set_check(struct ctx *c, const struct node *k,
+		     const struct node *v, void *obj)
+{
+	sl_health_conf *h = obj;
+	const struct node *seen[NKEYS(check_keys)];
+
+	if (v->kind != N_MAP)
+		return fail(c, v, "%s is %s (expected %s)", k->text,
+			    v->kind == N_SCALAR && v->null ? "empty"
+							   : kind_name(v->kind),
+			    EXP_CHECK);
+	if (walk_map(c, v, "in check", check_keys, NKEYS(check_keys), h,
+		     seen) < 0)
+		return -1;
+	if (seen[CK_TIMEOUT] == NULL)
+		h->timeout_ms = h->interval_ms < 2000 ? h->interval_ms : 2000;
+	else if (h->timeout_ms > h->interval_ms)
+		return fail(c, seen[CK_TIMEOUT],
+			    "timeout is longer than the interval (expected "
+			    "%s)",
+			    EXP_CHECK_TIMEOUT);
+	return 0;
+}
+
+static const struct key health_keys[] = {
+	{ "fails", set_fails, EXP_FAILS, 0 },
+	{ "cooldown", set_cooldown, EXP_COOLDOWN, 0 },
+	{ "check", set_check, EXP_CHECK, 0 },
+};
+
+static int set_health(struct ctx *c, const struct node *k,
+		      const struct node *v, void *obj)
+{
+	const struct node *seen[NKEYS(health_keys)];
+
+	if (v->kind != N_MAP)
+		return fail(c, v, "%s is %s (expected %s)", k->text,
+			    v->kind == N_SCALAR && v->null ? "empty"
+							   : kind_name(v->kind),
+			    EXP_HEALTH);
+	return walk_map(c, v, "in health", health_keys, NKEYS(health_keys),
+			&((sl_route_conf *)obj)->health, seen);
+}
+
+/* ---- queue, access, limits, timeouts ---- */
+
+#define EXP_QUEUE "a mapping with max (and timeout)"
+#define EXP_QUEUE_MAX "1-1000000"
+#define EXP_QUEUE_TIMEOUT "a duration 1ms-1h such as 10s"
+
+static int set_queue_max(struct ctx *c, const struct node *k,
+			 const struct node *v, void *obj)
+{
+	uint64_t n;
+
+	if (get_uint(c, k, v, 1, 1000000, EXP_QUEUE_MAX, &n) < 0)
+		return -1;
+	((sl_route_conf *)obj)->queue_max = (unsigned)n;
+	return 0;
+}
+
+static int set_queue_timeout(struct ctx *c, const struct node *k,
+			     const struct node *v, void *obj)
+{
+	return get_duration_in(c, k, v, 1, 3600000, EXP_QUEUE_TIMEOUT,
+			       &((sl_route_conf *)obj)->queue_timeout_ms);
+}
+
+static const struct key queue_keys[] = {
+	{ "max", set_queue_max, EXP_QUEUE_MAX, 1 },
+	{ "timeout", set_queue_timeout, EXP_QUEUE_TIMEOUT, 0 },
+};
+
+static int set_queue(struct ctx *c, const struct node *k,
+		     const struct node *v, void *obj)
+{
+	const struct node *seen[NKEYS(queue_keys)];
+
+	if (v->kind != N_MAP)
+		return fail(c, v, "%s is %s (expected %s)", k->text,
+			    v->kind == N_SCALAR && v->null ? "empty"
+							   : kind_name(v->kind),
+			    EXP_QUEUE);
+	return walk_map(c, v, "in queue", queue_keys, NKEYS(queue_keys), obj,
+			seen);
+}
+
+static int set_route_allow(struct ctx *c, const struct node *k,
+			   const struct node *v, void *obj)
+{
+	return set_acl_allow(c, k, v, &((sl_route_conf *)obj)->acl);
+}
+
+static int set_route_deny(struct ctx *c, const struct node *k,
+			  const struct node *v, void *obj)
+{
+	return set_acl_deny(c, k, v, &((sl_route_conf *)obj)->acl);
+}
+
+#define EXP_PER_CLIENT "0-1000000, 0 = unlimited"
+
+static int set_per_client(struct ctx *c, const struct node *k,
+			  const struct node *v, void *obj)
+{
+	uint64_t n;
+
+	if (get_uint(c, k, v, 0, 1000000, EXP_PER_CLIENT, &n) < 0)
+		return -1;
+	((sl_route_conf *)obj)->max_per_client = (unsigned)n;
+	return 0;
+}
+
+#define EXP_RATE "N/s, N/m or N/h with N 1-1000000, such as 100/s"
+
+static int set_rate_limit(struct ctx *c, const struct node *k,
+			  const struct node *v, void *obj)
+{
+	sl_route_conf *rc = obj;
+	const char *s = scalar(c, k, v, EXP_RATE);
+	const char *slash;
+	struct qbuf q;
+	uint64_t n;
+
+	if (s == NULL)
+		return -1;
+	slash = strchr(s, '/');
+	if (slash == NULL || parse_digits(s, slash, &n) < 0 ||
+	    (s[0] == '0' && slash - s > 1) ||
+	    (strcmp(slash, "/s") != 0 && strcmp(slash, "/m") != 0 &&
+	     strcmp(slash, "/h") != 0))
+		return fail(c, v, "%s: '%s' is not a rate (expected %s)",
+			    k->text, quote(&q, s), EXP_RATE);
+	if (n < 1 || n > 1000000)
+		return fail(c, v, "%s: '%s' is out of range (expected %s)",
+			    k->text, quote(&q, s), EXP_RATE);
+	rc->rate_count = (unsigned)n;
+	rc->rate_period_ms = slash[1] == 's'   ? 1000
+			     : slash[1] == 'm' ? 60000
+					       : 3600000;
+	return 0;
+}
+
+#define EXP_HALF_CLOSED "a duration 0-365d such as 30s, 0 = as idle_timeout"
+#define EXP_MAX_DURATION "a duration 0-365d such as 8h, 0 = none"
+
+static int set_half_closed(struct ctx *c, const struct node *k,
+			   const struct node *v, void *obj)
+{
+	return get_duration(c, k, v, 0, EXP_HALF_CLOSED,
+			    &((sl_route_conf *)obj)->half_closed_timeout_ms);
+}
+
+static int set_max_duration(struct ctx *c, const struct node *k,
+			    const struct node *v, void *obj)
+{
+	return get_duration(c, k, v, 0, EXP_MAX_DURATION,
+			    &((sl_route_conf *)obj)->max_duration_ms);
+}
+
 static const struct key route_keys[] = {
 	{ "name", set_name, EXP_NAME, 1 },
 	{ "listen", set_listen, EXP_LISTEN, 1 },
@@ -1266,7 +1874,31 @@ static const struct key route_keys[] = {
 	{ "connect_attempts", set_attempts, EXP_ATTEMPTS, 0 },
 	{ "max_connections", set_route_max_conn, EXP_MAXCONN, 0 },
 	{ "buffer_size", set_buffer_size, EXP_BUFFER, 0 },
+	{ "balance", set_balance, EXP_BALANCE, 0 },
+	{ "health", set_health, EXP_HEALTH, 0 },
+	{ "queue", set_queue, EXP_QUEUE, 0 },
+	{ "allow", set_route_allow, EXP_CIDRS, 0 },
+	{ "deny", set_route_deny, EXP_CIDRS, 0 },
+	{ "max_connections_per_client", set_per_client, EXP_PER_CLIENT, 0 },
+	{ "rate_limit", set_rate_limit, EXP_RATE, 0 },
+	{ "half_closed_timeout", set_half_closed, EXP_HALF_CLOSED, 0 },
+	{ "max_duration", set_max_duration, EXP_MAX_DURATION, 0 },
 };
+
+/* What only the whole route can judge. */
+static int route_check(struct ctx *c, const struct node *r,
+		       const sl_route_conf *rc)
+{
+	size_t primaries = 0;
+
+	for (size_t i = 0; i < rc->nupstreams; i++)
+		primaries += !rc->upstreams[i].backup;
+	if (primaries == 0)
+		return fail(c, r, "route '%s': every upstream is a backup "
+				  "(expected at least one with backup: false)",
+			    rc->name);
+	return 0;
+}
 
 static int set_routes(struct ctx *c, const struct node *k,
 		      const struct node *v, void *obj)
@@ -1303,13 +1935,44 @@ static int set_routes(struct ctx *c, const struct node *k,
 		rc->connect_timeout_ms = 5000;
 		rc->idle_timeout_ms = 3600000;
 		rc->buffer_size = 65536;
+		rc->health.fails = 3;
+		rc->health.cooldown_ms = 10000;
+		rc->health.rise = 2;
+		rc->health.fall = 3;
+		rc->queue_timeout_ms = 10000;
 		if (walk_map(c, r, "in route", route_keys, NKEYS(route_keys),
 			     rc, seen) < 0)
+			return -1;
+		if (route_check(c, r, rc) < 0)
 			return -1;
 		if (rc->connect_attempts == 0)
 			rc->connect_attempts = rc->nupstreams < ATTEMPTS_MAX
 						       ? (unsigned)rc->nupstreams
 						       : ATTEMPTS_MAX;
+	}
+	return 0;
+}
+
+/* The admin listener takes an endpoint no route listens on. */
+static int admin_check(struct ctx *c, const sl_config *cfg)
+{
+	const sl_admin_conf *a = &cfg->admin;
+	struct qbuf q;
+
+	if (a->address == NULL)
+		return 0;
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		const sl_route_conf *rc = &cfg->routes[i];
+
+		for (size_t j = 0; j < rc->nlisten; j++)
+			if (sl_endpoint_equal(&rc->listen[j].ep, &a->ep))
+				return fail_at(c, a->mark.line, a->mark.col,
+					       "admin: '%s' is already used by "
+					       "route '%s' at %u:%u (each "
+					       "endpoint is listened on once)",
+					       quote(&q, a->address), rc->name,
+					       rc->listen[j].mark.line,
+					       rc->listen[j].mark.col);
 	}
 	return 0;
 }
@@ -1346,9 +2009,11 @@ static int load(struct ctx *c, const char *text, size_t len, sl_config **out)
 	}
 	cfg->drain_timeout_ms = 30000;
 	cfg->log_level = SL_LOG_INFO;
+	cfg->resolve_interval_ms = 30000;
 	c->cfg = cfg;
 	if (walk_map(c, root, "at top level", top_keys, NKEYS(top_keys), cfg,
-		     seen) < 0) {
+		     seen) < 0 ||
+	    admin_check(c, cfg) < 0) {
 		sl_config_free(cfg);
 		node_free(root);
 		return -1;
@@ -1447,13 +2112,20 @@ void sl_config_free(sl_config *cfg)
 			free(rc->listen[j].owner);
 			free(rc->listen[j].group);
 			free(rc->listen[j].security);
+			free(rc->listen[j].trusted);
 		}
 		free(rc->listen);
 		for (size_t j = 0; j < rc->nupstreams; j++)
 			free(rc->upstreams[j].address);
 		free(rc->upstreams);
 		free(rc->name);
+		free(rc->health.send);
+		free(rc->health.expect);
+		acl_conf_free(&rc->acl);
 	}
+	acl_conf_free(&cfg->acl);
+	acl_conf_free(&cfg->admin.acl);
+	free(cfg->admin.address);
 	free(cfg->routes);
 	free(cfg->log);
 	free(cfg->pidfile);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "acl.h"
 #include "net/endpoint.h"
 
 /* Where an item stood in the file, for messages after loading. */
@@ -24,14 +25,54 @@ typedef struct sl_listen_conf {
 	char *group;    /* unix only; NULL = not set */
 	char *security; /* pipe only (SDDL); NULL = not set */
 	int backlog;    /* 0 = default */
+	/* PROXY protocol header expected first on every connection. */
+	int accept_proxy;
+	uint64_t proxy_timeout_ms; /* to receive it; default 5000 */
+	sl_cidr *trusted; /* peers that may send it; none = any */
+	size_t ntrusted;
 	sl_conf_mark mark;
 } sl_listen_conf;
 
 typedef struct sl_upstream_conf {
 	sl_endpoint ep;
-	char *address; /* as written */
+	char *address;  /* as written */
+	unsigned weight; /* 1-256; default 1 */
+	int backup;      /* used only while every primary is down */
+	int send_proxy;  /* PROXY protocol version to send: 0 (none), 1, 2 */
 	sl_conf_mark mark;
 } sl_upstream_conf;
+
+enum sl_balance {
+	SL_BALANCE_ROUND_ROBIN = 0, /* the default */
+	SL_BALANCE_LEAST_CONN,
+	SL_BALANCE_RANDOM, /* power of two choices */
+	SL_BALANCE_SOURCE_HASH,
+	SL_BALANCE_FIRST,
+};
+
+typedef struct sl_health_conf {
+	/* Passive: connect failures in a row that mark an upstream down
+	 * (0 = never), and for how long when there are no active checks. */
+	unsigned fails;       /* default 3 */
+	uint64_t cooldown_ms; /* default 10000 */
+	/* Active checks: off while interval_ms is 0. */
+	uint64_t interval_ms;
+	uint64_t timeout_ms; /* default 2000, at most the interval */
+	unsigned rise;       /* checks passed in a row to be up; default 2 */
+	unsigned fall;       /* checks failed in a row to be down; default 3 */
+	char *send;          /* bytes to send after connecting; NULL = none */
+	size_t send_len;
+	char *expect; /* bytes the reply must begin with; NULL = none */
+	size_t expect_len;
+} sl_health_conf;
+
+/* Access lists as written (judged by sl_acl, see acl.h). */
+typedef struct sl_acl_conf {
+	sl_cidr *allow;
+	size_t nallow;
+	sl_cidr *deny;
+	size_t ndeny;
+} sl_acl_conf;
 
 typedef struct sl_route_conf {
 	char *name;
@@ -43,9 +84,31 @@ typedef struct sl_route_conf {
 	uint64_t idle_timeout_ms;    /* default 3600000 (1h); 0 = none */
 	unsigned connect_attempts;   /* default: number of upstreams, max 16 */
 	unsigned max_connections;    /* 0 = unlimited */
-	size_t buffer_size;          /* per direction; default 16384 */
+	size_t buffer_size;          /* per direction; default 65536 */
+	uint64_t half_closed_timeout_ms; /* 0 = as idle_timeout */
+	uint64_t max_duration_ms;        /* 0 = none */
+	enum sl_balance balance;
+	sl_health_conf health;
+	/* All upstreams down: refuse at once (queue_max 0), or hold up to
+	 * queue_max clients for up to queue_timeout_ms for one to come up. */
+	unsigned queue_max;
+	uint64_t queue_timeout_ms; /* default 10000 */
+	sl_acl_conf acl;
+	unsigned max_per_client; /* open sessions per client address; 0 = any */
+	/* At most rate_count new sessions per rate_period_ms (a token
+	 * bucket of rate_count, refilled evenly); over it, clients wait in
+	 * the listen backlog.  rate_count 0 = no limit. */
+	unsigned rate_count;
+	uint64_t rate_period_ms;
 	sl_conf_mark mark;
 } sl_route_conf;
+
+typedef struct sl_admin_conf {
+	sl_endpoint ep;
+	char *address; /* as written; NULL = no admin listener */
+	sl_acl_conf acl;
+	sl_conf_mark mark;
+} sl_admin_conf;
 
 typedef struct sl_config {
 	char *path;                /* file the config came from */
@@ -59,6 +122,9 @@ typedef struct sl_config {
 	char *user, *group;        /* switch to after binding; NULL = stay */
 	char *access_log;          /* off|stderr|syslog|FILE; NULL = with log */
 	int access_json;           /* access_log format: json (1) or text */
+	sl_acl_conf acl;           /* checked before every route's own */
+	uint64_t resolve_interval_ms; /* re-resolve host names; default 30000 */
+	sl_admin_conf admin;
 	sl_route_conf *routes;
 	size_t nroutes;
 } sl_config;

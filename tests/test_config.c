@@ -313,6 +313,173 @@ static void test_fields(void **state)
 	sl_config_free(cfg);
 }
 
+static const char features_yaml[] =
+	"allow: [10.0.0.0/8, \"::ffff:192.168.0.0/112\"]\n"
+	"deny: 10.9.0.0/16\n"
+	"resolve_interval: 1m\n"
+	"admin: {listen: tcp://127.0.0.1:9090, allow: 127.0.0.1}\n"
+	"routes:\n"
+	"  - name: f\n"
+	"    listen:\n"
+	"      - address: tcp://0.0.0.0:8000\n"
+	"        accept_proxy: true\n"
+	"        proxy_timeout: 3s\n"
+	"        trusted_proxies: [192.0.2.0/24, 2001:db8::/32]\n"
+	"      - tcp://127.0.0.1:8001\n"
+	"    upstreams:\n"
+	"      - {address: tcp://10.0.0.1:80, weight: 3, send_proxy: v2}\n"
+	"      - {address: tcp://10.0.0.2:80, backup: true, send_proxy: v1}\n"
+	"      - tcp://10.0.0.3:80\n"
+	"    balance: source-hash\n"
+	"    health:\n"
+	"      fails: 5\n"
+	"      cooldown: 30s\n"
+	"      check:\n"
+	"        interval: 2s\n"
+	"        rise: 3\n"
+	"        fall: 4\n"
+	"        send: \"PING\\r\\n\"\n"
+	"        expect: \"+PONG\"\n"
+	"    queue: {max: 50, timeout: 20s}\n"
+	"    deny: [10.1.2.3]\n"
+	"    max_connections_per_client: 10\n"
+	"    rate_limit: 600/m\n"
+	"    half_closed_timeout: 15s\n"
+	"    max_duration: 8h\n";
+
+static void test_feature_fields(void **state)
+{
+	char err[512], text[SL_CIDR_TEXT_MAX];
+	sl_config *cfg = NULL;
+	const sl_route_conf *r;
+	const sl_listen_conf *l;
+
+	(void)state;
+	if (sl_config_load_string(features_yaml, strlen(features_yaml),
+				  "features.yaml", &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->acl.nallow, 2);
+	sl_cidr_format(&cfg->acl.allow[1], text, sizeof text);
+	assert_string_equal(text, "192.168.0.0/16"); /* mapped: as IPv4 */
+	assert_int_equal(cfg->acl.ndeny, 1);
+	assert_int_equal(cfg->resolve_interval_ms, 60000);
+	assert_string_equal(cfg->admin.address, "tcp://127.0.0.1:9090");
+	assert_int_equal(cfg->admin.ep.port, 9090);
+	assert_int_equal(cfg->admin.acl.nallow, 1);
+
+	r = &cfg->routes[0];
+	l = &r->listen[0];
+	assert_true(l->accept_proxy);
+	assert_int_equal(l->proxy_timeout_ms, 3000);
+	assert_int_equal(l->ntrusted, 2);
+	sl_cidr_format(&l->trusted[1], text, sizeof text);
+	assert_string_equal(text, "2001:db8::/32");
+	l = &r->listen[1];
+	assert_false(l->accept_proxy);
+	assert_int_equal(l->proxy_timeout_ms, 5000);
+	assert_int_equal(l->ntrusted, 0);
+
+	assert_int_equal(r->upstreams[0].weight, 3);
+	assert_int_equal(r->upstreams[0].send_proxy, 2);
+	assert_false(r->upstreams[0].backup);
+	assert_int_equal(r->upstreams[1].weight, 1);
+	assert_true(r->upstreams[1].backup);
+	assert_int_equal(r->upstreams[1].send_proxy, 1);
+	assert_int_equal(r->upstreams[2].weight, 1);
+	assert_int_equal(r->upstreams[2].send_proxy, 0);
+	assert_int_equal(r->balance, SL_BALANCE_SOURCE_HASH);
+	assert_int_equal(r->health.fails, 5);
+	assert_int_equal(r->health.cooldown_ms, 30000);
+	assert_int_equal(r->health.interval_ms, 2000);
+	assert_int_equal(r->health.timeout_ms, 2000); /* default: min(2s, interval) */
+	assert_int_equal(r->health.rise, 3);
+	assert_int_equal(r->health.fall, 4);
+	assert_int_equal(r->health.send_len, 6);
+	assert_memory_equal(r->health.send, "PING\r\n", 6);
+	assert_int_equal(r->health.expect_len, 5);
+	assert_memory_equal(r->health.expect, "+PONG", 5);
+	assert_int_equal(r->queue_max, 50);
+	assert_int_equal(r->queue_timeout_ms, 20000);
+	assert_int_equal(r->acl.ndeny, 1);
+	assert_int_equal(r->acl.nallow, 0);
+	assert_int_equal(r->max_per_client, 10);
+	assert_int_equal(r->rate_count, 600);
+	assert_int_equal(r->rate_period_ms, 60000);
+	assert_int_equal(r->half_closed_timeout_ms, 15000);
+	assert_int_equal(r->max_duration_ms, 8 * 3600000);
+	sl_config_free(cfg);
+}
+
+static void test_feature_defaults(void **state)
+{
+	static const char y[] = "routes:\n"
+				"  - name: a\n"
+				"    listen: tcp://127.0.0.1:1\n"
+				"    upstreams: tcp://127.0.0.1:2\n"
+				"    health: {check: {interval: 500ms}}\n";
+	char err[256];
+	sl_config *cfg = NULL;
+	const sl_route_conf *r;
+
+	(void)state;
+	assert_int_equal(sl_config_load_string(y, strlen(y), NULL, &cfg, err,
+					       sizeof err),
+			 0);
+	assert_int_equal(cfg->acl.nallow + cfg->acl.ndeny, 0);
+	assert_null(cfg->admin.address);
+	assert_int_equal(cfg->resolve_interval_ms, 30000);
+	r = &cfg->routes[0];
+	assert_int_equal(r->balance, SL_BALANCE_ROUND_ROBIN);
+	assert_int_equal(r->upstreams[0].weight, 1);
+	assert_int_equal(r->health.fails, 3);
+	assert_int_equal(r->health.cooldown_ms, 10000);
+	assert_int_equal(r->health.interval_ms, 500);
+	assert_int_equal(r->health.timeout_ms, 500); /* at most the interval */
+	assert_int_equal(r->health.rise, 2);
+	assert_int_equal(r->health.fall, 3);
+	assert_null(r->health.send);
+	assert_null(r->health.expect);
+	assert_int_equal(r->queue_max, 0);
+	assert_int_equal(r->max_per_client, 0);
+	assert_int_equal(r->rate_count, 0);
+	assert_int_equal(r->half_closed_timeout_ms, 0);
+	assert_int_equal(r->max_duration_ms, 0);
+	sl_config_free(cfg);
+}
+
+static void test_admin_port(void **state)
+{
+	static const char *const forms[] = {
+		"admin: 9090\n",
+		"admin: {listen: 9090}\n",
+		"admin: \"tcp://127.0.0.1:9090\"\n",
+	};
+	char err[256];
+
+	(void)state;
+	/* A port alone is on loopback: the admin listener is never on every
+	 * address unless the config says so. */
+	for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+		char *y = malloc(512);
+		sl_config *cfg = NULL;
+
+		assert_non_null(y);
+		snprintf(y, 512,
+			 "%sroutes:\n  - name: a\n    listen: tcp://127.0.0.1:1\n"
+			 "    upstreams: tcp://127.0.0.1:2\n",
+			 forms[i]);
+		if (sl_config_load_string(y, strlen(y), NULL, &cfg, err,
+					  sizeof err) != 0)
+			fail_msg("%s: %s", forms[i], err);
+		assert_int_equal(cfg->admin.ep.kind, SL_EP_TCP);
+		assert_string_equal(cfg->admin.ep.host, "127.0.0.1");
+		assert_int_equal(cfg->admin.ep.port, 9090);
+		assert_string_equal(cfg->admin.address, "tcp://127.0.0.1:9090");
+		sl_config_free(cfg);
+		free(y);
+	}
+}
+
 static void test_defaults(void **state)
 {
 	static const char y[] = "routes:\n"
@@ -584,6 +751,9 @@ int main(void)
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_feature_fields),
+		cmocka_unit_test(test_feature_defaults),
+		cmocka_unit_test(test_admin_port),
 		cmocka_unit_test(test_attempts_cap),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_empty_and_odd_input),
