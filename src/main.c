@@ -162,6 +162,7 @@ static void reload(struct daemon_state *ds)
 	sl_notify("RELOADING=1");
 	if (sl_config_load(ds->conf_path, &cfg, err, sizeof err) < 0) {
 		sl_error("reload failed: %s; keeping the running config", err);
+		sl_proxy_reload_failed(ds->proxy);
 		sl_notify("READY=1");
 		return;
 	}

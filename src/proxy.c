@@ -1,70 +1,112 @@
 /*
- * Routes and listeners; applying a config, reloads, drain.
+ * Routes and listeners; applying a config, reloads, limits, drain.
  *
  * The control loop (main thread) owns every structure here.  Loop threads
  * only read a listener binding's current route under its mutex, update
- * atomics, and post tasks to the control loop.
+ * atomics, and post tasks to the control loop; the admin listener reads
+ * the route list under state_lock.
  */
-#include "proxy.h"
+#include "proxy_int.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "net/net.h"
-#include "session.h"
 
-/* A listener and the route it feeds.  The route can change on reload. */
+#define CLIENT_BUCKETS 1024
+
+/* A listener and the route entry it feeds.  The route can change on
+ * reload. */
 struct lbind {
 	struct lbind *next;
 	struct sl_proxy *proxy;
 	sl_listener *l;
 	pthread_mutex_t lock;
-	struct route *route; /* under lock */
-	int claimed;         /* during apply */
+	struct route_listen *rl; /* under lock; holds a route reference */
+	int claimed;             /* during apply */
 };
 
-struct sl_proxy {
-	sl_loop *control;
-	sl_group *group;
-	struct loop_ctx *lcs;
-	unsigned nloops;
+/* ---- states ------------------------------------------------------------ */
 
-	struct lbind *binds;
-	struct route_state **states; /* of the running config */
-	size_t nstates;
+static struct ctr_slot *ctr_new(unsigned nloops)
+{
+	return calloc(nloops ? nloops : 1, sizeof(struct ctr_slot));
+}
 
-	atomic_ulong active;
-	atomic_uint max_connections; /* global, 0 = unlimited */
-	unsigned long fd_limit;      /* descriptors we may hold, 0 = no limit */
-	atomic_int closing_listeners;
+static void ustate_unref(struct upstream_state *u)
+{
+	if (u == NULL || atomic_fetch_sub(&u->refs, 1) != 1)
+		return;
+	free(u->ctr);
+	free(u->name);
+	free(u);
+}
 
-	/* Coalesced requests to the control loop. */
-	sl_task resume_task;
-	atomic_int resume_posted;
-	sl_task idle_task;
-	atomic_int idle_posted;
+static struct upstream_state *ustate_new(unsigned nloops, const char *name)
+{
+	struct upstream_state *u = calloc(1, sizeof *u);
 
-	int draining;
-	sl_proxy_idle_cb idle_cb;
-	void *idle_arg;
-};
-
-/* ---- routes ----------------------------------------------------------- */
+	if (u == NULL)
+		return NULL;
+	atomic_init(&u->refs, 1);
+	atomic_init(&u->changed_ms, sl_clock_ms());
+	atomic_init(&u->reason, (const char *)NULL);
+	u->name = strdup(name);
+	u->ctr = ctr_new(nloops);
+	if (u->name == NULL || u->ctr == NULL) {
+		ustate_unref(u);
+		return NULL;
+	}
+	return u;
+}
 
 static void state_unref(struct route_state *st)
 {
-	if (st == NULL)
+	if (st == NULL || atomic_fetch_sub(&st->refs, 1) != 1)
 		return;
-	if (atomic_fetch_sub(&st->refs, 1) == 1) {
-		free(st->name);
-		free(st);
+	for (size_t i = 0; i < st->nups; i++)
+		ustate_unref(st->ups[i]);
+	free(st->ups);
+	for (size_t i = 0; st->clients != NULL && i < st->nbuckets; i++) {
+		while (st->clients[i] != NULL) {
+			struct client_count *c = st->clients[i];
+			st->clients[i] = c->next;
+			free(c);
+		}
 	}
+	free(st->clients);
+	pthread_mutex_destroy(&st->clients_lock);
+	free(st->ctr);
+	free(st->name);
+	free(st);
 }
+
+static struct route_state *state_new(unsigned nloops, const char *name)
+{
+	struct route_state *st = calloc(1, sizeof *st);
+
+	if (st == NULL)
+		return NULL;
+	atomic_init(&st->refs, 1);
+	pthread_mutex_init(&st->clients_lock, NULL);
+	st->nloops = nloops;
+	st->nbuckets = CLIENT_BUCKETS;
+	st->name = strdup(name);
+	st->clients = calloc(st->nbuckets, sizeof *st->clients);
+	st->ctr = ctr_new(nloops);
+	if (st->name == NULL || st->clients == NULL || st->ctr == NULL) {
+		state_unref(st);
+		return NULL;
+	}
+	return st;
+}
+
+/* ---- routes ----------------------------------------------------------- */
 
 void route_ref(struct route *r)
 {
@@ -77,24 +119,53 @@ void route_unref(struct route *r)
 		return;
 	if (atomic_fetch_sub(&r->refs, 1) != 1)
 		return;
-	for (size_t i = 0; i < r->nupstreams; i++)
-		free(r->upstream_names[i]);
-	free(r->upstream_names);
-	free(r->upstreams);
+	for (size_t i = 0; r->ups != NULL && i < r->nups; i++)
+		ustate_unref(r->ups[i].st);
+	free(r->ups);
+	free(r->sched[0]);
+	free(r->sched[1]);
+	for (size_t i = 0; r->listens != NULL && i < r->nlistens; i++)
+		sl_acl_free(&r->listens[i].trusted);
+	free(r->listens);
+	sl_acl_free(&r->gacl);
+	sl_acl_free(&r->acl);
 	state_unref(r->st);
 	free(r);
 }
 
 static struct route_state *state_find(struct sl_proxy *p, const char *name)
 {
-	for (size_t i = 0; i < p->nstates; i++)
-		if (strcmp(p->states[i]->name, name) == 0)
-			return p->states[i];
+	for (size_t i = 0; i < p->nroutes; i++)
+		if (strcmp(p->routes[i]->st->name, name) == 0)
+			return p->routes[i]->st;
 	return NULL;
 }
 
+/* The state of upstream `name` in route r: carried over from the running
+ * config (health, counters), shared with an earlier entry of the same
+ * address, or new. */
+static struct upstream_state *ustate_for(struct sl_proxy *p, struct route *r,
+					 size_t upto, const char *name)
+{
+	struct route_state *st = r->st;
+	struct upstream_state *u = NULL;
+
+	for (size_t i = 0; i < st->nups && u == NULL; i++)
+		if (strcmp(st->ups[i]->name, name) == 0)
+			u = st->ups[i];
+	for (size_t i = 0; i < upto && u == NULL; i++)
+		if (strcmp(r->ups[i].st->name, name) == 0)
+			u = r->ups[i].st;
+	if (u != NULL) {
+		atomic_fetch_add(&u->refs, 1);
+		return u;
+	}
+	return ustate_new(p->nloops, name);
+}
+
 /* New snapshot of rc, sharing the state of a same-named running route. */
-static struct route *route_new(struct sl_proxy *p, const sl_route_conf *rc)
+static struct route *route_new(struct sl_proxy *p, const sl_config *cfg,
+			       const sl_route_conf *rc)
 {
 	struct route *r = calloc(1, sizeof *r);
 	struct route_state *st;
@@ -105,35 +176,65 @@ static struct route *route_new(struct sl_proxy *p, const sl_route_conf *rc)
 	st = state_find(p, rc->name);
 	if (st != NULL) {
 		atomic_fetch_add(&st->refs, 1);
-	} else {
-		st = calloc(1, sizeof *st);
-		if (st == NULL || (st->name = strdup(rc->name)) == NULL) {
-			free(st);
-			free(r);
-			return NULL;
-		}
-		atomic_init(&st->refs, 1);
+	} else if ((st = state_new(p->nloops, rc->name)) == NULL) {
+		free(r);
+		return NULL;
 	}
 	r->st = st;
 	r->proxy = p;
 	r->name = st->name;
-	r->nupstreams = rc->nupstreams;
-	r->upstreams = calloc(rc->nupstreams, sizeof *r->upstreams);
-	r->upstream_names = calloc(rc->nupstreams, sizeof *r->upstream_names);
-	if (r->upstreams == NULL || r->upstream_names == NULL)
+	r->ups = calloc(rc->nupstreams, sizeof *r->ups);
+	r->listens = calloc(rc->nlisten ? rc->nlisten : 1, sizeof *r->listens);
+	if (r->ups == NULL || r->listens == NULL)
 		goto fail;
 	for (size_t i = 0; i < rc->nupstreams; i++) {
+		const sl_upstream_conf *uc = &rc->upstreams[i];
+		struct upstream *u = &r->ups[i];
 		char text[SL_EP_HOST_MAX + SL_EP_PATH_MAX + 16];
-		r->upstreams[i] = rc->upstreams[i].ep;
-		sl_endpoint_format(&rc->upstreams[i].ep, text, sizeof text);
-		if ((r->upstream_names[i] = strdup(text)) == NULL)
+
+		sl_endpoint_format(&uc->ep, text, sizeof text);
+		u->ep = uc->ep;
+		u->weight = uc->weight ? uc->weight : 1;
+		u->backup = uc->backup;
+		u->send_proxy = uc->send_proxy;
+		if ((u->st = ustate_for(p, r, i, text)) == NULL)
+			goto fail;
+		u->name = u->st->name;
+		r->nups = i + 1;
+	}
+	for (size_t i = 0; i < rc->nlisten; i++) {
+		const sl_listen_conf *lc = &rc->listen[i];
+		struct route_listen *rl = &r->listens[i];
+
+		rl->route = r;
+		rl->accept_proxy = lc->accept_proxy;
+		rl->proxy_timeout_ms = lc->proxy_timeout_ms;
+		r->nlistens = i + 1;
+		if (sl_acl_init(&rl->trusted, lc->trusted, lc->ntrusted, NULL,
+				0) < 0)
 			goto fail;
 	}
+	if (acl_from_conf(&r->gacl, &cfg->acl) < 0 ||
+	    acl_from_conf(&r->acl, &rc->acl) < 0)
+		goto fail;
+	r->balance = rc->balance;
+	r->fails = rc->health.fails;
+	r->cooldown_ms = rc->health.cooldown_ms;
+	r->checks = rc->health.interval_ms > 0;
 	r->connect_timeout_ms = rc->connect_timeout_ms;
 	r->idle_timeout_ms = rc->idle_timeout_ms;
+	r->half_closed_timeout_ms = rc->half_closed_timeout_ms;
+	r->max_duration_ms = rc->max_duration_ms;
 	r->connect_attempts = rc->connect_attempts ? rc->connect_attempts : 1;
 	r->max_connections = rc->max_connections;
+	r->max_per_client = rc->max_per_client;
+	r->queue_max = rc->queue_max;
+	r->queue_timeout_ms = rc->queue_timeout_ms;
+	r->rate_count = rc->rate_count;
+	r->rate_period_ms = rc->rate_period_ms;
 	r->buffer_size = rc->buffer_size ? rc->buffer_size : 65536;
+	if (balance_init(r) < 0)
+		goto fail;
 	return r;
 fail:
 	route_unref(r);
@@ -154,7 +255,6 @@ int proxy_session_admit(struct sl_proxy *p, struct route *r)
 		atomic_fetch_sub(&p->active, 1);
 		return 0;
 	}
-	atomic_fetch_add_explicit(&r->st->total, 1, memory_order_relaxed);
 	return 1;
 }
 
@@ -180,15 +280,25 @@ void proxy_session_gone(struct sl_proxy *p, struct route *r)
 		post_idle_check(p);
 }
 
+void proxy_closed_one(struct sl_proxy *p)
+{
+	if (atomic_fetch_sub(&p->closing, 1) == 1 && p->draining)
+		post_idle_check(p);
+}
+
+static void resume_all(struct sl_proxy *p)
+{
+	for (struct lbind *b = p->binds; b != NULL; b = b->next)
+		sl_listener_resume(b->l);
+}
+
 static void resume_task(sl_task *t, int status)
 {
 	struct sl_proxy *p = t->data;
 
 	atomic_store(&p->resume_posted, 0);
-	if (status < 0)
-		return;
-	for (struct lbind *b = p->binds; b != NULL; b = b->next)
-		sl_listener_resume(b->l);
+	if (status == 0)
+		resume_all(p);
 }
 
 static void idle_task(sl_task *t, int status)
@@ -198,50 +308,158 @@ static void idle_task(sl_task *t, int status)
 	atomic_store(&p->idle_posted, 0);
 	if (status < 0 || !p->draining || p->idle_cb == NULL)
 		return;
-	if (atomic_load(&p->active) == 0 &&
-	    atomic_load(&p->closing_listeners) == 0) {
+	if (atomic_load(&p->active) == 0 && atomic_load(&p->closing) == 0) {
 		sl_proxy_idle_cb cb = p->idle_cb;
 		p->idle_cb = NULL;
 		cb(p, p->idle_arg);
 	}
 }
 
+/*
+ * rate_limit as GCRA (the generic cell rate algorithm, a token bucket
+ * kept as one timestamp): sessions are due one emission interval T apart,
+ * and may come up to a burst of rate_count early.  One CAS per accept; a
+ * refusal asks the control loop to resume accepting when the next one is
+ * due, so over-rate clients wait in the backlog rather than being reset.
+ */
+static int rate_admit(struct sl_proxy *p, struct route *r)
+{
+	struct route_state *st = r->st;
+	uint64_t period = r->rate_period_ms * 1000; /* microseconds */
+	uint64_t T = period / r->rate_count, tau, now, tat, t;
+
+	if (T == 0)
+		T = 1;
+	tau = period - T;
+	now = sl_clock_ms() * 1000;
+	tat = atomic_load(&st->rate_tat);
+	for (;;) {
+		t = tat > now ? tat : now;
+		if (t - now > tau)
+			break;
+		if (atomic_compare_exchange_weak(&st->rate_tat, &tat, t + T))
+			return 1;
+	}
+	atomic_fetch_add(&st->rate_pauses, 1);
+	{
+		uint64_t due = (t - tau + 999) / 1000, cur = atomic_load(&p->rate_due);
+
+		while (due < cur &&
+		       !atomic_compare_exchange_weak(&p->rate_due, &cur, due))
+			;
+	}
+	if (!atomic_exchange(&p->rate_posted, 1))
+		sl_loop_post(p->control, &p->rate_task);
+	return 0;
+}
+
+static void rate_task(sl_task *t, int status)
+{
+	struct sl_proxy *p = t->data;
+	uint64_t due, now;
+
+	atomic_store(&p->rate_posted, 0);
+	if (status < 0)
+		return;
+	due = atomic_load(&p->rate_due);
+	if (due == UINT64_MAX)
+		return;
+	now = sl_clock_ms();
+	sl_timer_start(&p->rate_timer, due > now ? due - now : 0);
+}
+
+static void on_rate_timer(sl_timer *t)
+{
+	struct sl_proxy *p = t->data;
+
+	atomic_store(&p->rate_due, UINT64_MAX);
+	resume_all(p);
+}
+
+/* ---- host names ----------------------------------------------------------------- */
+
+static void prefetch_all(struct sl_proxy *p)
+{
+	for (size_t i = 0; i < p->nroutes; i++) {
+		const struct route *r = p->routes[i];
+
+		for (size_t j = 0; j < r->nups; j++)
+			if (r->ups[j].ep.kind == SL_EP_TCP &&
+			    !r->ups[j].ep.host_is_literal)
+				sl_net_prefetch(r->ups[j].ep.host);
+	}
+}
+
+static void on_dns_timer(sl_timer *t)
+{
+	struct sl_proxy *p = t->data;
+
+	prefetch_all(p);
+	sl_timer_start(t, p->dns_interval);
+}
+
 /* ---- listeners -------------------------------------------------------------- */
+
+/*
+ * Give back the rate_limit token of an admission that found no
+ * connection.  The listener asks the gate before every accept, so each
+ * burst ends with one that finds the backlog empty; kept, those would
+ * eat into the limit (with 3/m, one client an accept burst).  GCRA's
+ * admissions add T each, so taking T off undoes one.
+ */
+static void rate_refund(struct route *r)
+{
+	uint64_t T = r->rate_period_ms * 1000 / r->rate_count;
+
+	atomic_fetch_sub(&r->st->rate_tat, T ? T : 1);
+}
 
 static void on_accept(sl_listener *l, sl_stream *client, void *token)
 {
-	struct route *r = token; /* admitted and referenced by the gate */
+	struct route_listen *rl = token; /* admitted and referenced by the gate */
 
 	(void)l;
 	if (client == NULL) {
-		proxy_session_gone(r->proxy, r);
-		route_unref(r);
+		if (rl->route->rate_count != 0)
+			rate_refund(rl->route);
+		proxy_session_gone(rl->route->proxy, rl->route);
+		route_unref(rl->route);
 		return;
 	}
-	session_start(r, client);
+	session_start(rl, client);
 }
 
 /* Admit one more session of the listener's current route, or pause. */
 static int accept_gate(sl_listener *l, void **token)
 {
 	struct lbind *b = sl_listener_get_data(l);
+	struct route_listen *rl;
 	struct route *r;
 
 	pthread_mutex_lock(&b->lock);
-	r = b->route;
+	rl = b->rl;
+	r = rl->route;
 	route_ref(r);
 	pthread_mutex_unlock(&b->lock);
 	if (!proxy_session_admit(b->proxy, r)) {
 		route_unref(r);
 		return 0;
 	}
-	*token = r;
+	if (r->rate_count != 0 && !rate_admit(b->proxy, r)) {
+		/* Undone at once: nobody waited on this reservation. */
+		atomic_fetch_sub(&r->st->active, 1);
+		atomic_fetch_sub(&b->proxy->active, 1);
+		route_unref(r);
+		return 0;
+	}
+	*token = rl;
 	return 1;
 }
 
 static void lbind_free(struct lbind *b)
 {
-	route_unref(b->route);
+	if (b->rl != NULL)
+		route_unref(b->rl->route);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
 }
@@ -258,14 +476,26 @@ static void on_listener_closed(sl_listener *l, void *arg)
 	sl_endpoint_format(sl_listener_endpoint(l), text, sizeof text);
 	sl_info("listener %s closed", text);
 	lbind_free(b);
-	if (atomic_fetch_sub(&p->closing_listeners, 1) == 1 && p->draining)
-		post_idle_check(p);
+	proxy_closed_one(p);
 }
 
 static void lbind_close(struct lbind *b)
 {
-	atomic_fetch_add(&b->proxy->closing_listeners, 1);
+	atomic_fetch_add(&b->proxy->closing, 1);
 	sl_listener_close(b->l, on_listener_closed, b);
+}
+
+uint64_t proxy_route_fd_pauses(struct sl_proxy *p, const struct route *r)
+{
+	uint64_t n = 0;
+
+	for (struct lbind *b = p->binds; b != NULL; b = b->next) {
+		pthread_mutex_lock(&b->lock);
+		if (b->rl->route->st == r->st)
+			n += sl_listener_fd_pauses(b->l);
+		pthread_mutex_unlock(&b->lock);
+	}
+	return n;
 }
 
 /* ---- apply ---------------------------------------------------------------- */
@@ -289,13 +519,22 @@ int sl_proxy_new(sl_proxy **out, sl_loop *control, sl_group *group)
 		loop_ctx_init(&p->lcs[i], loop, p);
 		sl_loop_set_data(loop, &p->lcs[i]);
 	}
+	pthread_mutex_init(&p->state_lock, NULL);
 	atomic_init(&p->active, 0);
 	atomic_init(&p->max_connections, 0);
-	atomic_init(&p->closing_listeners, 0);
+	atomic_init(&p->closing, 0);
 	atomic_init(&p->resume_posted, 0);
 	atomic_init(&p->idle_posted, 0);
+	atomic_init(&p->rate_posted, 0);
+	atomic_init(&p->rate_due, UINT64_MAX);
+	atomic_init(&p->reloads, 0);
+	atomic_init(&p->reload_failures, 0);
 	sl_task_init(&p->resume_task, resume_task, p);
 	sl_task_init(&p->idle_task, idle_task, p);
+	sl_task_init(&p->rate_task, rate_task, p);
+	sl_timer_init(control, &p->rate_timer, on_rate_timer, p);
+	sl_timer_init(control, &p->dns_timer, on_dns_timer, p);
+	p->start_time = (uint64_t)time(NULL);
 	*out = p;
 	return 0;
 }
@@ -303,6 +542,11 @@ int sl_proxy_new(sl_proxy **out, sl_loop *control, sl_group *group)
 void sl_proxy_set_fd_limit(sl_proxy *p, unsigned long fds)
 {
 	p->fd_limit = fds;
+}
+
+void sl_proxy_reload_failed(sl_proxy *p)
+{
+	atomic_fetch_add(&p->reload_failures, 1);
 }
 
 /*
@@ -323,8 +567,11 @@ static unsigned effective_max(sl_proxy *p, const sl_config *cfg)
 	if (p->fd_limit == 0)
 		return (unsigned)want;
 	reserve = 16 + 2ul * p->nloops;
-	for (size_t i = 0; i < cfg->nroutes; i++)
+	for (size_t i = 0; i < cfg->nroutes; i++) {
 		reserve += cfg->routes[i].nlisten;
+		if (cfg->routes[i].health.interval_ms > 0)
+			reserve += cfg->routes[i].nupstreams;
+	}
 	budget = p->fd_limit > reserve ? p->fd_limit - reserve : 0;
 	cap = budget * 2 / 5;
 	if (cap < 1)
@@ -341,8 +588,8 @@ static unsigned effective_max(sl_proxy *p, const sl_config *cfg)
 }
 
 struct pending_bind {
-	struct lbind *b;   /* existing (kept) or new */
-	struct route *route;
+	struct lbind *b; /* existing (kept) or new */
+	struct route_listen *rl;
 	int is_new;
 };
 
@@ -351,16 +598,16 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 {
 	struct pending_bind *pb = NULL;
 	struct route **routes = NULL;
-	struct route_state **states = NULL;
+	struct health *health = NULL;
+	struct admin *admin = NULL, *old_admin = NULL;
 	size_t npb = 0, total = 0;
 	int ret = -1;
 
 	for (size_t i = 0; i < cfg->nroutes; i++)
 		total += cfg->routes[i].nlisten;
 	routes = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *routes);
-	states = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *states);
 	pb = calloc(total ? total : 1, sizeof *pb);
-	if (routes == NULL || states == NULL || pb == NULL) {
+	if (routes == NULL || pb == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -372,7 +619,7 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 	for (size_t i = 0; i < cfg->nroutes; i++) {
 		const sl_route_conf *rc = &cfg->routes[i];
 
-		if ((routes[i] = route_new(p, rc)) == NULL) {
+		if ((routes[i] = route_new(p, cfg, rc)) == NULL) {
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
@@ -422,25 +669,43 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 				pb[npb].b = b;
 				pb[npb].is_new = 1;
 			}
-			pb[npb].route = routes[i];
+			pb[npb].rl = &routes[i]->listens[j];
 			route_ref(routes[i]);
 			npb++;
 		}
 	}
+	/* The admin listener: kept when its endpoint stays, else opened
+	 * now like the others. */
+	if (cfg->admin.address != NULL &&
+	    (p->admin == NULL ||
+	     !sl_endpoint_equal(admin_endpoint(p->admin), &cfg->admin.ep))) {
+		if (admin_open(p, &cfg->admin, &admin, err, errlen) < 0)
+			goto out;
+	} else if (p->admin != NULL && cfg->admin.address != NULL &&
+		   admin_set_acl(p->admin, &cfg->admin.acl) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (health_start(p, cfg, routes, cfg->nroutes, &health) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 
 	/* 2. Commit: rebind kept listeners, start new ones, close the rest. */
 	atomic_store(&p->max_connections, effective_max(p, cfg));
+	pthread_mutex_lock(&p->state_lock);
 	for (size_t k = 0; k < npb; k++) {
 		struct lbind *b = pb[k].b;
-		struct route *old;
+		struct route_listen *old;
 		char text[SL_EP_HOST_MAX + SL_EP_PATH_MAX + 16];
 
 		pthread_mutex_lock(&b->lock);
-		old = b->route;
-		b->route = pb[k].route;
+		old = b->rl;
+		b->rl = pb[k].rl;
 		pthread_mutex_unlock(&b->lock);
-		pb[k].route = NULL;
-		route_unref(old);
+		pb[k].rl = NULL;
+		if (old != NULL)
+			route_unref(old->route);
 		if (!pb[k].is_new)
 			continue;
 		sl_endpoint_format(sl_listener_endpoint(b->l), text,
@@ -449,13 +714,13 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 				      b) < 0) {
 			/* Cannot happen short of memory; the rest still runs. */
 			sl_error("route %s: cannot accept on %s",
-				 b->route->name, text);
+				 b->rl->route->name, text);
 			pb[k].b = NULL;
-			atomic_fetch_add(&p->closing_listeners, 1);
+			atomic_fetch_add(&p->closing, 1);
 			sl_listener_close(b->l, on_listener_closed, b);
 			continue;
 		}
-		sl_info("route %s: listening on %s", b->route->name, text);
+		sl_info("route %s: listening on %s", b->rl->route->name, text);
 		b->next = p->binds;
 		p->binds = b;
 	}
@@ -469,37 +734,95 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 		lbind_close(b);
 	}
 
-	/* 3. The route states of this config replace the old list. */
+	/* 3. The routes of this config replace the old list; each route
+	 * state remembers its upstream states for the next reload. */
 	for (size_t i = 0; i < cfg->nroutes; i++) {
-		states[i] = routes[i]->st;
-		atomic_fetch_add(&states[i]->refs, 1);
+		struct route *r = routes[i];
+		struct route_state *st = r->st;
+		struct upstream_state **ups = calloc(r->nups, sizeof *ups);
+
+		/* Down by active checks, an upstream waits for them to pass
+		 * (retry_at 0).  In a route that has none now nothing ever
+		 * would: it gets a trial connect at once, as after a passive
+		 * cooldown. */
+		for (size_t j = 0; !r->checks && j < r->nups; j++) {
+			struct upstream_state *u = r->ups[j].st;
+			uint64_t zero = 0;
+
+			if (atomic_load(&u->down))
+				atomic_compare_exchange_strong(&u->retry_at,
+							       &zero,
+							       sl_clock_ms());
+		}
+		if (ups == NULL)
+			continue; /* the next reload starts them afresh */
+		for (size_t j = 0; j < r->nups; j++) {
+			ups[j] = r->ups[j].st;
+			atomic_fetch_add(&ups[j]->refs, 1);
+		}
+		for (size_t j = 0; j < st->nups; j++)
+			ustate_unref(st->ups[j]);
+		free(st->ups);
+		st->ups = ups;
+		st->nups = r->nups;
 	}
-	for (size_t i = 0; i < p->nstates; i++)
-		state_unref(p->states[i]);
-	free(p->states);
-	p->states = states;
-	p->nstates = cfg->nroutes;
-	states = NULL;
+	for (size_t i = 0; i < p->nroutes; i++)
+		route_unref(p->routes[i]);
+	free(p->routes);
+	p->routes = routes;
+	p->nroutes = cfg->nroutes;
+	routes = NULL;
+	if (admin != NULL || cfg->admin.address == NULL) {
+		old_admin = p->admin;
+		p->admin = admin;
+	}
+	pthread_mutex_unlock(&p->state_lock);
 	npb = 0;
 	ret = 0;
 
+	if (p->health != NULL)
+		health_stop(p->health);
+	p->health = health;
+	health = NULL;
+	if (old_admin != NULL)
+		admin_close(old_admin);
+	if (admin != NULL) {
+		admin_start(admin);
+		admin = NULL;
+	}
+	if (p->applied)
+		atomic_fetch_add(&p->reloads, 1);
+	p->applied = 1;
+	/* Upstream names are looked up now, so the first client does not
+	 * wait for them, and again every interval. */
+	p->dns_interval = cfg->resolve_interval_ms ? cfg->resolve_interval_ms
+						   : 30000;
+	sl_net_set_resolve_interval(p->dns_interval);
+	prefetch_all(p);
+	sl_timer_start(&p->dns_timer, p->dns_interval);
 	/* Listeners paused on a limit re-check it under the new config. */
-	for (struct lbind *b = p->binds; b != NULL; b = b->next)
-		sl_listener_resume(b->l);
+	resume_all(p);
 out:
 	/* On failure: close the listeners opened for this attempt. */
 	for (size_t k = 0; k < npb; k++) {
-		route_unref(pb[k].route);
+		if (pb[k].rl != NULL)
+			route_unref(pb[k].rl->route);
 		if (pb[k].is_new && pb[k].b != NULL) {
 			sl_listener_close(pb[k].b->l, NULL, NULL);
+			pb[k].b->rl = NULL;
 			lbind_free(pb[k].b);
 		}
 	}
+	if (ret < 0 && p->applied)
+		atomic_fetch_add(&p->reload_failures, 1);
+	if (health != NULL)
+		health_stop(health);
+	if (admin != NULL)
+		admin_close(admin);
 	if (routes != NULL)
 		for (size_t i = 0; i < cfg->nroutes; i++)
 			route_unref(routes[i]);
 	free(routes);
-	free(states);
 	free(pb);
 	return ret;
 }
@@ -508,14 +831,28 @@ out:
 
 void sl_proxy_drain(sl_proxy *p, sl_proxy_idle_cb idle_cb, void *arg)
 {
+	struct admin *a;
+
 	p->draining = 1;
 	p->idle_cb = idle_cb;
 	p->idle_arg = arg;
+	pthread_mutex_lock(&p->state_lock);
 	while (p->binds != NULL) {
 		struct lbind *b = p->binds;
 		p->binds = b->next;
 		lbind_close(b);
 	}
+	a = p->admin;
+	p->admin = NULL;
+	pthread_mutex_unlock(&p->state_lock);
+	if (p->health != NULL) {
+		health_stop(p->health);
+		p->health = NULL;
+	}
+	if (a != NULL)
+		admin_close(a);
+	sl_timer_stop(&p->rate_timer);
+	sl_timer_stop(&p->dns_timer);
 	post_idle_check(p);
 }
 
@@ -534,19 +871,25 @@ void sl_proxy_free(sl_proxy *p)
 {
 	if (p == NULL)
 		return;
+	/* Drained before, unless the start failed half way. */
+	if (p->health != NULL)
+		health_stop(p->health);
+	if (p->admin != NULL)
+		admin_close(p->admin);
 	while (p->binds != NULL) {
 		struct lbind *b = p->binds;
 		p->binds = b->next;
 		sl_listener_close(b->l, NULL, NULL);
 		lbind_free(b);
 	}
-	for (size_t i = 0; i < p->nstates; i++)
-		state_unref(p->states[i]);
-	free(p->states);
+	for (size_t i = 0; i < p->nroutes; i++)
+		route_unref(p->routes[i]);
+	free(p->routes);
 	for (unsigned i = 0; i < p->nloops; i++) {
 		sl_loop_set_data(p->lcs[i].loop, NULL);
 		loop_ctx_free(&p->lcs[i]);
 	}
+	pthread_mutex_destroy(&p->state_lock);
 	free(p->lcs);
 	free(p);
 }

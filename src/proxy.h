@@ -32,6 +32,10 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
  */
 void sl_proxy_set_fd_limit(sl_proxy *p, unsigned long fds);
 
+/* A reload failed before sl_proxy_apply() (the config did not load): for
+ * the reload counters.  Control thread. */
+void sl_proxy_reload_failed(sl_proxy *p);
+
 typedef void (*sl_proxy_idle_cb)(sl_proxy *p, void *arg);
 
 /*

@@ -2,6 +2,13 @@
  * A session: one accepted client stream paired with one upstream stream on
  * the same loop, relaying bytes both ways.
  *
+ * Life: [PROXY header] -> admission (access lists, per-client limit) ->
+ * choose an upstream [wait in the route's queue while all are down] ->
+ * connect (next upstream on failure) -> [PROXY header to the upstream] ->
+ * relay -> close.  One timer serves every phase: the header deadline, the
+ * queue's re-checks, then the idle, half-closed and max-duration
+ * deadlines.
+ *
  * Relay, per direction: read into the loop's shared buffer, write on at
  * once with sl_stream_try_write(); only the part the receiver cannot take
  * now is copied into a pooled buffer and queued, and reading that direction
@@ -22,8 +29,20 @@
 #include <string.h>
 
 #include "log.h"
+#include "proxyproto.h"
 
 enum { C2U = 0, U2C = 1 };
+
+enum phase {
+	PH_HEADER,     /* reading the client's PROXY header */
+	PH_QUEUED,     /* every upstream down: waiting in the route's queue */
+	PH_CONNECTING, /* a connect attempt is under way */
+	PH_RELAY,
+};
+
+/* A queued session re-checks the upstreams this often. */
+#define QUEUE_RECHECK_MS 100
+#define DENY_LOG_MS 1000 /* at most one line per route per second */
 
 struct dir {
 	struct session *sess;
@@ -36,20 +55,40 @@ struct dir {
 	unsigned fwd : 1;     /* bytes move by sl_stream_forward() */
 };
 
+/* What an accept_proxy listener's session keeps of the header phase. */
+struct pp_state {
+	sl_pp_info info;
+	size_t len; /* bytes read into buf so far */
+	size_t hlen; /* header length once parsed */
+	char buf[SL_PP_MAX_LEN];
+};
+
 struct session {
 	struct session *prev, *next; /* loop_ctx list */
 	struct loop_ctx *lc;
 	struct route *route;
+	struct route_listen *rl;
 	sl_stream *client;
 	sl_stream *upstream; /* NULL until a connect is under way */
 	struct dir d[2];
-	sl_timer timer; /* idle timeout */
+	sl_timer timer;
 	uint64_t start_ms;
-	uint64_t last_ms; /* last activity, for the idle timeout */
+	uint64_t last_ms;   /* last activity, for the idle timeout */
+	uint64_t phase_ms;  /* start of the header wait or of the queue */
+	uint64_t half_ms;   /* when the first direction ended; 0: not yet */
+	sl_ipaddr client_ip; /* the client (from the PROXY header if any) */
+	struct pp_state *pp; /* accept_proxy listeners only */
+	enum phase phase;
 	unsigned attempts;
-	unsigned up_index; /* index into route->upstreams of this attempt */
-	int connected;
-	int closing;
+	unsigned up_index; /* index into route->ups of this attempt */
+	uint16_t tried[16];
+	unsigned ntried;
+	unsigned connected : 1;
+	unsigned closing : 1;
+	unsigned up_held : 1;   /* counted in ups[up_index].st->active */
+	unsigned per_client : 1; /* counted in the route's client table */
+	unsigned queued : 1;    /* counted in the route's queue */
+	unsigned quiet : 1;     /* no access-log line (denied: rate-limited) */
 	int pending_closes;
 	const char *reason;
 	int err;
@@ -65,6 +104,8 @@ int loop_ctx_init(struct loop_ctx *lc, sl_loop *loop, struct sl_proxy *p)
 	memset(lc, 0, sizeof *lc);
 	lc->loop = loop;
 	lc->proxy = p;
+	lc->index = sl_loop_index(loop);
+	lc->rng = sl_hash64(&lc, sizeof lc, sl_clock_ms()) | 1;
 	lc->pool_size = 16384;
 	atomic_init(&lc->abort_posted, 0);
 	return 0;
@@ -107,6 +148,64 @@ static void buf_put(struct loop_ctx *lc, char *b, size_t size)
 	free(b);
 }
 
+/* ---- per-client counts ----------------------------------------------------- */
+
+static size_t client_bucket(const struct route_state *st, const sl_ipaddr *a)
+{
+	return (size_t)(sl_hash64(a->ip, 16, a->family) % st->nbuckets);
+}
+
+/* Count one more session of a; 0 when that would pass max. */
+static int client_take(struct route_state *st, const sl_ipaddr *a,
+		       unsigned max)
+{
+	struct client_count *c;
+	int ok = 1;
+
+	pthread_mutex_lock(&st->clients_lock);
+	for (c = st->clients[client_bucket(st, a)]; c != NULL; c = c->next)
+		if (sl_ipaddr_equal(&c->addr, a))
+			break;
+	if (c == NULL) {
+		c = calloc(1, sizeof *c);
+		if (c == NULL) {
+			ok = 0;
+		} else {
+			size_t b = client_bucket(st, a);
+
+			c->addr = *a;
+			c->next = st->clients[b];
+			st->clients[b] = c;
+		}
+	}
+	if (ok && c->n >= max)
+		ok = 0;
+	if (ok)
+		c->n++;
+	pthread_mutex_unlock(&st->clients_lock);
+	return ok;
+}
+
+static void client_release(struct route_state *st, const sl_ipaddr *a)
+{
+	struct client_count **pp;
+
+	pthread_mutex_lock(&st->clients_lock);
+	for (pp = &st->clients[client_bucket(st, a)]; *pp != NULL;
+	     pp = &(*pp)->next) {
+		struct client_count *c = *pp;
+
+		if (!sl_ipaddr_equal(&c->addr, a))
+			continue;
+		if (--c->n == 0) {
+			*pp = c->next;
+			free(c);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&st->clients_lock);
+}
+
 /* ---- close path ----------------------------------------------------------- */
 
 static void session_finish(struct session *s)
@@ -114,11 +213,9 @@ static void session_finish(struct session *s)
 	struct loop_ctx *lc = s->lc;
 	struct route *r = s->route;
 	uint64_t dur = sl_loop_now(lc->loop) - s->start_ms;
-	const char *up = s->connected || s->attempts > 0
-				 ? r->upstream_names[s->up_index]
-				 : "-";
+	const char *up = s->attempts > 0 ? r->ups[s->up_index].name : "-";
 
-	{
+	if (!s->quiet) {
 		struct sl_access_rec rec = {
 			.route = r->name,
 			.client = s->client_name,
@@ -141,6 +238,13 @@ static void session_finish(struct session *s)
 		s->next->prev = s->prev;
 	lc->nsessions--;
 
+	if (s->up_held)
+		atomic_fetch_sub(&r->ups[s->up_index].st->active, 1);
+	if (s->per_client)
+		client_release(r->st, &s->client_ip);
+	if (s->queued)
+		atomic_fetch_sub(&r->st->queued, 1);
+	free(s->pp);
 	proxy_session_gone(lc->proxy, r);
 	route_unref(r);
 	free(s);
@@ -155,9 +259,9 @@ static void on_stream_closed(sl_stream *st)
 }
 
 /*
- * End the session.  abort_peer: the end is abnormal (an error, a deadline),
- * so both peers see a reset rather than an orderly end that could pass for
- * a complete transfer.
+ * End the session.  abort_peer: the end is abnormal (an error, a deadline,
+ * a refusal), so both peers see a reset rather than an orderly end that
+ * could pass for a complete transfer.
  */
 static void session_close(struct session *s, const char *reason, int err,
 			  int abort_peer)
@@ -189,6 +293,86 @@ static void close_on_error(struct session *s, sl_stream *where, int err)
 		session_close(s, "upstream-error", err, 1);
 }
 
+static void count(struct session *s, enum ctr_id id)
+{
+	ctr_add(s->route->st->ctr, s->lc->index, id, 1);
+}
+
+/* ---- deadlines -------------------------------------------------------------- */
+
+/* The earliest relay deadline and what it stands for; 0 when none. */
+static uint64_t relay_deadline(const struct session *s, const char **what)
+{
+	const struct route *r = s->route;
+	uint64_t due = 0;
+
+#define EARLIER(t, w)                                                          \
+	do {                                                                   \
+		uint64_t t_ = (t);                                             \
+		if (due == 0 || t_ < due) {                                    \
+			due = t_;                                              \
+			*what = (w);                                           \
+		}                                                              \
+	} while (0)
+	if (r->idle_timeout_ms > 0)
+		EARLIER(s->last_ms + r->idle_timeout_ms, "idle-timeout");
+	if (s->half_ms != 0 && r->half_closed_timeout_ms > 0)
+		EARLIER(s->half_ms + r->half_closed_timeout_ms,
+			"half-closed-timeout");
+	if (r->max_duration_ms > 0)
+		EARLIER(s->start_ms + r->max_duration_ms, "max-duration");
+#undef EARLIER
+	return due;
+}
+
+static void relay_timer_arm(struct session *s)
+{
+	const char *what;
+	uint64_t due = relay_deadline(s, &what), now;
+
+	if (due == 0)
+		return;
+	now = sl_loop_now(s->lc->loop);
+	sl_timer_start(&s->timer, due > now ? due - now : 0);
+}
+
+static void queue_recheck(struct session *s);
+
+/*
+ * The idle deadline moves with every read, but the timer is not re-armed
+ * on every read: it fires at most once per period and re-arms itself for
+ * whatever is left.
+ */
+static void on_timer(sl_timer *t)
+{
+	struct session *s = t->data;
+	uint64_t now = sl_loop_now(s->lc->loop);
+	const char *what = NULL;
+	uint64_t due;
+
+	switch (s->phase) {
+	case PH_HEADER:
+		count(s, CTR_BAD_PROXY);
+		session_close(s, "proxy-timeout", 0, 1);
+		return;
+	case PH_QUEUED:
+		queue_recheck(s);
+		return;
+	case PH_CONNECTING:
+		return; /* the stream layer keeps the connect timeout */
+	case PH_RELAY:
+		break;
+	}
+	due = relay_deadline(s, &what);
+	if (due == 0)
+		return;
+	if (now >= due) {
+		session_close(s, what, 0, 0);
+		return;
+	}
+	sl_timer_start(t, due - now);
+}
+
 /* ---- relay ---------------------------------------------------------------- */
 
 static void on_read(sl_stream *st, ptrdiff_t n, const sl_buf *buf);
@@ -206,6 +390,17 @@ static sl_stream *dir_src(struct session *s, struct dir *d)
 static sl_stream *dir_dst(struct session *s, struct dir *d)
 {
 	return d == &s->d[C2U] ? s->upstream : s->client;
+}
+
+/* n bytes went d's way: session, route and upstream counters. */
+static void dir_count(struct session *s, struct dir *d, uint64_t n)
+{
+	enum ctr_id id = d == &s->d[C2U] ? CTR_BYTES_IN : CTR_BYTES_OUT;
+
+	d->bytes += n;
+	s->last_ms = sl_loop_now(s->lc->loop);
+	ctr_add(s->route->st->ctr, s->lc->index, id, n);
+	ctr_add(s->route->ups[s->up_index].st->ctr, s->lc->index, id, n);
 }
 
 static void on_forward(sl_stream *st, ptrdiff_t n, sl_stream *side);
@@ -279,8 +474,16 @@ static void dir_shutdown(struct session *s, struct dir *d)
 	sl_stream *dst = dir_dst(s, d);
 	int r = sl_stream_shutdown(dst, on_shutdown);
 
-	if (r < 0)
+	if (r < 0) {
 		close_on_error(s, dst, r);
+		return;
+	}
+	/* Half closed from here: its own deadline may be the nearest. */
+	if (s->half_ms == 0) {
+		s->half_ms = sl_loop_now(s->lc->loop);
+		if (s->route->half_closed_timeout_ms > 0)
+			relay_timer_arm(s);
+	}
 }
 
 static void on_write(sl_write_req *req, int status)
@@ -307,13 +510,41 @@ static void on_write(sl_write_req *req, int status)
 		close_on_error(s, dir_src(s, d), status);
 }
 
+/*
+ * Queue len bytes of data for d's destination in a pooled buffer and stop
+ * reading d's source until they are written.  0, or -1 when the session
+ * closed.
+ */
+static int dir_queue(struct session *s, struct dir *d, const char *data,
+		     size_t len)
+{
+	sl_stream *dst = dir_dst(s, d);
+	int r;
+
+	d->pend = buf_get(s->lc, s->route->buffer_size);
+	if (d->pend == NULL) {
+		session_close(s, "no-memory", -ENOMEM, 1);
+		return -1;
+	}
+	memcpy(d->pend, data, len);
+	d->req.data = d;
+	r = sl_stream_write(dst, &d->req, d->pend, len, on_write);
+	if (r < 0) {
+		buf_put(s->lc, d->pend, s->route->buffer_size);
+		d->pend = NULL;
+		close_on_error(s, dst, r);
+		return -1;
+	}
+	d->writing = 1;
+	return 0;
+}
+
 static void on_read(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
 {
 	struct session *s = sl_stream_get_data(st);
 	struct dir *d = dir_from(s, st);
 	sl_stream *dst;
 	ptrdiff_t w;
-	size_t rest;
 	int r;
 
 	if (s->closing)
@@ -331,8 +562,7 @@ static void on_read(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
 		return;
 	}
 
-	d->bytes += (uint64_t)n;
-	s->last_ms = sl_loop_now(s->lc->loop);
+	dir_count(s, d, (uint64_t)n);
 	dst = dir_dst(s, d);
 	w = sl_stream_try_write(dst, buf->base, (size_t)n);
 	if (w == n) {
@@ -350,22 +580,8 @@ static void on_read(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
 		w = 0;
 
 	/* The receiver is full: keep the rest, stop reading this side. */
-	rest = (size_t)(n - w);
-	d->pend = buf_get(s->lc, s->route->buffer_size);
-	if (d->pend == NULL) {
-		session_close(s, "no-memory", -ENOMEM, 1);
+	if (dir_queue(s, d, buf->base + w, (size_t)(n - w)) < 0)
 		return;
-	}
-	memcpy(d->pend, buf->base + w, rest);
-	d->req.data = d;
-	r = sl_stream_write(dst, &d->req, d->pend, rest, on_write);
-	if (r < 0) {
-		buf_put(s->lc, d->pend, s->route->buffer_size);
-		d->pend = NULL;
-		close_on_error(s, dst, r);
-		return;
-	}
-	d->writing = 1;
 	r = sl_stream_read_stop(st);
 	if (r < 0)
 		close_on_error(s, st, r);
@@ -384,8 +600,7 @@ static void on_forward(sl_stream *st, ptrdiff_t n, sl_stream *side)
 	if (s->closing)
 		return;
 	if (n > 0) {
-		d->bytes += (uint64_t)n;
-		s->last_ms = sl_loop_now(s->lc->loop);
+		dir_count(s, d, (uint64_t)n);
 		return;
 	}
 	if (n == SL_EOF) {
@@ -421,29 +636,161 @@ static int relay_start(struct session *s, sl_stream *src)
 	return 0;
 }
 
-/* ---- idle timeout ----------------------------------------------------------- */
+/* ---- PROXY header to the upstream ------------------------------------------------ */
+
+struct pp_out {
+	sl_write_req req;
+	char buf[SL_PP_MAX_LEN];
+};
+
+static void on_pp_written(sl_write_req *req, int status)
+{
+	struct session *s = req->data;
+
+	free(req); /* req is the first member of its struct pp_out */
+	if (status == -ECANCELED || s->closing)
+		return;
+	if (status < 0)
+		close_on_error(s, s->upstream, status);
+}
+
+/* The path of a Unix stream's name ("unix:/p" -> "/p"). */
+static void unix_path(int r, const char *name, char *out, size_t len)
+{
+	const char *p = r == 0 && strncmp(name, "unix:", 5) == 0 ? name + 5 : "";
+	size_t n = strnlen(p, len - 1);
+
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
 
 /*
- * The timer is not re-armed on every read: it fires at most once per idle
- * period and re-arms itself for whatever is left since the last activity.
+ * What the upstream is told: the header the client's front proxy sent,
+ * passed on as it was; else the client connection's own two ends.
  */
-static void on_idle_timer(sl_timer *t)
+static void pp_describe(const struct session *s, sl_pp_info *in)
 {
-	struct session *s = t->data;
-	uint64_t now = sl_loop_now(s->lc->loop);
-	uint64_t idle = s->route->idle_timeout_ms;
-	uint64_t since = now - s->last_ms;
+	char name[SL_PP_PATH_MAX + 8];
+	int r;
 
-	if (since >= idle) {
-		session_close(s, "idle-timeout", 0, 0);
+	if (s->pp != NULL && !s->pp->info.local &&
+	    s->pp->info.family != SL_PP_UNKNOWN) {
+		*in = s->pp->info;
+		in->local = 0;
 		return;
 	}
-	sl_timer_start(t, idle - since);
+	memset(in, 0, sizeof *in);
+	switch (sl_stream_kind(s->client)) {
+	case SL_EP_TCP:
+		in->src = s->client_ip;
+		if (sl_stream_local_addr(s->client, &in->dst) < 0 ||
+		    in->src.family == SL_AF_NONE)
+			break;
+		sl_ipaddr_unmap(&in->src);
+		sl_ipaddr_unmap(&in->dst);
+		in->family = in->src.family == SL_AF_INET4 &&
+					     in->dst.family == SL_AF_INET4
+				     ? SL_PP_TCP4
+				     : SL_PP_TCP6;
+		break;
+	case SL_EP_UNIX:
+		in->family = SL_PP_UNIX;
+		r = sl_stream_peer_name(s->client, name, sizeof name);
+		unix_path(r, name, in->src_path, sizeof in->src_path);
+		r = sl_stream_local_name(s->client, name, sizeof name);
+		unix_path(r, name, in->dst_path, sizeof in->dst_path);
+		break;
+	default:
+		break; /* a pipe: no address the protocol can carry */
+	}
+}
+
+static int send_proxy_header(struct session *s, int version)
+{
+	struct pp_out *o = malloc(sizeof *o);
+	sl_pp_info in;
+	size_t n;
+	int r;
+
+	if (o == NULL) {
+		session_close(s, "no-memory", -ENOMEM, 1);
+		return -1;
+	}
+	pp_describe(s, &in);
+	n = version == 1 ? sl_pp_build_v1(&in, o->buf, sizeof o->buf)
+			 : sl_pp_build_v2(&in, o->buf, sizeof o->buf);
+	o->req.data = s;
+	r = n > 0 ? sl_stream_write(s->upstream, &o->req, o->buf, n,
+				    on_pp_written)
+		  : -EINVAL;
+	if (r < 0) {
+		free(o);
+		close_on_error(s, s->upstream, r);
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- connect ---------------------------------------------------------------- */
 
-static void try_connect(struct session *s);
+static void connect_to(struct session *s, int i);
+
+/* Connected: tell the upstream whom for, pass early bytes, relay. */
+static void session_connected(struct session *s)
+{
+	struct route *r = s->route;
+	struct upstream *u = &r->ups[s->up_index];
+
+	balance_connect_ok(r, u);
+	ctr_add(u->st->ctr, s->lc->index, CTR_SESSIONS, 1);
+	s->connected = 1;
+	s->phase = PH_RELAY;
+	s->last_ms = sl_loop_now(s->lc->loop);
+	relay_timer_arm(s);
+	if (u->send_proxy && send_proxy_header(s, u->send_proxy) < 0)
+		return;
+	/* Bytes that came with the client's PROXY header go first; the
+	 * client is read again once they are out (on_write). */
+	if (s->pp != NULL && s->pp->len > s->pp->hlen) {
+		size_t n = s->pp->len - s->pp->hlen;
+
+		dir_count(s, &s->d[C2U], n);
+		if (dir_queue(s, &s->d[C2U], s->pp->buf + s->pp->hlen, n) < 0)
+			return;
+	} else if (relay_start(s, s->client) < 0) {
+		return;
+	}
+	relay_start(s, s->upstream);
+}
+
+/* The attempt on ups[up_index] failed with err: the next one, or the end. */
+static void connect_failed(struct session *s, int err)
+{
+	struct route *r = s->route;
+	struct upstream *u = &r->ups[s->up_index];
+	uint64_t now = sl_clock_ms();
+	int next;
+
+	sl_warn("route %s: connect to %s failed: %s (attempt %u of %u)",
+		r->name, u->name, sl_strerror(err), s->attempts,
+		r->connect_attempts);
+	ctr_add(r->st->ctr, s->lc->index, CTR_CONNECT_FAILS, 1);
+	ctr_add(u->st->ctr, s->lc->index, CTR_CONNECT_FAILS, 1);
+	/* Only the upstream's own failures count against its health, not
+	 * this process running out of descriptors or memory. */
+	if (err != -EMFILE && err != -ENFILE && err != -ENOBUFS &&
+	    err != -ENOMEM && err != -ECANCELED)
+		balance_connect_failed(r, u, sl_strerror(err), now);
+	atomic_fetch_sub(&u->st->active, 1);
+	s->up_held = 0;
+	if (s->attempts >= r->connect_attempts ||
+	    (next = balance_pick(r, s->lc, &s->client_ip, s->tried, s->ntried,
+				 now)) < 0) {
+		session_close(s, "connect-failed", err, 0);
+		return;
+	}
+	connect_to(s, next);
+}
 
 static void on_connect(sl_stream *st, int status)
 {
@@ -451,62 +798,214 @@ static void on_connect(sl_stream *st, int status)
 
 	if (status == -ECANCELED || s->closing)
 		return; /* session_close() closes the stream */
-
 	if (status < 0) {
-		const struct route *rt = s->route;
-		sl_warn("route %s: connect to %s failed: %s (attempt %u of %u)",
-			rt->name, rt->upstream_names[s->up_index],
-			sl_strerror(status), s->attempts, rt->connect_attempts);
 		s->upstream = NULL;
 		sl_stream_close(st, NULL);
-		if (s->attempts >= rt->connect_attempts) {
-			session_close(s, "connect-failed", status, 0);
-			return;
-		}
-		s->up_index = (s->up_index + 1) % (unsigned)rt->nupstreams;
-		try_connect(s);
+		connect_failed(s, status);
 		return;
 	}
-
-	s->connected = 1;
-	s->last_ms = sl_loop_now(s->lc->loop);
-	if (s->route->idle_timeout_ms > 0)
-		sl_timer_start(&s->timer, s->route->idle_timeout_ms);
-	if (relay_start(s, s->client) == 0)
-		relay_start(s, s->upstream);
+	session_connected(s);
 }
 
-static void try_connect(struct session *s)
+static void connect_to(struct session *s, int i)
 {
-	const struct route *rt = s->route;
+	struct route *r = s->route;
+	struct upstream *u = &r->ups[i];
 	sl_stream *up = NULL;
-	int r;
+	int err;
 
-	for (;;) {
-		s->attempts++;
-		r = sl_stream_connect(s->lc->loop, &rt->upstreams[s->up_index],
-				      rt->connect_timeout_ms, on_connect, s,
-				      &up);
-		if (r == 0) {
-			s->upstream = up;
-			return;
-		}
-		/* Failed before it started (e.g. no descriptors): next one. */
-		sl_warn("route %s: connect to %s failed: %s (attempt %u of %u)",
-			rt->name, rt->upstream_names[s->up_index],
-			sl_strerror(r), s->attempts, rt->connect_attempts);
-		if (s->attempts >= rt->connect_attempts) {
-			session_close(s, "connect-failed", r, 0);
-			return;
-		}
-		s->up_index = (s->up_index + 1) % (unsigned)rt->nupstreams;
+	s->phase = PH_CONNECTING;
+	s->up_index = (unsigned)i;
+	s->attempts++;
+	if (s->ntried < sizeof s->tried / sizeof s->tried[0])
+		s->tried[s->ntried++] = (uint16_t)i;
+	atomic_fetch_add(&u->st->active, 1);
+	s->up_held = 1;
+	err = sl_stream_connect(s->lc->loop, &u->ep, r->connect_timeout_ms,
+				on_connect, s, &up);
+	if (err == 0) {
+		s->upstream = up;
+		return;
 	}
+	/* Failed before it started (no descriptor, say). */
+	connect_failed(s, err);
+}
+
+/* ---- queue ------------------------------------------------------------------- */
+
+/* Choose and connect, or wait in the queue, or refuse: every one down. */
+static void choose(struct session *s)
+{
+	struct route *r = s->route;
+	uint64_t now = sl_clock_ms();
+	int i = balance_pick(r, s->lc, &s->client_ip, NULL, 0, now);
+
+	if (i >= 0) {
+		if (s->queued) {
+			s->queued = 0;
+			atomic_fetch_sub(&r->st->queued, 1);
+			sl_timer_stop(&s->timer);
+		}
+		connect_to(s, i);
+		return;
+	}
+	if (s->phase != PH_QUEUED) {
+		unsigned q = atomic_fetch_add(&r->st->queued, 1);
+
+		if (q >= r->queue_max) {
+			atomic_fetch_sub(&r->st->queued, 1);
+			count(s, CTR_NO_UPSTREAM);
+			session_close(s, "no-upstream", 0, 1);
+			return;
+		}
+		s->queued = 1;
+		s->phase = PH_QUEUED;
+		s->phase_ms = sl_loop_now(s->lc->loop);
+	}
+	sl_timer_start(&s->timer, QUEUE_RECHECK_MS);
+}
+
+static void queue_recheck(struct session *s)
+{
+	uint64_t now = sl_loop_now(s->lc->loop);
+
+	if (now - s->phase_ms >= s->route->queue_timeout_ms) {
+		count(s, CTR_NO_UPSTREAM);
+		session_close(s, "queue-timeout", 0, 1);
+		return;
+	}
+	choose(s);
+}
+
+/* ---- admission --------------------------------------------------------------- */
+
+static void log_denied(struct session *s, const struct sl_acl_rule *rule)
+{
+	struct route_state *st = s->route->st;
+	uint64_t now = sl_clock_ms();
+	uint64_t last = atomic_load(&st->deny_log_ms);
+	char text[SL_CIDR_TEXT_MAX] = "";
+	unsigned long more;
+
+	if (now - last < DENY_LOG_MS ||
+	    !atomic_compare_exchange_strong(&st->deny_log_ms, &last, now)) {
+		atomic_fetch_add(&st->deny_unlogged, 1);
+		return;
+	}
+	more = atomic_exchange(&st->deny_unlogged, 0);
+	if (rule != NULL)
+		sl_cidr_format(&rule->cidr, text, sizeof text);
+	if (more == 0)
+		sl_info("route %s: denied %s (%s%s)", s->route->name,
+			s->client_name, rule != NULL ? "deny " : "not allowed",
+			text);
+	else
+		sl_info("route %s: denied %s (%s%s); %lu more denied since "
+			"the last report",
+			s->route->name, s->client_name,
+			rule != NULL ? "deny " : "not allowed", text, more);
+}
+
+/* Access lists, then the per-client limit, then an upstream. */
+static void admit(struct session *s)
+{
+	struct route *r = s->route;
+	const struct sl_acl_rule *rule = NULL;
+
+	if (!sl_acl_check(&r->gacl, &s->client_ip, &rule) ||
+	    !sl_acl_check(&r->acl, &s->client_ip, &rule)) {
+		count(s, CTR_DENIED);
+		log_denied(s, rule);
+		s->quiet = 1;
+		session_close(s, "denied", 0, 1);
+		return;
+	}
+	if (r->max_per_client > 0 && s->client_ip.family != SL_AF_NONE) {
+		sl_ipaddr_unmap(&s->client_ip);
+		if (!client_take(r->st, &s->client_ip, r->max_per_client)) {
+			count(s, CTR_LIMITED);
+			session_close(s, "client-limit", 0, 1);
+			return;
+		}
+		s->per_client = 1;
+	}
+	choose(s);
+}
+
+/* ---- PROXY header from the client ------------------------------------------------ */
+
+static void on_pp_alloc(sl_stream *st, size_t suggested, sl_buf *buf)
+{
+	struct session *s = sl_stream_get_data(st);
+
+	(void)suggested;
+	buf->base = s->pp->buf + s->pp->len;
+	buf->len = sizeof s->pp->buf - s->pp->len;
+}
+
+/* The header names the client: take its address for everything after. */
+static void pp_adopt(struct session *s)
+{
+	const sl_pp_info *in = &s->pp->info;
+	char ip[SL_IPADDR_TEXT_MAX];
+
+	if (in->local || in->family == SL_PP_UNKNOWN)
+		return; /* the connection's own addresses stand */
+	if (in->family == SL_PP_UNIX) {
+		s->client_ip.family = SL_AF_NONE;
+		snprintf(s->client_name, sizeof s->client_name, "unix:%s",
+			 in->src_path);
+		return;
+	}
+	s->client_ip = in->src;
+	sl_ipaddr_format(&in->src, ip, sizeof ip);
+	snprintf(s->client_name, sizeof s->client_name,
+		 in->src.family == SL_AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
+		 in->src.port);
+}
+
+static void on_pp_read(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
+{
+	struct session *s = sl_stream_get_data(st);
+	const char *why = NULL;
+	ptrdiff_t h;
+
+	(void)buf;
+	if (s->closing || n == 0)
+		return;
+	if (n < 0) {
+		count(s, CTR_BAD_PROXY);
+		session_close(s, "bad-proxy-header", n == SL_EOF ? 0 : (int)n,
+			      1);
+		return;
+	}
+	s->pp->len += (size_t)n;
+	h = sl_pp_parse(s->pp->buf, s->pp->len, &s->pp->info, &why);
+	if (h == 0)
+		return; /* more to come */
+	if (h < 0) {
+		sl_info("route %s: %s: bad PROXY header: %s", s->route->name,
+			s->client_name, why != NULL ? why : "malformed");
+		count(s, CTR_BAD_PROXY);
+		session_close(s, "bad-proxy-header", 0, 1);
+		return;
+	}
+	s->pp->hlen = (size_t)h;
+	if (sl_stream_read_stop(st) < 0) {
+		session_close(s, "client-error", 0, 1);
+		return;
+	}
+	sl_timer_stop(&s->timer);
+	pp_adopt(s);
+	s->phase = PH_CONNECTING;
+	admit(s);
 }
 
 /* ---- start ------------------------------------------------------------------ */
 
-void session_start(struct route *r, sl_stream *client)
+void session_start(struct route_listen *rl, sl_stream *client)
 {
+	struct route *r = rl->route;
 	sl_loop *loop = sl_stream_loop(client);
 	struct loop_ctx *lc = sl_loop_get_data(loop);
 	struct session *s;
@@ -521,24 +1020,48 @@ void session_start(struct route *r, sl_stream *client)
 	}
 	s->lc = lc;
 	s->route = r;
+	s->rl = rl;
 	s->client = client;
 	s->d[C2U].sess = s;
 	s->d[U2C].sess = s;
 	s->start_ms = sl_loop_now(loop);
+	s->phase = PH_CONNECTING;
 	sl_stream_set_data(client, s);
 	sl_stream_peer_name(client, s->client_name, sizeof s->client_name);
-	sl_timer_init(loop, &s->timer, on_idle_timer, s);
+	sl_stream_peer_addr(client, &s->client_ip);
+	sl_timer_init(loop, &s->timer, on_timer, s);
 
 	s->next = lc->sessions;
 	if (lc->sessions != NULL)
 		lc->sessions->prev = s;
 	lc->sessions = s;
 	lc->nsessions++;
+	count(s, CTR_SESSIONS);
 
-	s->up_index = atomic_fetch_add_explicit(&r->st->rr, 1,
-						memory_order_relaxed) %
-		      (unsigned)r->nupstreams;
-	try_connect(s);
+	if (!rl->accept_proxy) {
+		admit(s);
+		return;
+	}
+	/* Only a trusted front proxy may say whom a connection is for. */
+	if (!sl_acl_empty(&rl->trusted) &&
+	    (s->client_ip.family == SL_AF_NONE ||
+	     !sl_acl_check(&rl->trusted, &s->client_ip, NULL))) {
+		count(s, CTR_BAD_PROXY);
+		sl_info("route %s: %s may not send PROXY headers "
+			"(not in trusted_proxies)",
+			r->name, s->client_name);
+		session_close(s, "untrusted-proxy", 0, 1);
+		return;
+	}
+	s->pp = calloc(1, sizeof *s->pp);
+	if (s->pp == NULL) {
+		session_close(s, "no-memory", -ENOMEM, 1);
+		return;
+	}
+	s->phase = PH_HEADER;
+	sl_timer_start(&s->timer, rl->proxy_timeout_ms);
+	if (sl_stream_read_start(client, on_pp_alloc, on_pp_read) < 0)
+		session_close(s, "client-error", 0, 1);
 }
 
 /* ---- drain deadline --------------------------------------------------------- */

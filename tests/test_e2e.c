@@ -5,6 +5,7 @@
  * byte.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -448,7 +449,7 @@ static void test_concurrent(void **state)
 
 struct traffic {
 	uint16_t port;
-	volatile int stop;
+	atomic_int stop;
 	unsigned ok;
 };
 

@@ -133,7 +133,7 @@ static void loopback(struct sockaddr_in *sin, uint16_t port)
 	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 }
 
-st_sock st_listen_tcp(uint16_t *port, int backlog)
+static st_sock listen_loopback(uint16_t want, uint16_t *port, int backlog)
 {
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
@@ -143,13 +143,25 @@ st_sock st_listen_tcp(uint16_t *port, int backlog)
 	if (fd < 0)
 		st_fail("socket: %s", strerror(errno));
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	loopback(&sin, 0);
+	loopback(&sin, want);
 	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
 	    listen(fd, backlog) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&sin, &len) < 0)
-		st_fail("listen on 127.0.0.1: %s", strerror(errno));
+		st_fail("listen on 127.0.0.1:%u: %s", want, strerror(errno));
 	*port = ntohs(sin.sin_port);
 	return fd;
+}
+
+st_sock st_listen_tcp(uint16_t *port, int backlog)
+{
+	return listen_loopback(0, port, backlog);
+}
+
+st_sock st_listen_tcp_at(uint16_t port, int backlog)
+{
+	uint16_t got;
+
+	return listen_loopback(port, &got, backlog);
 }
 
 static socklen_t unix_addr(struct sockaddr_un *sun, const char *path)
@@ -214,42 +226,51 @@ uint16_t st_free_port(void)
 	return port;
 }
 
-st_sock st_connect_tcp(uint16_t port)
+/* Connect a new socket of sa's family; ST_BAD_SOCK with errno kept. */
+static st_sock connect_sa(const struct sockaddr *sa, socklen_t len, int tcp)
 {
-	struct sockaddr_in sin;
 	int one = 1;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int fd = socket(sa->sa_family, SOCK_STREAM, 0);
 
 	if (fd < 0)
 		return ST_BAD_SOCK;
-	loopback(&sin, port);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+	if (connect(fd, sa, len) < 0) {
 		int e = errno;
 
 		close(fd);
 		errno = e;
 		return ST_BAD_SOCK;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (tcp)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
+}
+
+st_sock st_connect_tcp(uint16_t port)
+{
+	struct sockaddr_in sin;
+
+	loopback(&sin, port);
+	return connect_sa((struct sockaddr *)&sin, sizeof sin, 1);
 }
 
 st_sock st_connect_unix(const char *path)
 {
 	struct sockaddr_un sun;
 	socklen_t len = unix_addr(&sun, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 
-	if (fd < 0)
-		return ST_BAD_SOCK;
-	if (connect(fd, (struct sockaddr *)&sun, len) < 0) {
-		int e = errno;
+	return connect_sa((struct sockaddr *)&sun, len, 0);
+}
 
-		close(fd);
-		errno = e;
-		return ST_BAD_SOCK;
-	}
-	return fd;
+st_sock st_connect_tcp6(uint16_t port)
+{
+	struct sockaddr_in6 sin6;
+
+	memset(&sin6, 0, sizeof(sin6));
+	sin6.sin6_family = AF_INET6;
+	sin6.sin6_port = htons(port);
+	sin6.sin6_addr = in6addr_loopback;
+	return connect_sa((struct sockaddr *)&sin6, sizeof sin6, 1);
 }
 
 st_sock st_connect_tcp_retry(uint16_t port, unsigned timeout_ms)
@@ -269,12 +290,14 @@ st_sock st_connect_tcp_retry(uint16_t port, unsigned timeout_ms)
 
 uint16_t st_local_port(st_sock s)
 {
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
 
-	if (getsockname(s, (struct sockaddr *)&sin, &len) < 0)
+	if (getsockname(s, (struct sockaddr *)&ss, &len) < 0)
 		st_fail("getsockname: %s", strerror(errno));
-	return ntohs(sin.sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 void st_close(st_sock s)
@@ -287,6 +310,11 @@ void st_shutdown_wr(st_sock s)
 {
 	if (shutdown(s, SHUT_WR) < 0)
 		st_fail("shutdown: %s", strerror(errno));
+}
+
+int st_try_shutdown_wr(st_sock s)
+{
+	return shutdown(s, SHUT_WR) < 0 ? -1 : 0;
 }
 
 /* Wait for events on s: 1 ready, 0 timeout. */
@@ -326,6 +354,22 @@ void st_send_all(st_sock s, const void *buf, size_t len)
 		}
 		p += n;
 		len -= (size_t)n;
+	}
+}
+
+ssize_t st_send_some(st_sock s, const void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (!wait_fd(s, POLLOUT, 20000))
+			return 0;
+		n = send(s, buf, len, MSG_DONTWAIT);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN ? 0 : -1;
 	}
 }
 
@@ -524,11 +568,22 @@ struct conn {
 	char *buf;
 };
 
+/* A connection of an st_server_start_fn() server: its own thread. */
+struct fn_conn {
+	st_server *srv;
+	pthread_t thread;
+	int fd; /* under srv->lock; -1 once closed */
+};
+
 struct st_server {
 	int lfd;
 	int wake[2];
 	enum st_server_mode mode;
 	uint64_t reply;
+	st_conn_fn fn; /* not NULL: a thread per connection */
+	void *fn_arg;
+	struct fn_conn **fconns;
+	size_t nfconns;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	unsigned accepted, open;
@@ -551,6 +606,46 @@ static void conn_drop(st_server *srv, size_t i)
 	pthread_mutex_unlock(&srv->lock);
 }
 
+static void *fn_conn_main(void *arg)
+{
+	struct fn_conn *fc = arg;
+	st_server *srv = fc->srv;
+
+	srv->fn(fc->fd, srv->fn_arg);
+	/* Closed under the lock: st_server_stop() shuts down only
+	 * descriptors that are still this connection's. */
+	pthread_mutex_lock(&srv->lock);
+	close(fc->fd);
+	fc->fd = -1;
+	srv->open--;
+	pthread_mutex_unlock(&srv->lock);
+	return NULL;
+}
+
+static void fn_accept(st_server *srv, int fd)
+{
+	struct fn_conn *fc = calloc(1, sizeof(*fc));
+	struct fn_conn **v;
+
+	if (!fc)
+		st_fail("out of memory");
+	/* accept() does not pass O_NONBLOCK on (Linux), and the support
+	 * functions fn uses wait with poll() anyway. */
+	fc->srv = srv;
+	fc->fd = fd;
+	pthread_mutex_lock(&srv->lock);
+	v = realloc(srv->fconns, (srv->nfconns + 1) * sizeof(*v));
+	if (!v)
+		st_fail("out of memory");
+	srv->fconns = v;
+	srv->fconns[srv->nfconns++] = fc;
+	srv->accepted++;
+	srv->open++;
+	pthread_mutex_unlock(&srv->lock);
+	if (pthread_create(&fc->thread, NULL, fn_conn_main, fc))
+		st_fail("pthread_create");
+}
+
 static void server_accept(st_server *srv)
 {
 	for (;;) {
@@ -559,6 +654,10 @@ static void server_accept(st_server *srv)
 
 		if (fd < 0)
 			return;
+		if (srv->fn) {
+			fn_accept(srv, fd);
+			continue;
+		}
 		set_nonblock(fd);
 		if (srv->nconns == srv->cap) {
 			srv->cap = srv->cap ? srv->cap * 2 : 64;
@@ -720,6 +819,23 @@ st_server *st_server_start(st_sock l, enum st_server_mode mode,
 	return srv;
 }
 
+st_server *st_server_start_fn(st_sock l, st_conn_fn fn, void *arg)
+{
+	st_server *srv = calloc(1, sizeof(*srv));
+
+	if (!srv || pipe(srv->wake) < 0)
+		st_fail("server: %s", strerror(errno));
+	srv->lfd = l;
+	srv->mode = ST_HOLD; /* unused: no connection goes to server_main */
+	srv->fn = fn;
+	srv->fn_arg = arg;
+	set_nonblock(l);
+	pthread_mutex_init(&srv->lock, NULL);
+	if (pthread_create(&srv->thread, NULL, server_main, srv))
+		st_fail("pthread_create");
+	return srv;
+}
+
 unsigned st_server_accepted(st_server *srv)
 {
 	unsigned n;
@@ -747,9 +863,20 @@ void st_server_stop(st_server *srv)
 	if (write(srv->wake[1], "x", 1) != 1)
 		st_fail("server stop: %s", strerror(errno));
 	pthread_join(srv->thread, NULL);
+	close(srv->lfd);
+	/* Per-connection threads: end their connections, then wait. */
+	pthread_mutex_lock(&srv->lock);
+	for (size_t i = 0; i < srv->nfconns; i++)
+		if (srv->fconns[i]->fd >= 0)
+			shutdown(srv->fconns[i]->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&srv->lock);
+	for (size_t i = 0; i < srv->nfconns; i++) {
+		pthread_join(srv->fconns[i]->thread, NULL);
+		free(srv->fconns[i]);
+	}
+	free(srv->fconns);
 	close(srv->wake[0]);
 	close(srv->wake[1]);
-	close(srv->lfd);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv->conns);
 	free(srv);
@@ -782,6 +909,25 @@ static void kill_daemons(void)
 			d->pid = 0;
 		}
 	}
+}
+
+/*
+ * In a child about to exec: close every descriptor but 0-2.  The test's
+ * listening sockets would otherwise live on in the daemon (nothing here
+ * opens them close-on-exec), and a server the test stops would go on
+ * completing handshakes that nobody accepts, where a client should be
+ * refused.
+ */
+static void close_inherited(void)
+{
+	struct rlimit rl;
+	int fd, max = 8192;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < 65536)
+		max = (int)rl.rlim_cur;
+	for (fd = 3; fd < max; fd++)
+		close(fd);
 }
 
 /* ---- wine mode ------------------------------------------------------------ */
@@ -844,8 +990,7 @@ pid_t st_tool_start(const char *in, const char *out, const char *arg, ...)
 			_exit(126);
 		dup2(fi, 0);
 		dup2(fo, 1);
-		close(fi);
-		close(fo);
+		close_inherited();
 		exec_wine(argv);
 		_exit(127);
 	}
@@ -976,7 +1121,7 @@ st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile)
 			_exit(126);
 		dup2(fd, 1);
 		dup2(fd, 2);
-		close(fd);
+		close_inherited();
 		signal(SIGPIPE, SIG_DFL);
 		if (nofile) {
 			struct rlimit rl = {nofile, nofile};
@@ -1058,6 +1203,13 @@ int st_daemon_wait(st_daemon *d, unsigned timeout_ms)
 			d->pid = 0;
 			d->status = WIFEXITED(st) ? WEXITSTATUS(st)
 						  : 128 + WTERMSIG(st);
+			/* A sanitizer's exit status says less than its
+			 * report: show the report. */
+			if (d->status != 0 &&
+			    (st_daemon_log_count(d, "Sanitizer") ||
+			     st_daemon_log_count(d, "runtime error:")))
+				st_fail("sanitizer report in the sluice log:\n%s",
+					st_daemon_log(d));
 			break;
 		}
 		if (st_now_ms() > end)
@@ -1126,24 +1278,19 @@ void st_daemon_free(st_daemon *d)
 	free(d);
 }
 
-int st_run_sluice(char **out, const char *arg, ...)
+/*
+ * Run argv to completion with its output in *out.  wine: argv[0] is a
+ * Windows program to run under wine; else a program in PATH.
+ */
+static int run_argv(char **out, const char *const *argv, int wine)
 {
-	const char *argv[16];
-	const char *bin = sluice_bin();
-	int n = 0, st;
+	int st;
 	int fds[2];
 	pid_t pid;
-	va_list ap;
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 	uint64_t end;
 
-	argv[n++] = bin;
-	va_start(ap, arg);
-	for (; arg && n < 15; arg = va_arg(ap, const char *))
-		argv[n++] = arg;
-	va_end(ap);
-	argv[n] = NULL;
 	if (pipe(fds) < 0)
 		st_fail("pipe: %s", strerror(errno));
 	fflush(NULL);
@@ -1153,11 +1300,10 @@ int st_run_sluice(char **out, const char *arg, ...)
 	if (pid == 0) {
 		dup2(fds[1], 1);
 		dup2(fds[1], 2);
-		close(fds[0]);
-		close(fds[1]);
-		if (st_wine())
+		close_inherited();
+		if (wine)
 			exec_wine(argv);
-		execv(bin, (char *const *)argv);
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	close(fds[1]);
@@ -1187,8 +1333,8 @@ int st_run_sluice(char **out, const char *arg, ...)
 			if (exited)
 				break; /* gone, and nothing left to read */
 			if (st_now_ms() > end)
-				st_fail("sluice %s did not finish within 20 s",
-					argv[1]);
+				st_fail("%s %s did not finish within 20 s",
+					argv[0], argv[1] ? argv[1] : "");
 			continue;
 		}
 		r = read(fds[0], buf + len, cap - len - 1);
@@ -1203,6 +1349,37 @@ int st_run_sluice(char **out, const char *arg, ...)
 	buf[len] = '\0';
 	*out = buf;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int st_run_sluice(char **out, const char *arg, ...)
+{
+	const char *argv[16];
+	int n = 0;
+	va_list ap;
+
+	argv[n++] = sluice_bin();
+	va_start(ap, arg);
+	for (; arg && n < 15; arg = va_arg(ap, const char *))
+		argv[n++] = arg;
+	va_end(ap);
+	argv[n] = NULL;
+	return run_argv(out, argv, st_wine() != NULL);
+}
+
+int st_run_cmd(char **out, const char *prog, ...)
+{
+	const char *argv[24];
+	const char *arg;
+	int n = 0;
+	va_list ap;
+
+	argv[n++] = prog;
+	va_start(ap, prog);
+	while ((arg = va_arg(ap, const char *)) != NULL && n < 23)
+		argv[n++] = arg;
+	va_end(ap);
+	argv[n] = NULL;
+	return run_argv(out, argv, 0);
 }
 
 char *st_write_tmp(const char *name, const char *text)

@@ -40,6 +40,9 @@ void st_sleep_ms(unsigned ms);
 
 /* Listen on 127.0.0.1 at a kernel-chosen port; *port gets it. */
 st_sock st_listen_tcp(uint16_t *port, int backlog);
+/* Listen on 127.0.0.1 at the given port (again, after a server there
+ * stopped); st_fail when it cannot. */
+st_sock st_listen_tcp_at(uint16_t port, int backlog);
 /* Listen on a Unix socket path (replaced if it exists). */
 st_sock st_listen_unix(const char *path, int backlog);
 /* A loopback port that was free a moment ago (nothing listens on it). */
@@ -48,6 +51,9 @@ uint16_t st_free_port(void);
 /* Connect, or return ST_BAD_SOCK with errno set (no st_fail). */
 st_sock st_connect_tcp(uint16_t port);
 st_sock st_connect_unix(const char *path);
+/* Connect to [::1]:port; ST_BAD_SOCK with errno set when that fails (no
+ * IPv6 loopback, nothing listening). */
+st_sock st_connect_tcp6(uint16_t port);
 /* Retry connecting for up to timeout_ms; st_fail if it never works. */
 st_sock st_connect_tcp_retry(uint16_t port, unsigned timeout_ms);
 
@@ -55,8 +61,16 @@ st_sock st_connect_tcp_retry(uint16_t port, unsigned timeout_ms);
 uint16_t st_local_port(st_sock s);
 void st_close(st_sock s);
 void st_shutdown_wr(st_sock s);
+/* The same without st_fail (0, or -1 when the connection is gone): for
+ * servers, whose peers may reset at any time. */
+int st_try_shutdown_wr(st_sock s);
 /* Send everything or st_fail. */
 void st_send_all(st_sock s, const void *buf, size_t len);
+/*
+ * Send what the socket takes now, at most len bytes, without st_fail: the
+ * count, or -1 on an error (a peer that reset the connection, say).
+ */
+ssize_t st_send_some(st_sock s, const void *buf, size_t len);
 /*
  * Receive up to cap bytes, waiting at most timeout_ms for the first.
  * Returns > 0 bytes, 0 at EOF, -1 on a connection error (reset), and -2 on
@@ -106,6 +120,15 @@ typedef struct st_server st_server;
 /* Serve on the listening socket l (taken over) from its own thread. */
 st_server *st_server_start(st_sock l, enum st_server_mode mode,
 			   uint64_t reply);
+/*
+ * A server that runs fn(c, arg) on a thread of its own for every
+ * connection c it accepts on l (taken over).  The server owns c: it is
+ * closed when fn returns.  st_server_stop() shuts every open connection
+ * down (fn's receives then see EOF) and joins the threads, so fn must
+ * return once its socket ends.
+ */
+typedef void (*st_conn_fn)(st_sock c, void *arg);
+st_server *st_server_start_fn(st_sock l, st_conn_fn fn, void *arg);
 /* Connections accepted so far. */
 unsigned st_server_accepted(st_server *srv);
 /* Connections currently open. */
@@ -160,6 +183,13 @@ void st_tool_kill(pid_t pid);
  * stderr captured into *out (malloc'd); return its exit status.
  */
 int st_run_sluice(char **out, const char *arg, ...);
+
+/*
+ * Run a program of this machine (found in PATH, never under wine) with
+ * args... (NULL-terminated), stdout and stderr captured into *out
+ * (malloc'd), within 20 s; its exit status (127: it could not be run).
+ */
+int st_run_cmd(char **out, const char *prog, ...);
 
 /* Write text to a new file in st_tmpdir() named name; the path, malloc'd. */
 char *st_write_tmp(const char *name, const char *text);
