@@ -961,6 +961,68 @@ static void test_reload_drops_checks(void **state)
 
 /* ---- every upstream down ---------------------------------------------------------- */
 
+/* A check that authenticates (Redis' AUTH, say) and answers wrong. */
+static void auth_reply(st_sock c, void *arg)
+{
+	(void)arg;
+	ping_reply(c, "-ERR invalid password\r\n");
+}
+
+/*
+ * A credential in the config (a health check's send) appears in nothing
+ * sluice writes or answers: not in its log, however the check fails or
+ * the config is reloaded, rejected or checked with -t, and not in
+ * /metrics or /status.
+ */
+static void test_secrets_not_logged(void **state)
+{
+	static const char secret[] = "s3cret-Token-77";
+	uint16_t pu, lport = st_free_port(), aport = st_free_port();
+	st_server *up = st_server_start_fn(st_listen_tcp(&pu, 64), auth_reply,
+					   NULL);
+	char *yaml = st_fmt("log_level: debug\n"
+			    "admin: tcp://127.0.0.1:%u\n"
+			    "routes:\n  - name: sec\n"
+			    "    listen: tcp://127.0.0.1:%u\n"
+			    "    upstreams: [tcp://127.0.0.1:%u]\n"
+			    "    health:\n"
+			    "      check: {interval: 100ms, fall: 1, "
+			    "send: \"AUTH %s\\r\\n\", expect: \"+OK\"}\n",
+			    aport, lport, pu, secret);
+	st_daemon *d = start(yaml);
+	char *bad = st_fmt("%s    max_connections: -1\n", yaml);
+	char *out, *conf, *log;
+
+	(void)state;
+	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", pu);
+	/* Reloaded as it is, then a broken version of it. */
+	st_daemon_signal(d, SIGHUP);
+	wait_log(d, "reloaded ", 1);
+	st_daemon_write_config(d, bad);
+	st_daemon_signal(d, SIGHUP);
+	wait_log(d, "reload failed", 1);
+	out = http_get(aport, "/status");
+	assert_null(strstr(out, secret));
+	free(out);
+	out = http_get(aport, "/metrics");
+	assert_null(strstr(out, secret));
+	free(out);
+	log = st_daemon_log(d);
+	if (strstr(log, secret) != NULL)
+		fail_msg("the secret is in the log:\n%s", log);
+	free(log);
+	stop_daemon(d);
+
+	conf = st_write_tmp("secret.yaml", yaml);
+	assert_int_equal(st_run_sluice(&out, "-t", "-c", conf, NULL), 0);
+	assert_null(strstr(out, secret));
+	free(out);
+	free(conf);
+	st_server_stop(up);
+	free(bad);
+	free(yaml);
+}
+
 /* Without a queue a client is refused at once: reason no-upstream. */
 static void test_no_upstream(void **state)
 {
@@ -2919,6 +2981,7 @@ int main(void)
 		cmocka_unit_test(test_backup_last),
 		cmocka_unit_test(test_passive_trial),
 		cmocka_unit_test(test_health_check),
+		cmocka_unit_test(test_secrets_not_logged),
 		cmocka_unit_test(test_reload_drops_checks),
 		cmocka_unit_test(test_no_upstream),
 		cmocka_unit_test(test_queue),
@@ -2968,6 +3031,7 @@ int main(void)
 		cmocka_unit_test(test_backup_last),
 		cmocka_unit_test(test_passive_trial),
 		cmocka_unit_test(test_health_check),
+		cmocka_unit_test(test_secrets_not_logged),
 		cmocka_unit_test(test_reload_drops_checks),
 		cmocka_unit_test(test_no_upstream),
 		cmocka_unit_test(test_queue),
