@@ -92,8 +92,14 @@ struct session {
 	int pending_closes;
 	const char *reason;
 	int err;
-	char client_name[128];
+	/* The client's name for logs when it has no IP address (a Unix
+	 * socket or pipe peer, or a PROXY header's UNIX source); an IP
+	 * client's is made from client_ip when needed.  An idle session
+	 * keeps no text. */
+	char *client_text;
 };
+
+#define CLIENT_NAME_MAX 128
 
 #define POOL_MAX_FREE 64 /* per loop: 4 MiB of 64k buffers at most */
 
@@ -208,6 +214,21 @@ static void client_release(struct route_state *st, const sl_ipaddr *a)
 
 /* ---- close path ----------------------------------------------------------- */
 
+static const char *client_name(const struct session *s, char *buf, size_t len)
+{
+	char ip[SL_IPADDR_TEXT_MAX];
+
+	if (s->client_text != NULL)
+		return s->client_text;
+	if (s->client_ip.family == SL_AF_NONE)
+		return "-";
+	sl_ipaddr_format(&s->client_ip, ip, sizeof ip);
+	snprintf(buf, len,
+		 s->client_ip.family == SL_AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
+		 s->client_ip.port);
+	return buf;
+}
+
 static void session_finish(struct session *s)
 {
 	struct loop_ctx *lc = s->lc;
@@ -216,9 +237,10 @@ static void session_finish(struct session *s)
 	const char *up = s->attempts > 0 ? r->ups[s->up_index].name : "-";
 
 	if (!s->quiet) {
+		char name[CLIENT_NAME_MAX];
 		struct sl_access_rec rec = {
 			.route = r->name,
-			.client = s->client_name,
+			.client = client_name(s, name, sizeof name),
 			.upstream = up,
 			.reason = s->reason,
 			.error = s->err != 0 ? sl_strerror(s->err) : NULL,
@@ -245,6 +267,7 @@ static void session_finish(struct session *s)
 	if (s->queued)
 		atomic_fetch_sub(&r->st->queued, 1);
 	free(s->pp);
+	free(s->client_text);
 	proxy_session_gone(lc->proxy, r);
 	route_unref(r);
 	free(s);
@@ -884,7 +907,7 @@ static void log_denied(struct session *s, const struct sl_acl_rule *rule)
 	struct route_state *st = s->route->st;
 	uint64_t now = sl_clock_ms();
 	uint64_t last = atomic_load(&st->deny_log_ms);
-	char text[SL_CIDR_TEXT_MAX] = "";
+	char text[SL_CIDR_TEXT_MAX] = "", name[CLIENT_NAME_MAX];
 	unsigned long more;
 
 	if (now - last < DENY_LOG_MS ||
@@ -897,12 +920,13 @@ static void log_denied(struct session *s, const struct sl_acl_rule *rule)
 		sl_cidr_format(&rule->cidr, text, sizeof text);
 	if (more == 0)
 		sl_info("route %s: denied %s (%s%s)", s->route->name,
-			s->client_name, rule != NULL ? "deny " : "not allowed",
+			client_name(s, name, sizeof name),
+			rule != NULL ? "deny " : "not allowed",
 			text);
 	else
 		sl_info("route %s: denied %s (%s%s); %lu more denied since "
 			"the last report",
-			s->route->name, s->client_name,
+			s->route->name, client_name(s, name, sizeof name),
 			rule != NULL ? "deny " : "not allowed", text, more);
 }
 
@@ -947,21 +971,19 @@ static void on_pp_alloc(sl_stream *st, size_t suggested, sl_buf *buf)
 static void pp_adopt(struct session *s)
 {
 	const sl_pp_info *in = &s->pp->info;
-	char ip[SL_IPADDR_TEXT_MAX];
+	char name[CLIENT_NAME_MAX];
 
 	if (in->local || in->family == SL_PP_UNKNOWN)
 		return; /* the connection's own addresses stand */
+	free(s->client_text);
+	s->client_text = NULL;
 	if (in->family == SL_PP_UNIX) {
 		s->client_ip.family = SL_AF_NONE;
-		snprintf(s->client_name, sizeof s->client_name, "unix:%s",
-			 in->src_path);
+		snprintf(name, sizeof name, "unix:%s", in->src_path);
+		s->client_text = strdup(name); /* NULL: logged as "-" */
 		return;
 	}
 	s->client_ip = in->src;
-	sl_ipaddr_format(&in->src, ip, sizeof ip);
-	snprintf(s->client_name, sizeof s->client_name,
-		 in->src.family == SL_AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
-		 in->src.port);
 }
 
 static void on_pp_read(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
@@ -984,8 +1006,11 @@ static void on_pp_read(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
 	if (h == 0)
 		return; /* more to come */
 	if (h < 0) {
+		char name[CLIENT_NAME_MAX];
+
 		sl_info("route %s: %s: bad PROXY header: %s", s->route->name,
-			s->client_name, why != NULL ? why : "malformed");
+			client_name(s, name, sizeof name),
+			why != NULL ? why : "malformed");
 		count(s, CTR_BAD_PROXY);
 		session_close(s, "bad-proxy-header", 0, 1);
 		return;
@@ -1027,8 +1052,13 @@ void session_start(struct route_listen *rl, sl_stream *client)
 	s->start_ms = sl_loop_now(loop);
 	s->phase = PH_CONNECTING;
 	sl_stream_set_data(client, s);
-	sl_stream_peer_name(client, s->client_name, sizeof s->client_name);
 	sl_stream_peer_addr(client, &s->client_ip);
+	if (s->client_ip.family == SL_AF_NONE) {
+		char name[CLIENT_NAME_MAX];
+
+		sl_stream_peer_name(client, name, sizeof name);
+		s->client_text = strdup(name); /* NULL: logged as "-" */
+	}
 	sl_timer_init(loop, &s->timer, on_timer, s);
 
 	s->next = lc->sessions;
@@ -1046,10 +1076,12 @@ void session_start(struct route_listen *rl, sl_stream *client)
 	if (!sl_acl_empty(&rl->trusted) &&
 	    (s->client_ip.family == SL_AF_NONE ||
 	     !sl_acl_check(&rl->trusted, &s->client_ip, NULL))) {
+		char name[CLIENT_NAME_MAX];
+
 		count(s, CTR_BAD_PROXY);
 		sl_info("route %s: %s may not send PROXY headers "
 			"(not in trusted_proxies)",
-			r->name, s->client_name);
+			r->name, client_name(s, name, sizeof name));
 		session_close(s, "untrusted-proxy", 0, 1);
 		return;
 	}

@@ -2021,7 +2021,7 @@ static void test_acl_mapped(void **state)
 	st_sock c;
 
 	(void)state;
-	c = connect_refusable(lport);
+	c = st_connect_tcp(lport);
 	if (c == ST_BAD_SOCK) {
 		printf("acl_mapped: the [::] listener refuses IPv4 clients "
 		       "(IPV6_V6ONLY): no mapped address to test\n");
