@@ -1084,6 +1084,14 @@ void st_daemon_write_config(st_daemon *d, const char *yaml)
 	free(tmp);
 }
 
+/* SLUICE_VALGRIND=1: run the daemon under valgrind's memcheck. */
+static int valgrind(void)
+{
+	const char *v = getenv("SLUICE_VALGRIND");
+
+	return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0 && !st_wine();
+}
+
 st_daemon *st_daemon_start(const char *yaml)
 {
 	return st_daemon_start_limited(yaml, 0);
@@ -1134,12 +1142,20 @@ st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile)
 
 			exec_wine(av);
 		}
+		if (valgrind())
+			/* memcheck: any error, or a definite leak, makes the
+			 * exit status 97, which the tests' wait sees. */
+			execlp("valgrind", "valgrind", "--quiet",
+			       "--error-exitcode=97", "--leak-check=full",
+			       "--errors-for-leak-kinds=definite",
+			       "--show-leak-kinds=definite", bin, "-d", "-c",
+			       d->conf, (char *)NULL);
 		execl(bin, bin, "-d", "-c", d->conf, (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
 		_exit(127);
 	}
 	{
-		uint64_t end = st_now_ms() + 20000;
+		uint64_t end = st_now_ms() + (valgrind() ? 60000 : 20000);
 
 		while (st_daemon_log_count(d, " started: ") == 0) {
 			int st;
@@ -1207,7 +1223,8 @@ int st_daemon_wait(st_daemon *d, unsigned timeout_ms)
 			 * report: show the report. */
 			if (d->status != 0 &&
 			    (st_daemon_log_count(d, "Sanitizer") ||
-			     st_daemon_log_count(d, "runtime error:")))
+			     st_daemon_log_count(d, "runtime error:") ||
+			     (valgrind() && d->status == 97)))
 				st_fail("sanitizer report in the sluice log:\n%s",
 					st_daemon_log(d));
 			break;

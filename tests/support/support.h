@@ -140,6 +140,10 @@ void st_server_stop(st_server *srv);
 typedef struct st_daemon st_daemon;
 
 /*
+ * With SLUICE_VALGRIND=1 in the environment the daemon runs under
+ * valgrind's memcheck, and a memcheck error or a definite leak is its exit
+ * status 97 (a test that waits for a clean exit fails, with the log).
+ *
  * Write yaml to a config file and start `$SLUICE_BIN -d -c FILE` with its
  * stderr in a log file; return once it logs that it started (st_fail if it
  * exits or does not within 20 s).
