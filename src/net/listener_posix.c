@@ -66,6 +66,7 @@ struct sl_listener {
 	sl_timer timer;
 	int watching; /* io initialised on the owner loop */
 	int fd_paused;
+	int pause_logged; /* this shortage is in the log already */
 	int closed;
 
 	atomic_int started; /* set by start; resume reads it anywhere */
@@ -464,9 +465,29 @@ static void pause_accepting(sl_listener *l, int err, int count)
 	l->fd_paused = 1;
 	if (count)
 		atomic_fetch_add(&l->fd_pauses, 1);
-	sl_warn("%s: accept: %s; pausing for %d ms", l->name, strerror(err),
-		SL_ACCEPT_PAUSE_MS);
+	/* Once per shortage: it is retried every SL_ACCEPT_PAUSE_MS for as
+	 * long as it lasts, and a line per retry would flood the log (ten a
+	 * second per listener) just when the system is short of resources.
+	 * The pause counter counts every retry. */
+	if (!l->pause_logged) {
+		l->pause_logged = 1;
+		sl_warn("%s: accept: %s; pausing for %d ms, and again until "
+			"it works", l->name, strerror(err), SL_ACCEPT_PAUSE_MS);
+	}
 	sl_timer_start(&l->timer, SL_ACCEPT_PAUSE_MS);
+}
+
+/*
+ * accept() got past the descriptor allocation (a connection, or EAGAIN:
+ * Linux and FreeBSD allocate the descriptor before they look at the
+ * queue): a shortage that was logged is over.
+ */
+static void shortage_over(sl_listener *l)
+{
+	if (l->pause_logged) {
+		l->pause_logged = 0;
+		sl_info("%s: accepting again", l->name);
+	}
 }
 
 static int accept_one(int lfd, struct sockaddr_storage *ss, socklen_t *len)
@@ -525,6 +546,7 @@ static void on_accept(sl_io *io, unsigned events)
 #if EWOULDBLOCK != EAGAIN
 			case EWOULDBLOCK:
 #endif
+				shortage_over(l);
 				return;
 			case EMFILE:
 			case ENFILE:
@@ -539,6 +561,7 @@ static void on_accept(sl_io *io, unsigned events)
 				return;
 			}
 		}
+		shortage_over(l);
 		h = malloc(sizeof *h);
 		if (h == NULL) {
 			close(fd);
