@@ -24,7 +24,6 @@
 
 #define ADMIN_REQ_MAX 8192
 #define ADMIN_TIMEOUT_MS 5000
-#define ADMIN_CONNS_MAX 32
 
 struct admin {
 	struct sl_proxy *p;

@@ -552,10 +552,11 @@ void sl_proxy_reload_failed(sl_proxy *p)
 /*
  * The global session limit in force: the configured one, capped by what
  * the descriptor limit allows, as HAProxy derives its maxconn and maxpipes
- * from ulimit -n.  After a reserve for the loops, listeners, logs and the
- * resolver, four fifths of the descriptors go to sessions (two each) and
- * one fifth to forwarding pipes (two each, for a quarter of the sessions
- * at once; beyond that, sessions copy).  Without the cap a full process
+ * from ulimit -n.  After a reserve for the loops, listeners, the admin
+ * listener's connections, logs and the resolver, four fifths of the
+ * descriptors go to sessions (two each) and one fifth to forwarding pipes
+ * (two each, for a quarter of the sessions at once; beyond that, sessions
+ * copy).  Without the cap a full process
  * would accept a client and then fail its upstream connect; with it,
  * clients beyond the cap wait in the listen backlog like any over-limit
  * client.
@@ -567,6 +568,11 @@ static unsigned effective_max(sl_proxy *p, const sl_config *cfg)
 	if (p->fd_limit == 0)
 		return (unsigned)want;
 	reserve = 16 + 2ul * p->nloops;
+	/* The admin listener and its connections hold descriptors of their
+	 * own: left out, a full process would fail sessions' upstream
+	 * connects (or its accepts) for them while scrapes run. */
+	if (cfg->admin.address != NULL)
+		reserve += 1 + ADMIN_CONNS_MAX;
 	for (size_t i = 0; i < cfg->nroutes; i++) {
 		reserve += cfg->routes[i].nlisten;
 		if (cfg->routes[i].health.interval_ms > 0)

@@ -86,6 +86,10 @@ void health_stop(struct health *h);
 
 /* ---- the admin listener (admin.c) -------------------------------------------------- */
 
+/* Connections the admin listener holds at most (beyond, clients wait in
+ * the backlog); the descriptor budget reserves them (effective_max). */
+#define ADMIN_CONNS_MAX 32
+
 /*
  * Open (bind) the admin listener of ac; not accepting yet.  0, or -1 with
  * err set.
