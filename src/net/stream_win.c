@@ -1091,6 +1091,15 @@ static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 			setsockopt(s->sock, SOL_SOCKET, SO_LINGER,
 				   (const char *)&lg, sizeof lg);
 		}
+		/*
+		 * Windows cancels a socket's overlapped operations at
+		 * closesocket(); wine (8.0) does not for a WSASend the peer
+		 * never lets complete (it does not read), and the stream,
+		 * and its session, would wait for that completion forever.
+		 * Cancelling first does what Windows does either way.
+		 */
+		if (s->pending > 0)
+			CancelIoEx((HANDLE)s->sock, NULL);
 		closesocket(s->sock);
 		s->sock = INVALID_SOCKET;
 	}
