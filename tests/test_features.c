@@ -172,49 +172,6 @@ static void wait_accepted(st_server *srv, unsigned n)
 
 /* ---- admin answers ------------------------------------------------------------ */
 
-/* GET path from the admin listener on port; the whole answer (malloc'd). */
-static char *http_get(uint16_t port, const char *path)
-{
-	st_sock c = st_connect_tcp_retry(port, 10000);
-	char *req = st_fmt("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
-	size_t len = 0, cap = 65536;
-	char *buf = malloc(cap);
-	ssize_t n;
-
-	assert_non_null(buf);
-	st_send_all(c, req, strlen(req));
-	while ((n = st_recv_some(c, buf + len, cap - 1 - len, STALL_MS)) > 0) {
-		len += (size_t)n;
-		if (len == cap - 1) {
-			cap *= 2;
-			buf = realloc(buf, cap);
-			assert_non_null(buf);
-		}
-	}
-	assert_int_equal(n, 0); /* Connection: close: the answer ends at EOF */
-	buf[len] = '\0';
-	st_close(c);
-	free(req);
-	return buf;
-}
-
-/*
- * The value of one series ("name{labels}" exactly as written) in a
- * Prometheus text answer; -1 when it is not there.
- */
-static long long metric(const char *text, const char *series)
-{
-	size_t n = strlen(series);
-	const char *p = text;
-
-	while ((p = strstr(p, series)) != NULL) {
-		if ((p == text || p[-1] == '\n') && p[n] == ' ')
-			return strtoll(p + n + 1, NULL, 10);
-		p += n;
-	}
-	return -1;
-}
-
 #if defined(__GNUC__)
 __attribute__((format(SL_FMT_PRINTF, 2, 3)))
 #endif
@@ -222,13 +179,13 @@ static long long metric_at(uint16_t aport, const char *fmt, ...)
 {
 	va_list ap;
 	char series[512];
-	char *m = http_get(aport, "/metrics");
+	char *m = st_http_get(aport, "/metrics");
 	long long v;
 
 	va_start(ap, fmt);
 	vsnprintf(series, sizeof series, fmt, ap);
 	va_end(ap);
-	v = metric(m, series);
+	v = st_metric(m, series);
 	free(m);
 	return v;
 }
@@ -280,30 +237,6 @@ static const char *status_state(const char *status, const char *name)
 
 /* ---- test servers (one thread per connection, st_server_start_fn) ----------- */
 
-/* Echo until EOF, then pass the EOF on; returns at any end. */
-static void echo_rest(st_sock c)
-{
-	char buf[16384];
-
-	for (;;) {
-		ssize_t n = st_recv_some(c, buf, sizeof buf, 60000);
-		ssize_t off = 0;
-
-		if (n == 0)
-			(void)st_try_shutdown_wr(c);
-		if (n <= 0)
-			return;
-		while (off < n) {
-			ssize_t w = st_send_some(c, buf + off,
-						 (size_t)(n - off));
-
-			if (w < 0)
-				return;
-			off += w;
-		}
-	}
-}
-
 /* arg: a NUL-terminated banner sent first (which upstream this is). */
 static void banner_echo(st_sock c, void *arg)
 {
@@ -311,7 +244,7 @@ static void banner_echo(st_sock c, void *arg)
 
 	if (st_send_some(c, banner, strlen(banner)) != (ssize_t)strlen(banner))
 		return;
-	echo_rest(c);
+	st_echo_rest(c);
 }
 
 /*
@@ -388,7 +321,7 @@ static void pp_echo(st_sock c, void *arg)
 			off += (size_t)w;
 		}
 		if (off == len)
-			echo_rest(c);
+			st_echo_rest(c);
 	}
 	free(buf);
 }
@@ -884,7 +817,7 @@ static void test_health_check(void **state)
 	{
 		char *gname = up_name(pg), *xname = up_name(px);
 
-		status = http_get(aport, "/status");
+		status = st_http_get(aport, "/status");
 		assert_string_equal(status_state(status, xname), "down");
 		assert_string_equal(status_state(status, gname), "up");
 		free(status);
@@ -1001,10 +934,10 @@ static void test_secrets_not_logged(void **state)
 	st_daemon_write_config(d, bad);
 	st_daemon_signal(d, SIGHUP);
 	wait_log(d, "reload failed", 1);
-	out = http_get(aport, "/status");
+	out = st_http_get(aport, "/status");
 	assert_null(strstr(out, secret));
 	free(out);
-	out = http_get(aport, "/metrics");
+	out = st_http_get(aport, "/metrics");
 	assert_null(strstr(out, secret));
 	free(out);
 	log = st_daemon_log(d);
@@ -2379,7 +2312,7 @@ static void test_admin_status(void **state)
 	char *ans, *want;
 
 	(void)state;
-	ans = http_get(aport, "/status");
+	ans = st_http_get(aport, "/status");
 	assert_non_null(strstr(ans, "HTTP/1.1 200 OK\r\n"));
 	assert_non_null(strstr(ans, "\"name\":\"web\""));
 	want = st_fmt("\"address\":\"tcp://127.0.0.1:%u\"", uport);
@@ -2388,7 +2321,7 @@ static void test_admin_status(void **state)
 	free(want);
 	free(ans);
 
-	ans = http_get(aport, "/nothing-here");
+	ans = st_http_get(aport, "/nothing-here");
 	assert_non_null(strstr(ans, "HTTP/1.1 404 Not Found\r\n"));
 	free(ans);
 
@@ -2439,19 +2372,19 @@ static void test_admin_metrics(void **state)
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "# TYPE sluice_route_sessions_total "
 				    "counter\n"));
-	assert_int_equal(metric(out, "sluice_route_sessions_total{"
+	assert_int_equal(st_metric(out, "sluice_route_sessions_total{"
 				     "route=\"web\"}"),
 			 5);
-	assert_int_equal(metric(out, "sluice_route_bytes_in_total{"
+	assert_int_equal(st_metric(out, "sluice_route_bytes_in_total{"
 				     "route=\"web\"}"),
 			 5000);
-	assert_int_equal(metric(out, "sluice_route_bytes_out_total{"
+	assert_int_equal(st_metric(out, "sluice_route_bytes_out_total{"
 				     "route=\"web\"}"),
 			 5000);
-	assert_int_equal(metric(out, "sluice_route_sessions_active{"
+	assert_int_equal(st_metric(out, "sluice_route_sessions_active{"
 				     "route=\"web\"}"),
 			 0);
-	assert_int_equal(metric(out, "sluice_route_connect_failures_total{"
+	assert_int_equal(st_metric(out, "sluice_route_connect_failures_total{"
 				     "route=\"web\"}"),
 			 0);
 	series = st_fmt("{route=\"web\",upstream=\"tcp://127.0.0.1:%u\"}",
@@ -2459,21 +2392,21 @@ static void test_admin_metrics(void **state)
 	{
 		char *s = st_fmt("sluice_upstream_sessions_total%s", series);
 
-		assert_int_equal(metric(out, s), 5);
+		assert_int_equal(st_metric(out, s), 5);
 		free(s);
 		s = st_fmt("sluice_upstream_bytes_in_total%s", series);
-		assert_int_equal(metric(out, s), 5000);
+		assert_int_equal(st_metric(out, s), 5000);
 		free(s);
 		s = st_fmt("sluice_upstream_bytes_out_total%s", series);
-		assert_int_equal(metric(out, s), 5000);
+		assert_int_equal(st_metric(out, s), 5000);
 		free(s);
 		s = st_fmt("sluice_upstream_up%s", series);
-		assert_int_equal(metric(out, s), 1);
+		assert_int_equal(st_metric(out, s), 1);
 		free(s);
 	}
-	assert_int_equal(metric(out, "sluice_reloads_total"), 0);
-	assert_int_equal(metric(out, "sluice_reload_failures_total"), 0);
-	start = metric(out, "sluice_start_time_seconds");
+	assert_int_equal(st_metric(out, "sluice_reloads_total"), 0);
+	assert_int_equal(st_metric(out, "sluice_reload_failures_total"), 0);
+	start = st_metric(out, "sluice_start_time_seconds");
 	assert_true(start > 1600000000LL && start <= (long long)time(NULL));
 	free(out);
 	free(series);
@@ -2574,7 +2507,7 @@ static void test_admin_unix(void **state)
 				    "10", "--unix-socket", path,
 				    "http://localhost/metrics", NULL),
 			 0);
-	assert_int_equal(metric(out, "sluice_route_sessions_total{"
+	assert_int_equal(st_metric(out, "sluice_route_sessions_total{"
 				     "route=\"web\"}"),
 			 1);
 	free(out);
@@ -2620,7 +2553,7 @@ static void test_admin_acl(void **state)
 	wait_log(d, "reloaded ", 1);
 	rc = curl(&out, NULL, url);
 	assert_int_equal(rc, 0);
-	assert_int_equal(metric(out, "sluice_reloads_total"), 1);
+	assert_int_equal(st_metric(out, "sluice_reloads_total"), 1);
 	free(out);
 	free(url);
 	stop_daemon(d);
@@ -2650,7 +2583,7 @@ static void test_admin_busy(void **state)
 
 	(void)state;
 	/* Make sure the listener is up before the idle ones come. */
-	ans = http_get(aport, "/");
+	ans = st_http_get(aport, "/");
 	assert_non_null(strstr(ans, "HTTP/1.1 200 OK\r\n"));
 	free(ans);
 	for (i = 0; i < 32; i++) {
@@ -2658,9 +2591,9 @@ static void test_admin_busy(void **state)
 		assert_true(idle[i] != ST_BAD_SOCK);
 	}
 	echo_once(lport, "sessions go on");
-	ans = http_get(aport, "/metrics");
+	ans = st_http_get(aport, "/metrics");
 	assert_non_null(strstr(ans, "HTTP/1.1 200 OK\r\n"));
-	assert_int_equal(metric(ans, "sluice_route_sessions_total{"
+	assert_int_equal(st_metric(ans, "sluice_route_sessions_total{"
 				     "route=\"web\"}"),
 			 1);
 	free(ans);
@@ -2711,7 +2644,7 @@ static void test_admin_reload(void **state)
 		echo_once(lport, "before the reload");
 	wait_logf(d, 1, "upstream %s is down", dname);
 	wait_log(d, "reason=done", 3);
-	status = http_get(aport, "/status");
+	status = st_http_get(aport, "/status");
 	assert_string_equal(status_state(status, dname), "down");
 	assert_string_equal(status_state(status, uname), "up");
 	free(status);
@@ -2722,7 +2655,7 @@ static void test_admin_reload(void **state)
 	st_daemon_write_config(d, yaml2);
 	st_daemon_signal(d, SIGHUP);
 	wait_log(d, "reloaded ", 1);
-	status = http_get(aport, "/status");
+	status = st_http_get(aport, "/status");
 	assert_string_equal(status_state(status, dname), "down");
 	assert_string_equal(status_state(status, uname), "up");
 	assert_non_null(strstr(status, "\"name\":\"extra\""));
@@ -2809,9 +2742,9 @@ static void test_reload_admin_move(void **state)
 				    "10", "--retry", "5", "--retry-connrefused",
 				    url, NULL),
 			 0);
-	assert_int_equal(metric(out, "sluice_reloads_total"), 1);
-	assert_int_equal(metric(out, "sluice_reload_failures_total"), 1);
-	assert_int_equal(metric(out, "sluice_route_sessions_total{"
+	assert_int_equal(st_metric(out, "sluice_reloads_total"), 1);
+	assert_int_equal(st_metric(out, "sluice_reload_failures_total"), 1);
+	assert_int_equal(st_metric(out, "sluice_route_sessions_total{"
 				     "route=\"web\"}"),
 			 2);
 	free(out);
@@ -2885,7 +2818,7 @@ static void *scrape_main(void *arg)
 	struct traffic *t = arg;
 
 	while (!t->stop) {
-		char *m = http_get(t->aport,
+		char *m = st_http_get(t->aport,
 				   t->ok % 2 ? "/metrics" : "/status");
 
 		if (strstr(m, "HTTP/1.1 200 OK\r\n") == NULL)

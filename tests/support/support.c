@@ -1416,3 +1416,68 @@ char *st_read_file(const char *path)
 	fclose(f);
 	return read_file(path);
 }
+
+char *st_http_get(uint16_t port, const char *path)
+{
+	st_sock c = st_connect_tcp_retry(port, 10000);
+	char *req = st_fmt("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+	size_t len = 0, cap = 65536;
+	char *buf = malloc(cap);
+	ssize_t n;
+
+	if (buf == NULL)
+		st_fail("out of memory");
+	st_send_all(c, req, strlen(req));
+	while ((n = st_recv_some(c, buf + len, cap - 1 - len, 20000)) > 0) {
+		len += (size_t)n;
+		if (len == cap - 1) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			if (buf == NULL)
+				st_fail("out of memory");
+		}
+	}
+	if (n != 0) /* the answer ends at EOF, nothing else */
+		st_fail("GET %s from port %u: %s after %zu bytes", path,
+			(unsigned)port, n == -2 ? "stalled" : "reset", len);
+	buf[len] = '\0';
+	st_close(c);
+	free(req);
+	return buf;
+}
+
+long long st_metric(const char *text, const char *series)
+{
+	size_t n = strlen(series);
+	const char *p = text;
+
+	while ((p = strstr(p, series)) != NULL) {
+		if ((p == text || p[-1] == '\n') && p[n] == ' ')
+			return strtoll(p + n + 1, NULL, 10);
+		p += n;
+	}
+	return -1;
+}
+
+void st_echo_rest(st_sock c)
+{
+	char buf[16384];
+
+	for (;;) {
+		ssize_t n = st_recv_some(c, buf, sizeof buf, 60000);
+		ssize_t off = 0;
+
+		if (n == 0)
+			(void)st_try_shutdown_wr(c);
+		if (n <= 0)
+			return;
+		while (off < n) {
+			ssize_t w = st_send_some(c, buf + off,
+						 (size_t)(n - off));
+
+			if (w < 0)
+				return;
+			off += w;
+		}
+	}
+}

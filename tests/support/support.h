@@ -200,6 +200,23 @@ char *st_write_tmp(const char *name, const char *text);
 /* A whole file (malloc'd), or NULL when it cannot be read. */
 char *st_read_file(const char *path);
 
+/* ---- admin listener and echo helpers (shared by the end-to-end tests) ---- */
+
+/*
+ * GET path from an HTTP listener on 127.0.0.1:port and read the answer to
+ * its EOF (the admin listener answers with Connection: close); the whole
+ * answer, headers included (malloc'd).  Fails the program when the answer
+ * stalls for 20 s or the connection is reset.
+ */
+char *st_http_get(uint16_t port, const char *path);
+/*
+ * The value of one series ("name{labels}" exactly as written) in a
+ * Prometheus text answer; -1 when it is not there.
+ */
+long long st_metric(const char *text, const char *series);
+/* Echo until EOF, then pass the EOF on (shutdown); returns at any end. */
+void st_echo_rest(st_sock c);
+
 /* malloc'd printf. */
 char *st_fmt(const char *fmt, ...)
 #if defined(__GNUC__)
