@@ -431,29 +431,37 @@ int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
 
 /* ---- accepting (owner loop) --------------------------------------------- */
 
+/* Give an accepted descriptor to the session code, on `loop`'s thread. */
+static void deliver(sl_listener *l, sl_loop *loop, int fd,
+		    const struct sockaddr *peer, socklen_t peer_len,
+		    void *token)
+{
+	sl_stream *s;
+	int r;
+
+	r = sl_stream_open_accepted(loop, fd, l->ep.kind, peer, peer_len, &s);
+	if (r == 0) {
+		l->cb(l, s, token);
+	} else {
+		sl_warn("%s: dropping an accepted connection: %s", l->name,
+			sl_strerror(r));
+		if (l->gate != NULL)
+			l->cb(l, NULL, token);
+	}
+}
+
 static void handoff_run(sl_task *t, int status)
 {
 	struct handoff *h = t->data;
 	sl_listener *l = h->l;
-	sl_stream *s;
-	int r;
 
 	if (status != 0) {
 		close(h->fd); /* the target loop is being freed */
 		if (l->gate != NULL)
 			l->cb(l, NULL, h->token);
 	} else {
-		r = sl_stream_open_accepted(h->loop, h->fd, l->ep.kind,
-					    (struct sockaddr *)&h->peer,
-					    h->peer_len, &s);
-		if (r == 0) {
-			l->cb(l, s, h->token);
-		} else {
-			sl_warn("%s: dropping an accepted connection: %s",
-				l->name, sl_strerror(r));
-			if (l->gate != NULL)
-				l->cb(l, NULL, h->token);
-		}
+		deliver(l, h->loop, h->fd, (struct sockaddr *)&h->peer,
+			h->peer_len, h->token);
 	}
 	free(h);
 	unref(l);
@@ -517,6 +525,7 @@ static void on_accept(sl_io *io, unsigned events)
 {
 	sl_listener *l = io->data;
 	struct handoff *h;
+	sl_loop *loop;
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	int fd;
@@ -562,6 +571,13 @@ static void on_accept(sl_io *io, unsigned events)
 			}
 		}
 		shortage_over(l);
+		loop = sl_group_next(l->group);
+		if (loop == l->loop) {
+			/* Ours: no hand-off, no allocation, no wake-up. */
+			deliver(l, loop, fd, (struct sockaddr *)&ss,
+				sslen <= sizeof ss ? sslen : 0, token);
+			continue;
+		}
 		h = malloc(sizeof *h);
 		if (h == NULL) {
 			close(fd);
@@ -576,7 +592,7 @@ static void on_accept(sl_io *io, unsigned events)
 		h->peer_len = sslen <= sizeof h->peer ? sslen : 0;
 		if (h->peer_len > 0)
 			memcpy(&h->peer, &ss, h->peer_len);
-		h->loop = sl_group_next(l->group);
+		h->loop = loop;
 		sl_task_init(&h->task, handoff_run, h);
 		atomic_fetch_add(&l->refs, 1);
 		sl_loop_post(h->loop, &h->task);
