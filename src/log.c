@@ -23,6 +23,7 @@
 #define open _open
 #define dup2 _dup2
 #else
+#include <pthread.h>
 #include <syslog.h>
 #include <unistd.h>
 #endif
@@ -56,6 +57,41 @@ static int acc_to = ACC_LOG;
 static int acc_json;
 static volatile int acc_fd = -1;
 static char *acc_path;
+
+/*
+ * The pid in every line, read once: glibc no longer caches getpid(), and
+ * a busy proxy logs a line per session.  A forked child (the daemon's
+ * double fork) clears it and reads its own on its next line.
+ */
+static _Atomic long log_pid;
+
+#ifndef _WIN32
+static void forget_pid(void)
+{
+	log_pid = 0;
+}
+
+static void watch_forks(void)
+{
+	(void)pthread_atfork(NULL, NULL, forget_pid);
+}
+#endif
+
+static long cached_pid(void)
+{
+	long pid = log_pid;
+
+	if (pid == 0) {
+#ifndef _WIN32
+		static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+		(void)pthread_once(&once, watch_forks);
+#endif
+		pid = (long)getpid();
+		log_pid = pid;
+	}
+	return pid;
+}
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -420,7 +456,7 @@ void sl_log(int level, const char *fmt, ...)
 			      ts.tv_nsec / 1000000L);
 	}
 	n += snprintf(line + n, sizeof line - (size_t)n, "sluice[%ld]: %s: ",
-		      (long)getpid(), sl_log_level_name(level));
+		      cached_pid(), sl_log_level_name(level));
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
 	va_end(ap);
