@@ -231,28 +231,22 @@ static int next_timeout(const sl_loop *loop)
 
 /* ---- tasks -------------------------------------------------------------- */
 
+/*
+ * Lock-free: producers only push (compare-and-swap on the top), the loop
+ * only takes everything (exchange with NULL), so no node is ever popped
+ * alone and there is no ABA.  The push that finds the stack empty is the
+ * one that wakes the loop: until the loop takes the stack, a wake-up is on
+ * its way for whatever is pushed on top.
+ */
 void sl_loop_post(sl_loop *loop, sl_task *t)
 {
-	int wake = 0;
+	sl_task *top = __atomic_load_n(&loop->tasks, __ATOMIC_RELAXED);
 
-	t->next = NULL;
-	pthread_mutex_lock(&loop->task_lock);
-	if (loop->task_tail != NULL)
-		loop->task_tail->next = t;
-	else
-		loop->task_head = t;
-	loop->task_tail = t;
-	if (!loop->wake_pending) {
-		loop->wake_pending = 1;
-		wake = 1;
-	}
-	pthread_mutex_unlock(&loop->task_lock);
-	/*
-	 * Outside the lock: the loop thread never waits on the wake-up
-	 * channel while holding task_lock, and the backend's wake is a
-	 * single non-blocking write or post.
-	 */
-	if (wake)
+	do
+		t->next = top;
+	while (!__atomic_compare_exchange_n(&loop->tasks, &top, t, 1,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+	if (top == NULL)
 		sl_backend_wake(loop);
 }
 
@@ -279,21 +273,24 @@ static void run_list(sl_task *t, int status)
 }
 
 /*
- * Take the whole queue under the lock and run it outside, so a task may
- * post (to any loop, this one included) without deadlock; what it posts
- * here runs in the next round, which bounds one round's work.  Clearing
- * wake_pending here is what lets the next post wake the loop again.
+ * Take every posted task at once and run them oldest first (the stack is
+ * newest first), so a task may post (to any loop, this one included); what
+ * it posts here runs in the next round, which bounds one round's work.
+ * Emptying the stack is what lets the next post wake the loop again.
  */
 static void run_tasks(sl_loop *loop, int status)
 {
-	sl_task *head;
+	sl_task *t = __atomic_exchange_n(&loop->tasks, NULL, __ATOMIC_ACQUIRE);
+	sl_task *fifo = NULL;
 
-	pthread_mutex_lock(&loop->task_lock);
-	head = loop->task_head;
-	loop->task_head = loop->task_tail = NULL;
-	loop->wake_pending = 0;
-	pthread_mutex_unlock(&loop->task_lock);
-	run_list(head, status);
+	while (t != NULL) {
+		sl_task *next = t->next;
+
+		t->next = fifo;
+		fifo = t;
+		t = next;
+	}
+	run_list(fifo, status);
 }
 
 /* Until empty: tasks deferred by deferred tasks run in the same phase. */
@@ -318,13 +315,8 @@ int sl_loop_new(sl_loop **out)
 	loop = calloc(1, sizeof *loop);
 	if (loop == NULL)
 		return -ENOMEM;
-	if ((r = pthread_mutex_init(&loop->task_lock, NULL)) != 0) {
-		free(loop);
-		return -r;
-	}
 	sl_loop_update_time(loop);
 	if ((r = sl_backend_init(loop)) < 0) {
-		pthread_mutex_destroy(&loop->task_lock);
 		free(loop);
 		return r;
 	}
@@ -342,14 +334,9 @@ void sl_loop_free(sl_loop *loop)
 	 * is still alive, so a post's wake-up lands somewhere valid.
 	 */
 	for (;;) {
-		int more;
-
 		run_tasks(loop, -ECANCELED);
 		run_deferred(loop, -ECANCELED);
-		pthread_mutex_lock(&loop->task_lock);
-		more = loop->task_head != NULL;
-		pthread_mutex_unlock(&loop->task_lock);
-		if (!more)
+		if (LOAD(&loop->tasks) == NULL)
 			break;
 	}
 	/* Dropped timers read as inactive, should an owner still look. */
@@ -357,13 +344,12 @@ void sl_loop_free(sl_loop *loop)
 		loop->heap[i]->heap_idx = SL_TIMER_IDLE;
 	free(loop->heap);
 	sl_backend_free(loop);
-	pthread_mutex_destroy(&loop->task_lock);
 	free(loop);
 }
 
 /*
  * The poll timeout needs no look at the cross-thread queue: a non-empty
- * queue always has a wake-up on its way (wake_pending), so the poll returns
+ * queue always has a wake-up on its way (see sl_loop_post), so the poll returns
  * at once anyway.  Deferred tasks are ours alone and are checked directly.
  */
 int sl_loop_run(sl_loop *loop)

@@ -19,10 +19,9 @@ struct sl_loop {
 	uint64_t timer_seq;
 	uint64_t now;
 
-	/* cross-thread tasks: mutex-protected singly linked FIFO */
-	pthread_mutex_t task_lock;
-	sl_task *task_head, *task_tail;
-	int wake_pending; /* under task_lock: a wake-up is already on its way */
+	/* cross-thread tasks: a lock-free stack of posted tasks, newest
+	 * first, taken whole by the loop (atomic builtins only) */
+	sl_task *tasks;
 
 	/* deferred tasks: loop thread only */
 	sl_task *defer_head, *defer_tail;
