@@ -51,6 +51,7 @@ struct dir {
 	uint64_t bytes;
 	unsigned eof : 1;     /* source sent EOF */
 	unsigned writing : 1; /* req is queued */
+	unsigned shutting : 1; /* its shutdown asked for, all data out */
 	unsigned shut : 1;    /* destination's write side shut down */
 	unsigned fwd : 1;     /* bytes move by sl_stream_forward() */
 };
@@ -485,11 +486,14 @@ static void dir_shutdown(struct session *s, struct dir *d)
 	struct dir *o = d == &s->d[C2U] ? &s->d[U2C] : &s->d[C2U];
 
 	/*
-	 * The other way is over already: this end is the session's end.
-	 * Closing sends the FIN a shutdown would (nothing is queued, nothing
-	 * unread), one system call fewer per connection.
+	 * The other way is over already, or its shutdown is asked for with
+	 * every byte written (the stream makes the call at the end of this
+	 * round): this end is the session's end.  Closing sends the FIN a
+	 * shutdown would (nothing is queued, nothing unread), so a session
+	 * whose two ends finish in one round of events makes no shutdown(2)
+	 * at all, and one that finishes in two rounds makes one.
 	 */
-	if (o->shut) {
+	if (o->shut || o->shutting) {
 		d->shut = 1;
 		session_close(s, "done", 0, 0);
 		return;
@@ -501,6 +505,7 @@ static void dir_shutdown(struct session *s, struct dir *d)
 		close_on_error(s, dst, r);
 		return;
 	}
+	d->shutting = 1;
 	/* Half closed from here: its own deadline may be the nearest. */
 	if (s->half_ms == 0) {
 		s->half_ms = sl_loop_now(s->lc->loop);

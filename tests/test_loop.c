@@ -1249,6 +1249,49 @@ static void test_io_stop_restart(void **state)
 	sl_loop_free(loop);
 }
 
+/*
+ * Peer shut down its write side after a byte: READ with SL_IO_RDHUP (what
+ * is queued is all there will be), both before and after the byte is read;
+ * a watcher that waits only to write is not told of it (RDHUP is no
+ * hang-up of the write side).
+ */
+static void test_io_rdhup_on_half_close(void **state)
+{
+	struct ioctx c = {.stop_after = 1};
+	sl_loop *loop;
+	char b;
+
+	(void)state;
+	watchdog();
+	loop = new_loop();
+	make_pair(c.fds);
+	assert_int_equal(write(c.fds[1], "q", 1), 1);
+	assert_int_equal(shutdown(c.fds[1], SHUT_WR), 0);
+	sl_io_init(loop, &c.io[0], c.fds[0], on_io, &c);
+	assert_int_equal(sl_io_set(&c.io[0], SL_IO_READ), 0);
+	assert_int_equal(sl_loop_run(loop), 0);
+	assert_true(c.events[0] & SL_IO_READ);
+	assert_true(c.events[0] & SL_IO_RDHUP);
+	assert_false(c.events[0] & SL_IO_ERROR);
+	assert_int_equal(read(c.fds[0], &b, 1), 1);
+	c.calls[0] = 0;
+	c.stop_after = 1;
+	assert_int_equal(sl_loop_run(loop), 0);
+	assert_true(c.events[0] & SL_IO_RDHUP);
+	assert_int_equal(read(c.fds[0], &b, 1), 0);
+
+	c.calls[0] = 0;
+	c.events[0] = 0;
+	c.stop_after = 1;
+	assert_int_equal(sl_io_set(&c.io[0], SL_IO_WRITE), 0);
+	assert_int_equal(sl_loop_run(loop), 0);
+	assert_true(c.events[0] & SL_IO_WRITE);
+	assert_false(c.events[0] & SL_IO_RDHUP);
+	sl_io_remove(&c.io[0]);
+	close_fds(c.fds, 2);
+	sl_loop_free(loop);
+}
+
 /* Peer closed: HUP, with READ so read() finds the EOF. */
 static void test_io_hup_on_peer_close(void **state)
 {
@@ -1447,6 +1490,7 @@ int main(void)
 		cmocka_unit_test(test_io_stop_other_in_batch),
 		cmocka_unit_test(test_io_remove_other_in_batch),
 		cmocka_unit_test(test_io_stop_restart),
+		cmocka_unit_test(test_io_rdhup_on_half_close),
 		cmocka_unit_test(test_io_hup_on_peer_close),
 		cmocka_unit_test(test_io_write_after_peer_close),
 		cmocka_unit_test(test_io_error_on_reset),

@@ -602,6 +602,160 @@ static void big_both_ways(const char *text)
 	free(data);
 }
 
+/* ---- the end that comes with the last bytes ----------------------------- */
+
+struct eof_reader {
+	char buf[4096];
+	size_t len;
+	int allocs, calls;
+	sl_task round;     /* deferred from the data callback */
+	int round_over;    /* the loop round of the data has ended */
+	int eof_after_round; /* the end came in a later round */
+	atomic_int eof;
+	int err;
+};
+
+static void eof_round_over(sl_task *t, int status)
+{
+	struct eof_reader *r = t->data;
+
+	(void)status;
+	r->round_over = 1;
+}
+
+static void eof_alloc(sl_stream *s, size_t suggested, sl_buf *buf)
+{
+	struct eof_reader *r = sl_stream_get_data(s);
+
+	(void)suggested;
+	r->allocs++;
+	buf->base = r->buf;
+	buf->len = sizeof r->buf;
+}
+
+static void eof_read(sl_stream *s, ptrdiff_t n, const sl_buf *buf)
+{
+	struct eof_reader *r = sl_stream_get_data(s);
+
+	assert_ptr_equal(buf->base, r->buf);
+	r->calls++;
+	if (n > 0) {
+		assert_true(r->len + (size_t)n <= sizeof r->buf);
+		r->len += (size_t)n;
+		if (!r->round_over) {
+			sl_task_init(&r->round, eof_round_over, r);
+			sl_loop_defer(L, &r->round);
+		}
+		return;
+	}
+	if (n == 0)
+		return;
+	r->err = (int)n;
+	r->eof_after_round = r->round_over;
+	atomic_store(&r->eof, 1);
+}
+
+/*
+ * The peer writes and shuts down before the stream reads: one event says
+ * both, and the read that drains the bytes is the last.  The end is given
+ * in the same round, after the bytes, with no read returning 0 and no
+ * second round (the epoll/kqueue backends report SL_IO_RDHUP), and with a
+ * buffer of its own like every read callback.  Also: the peer's shutdown
+ * was made at the end of its round (its callback says 0).
+ */
+static void eof_with_data(const char *text)
+{
+	sl_endpoint ep;
+	sl_stream *c, *s;
+	struct eof_reader r = {0};
+	struct reader rc = {0};
+	struct shut_ctx sh = {0};
+	struct wctx wc = {0};
+	char path[100], buf[128];
+	int lfd;
+
+	if (strcmp(text, "unix") == 0) {
+		unix_path(path, sizeof path);
+		snprintf(buf, sizeof buf, "unix:%s", path);
+		text = buf;
+	}
+	parse(text, &ep);
+	lfd = raw_listen(&ep, 16);
+	assert_true(lfd >= 0);
+	make_pair(&ep, lfd, &c, &s);
+	rc.sh = &sh;
+	sl_stream_set_data(c, &rc);
+	write_at(c, &wc, "last words", 10);
+	assert_int_equal(sl_stream_shutdown(c, on_shutdown), 0);
+	run_flag(&sh.done);
+	assert_int_equal(sh.status, 0);
+	assert_int_equal(atomic_load(&wc.done), 1);
+
+	sl_stream_set_data(s, &r);
+	assert_int_equal(sl_stream_read_start(s, eof_alloc, eof_read), 0);
+	run_flag(&r.eof);
+	assert_int_equal(r.err, SL_EOF);
+	assert_int_equal(r.len, 10);
+	assert_memory_equal(r.buf, "last words", 10);
+	assert_int_equal(r.eof_after_round, 0);
+	assert_int_equal(r.calls, 2);
+	assert_int_equal(r.allocs, 2);
+	close_and_wait(c);
+	close_and_wait(s);
+	close(lfd);
+	if (ep.kind == SL_EP_UNIX)
+		unlink(ep.path);
+}
+
+static void test_eof_with_data_tcp(void **state)
+{
+	(void)state;
+	eof_with_data("tcp://127.0.0.1:0");
+}
+
+static void test_eof_with_data_unix(void **state)
+{
+	(void)state;
+	eof_with_data("unix");
+}
+
+/*
+ * A shutdown asked for and a close in the same round: the close sends the
+ * FIN, no shutdown(2) is made, the callback gets -ECANCELED, and the peer
+ * sees every byte and a clean end (not a reset).
+ */
+static void test_shutdown_then_close(void **state)
+{
+	sl_endpoint ep;
+	sl_stream *c, *s;
+	struct reader rc = {0}, rs = {0};
+	struct shut_ctx sh = {0};
+	int lfd;
+
+	(void)state;
+	parse("tcp://127.0.0.1:0", &ep);
+	lfd = raw_listen(&ep, 16);
+	assert_true(lfd >= 0);
+	make_pair(&ep, lfd, &c, &s);
+	rc.sh = &sh;
+	sl_stream_set_data(c, &rc);
+	sl_stream_set_data(s, &rs);
+	assert_int_equal(sl_stream_read_start(s, r_alloc, r_read), 0);
+	assert_int_equal(sl_stream_try_write(c, "bye", 3), 3);
+	assert_int_equal(sl_stream_shutdown(c, on_shutdown), 0);
+	assert_int_equal(atomic_load(&sh.done), 0);
+	close_and_wait(c);
+	assert_int_equal(atomic_load(&sh.done), 1);
+	assert_int_equal(sh.status, -ECANCELED);
+	run_flag(&rs.eof);
+	assert_int_equal(rs.err, SL_EOF);
+	assert_int_equal(rs.len, 3);
+	assert_memory_equal(rs.data, "bye", 3);
+	close_and_wait(s);
+	close(lfd);
+	reader_free(&rs);
+}
+
 static void test_big_tcp(void **state)
 {
 	(void)state;
@@ -1759,6 +1913,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tcp6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unix, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abstract, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eof_with_data_tcp, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_eof_with_data_unix, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_then_close, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_big_tcp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_unix, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forward_no_pipe, setup,

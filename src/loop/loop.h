@@ -151,6 +151,10 @@ enum {
 	/* Reported only, never requested: */
 	SL_IO_ERROR = 1u << 2, /* error pending on the descriptor */
 	SL_IO_HUP = 1u << 3,   /* peer hung up (read side will see EOF) */
+	/* With READ: the peer shut down its write side, so what is queued
+	 * now is all there will be (EPOLLRDHUP; kqueue's EV_EOF on a read
+	 * filter).  A read that drains the queue has reached the end. */
+	SL_IO_RDHUP = 1u << 4,
 };
 
 typedef struct sl_io sl_io;

@@ -140,8 +140,9 @@ static unsigned io_events(uint32_t e, unsigned want)
 	if (e & EPOLLHUP)
 		ev |= SL_IO_HUP | want;
 	if (e & EPOLLRDHUP)
-		ev |= SL_IO_HUP | (want & SL_IO_READ);
-	return ev & (want | SL_IO_ERROR | SL_IO_HUP);
+		ev |= SL_IO_HUP | (want & SL_IO_READ ? SL_IO_RDHUP | SL_IO_READ
+						     : 0);
+	return ev & (want | SL_IO_ERROR | SL_IO_HUP | SL_IO_RDHUP);
 }
 
 int sl_backend_poll(sl_loop *loop, int timeout_ms)

@@ -214,10 +214,12 @@ static unsigned io_events(const struct kevent *kev, unsigned want)
 		ev |= SL_IO_HUP;
 		if (kev->fflags != 0)
 			ev |= SL_IO_ERROR;
+		if (kev->filter == EVFILT_READ)
+			ev |= SL_IO_RDHUP;
 		if (kev->filter == EVFILT_WRITE || kev->fflags != 0)
 			ev |= want;
 	}
-	return ev & (want | SL_IO_ERROR | SL_IO_HUP);
+	return ev & (want | SL_IO_ERROR | SL_IO_HUP | SL_IO_RDHUP);
 }
 
 static void filter_del(sl_io *io, short filter)

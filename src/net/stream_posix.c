@@ -76,6 +76,7 @@ struct sl_stream {
 	sl_shutdown_cb shutdown_cb;
 	int shutdown_status;
 	int shutdown_ready;
+	int shutdown_due; /* shutdown(2) owed, at the end of this loop round */
 
 	sl_connect_cb connect_cb;
 	int connect_status;
@@ -275,7 +276,8 @@ static void schedule(sl_stream *s)
 
 static int pending(const sl_stream *s)
 {
-	return s->connect_ready || s->done_head != NULL || s->shutdown_ready;
+	return s->connect_ready || s->done_head != NULL || s->shutdown_ready ||
+	       s->shutdown_due;
 }
 
 /* Run the completions present now; the ones they cause run next time. */
@@ -283,6 +285,11 @@ static void run_completions(sl_stream *s)
 {
 	sl_write_req *list, *req;
 
+	if (s->shutdown_due) {
+		s->shutdown_due = 0;
+		s->shutdown_status = shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
+		s->shutdown_ready = 1;
+	}
 	if (s->connect_ready) {
 		sl_connect_cb cb = s->connect_cb;
 
@@ -383,12 +390,17 @@ static void fail_writes(sl_stream *s, int err)
 	schedule(s);
 }
 
+/*
+ * The write half ends at the end of this loop round, not at once: when the
+ * owner closes the stream before then (a proxy that sees both ends finish
+ * in one round of events), the close sends the FIN and the shutdown(2) is
+ * never made; its callback then gets -ECANCELED, as for any close.
+ */
 static void do_shutdown(sl_stream *s)
 {
 	s->flags &= ~ST_SHUT_WANTED;
 	s->flags |= ST_SHUT_DONE;
-	s->shutdown_status = shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
-	s->shutdown_ready = 1;
+	s->shutdown_due = 1;
 	schedule(s);
 }
 
@@ -463,7 +475,15 @@ static void flush(sl_stream *s)
 	}
 }
 
-static void do_read(sl_stream *s)
+/*
+ * `eof_known`: the event said the peer has shut down its write side and
+ * carried no error.  A read shorter than its buffer then has drained
+ * everything the peer will ever send (bytes arrive in order, the FIN last),
+ * so the end is reported at once, sparing the read that would return 0 and
+ * the loop round before it (libuv and HAProxy do the same).  Should a reset
+ * follow that FIN, nothing the peer sent is lost: a later write sees it.
+ */
+static void do_read(sl_stream *s, int eof_known)
 {
 	sl_buf buf;
 	ssize_t n;
@@ -486,8 +506,19 @@ static void do_read(sl_stream *s)
 		while (n < 0 && errno == EINTR);
 		if (n > 0) {
 			s->read_cb(s, (ptrdiff_t)n, &buf);
-			if ((size_t)n < buf.len)
-				return; /* drained: spare the EAGAIN */
+			if ((size_t)n < buf.len) {
+				if (!eof_known || !(s->flags & ST_READING))
+					return; /* drained: spare the EAGAIN */
+				/* The end, with a buffer of its own as
+				 * every read callback gets. */
+				buf.base = NULL;
+				buf.len = 0;
+				s->alloc_cb(s, SL_READ_SUGGEST, &buf);
+				if (!(s->flags & ST_READING))
+					return;
+				err = SL_EOF;
+				goto stop;
+			}
 			continue;
 		}
 		if (n == 0) {
@@ -813,7 +844,8 @@ static void on_io(sl_io *io, unsigned events)
 		fwd_pump(s->fwd_src);
 	if ((events & (SL_IO_READ | SL_IO_ERROR | SL_IO_HUP)) &&
 	    (s->flags & ST_READING))
-		do_read(s);
+		do_read(s, (events & (SL_IO_RDHUP | SL_IO_ERROR)) ==
+				   SL_IO_RDHUP && s->io.error == 0);
 	if ((events & (SL_IO_READ | SL_IO_ERROR | SL_IO_HUP)) &&
 	    (s->flags & ST_FORWARDING) &&
 	    !(s->flags & (ST_FWD_BLOCKED | ST_CLOSING)))
@@ -1245,6 +1277,7 @@ static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 	free(s->addrs);
 	s->addrs = NULL;
 	fail_writes(s, -ECANCELED);
+	s->shutdown_due = 0; /* the close sent the FIN, or the RST */
 	if (s->shutdown_cb != NULL && !s->shutdown_ready) {
 		s->shutdown_status = -ECANCELED;
 		s->shutdown_ready = 1;
