@@ -31,6 +31,7 @@ struct check {
 	const struct hconf *hc;
 	sl_timer timer;
 	sl_stream *s; /* the check in flight */
+	sl_stream *ws; /* the stream wreq was queued on */
 	sl_write_req wreq;
 	char *got; /* expect_len bytes */
 	size_t ngot;
@@ -151,8 +152,8 @@ static void on_check_read(sl_stream *s, ptrdiff_t n, const sl_buf *buf)
 	struct check *c = sl_stream_get_data(s);
 
 	(void)buf;
-	if (n == 0)
-		return;
+	if (n == 0 || s != c->s)
+		return; /* nothing, or a check already closed */
 	if (n < 0) {
 		check_done(c, 0, n == SL_EOF ? "closed before the expected reply"
 					     : "read failed",
@@ -172,7 +173,8 @@ static void on_check_written(sl_write_req *req, int status)
 {
 	struct check *c = req->data;
 
-	if (status == -ECANCELED)
+	/* A write done just before its check was closed still reports 0. */
+	if (status == -ECANCELED || c->ws != c->s)
 		return;
 	if (status < 0) {
 		check_done(c, 0, "send failed", status);
@@ -187,7 +189,12 @@ static void on_check_connect(sl_stream *s, int status)
 	struct check *c = sl_stream_get_data(s);
 	int r;
 
-	if (status == -ECANCELED)
+	/*
+	 * A connect that completed just before its check was closed (the
+	 * check timed out, or a reload stopped the set) still reports its
+	 * status: the check is over, and its set may be stopping.
+	 */
+	if (status == -ECANCELED || s != c->s)
 		return;
 	if (status < 0) {
 		check_done(c, 0, "connect failed", status);
@@ -195,6 +202,7 @@ static void on_check_connect(sl_stream *s, int status)
 	}
 	if (c->hc->send != NULL) {
 		c->wreq.data = c;
+		c->ws = s;
 		r = sl_stream_write(s, &c->wreq, c->hc->send, c->hc->send_len,
 				    on_check_written);
 		if (r < 0) {

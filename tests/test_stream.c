@@ -1460,6 +1460,46 @@ static void c_write_close(sl_write_req *req, int status)
 	sl_stream_close(req->stream, o_close);
 }
 
+/*
+ * A connect that has completed, with its callback still to run, then a
+ * close: the callback says -ECANCELED (closed first), not 0, so an owner
+ * that closed the stream is never told of a connection it no longer holds
+ * (health checks stopped by a reload relied on it).  A Unix socket with
+ * room in the listener's backlog connects inside connect(), so the
+ * callback is pending when sl_stream_connect returns.
+ */
+static void test_close_after_connected(void **state)
+{
+	sl_endpoint ep;
+	sl_stream *c;
+	struct conn_ctx ctx = {0};
+	struct pollfd pfd;
+	char path[100], text[128];
+	int lfd, before;
+
+	(void)state;
+	unix_path(path, sizeof path);
+	snprintf(text, sizeof text, "unix:%s", path);
+	parse(text, &ep);
+	lfd = raw_listen(&ep, 16);
+	assert_true(lfd >= 0);
+	assert_int_equal(sl_stream_connect(L, &ep, 5000, on_connect, &ctx, &c),
+			 0);
+	/* The kernel has the connection: the listener has it queued. */
+	pfd.fd = lfd;
+	pfd.events = POLLIN;
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(atomic_load(&ctx.done), 0);
+	before = atomic_load(&closes);
+	sl_stream_close(c, on_close);
+	while (atomic_load(&closes) == before)
+		run_for(1);
+	assert_int_equal(atomic_load(&ctx.done), 1);
+	assert_int_equal(ctx.status, -ECANCELED);
+	close(lfd);
+	unlink(path);
+}
+
 static void test_close_in_callbacks(void **state)
 {
 	sl_endpoint ep;
@@ -1940,6 +1980,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_connect_names, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_close_pending, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_close_after_connected, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_close_in_callbacks, setup,
 						teardown),

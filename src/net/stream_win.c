@@ -1076,6 +1076,11 @@ static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 		s->flags &= ~ST_CONNECTING;
 		s->connect_status = -ECANCELED;
 		s->connect_ready = 1;
+	} else if (s->connect_ready) {
+		/* Connected, or failed, with the callback still to run:
+		 * closed first, as net.h says, so an owner that has moved
+		 * on is not told of a connection it no longer holds. */
+		s->connect_status = -ECANCELED;
 	}
 	if (s->shutdown_cb != NULL && !s->shutdown_ready &&
 	    !(s->flags & ST_SHUT_DONE)) {
