@@ -23,7 +23,6 @@
 #define open _open
 #define dup2 _dup2
 #else
-#include <pthread.h>
 #include <syslog.h>
 #include <unistd.h>
 #endif
@@ -60,33 +59,21 @@ static char *acc_path;
 
 /*
  * The pid in every line, read once: glibc no longer caches getpid(), and
- * a busy proxy logs a line per session.  A forked child (the daemon's
- * double fork) clears it and reads its own on its next line.
+ * a busy proxy logs a line per session.  The daemon's fork forgets it
+ * (sl_log_forked), so the daemon reads its own on its next line.
  */
 static _Atomic long log_pid;
 
-#ifndef _WIN32
-static void forget_pid(void)
+void sl_log_forked(void)
 {
 	log_pid = 0;
 }
-
-static void watch_forks(void)
-{
-	(void)pthread_atfork(NULL, NULL, forget_pid);
-}
-#endif
 
 static long cached_pid(void)
 {
 	long pid = log_pid;
 
 	if (pid == 0) {
-#ifndef _WIN32
-		static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-		(void)pthread_once(&once, watch_forks);
-#endif
 		pid = (long)getpid();
 		log_pid = pid;
 	}

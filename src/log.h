@@ -36,6 +36,8 @@ int sl_log_reopen(void);
 void sl_log_mirror_stderr(int on);
 /* Back to stderr. */
 void sl_log_use_stderr(void);
+/* In a fork()ed child, before it logs: lines then carry its own pid. */
+void sl_log_forked(void);
 
 /* ---- access log: one record per session ---------------------------- */
 

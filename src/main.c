@@ -496,6 +496,7 @@ int main(int argc, char **argv)
 			sl_config_free(ds.cfg);
 			return 1;
 		}
+		sl_log_forked();
 		/* The whole log goes to its destination; until the daemon
 		 * serves, errors also reach the operator's terminal. */
 		sl_log_mirror_stderr(1);

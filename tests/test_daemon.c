@@ -149,6 +149,13 @@ static void test_daemonize_pidfile(void **state)
 	daemon_up(&d, "daemon", uport);
 	assert_true(d.pid != getpid());
 	wait_log(d.log, " started: ");
+	{
+		/* Lines carry the daemon's pid, not the command's. */
+		char *who = st_fmt("sluice[%ld]: ", (long)d.pid);
+
+		assert_true(log_has(d.log, who));
+		free(who);
+	}
 	assert_int_equal(kill(d.pid, SIGTERM), 0);
 	assert_int_equal(wait_gone(d.pid, 10000), 0);
 	/* Removed on the way out, after an orderly stop. */
