@@ -51,8 +51,7 @@ struct dir {
 	uint64_t bytes;
 	unsigned eof : 1;     /* source sent EOF */
 	unsigned writing : 1; /* req is queued */
-	unsigned shutting : 1; /* its shutdown asked for, all data out */
-	unsigned shut : 1;    /* destination's write side shut down */
+	unsigned shut : 1;    /* every byte out, destination's shutdown asked */
 	unsigned fwd : 1;     /* bytes move by sl_stream_forward() */
 };
 
@@ -468,17 +467,13 @@ static void on_alloc(sl_stream *st, size_t suggested, sl_buf *buf)
 static void on_shutdown(sl_stream *st, int status)
 {
 	struct session *s = sl_stream_get_data(st);
-	struct dir *d = st == s->upstream ? &s->d[C2U] : &s->d[U2C];
 
 	if (status == -ECANCELED || s->closing)
 		return;
-	if (status < 0 && status != -ENOTCONN) {
+	/* Success needs nothing: the other direction's end closes the
+	 * session (dir_shutdown). */
+	if (status < 0 && status != -ENOTCONN)
 		close_on_error(s, st, status);
-		return;
-	}
-	d->shut = 1;
-	if (s->d[C2U].shut && s->d[U2C].shut)
-		session_close(s, "done", 0, 0);
 }
 
 static void dir_shutdown(struct session *s, struct dir *d)
@@ -486,15 +481,14 @@ static void dir_shutdown(struct session *s, struct dir *d)
 	struct dir *o = d == &s->d[C2U] ? &s->d[U2C] : &s->d[C2U];
 
 	/*
-	 * The other way is over already, or its shutdown is asked for with
-	 * every byte written (the stream makes the call at the end of this
-	 * round): this end is the session's end.  Closing sends the FIN a
+	 * The other way has ended (every byte written, its shutdown asked
+	 * for; the stream makes the call at the end of this round): this
+	 * end is the session's end.  Closing sends the FIN a
 	 * shutdown would (nothing is queued, nothing unread), so a session
 	 * whose two ends finish in one round of events makes no shutdown(2)
 	 * at all, and one that finishes in two rounds makes one.
 	 */
-	if (o->shut || o->shutting) {
-		d->shut = 1;
+	if (o->shut) {
 		session_close(s, "done", 0, 0);
 		return;
 	}
@@ -505,7 +499,7 @@ static void dir_shutdown(struct session *s, struct dir *d)
 		close_on_error(s, dst, r);
 		return;
 	}
-	d->shutting = 1;
+	d->shut = 1;
 	/* Half closed from here: its own deadline may be the nearest. */
 	if (s->half_ms == 0) {
 		s->half_ms = sl_loop_now(s->lc->loop);

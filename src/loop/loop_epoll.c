@@ -139,9 +139,11 @@ static unsigned io_events(uint32_t e, unsigned want)
 		ev |= SL_IO_ERROR | want;
 	if (e & EPOLLHUP)
 		ev |= SL_IO_HUP | want;
-	if (e & EPOLLRDHUP)
-		ev |= SL_IO_HUP | (want & SL_IO_READ ? SL_IO_RDHUP | SL_IO_READ
-						     : 0);
+	if (e & EPOLLRDHUP) {
+		ev |= SL_IO_HUP;
+		if (want & SL_IO_READ)
+			ev |= SL_IO_READ | SL_IO_RDHUP;
+	}
 	return ev & (want | SL_IO_ERROR | SL_IO_HUP | SL_IO_RDHUP);
 }
 
