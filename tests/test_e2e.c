@@ -4,6 +4,8 @@
  * tests/support.  Every wait is bounded; every transfer is checked byte by
  * byte.
  */
+#include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <setjmp.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,6 +28,59 @@
 static char *unix_path(const char *name)
 {
 	return st_fmt("%s/%s.sock", st_tmpdir(), name);
+}
+
+/* ---- the harness's ports ---------------------------------------------------- */
+
+/*
+ * st_free_port's port stays the daemon's to take: a socket that would
+ * bind it the way connect()'s autobind and other programs do (no
+ * SO_REUSEADDR) is refused, bind(0) never hands it out, and a listener
+ * with SO_REUSEADDR, as sluice's, binds it and is reached there.
+ */
+static void test_free_port_reserved(void **state)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	uint16_t port = st_free_port(), got;
+	st_sock l, c, s;
+	int fd, i;
+
+	(void)state;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(port);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), -1);
+	assert_int_equal(errno, EADDRINUSE);
+	close(fd);
+
+	for (i = 0; i < 200; i++) {
+		l = st_listen_tcp(&got, 1);
+		assert_int_not_equal(got, port);
+		st_close(l);
+	}
+
+	/* Refused while nobody listens; reached once somebody does. */
+	c = st_connect_tcp(port);
+	assert_int_equal(c, ST_BAD_SOCK);
+	l = st_listen_tcp_at(port, 1);
+	c = st_connect_tcp(port);
+	assert_int_not_equal(c, ST_BAD_SOCK);
+	s = accept(l, (struct sockaddr *)&sin, &len);
+	assert_true(s >= 0);
+	st_send_all(c, "x", 1);
+	{
+		char b;
+
+		st_recv_all(s, &b, 1, STALL_MS);
+		assert_int_equal(b, 'x');
+	}
+	st_close(s);
+	st_close(c);
+	st_close(l);
 }
 
 /* ---- sluice -t ------------------------------------------------------------ */
@@ -963,6 +1019,7 @@ static void test_pipe_concurrent(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_free_port_reserved),
 		cmocka_unit_test(test_check_config),
 		cmocka_unit_test(test_bulk_tcp_tcp),
 		cmocka_unit_test(test_bulk_tcp_unix),

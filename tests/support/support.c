@@ -189,12 +189,62 @@ st_sock st_listen_unix(const char *path, int backlog)
 }
 
 /*
- * Under wine, a port the kernel hands out for bind(0) may be the local
- * port of a connection another test made moments ago, and wine's bind
- * checks refuse it (WSAEACCES) where Linux with SO_REUSEADDR would not.
- * So in wine mode the port comes from below the ephemeral range
- * (32768-60999 on Linux), where no outgoing connection has one.
+ * A port handed out here must stay free until the daemon binds it, and a
+ * busy machine running the test programs side by side takes ports all the
+ * time: every outgoing connection gets a local one from the ephemeral
+ * range, and bind(0) in another test program gets one too.
+ *
+ * On Linux the port is reserved rather than just seen free: a socket bound
+ * to it with SO_REUSEADDR, never listening, is kept open until this program
+ * exits.  While it exists the kernel gives the port to no connect() (the
+ * autobind skips every port that has a bind bucket) and to no bind(0); a
+ * listener that sets SO_REUSEADDR, as sluice's and ours do, can still bind
+ * and listen there, and a connect to it is refused while nobody listens.
+ * Without it, CI once saw sluice's bind fail because an outgoing
+ * connection of a parallel test had taken the port in between.
+ *
+ * Wine's bind checks refuse the shared port (WSAEACCES), so in wine mode
+ * the port comes from below the ephemeral range (32768-60999 on Linux),
+ * where no outgoing connection has one, and is only probed.
  */
+#define HELD_MAX 512
+static int held[HELD_MAX];
+static unsigned nheld;
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void held_release(void)
+{
+	unsigned i;
+
+	for (i = 0; i < nheld; i++)
+		close(held[i]);
+	nheld = 0;
+}
+
+static uint16_t reserve_port(void)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		st_fail("socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	loopback(&sin, 0);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len) < 0)
+		st_fail("reserve a loopback port: %s", strerror(errno));
+	pthread_mutex_lock(&held_lock);
+	if (nheld == HELD_MAX)
+		st_fail("more than %d ports reserved", HELD_MAX);
+	if (nheld == 0)
+		atexit(held_release);
+	held[nheld++] = fd;
+	pthread_mutex_unlock(&held_lock);
+	return ntohs(sin.sin_port);
+}
+
 uint16_t st_free_port(void)
 {
 	uint16_t port;
@@ -221,9 +271,7 @@ uint16_t st_free_port(void)
 		}
 		st_fail("no free port below the ephemeral range");
 	}
-	fd = st_listen_tcp(&port, 1);
-	close(fd);
-	return port;
+	return reserve_port();
 }
 
 /* Connect a new socket of sa's family; ST_BAD_SOCK with errno kept. */

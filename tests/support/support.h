@@ -45,7 +45,8 @@ st_sock st_listen_tcp(uint16_t *port, int backlog);
 st_sock st_listen_tcp_at(uint16_t port, int backlog);
 /* Listen on a Unix socket path (replaced if it exists). */
 st_sock st_listen_unix(const char *path, int backlog);
-/* A loopback port that was free a moment ago (nothing listens on it). */
+/* A loopback port nothing listens on, kept from other connect() and
+ * bind(0) callers until this program exits (see support.c). */
 uint16_t st_free_port(void);
 
 /* Connect, or return ST_BAD_SOCK with errno set (no st_fail). */
