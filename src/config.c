@@ -771,6 +771,7 @@ static void acl_conf_free(sl_acl_conf *a)
 /* ---- top level ---- */
 
 #define EXP_THREADS "auto or 1-1024"
+#define EXP_THREAD_POLICY "batch or normal"
 #define EXP_MAXCONN "0-4294967295, 0 = unlimited"
 #define EXP_DRAIN "a duration 0-365d such as 30s"
 #define EXP_LOGLEVEL "error, warn, info or debug"
@@ -789,6 +790,24 @@ static int set_threads(struct ctx *c, const struct node *k,
 	if (get_uint(c, k, v, 1, 1024, EXP_THREADS, &n) < 0)
 		return -1;
 	cfg->threads = (unsigned)n;
+	return 0;
+}
+
+static int set_thread_policy(struct ctx *c, const struct node *k,
+			     const struct node *v, void *obj)
+{
+	const char *s = scalar(c, k, v, EXP_THREAD_POLICY);
+	struct qbuf q;
+
+	if (s == NULL)
+		return -1;
+	if (strcmp(s, "batch") == 0)
+		((sl_config *)obj)->thread_batch = 1;
+	else if (strcmp(s, "normal") == 0)
+		((sl_config *)obj)->thread_batch = 0;
+	else
+		return fail(c, v, "%s: '%s' is not a thread policy (expected "
+			    "%s)", k->text, quote(&q, s), EXP_THREAD_POLICY);
 	return 0;
 }
 
@@ -1062,6 +1081,7 @@ static int set_admin(struct ctx *c, const struct node *k,
 
 static const struct key top_keys[] = {
 	{ "threads", set_threads, EXP_THREADS, 0 },
+	{ "thread_policy", set_thread_policy, EXP_THREAD_POLICY, 0 },
 	{ "max_connections", set_global_max_conn, EXP_MAXCONN, 0 },
 	{ "drain_timeout", set_drain, EXP_DRAIN, 0 },
 	{ "log_level", set_log_level, EXP_LOGLEVEL, 0 },
@@ -2009,6 +2029,7 @@ static int load(struct ctx *c, const char *text, size_t len, sl_config **out)
 	}
 	cfg->drain_timeout_ms = 30000;
 	cfg->log_level = SL_LOG_INFO;
+	cfg->thread_batch = 1;
 	cfg->resolve_interval_ms = 30000;
 	c->cfg = cfg;
 	if (walk_map(c, root, "at top level", top_keys, NKEYS(top_keys), cfg,

@@ -113,6 +113,7 @@ typedef struct sl_admin_conf {
 typedef struct sl_config {
 	char *path;                /* file the config came from */
 	unsigned threads;          /* 0 = auto (online CPUs) */
+	int thread_batch;          /* thread_policy: batch (1, default) */
 	unsigned max_connections;  /* 0 = unlimited; global */
 	uint64_t drain_timeout_ms; /* default 30000 */
 	int log_level;             /* SL_LOG_*; default SL_LOG_INFO */

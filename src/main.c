@@ -153,6 +153,24 @@ static void on_drain_timeout(sl_timer *t)
 	sl_proxy_abort_sessions(ds->proxy);
 }
 
+/*
+ * thread_policy: batch keeps a woken loop from preempting the client or
+ * backend that runs on its CPU; where several wake-ups would each have
+ * cost a context switch, one run takes them all.  Linux only: elsewhere
+ * the key is accepted and the loops run as the platform schedules them.
+ */
+static void apply_thread_policy(struct daemon_state *ds, int batch)
+{
+	int r = sl_group_set_batch(ds->group, batch);
+
+	if (r == 0)
+		sl_debug("loop threads: %s scheduling policy",
+			 batch ? "batch" : "normal");
+	else if (r != -ENOTSUP)
+		sl_warn("thread_policy: %s not applied: %s", batch ? "batch" :
+			"normal", sl_strerror(r));
+}
+
 static void reload(struct daemon_state *ds)
 {
 	sl_config *cfg = NULL;
@@ -181,6 +199,8 @@ static void reload(struct daemon_state *ds)
 	}
 	if (cfg->threads != ds->cfg->threads)
 		sl_warn("threads: a new value takes effect at the next start");
+	if (cfg->thread_batch != ds->cfg->thread_batch)
+		apply_thread_policy(ds, cfg->thread_batch);
 	if ((cfg->user == NULL) != (ds->cfg->user == NULL) ||
 	    (cfg->user != NULL && strcmp(cfg->user, ds->cfg->user) != 0))
 		sl_warn("user: a new value takes effect at the next start");
@@ -275,6 +295,7 @@ static int run(struct daemon_state *ds)
 			 sl_strerror(r));
 		goto out;
 	}
+	apply_thread_policy(ds, ds->cfg->thread_batch);
 	if ((r = sl_ctl_start(ds->control, on_ctl, ds)) < 0) {
 		sl_error("cannot watch control events: %s", sl_strerror(r));
 		goto out;

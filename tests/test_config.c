@@ -494,6 +494,7 @@ static void test_defaults(void **state)
 			 0);
 	assert_string_equal(cfg->path, "<string>");
 	assert_int_equal(cfg->threads, 0);
+	assert_int_equal(cfg->thread_batch, 1);
 	assert_int_equal(cfg->max_connections, 0);
 	assert_int_equal(cfg->drain_timeout_ms, 30000);
 	assert_int_equal(cfg->log_level, SL_LOG_INFO);
@@ -691,7 +692,8 @@ static void test_limits(void **state)
 
 	/* The extremes of every range load. */
 	n = snprintf(y, sizeof y,
-		     "threads: 1024\nmax_connections: 4294967295\n"
+		     "threads: 1024\nthread_policy: normal\n"
+		     "max_connections: 4294967295\n"
 		     "drain_timeout: 365d\n"
 		     "routes:\n  - name: x\n"
 		     "    listen: {address: unix:/a, mode: 0, backlog: 65535}\n"
@@ -701,6 +703,7 @@ static void test_limits(void **state)
 	if (sl_config_load_string(y, (size_t)n, "l", &cfg, err, sizeof err))
 		fail_msg("%s", err);
 	assert_int_equal(cfg->threads, 1024);
+	assert_int_equal(cfg->thread_batch, 0);
 	assert_int_equal(cfg->max_connections, 4294967295u);
 	assert_int_equal(cfg->drain_timeout_ms, 365ull * 86400000);
 	assert_int_equal(cfg->routes[0].listen[0].mode, 0);

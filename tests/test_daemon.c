@@ -3,8 +3,14 @@
  * daemon serves (or fails), the pid file and its lock, the log file and its
  * reopening, and the service manager's notifications.
  */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* glibc: SCHED_BATCH */
+#endif
+
+#include <dirent.h>
 #include <errno.h>
 #include <pwd.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -457,6 +463,81 @@ static void test_access_log_json(void **state)
 	st_server_stop(srv);
 }
 
+/*
+ * thread_policy: the loop threads run as the config says (Linux: read
+ * back from /proc by the threads' names), and a reload changes it in
+ * place, serving on.
+ */
+#ifdef __linux__
+/* Policy of each sluice-loop-N thread of pid, into pol[]; how many. */
+static int loop_policies(pid_t pid, int *pol, int max)
+{
+	char *dir = st_fmt("/proc/%ld/task", (long)pid);
+	DIR *dp = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(dp);
+	while ((de = readdir(dp)) != NULL && n < max) {
+		char *path, *comm;
+		long tid = strtol(de->d_name, NULL, 10);
+
+		if (tid <= 0)
+			continue;
+		path = st_fmt("%s/%ld/comm", dir, tid);
+		comm = st_read_file(path);
+		if (comm != NULL && strncmp(comm, "sluice-loop-", 12) == 0)
+			pol[n++] = sched_getscheduler((pid_t)tid);
+		free(comm);
+		free(path);
+	}
+	closedir(dp);
+	free(dir);
+	return n;
+}
+#endif
+
+static void test_thread_policy(void **state)
+{
+#ifdef __linux__
+	uint16_t uport, lport = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+#define TP_FORM "threads: 2\n%sroutes:\n  - name: tp\n" \
+		"    listen: tcp://127.0.0.1:%u\n"         \
+		"    upstreams: [tcp://127.0.0.1:%u]\n"
+	char *yaml = st_fmt(TP_FORM, "thread_policy: normal\n", lport, uport);
+	st_daemon *d = st_daemon_start(yaml);
+	int pol[4];
+
+	(void)state;
+	echo_once(lport);
+	assert_int_equal(loop_policies(st_daemon_pid(d), pol, 4), 2);
+	assert_int_equal(pol[0], SCHED_OTHER);
+	assert_int_equal(pol[1], SCHED_OTHER);
+
+	/* The default, batch, by a reload. */
+	free(yaml);
+	yaml = st_fmt(TP_FORM, "", lport, uport);
+	st_daemon_write_config(d, yaml);
+	st_daemon_signal(d, SIGHUP);
+	assert_int_equal(st_daemon_wait_log(d, "reloaded ", 1, 10000), 0);
+	assert_int_equal(loop_policies(st_daemon_pid(d), pol, 4), 2);
+	assert_int_equal(pol[0], SCHED_BATCH);
+	assert_int_equal(pol[1], SCHED_BATCH);
+	echo_once(lport);
+	assert_int_equal(st_daemon_log_count(d, "thread_policy"), 0);
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 10000), 0);
+	st_daemon_free(d);
+	free(yaml);
+	st_server_stop(srv);
+#undef TP_FORM
+#else
+	(void)state;
+	skip(); /* SCHED_BATCH is Linux's */
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -467,6 +548,7 @@ int main(void)
 		cmocka_unit_test(test_sd_notify),
 		cmocka_unit_test(test_privilege_drop),
 		cmocka_unit_test(test_access_log_json),
+		cmocka_unit_test(test_thread_policy),
 	};
 	int rc;
 

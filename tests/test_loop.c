@@ -5,11 +5,12 @@
  * kqueue and IOCP.  Every test arms a watchdog: a bug fails, never hangs.
  */
 #if !defined(_WIN32) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* glibc: pthread_getname_np */
+#define _GNU_SOURCE /* glibc: pthread_getname_np, SCHED_BATCH */
 #endif
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -982,6 +983,86 @@ static void test_group_free_unstarted(void **state)
 	sl_group_free(g);
 }
 
+/* ---- scheduling policy of the loop threads ------------------------------ */
+
+struct policy_probe {
+	sl_task task;
+	pthread_mutex_t *lock;
+	pthread_cond_t *cond;
+	int *left;
+	int policy; /* as the loop thread itself reads it */
+};
+
+static void on_policy_probe(sl_task *t, int status)
+{
+	struct policy_probe *p = t->data;
+
+#if defined(__linux__) && defined(SCHED_BATCH)
+	p->policy = status == 0 ? sched_getscheduler(0) : -2;
+#else
+	p->policy = status == 0 ? 0 : -2;
+#endif
+	pthread_mutex_lock(p->lock);
+	if (--*p->left == 0)
+		pthread_cond_signal(p->cond);
+	pthread_mutex_unlock(p->lock);
+}
+
+/* Every loop thread reports its own policy. */
+static void probe_policies(sl_group *g, struct policy_probe *p, unsigned n)
+{
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+	int left = (int)n;
+
+	for (unsigned i = 0; i < n; i++) {
+		p[i].lock = &lock;
+		p[i].cond = &cond;
+		p[i].left = &left;
+		p[i].policy = -1;
+		sl_task_init(&p[i].task, on_policy_probe, &p[i]);
+		sl_loop_post(sl_group_loop(g, i), &p[i].task);
+	}
+	pthread_mutex_lock(&lock);
+	while (left > 0) /* the watchdog bounds this wait */
+		pthread_cond_wait(&cond, &lock);
+	pthread_mutex_unlock(&lock);
+}
+
+static void test_group_batch_policy(void **state)
+{
+	struct policy_probe p[3];
+	sl_group *g = NULL;
+
+	(void)state;
+	watchdog();
+	assert_int_equal(sl_group_new(&g, 3), 0);
+#if defined(__linux__) && defined(SCHED_BATCH)
+	assert_int_equal(sl_group_set_batch(g, 1), -ESRCH); /* not started */
+	assert_int_equal(sl_group_start(g), 0);
+	probe_policies(g, p, 3);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(p[i].policy, SCHED_OTHER);
+	assert_int_equal(sl_group_set_batch(g, 1), 0);
+	probe_policies(g, p, 3);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(p[i].policy, SCHED_BATCH);
+	/* Back again, unprivileged as well. */
+	assert_int_equal(sl_group_set_batch(g, 0), 0);
+	probe_policies(g, p, 3);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(p[i].policy, SCHED_OTHER);
+#else
+	/* No SCHED_BATCH here: said so, and the loops run on. */
+	assert_int_equal(sl_group_start(g), 0);
+	assert_int_equal(sl_group_set_batch(g, 1), -ENOTSUP);
+	probe_policies(g, p, 3);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(p[i].policy, 0);
+#endif
+	sl_group_free(g);
+}
+
 /* ---- readiness watchers ------------------------------------------------- */
 
 #ifdef SL_LOOP_READINESS
@@ -1482,6 +1563,7 @@ int main(void)
 		cmocka_unit_test(test_defer),
 		cmocka_unit_test(test_group),
 		cmocka_unit_test(test_group_free_unstarted),
+		cmocka_unit_test(test_group_batch_policy),
 #ifdef SL_LOOP_READINESS
 		cmocka_unit_test(test_io_read),
 		cmocka_unit_test(test_io_stop_forget_reuse),

@@ -139,6 +139,16 @@ unsigned sl_group_size(const sl_group *g);
 sl_loop *sl_group_loop(const sl_group *g, unsigned i);
 /* Round-robin pick; any thread. */
 sl_loop *sl_group_next(sl_group *g);
+/*
+ * The CPU scheduling policy of the running loop threads: Linux's
+ * SCHED_BATCH (batch != 0) or the normal one.  A batch thread woken on a
+ * busy CPU does not preempt what runs there; the events of that wait are
+ * handled together, in fewer and longer runs.  Needs no privilege.
+ * 0, -ESRCH when the group is not started, -ENOTSUP where the platform
+ * has no such policy, or the first thread's refusal (every thread is
+ * still tried).  Any thread but a loop's own.
+ */
+int sl_group_set_batch(sl_group *g, int batch);
 
 /* ---- readiness I/O watchers (epoll, kqueue) ---------------------------- */
 

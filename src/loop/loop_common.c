@@ -9,7 +9,8 @@
  * CPU count and thread names.
  */
 #if !defined(_WIN32) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* glibc: pthread_setname_np, sched_getaffinity */
+#define _GNU_SOURCE /* glibc: pthread_setname_np, sched_getaffinity,
+		      SCHED_BATCH */
 #endif
 
 #include "loop_internal.h"
@@ -574,6 +575,34 @@ void sl_group_free(sl_group *g)
 	free(g->threads);
 	pthread_mutex_destroy(&g->lock);
 	free(g);
+}
+
+int sl_group_set_batch(sl_group *g, int batch)
+{
+#if defined(__linux__) && defined(SCHED_BATCH)
+	/* Both policies take priority 0; the nice value is kept. */
+	struct sched_param sp = {.sched_priority = 0};
+	int r = 0, e;
+
+	pthread_mutex_lock(&g->lock);
+	if (!g->started) {
+		pthread_mutex_unlock(&g->lock);
+		return -ESRCH;
+	}
+	for (unsigned i = 0; i < g->n; i++) {
+		e = pthread_setschedparam(g->threads[i],
+					  batch ? SCHED_BATCH : SCHED_OTHER,
+					  &sp);
+		if (e != 0 && r == 0)
+			r = -e;
+	}
+	pthread_mutex_unlock(&g->lock);
+	return r;
+#else
+	(void)g;
+	(void)batch;
+	return -ENOTSUP;
+#endif
 }
 
 unsigned sl_group_size(const sl_group *g)
