@@ -1291,6 +1291,105 @@ static void test_io_stop_forget_reuse(void **state)
 	sl_loop_free(loop);
 }
 
+/*
+ * A watcher stopped lazily and reported anyway leaves the kernel at the
+ * end of that batch -- unless the batch closed it first: then its number
+ * may already belong to a new descriptor of another watcher, whose
+ * registration must survive (epoll: the removal waits for the batch's
+ * end, so this is the order in which it could go wrong).
+ */
+struct stale_ctx {
+	sl_loop *loop;
+	sl_io a, b, c;
+	int fa[2], fb[2], fc[2];
+	int b_calls, c_calls;
+};
+
+static void on_stale_c(sl_io *io, unsigned events)
+{
+	struct stale_ctx *x = io->data;
+	char ch;
+
+	(void)events;
+	if (read(io->fd, &ch, 1) == 1)
+		x->c_calls++;
+	sl_loop_stop(io->loop);
+}
+
+static void on_stale_b(sl_io *io, unsigned events)
+{
+	struct stale_ctx *x = io->data;
+	char ch;
+	int old = x->fa[0];
+
+	(void)events;
+	if (read(io->fd, &ch, 1) != 1 || x->b_calls++ > 0)
+		return;
+	/* Close a's descriptor and give its number to c. */
+	sl_io_forget(&x->a);
+	close(x->fa[0]);
+	make_pair(x->fc);
+	if (x->fc[0] != old) {
+		assert_int_equal(dup2(x->fc[0], old), old);
+		close(x->fc[0]);
+		x->fc[0] = old;
+	}
+	x->fa[0] = -1;
+	sl_io_init(x->loop, &x->c, x->fc[0], on_stale_c, x);
+	assert_int_equal(sl_io_set(&x->c, SL_IO_READ), 0);
+	sl_io_set(&x->b, 0);
+	sl_loop_stop(io->loop);
+}
+
+static void test_io_stale_removed_after_batch(void **state)
+{
+	struct stale_ctx x = {0};
+	sl_timer t;
+
+	(void)state;
+	watchdog();
+	x.loop = new_loop();
+	make_pair(x.fa);
+	make_pair(x.fb);
+	sl_io_init(x.loop, &x.a, x.fa[0], on_stale_c, &x);
+	sl_io_init(x.loop, &x.b, x.fb[0], on_stale_b, &x);
+	assert_int_equal(sl_io_set(&x.a, SL_IO_READ), 0);
+	assert_int_equal(sl_io_set(&x.a, 0), 0); /* stopped, still there */
+	assert_int_equal(sl_io_set(&x.b, SL_IO_READ), 0);
+	assert_int_equal(write(x.fa[1], "a", 1), 1);
+	assert_int_equal(write(x.fb[1], "b", 1), 1);
+	assert_int_equal(sl_loop_run(x.loop), 0); /* one batch: a and b */
+	assert_int_equal(x.b_calls, 1);
+	assert_int_not_equal(x.c.registered, 0);
+
+	/* c's registration survived the batch: its byte is reported. */
+	assert_int_equal(write(x.fc[1], "c", 1), 1);
+	sl_timer_init(x.loop, &t, on_stop_timer, x.loop);
+	sl_timer_start(&t, 5000); /* a failure, not a hang */
+	assert_int_equal(sl_loop_run(x.loop), 0);
+	assert_int_equal(x.c_calls, 1);
+	sl_timer_stop(&t);
+	sl_io_remove(&x.c);
+	sl_io_remove(&x.b);
+	close_fds(x.fb, 2);
+	close_fds(x.fc, 2);
+	close(x.fa[1]);
+
+	/* A stopped watcher whose descriptor stays open and ready: reported
+	 * once, then out of the kernel, so it wakes no later poll. */
+	make_pair(x.fa);
+	sl_io_init(x.loop, &x.a, x.fa[0], on_stale_c, &x);
+	assert_int_equal(sl_io_set(&x.a, SL_IO_READ), 0);
+	assert_int_equal(sl_io_set(&x.a, 0), 0);
+	assert_int_equal(write(x.fa[1], "a", 1), 1);
+	sl_timer_start(&t, 30);
+	assert_int_equal(sl_loop_run(x.loop), 0);
+	assert_int_equal(x.a.registered, 0);
+	assert_int_equal(x.c_calls, 1); /* a's callback never ran */
+	close_fds(x.fa, 2);
+	sl_loop_free(x.loop);
+}
+
 static void test_io_remove_other_in_batch(void **state)
 {
 	(void)state;
@@ -1571,6 +1670,7 @@ int main(void)
 		cmocka_unit_test(test_io_write_and_pipe),
 		cmocka_unit_test(test_io_stop_other_in_batch),
 		cmocka_unit_test(test_io_remove_other_in_batch),
+		cmocka_unit_test(test_io_stale_removed_after_batch),
 		cmocka_unit_test(test_io_stop_restart),
 		cmocka_unit_test(test_io_rdhup_on_half_close),
 		cmocka_unit_test(test_io_hup_on_peer_close),

@@ -23,6 +23,7 @@ struct sl_backend {
 	int epfd;
 	int evfd; /* eventfd: sl_backend_wake writes, the loop drains */
 	struct epoll_event events[SL_EPOLL_BATCH];
+	sl_io *stale[SL_EPOLL_BATCH]; /* stopped, yet reported: see poll */
 };
 
 const char *sl_loop_backend(void)
@@ -150,7 +151,7 @@ static unsigned io_events(uint32_t e, unsigned want)
 int sl_backend_poll(sl_loop *loop, int timeout_ms)
 {
 	struct sl_backend *be = loop->be;
-	int n, err;
+	int n, err, nstale = 0;
 
 	n = epoll_wait(be->epfd, be->events, SL_EPOLL_BATCH, timeout_ms);
 	err = errno;
@@ -171,15 +172,26 @@ int sl_backend_poll(sl_loop *loop, int timeout_ms)
 		 * deferred tasks run after the batch.
 		 */
 		if (io->want == 0) {
-			/* Stopped lazily (see sl_io_set): now it costs a
-			 * wake-up, so take it out of the kernel. */
 			if (io->registered != 0)
-				sl_io_remove(io);
+				be->stale[nstale++] = io;
 			continue;
 		}
 		ev = io_events(be->events[i].events, io->want);
 		if (ev != 0)
 			io->cb(io, ev);
+	}
+	/*
+	 * Stopped lazily (see sl_io_set) and reported all the same: it would
+	 * wake every poll, so out of the kernel with it -- unless the batch
+	 * has closed it since (a reading side that saw its EOF, then the
+	 * other side's event ending the session: close() did it for free)
+	 * or wants it again.
+	 */
+	for (int i = 0; i < nstale; i++) {
+		sl_io *io = be->stale[i];
+
+		if (io->want == 0 && io->registered != 0)
+			sl_io_remove(io);
 	}
 	return 0;
 }
