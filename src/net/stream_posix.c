@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -957,6 +958,48 @@ static void connect_finish(sl_stream *s, int status)
 	schedule(s);
 }
 
+/*
+ * Linux completes a connect to a loopback address inside connect() itself
+ * (the SYN, the SYN-ACK and the ACK all pass in that call), yet says
+ * EINPROGRESS.  Asking the socket's state costs one system call; waiting
+ * for the writable event would cost a registration for it, a change of
+ * it afterwards, and a turn of the loop.  Any other destination takes a
+ * round trip at least, so it is not asked.
+ */
+#if defined(__linux__) && defined(TCP_INFO)
+static int connected_at_once(int fd, const struct sockaddr_storage *ss)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)ss;
+
+		if ((ntohl(sin->sin_addr.s_addr) >> 24) != 127)
+			return 0;
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)ss;
+
+		if (!IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) &&
+		    !(IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
+		      sin6->sin6_addr.s6_addr[12] == 127))
+			return 0;
+	} else {
+		return 0;
+	}
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	       len > offsetof(struct tcp_info, tcpi_state) &&
+	       ti.tcpi_state == TCP_ESTABLISHED;
+}
+#else
+static int connected_at_once(int fd, const struct sockaddr_storage *ss)
+{
+	(void)fd;
+	(void)ss;
+	return 0;
+}
+#endif
+
 /* Try the remaining addresses until one connects or is in progress. */
 static void connect_next(sl_stream *s)
 {
@@ -978,7 +1021,8 @@ static void connect_next(sl_stream *s)
 		err = r < 0 ? errno : 0;
 		s->fd = fd;
 		sl_io_init(s->loop, &s->io, fd, on_io, s);
-		if (r == 0) {
+		if (r == 0 || (err == EINPROGRESS && s->kind == SL_EP_TCP &&
+			       connected_at_once(fd, &a->ss))) {
 			connect_finish(s, 0);
 			return;
 		}
