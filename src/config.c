@@ -697,6 +697,32 @@ static int get_bool(struct ctx *c, const struct node *k, const struct node *v,
 	return 0;
 }
 
+/* One of a fixed set of words, each standing for a value. */
+struct keyword {
+	const char *name;
+	int value;
+};
+
+static int get_keyword(struct ctx *c, const struct node *k,
+		       const struct node *v, const char *what,
+		       const char *expect, const struct keyword *kw, size_t n,
+		       int *out)
+{
+	const char *s = scalar(c, k, v, expect);
+	struct qbuf q;
+
+	if (s == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(s, kw[i].name) == 0) {
+			*out = kw[i].value;
+			return 0;
+		}
+	}
+	return fail(c, v, "%s: '%s' is not %s (expected %s)", k->text,
+		    quote(&q, s), what, expect);
+}
+
 #define EXP_CIDRS "a CIDR such as 10.0.0.0/8 or 2001:db8::/32, or a list of " \
 		  "those"
 #define CIDRS_MAX 100000
@@ -796,19 +822,10 @@ static int set_threads(struct ctx *c, const struct node *k,
 static int set_thread_policy(struct ctx *c, const struct node *k,
 			     const struct node *v, void *obj)
 {
-	const char *s = scalar(c, k, v, EXP_THREAD_POLICY);
-	struct qbuf q;
+	static const struct keyword kw[] = { { "batch", 1 }, { "normal", 0 } };
 
-	if (s == NULL)
-		return -1;
-	if (strcmp(s, "batch") == 0)
-		((sl_config *)obj)->thread_batch = 1;
-	else if (strcmp(s, "normal") == 0)
-		((sl_config *)obj)->thread_batch = 0;
-	else
-		return fail(c, v, "%s: '%s' is not a thread policy (expected "
-			    "%s)", k->text, quote(&q, s), EXP_THREAD_POLICY);
-	return 0;
+	return get_keyword(c, k, v, "a thread policy", EXP_THREAD_POLICY, kw,
+			   NKEYS(kw), &((sl_config *)obj)->thread_batch);
 }
 
 static int set_max_conn(struct ctx *c, const struct node *k,
@@ -951,19 +968,10 @@ static int set_access_to(struct ctx *c, const struct node *k,
 static int set_access_format(struct ctx *c, const struct node *k,
 			     const struct node *v, void *obj)
 {
-	const char *s = scalar(c, k, v, EXP_FORMAT);
-	struct qbuf q;
+	static const struct keyword kw[] = { { "json", 1 }, { "text", 0 } };
 
-	if (s == NULL)
-		return -1;
-	if (strcmp(s, "json") == 0)
-		((sl_config *)obj)->access_json = 1;
-	else if (strcmp(s, "text") == 0)
-		((sl_config *)obj)->access_json = 0;
-	else
-		return fail(c, v, "%s: '%s' is not a format (expected %s)",
-			    k->text, quote(&q, s), EXP_FORMAT);
-	return 0;
+	return get_keyword(c, k, v, "a format", EXP_FORMAT, kw, NKEYS(kw),
+			   &((sl_config *)obj)->access_json);
 }
 
 static const struct key access_keys[] = {
@@ -1366,20 +1374,10 @@ static int set_backup(struct ctx *c, const struct node *k,
 static int set_send_proxy(struct ctx *c, const struct node *k,
 			  const struct node *v, void *obj)
 {
-	const char *s = scalar(c, k, v, EXP_SEND_PROXY);
-	struct qbuf q;
+	static const struct keyword kw[] = { { "v1", 1 }, { "v2", 2 } };
 
-	if (s == NULL)
-		return -1;
-	if (strcmp(s, "v1") == 0)
-		((sl_upstream_conf *)obj)->send_proxy = 1;
-	else if (strcmp(s, "v2") == 0)
-		((sl_upstream_conf *)obj)->send_proxy = 2;
-	else
-		return fail(c, v, "%s: '%s' is not a PROXY protocol version "
-				  "(expected %s)",
-			    k->text, quote(&q, s), EXP_SEND_PROXY);
-	return 0;
+	return get_keyword(c, k, v, "a PROXY protocol version", EXP_SEND_PROXY,
+			   kw, NKEYS(kw), &((sl_upstream_conf *)obj)->send_proxy);
 }
 
 static const struct key upstream_keys[] = {
@@ -1569,29 +1567,20 @@ static int set_buffer_size(struct ctx *c, const struct node *k,
 static int set_balance(struct ctx *c, const struct node *k,
 		       const struct node *v, void *obj)
 {
-	static const struct {
-		const char *name;
-		enum sl_balance b;
-	} names[] = {
+	static const struct keyword kw[] = {
 		{ "round-robin", SL_BALANCE_ROUND_ROBIN },
 		{ "least-connections", SL_BALANCE_LEAST_CONN },
 		{ "random", SL_BALANCE_RANDOM },
 		{ "source-hash", SL_BALANCE_SOURCE_HASH },
 		{ "first", SL_BALANCE_FIRST },
 	};
-	const char *s = scalar(c, k, v, EXP_BALANCE);
-	struct qbuf q;
+	int b = SL_BALANCE_ROUND_ROBIN;
 
-	if (s == NULL)
+	if (get_keyword(c, k, v, "a balancing method", EXP_BALANCE, kw,
+			NKEYS(kw), &b) < 0)
 		return -1;
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-		if (strcmp(s, names[i].name) == 0) {
-			((sl_route_conf *)obj)->balance = names[i].b;
-			return 0;
-		}
-	}
-	return fail(c, v, "%s: '%s' is not a balancing method (expected %s)",
-		    k->text, quote(&q, s), EXP_BALANCE);
+	((sl_route_conf *)obj)->balance = (enum sl_balance)b;
+	return 0;
 }
 
 /* ---- health ---- */
