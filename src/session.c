@@ -586,7 +586,9 @@ static void on_read(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
 
 	dir_count(s, d, (uint64_t)n);
 	dst = dir_dst(s, d);
-	w = sl_stream_try_write(dst, buf->base, (size_t)n);
+	w = sl_stream_try_write(dst, buf->base, (size_t)n,
+				sl_stream_end_follows(st) ? SL_WRITE_END_NEXT
+							  : 0);
 	if (w == n) {
 		/* A full buffer: a bulk transfer.  Move it inside the
 		 * network layer from now on where it can (splice). */

@@ -33,6 +33,9 @@
 #include <sys/un.h>
 
 #include <cmocka.h>
+#ifdef __linux__
+#include <linux/tcp.h> /* struct tcp_info with tcpi_segs_in */
+#endif
 
 #include "loop/loop.h"
 #include "net/net.h"
@@ -458,7 +461,7 @@ static void round_trip(const char *text, const char *want_local_prefix)
 	assert_int_equal(wc.failed, 0);
 	assert_int_equal(wc.order_bad, 0);
 
-	assert_int_equal(sl_stream_try_write(s, "hi", 2), 2);
+	assert_int_equal(sl_stream_try_write(s, "hi", 2, 0), 2);
 	write_at(s, &ws, " there", 6);
 	while (rc.len < 8)
 		run_for(1);
@@ -741,7 +744,7 @@ static void test_shutdown_then_close(void **state)
 	sl_stream_set_data(c, &rc);
 	sl_stream_set_data(s, &rs);
 	assert_int_equal(sl_stream_read_start(s, r_alloc, r_read), 0);
-	assert_int_equal(sl_stream_try_write(c, "bye", 3), 3);
+	assert_int_equal(sl_stream_try_write(c, "bye", 3, 0), 3);
 	assert_int_equal(sl_stream_shutdown(c, on_shutdown), 0);
 	assert_int_equal(atomic_load(&sh.done), 0);
 	close_and_wait(c);
@@ -991,7 +994,7 @@ static void test_forward_backpressure(void **state)
 		skip();
 	memset(chunk, 'z', sizeof chunk);
 	for (int round = 0; round < 50; round++) {
-		while ((w = sl_stream_try_write(j.a1, chunk, sizeof chunk)) > 0)
+		while ((w = sl_stream_try_write(j.a1, chunk, sizeof chunk, 0)) > 0)
 			sent += (uint64_t)w;
 		run_for(5);
 	}
@@ -1003,7 +1006,7 @@ static void test_forward_backpressure(void **state)
 	/* (How much more the sender's kernel takes is its own business:
 	 * TCP may still grow a buffer.  What counts is that nothing more is
 	 * moved while the destination is full.) */
-	while ((w = sl_stream_try_write(j.a1, chunk, sizeof chunk)) > 0)
+	while ((w = sl_stream_try_write(j.a1, chunk, sizeof chunk, 0)) > 0)
 		sent += (uint64_t)w;
 	run_for(20);
 	assert_int_equal(j.fa.bytes, b2);
@@ -1063,10 +1066,10 @@ static void test_forward_close_inflight(void **state)
 			skip();
 		memset(chunk, 'q', sizeof chunk);
 		for (int round = 0; round < 20; round++) {
-			while (sl_stream_try_write(j.a1, chunk, sizeof chunk) >
+			while (sl_stream_try_write(j.a1, chunk, sizeof chunk, 0) >
 			       0)
 				;
-			while (sl_stream_try_write(j.b2, chunk, sizeof chunk) >
+			while (sl_stream_try_write(j.b2, chunk, sizeof chunk, 0) >
 			       0)
 				;
 			run_for(2);
@@ -1107,9 +1110,9 @@ static void test_backpressure(void **state)
 	sl_stream_set_data(s, &rs);
 
 	/* Fill the kernel buffers: the peer does not read. */
-	while (sl_stream_try_write(c, chunk, sizeof chunk) > 0)
+	while (sl_stream_try_write(c, chunk, sizeof chunk, 0) > 0)
 		;
-	assert_int_equal(sl_stream_try_write(c, chunk, sizeof chunk), -EAGAIN);
+	assert_int_equal(sl_stream_try_write(c, chunk, sizeof chunk, 0), -EAGAIN);
 	assert_int_equal(sl_stream_write_queue_size(c), 0);
 	for (n = 0; n < 8; n++) {
 		queued_before = sl_stream_write_queue_size(c);
@@ -1119,7 +1122,7 @@ static void test_backpressure(void **state)
 		assert_true(sl_stream_write_queue_size(c) <=
 			    queued_before + sizeof chunk);
 		/* Queued writes keep order: try_write must not jump them. */
-		assert_int_equal(sl_stream_try_write(c, "x", 1), -EAGAIN);
+		assert_int_equal(sl_stream_try_write(c, "x", 1, 0), -EAGAIN);
 	}
 	run_for(20);
 	assert_true(sl_stream_write_queue_size(c) > 0);
@@ -1133,13 +1136,104 @@ static void test_backpressure(void **state)
 	assert_int_equal(w.failed, 0);
 	assert_int_equal(w.order_bad, 0);
 	assert_int_equal(sl_stream_write_queue_size(c), 0);
-	assert_int_equal(sl_stream_try_write(c, "y", 1), 1);
+	assert_int_equal(sl_stream_try_write(c, "y", 1, 0), 1);
 	close_and_wait(c);
 	run_flag(&rs.eof);
 	assert_int_equal(rs.err, SL_EOF);
 	close_and_wait(s);
 	close(lfd);
 	reader_free(&rs);
+}
+
+/* ---- the last bytes with the end (SL_WRITE_END_NEXT) --------------------- */
+
+/* Segments the socket fd has received (Linux), or -1 where not known. */
+static long segs_in(int fd)
+{
+#if defined(__linux__) && defined(TCP_INFO)
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+
+	memset(&ti, 0, sizeof ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	    len >= offsetof(struct tcp_info, tcpi_segs_in) +
+			   sizeof ti.tcpi_segs_in)
+		return (long)ti.tcpi_segs_in;
+#endif
+	(void)fd;
+	return -1;
+}
+
+/* Connect a stream of L to a raw listener; *peer is the raw far end. */
+static sl_stream *connect_raw(sl_endpoint *ep, int lfd, int *peer)
+{
+	struct conn_ctx ctx = {0};
+	struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+	sl_stream *c;
+
+	assert_int_equal(sl_stream_connect(L, ep, 5000, on_connect, &ctx, &c),
+			 0);
+	run_flag(&ctx.done);
+	assert_int_equal(ctx.status, 0);
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	*peer = accept(lfd, NULL, NULL);
+	assert_true(*peer >= 0);
+	return c;
+}
+
+static void test_write_end_next(void **state)
+{
+	sl_endpoint ep;
+	struct reader r = {0};
+	struct shut_ctx sh = {0};
+	sl_stream *c;
+	char buf[16];
+	long before, after;
+	int lfd, peer;
+
+	(void)state;
+	parse("tcp://127.0.0.1:0", &ep);
+	lfd = raw_listen(&ep, 4);
+	assert_true(lfd >= 0);
+
+	/* The end comes in the same round: bytes and FIN arrive, and on
+	 * Linux they left in one segment. */
+	c = connect_raw(&ep, lfd, &peer);
+	r.sh = &sh;
+	sl_stream_set_data(c, &r);
+	before = segs_in(peer);
+	assert_int_equal(sl_stream_try_write(c, "last", 4, SL_WRITE_END_NEXT),
+			 4);
+	assert_int_equal(sl_stream_shutdown(c, on_shutdown), 0);
+	run_flag(&sh.done);
+	assert_int_equal(sh.status, 0);
+	after = segs_in(peer);
+	assert_int_equal(recv(peer, buf, sizeof buf, MSG_DONTWAIT), 4);
+	assert_memory_equal(buf, "last", 4);
+	assert_int_equal(recv(peer, buf, sizeof buf, MSG_DONTWAIT), 0);
+	if (before >= 0)
+		assert_int_equal(after - before, 1); /* 2 without MSG_MORE */
+	close_and_wait(c);
+	close(peer);
+
+	/* The end does not come: the held bytes still go out at the end of
+	 * the round.  Held, they would wait for the kernel's probe timer
+	 * (200 ms or more); loopback delivers within the sending call, so
+	 * the far end has them once the round is over. */
+	c = connect_raw(&ep, lfd, &peer);
+	assert_int_equal(sl_stream_try_write(c, "held", 4, SL_WRITE_END_NEXT),
+			 4);
+	run_for(1);
+	assert_int_equal(recv(peer, buf, sizeof buf, MSG_DONTWAIT), 4);
+	assert_memory_equal(buf, "held", 4);
+	/* And the stream writes on as usual. */
+	assert_int_equal(sl_stream_try_write(c, "more", 4, 0), 4);
+	run_for(1);
+	assert_int_equal(recv(peer, buf, sizeof buf, MSG_DONTWAIT), 4);
+	assert_memory_equal(buf, "more", 4);
+	close_and_wait(c);
+	close(peer);
+	close(lfd);
 }
 
 /* ---- connect failures ---------------------------------------------------- */
@@ -1969,6 +2063,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forward_close_inflight,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_end_next, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_backpressure, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refused, setup,

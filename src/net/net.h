@@ -120,8 +120,23 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
  * Write what can be written now without blocking or queueing.  Returns the
  * number of bytes written (> 0), -EAGAIN when nothing could be written now
  * (also when writes are queued: order is kept), or another -errno.
+ *
+ * flags SL_WRITE_END_NEXT: the caller shuts this stream down (or closes
+ * it) in this loop round, right after.  The transport may then hold the
+ * bytes to send them with the end: on Linux TCP (MSG_MORE) the last bytes
+ * and the FIN leave in one segment, not two.  Should the end not come in
+ * this round, the held bytes are sent at its end.
  */
-ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len);
+#define SL_WRITE_END_NEXT 1u
+ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len,
+			      unsigned flags);
+
+/*
+ * In a read callback with bytes (nread > 0): non-zero when the peer's end
+ * is already known to follow them, that is, SL_EOF is this stream's next
+ * callback unless the callback stops reading.
+ */
+int sl_stream_end_follows(const sl_stream *s);
 
 /* Bytes queued by sl_stream_write() and not yet written. */
 size_t sl_stream_write_queue_size(const sl_stream *s);

@@ -33,6 +33,11 @@
 #define SL_MSG_NOSIGNAL 0
 #endif
 
+/* Linux: send(2) may hold the bytes for more (SL_WRITE_END_NEXT). */
+#if defined(__linux__) && defined(MSG_MORE)
+#define SL_MSG_MORE MSG_MORE
+#endif
+
 #if defined(HAVE_DECL_SO_NOSIGPIPE)
 #if HAVE_DECL_SO_NOSIGPIPE
 #define SL_HAVE_SO_NOSIGPIPE 1

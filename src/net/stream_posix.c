@@ -56,6 +56,8 @@ enum {
 	ST_FORWARDING = 1u << 7, /* source of a sl_stream_forward() */
 	ST_FWD_EOF = 1u << 8,    /* forwarding source read its EOF */
 	ST_FWD_BLOCKED = 1u << 9, /* forwarding: the destination is full */
+	ST_END_FOLLOWS = 1u << 10, /* in read_cb: SL_EOF comes next */
+	ST_CORKED = 1u << 11, /* bytes held for the end (MSG_MORE) */
 };
 
 struct sl_stream {
@@ -288,9 +290,21 @@ static void run_completions(sl_stream *s)
 
 	if (s->shutdown_due) {
 		s->shutdown_due = 0;
+		s->flags &= ~ST_CORKED; /* the FIN goes with the held bytes */
 		s->shutdown_status = shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
 		s->shutdown_ready = 1;
 	}
+#ifdef SL_MSG_MORE
+	if ((s->flags & ST_CORKED) && !(s->flags & ST_CLOSING)) {
+		/* The end that SL_WRITE_END_NEXT announced did not come this
+		 * round: send the held bytes now (setting TCP_NODELAY pushes
+		 * what is pending, Linux tcp(7)). */
+		int one = 1;
+
+		s->flags &= ~ST_CORKED;
+		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
+#endif
 	if (s->connect_ready) {
 		sl_connect_cb cb = s->connect_cb;
 
@@ -442,6 +456,7 @@ static void flush(sl_stream *s)
 			return;
 		}
 		wrote = (size_t)r;
+		s->flags &= ~ST_CORKED; /* this send pushed what was held */
 		s->wq_bytes -= wrote;
 		while ((req = s->wq_head) != NULL) {
 			left = req->len - req->done;
@@ -506,7 +521,10 @@ static void do_read(sl_stream *s, int eof_known)
 			n = recv(s->fd, buf.base, buf.len, 0);
 		while (n < 0 && errno == EINTR);
 		if (n > 0) {
+			if (eof_known && (size_t)n < buf.len)
+				s->flags |= ST_END_FOLLOWS;
 			s->read_cb(s, (ptrdiff_t)n, &buf);
+			s->flags &= ~ST_END_FOLLOWS;
 			if ((size_t)n < buf.len) {
 				if (!eof_known || !(s->flags & ST_READING))
 					return; /* drained: spare the EAGAIN */
@@ -1229,8 +1247,15 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 	return 0;
 }
 
-ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len)
+int sl_stream_end_follows(const sl_stream *s)
 {
+	return s != NULL && (s->flags & ST_END_FOLLOWS) != 0;
+}
+
+ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len,
+			      unsigned flags)
+{
+	int more = 0;
 	ssize_t r;
 
 	if (s == NULL || (buf == NULL && len > 0) || s->fwd_src != NULL)
@@ -1249,11 +1274,24 @@ ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len)
 		return -EAGAIN;
 	if (len == 0)
 		return 0;
+#ifdef SL_MSG_MORE
+	/* The end follows: hold the last bytes so that they and the FIN
+	 * leave in one segment, not two (HAProxy does the same); the stream's
+	 * task pushes them should the end not come this round. */
+	if ((flags & SL_WRITE_END_NEXT) && s->kind == SL_EP_TCP)
+		more = SL_MSG_MORE;
+#else
+	(void)flags;
+#endif
 	do
-		r = send(s->fd, buf, len, SL_MSG_NOSIGNAL);
+		r = send(s->fd, buf, len, SL_MSG_NOSIGNAL | more);
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	if (more) {
+		s->flags |= ST_CORKED;
+		schedule(s);
+	}
 	return (ptrdiff_t)r;
 }
 

@@ -615,9 +615,19 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 	return 0;
 }
 
-ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len)
+int sl_stream_end_follows(const sl_stream *s)
+{
+	(void)s;
+	return 0; /* a completion does not tell that the end follows */
+}
+
+/* flags: no way to hold bytes for the FIN of a later shutdown here. */
+ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len,
+			      unsigned flags)
 {
 	int n;
+
+	(void)flags;
 
 	if (s == NULL || (s->flags & (ST_CLOSING | ST_CONNECTING)))
 		return -EINVAL;
