@@ -33,9 +33,12 @@
 #define SL_MSG_NOSIGNAL 0
 #endif
 
-/* Linux: send(2) may hold the bytes for more (SL_WRITE_END_NEXT). */
+/* Linux: send(2) may hold the bytes for more (SL_WRITE_END_NEXT); 0
+ * where there is no such flag, and the bytes go at once. */
 #if defined(__linux__) && defined(MSG_MORE)
 #define SL_MSG_MORE MSG_MORE
+#else
+#define SL_MSG_MORE 0
 #endif
 
 #if defined(HAVE_DECL_SO_NOSIGPIPE)

@@ -294,7 +294,6 @@ static void run_completions(sl_stream *s)
 		s->shutdown_status = shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
 		s->shutdown_ready = 1;
 	}
-#ifdef SL_MSG_MORE
 	if ((s->flags & ST_CORKED) && !(s->flags & ST_CLOSING)) {
 		/* The end that SL_WRITE_END_NEXT announced did not come this
 		 * round: send the held bytes now (setting TCP_NODELAY pushes
@@ -304,7 +303,6 @@ static void run_completions(sl_stream *s)
 		s->flags &= ~ST_CORKED;
 		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	}
-#endif
 	if (s->connect_ready) {
 		sl_connect_cb cb = s->connect_cb;
 
@@ -1274,15 +1272,11 @@ ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len,
 		return -EAGAIN;
 	if (len == 0)
 		return 0;
-#ifdef SL_MSG_MORE
 	/* The end follows: hold the last bytes so that they and the FIN
 	 * leave in one segment, not two (HAProxy does the same); the stream's
 	 * task pushes them should the end not come this round. */
 	if ((flags & SL_WRITE_END_NEXT) && s->kind == SL_EP_TCP)
 		more = SL_MSG_MORE;
-#else
-	(void)flags;
-#endif
 	do
 		r = send(s->fd, buf, len, SL_MSG_NOSIGNAL | more);
 	while (r < 0 && errno == EINTR);
