@@ -253,26 +253,35 @@ static void close_and_wait(sl_stream *s)
 		run_for(1);
 }
 
+/* Connect a stream of L to ep; *peer is the far end, accepted raw. */
+static sl_stream *connect_raw(const sl_endpoint *ep, int lfd, int *peer)
+{
+	struct conn_ctx ctx = {0};
+	struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+	sl_stream *c;
+
+	assert_int_equal(sl_stream_connect(L, ep, 5000, on_connect, &ctx, &c),
+			 0);
+	run_flag(&ctx.done);
+	if (ctx.status != 0)
+		fail_msg("connect: %s", sl_strerror(ctx.status));
+	sl_stream_set_data(c, NULL); /* ctx ends here */
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	*peer = accept(lfd, NULL, NULL);
+	assert_true(*peer >= 0);
+	return c;
+}
+
 /* Connect a stream of L to ep and accept the far end from lfd as a stream
  * of L too. */
 static void make_pair(const sl_endpoint *ep, int lfd, sl_stream **c,
 		      sl_stream **s)
 {
-	struct conn_ctx ctx = {0};
-	struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 	int fd;
 
-	assert_int_equal(sl_stream_connect(L, ep, 5000, on_connect, &ctx, c),
-			 0);
-	run_flag(&ctx.done);
-	if (ctx.status != 0)
-		fail_msg("connect: %s", sl_strerror(ctx.status));
-	assert_int_equal(poll(&pfd, 1, 5000), 1);
-	fd = accept(lfd, NULL, NULL);
-	assert_true(fd >= 0);
+	*c = connect_raw(ep, lfd, &fd);
 	assert_int_equal(sl_fd_prepare(fd), 0);
 	assert_int_equal(sl_stream_open_fd(L, fd, ep->kind, s), 0);
-	sl_stream_set_data(*c, NULL);
 }
 
 /* ---- a reading end ------------------------------------------------------- */
@@ -1162,23 +1171,6 @@ static long segs_in(int fd)
 #endif
 	(void)fd;
 	return -1;
-}
-
-/* Connect a stream of L to a raw listener; *peer is the raw far end. */
-static sl_stream *connect_raw(sl_endpoint *ep, int lfd, int *peer)
-{
-	struct conn_ctx ctx = {0};
-	struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-	sl_stream *c;
-
-	assert_int_equal(sl_stream_connect(L, ep, 5000, on_connect, &ctx, &c),
-			 0);
-	run_flag(&ctx.done);
-	assert_int_equal(ctx.status, 0);
-	assert_int_equal(poll(&pfd, 1, 5000), 1);
-	*peer = accept(lfd, NULL, NULL);
-	assert_true(*peer >= 0);
-	return c;
 }
 
 static void test_write_end_next(void **state)
