@@ -384,6 +384,27 @@ static void admin_unref(struct admin *a)
 	proxy_closed_one(p);
 }
 
+/*
+ * Give back a connection slot the gate reserved, on every path: served,
+ * denied, out of memory, or a reservation that found nobody.  The listener
+ * may be paused at the limit, so resume it when the count was at or above
+ * the cap before this release (the rule sessions follow): "exactly the cap"
+ * would miss the gate's own brief +1 on the accepting loop, and the
+ * listener would stay paused for good.  A resume that finds the limit
+ * still reached pauses again at no cost.  Not once the listener is
+ * closing: then it may be gone.
+ */
+static void admin_release(struct admin *a)
+{
+	if (atomic_fetch_sub(&a->conns, 1) >= ADMIN_CONNS_MAX) {
+		pthread_mutex_lock(&a->acl_lock);
+		if (!a->lclosed)
+			sl_listener_resume(a->l);
+		pthread_mutex_unlock(&a->acl_lock);
+	}
+	admin_unref(a);
+}
+
 static void on_conn_closed(sl_stream *s)
 {
 	struct aconn *c = sl_stream_get_data(s);
@@ -391,15 +412,7 @@ static void on_conn_closed(sl_stream *s)
 
 	free(c->out);
 	free(c);
-	/* One connection fewer: a listener paused at the limit may go on
-	 * (unless it is closing: then it may be gone). */
-	if (atomic_fetch_sub(&a->conns, 1) == ADMIN_CONNS_MAX) {
-		pthread_mutex_lock(&a->acl_lock);
-		if (!a->lclosed)
-			sl_listener_resume(a->l);
-		pthread_mutex_unlock(&a->acl_lock);
-	}
-	admin_unref(a);
+	admin_release(a);
 }
 
 static void conn_close(struct aconn *c)
@@ -569,8 +582,7 @@ static void on_admin_accept(sl_listener *l, sl_stream *s, void *token)
 
 	(void)token;
 	if (s == NULL) { /* the reservation found nobody */
-		atomic_fetch_sub(&a->conns, 1);
-		admin_unref(a);
+		admin_release(a);
 		return;
 	}
 	sl_stream_peer_addr(s, &peer);
@@ -580,8 +592,7 @@ static void on_admin_accept(sl_listener *l, sl_stream *s, void *token)
 	c = ok ? calloc(1, sizeof *c) : NULL;
 	if (c == NULL) {
 		sl_stream_close_reset(s, NULL);
-		atomic_fetch_sub(&a->conns, 1);
-		admin_unref(a);
+		admin_release(a);
 		return;
 	}
 	c->a = a;

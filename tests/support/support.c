@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -300,6 +301,36 @@ st_sock st_connect_tcp(uint16_t port)
 
 	loopback(&sin, port);
 	return connect_sa((struct sockaddr *)&sin, sizeof sin, 1);
+}
+
+st_sock st_connect_tcp_from(const char *src, uint16_t port, int nonblock)
+{
+	struct sockaddr_in sin, from;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), e;
+
+	if (fd < 0)
+		return ST_BAD_SOCK;
+	memset(&from, 0, sizeof from);
+	from.sin_family = AF_INET;
+	if (inet_pton(AF_INET, src, &from.sin_addr) != 1) {
+		close(fd);
+		errno = EINVAL;
+		return ST_BAD_SOCK;
+	}
+	if (bind(fd, (struct sockaddr *)&from, sizeof from) < 0)
+		goto fail;
+	if (nonblock && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+		goto fail;
+	loopback(&sin, port);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0 &&
+	    !(nonblock && errno == EINPROGRESS))
+		goto fail;
+	return fd;
+fail:
+	e = errno;
+	close(fd);
+	errno = e;
+	return ST_BAD_SOCK;
 }
 
 st_sock st_connect_unix(const char *path)

@@ -55,6 +55,12 @@ st_sock st_connect_unix(const char *path);
 /* Connect to [::1]:port; ST_BAD_SOCK with errno set when that fails (no
  * IPv6 loopback, nothing listening). */
 st_sock st_connect_tcp6(uint16_t port);
+/*
+ * Connect to 127.0.0.1:port from the loopback address src ("127.0.0.2"),
+ * so one test can be two clients an access list tells apart.  nonblock:
+ * return with the connect under way.  ST_BAD_SOCK with errno set.
+ */
+st_sock st_connect_tcp_from(const char *src, uint16_t port, int nonblock);
 /* Retry connecting for up to timeout_ms; st_fail if it never works. */
 st_sock st_connect_tcp_retry(uint16_t port, unsigned timeout_ms);
 
