@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #ifdef _WIN32
 #include <windows.h> /* the Event Log stands in for syslog */
 #include <io.h>
@@ -163,13 +164,62 @@ void sl_log_use_syslog(const char *ident, int facility)
 #endif
 }
 
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
+#ifndef O_NOFOLLOW
+#define O_NOFOLLOW 0 /* Windows: no links a user could plant (issue 18) */
+#endif
+#ifndef O_NOCTTY
+#define O_NOCTTY 0
+#endif
+#ifndef O_NONBLOCK
+#define O_NONBLOCK 0
+#endif
+
+/*
+ * Open a log file for appending: a descriptor, or -errno.  sluice often
+ * opens its logs as root in a directory its service user may write, so
+ * the last component is never followed through a symbolic link (-ELOOP),
+ * and anything but a regular file is refused (-SL_LOG_ENOTREG): a FIFO
+ * would stall the daemon on a write (O_NONBLOCK keeps the open itself
+ * from waiting for a reader), a device is not a log.
+ */
 static int open_log(const char *path)
 {
-#ifdef O_CLOEXEC
-	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-#else
-	return open(path, O_WRONLY | O_APPEND | O_CREAT, 0640);
+	struct stat st;
+	int fd, e;
+
+	fd = open(path,
+		  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
+			  O_NOCTTY | O_NONBLOCK,
+		  0640);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		e = errno;
+		close(fd);
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return -SL_LOG_ENOTREG;
+	}
+#ifndef _WIN32
+	/* Writes to a regular file ignore O_NONBLOCK; clear it anyway, the
+	 * descriptor may be dup2()ed over stderr. */
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 #endif
+	return fd;
+}
+
+const char *sl_log_open_strerror(int r)
+{
+	if (r == -ELOOP)
+		return "is a symbolic link; not following it";
+	if (r == -SL_LOG_ENOTREG)
+		return "is not a regular file";
+	return strerror(-r);
 }
 
 int sl_log_use_file(const char *path)
@@ -178,7 +228,7 @@ int sl_log_use_file(const char *path)
 	char *copy;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	copy = strdup(path);
 	if (copy == NULL) {
 		close(fd);
@@ -201,7 +251,7 @@ static int reopen_over(const char *path, int old)
 
 	fd = open_log(path);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (dup2(fd, old) < 0)
 		r = -errno;
 	close(fd);
@@ -243,7 +293,7 @@ int sl_access_open(const char *to, int json)
 		char *copy;
 
 		if (fd < 0)
-			return -errno;
+			return fd;
 		if ((copy = strdup(to)) == NULL) {
 			close(fd);
 			return -ENOMEM;
@@ -256,26 +306,161 @@ int sl_access_open(const char *to, int json)
 	return 0;
 }
 
-/* Append s as a JSON string (quoted, escaped) at line+n; new length. */
+static const char hex[] = "0123456789abcdef";
+
+/*
+ * The length of the character at p (left > 0 bytes) when it may be
+ * written to a log as it is: 1 to 4.  0 when its first byte must be
+ * escaped: a C0 control or DEL, a byte that does not begin valid UTF-8
+ * (stray continuation, overlong form, surrogate, beyond U+10FFFF, cut
+ * short), a C1 control (U+0080..U+009F: some terminals obey them), or
+ * U+2028/U+2029 (line breaks to some readers).
+ */
+static size_t char_ok(const unsigned char *p, size_t left)
+{
+	unsigned c = p[0];
+	size_t n, i;
+	unsigned lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return c >= 0x20 && c != 0x7f;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (left < n)
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0; /* overlong */
+	else if (c == 0xed)
+		hi = 0x9f; /* surrogates */
+	else if (c == 0xf0)
+		lo = 0x90; /* overlong */
+	else if (c == 0xf4)
+		hi = 0x8f; /* beyond U+10FFFF */
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	if (c == 0xc2 && p[1] <= 0x9f)
+		return 0; /* C1 control */
+	if (c == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+		return 0; /* line and paragraph separators */
+	return n;
+}
+
+/* Bytes of src (len) that need no escape: every line checks this first,
+ * and nearly every line needs none. */
+static int text_clean(const char *src, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)src[i] < 0x20 ||
+		    (unsigned char)src[i] >= 0x7f)
+			return 0;
+	return 1;
+}
+
+/* Escape src (len) into dst (cap), without a NUL; the length written. */
+static size_t escape_into(char *dst, size_t cap, const char *src, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)src;
+	size_t n = 0, i = 0, k;
+
+	while (i < len) {
+		k = char_ok(p + i, len - i);
+		if (k == 0) {
+			if (n + 4 > cap)
+				break;
+			dst[n++] = '\\';
+			dst[n++] = 'x';
+			dst[n++] = hex[p[i] >> 4];
+			dst[n++] = hex[p[i] & 15];
+			i++;
+			continue;
+		}
+		if (n + k > cap)
+			break;
+		memcpy(dst + n, p + i, k);
+		n += k;
+		i += k;
+	}
+	return n;
+}
+
+char *sl_log_escape(char *dst, size_t cap, const char *src, size_t len)
+{
+	size_t n;
+
+	if (cap == 0)
+		return dst;
+	n = escape_into(dst, cap - 1, src, len);
+	dst[n] = '\0';
+	return dst;
+}
+
+/*
+ * A whole line's text (len bytes of src, from vsnprintf) into line+n
+ * (cap), escaped where it must be: the guard that keeps any string a peer
+ * could have put in a message from ending or forging a line, even one
+ * that no caller escaped.  The new length.
+ */
+static size_t line_text(char *line, size_t n, size_t cap, const char *src,
+			size_t len)
+{
+	if (n >= cap)
+		return n;
+	if (text_clean(src, len)) {
+		if (len > cap - n)
+			len = cap - n;
+		memcpy(line + n, src, len);
+		return n + len;
+	}
+	return n + escape_into(line + n, cap - n, src, len);
+}
+
+/*
+ * Append s as a JSON string (quoted, escaped) at line+n; new length.
+ * Quotes, backslashes and C0 controls take JSON's escapes; what else
+ * sl_log_escape() escapes is written as its \xHH text (a backslash
+ * escaped for JSON), so the value reads as in the text format and the
+ * line stays valid UTF-8.
+ */
 static size_t json_str(char *line, size_t n, size_t cap, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s), i = 0, k;
 
 	if (n < cap)
 		line[n++] = '"';
-	for (; *s != '\0' && n + 7 < cap; s++) {
-		unsigned char ch = (unsigned char)*s;
+	while (i < len && n + 7 < cap) {
+		unsigned char ch = p[i];
 
+		k = char_ok(p + i, len - i);
 		if (ch == '"' || ch == '\\') {
 			line[n++] = '\\';
 			line[n++] = (char)ch;
+			i++;
 		} else if (ch < 0x20 || ch == 0x7f) {
 			memcpy(line + n, "\\u00", 4);
 			line[n + 4] = hex[ch >> 4];
 			line[n + 5] = hex[ch & 15];
 			n += 6;
+			i++;
+		} else if (k == 0) {
+			memcpy(line + n, "\\\\x", 3);
+			line[n + 3] = hex[ch >> 4];
+			line[n + 4] = hex[ch & 15];
+			n += 5;
+			i++;
 		} else {
-			line[n++] = (char)ch;
+			memcpy(line + n, p + i, k);
+			n += k;
+			i += k;
 		}
 	}
 	if (n < cap)
@@ -305,13 +490,17 @@ void sl_access(const struct sl_access_rec *r)
 			       r->bytes_out, r->duration_ms, r->reason, err);
 			return;
 		}
-		k = snprintf(line, cap,
+		char text[sizeof line];
+
+		k = snprintf(text, sizeof text,
 			     "session route=%s client=%s upstream=%s "
 			     "bytes_in=%llu bytes_out=%llu duration_ms=%llu "
 			     "reason=%s%s",
 			     r->route, r->client, r->upstream, r->bytes_in,
 			     r->bytes_out, r->duration_ms, r->reason, err);
-		n = k < 0 ? 0 : (size_t)k < cap ? (size_t)k : cap;
+		n = k < 0 ? 0 : (size_t)k < sizeof text ? (size_t)k
+							 : sizeof text - 1;
+		n = line_text(line, 0, cap, text, n);
 	} else {
 		struct timespec ts;
 		struct tm tm;
@@ -383,6 +572,24 @@ void sl_log_use_stderr(void)
 	log_syslog = 0;
 }
 
+/* The message of a line, formatted and made safe into line+n (cap
+ * bytes); the new length. */
+#if defined(__GNUC__)
+__attribute__((format(SL_FMT_PRINTF, 4, 0)))
+#endif
+static size_t format_text(char *line, size_t n, size_t cap, const char *fmt,
+			  va_list ap)
+{
+	char msg[2048];
+	int k = vsnprintf(msg, sizeof msg, fmt, ap);
+
+	if (k < 0)
+		return n;
+	if ((size_t)k >= sizeof msg)
+		k = (int)sizeof msg - 1;
+	return line_text(line, n, cap, msg, (size_t)k);
+}
+
 void sl_log(int level, const char *fmt, ...)
 {
 	char line[2048];
@@ -394,8 +601,9 @@ void sl_log(int level, const char *fmt, ...)
 
 	if (log_syslog) {
 		va_start(ap, fmt);
-		vsnprintf(line, sizeof line, fmt, ap);
+		n = (int)format_text(line, 0, sizeof line - 1, fmt, ap);
 		va_end(ap);
+		line[n] = '\0';
 #ifdef _WIN32
 		{
 			static const WORD type[] = {
@@ -445,10 +653,9 @@ void sl_log(int level, const char *fmt, ...)
 	n += snprintf(line + n, sizeof line - (size_t)n, "sluice[%ld]: %s: ",
 		      cached_pid(), sl_log_level_name(level));
 	va_start(ap, fmt);
-	n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+	/* truncated if need be, with room for the newline */
+	n = (int)format_text(line, (size_t)n, sizeof line - 1, fmt, ap);
 	va_end(ap);
-	if (n >= (int)sizeof line - 1)
-		n = (int)sizeof line - 2; /* truncated: keep the newline */
 	line[n++] = '\n';
 	/* One write per line; a failed log write has nowhere to be reported. */
 	if (write(log_fd, line, (unsigned)n) < 0)

@@ -5,6 +5,8 @@
 #ifndef SL_LOG_H
 #define SL_LOG_H
 
+#include <stddef.h>
+
 enum {
 	SL_LOG_ERROR = 0,
 	SL_LOG_WARN,
@@ -26,9 +28,26 @@ int sl_log_facility_parse(const char *name, int *facility);
  * Send lines to a file (appended; created 0640).  0 or -errno; on failure
  * the destination does not change.  sl_log_reopen(): open the same path
  * again (after logrotate renamed it); 0 or -errno, the old file kept.
+ * Log files (and an access log file) are never opened through a symbolic
+ * link (-ELOOP) and must be regular files (-SL_LOG_ENOTREG otherwise);
+ * sl_log_open_strerror() says either for the operator.
  */
+#define SL_LOG_ENOTREG 0x7f01
 int sl_log_use_file(const char *path);
 int sl_log_reopen(void);
+const char *sl_log_open_strerror(int r);
+
+/*
+ * Text a peer chose (a Unix client's socket name, a PROXY header's
+ * path), made safe for any log: every control byte (C0, DEL, C1), every
+ * byte that is not part of valid UTF-8, and U+2028/U+2029 are written as
+ * \xHH, so the text can neither end a line nor forge one, move a
+ * terminal's cursor, or break a reader's UTF-8.  Writes at most cap bytes
+ * to dst, NUL included, never cutting an escape; returns dst.  Every log
+ * line is passed through the same filter before it is written, whatever
+ * its source.
+ */
+char *sl_log_escape(char *dst, size_t cap, const char *src, size_t len);
 /*
  * Also write errors and warnings to stderr (a daemon starting up: the
  * operator's terminal sees what went wrong), or stop.

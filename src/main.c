@@ -75,13 +75,13 @@ static int apply_log_target(const struct daemon_state *ds)
 	} else if (strcmp(to, "syslog") == 0) {
 		sl_log_use_syslog("sluice", ds->cfg->syslog_facility);
 	} else if ((r = sl_log_use_file(to)) < 0) {
-		sl_error("log file %s: %s", to, sl_strerror(r));
+		sl_error("log file %s: %s", to, sl_log_open_strerror(r));
 		return -1;
 	}
 	if ((r = sl_access_open(ds->cfg->access_log, ds->cfg->access_json)) <
 	    0) {
 		sl_error("access log %s: %s", ds->cfg->access_log,
-			 sl_strerror(r));
+			 sl_log_open_strerror(r));
 		return -1;
 	}
 	return 0;
@@ -248,7 +248,7 @@ static void on_ctl(enum sl_ctl ev, void *arg)
 
 		if (r < 0)
 			sl_error("log file: reopen failed: %s; still writing to "
-				 "the old one", sl_strerror(r));
+				 "the old one", sl_log_open_strerror(r));
 		else
 			sl_info("log file reopened");
 		break;
