@@ -59,7 +59,8 @@ struct dir {
 struct pp_state {
 	sl_pp_info info;
 	size_t len; /* bytes read into buf so far */
-	size_t hlen; /* header length once parsed */
+	size_t hlen; /* header length once parsed; then where the bytes
+		      * after it not yet queued for the upstream begin */
 	char buf[SL_PP_MAX_LEN];
 };
 
@@ -76,7 +77,10 @@ struct session {
 	uint64_t last_ms;   /* last activity, for the idle timeout */
 	uint64_t phase_ms;  /* start of the header wait or of the queue */
 	uint64_t half_ms;   /* when the first direction ended; 0: not yet */
-	sl_ipaddr client_ip; /* the client (from the PROXY header if any) */
+	/* The client's IP address: from the PROXY header if it names one
+	 * (TCP4, TCP6), else the connection's own; what access lists, the
+	 * per-client limit and source hashing judge. */
+	sl_ipaddr client_ip;
 	struct pp_state *pp; /* accept_proxy listeners only */
 	enum phase phase;
 	unsigned attempts;
@@ -214,12 +218,12 @@ static void client_release(struct route_state *st, const sl_ipaddr *a)
 
 /* ---- close path ----------------------------------------------------------- */
 
-static const char *client_name(const struct session *s, char *buf, size_t len)
+/* client_ip as text ("-" without one). */
+static const char *client_ip_name(const struct session *s, char *buf,
+				  size_t len)
 {
 	char ip[SL_IPADDR_TEXT_MAX];
 
-	if (s->client_text != NULL)
-		return s->client_text;
 	if (s->client_ip.family == SL_AF_NONE)
 		return "-";
 	sl_ipaddr_format(&s->client_ip, ip, sizeof ip);
@@ -227,6 +231,13 @@ static const char *client_name(const struct session *s, char *buf, size_t len)
 		 s->client_ip.family == SL_AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
 		 s->client_ip.port);
 	return buf;
+}
+
+static const char *client_name(const struct session *s, char *buf, size_t len)
+{
+	if (s->client_text != NULL)
+		return s->client_text;
+	return client_ip_name(s, buf, len);
 }
 
 static void session_finish(struct session *s)
@@ -508,6 +519,34 @@ static void dir_shutdown(struct session *s, struct dir *d)
 	}
 }
 
+static int dir_queue(struct session *s, struct dir *d, const char *data,
+		     size_t len);
+
+/* Bytes that came after the client's PROXY header, not yet queued. */
+static int pp_rest(const struct session *s)
+{
+	return s->pp != NULL && s->pp->len > s->pp->hlen;
+}
+
+/*
+ * Queue the next of them for the upstream.  The header's buffer holds up
+ * to SL_PP_MAX_LEN bytes, which may be more than one relay buffer
+ * (buffer_size may be as small as 1k), so they go in pieces of at most
+ * buffer_size, one write at a time (on_write queues the next).  0, or -1
+ * when the session closed.
+ */
+static int pp_queue_rest(struct session *s)
+{
+	size_t n = s->pp->len - s->pp->hlen;
+	const char *from = s->pp->buf + s->pp->hlen;
+
+	if (n > s->route->buffer_size)
+		n = s->route->buffer_size;
+	s->pp->hlen += n;
+	dir_count(s, &s->d[C2U], n);
+	return dir_queue(s, &s->d[C2U], from, n);
+}
+
 static void on_write(sl_write_req *req, int status)
 {
 	struct dir *d = req->data;
@@ -525,6 +564,10 @@ static void on_write(sl_write_req *req, int status)
 	s->last_ms = sl_loop_now(s->lc->loop);
 	if (d->eof) {
 		dir_shutdown(s, d);
+		return;
+	}
+	if (d == &s->d[C2U] && pp_rest(s)) {
+		(void)pp_queue_rest(s);
 		return;
 	}
 	status = sl_stream_read_start(dir_src(s, d), on_alloc, on_read);
@@ -775,11 +818,8 @@ static void session_connected(struct session *s)
 		return;
 	/* Bytes that came with the client's PROXY header go first; the
 	 * client is read again once they are out (on_write). */
-	if (s->pp != NULL && s->pp->len > s->pp->hlen) {
-		size_t n = s->pp->len - s->pp->hlen;
-
-		dir_count(s, &s->d[C2U], n);
-		if (dir_queue(s, &s->d[C2U], s->pp->buf + s->pp->hlen, n) < 0)
+	if (pp_rest(s)) {
+		if (pp_queue_rest(s) < 0)
 			return;
 	} else if (relay_start(s, s->client) < 0) {
 		return;
@@ -909,6 +949,7 @@ static void log_denied(struct session *s, const struct sl_acl_rule *rule)
 	uint64_t now = sl_clock_ms();
 	uint64_t last = atomic_load(&st->deny_log_ms);
 	char text[SL_CIDR_TEXT_MAX] = "", name[CLIENT_NAME_MAX];
+	char via[CLIENT_NAME_MAX + 8] = "", ip[CLIENT_NAME_MAX];
 	unsigned long more;
 
 	if (now - last < DENY_LOG_MS ||
@@ -919,15 +960,19 @@ static void log_denied(struct session *s, const struct sl_acl_rule *rule)
 	more = atomic_exchange(&st->deny_unlogged, 0);
 	if (rule != NULL)
 		sl_cidr_format(&rule->cidr, text, sizeof text);
+	/* A client named by a path (a PROXY header's UNIX source) was
+	 * judged on the connection's address: say which. */
+	if (s->client_text != NULL && s->client_ip.family != SL_AF_NONE)
+		snprintf(via, sizeof via, " via %s",
+			 client_ip_name(s, ip, sizeof ip));
 	if (more == 0)
-		sl_info("route %s: denied %s (%s%s)", s->route->name,
-			client_name(s, name, sizeof name),
-			rule != NULL ? "deny " : "not allowed",
-			text);
+		sl_info("route %s: denied %s%s (%s%s)", s->route->name,
+			client_name(s, name, sizeof name), via,
+			rule != NULL ? "deny " : "not allowed", text);
 	else
-		sl_info("route %s: denied %s (%s%s); %lu more denied since "
+		sl_info("route %s: denied %s%s (%s%s); %lu more denied since "
 			"the last report",
-			s->route->name, client_name(s, name, sizeof name),
+			s->route->name, client_name(s, name, sizeof name), via,
 			rule != NULL ? "deny " : "not allowed", text, more);
 }
 
@@ -968,20 +1013,37 @@ static void on_pp_alloc(sl_stream *st, size_t suggested, sl_buf *buf)
 	buf->len = sizeof s->pp->buf - s->pp->len;
 }
 
-/* The header names the client: take its address for everything after. */
+/*
+ * A peer's name for the logs (a Unix client's socket name, a PROXY
+ * header's path): the peer chose it, so it is escaped once here and every
+ * log format shows the same safe text.  NULL (logged as "-") without
+ * memory.
+ */
+static char *peer_text(const char *prefix, const char *name)
+{
+	char raw[CLIENT_NAME_MAX], safe[4 * CLIENT_NAME_MAX];
+
+	snprintf(raw, sizeof raw, "%s%s", prefix, name);
+	return strdup(sl_log_escape(safe, sizeof safe, raw, strlen(raw)));
+}
+
+/*
+ * The header names the client: take its address for everything after.
+ * A UNIX source names a client with no IP address, which no access list
+ * and no per-client limit could judge: those go on judging the
+ * connection's own address (the front proxy's), and only the logs (and a
+ * header passed on to the upstream) show the path.
+ */
 static void pp_adopt(struct session *s)
 {
 	const sl_pp_info *in = &s->pp->info;
-	char name[CLIENT_NAME_MAX];
 
 	if (in->local || in->family == SL_PP_UNKNOWN)
 		return; /* the connection's own addresses stand */
 	free(s->client_text);
 	s->client_text = NULL;
 	if (in->family == SL_PP_UNIX) {
-		s->client_ip.family = SL_AF_NONE;
-		snprintf(name, sizeof name, "unix:%s", in->src_path);
-		s->client_text = strdup(name); /* NULL: logged as "-" */
+		s->client_text = peer_text("unix:", in->src_path);
 		return;
 	}
 	s->client_ip = in->src;
@@ -1058,7 +1120,7 @@ void session_start(struct route_listen *rl, sl_stream *client)
 		char name[CLIENT_NAME_MAX];
 
 		sl_stream_peer_name(client, name, sizeof name);
-		s->client_text = strdup(name); /* NULL: logged as "-" */
+		s->client_text = peer_text("", name);
 	}
 	sl_timer_init(loop, &s->timer, on_timer, s);
 

@@ -1785,6 +1785,290 @@ static void test_accept_proxy_client(void **state)
 	free(yaml);
 }
 
+/* A PROXY v2 header for a Unix client at path src; its length. */
+static size_t pp_unix_header(char *out, const char *src)
+{
+	sl_pp_info in;
+	size_t n;
+
+	memset(&in, 0, sizeof in);
+	in.family = SL_PP_UNIX;
+	snprintf(in.src_path, sizeof in.src_path, "%s", src);
+	snprintf(in.dst_path, sizeof in.dst_path, "/run/front.sock");
+	n = sl_pp_build_v2(&in, out, SL_PP_MAX_LEN);
+	assert_true(n > 16);
+	return n;
+}
+
+/* Connect to lport, send a UNIX PROXY header for src, then "ping"; the
+ * connection. */
+static st_sock pp_unix_connect(uint16_t lport, const char *src)
+{
+	char hdr[SL_PP_MAX_LEN];
+	size_t n = pp_unix_header(hdr, src);
+	st_sock c = st_connect_tcp(lport);
+
+	assert_true(c != ST_BAD_SOCK);
+	st_send_all(c, hdr, n);
+	return c;
+}
+
+/*
+ * A PROXY header of family UNIX names no IP address, so it cannot be let
+ * through an allow list or around the per-client limit: both judge the
+ * connection's own address (the front proxy's) instead.
+ */
+static void test_accept_proxy_unix_judged(void **state)
+{
+	uint16_t uport, l_acl = st_free_port(), l_lim = st_free_port();
+	st_server *srv = st_server_start_fn(st_listen_tcp(&uport, 64),
+					    banner_echo, (void *)"B");
+	char *yaml = st_fmt("routes:\n"
+			    "  - name: ppacl\n"
+			    "    listen: {address: \"tcp://127.0.0.1:%u\", "
+			    "accept_proxy: true}\n"
+			    "    allow: [192.0.2.0/24]\n"
+			    "    upstreams: [tcp://127.0.0.1:%u]\n"
+			    "  - name: pplim\n"
+			    "    listen: {address: \"tcp://127.0.0.1:%u\", "
+			    "accept_proxy: true}\n"
+			    "    max_connections_per_client: 1\n"
+			    "    upstreams: [tcp://127.0.0.1:%u]\n",
+			    l_acl, uport, l_lim, uport);
+	st_daemon *d = start(yaml);
+	st_sock c, c1, c2;
+	char who;
+
+	(void)state;
+	/* The allow list takes a client its header places in it... */
+	assert_int_equal(pp_banner(l_acl, "192.0.2.7", 1000, &c), 'B');
+	st_close(c);
+	/* ...but not one whose header has no address, from 127.0.0.1. */
+	c = pp_unix_connect(l_acl, "/run/app.sock");
+	expect_closed(c);
+	st_close(c);
+	wait_log(d, "route ppacl: denied unix:/run/app.sock via 127.0.0.1:",
+		 1);
+
+	/* Two Unix clients of the same front proxy are one client. */
+	c1 = pp_unix_connect(l_lim, "/run/one.sock");
+	st_recv_all(c1, &who, 1, STALL_MS);
+	assert_int_equal(who, 'B');
+	c2 = pp_unix_connect(l_lim, "/run/two.sock");
+	expect_closed(c2);
+	st_close(c2);
+	wait_log(d, "reason=client-limit", 1);
+	st_close(c1);
+	wait_log(d, "session route=pplim ", 2);
+	stop_daemon(d);
+	st_server_stop(srv);
+	free(yaml);
+}
+
+/*
+ * With buffer_size at its least (1k), a PROXY header followed in the same
+ * segment by more than 1k of data: everything after the header reaches the
+ * upstream byte for byte, in pieces that fit a relay buffer (the bytes
+ * read with the header were copied whole into one, one byte past its end:
+ * ASan's heap-buffer-overflow in the daemon's log fails this test).
+ */
+static void test_accept_proxy_small_buffer(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *yaml = st_fmt("routes:\n"
+			    "  - name: pp1k\n"
+			    "    listen: {address: \"tcp://127.0.0.1:%u\", "
+			    "accept_proxy: true}\n"
+			    "    buffer_size: 1k\n"
+			    "    upstreams: [tcp://127.0.0.1:%u]\n",
+			    lport, uport);
+	st_daemon *d = start(yaml);
+	static const size_t extra[] = {1, 1023, 1024, 1025, 1040, 3000};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
+		/* v1 "PROXY UNKNOWN" (15 bytes) and a v2 header (16 + 12):
+		 * the shortest headers leave the most room after them. */
+		for (int v = 1; v <= 2; v++) {
+			size_t hl, total = extra[i];
+			char *out = malloc(SL_PP_MAX_LEN + total);
+			char *back = malloc(total);
+			st_rng r;
+			st_sock c;
+
+			assert_non_null(out);
+			assert_non_null(back);
+			if (v == 1) {
+				memcpy(out, "PROXY UNKNOWN\r\n", 15);
+				hl = 15;
+			} else {
+				sl_pp_info in;
+
+				memset(&in, 0, sizeof in);
+				in.family = SL_PP_TCP4;
+				assert_int_equal(
+					sl_ipaddr_parse("203.0.113.5", &in.src),
+					0);
+				in.src.port = 1234;
+				assert_int_equal(
+					sl_ipaddr_parse("127.0.0.1", &in.dst),
+					0);
+				in.dst.port = lport;
+				hl = sl_pp_build_v2(&in, out, SL_PP_MAX_LEN);
+				assert_true(hl > 16);
+			}
+			st_rng_init(&r, (uint32_t)(77 + i));
+			st_rng_fill(&r, out + hl, total);
+			c = st_connect_tcp(lport);
+			assert_true(c != ST_BAD_SOCK);
+			st_send_all(c, out, hl + total);
+			st_recv_all(c, back, total, STALL_MS);
+			assert_memory_equal(back, out + hl, total);
+			st_shutdown_wr(c);
+			assert_int_equal(st_wait_closed(c, STALL_MS), 0);
+			st_close(c);
+			free(out);
+			free(back);
+		}
+	}
+	wait_log(d, "session route=pp1k ", 12);
+	stop_daemon(d);
+	st_server_stop(srv);
+	free(yaml);
+}
+
+/* No line of text starts with the forged text (it may only appear
+ * escaped, inside another line). */
+static void expect_no_forged_line(const char *text, const char *forged)
+{
+	const char *p = text;
+
+	assert_non_null(text);
+	if (strncmp(p, forged, strlen(forged)) == 0)
+		fail_msg("a forged line: %s", text);
+	while ((p = strchr(p, '\n')) != NULL) {
+		p++;
+		if (strncmp(p, forged, strlen(forged)) == 0)
+			fail_msg("a forged line in:\n%s", text);
+	}
+}
+
+/*
+ * Peer-chosen names cannot forge log lines: a Unix client bound to a name
+ * with a newline in it, and a PROXY header whose UNIX source path has one,
+ * are escaped in the log and in the text and JSON access logs.
+ */
+static void test_log_injection(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *sock = st_fmt("%s/inj.sock", st_tmpdir());
+	char *acc = st_fmt("%s/inj-access.log", st_tmpdir());
+	char *accj = st_fmt("%s/inj-access.json", st_tmpdir());
+	char *cname = st_fmt("%s/c\nsluice[1]: error: forged", st_tmpdir());
+	char *r = st_fmt("routes:\n"
+			 "  - name: inj\n"
+			 "    listen: unix:%s\n"
+			 "    upstreams: [tcp://127.0.0.1:%u]\n"
+			 "  - name: injpp\n"
+			 "    listen: {address: \"tcp://127.0.0.1:%u\", "
+			 "accept_proxy: true}\n"
+			 "    upstreams: [tcp://127.0.0.1:%u]\n",
+			 sock, uport, lport, uport);
+	char *yaml = st_fmt("access_log: %s\n%s", acc, r);
+	char *yaml2 = st_fmt("access_log: {to: %s, format: json}\n%s", accj, r);
+	st_daemon *d = start(yaml);
+	char *text, buf[4];
+	st_sock c;
+
+	(void)state;
+	for (int round = 0; round < 2; round++) {
+		struct sockaddr_un sun;
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+		assert_true(fd >= 0);
+		memset(&sun, 0, sizeof sun);
+		sun.sun_family = AF_UNIX;
+		assert_true(strlen(cname) < sizeof sun.sun_path);
+		memcpy(sun.sun_path, cname, strlen(cname));
+		(void)unlink(cname);
+		assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof sun),
+				 0);
+		st_close(st_connect_unix(sock)); /* the listener is up */
+		memset(&sun, 0, sizeof sun);
+		sun.sun_family = AF_UNIX;
+		memcpy(sun.sun_path, sock, strlen(sock));
+		assert_int_equal(
+			connect(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+		st_send_all(fd, "ping", 4);
+		st_recv_all(fd, buf, 4, STALL_MS);
+		st_close(fd);
+		(void)unlink(cname);
+
+		c = pp_unix_connect(lport, "/x\nsluice[1]: error: forged2");
+		st_send_all(c, "ping", 4);
+		st_recv_all(c, buf, 4, STALL_MS);
+		st_close(c);
+		if (round == 0) {
+			/* text access log: two records, two lines */
+			uint64_t end = st_now_ms() + WAIT_MS;
+
+			while (((text = st_read_file(acc)) == NULL ||
+				strstr(text, "route=injpp") == NULL ||
+				strstr(text, "route=inj ") == NULL) &&
+			       st_now_ms() < end) {
+				free(text);
+				st_sleep_ms(10);
+			}
+			assert_non_null(text);
+			assert_non_null(strstr(text, "/c\\x0asluice[1]: error: "
+						     "forged upstream="));
+			assert_non_null(strstr(text, "client=unix:/x\\x0asluice"
+						     "[1]: error: forged2 "));
+			expect_no_forged_line(text, "sluice[1]");
+			free(text);
+			/* the access log's format changes at a restart */
+			text = st_daemon_log(d);
+			expect_no_forged_line(text, "sluice[1]");
+			free(text);
+			stop_daemon(d);
+			d = start(yaml2);
+		} else {
+			uint64_t end = st_now_ms() + WAIT_MS;
+
+			while (((text = st_read_file(accj)) == NULL ||
+				strstr(text, "\"route\":\"injpp\"") == NULL ||
+				strstr(text, "\"route\":\"inj\"") == NULL) &&
+			       st_now_ms() < end) {
+				free(text);
+				st_sleep_ms(10);
+			}
+			assert_non_null(text);
+			assert_non_null(strstr(text, "/c\\\\x0asluice[1]: error: "
+						     "forged\""));
+			assert_non_null(strstr(text, "\"client\":\"unix:/x\\\\x0a"
+						     "sluice[1]: error: "
+						     "forged2\""));
+			expect_no_forged_line(text, "sluice[1]");
+			free(text);
+		}
+	}
+	/* and the daemon's own log (the session lines' debug and info) */
+	text = st_daemon_log(d);
+	expect_no_forged_line(text, "sluice[1]");
+	free(text);
+	stop_daemon(d);
+	st_server_stop(srv);
+	free(cname);
+	free(accj);
+	free(acc);
+	free(sock);
+	free(r);
+	free(yaml2);
+	free(yaml);
+}
+
 /* ---- access lists ------------------------------------------------------------------ */
 
 /* Denials the log of route reports: one per "denied" line plus the
@@ -3038,6 +3322,9 @@ int main(void)
 		cmocka_unit_test(test_accept_proxy),
 		cmocka_unit_test(test_accept_proxy_gates),
 		cmocka_unit_test(test_accept_proxy_client),
+		cmocka_unit_test(test_accept_proxy_unix_judged),
+		cmocka_unit_test(test_accept_proxy_small_buffer),
+		cmocka_unit_test(test_log_injection),
 		cmocka_unit_test(test_acl),
 		cmocka_unit_test(test_acl_global),
 		cmocka_unit_test(test_acl_mapped),
@@ -3088,6 +3375,8 @@ int main(void)
 		cmocka_unit_test(test_accept_proxy),
 		cmocka_unit_test(test_accept_proxy_gates),
 		cmocka_unit_test(test_accept_proxy_client),
+		cmocka_unit_test(test_accept_proxy_unix_judged),
+		cmocka_unit_test(test_accept_proxy_small_buffer),
 		cmocka_unit_test(test_acl),
 		cmocka_unit_test(test_acl_global),
 		cmocka_unit_test(test_acl_mapped),
