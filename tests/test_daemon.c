@@ -204,6 +204,140 @@ static void test_pidfile_held(void **state)
 	st_server_stop(srv);
 }
 
+/* The file a planted link or second name leads to: still there, as it was. */
+static void assert_untouched(const char *victim)
+{
+	char *text = st_read_file(victim);
+
+	if (text == NULL)
+		fail_msg("%s is gone", victim);
+	assert_string_equal(text, "precious\n");
+	free(text);
+}
+
+/*
+ * Issue 17: whoever may write the pid file's directory (the service
+ * user's /run/sluice, say) must not get root to write over, or remove,
+ * another file through it.  Run `sluice -d -p pidfile` and expect it to
+ * refuse with `want`, leaving victim (when not NULL) as it was.  Its
+ * listen port is taken, so that a sluice which accepted the pid file
+ * still stops at once rather than outlive the test.
+ */
+static void pidfile_refused(const char *pidfile, const char *want,
+			    const char *victim)
+{
+	uint16_t taken;
+	st_sock l = st_listen_tcp(&taken, 1);
+	char *yaml, *conf, *out;
+	int rc;
+
+	yaml = st_fmt("routes:\n  - name: refused\n"
+		      "    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:1]\n",
+		      taken);
+	conf = st_write_tmp("refused.yaml", yaml);
+	rc = st_run_sluice(&out, "-d", "-c", conf, "-p", pidfile, NULL);
+	st_close(l);
+	unlink(conf);
+	if (victim != NULL)
+		assert_untouched(victim);
+	assert_int_equal(rc, 1);
+	if (strstr(out, want) == NULL)
+		fail_msg("expected '%s' in: %s", want, out);
+	free(out);
+	free(conf);
+	free(yaml);
+}
+
+static void test_pidfile_symlink(void **state)
+{
+	char *victim = st_write_tmp("victim-symlink", "precious\n");
+	char *pidfile = st_fmt("%s/symlink.pid", st_tmpdir());
+	char *want;
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(symlink(victim, pidfile), 0);
+	want = st_fmt("pid file %s: is a symbolic link; not following it",
+		      pidfile);
+	pidfile_refused(pidfile, want, victim);
+	assert_int_equal(lstat(pidfile, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	unlink(pidfile);
+	unlink(victim);
+	free(want);
+	free(pidfile);
+	free(victim);
+}
+
+static void test_pidfile_hardlink(void **state)
+{
+	char *victim = st_write_tmp("victim-hardlink", "precious\n");
+	char *pidfile = st_fmt("%s/hardlink.pid", st_tmpdir());
+	char *want;
+
+	(void)state;
+	assert_int_equal(link(victim, pidfile), 0);
+	want = st_fmt("pid file %s: has 2 links", pidfile);
+	pidfile_refused(pidfile, want, victim);
+	assert_untouched(pidfile); /* the same file, by its second name */
+	unlink(pidfile);
+	unlink(victim);
+	free(want);
+	free(pidfile);
+	free(victim);
+}
+
+static void test_pidfile_fifo(void **state)
+{
+	char *pidfile = st_fmt("%s/fifo.pid", st_tmpdir());
+	char *want;
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(mkfifo(pidfile, 0644), 0);
+	want = st_fmt("pid file %s: not a regular file", pidfile);
+	pidfile_refused(pidfile, want, NULL);
+	assert_int_equal(lstat(pidfile, &st), 0);
+	assert_true(S_ISFIFO(st.st_mode));
+	unlink(pidfile);
+	free(want);
+	free(pidfile);
+}
+
+/* At exit the pid file goes only while its name still leads to the file
+ * the daemon created: not what was put in its place since. */
+static void test_pidfile_replaced(void **state)
+{
+	uint16_t uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *victim = st_write_tmp("victim-replaced", "precious\n");
+	char *aside;
+	struct daemon d;
+	struct stat st;
+
+	(void)state;
+	daemon_up(&d, "replaced", uport);
+	aside = st_fmt("%s.new", d.pidfile);
+	assert_int_equal(symlink(victim, aside), 0);
+	assert_int_equal(rename(aside, d.pidfile), 0);
+	assert_int_equal(kill(d.pid, SIGTERM), 0);
+	assert_int_equal(wait_gone(d.pid, 10000), 0);
+	d.pid = 0;
+	assert_true(log_has(d.log, "all sessions closed; exiting"));
+	assert_untouched(victim);
+	if (lstat(d.pidfile, &st) != 0)
+		fail_msg("%s, put in place of the pid file, was removed",
+			 d.pidfile);
+	assert_true(S_ISLNK(st.st_mode));
+	unlink(d.pidfile);
+	unlink(victim);
+	daemon_down(&d);
+	free(aside);
+	free(victim);
+	st_server_stop(srv);
+}
+
 /* The parent waits for the daemon: a failure at startup is its exit
  * status and its message, on the operator's terminal. */
 static void test_startup_error_reaches_terminal(void **state)
@@ -543,6 +677,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_daemonize_pidfile),
 		cmocka_unit_test(test_pidfile_held),
+		cmocka_unit_test(test_pidfile_symlink),
+		cmocka_unit_test(test_pidfile_hardlink),
+		cmocka_unit_test(test_pidfile_fifo),
+		cmocka_unit_test(test_pidfile_replaced),
 		cmocka_unit_test(test_startup_error_reaches_terminal),
 		cmocka_unit_test(test_log_reopen),
 		cmocka_unit_test(test_sd_notify),

@@ -42,8 +42,11 @@ void sl_daemon_ready(void);
  * Create and lock the pid file (locked for the life of the process; the
  * lock, not the file's presence, says a sluice runs) and write our pid.
  * Call in the daemon, after sl_daemon_start() (locks do not pass through
- * fork).  -1 with err set when another process holds it.
- * sl_pidfile_remove(): unlink it at exit.
+ * fork).  -1 with err set when another process holds it, and on POSIX
+ * when path is a symbolic link or anything but a regular file with one
+ * name: it is never followed, truncated or removed then.
+ * sl_pidfile_remove(): unlink it at exit, if the name still leads to the
+ * file we created.
  */
 int sl_pidfile_create(const char *path, char *err, size_t errlen);
 void sl_pidfile_remove(void);
@@ -77,6 +80,12 @@ unsigned long sl_fd_limit_raise(void);
  * finds its config on reload), malloc'd; NULL with errno set on failure.
  */
 char *sl_path_absolute(const char *path);
+/*
+ * path made absolute against the current directory as written: unlike
+ * sl_path_absolute() no link is resolved and the file need not exist.
+ * malloc'd; NULL with errno set on failure.
+ */
+char *sl_path_join_cwd(const char *path);
 
 /* ---- Windows service (elsewhere these return -ENOSYS) ------------------ */
 

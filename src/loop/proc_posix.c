@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -204,18 +205,73 @@ void sl_daemon_ready(void)
 }
 
 static int pid_fd = -1;
-static char *pid_path;
+static char *pid_path; /* absolute, links not resolved */
+static dev_t pid_dev;  /* the file we created there */
+static ino_t pid_ino;
+
+/*
+ * Remove path only while it still names the file dev/ino: whoever may
+ * write its directory can have put another file, or a link, in its place
+ * since.  What is swapped in between lstat() and unlink() is removed, but
+ * only that name: unlink() never reaches a link's target.
+ */
+static void unlink_if_same(const char *path, dev_t dev, ino_t ino)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && st.st_dev == dev && st.st_ino == ino)
+		(void)unlink(path);
+}
 
 int sl_pidfile_create(const char *path, char *err, size_t errlen)
 {
 	struct flock fl;
-	char buf[32];
+	struct stat st;
+	char buf[32], *abs;
 	int fd, n;
 
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0) {
+	if ((abs = sl_path_join_cwd(path)) == NULL) {
 		snprintf(err, errlen, "pid file %s: %s", path, strerror(errno));
 		return -1;
+	}
+	/*
+	 * Root writes this file, often in a directory its service user may
+	 * write (/run/sluice).  A link planted there would have us truncate
+	 * and write the file it leads to; a second name (hard link) the
+	 * same.  O_NOFOLLOW covers the last component only: the directories
+	 * above are the operator's choice.
+	 */
+	fd = open(abs, O_RDWR | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+		  0644);
+	if (fd < 0) {
+		int e = errno;
+
+		/* O_NOFOLLOW fails with ELOOP (Linux, macOS), EMLINK
+		 * (FreeBSD) or EFTYPE (NetBSD): ask lstat() instead. */
+		if (lstat(abs, &st) == 0 && S_ISLNK(st.st_mode))
+			snprintf(err, errlen,
+				 "pid file %s: is a symbolic link; not "
+				 "following it",
+				 path);
+		else
+			snprintf(err, errlen, "pid file %s: %s", path,
+				 strerror(e));
+		goto fail;
+	}
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "pid file %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "pid file %s: not a regular file", path);
+		goto fail;
+	}
+	if (st.st_nlink != 1) {
+		snprintf(err, errlen,
+			 "pid file %s: has %lu links; a pid file must have "
+			 "one name only",
+			 path, (unsigned long)st.st_nlink);
+		goto fail;
 	}
 	memset(&fl, 0, sizeof fl);
 	fl.l_type = F_WRLCK;
@@ -226,7 +282,6 @@ int sl_pidfile_create(const char *path, char *err, size_t errlen)
 
 		if ((e == EAGAIN || e == EACCES) && fcntl(fd, F_GETLK, &fl) == 0)
 			other = (long)fl.l_pid;
-		close(fd);
 		if (e == EAGAIN || e == EACCES)
 			snprintf(err, errlen,
 				 "pid file %s is locked by another sluice "
@@ -235,27 +290,32 @@ int sl_pidfile_create(const char *path, char *err, size_t errlen)
 		else
 			snprintf(err, errlen, "pid file %s: lock: %s", path,
 				 strerror(e));
-		return -1;
+		goto fail;
 	}
 	n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) < 0 || write(fd, buf, (size_t)n) != n) {
 		snprintf(err, errlen, "pid file %s: %s", path, strerror(errno));
-		close(fd);
-		unlink(path);
-		return -1;
+		unlink_if_same(abs, st.st_dev, st.st_ino);
+		goto fail;
 	}
 	pid_fd = fd;
 	free(pid_path);
-	pid_path = sl_path_absolute(path);
+	pid_path = abs;
+	pid_dev = st.st_dev;
+	pid_ino = st.st_ino;
 	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(abs);
+	return -1;
 }
 
 void sl_pidfile_remove(void)
 {
 	if (pid_fd < 0)
 		return;
-	if (pid_path != NULL)
-		unlink(pid_path);
+	unlink_if_same(pid_path, pid_dev, pid_ino);
 	close(pid_fd);
 	pid_fd = -1;
 	free(pid_path);
@@ -294,6 +354,23 @@ void sl_notify(const char *state)
 char *sl_path_absolute(const char *path)
 {
 	return realpath(path, NULL);
+}
+
+char *sl_path_join_cwd(const char *path)
+{
+	char cwd[PATH_MAX], *abs;
+	size_t n;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (getcwd(cwd, sizeof cwd) == NULL)
+		return NULL;
+	n = strlen(cwd) + 1 + strlen(path) + 1;
+	if ((abs = malloc(n)) == NULL)
+		return NULL;
+	snprintf(abs, n, "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/",
+		 path);
+	return abs;
 }
 
 unsigned long sl_fd_limit_raise(void)

@@ -239,6 +239,11 @@ char *sl_path_absolute(const char *path)
 	return abs;
 }
 
+char *sl_path_join_cwd(const char *path)
+{
+	return sl_path_absolute(path); /* _fullpath() resolves no link */
+}
+
 /* ---- service -------------------------------------------------------------- */
 
 static SERVICE_STATUS_HANDLE svc_handle;
