@@ -503,6 +503,20 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		ds.conf_path = abs; /* lives as long as the process */
+		/* The daemon works in "/": a relative pid file is named from
+		 * the directory we were started in.  Not with realpath(): a
+		 * link planted as the pid file must be seen, and refused. */
+		if (ds.pidfile != NULL) {
+			char *pf = sl_path_join_cwd(ds.pidfile);
+
+			if (pf == NULL) {
+				fprintf(stderr, "sluice: pid file %s: %s\n",
+					ds.pidfile, strerror(errno));
+				sl_config_free(ds.cfg);
+				return 1;
+			}
+			ds.pidfile = pf; /* lives as long as the process */
+		}
 		r = sl_daemon_start();
 		if (r == -ENOSYS) {
 			fprintf(stderr, "sluice: no daemon mode here: run with "

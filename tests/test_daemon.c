@@ -338,6 +338,44 @@ static void test_pidfile_replaced(void **state)
 	st_server_stop(srv);
 }
 
+/* A relative -p names a file in the directory sluice was started from,
+ * not in "/", where the daemon works. */
+static void test_pidfile_relative(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *yaml, *conf, *out, *pidfile, cwd[4096];
+	pid_t pid;
+	int rc;
+
+	(void)state;
+	assert_non_null(getcwd(cwd, sizeof cwd));
+	yaml = st_fmt("routes:\n  - name: relative\n"
+		      "    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n",
+		      lport, uport);
+	conf = st_write_tmp("relative.yaml", yaml);
+	pidfile = st_fmt("%s/relative.pid", st_tmpdir());
+	assert_int_equal(chdir(st_tmpdir()), 0);
+	rc = st_run_sluice(&out, "-c", conf, "-p", "relative.pid", NULL);
+	assert_int_equal(chdir(cwd), 0);
+	if (rc != 0)
+		fail_msg("sluice exited %d: %s", rc, out);
+	pid = read_pid(pidfile);
+	if (nstarted < 16)
+		started[nstarted++] = pid;
+	echo_once(lport);
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	assert_int_equal(wait_gone(pid, 10000), 0);
+	assert_int_equal(access(pidfile, F_OK), -1);
+	unlink(conf);
+	free(pidfile);
+	free(out);
+	free(conf);
+	free(yaml);
+	st_server_stop(srv);
+}
+
 /* The parent waits for the daemon: a failure at startup is its exit
  * status and its message, on the operator's terminal. */
 static void test_startup_error_reaches_terminal(void **state)
@@ -681,6 +719,7 @@ int main(void)
 		cmocka_unit_test(test_pidfile_hardlink),
 		cmocka_unit_test(test_pidfile_fifo),
 		cmocka_unit_test(test_pidfile_replaced),
+		cmocka_unit_test(test_pidfile_relative),
 		cmocka_unit_test(test_startup_error_reaches_terminal),
 		cmocka_unit_test(test_log_reopen),
 		cmocka_unit_test(test_sd_notify),
