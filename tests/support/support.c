@@ -1171,12 +1171,30 @@ static int valgrind(void)
 	return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0 && !st_wine();
 }
 
-st_daemon *st_daemon_start(const char *yaml)
+/* exec wrap... bin -d -c conf (at most WRAP_MAX words of wrap): the
+ * wrapper must exec the daemon in its own process, so that the pid we
+ * forked stays the daemon's. */
+#define WRAP_MAX 19
+static void exec_wrapped(const char *const *wrap, const char *bin,
+			 const char *conf)
 {
-	return st_daemon_start_limited(yaml, 0);
+	const char *av[WRAP_MAX + 5];
+	int n = 0;
+
+	for (; wrap[n] != NULL; n++)
+		av[n] = wrap[n];
+	av[n++] = bin;
+	av[n++] = "-d";
+	av[n++] = "-c";
+	av[n++] = conf;
+	av[n] = NULL;
+	execvp(av[0], (char *const *)av);
+	fprintf(stderr, "exec %s: %s\n", av[0], strerror(errno));
+	_exit(127);
 }
 
-st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile)
+static st_daemon *daemon_start(const char *yaml, unsigned nofile,
+			       const char *const *wrap)
 {
 	st_daemon *d = calloc(1, sizeof(*d));
 	const char *bin = sluice_bin();
@@ -1221,6 +1239,8 @@ st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile)
 
 			exec_wine(av);
 		}
+		if (wrap != NULL)
+			exec_wrapped(wrap, bin, d->conf);
 		if (valgrind())
 			/* memcheck: any error, or a definite leak, makes the
 			 * exit status 97, which the tests' wait sees. */
@@ -1253,6 +1273,29 @@ st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile)
 		}
 	}
 	return d;
+}
+
+st_daemon *st_daemon_start(const char *yaml)
+{
+	return daemon_start(yaml, 0, NULL);
+}
+
+st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile)
+{
+	return daemon_start(yaml, nofile, NULL);
+}
+
+st_daemon *st_daemon_start_wrapped(const char *yaml, const char *const *wrap)
+{
+	size_t n = 0;
+
+	if (st_wine())
+		st_fail("st_daemon_start_wrapped: not under wine");
+	while (wrap[n] != NULL)
+		n++;
+	if (n == 0 || n > WRAP_MAX)
+		st_fail("st_daemon_start_wrapped: %zu words of wrapper", n);
+	return daemon_start(yaml, 0, wrap);
 }
 
 pid_t st_daemon_pid(const st_daemon *d)

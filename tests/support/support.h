@@ -158,6 +158,13 @@ typedef struct st_daemon st_daemon;
 st_daemon *st_daemon_start(const char *yaml);
 /* The same, with the daemon's descriptor limit (soft and hard) at nofile. */
 st_daemon *st_daemon_start_limited(const char *yaml, unsigned nofile);
+/*
+ * The same, started as `wrap... $SLUICE_BIN -d -c FILE` (wrap: a
+ * NULL-terminated argv prefix, such as unshare(1) and a shell line that
+ * ends in exec "$@").  The wrapper must exec the daemon in place, so that
+ * st_daemon_pid() is the daemon's pid.  Not under wine or valgrind.
+ */
+st_daemon *st_daemon_start_wrapped(const char *yaml, const char *const *wrap);
 /* Replace the config file's contents (for a reload). */
 void st_daemon_write_config(st_daemon *d, const char *yaml);
 pid_t st_daemon_pid(const st_daemon *d);
