@@ -584,6 +584,120 @@ static void test_privilege_drop(void **state)
 	st_server_stop(srv);
 }
 
+/* Whether the Groups: line of /proc/PID/status holds gid. */
+static int in_groups(const char *status, unsigned gid)
+{
+	const char *p = strstr(status, "\nGroups:");
+	char *end;
+
+	if (p == NULL)
+		fail_msg("no Groups: line in:\n%s", status);
+	for (p += strlen("\nGroups:"); *p != '\n' && *p != '\0'; p = end) {
+		unsigned long g = strtoul(p, &end, 10);
+
+		if (end == p)
+			break;
+		if (g == gid)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * As root: `user:` by name keeps the user's supplementary groups (issue
+ * 17: a user in the docker group must still reach docker.sock).  The
+ * machine's /etc/group stays as it is: the daemon runs in a mount
+ * namespace of its own, where a copy that puts nobody in one more group
+ * is mounted over it.
+ */
+#define SLTEST_GID 48213u
+static void test_privilege_groups(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	struct passwd *pw = getpwnam("nobody");
+	/* unshare(1) without --fork and sh's exec: the daemon keeps the pid
+	 * we forked.  $0 is the group file, "$@" the daemon's command. */
+	const char *mount_it = "mount --bind \"$0\" /etc/group && exec \"$@\"";
+	char *etc, *text, *groupfile, *yaml, *status, *out, *want;
+	st_server *srv;
+	st_daemon *d;
+	uid_t uid;
+	gid_t gid;
+
+	(void)state;
+	if (geteuid() != 0 || pw == NULL)
+		skip(); /* needs root, and a user to become */
+	uid = pw->pw_uid;
+	gid = pw->pw_gid;
+	etc = st_read_file("/etc/group");
+	if (etc == NULL)
+		skip(); /* no group file to add to */
+	text = st_fmt("%s%ssltestgrp:x:%u:nobody\n", etc,
+		      *etc && etc[strlen(etc) - 1] != '\n' ? "\n" : "",
+		      SLTEST_GID);
+	groupfile = st_write_tmp("group", text);
+	free(text);
+	/* No mount namespaces here (a container without CAP_SYS_ADMIN, no
+	 * unshare(1)): say so and skip. */
+	if (st_run_cmd(&out, "unshare", "-m", "sh", "-c", mount_it, groupfile,
+		       "grep", "-q", "^sltestgrp:", "/etc/group", NULL) != 0) {
+		print_message("no private mount of /etc/group: %s\n", out);
+		free(out);
+		unlink(groupfile);
+		free(groupfile);
+		free(etc);
+		skip();
+	}
+	free(out);
+	srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	yaml = st_fmt("user: nobody\nroutes:\n  - name: groups\n"
+		      "    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	{
+		const char *wrap[] = {"unshare", "-m", "sh", "-c",
+				      mount_it, groupfile, NULL};
+
+		d = st_daemon_start_wrapped(yaml, wrap);
+	}
+	assert_int_equal(st_daemon_log_count(d, "running as user nobody"), 1);
+	echo_once(lport);
+	{
+		char *path = st_fmt("/proc/%ld/status", (long)st_daemon_pid(d));
+
+		status = st_read_file(path);
+		free(path);
+	}
+	assert_non_null(status);
+	want = st_fmt("Uid:\t%u\t%u\t%u\t%u\n", (unsigned)uid, (unsigned)uid,
+		      (unsigned)uid, (unsigned)uid);
+	assert_non_null(strstr(status, want));
+	free(want);
+	want = st_fmt("Gid:\t%u\t%u\t%u\t%u\n", (unsigned)gid, (unsigned)gid,
+		      (unsigned)gid, (unsigned)gid);
+	assert_non_null(strstr(status, want));
+	free(want);
+	/* The primary group, and the one the group database adds. */
+	if (!in_groups(status, (unsigned)gid) ||
+	    !in_groups(status, SLTEST_GID))
+		fail_msg("want groups %u and %u in:\n%s", (unsigned)gid,
+			 SLTEST_GID, status);
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 10000), 0);
+	st_daemon_free(d);
+	/* The mount went with the namespace. */
+	text = st_read_file("/etc/group");
+	assert_non_null(text);
+	assert_null(strstr(text, "sltestgrp:"));
+	free(text);
+	unlink(groupfile);
+	free(status);
+	free(yaml);
+	free(groupfile);
+	free(etc);
+	st_server_stop(srv);
+}
+#undef SLTEST_GID
+
 /* access_log with format json: one object per session, every field. */
 static void test_access_log_json(void **state)
 {
@@ -724,6 +838,7 @@ int main(void)
 		cmocka_unit_test(test_log_reopen),
 		cmocka_unit_test(test_sd_notify),
 		cmocka_unit_test(test_privilege_drop),
+		cmocka_unit_test(test_privilege_groups),
 		cmocka_unit_test(test_access_log_json),
 		cmocka_unit_test(test_thread_policy),
 	};

@@ -61,10 +61,11 @@ void sl_notify(const char *state);
 
 /*
  * Become user (a name or a number) and group (NULL: the user's primary
- * group), for good: supplementary groups reset, gid then uid, and a check
- * that root cannot be regained.  Only root may switch; naming the user we
- * already are is fine.  0, or -1 with err set.  Windows: the service
- * account does this (-1, "not supported").
+ * group), for good: supplementary groups (a name: group and the user's
+ * groups in the group database, as initgroups(3); a number: group alone),
+ * gid then uid, and a check that root cannot be regained.  Only root may
+ * switch; naming the user we already are is fine.  0, or -1 with err set.
+ * Windows: the service account does this (-1, "not supported").
  */
 int sl_drop_privileges(const char *user, const char *group, char *err,
 		       size_t errlen);

@@ -397,16 +397,23 @@ int sl_drop_privileges(const char *user, const char *group, char *err,
 {
 	struct passwd *pw;
 	struct group *gr;
-	char *end;
+	char *name = NULL, *end;
 	uid_t uid;
 	gid_t gid;
 	unsigned long n;
+	int r = -1;
 
 	errno = 0;
 	pw = getpwnam(user);
 	if (pw != NULL) {
 		uid = pw->pw_uid;
 		gid = pw->pw_gid;
+		/* getgrnam() below may reuse getpwnam()'s storage. */
+		if ((name = strdup(pw->pw_name)) == NULL) {
+			snprintf(err, errlen, "user %s: %s", user,
+				 strerror(errno));
+			return -1;
+		}
 	} else {
 		n = strtoul(user, &end, 10);
 		if (*user == '\0' || *end != '\0') {
@@ -425,28 +432,40 @@ int sl_drop_privileges(const char *user, const char *group, char *err,
 			if (*group == '\0' || *end != '\0') {
 				snprintf(err, errlen, "group %s: no such group",
 					 group);
-				return -1;
+				goto out;
 			}
 			gid = (gid_t)n;
 		}
 	}
 	if (geteuid() != 0) {
-		if (geteuid() == uid && getegid() == gid)
-			return 0;
+		if (geteuid() == uid && getegid() == gid) {
+			r = 0;
+			goto out;
+		}
 		snprintf(err, errlen,
 			 "user %s: only root can switch to another user", user);
-		return -1;
+		goto out;
 	}
-	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+	/*
+	 * A user known by name keeps the supplementary groups the group
+	 * database gives it, besides gid: its access is often a group's
+	 * (docker for docker.sock).  A bare number has no entry to ask:
+	 * gid alone.
+	 */
+	if ((name != NULL ? initgroups(name, gid) : setgroups(1, &gid)) < 0 ||
+	    setgid(gid) < 0 || setuid(uid) < 0) {
 		snprintf(err, errlen, "cannot become user %s: %s", user,
 			 strerror(errno));
-		return -1;
+		goto out;
 	}
 	if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
 		snprintf(err, errlen, "user %s: root could be regained", user);
-		return -1;
+		goto out;
 	}
-	return 0;
+	r = 0;
+out:
+	free(name);
+	return r;
 }
 
 /* ---- Windows service: not on POSIX ---------------------------------------- */
