@@ -92,6 +92,8 @@ struct handoff {
  */
 static pthread_mutex_t umask_lock = PTHREAD_MUTEX_INITIALIZER;
 
+void (*sl_unix_bound_hook)(const char *path);
+
 static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
 	__attribute__((format(SL_FMT_PRINTF, 4, 5)));
 
@@ -310,6 +312,8 @@ static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
 	if (r < 0)
 		return fail(err, errlen, -e, "%s: bind: %s", l->name,
 			    strerror(e));
+	if (!l->ep.abstract && sl_unix_bound_hook != NULL)
+		sl_unix_bound_hook(l->ep.path);
 	if (!l->ep.abstract) {
 		if (stat(l->ep.path, &st) < 0)
 			return fail(err, errlen, -errno, "%s: %s", l->name,

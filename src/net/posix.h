@@ -88,6 +88,14 @@ int sl_unix_sockaddr(const sl_endpoint *ep, struct sockaddr_un *sa_un,
 int sl_sockaddr_name(const struct sockaddr *sa, socklen_t len, char *buf,
 		     size_t buflen);
 
+/*
+ * Test seam: when set, called with the configured path of a Unix listener
+ * right after its socket is bound, before ownership is set and before the
+ * socket is in place at that path.  Tests play a local user racing the
+ * listener from here; the daemon never sets it.
+ */
+extern void (*sl_unix_bound_hook)(const char *path);
+
 /* The bound TCP port of a listener (tests bind port 0), or -errno. */
 int sl_listener_port(const sl_listener *l);
 
