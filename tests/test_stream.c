@@ -8,8 +8,10 @@
  * started group, where the hand-off between loops matters.  Every test has
  * an alarm() watchdog, so a bug fails instead of hanging.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <grp.h>
@@ -1984,6 +1986,130 @@ static void test_listener_unix(void **state)
 	assert_non_null(strstr(err, "Windows"));
 }
 
+/*
+ * The race of issue 17: a local user who can write the socket's directory
+ * puts a link to a root-owned file at the path right after bind (through
+ * sl_unix_bound_hook, so that it happens every time).  Setting owner and
+ * group must never reach that file.  What the listener guarantees: the
+ * socket is bound, chowned and checked in a private directory, and put at
+ * the path only if nothing is there (a link is not replaced), so this open
+ * fails, leaves the link alone and leaves nothing of its own behind.
+ */
+static char race_victim[128];
+static int race_hard;
+static int race_swapped;
+
+static void swap_for_link(const char *path)
+{
+	/* Bound at the path, the socket is there by now; bound in a private
+	 * directory, it is not there yet. */
+	if (unlink(path) < 0 && errno != ENOENT)
+		return;
+	if (race_hard)
+		race_swapped = link(race_victim, path) == 0;
+	else
+		race_swapped = symlink(race_victim, path) == 0;
+}
+
+/* Entries the listener may leave in tmpdir: its private directories. */
+static unsigned private_dirs_left(void)
+{
+	DIR *d = opendir(tmpdir);
+	struct dirent *e;
+	unsigned n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, ".sl", 3) == 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void test_listener_unix_owner_race(void **state)
+{
+	sl_listen_opts opts = {.mode = 0660, .owner = "65534",
+			       .group = "65534"};
+	char path[100], text[128], err[256];
+	struct stat vst, st;
+	sl_endpoint ep;
+	sl_listener *l;
+	int fd, r;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* giving a socket to another user needs root */
+	for (race_hard = 0; race_hard < 2; race_hard++) {
+		unix_path(path, sizeof path);
+		snprintf(text, sizeof text, "unix:%s", path);
+		parse(text, &ep);
+		snprintf(race_victim, sizeof race_victim, "%s/victim%u", tmpdir,
+			 path_seq++);
+		fd = open(race_victim, O_CREAT | O_EXCL | O_WRONLY, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+		assert_int_equal(stat(race_victim, &vst), 0);
+
+		race_swapped = 0;
+		sl_unix_bound_hook = swap_for_link;
+		r = sl_listener_open(&l, &ep, &opts, err, sizeof err);
+		sl_unix_bound_hook = NULL;
+		assert_true(race_swapped);
+		assert_int_equal(stat(race_victim, &st), 0);
+		assert_int_equal(st.st_uid, vst.st_uid);
+		assert_int_equal(st.st_gid, vst.st_gid);
+		assert_int_equal(st.st_mode, vst.st_mode);
+		if (r == 0)
+			sl_listener_close(l, NULL, NULL);
+		assert_int_equal(r, -EEXIST);
+		assert_non_null(strstr(err, path));
+		assert_non_null(strstr(err, "exists"));
+		/* The link is not ours to remove. */
+		assert_int_equal(lstat(path, &st), 0);
+		if (race_hard)
+			assert_int_equal(st.st_ino, vst.st_ino);
+		else
+			assert_true(S_ISLNK(st.st_mode));
+		assert_int_equal(private_dirs_left(), 0);
+		unlink(path);
+		unlink(race_victim);
+	}
+
+	/* Without owner or group the socket is bound at the path itself;
+	 * a link found there after bind is neither used nor removed. */
+	unix_path(path, sizeof path);
+	snprintf(text, sizeof text, "unix:%s", path);
+	parse(text, &ep);
+	race_hard = 0;
+	race_swapped = 0;
+	sl_unix_bound_hook = swap_for_link;
+	r = sl_listener_open(&l, &ep, NULL, err, sizeof err);
+	sl_unix_bound_hook = NULL;
+	assert_true(race_swapped);
+	if (r == 0)
+		sl_listener_close(l, NULL, NULL);
+	assert_int_equal(r, -EEXIST);
+	assert_non_null(strstr(err, "replaced"));
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	unlink(path);
+
+	/* Nobody racing: the socket is at the path, as asked, and goes at
+	 * close. */
+	unix_path(path, sizeof path);
+	snprintf(text, sizeof text, "unix:%s", path);
+	parse(text, &ep);
+	assert_int_equal(sl_listener_open(&l, &ep, &opts, err, sizeof err), 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0660);
+	assert_int_equal(st.st_uid, 65534);
+	assert_int_equal(st.st_gid, 65534);
+	assert_int_equal(private_dirs_left(), 0);
+	sl_listener_close(l, NULL, NULL);
+	assert_int_equal(lstat(path, &st), -1);
+}
+
 /* A started Unix listener accepts, and its socket file goes at close. */
 static void test_listener_unix_started(void **state)
 {
@@ -2024,11 +2150,32 @@ static int group_setup(void **state)
 	return sl_net_init() == 0 ? 0 : -1;
 }
 
+/* Remove dir and what is in it, a directory deep (a listener's private
+ * directory holds one socket). */
+static void remove_tree(const char *dir, int depth)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char sub[PATH_MAX];
+
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+		if (unlink(sub) < 0 && depth > 0)
+			remove_tree(sub, depth - 1);
+	}
+	if (d != NULL)
+		closedir(d);
+	rmdir(dir);
+}
+
 static int group_teardown(void **state)
 {
 	(void)state;
 	sl_net_shutdown();
-	rmdir(tmpdir);
+	/* With what a failed test left behind (links, victim files). */
+	remove_tree(tmpdir, 1);
 	return 0;
 }
 
@@ -2084,6 +2231,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listener_unix, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_listener_unix_started,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listener_unix_owner_race,
 						setup, teardown),
 	};
 

@@ -19,12 +19,14 @@
 #include "posix.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +191,11 @@ static int lookup_id(const char *s, int user, unsigned *id, char *err,
 	return 0;
 }
 
+/*
+ * path made absolute without resolving links (the daemon may chdir
+ * later): the name to unlink at close is the one that was bound, not
+ * whatever a link in it pointed to then.
+ */
 static char *absolute(const char *path)
 {
 	char cwd[PATH_MAX];
@@ -234,107 +241,351 @@ static int unix_probe(const struct sockaddr_un *sa, socklen_t len)
 	return -r;
 }
 
-static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
-		     size_t errlen)
+static int unix_address(const sl_listener *l, struct sockaddr_un *sa,
+			socklen_t *len, char *err, size_t errlen)
 {
-	struct sockaddr_un sa;
-	struct stat st;
-	socklen_t len;
-	unsigned uid = (unsigned)-1, gid = (unsigned)-1;
-	int r, e, mode = opts != NULL ? opts->mode : -1;
+	int r = sl_unix_sockaddr(&l->ep, sa, len);
 
-	r = sl_unix_sockaddr(&l->ep, &sa, &len);
 	if (r == SL_EUNSUPP)
 		return fail(err, errlen, r,
 			    "%s: abstract Unix sockets exist on Linux only",
 			    l->name);
 	if (r < 0)
 		return fail(err, errlen, r, "%s: %s", l->name, sl_strerror(r));
-	if (!l->ep.abstract) {
-		if (opts != NULL && opts->owner != NULL) {
-			r = lookup_id(opts->owner, 1, &uid, err, errlen,
-				      l->name);
-			if (r < 0)
-				return r;
-		}
-		if (opts != NULL && opts->group != NULL) {
-			r = lookup_id(opts->group, 0, &gid, err, errlen,
-				      l->name);
-			if (r < 0)
-				return r;
-		}
-		if (lstat(l->ep.path, &st) == 0) {
-			if (!S_ISSOCK(st.st_mode))
-				return fail(err, errlen, -EEXIST,
-					    "%s: exists and is not a socket; "
-					    "not removing it",
-					    l->name);
-			r = unix_probe(&sa, len);
-			if (r > 0)
-				return fail(err, errlen, -EADDRINUSE,
-					    "%s: another process is listening",
-					    l->name);
-			if (r < 0)
-				return fail(err, errlen, r,
-					    "%s: cannot check the existing "
-					    "socket: %s",
-					    l->name, sl_strerror(r));
-			/* Stale: left by a process that died. */
-			if (unlink(l->ep.path) < 0 && errno != ENOENT)
-				return fail(err, errlen, -errno,
-					    "%s: removing the stale socket: %s",
-					    l->name, strerror(errno));
-		} else if (errno != ENOENT) {
-			return fail(err, errlen, -errno, "%s: %s", l->name,
-				    strerror(errno));
-		}
+	return 0;
+}
+
+/* owner and group of opts as ids; (unsigned)-1 for "unchanged". */
+static int lookup_ids(const sl_listener *l, const sl_listen_opts *opts,
+		      unsigned *uid, unsigned *gid, char *err, size_t errlen)
+{
+	int r;
+
+	*uid = *gid = (unsigned)-1;
+	if (opts != NULL && opts->owner != NULL &&
+	    (r = lookup_id(opts->owner, 1, uid, err, errlen, l->name)) < 0)
+		return r;
+	if (opts != NULL && opts->group != NULL &&
+	    (r = lookup_id(opts->group, 0, gid, err, errlen, l->name)) < 0)
+		return r;
+	return 0;
+}
+
+/*
+ * What is at the path now: 0 nothing, 1 a stale socket (nobody listens),
+ * or -errno with the message in err (a live socket, something else).
+ */
+static int inspect_path(const sl_listener *l, const struct sockaddr_un *sa,
+			socklen_t len, char *err, size_t errlen)
+{
+	struct stat st;
+	int r;
+
+	if (lstat(l->ep.path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return fail(err, errlen, -errno, "%s: %s", l->name,
+			    strerror(errno));
+	}
+	if (!S_ISSOCK(st.st_mode))
+		return fail(err, errlen, -EEXIST,
+			    "%s: exists and is not a socket; not removing it",
+			    l->name);
+	r = unix_probe(sa, len);
+	if (r > 0)
+		return fail(err, errlen, -EADDRINUSE,
+			    "%s: another process is listening", l->name);
+	if (r < 0)
+		return fail(err, errlen, r,
+			    "%s: cannot check the existing socket: %s", l->name,
+			    sl_strerror(r));
+	return 1;
+}
+
+/*
+ * The directory part of path, as open_unix binds in it: "." for a bare
+ * name.  0, or -ENAMETOOLONG.
+ */
+static int parent_dir(const char *path, char *buf, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	int n;
+
+	if (slash == NULL)
+		n = snprintf(buf, len, ".");
+	else if (slash == path)
+		n = snprintf(buf, len, "/");
+	else
+		n = snprintf(buf, len, "%.*s", (int)(slash - path), path);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * With owner or group, the socket is bound as PRIVATE_SOCK in a private
+ * directory made from PRIVATE_DIR beside its path.  Short names: all of
+ * "<dir>/.slXXXXXX/s" must fit in sun_path (about 100 bytes).
+ */
+#define PRIVATE_DIR ".slXXXXXX"
+#define PRIVATE_SOCK "s"
+#define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
+/* The longest directory part of a path with owner or group. */
+#define PRIVATE_PARENT_MAX \
+	(SUN_PATH_SIZE - sizeof("/" PRIVATE_DIR "/" PRIVATE_SOCK))
+
+/* mkdtemp's template for path's private directory.  0 or -errno. */
+static int private_template(const sl_listener *l, char *buf, size_t len,
+			    char *err, size_t errlen)
+{
+	char parent[SUN_PATH_SIZE];
+	int n = -1;
+
+	if (parent_dir(l->ep.path, parent, sizeof parent) == 0 &&
+	    strlen(parent) <= PRIVATE_PARENT_MAX)
+		n = snprintf(buf, len, "%s%s" PRIVATE_DIR, parent,
+			     strcmp(parent, "/") == 0 ? "" : "/");
+	if (n < 0 || (size_t)n >= len)
+		return fail(err, errlen, -ENAMETOOLONG,
+			    "%s: with owner or group, the socket is first "
+			    "bound in a new directory beside it, and that "
+			    "path would be too long for a Unix socket: use a "
+			    "directory of at most %zu bytes",
+			    l->name, (size_t)PRIVATE_PARENT_MAX);
+	return 0;
+}
+
+/*
+ * bind(2) with the socket file created at mode (-1: as the umask leaves
+ * it): the file gets its mode at creation, so there is no moment where a
+ * wider mode is visible.  0 or -errno.
+ */
+static int bind_mode(int fd, const struct sockaddr_un *sa, socklen_t len,
+		     int mode)
+{
+	mode_t old;
+	int r, e;
+
+	if (mode < 0)
+		return bind(fd, (const struct sockaddr *)sa, len) < 0 ? -errno
+								       : 0;
+	pthread_mutex_lock(&umask_lock);
+	old = umask((mode_t)(~mode & 0777));
+	r = bind(fd, (const struct sockaddr *)sa, len);
+	e = errno;
+	umask(old);
+	pthread_mutex_unlock(&umask_lock);
+	return r < 0 ? -e : 0;
+}
+
+/* No owner or group to set: bind at the path itself. */
+static int bind_in_place(sl_listener *l, const struct sockaddr_un *sa,
+			 socklen_t len, int mode, char *err, size_t errlen)
+{
+	struct stat st;
+	int r;
+
+	r = bind_mode(l->fd, sa, len, mode);
+	if (r < 0)
+		return fail(err, errlen, r, "%s: bind: %s", l->name,
+			    strerror(-r));
+	if (sl_unix_bound_hook != NULL)
+		sl_unix_bound_hook(l->ep.path);
+	/* Not stat(2): through a link swapped in, that would remember (and
+	 * at close compare with) another file. */
+	if (lstat(l->ep.path, &st) < 0)
+		return fail(err, errlen, -errno, "%s: %s", l->name,
+			    strerror(errno));
+	if (!S_ISSOCK(st.st_mode))
+		return fail(err, errlen, -EEXIST,
+			    "%s: replaced by something else right after "
+			    "bind; not using it",
+			    l->name);
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
+	return 0;
+}
+
+/*
+ * Owner or group to set: chown(path) after bind(path) would chown whatever
+ * a user who can write the directory put at the path in between (a
+ * symbolic or a hard link to any file; fchownat(AT_SYMLINK_NOFOLLOW) alone
+ * still follows a hard link).  So the socket is bound in a new directory
+ * that only we can write, given its owner there, and only then linked to
+ * its path.
+ */
+static int bind_private(sl_listener *l, const sl_listen_opts *opts,
+			unsigned uid, unsigned gid, int mode, char *err,
+			size_t errlen)
+{
+	char dir[SUN_PATH_SIZE - sizeof("/" PRIVATE_SOCK) + 1];
+	struct sockaddr_un sa;
+	struct stat st;
+	socklen_t len;
+	int dfd = -1, bound = 0, r;
+
+	r = private_template(l, dir, sizeof dir, err, errlen);
+	if (r < 0)
+		return r;
+	if (mkdtemp(dir) == NULL)
+		return fail(err, errlen, -errno,
+			    "%s: creating a directory to bind in: %s", l->name,
+			    strerror(errno));
+	/*
+	 * Whoever can write the parent may have renamed it and put a link
+	 * or a directory of their own at its name since mkdtemp: from here
+	 * on the directory is this descriptor, checked to be ours and
+	 * closed to others (mode 0700 less the umask: no bits for group or
+	 * others is what matters).
+	 */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		r = fail(err, errlen, -errno, "%s: opening %s: %s", l->name,
+			 dir, strerror(errno));
+		goto out;
+	}
+	if (fstat(dfd, &st) < 0 || !S_ISDIR(st.st_mode) ||
+	    st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+		r = fail(err, errlen, -EPERM,
+			 "%s: %s was replaced right after it was created; "
+			 "not binding in it",
+			 l->name, dir);
+		goto out;
 	}
 
+	/* bind(2) takes a path, not a directory descriptor.  Should the
+	 * directory's name be swapped for a link right now, the socket
+	 * lands elsewhere, is not found in dfd below, and nothing is
+	 * chowned. */
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s/" PRIVATE_SOCK, dir);
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+			  strlen(sa.sun_path) + 1);
+	r = bind_mode(l->fd, &sa, len, mode);
+	if (r < 0) {
+		r = fail(err, errlen, r, "%s: bind: %s", l->name,
+			 strerror(-r));
+		goto out;
+	}
+	bound = 1;
+	if (sl_unix_bound_hook != NULL)
+		sl_unix_bound_hook(l->ep.path);
+	/* Only we can make entries in dfd: a socket there is ours. */
+	if (fstatat(dfd, PRIVATE_SOCK, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISSOCK(st.st_mode)) {
+		r = fail(err, errlen, -ENOENT,
+			 "%s: the socket is not in %s after bind (was the "
+			 "directory replaced?); not using it",
+			 l->name, dir);
+		goto out;
+	}
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
+	if (fchownat(dfd, PRIVATE_SOCK, (uid_t)uid, (gid_t)gid,
+		     AT_SYMLINK_NOFOLLOW) < 0) {
+		r = fail(err, errlen, -errno, "%s: chown to %s:%s: %s",
+			 l->name, opts->owner != NULL ? opts->owner : "-",
+			 opts->group != NULL ? opts->group : "-",
+			 strerror(errno));
+		goto out;
+	}
+
+	/*
+	 * Into place.  linkat(2) never follows a link at the path and never
+	 * replaces anything there: what appeared since the stale socket was
+	 * removed (a link, another process's socket) stays, and this open
+	 * fails.  Where the filesystem has no hard links, renameat(2) does
+	 * it instead.  That replaces what is at the path: a link itself,
+	 * never its target, so still nothing is chowned through it, but a
+	 * socket another process bound there since the stale check would
+	 * lose its name; hence linkat first.
+	 */
+	if (linkat(dfd, PRIVATE_SOCK, AT_FDCWD, l->ep.path, 0) == 0) {
+		r = 0;
+	} else if (errno == EEXIST) {
+		r = fail(err, errlen, -EEXIST,
+			 "%s: exists: another process created it while this "
+			 "one was binding; not replacing it",
+			 l->name);
+	} else if (errno != EPERM && errno != EOPNOTSUPP &&
+		   errno != ENOTSUP && errno != ENOSYS && errno != EMLINK) {
+		r = fail(err, errlen, -errno, "%s: %s", l->name,
+			 strerror(errno));
+	} else if (renameat(dfd, PRIVATE_SOCK, AT_FDCWD, l->ep.path) == 0) {
+		r = 0;
+		bound = 0; /* moved: nothing left in dir */
+	} else {
+		r = fail(err, errlen, -errno, "%s: %s", l->name,
+			 strerror(errno));
+	}
+out:
+	if (bound)
+		(void)unlinkat(dfd, PRIVATE_SOCK, 0);
+	if (dfd >= 0)
+		close(dfd);
+	/* rmdir(2) removes only an empty directory and follows no link at
+	 * the last name: should the name have been swapped, it fails, or
+	 * removes an empty directory put there by someone who could have
+	 * removed it anyway. */
+	(void)rmdir(dir);
+	return r;
+}
+
+static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
+		     size_t errlen)
+{
+	struct sockaddr_un sa;
+	socklen_t len;
+	unsigned uid, gid;
+	char *abs;
+	int r, mode = opts != NULL ? opts->mode : -1;
+
+	r = unix_address(l, &sa, &len, err, errlen);
+	if (r < 0)
+		return r;
+	if (l->ep.abstract) {
+		/* No file: no mode, owner, stale socket or unlink. */
+		l->fd = sl_socket(AF_UNIX, SOCK_STREAM);
+		if (l->fd < 0)
+			return fail(err, errlen, l->fd, "%s: socket: %s",
+				    l->name, sl_strerror(l->fd));
+		if (bind(l->fd, (struct sockaddr *)&sa, len) < 0)
+			return fail(err, errlen, -errno, "%s: bind: %s",
+				    l->name, strerror(errno));
+		goto listen;
+	}
+
+	r = lookup_ids(l, opts, &uid, &gid, err, errlen);
+	if (r < 0)
+		return r;
+	r = inspect_path(l, &sa, len, err, errlen);
+	if (r < 0)
+		return r;
+	/* Stale: left by a process that died.  unlink(2) removes the name,
+	 * whatever it is by now, and never what a link points to. */
+	if (r == 1 && unlink(l->ep.path) < 0 && errno != ENOENT)
+		return fail(err, errlen, -errno,
+			    "%s: removing the stale socket: %s", l->name,
+			    strerror(errno));
+	/* Before binding: once the socket is at its path nothing may fail
+	 * before close_fd knows to remove it. */
+	abs = absolute(l->ep.path);
+	if (abs == NULL)
+		return fail(err, errlen, -errno, "%s: %s", l->name,
+			    strerror(errno));
 	l->fd = sl_socket(AF_UNIX, SOCK_STREAM);
 	if (l->fd < 0)
-		return fail(err, errlen, l->fd, "%s: socket: %s", l->name,
-			    sl_strerror(l->fd));
-	if (!l->ep.abstract && mode >= 0) {
-		/* The file gets its mode at creation, so there is no
-		 * moment where a wider mode is visible. */
-		mode_t old;
-
-		pthread_mutex_lock(&umask_lock);
-		old = umask((mode_t)(~mode & 0777));
-		r = bind(l->fd, (struct sockaddr *)&sa, len);
-		e = errno;
-		umask(old);
-		pthread_mutex_unlock(&umask_lock);
-	} else {
-		r = bind(l->fd, (struct sockaddr *)&sa, len);
-		e = errno;
+		r = fail(err, errlen, l->fd, "%s: socket: %s", l->name,
+			 sl_strerror(l->fd));
+	else if (uid == (unsigned)-1 && gid == (unsigned)-1)
+		r = bind_in_place(l, &sa, len, mode, err, errlen);
+	else
+		r = bind_private(l, opts, uid, gid, mode, err, errlen);
+	if (r < 0) {
+		free(abs);
+		return r;
 	}
-	if (r < 0)
-		return fail(err, errlen, -e, "%s: bind: %s", l->name,
-			    strerror(e));
-	if (!l->ep.abstract && sl_unix_bound_hook != NULL)
-		sl_unix_bound_hook(l->ep.path);
-	if (!l->ep.abstract) {
-		if (stat(l->ep.path, &st) < 0)
-			return fail(err, errlen, -errno, "%s: %s", l->name,
-				    strerror(errno));
-		l->dev = st.st_dev;
-		l->ino = st.st_ino;
-		l->unlink_path = absolute(l->ep.path);
-		if (l->unlink_path == NULL) {
-			e = errno;
-			unlink(l->ep.path);
-			return fail(err, errlen, -e, "%s: %s", l->name,
-				    strerror(e));
-		}
-		if ((uid != (unsigned)-1 || gid != (unsigned)-1) &&
-		    chown(l->ep.path, (uid_t)uid, (gid_t)gid) < 0)
-			return fail(err, errlen, -errno,
-				    "%s: chown to %s:%s: %s", l->name,
-				    opts->owner != NULL ? opts->owner : "-",
-				    opts->group != NULL ? opts->group : "-",
-				    strerror(errno));
-	}
+	l->unlink_path = abs; /* with l->dev and l->ino */
+listen:
 	if (listen(l->fd, l->backlog) < 0)
 		return fail(err, errlen, -errno, "%s: listen: %s", l->name,
 			    strerror(errno));

@@ -243,7 +243,10 @@ typedef void (*sl_accept_cb)(sl_listener *l, sl_stream *s, void *token);
  * Create, bind and listen, without accepting yet (so privileged ports and
  * paths can be bound before a privilege drop).  A Unix socket path that
  * exists but has nobody listening (stale) is replaced; a live one fails with
- * -EADDRINUSE.  err gets a message for the operator on failure.
+ * -EADDRINUSE.  With opts->owner or ->group, the socket gets them in a
+ * private directory beside its path and is then linked to the path: no
+ * link there is followed, and what appeared there meanwhile is not
+ * replaced (-EEXIST).  err gets a message for the operator on failure.
  */
 int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
 		     const sl_listen_opts *opts, char *err, size_t errlen);
