@@ -90,7 +90,10 @@ static int apply_log_target(const struct daemon_state *ds)
 /*
  * sluice -t: beyond the config itself, what can be checked before a start,
  * as warnings (the config stays valid): listen addresses free and
- * bindable, upstream host names resolving.
+ * bindable, upstream host names resolving.  It changes nothing in the
+ * filesystem (the shipped units run it as root before every start): a
+ * Unix socket path is looked at, and what a start would do there is
+ * printed.
  */
 static void preflight(const sl_config *cfg)
 {
@@ -104,17 +107,17 @@ static void preflight(const sl_config *cfg)
 					       .owner = lc->owner,
 					       .group = lc->group,
 					       .security = lc->security};
-			sl_listener *l;
 			char e[512];
 
-			if (sl_listener_open(&l, &lc->ep, &opts, e, sizeof e) <
-			    0)
+			if (sl_listener_check(&lc->ep, &opts, e, sizeof e) < 0)
 				fprintf(stderr,
 					"sluice: warning: %s:%u:%u: %s\n",
 					cfg->path, lc->mark.line, lc->mark.col,
 					e);
-			else
-				sl_listener_close(l, NULL, NULL);
+			else if (e[0] != '\0')
+				fprintf(stderr, "sluice: %s:%u:%u: %s\n",
+					cfg->path, lc->mark.line, lc->mark.col,
+					e);
 		}
 		for (size_t j = 0; j < rc->nupstreams; j++) {
 			const sl_upstream_conf *uc = &rc->upstreams[j];

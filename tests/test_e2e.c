@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -145,6 +146,111 @@ static void test_check_config(void **state)
 	free(out);
 	free(good);
 	free(bad);
+}
+
+/* When dir last changed (an entry made or removed), to the nanosecond
+ * where the system keeps it. */
+static int64_t dir_changed_ns(const char *dir)
+{
+	struct stat st;
+
+	assert_int_equal(stat(dir, &st), 0);
+#if defined(__APPLE__)
+	return (int64_t)st.st_mtimespec.tv_sec * 1000000000 +
+	       st.st_mtimespec.tv_nsec;
+#else
+	return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+#endif
+}
+
+/*
+ * sluice -t and Unix socket paths (issue 17): the shipped units run it as
+ * root before every start, so it creates, removes and chowns nothing; it
+ * says what a start would do, and warns about what would stop one.
+ */
+static void test_check_unix(void **state)
+{
+	const char *dir = st_tmpdir();
+	char *path = unix_path("check"), *yaml, *conf, *out;
+	int root = geteuid() == 0;
+	struct stat st, was;
+	int64_t changed;
+	st_sock l;
+
+	(void)state;
+	yaml = st_fmt("routes:\n  - name: u\n    listen:\n"
+		      "      address: unix:%s\n      mode: \"0660\"\n%s"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n",
+		      path,
+		      root ? "      owner: \"65534\"\n      group: \"65534\"\n"
+			   : "",
+		      st_free_port());
+	conf = st_write_tmp("check-unix.yaml", yaml);
+
+	/* Nothing at the path: nothing made there, nor beside it. */
+	changed = dir_changed_ns(dir);
+	assert_int_equal(st_run_sluice(&out, "-t", "-c", conf, NULL), 0);
+	assert_int_equal(dir_changed_ns(dir), changed);
+	assert_int_equal(lstat(path, &st), -1);
+	assert_non_null(strstr(out, "would create the socket, mode 0660"));
+	assert_non_null(strstr(out, path));
+	assert_null(strstr(out, "warning"));
+	assert_non_null(strstr(out, "configuration OK"));
+	free(out);
+
+	/* A stale socket (of another owner, as root) stays as it is. */
+	l = st_listen_unix(path, 1);
+	st_close(l);
+	if (root)
+		assert_int_equal(lchown(path, 2, 2), 0);
+	assert_int_equal(lstat(path, &was), 0);
+	assert_true(S_ISSOCK(was.st_mode));
+	changed = dir_changed_ns(dir);
+	assert_int_equal(st_run_sluice(&out, "-t", "-c", conf, NULL), 0);
+	assert_int_equal(dir_changed_ns(dir), changed);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_ino, was.st_ino);
+	assert_int_equal(st.st_uid, was.st_uid);
+	assert_int_equal(st.st_gid, was.st_gid);
+	assert_int_equal(st.st_mode, was.st_mode);
+	assert_non_null(strstr(out, "would replace a stale socket"));
+	assert_null(strstr(out, "warning"));
+	free(out);
+	unlink(path);
+
+	/* A live listener there would stop a start: a warning. */
+	l = st_listen_unix(path, 8);
+	assert_int_equal(st_run_sluice(&out, "-t", "-c", conf, NULL), 0);
+	assert_non_null(strstr(out, "warning"));
+	assert_non_null(strstr(out, "another process is listening"));
+	assert_non_null(strstr(out, "configuration OK"));
+	free(out);
+	st_close(l);
+	unlink(path);
+
+	/* So would something else at the path, or no directory for it. */
+	free(st_write_tmp("check.sock", "not a socket\n"));
+	assert_int_equal(st_run_sluice(&out, "-t", "-c", conf, NULL), 0);
+	assert_non_null(strstr(out, "exists and is not a socket"));
+	free(out);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	unlink(path);
+	free(yaml);
+	free(conf);
+	free(path);
+	path = st_fmt("%s/no-such-dir/check.sock", dir);
+	yaml = st_fmt("routes:\n  - name: u\n    listen: unix:%s\n"
+		      "    upstreams: [tcp://127.0.0.1:%u]\n",
+		      path, st_free_port());
+	conf = st_write_tmp("check-unix.yaml", yaml);
+	assert_int_equal(st_run_sluice(&out, "-t", "-c", conf, NULL), 0);
+	assert_non_null(strstr(out, "warning"));
+	assert_non_null(strstr(out, "no-such-dir: No such file or directory"));
+	free(out);
+	free(yaml);
+	free(conf);
+	free(path);
 }
 
 /* ---- bulk transfer both ways at once ------------------------------------- */
@@ -1021,6 +1127,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_free_port_reserved),
 		cmocka_unit_test(test_check_config),
+		cmocka_unit_test(test_check_unix),
 		cmocka_unit_test(test_bulk_tcp_tcp),
 		cmocka_unit_test(test_bulk_tcp_unix),
 		cmocka_unit_test(test_bulk_unix_tcp),

@@ -684,6 +684,93 @@ int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
 	return 0;
 }
 
+/*
+ * sl_listener_check for a Unix socket path: everything open_unix would
+ * meet, found out with lstat, stat, access and a connect, never with bind,
+ * unlink or chown.
+ */
+static int check_unix(sl_listener *l, const sl_listen_opts *opts, char *msg,
+		      size_t msglen)
+{
+	char parent[SUN_PATH_SIZE], dir[SUN_PATH_SIZE], how[128];
+	struct sockaddr_un sa;
+	struct stat st;
+	socklen_t len;
+	unsigned uid, gid;
+	size_t n = 0;
+	int r;
+
+	r = unix_address(l, &sa, &len, msg, msglen);
+	if (r < 0)
+		return r;
+	r = lookup_ids(l, opts, &uid, &gid, msg, msglen);
+	if (r < 0)
+		return r;
+	if ((uid != (unsigned)-1 || gid != (unsigned)-1) &&
+	    (r = private_template(l, dir, sizeof dir, msg, msglen)) < 0)
+		return r;
+	/* sl_unix_sockaddr took the path: its directory part fits. */
+	(void)parent_dir(l->ep.path, parent, sizeof parent);
+	if (stat(parent, &st) < 0)
+		return fail(msg, msglen, -errno, "%s: directory %s: %s",
+			    l->name, parent, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return fail(msg, msglen, -ENOTDIR, "%s: %s is not a directory",
+			    l->name, parent);
+	if (faccessat(AT_FDCWD, parent, W_OK | X_OK, AT_EACCESS) < 0)
+		return fail(msg, msglen, -errno,
+			    "%s: cannot create the socket in %s: %s", l->name,
+			    parent, strerror(errno));
+	r = inspect_path(l, &sa, len, msg, msglen);
+	if (r < 0)
+		return r;
+
+	how[0] = '\0';
+	if (opts != NULL && opts->mode >= 0)
+		n += (size_t)snprintf(how + n, sizeof how - n, ", mode %04o",
+				      (unsigned)opts->mode);
+	if (opts != NULL && opts->owner != NULL && n < sizeof how)
+		n += (size_t)snprintf(how + n, sizeof how - n, ", owner %s",
+				      opts->owner);
+	if (opts != NULL && opts->group != NULL && n < sizeof how)
+		(void)snprintf(how + n, sizeof how - n, ", group %s",
+			       opts->group);
+	if (msg != NULL && msglen > 0)
+		snprintf(msg, msglen, "%s: would %s%s", l->name,
+			 r == 1 ? "replace a stale socket (nobody listens on it)"
+				: "create the socket",
+			 how);
+	return 0;
+}
+
+int sl_listener_check(const sl_endpoint *ep, const sl_listen_opts *opts,
+		      char *msg, size_t msglen)
+{
+	sl_listener *l;
+	int r;
+
+	if (msg != NULL && msglen > 0)
+		msg[0] = '\0';
+	if (ep == NULL)
+		return fail(msg, msglen, -EINVAL, "no endpoint");
+	/* A TCP address or an abstract name: binding creates no file, so
+	 * bind and let go, which tells whether it is free. */
+	if (ep->kind != SL_EP_UNIX || ep->abstract) {
+		r = sl_listener_open(&l, ep, opts, msg, msglen);
+		if (r == 0)
+			sl_listener_close(l, NULL, NULL);
+		return r;
+	}
+	l = calloc(1, sizeof *l);
+	if (l == NULL)
+		return fail(msg, msglen, -ENOMEM, "out of memory");
+	l->ep = *ep;
+	sl_endpoint_format(ep, l->name, sizeof l->name);
+	r = check_unix(l, opts, msg, msglen);
+	free(l);
+	return r;
+}
+
 /* ---- accepting (owner loop) --------------------------------------------- */
 
 /* Give an accepted descriptor to the session code, on `loop`'s thread. */

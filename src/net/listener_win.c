@@ -385,6 +385,19 @@ int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
 	return 0;
 }
 
+int sl_listener_check(const sl_endpoint *ep, const sl_listen_opts *opts,
+		      char *msg, size_t msglen)
+{
+	sl_listener *l;
+	int r;
+
+	/* TCP and named pipes leave no file behind: open and let go. */
+	r = sl_listener_open(&l, ep, opts, msg, msglen);
+	if (r == 0)
+		sl_listener_close(l, NULL, NULL);
+	return r;
+}
+
 /* ---- accepting (owner loop) --------------------------------------------- */
 
 static void fill(sl_listener *l);

@@ -252,6 +252,18 @@ int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
 		     const sl_listen_opts *opts, char *err, size_t errlen);
 
 /*
+ * What sl_listener_open() would do, without changing the filesystem (for
+ * sluice -t): a TCP address, a Linux abstract socket or a named pipe is
+ * opened and closed at once (that creates no file); a Unix socket path is
+ * only looked at, and nothing is created, removed or chowned.  0 with what
+ * opening would do in msg ("" when there is nothing to say), or the error
+ * opening would meet (-EADDRINUSE: another process listens there) with
+ * the message in msg.
+ */
+int sl_listener_check(const sl_endpoint *ep, const sl_listen_opts *opts,
+		      char *msg, size_t msglen);
+
+/*
  * Begin accepting.  Accepted connections are spread over the loops of g;
  * cb runs on the loop that owns each new stream.  gate may be NULL.
  * When accept fails for want of descriptors or memory (EMFILE, ENFILE,
