@@ -2975,13 +2975,16 @@ static void test_admin_denied_burst(void **state)
 	st_close(st_connect_tcp_retry(aport, 10000)); /* up (and denied) */
 	for (int round = 0; round < 20; round++) {
 		/* All 200 wait in the backlog, so the daemon meets them in
-		 * full batches, as under a real flood. */
-		st_daemon_signal(d, SIGSTOP);
+		 * full batches, as under a real flood.  (sluice.exe under
+		 * wine has no SIGSTOP: there they come as fast as they can.) */
+		if (st_wine() == NULL)
+			st_daemon_signal(d, SIGSTOP);
 		for (int i = 0; i < 200; i++) {
 			denied[i] = st_connect_tcp_from("127.0.0.1", aport, 1);
 			assert_true(denied[i] != ST_BAD_SOCK);
 		}
-		st_daemon_signal(d, SIGCONT);
+		if (st_wine() == NULL)
+			st_daemon_signal(d, SIGCONT);
 		ans = http_get_from("127.0.0.2", aport, "/metrics", ms);
 		if (ans == NULL) {
 			print_current_log();
