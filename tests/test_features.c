@@ -1427,6 +1427,52 @@ static void test_send_proxy_v2(void **state)
  * the header's segment are data.  A malformed header ends only its own
  * connection.
  */
+/*
+ * A PROXY header (version 1: "PROXY UNKNOWN", 15 bytes; version 2: TCP4
+ * from 203.0.113.5:1234, 28 bytes) and total bytes of data (from seed)
+ * behind it in one write to an accept_proxy route with an echo upstream:
+ * exactly the data comes back, then the end.
+ */
+static void pp_echo_after(uint16_t lport, int version, size_t total,
+			  uint32_t seed)
+{
+	char *out = malloc(SL_PP_MAX_LEN + total);
+	char *back = malloc(total);
+	size_t hl;
+	st_rng r;
+	st_sock c;
+
+	assert_non_null(out);
+	assert_non_null(back);
+	if (version == 1) {
+		memcpy(out, "PROXY UNKNOWN\r\n", 15);
+		hl = 15;
+	} else {
+		sl_pp_info in;
+
+		memset(&in, 0, sizeof in);
+		in.family = SL_PP_TCP4;
+		assert_int_equal(sl_ipaddr_parse("203.0.113.5", &in.src), 0);
+		in.src.port = 1234;
+		assert_int_equal(sl_ipaddr_parse("127.0.0.1", &in.dst), 0);
+		in.dst.port = lport;
+		hl = sl_pp_build_v2(&in, out, SL_PP_MAX_LEN);
+		assert_true(hl > 16);
+	}
+	st_rng_init(&r, seed);
+	st_rng_fill(&r, out + hl, total);
+	c = st_connect_tcp(lport);
+	assert_true(c != ST_BAD_SOCK);
+	st_send_all(c, out, hl + total);
+	st_recv_all(c, back, total, STALL_MS);
+	assert_memory_equal(back, out + hl, total);
+	st_shutdown_wr(c);
+	assert_int_equal(st_wait_closed(c, STALL_MS), 0);
+	st_close(c);
+	free(out);
+	free(back);
+}
+
 static void test_accept_proxy(void **state)
 {
 	uint16_t uport, lport = st_free_port();
@@ -1489,36 +1535,7 @@ static void test_accept_proxy(void **state)
 
 	/* A v2 header with 64 KiB of data behind it, all in one write:
 	 * more than the header phase reads at once. */
-	{
-		sl_pp_info in;
-		size_t hl, total = 64 * 1024;
-		char *out = malloc(SL_PP_MAX_LEN + total);
-		char *back = malloc(total);
-		st_rng r;
-
-		assert_non_null(out);
-		assert_non_null(back);
-		memset(&in, 0, sizeof in);
-		in.family = SL_PP_TCP4;
-		assert_int_equal(sl_ipaddr_parse("203.0.113.5", &in.src), 0);
-		in.src.port = 1234;
-		assert_int_equal(sl_ipaddr_parse("127.0.0.1", &in.dst), 0);
-		in.dst.port = lport;
-		hl = sl_pp_build_v2(&in, out, SL_PP_MAX_LEN);
-		assert_true(hl > 16);
-		st_rng_init(&r, 77);
-		st_rng_fill(&r, out + hl, total);
-		c = st_connect_tcp(lport);
-		assert_true(c != ST_BAD_SOCK);
-		st_send_all(c, out, hl + total);
-		st_recv_all(c, back, total, STALL_MS);
-		assert_memory_equal(back, out + hl, total);
-		st_shutdown_wr(c);
-		assert_int_equal(st_wait_closed(c, STALL_MS), 0);
-		st_close(c);
-		free(out);
-		free(back);
-	}
+	pp_echo_after(lport, 2, 64 * 1024, 77);
 	wait_log(d, "session route=pp client=203.0.113.5:1234 ", 1);
 	wait_log(d, "bytes_in=65536 bytes_out=65536", 1);
 	got = pp_seen_get(&seen);
@@ -1887,51 +1904,11 @@ static void test_accept_proxy_small_buffer(void **state)
 	static const size_t extra[] = {1, 1023, 1024, 1025, 1040, 3000};
 
 	(void)state;
-	for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
-		/* v1 "PROXY UNKNOWN" (15 bytes) and a v2 header (16 + 12):
-		 * the shortest headers leave the most room after them. */
-		for (int v = 1; v <= 2; v++) {
-			size_t hl, total = extra[i];
-			char *out = malloc(SL_PP_MAX_LEN + total);
-			char *back = malloc(total);
-			st_rng r;
-			st_sock c;
-
-			assert_non_null(out);
-			assert_non_null(back);
-			if (v == 1) {
-				memcpy(out, "PROXY UNKNOWN\r\n", 15);
-				hl = 15;
-			} else {
-				sl_pp_info in;
-
-				memset(&in, 0, sizeof in);
-				in.family = SL_PP_TCP4;
-				assert_int_equal(
-					sl_ipaddr_parse("203.0.113.5", &in.src),
-					0);
-				in.src.port = 1234;
-				assert_int_equal(
-					sl_ipaddr_parse("127.0.0.1", &in.dst),
-					0);
-				in.dst.port = lport;
-				hl = sl_pp_build_v2(&in, out, SL_PP_MAX_LEN);
-				assert_true(hl > 16);
-			}
-			st_rng_init(&r, (uint32_t)(77 + i));
-			st_rng_fill(&r, out + hl, total);
-			c = st_connect_tcp(lport);
-			assert_true(c != ST_BAD_SOCK);
-			st_send_all(c, out, hl + total);
-			st_recv_all(c, back, total, STALL_MS);
-			assert_memory_equal(back, out + hl, total);
-			st_shutdown_wr(c);
-			assert_int_equal(st_wait_closed(c, STALL_MS), 0);
-			st_close(c);
-			free(out);
-			free(back);
-		}
-	}
+	/* v1 "PROXY UNKNOWN" and a short v2 header: the shortest headers
+	 * leave the most room after them in the header's buffer. */
+	for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
+		for (int v = 1; v <= 2; v++)
+			pp_echo_after(lport, v, extra[i], (uint32_t)(77 + i));
 	wait_log(d, "session route=pp1k ", 12);
 	stop_daemon(d);
 	st_server_stop(srv);
@@ -1952,6 +1929,24 @@ static void expect_no_forged_line(const char *text, const char *forged)
 		if (strncmp(p, forged, strlen(forged)) == 0)
 			fail_msg("a forged line in:\n%s", text);
 	}
+}
+
+/* The text of the file at path once it holds both needles (WAIT_MS). */
+static char *wait_file_with(const char *path, const char *a, const char *b)
+{
+	uint64_t end = st_now_ms() + WAIT_MS;
+	char *text;
+
+	while (((text = st_read_file(path)) == NULL || strstr(text, a) == NULL ||
+		strstr(text, b) == NULL) &&
+	       st_now_ms() < end) {
+		free(text);
+		st_sleep_ms(10);
+	}
+	if (text == NULL || strstr(text, a) == NULL || strstr(text, b) == NULL)
+		fail_msg("%s: no '%s' and '%s' in:\n%s", path, a, b,
+			 text != NULL ? text : "(none)");
+	return text;
 }
 
 /*
@@ -2012,16 +2007,7 @@ static void test_log_injection(void **state)
 		st_close(c);
 		if (round == 0) {
 			/* text access log: two records, two lines */
-			uint64_t end = st_now_ms() + WAIT_MS;
-
-			while (((text = st_read_file(acc)) == NULL ||
-				strstr(text, "route=injpp") == NULL ||
-				strstr(text, "route=inj ") == NULL) &&
-			       st_now_ms() < end) {
-				free(text);
-				st_sleep_ms(10);
-			}
-			assert_non_null(text);
+			text = wait_file_with(acc, "route=injpp", "route=inj ");
 			assert_non_null(strstr(text, "/c\\x0asluice[1]: error: "
 						     "forged upstream="));
 			assert_non_null(strstr(text, "client=unix:/x\\x0asluice"
@@ -2035,16 +2021,8 @@ static void test_log_injection(void **state)
 			stop_daemon(d);
 			d = start(yaml2);
 		} else {
-			uint64_t end = st_now_ms() + WAIT_MS;
-
-			while (((text = st_read_file(accj)) == NULL ||
-				strstr(text, "\"route\":\"injpp\"") == NULL ||
-				strstr(text, "\"route\":\"inj\"") == NULL) &&
-			       st_now_ms() < end) {
-				free(text);
-				st_sleep_ms(10);
-			}
-			assert_non_null(text);
+			text = wait_file_with(accj, "\"route\":\"injpp\"",
+					      "\"route\":\"inj\"");
 			assert_non_null(strstr(text, "/c\\\\x0asluice[1]: error: "
 						     "forged\""));
 			assert_non_null(strstr(text, "\"client\":\"unix:/x\\\\x0a"
