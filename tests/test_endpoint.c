@@ -1,6 +1,7 @@
 /*
- * Endpoint parser: every accepted form, its canonical text, equality, and
- * the message for every kind of mistake.
+ * Endpoint parser: every accepted form, its canonical text, equality (and
+ * the hash that must agree with it), and the message for every kind of
+ * mistake.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -219,6 +220,9 @@ static void test_equal(void **state)
 		{"tcp://Example.com:80", "tcp://example.COM:0080"},
 		{"pipe:\\\\.\\pipe\\ABC", "pipe://./pipe/abc"},
 		{"unix:/a", "UNIX:/a"},
+		{"tcp://[::a]:80", "tcp://[0::A]:80"},
+		{"tcp://[fe80::1%eth0]:80", "tcp://[fe80:0::1%eth0]:80"},
+		{"unix:@x", "unix:@x"},
 	};
 	static const char *const differ[][2] = {
 		{"tcp://[::1]:80", "tcp://[::1]:81"},
@@ -237,6 +241,10 @@ static void test_equal(void **state)
 		assert_int_equal(sl_endpoint_parse(same[i][1], &b, NULL, 0), 0);
 		if (!sl_endpoint_equal(&a, &b) || !sl_endpoint_equal(&b, &a))
 			fail_msg("%s != %s", same[i][0], same[i][1]);
+		/* The config's uniqueness checks find duplicates by hash. */
+		if (sl_endpoint_hash(&a) != sl_endpoint_hash(&b))
+			fail_msg("%s and %s hash apart", same[i][0],
+				 same[i][1]);
 	}
 	for (size_t i = 0; i < sizeof differ / sizeof differ[0]; i++) {
 		assert_int_equal(sl_endpoint_parse(differ[i][0], &a, NULL, 0),

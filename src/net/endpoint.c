@@ -6,6 +6,7 @@
  * address from a host name.
  */
 #include "endpoint.h"
+#include "hset.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -386,4 +387,60 @@ int sl_endpoint_equal(const sl_endpoint *a, const sl_endpoint *b)
 		return strcaseeq(a->path, b->path);
 	}
 	return 0;
+}
+
+/* FNV-1a of s with ASCII letters folded, as strcaseeq compares. */
+static uint64_t hash_folded(uint64_t h, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)lower((unsigned char)*s);
+
+		h = sl_fnv1a(h, &c, 1);
+	}
+	return h;
+}
+
+/*
+ * What sl_endpoint_equal() compares, normalised as it normalises: the port;
+ * an IPv6 host as its 16 bytes and its zone; any other host, and a pipe
+ * name, with letters folded; a Unix path as written.  host_equal() takes
+ * the IPv6 way only when both hosts are literals, and otherwise compares
+ * text, folded; hashing every host with a ':' the IPv6 way (zone folded
+ * too) keeps equal hosts hashing alike in both cases, since text that is
+ * equal but for case parses to the same bytes.
+ */
+uint64_t sl_endpoint_hash(const sl_endpoint *ep)
+{
+	unsigned char k = (unsigned char)ep->kind;
+	uint64_t h = sl_fnv1a(SL_FNV1A_INIT, &k, 1);
+
+	switch (ep->kind) {
+	case SL_EP_TCP: {
+		unsigned char port[2] = { (unsigned char)(ep->port >> 8),
+					  (unsigned char)ep->port };
+		const char *zone = strchr(ep->host, '%');
+		size_t n = zone != NULL ? (size_t)(zone - ep->host)
+					: strlen(ep->host);
+		char addr[INET6_ADDRSTRLEN + 1];
+		unsigned char bin[16];
+
+		h = sl_fnv1a(h, port, sizeof port);
+		if (strchr(ep->host, ':') != NULL && n < sizeof addr) {
+			memcpy(addr, ep->host, n);
+			addr[n] = '\0';
+			if (inet_pton(AF_INET6, addr, bin) == 1) {
+				h = sl_fnv1a(h, bin, sizeof bin);
+				return zone != NULL ? hash_folded(h, zone) : h;
+			}
+		}
+		return hash_folded(h, ep->host);
+	}
+	case SL_EP_UNIX:
+		k = (unsigned char)(ep->abstract != 0);
+		h = sl_fnv1a(h, &k, 1);
+		return sl_fnv1a(h, ep->path, strlen(ep->path));
+	case SL_EP_PIPE:
+		return hash_folded(h, ep->path);
+	}
+	return h;
 }

@@ -52,4 +52,11 @@ int sl_endpoint_format(const sl_endpoint *ep, char *buf, size_t len);
 /* Non-zero when a and b name the same endpoint. */
 int sl_endpoint_equal(const sl_endpoint *a, const sl_endpoint *b);
 
+/*
+ * A hash that agrees with sl_endpoint_equal(): endpoints it calls equal
+ * hash alike (however their hosts or pipe names are spelt), so a hash set
+ * of endpoints finds every duplicate that comparing each pair would.
+ */
+uint64_t sl_endpoint_hash(const sl_endpoint *ep);
+
 #endif

@@ -2,7 +2,7 @@
  * libFuzzer target: the endpoint parser, and its canonical form.  An
  * endpoint that parses must format to text that parses back to an equal
  * endpoint, so what sluice logs and `sluice -t` prints can be pasted into
- * a config.
+ * a config; and the two must hash alike.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +33,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (!sl_endpoint_equal(&ep, &again) ||
 		    !sl_endpoint_equal(&again, &ep))
+			abort();
+		/* Equal endpoints hash alike, or the config's uniqueness
+		 * check would miss a duplicate. */
+		if (sl_endpoint_hash(&ep) != sl_endpoint_hash(&again))
 			abort();
 	} else if (err[0] == '\0') {
 		abort(); /* a refusal always says why */
