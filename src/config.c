@@ -20,6 +20,7 @@
 
 #include <yaml.h>
 
+#include "hset.h"
 #include "log.h"
 
 /* A config is read into memory whole; nothing sane comes near this. */
@@ -146,6 +147,10 @@ struct ctx {
 	sl_config *cfg;
 	size_t route; /* index of the route being read */
 	int failed;
+	/* What the uniqueness checks compare against, so that a config of
+	 * N routes costs N lookups rather than N * N / 2 comparisons. */
+	sl_hset names;	 /* routes read so far (sl_route_conf), by name */
+	sl_hset listens; /* listeners read so far (sl_listen_conf) */
 };
 
 static void node_free(struct node *n)
@@ -1120,39 +1125,53 @@ struct listen_walk {
 	const struct node *address;
 };
 
+static int listen_eq(const void *item, const void *key)
+{
+	return sl_endpoint_equal(&((const sl_listen_conf *)item)->ep, key);
+}
+
+/* The route of o, a listener read so far: an earlier one, or this one.
+ * A walk, but only on the way out with an error. */
+static size_t listen_route(const struct ctx *c, const sl_listen_conf *o)
+{
+	for (size_t i = 0; i < c->route; i++) {
+		const sl_route_conf *rc = &c->cfg->routes[i];
+
+		for (size_t j = 0; j < rc->nlisten; j++)
+			if (&rc->listen[j] == o)
+				return i;
+	}
+	return c->route;
+}
+
+/*
+ * lc, just read, against every listener read before it (of earlier routes
+ * and earlier in this one), by sl_endpoint_equal(); then lc joins them.
+ * Those are all unlike each other, so at most one can match.
+ */
 static int check_listen_unique(struct ctx *c, const struct node *v,
 			       const sl_listen_conf *lc)
 {
-	const sl_config *cfg = c->cfg;
+	uint64_t h = sl_endpoint_hash(&lc->ep);
+	const sl_listen_conf *o;
 	struct qbuf q;
+	size_t i;
 
-	for (size_t i = 0; i <= c->route; i++) {
-		const sl_route_conf *rc = &cfg->routes[i];
-
-		for (size_t j = 0; j < rc->nlisten; j++) {
-			const sl_listen_conf *o = &rc->listen[j];
-
-			if (o == lc)
-				return 0;
-			if (o->address == NULL ||
-			    !sl_endpoint_equal(&o->ep, &lc->ep))
-				continue;
-			if (i == c->route)
-				return fail(c, v,
-					    "listen: '%s' is already listed "
-					    "in this route at %u:%u (each "
-					    "endpoint is listened on once)",
-					    quote(&q, lc->address),
-					    o->mark.line, o->mark.col);
-			return fail(c, v,
-				    "listen: '%s' is already used by route "
-				    "'%s' at %u:%u (each endpoint is listened "
-				    "on once)",
-				    quote(&q, lc->address), rc->name,
-				    o->mark.line, o->mark.col);
-		}
+	if ((o = sl_hset_find(&c->listens, h, listen_eq, &lc->ep)) == NULL) {
+		if (sl_hset_add(&c->listens, h, lc) < 0)
+			return fail_at(c, 0, 0, "out of memory");
+		return 0;
 	}
-	return 0;
+	if ((i = listen_route(c, o)) == c->route)
+		return fail(c, v,
+			    "listen: '%s' is already listed in this route at "
+			    "%u:%u (each endpoint is listened on once)",
+			    quote(&q, lc->address), o->mark.line, o->mark.col);
+	return fail(c, v,
+		    "listen: '%s' is already used by route '%s' at %u:%u "
+		    "(each endpoint is listened on once)",
+		    quote(&q, lc->address), c->cfg->routes[i].name,
+		    o->mark.line, o->mark.col);
 }
 
 static int set_address(struct ctx *c, const struct node *k,
@@ -1434,12 +1453,19 @@ static int items(struct ctx *c, const struct node *k, const struct node *v,
 	return 0;
 }
 
+static int route_name_eq(const void *item, const void *key)
+{
+	return strcmp(((const sl_route_conf *)item)->name, key) == 0;
+}
+
 static int set_name(struct ctx *c, const struct node *k, const struct node *v,
 		    void *obj)
 {
 	sl_route_conf *rc = obj;
+	const sl_route_conf *o;
 	const char *s = scalar(c, k, v, EXP_NAME);
 	struct qbuf q;
+	uint64_t h;
 	size_t n;
 
 	if (s == NULL)
@@ -1451,13 +1477,14 @@ static int set_name(struct ctx *c, const struct node *k, const struct node *v,
 		return fail(c, v, "%s: '%s' is not a valid route name "
 				  "(expected %s)",
 			    k->text, quote(&q, s), EXP_NAME);
-	for (size_t i = 0; i < c->route; i++)
-		if (strcmp(c->cfg->routes[i].name, s) == 0)
-			return fail(c, v, "%s: route '%s' is already defined "
-					  "at %u:%u (expected a unique name)",
-				    k->text, s, c->cfg->routes[i].mark.line,
-				    c->cfg->routes[i].mark.col);
-	if ((rc->name = strdup(s)) == NULL)
+	/* Names are compared as written: "Web" and "web" are two routes. */
+	h = sl_fnv1a(SL_FNV1A_INIT, s, n);
+	if ((o = sl_hset_find(&c->names, h, route_name_eq, s)) != NULL)
+		return fail(c, v, "%s: route '%s' is already defined at %u:%u "
+				  "(expected a unique name)",
+			    k->text, s, o->mark.line, o->mark.col);
+	if ((rc->name = strdup(s)) == NULL ||
+	    sl_hset_add(&c->names, h, rc) < 0)
 		return fail_at(c, 0, 0, "out of memory");
 	return 0;
 }
@@ -1993,6 +2020,7 @@ static int load(struct ctx *c, const char *text, size_t len, sl_config **out)
 	const struct node *seen[NKEYS(top_keys)];
 	struct node *root;
 	sl_config *cfg;
+	int r;
 
 	if (len > CONF_MAX_BYTES)
 		return fail_at(c, 0, 0, "config too large (at most %u MiB)",
@@ -2021,9 +2049,11 @@ static int load(struct ctx *c, const char *text, size_t len, sl_config **out)
 	cfg->thread_batch = 1;
 	cfg->resolve_interval_ms = 30000;
 	c->cfg = cfg;
-	if (walk_map(c, root, "at top level", top_keys, NKEYS(top_keys), cfg,
-		     seen) < 0 ||
-	    admin_check(c, cfg) < 0) {
+	r = walk_map(c, root, "at top level", top_keys, NKEYS(top_keys), cfg,
+		     seen);
+	sl_hset_free(&c->names);
+	sl_hset_free(&c->listens);
+	if (r < 0 || admin_check(c, cfg) < 0) {
 		sl_config_free(cfg);
 		node_free(root);
 		return -1;

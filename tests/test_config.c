@@ -747,6 +747,72 @@ static void test_limits(void **state)
 	sl_config_free(cfg);
 }
 
+/*
+ * Text of routes r0 .. r<n-1>, one a line from line 2, each listening on
+ * its own IPv6 address (so that a duplicate can be spelt otherwise); the
+ * last route's name and listen address are given.  Free it.
+ */
+static char *many_routes(size_t n, const char *last_name,
+			 const char *last_listen, size_t *len)
+{
+	size_t cap = (n + 1) * 96, off;
+	char *y = malloc(cap);
+
+	assert_non_null(y);
+	off = (size_t)snprintf(y, cap, "routes:\n");
+	for (size_t i = 0; i + 1 < n; i++)
+		off += (size_t)snprintf(y + off, cap - off,
+					"  - {name: r%zu, listen: "
+					"\"tcp://[2001:db8::%zx]:80\", "
+					"upstreams: tcp://h:1}\n",
+					i, i);
+	off += (size_t)snprintf(y + off, cap - off,
+				"  - {name: %s, listen: \"%s\", upstreams: "
+				"tcp://h:1}\n",
+				last_name, last_listen);
+	assert_true(off < cap);
+	*len = off;
+	return y;
+}
+
+/* Enough routes that the uniqueness checks' hash sets grow many times:
+ * a duplicate is still found, whatever its spelling, and reported where
+ * it was before (the second occurrence, naming the first). */
+static void test_many_routes(void **state)
+{
+	char err[512];
+	sl_config *cfg = NULL;
+	size_t len;
+	char *y;
+
+	/* Names are compared as written, so R17 is not r17. */
+	y = many_routes(5000, "R17", "tcp://[2001:db8::1:0]:80", &len);
+	if (sl_config_load_string(y, len, "m", &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->nroutes, 5000);
+	assert_string_equal(cfg->routes[4999].name, "R17");
+	sl_config_free(cfg);
+	free(y);
+
+	y = many_routes(5000, "r17", "tcp://[2001:db8::1:0]:80", &len);
+	assert_int_equal(sl_config_load_string(y, len, "m", &cfg, err,
+					       sizeof err),
+			 -1);
+	assert_string_equal(err, "m:5001:12: name: route 'r17' is already "
+				 "defined at 19:5 (expected a unique name)");
+	free(y);
+
+	/* Route r17's address, written another way. */
+	y = many_routes(5000, "last", "tcp://[2001:DB8:0::0:11]:080", &len);
+	assert_int_equal(sl_config_load_string(y, len, "m", &cfg, err,
+					       sizeof err),
+			 -1);
+	assert_string_equal(err, "m:5001:26: listen: 'tcp://[2001:DB8:0::0:"
+				 "11]:080' is already used by route 'r17' at "
+				 "19:25 (each endpoint is listened on once)");
+	free(y);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -759,6 +825,7 @@ int main(void)
 		cmocka_unit_test(test_admin_port),
 		cmocka_unit_test(test_attempts_cap),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_many_routes),
 		cmocka_unit_test(test_empty_and_odd_input),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_free_null),
