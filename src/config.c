@@ -25,8 +25,8 @@
 
 /* A config is read into memory whole; nothing sane comes near this. */
 #define CONF_MAX_BYTES (16u * 1024 * 1024)
-/* The schema nests 5 levels deep; the cap keeps a hostile file from making
- * the recursive free deep. */
+/* The schema nests 5 levels deep; the cap sizes the stack of open nodes
+ * while the tree is built. */
 #define CONF_MAX_DEPTH 64
 /* Timers add a duration to the loop clock: keep far from overflow. */
 #define DURATION_MAX_MS (365ull * 24 * 3600 * 1000)
@@ -137,8 +137,25 @@ struct node {
 	int null;	    /* plain ~, null, empty, or tagged !!null */
 	char *text;	    /* scalars; NUL-terminated, no NUL inside */
 	struct node **kid;  /* sequence items; mapping key, value, key, ... */
-	size_t nkid, cap;
+	size_t nkid;
 };
+
+/*
+ * The tree lives in an arena freed at once: nodes, texts and child arrays
+ * are cut from 64 KiB blocks, so a node costs its 40 bytes and its text
+ * rather than two mallocs with their headers and slack, and freeing a tree
+ * of a million nodes is a walk over a thousand blocks.
+ */
+struct arena {
+	struct arena *next;
+	size_t size, used; /* bytes after the header */
+};
+
+#define ARENA_BLOCK (64u * 1024)
+/* Enough for struct node's pointers and sizes on every target. */
+#define ARENA_ALIGN ((size_t)8)
+#define ARENA_ROUND(n) (((n) + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1))
+#define ARENA_HDR ARENA_ROUND(sizeof(struct arena))
 
 struct ctx {
 	const char *name;
@@ -147,21 +164,55 @@ struct ctx {
 	sl_config *cfg;
 	size_t route; /* index of the route being read */
 	int failed;
+	struct arena *tree; /* the node tree's memory */
 	/* What the uniqueness checks compare against, so that a config of
 	 * N routes costs N lookups rather than N * N / 2 comparisons. */
 	sl_hset names;	 /* routes read so far (sl_route_conf), by name */
 	sl_hset listens; /* listeners read so far (sl_listen_conf) */
 };
 
-static void node_free(struct node *n)
+/* n bytes from the arena *a, aligned; NULL when out of memory. */
+static void *arena_alloc(struct arena **a, size_t n)
 {
-	if (n == NULL)
-		return;
-	for (size_t i = 0; i < n->nkid; i++)
-		node_free(n->kid[i]);
-	free(n->kid);
-	free(n->text);
-	free(n);
+	struct arena *b = *a;
+	void *p;
+
+	n = ARENA_ROUND(n);
+	if (b == NULL || b->size - b->used < n) {
+		/* A large piece (a long scalar, the list of routes) gets a
+		 * block of its own, behind the current one, which goes on
+		 * serving the small pieces. */
+		int own = n > ARENA_BLOCK / 4;
+		size_t size = own ? n : ARENA_BLOCK;
+		struct arena *nb = malloc(ARENA_HDR + size);
+
+		if (nb == NULL)
+			return NULL;
+		nb->size = size;
+		nb->used = 0;
+		if (own && b != NULL) {
+			nb->next = b->next;
+			b->next = nb;
+		} else {
+			nb->next = b;
+			*a = nb;
+		}
+		b = nb;
+	}
+	p = (char *)b + ARENA_HDR + b->used;
+	b->used += n;
+	return p;
+}
+
+/* Frees the tree: every node, text and child array at once. */
+static void tree_free(struct ctx *c)
+{
+	while (c->tree != NULL) {
+		struct arena *next = c->tree->next;
+
+		free(c->tree);
+		c->tree = next;
+	}
 }
 
 #if defined(__GNUC__)
@@ -273,30 +324,32 @@ static int check_props(struct ctx *c, const yaml_event_t *ev,
 static struct node *node_new(struct ctx *c, enum node_kind kind,
 			     const yaml_event_t *ev)
 {
-	struct node *n = calloc(1, sizeof *n);
+	struct node *n = arena_alloc(&c->tree, sizeof *n);
 
 	if (n == NULL) {
 		fail_at(c, 0, 0, "out of memory");
 		return NULL;
 	}
+	memset(n, 0, sizeof *n);
 	n->kind = kind;
 	n->line = (unsigned)ev->start_mark.line + 1;
 	n->col = (unsigned)ev->start_mark.column + 1;
 	return n;
 }
 
-static int node_add(struct ctx *c, struct node *parent, struct node *n)
+/* A sequence or mapping is complete: its children, which were gathered in
+ * kids[from..to), get an array of their exact size. */
+static int node_close(struct ctx *c, struct node *parent,
+		      struct node *const *kids, size_t from, size_t to)
 {
-	if (parent->nkid == parent->cap) {
-		size_t cap = parent->cap ? parent->cap * 2 : 8;
-		struct node **kid = realloc(parent->kid, cap * sizeof *kid);
+	size_t n = to - from;
 
-		if (kid == NULL)
-			return fail_at(c, 0, 0, "out of memory");
-		parent->kid = kid;
-		parent->cap = cap;
-	}
-	parent->kid[parent->nkid++] = n;
+	if (n == 0)
+		return 0; /* kids may be NULL yet */
+	if ((parent->kid = arena_alloc(&c->tree, n * sizeof *kids)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	memcpy(parent->kid, kids + from, n * sizeof *kids);
+	parent->nkid = n;
 	return 0;
 }
 
@@ -319,12 +372,10 @@ static struct node *scalar_new(struct ctx *c, const yaml_event_t *ev)
 		return NULL;
 	if (memchr(ev->data.scalar.value, '\0', len) != NULL) {
 		fail(c, n, "NUL character in a string (not allowed)");
-		node_free(n);
 		return NULL;
 	}
-	if ((n->text = malloc(len + 1)) == NULL) {
+	if ((n->text = arena_alloc(&c->tree, len + 1)) == NULL) {
 		fail_at(c, 0, 0, "out of memory");
-		node_free(n);
 		return NULL;
 	}
 	memcpy(n->text, ev->data.scalar.value, len);
@@ -382,13 +433,19 @@ static int yaml_fail(struct ctx *c, const yaml_parser_t *p, const char *text,
 }
 
 /*
- * Build the tree of the one document in text.  *root is NULL for a stream
+ * Build the tree of the one document in text, in c->tree (which the caller
+ * frees with tree_free(), also after an error).  *root is NULL for a stream
  * without documents (an empty file, or comments only).
  */
 static int build_tree(struct ctx *c, const char *text, size_t len,
 		      struct node **root)
 {
 	struct node *stack[CONF_MAX_DEPTH];
+	size_t first[CONF_MAX_DEPTH]; /* stack[i]'s first child in kids */
+	/* The children of the open nodes, in document order, until their
+	 * parent ends; reused, so it grows to the widest list only. */
+	struct node **kids = NULL;
+	size_t nkids = 0, kidcap = 0;
 	size_t depth = 0;
 	yaml_parser_t p;
 	yaml_event_t ev;
@@ -457,6 +514,9 @@ static int build_tree(struct ctx *c, const char *text, size_t len,
 		case YAML_SEQUENCE_END_EVENT:
 		case YAML_MAPPING_END_EVENT:
 			depth--;
+			r = node_close(c, stack[depth], kids, first[depth],
+				       nkids);
+			nkids = first[depth];
 			break;
 		default:
 			break;
@@ -465,21 +525,34 @@ static int build_tree(struct ctx *c, const char *text, size_t len,
 		if (n != NULL) {
 			if (depth == 0) {
 				*root = n;
-			} else if (node_add(c, stack[depth - 1], n) < 0) {
-				node_free(n);
-				r = -1;
+			} else {
+				if (nkids == kidcap) {
+					size_t cap = kidcap ? kidcap * 2 : 64;
+					struct node **k =
+						realloc(kids, cap * sizeof *k);
+
+					if (k == NULL) {
+						r = fail_at(c, 0, 0,
+							    "out of memory");
+						break;
+					}
+					kids = k;
+					kidcap = cap;
+				}
+				kids[nkids++] = n;
 			}
-			if (r == 0 && n->kind != N_SCALAR)
+			if (n->kind != N_SCALAR) {
+				first[depth] = nkids;
 				stack[depth++] = n;
+			}
 		}
 		if (r < 0)
 			break;
 	}
 	yaml_parser_delete(&p);
-	if (r < 0) {
-		node_free(*root);
+	free(kids);
+	if (r < 0)
 		*root = NULL;
-	}
 	return r;
 }
 
@@ -2015,33 +2088,25 @@ static int admin_check(struct ctx *c, const sl_config *cfg)
 
 /* ---- entry points ----------------------------------------------------- */
 
-static int load(struct ctx *c, const char *text, size_t len, sl_config **out)
+/* Pass two: the config a document's tree describes. */
+static int load_tree(struct ctx *c, const struct node *root, sl_config **out)
 {
 	const struct node *seen[NKEYS(top_keys)];
-	struct node *root;
 	sl_config *cfg;
 	int r;
 
-	if (len > CONF_MAX_BYTES)
-		return fail_at(c, 0, 0, "config too large (at most %u MiB)",
-			       CONF_MAX_BYTES >> 20);
-	if (build_tree(c, text, len, &root) < 0)
-		return -1;
 	if (root == NULL)
 		return fail_at(c, 1, 1, "empty config (expected a mapping with "
 					"routes)");
-	if (root->kind != N_MAP) {
-		fail(c, root, "top level is %s (expected a mapping with "
-			      "routes)",
-		     root->kind == N_SCALAR && root->null ? "empty"
-							  : kind_name(root->kind));
-		node_free(root);
-		return -1;
-	}
+	if (root->kind != N_MAP)
+		return fail(c, root, "top level is %s (expected a mapping with "
+				     "routes)",
+			    root->kind == N_SCALAR && root->null
+				    ? "empty"
+				    : kind_name(root->kind));
 	if ((cfg = calloc(1, sizeof *cfg)) == NULL ||
 	    (cfg->path = strdup(c->name)) == NULL) {
 		free(cfg);
-		node_free(root);
 		return fail_at(c, 0, 0, "out of memory");
 	}
 	cfg->drain_timeout_ms = 30000;
@@ -2055,12 +2120,24 @@ static int load(struct ctx *c, const char *text, size_t len, sl_config **out)
 	sl_hset_free(&c->listens);
 	if (r < 0 || admin_check(c, cfg) < 0) {
 		sl_config_free(cfg);
-		node_free(root);
 		return -1;
 	}
-	node_free(root);
 	*out = cfg;
 	return 0;
+}
+
+static int load(struct ctx *c, const char *text, size_t len, sl_config **out)
+{
+	struct node *root;
+	int r;
+
+	if (len > CONF_MAX_BYTES)
+		return fail_at(c, 0, 0, "config too large (at most %u MiB)",
+			       CONF_MAX_BYTES >> 20);
+	if ((r = build_tree(c, text, len, &root)) == 0)
+		r = load_tree(c, root, out);
+	tree_free(c);
+	return r;
 }
 
 int sl_config_load_string(const char *text, size_t len, const char *name,
