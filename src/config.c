@@ -28,6 +28,14 @@
 /* The schema nests 5 levels deep; the cap sizes the stack of open nodes
  * while the tree is built. */
 #define CONF_MAX_DEPTH 64
+/*
+ * Scalars, sequences and mappings in one config.  A route with a name, one
+ * listen address and one upstream is 7 nodes, so this leaves room for
+ * 100,000 routes of 20 nodes each; and at some 60 bytes a node it bounds
+ * what a 16 MiB file of two-byte scalars ("[a,a,...", eight million
+ * nodes) can make the tree take to about 120 MB.
+ */
+#define CONF_MAX_NODES 2000000u
 /* Timers add a duration to the loop clock: keep far from overflow. */
 #define DURATION_MAX_MS (365ull * 24 * 3600 * 1000)
 #define ROUTE_NAME_MAX 64
@@ -165,6 +173,7 @@ struct ctx {
 	size_t route; /* index of the route being read */
 	int failed;
 	struct arena *tree; /* the node tree's memory */
+	unsigned nodes;	    /* nodes made so far, up to CONF_MAX_NODES */
 	/* What the uniqueness checks compare against, so that a config of
 	 * N routes costs N lookups rather than N * N / 2 comparisons. */
 	sl_hset names;	 /* routes read so far (sl_route_conf), by name */
@@ -324,16 +333,26 @@ static int check_props(struct ctx *c, const yaml_event_t *ev,
 static struct node *node_new(struct ctx *c, enum node_kind kind,
 			     const yaml_event_t *ev)
 {
-	struct node *n = arena_alloc(&c->tree, sizeof *n);
+	unsigned line = (unsigned)ev->start_mark.line + 1;
+	unsigned col = (unsigned)ev->start_mark.column + 1;
+	struct node *n;
 
-	if (n == NULL) {
+	if (c->nodes == CONF_MAX_NODES) {
+		fail_at(c, line, col,
+			"too many YAML nodes (at most %u scalars, sequences "
+			"and mappings in all)",
+			CONF_MAX_NODES);
+		return NULL;
+	}
+	if ((n = arena_alloc(&c->tree, sizeof *n)) == NULL) {
 		fail_at(c, 0, 0, "out of memory");
 		return NULL;
 	}
+	c->nodes++;
 	memset(n, 0, sizeof *n);
 	n->kind = kind;
-	n->line = (unsigned)ev->start_mark.line + 1;
-	n->col = (unsigned)ev->start_mark.column + 1;
+	n->line = line;
+	n->col = col;
 	return n;
 }
 

@@ -813,6 +813,57 @@ static void test_many_routes(void **state)
 	free(y);
 }
 
+/* sluice.yaml(5) promises this many nodes, and no more. */
+#define MAX_NODES 2000000
+
+/* "routes: [a,a,...]" with n items: the mapping, its key and the list
+ * come first, so the document has n + 3 nodes. */
+static char *scalar_list(size_t n, size_t *len)
+{
+	char *y = malloc(9 + 2 * n + 2);
+
+	assert_non_null(y);
+	memcpy(y, "routes: [", 9);
+	for (size_t i = 0; i < n; i++)
+		memcpy(y + 9 + 2 * i, "a,", 2);
+	memcpy(y + 9 + 2 * n - 1, "]\n", 2);
+	*len = 9 + 2 * n + 1;
+	return y;
+}
+
+static void test_node_cap(void **state)
+{
+	char err[512], want[512];
+	sl_config *cfg = (sl_config *)&cfg;
+	size_t len;
+	char *y;
+
+	/* At the cap the tree is built, and the schema has its say. */
+	y = scalar_list(MAX_NODES - 3, &len);
+	assert_int_equal(sl_config_load_string(y, len, "n", &cfg, err,
+					       sizeof err),
+			 -1);
+	assert_null(cfg);
+	assert_string_equal(err, "n:1:10: route is a scalar (expected a "
+				 "mapping with name, listen and upstreams)");
+	free(y);
+
+	/* One more is refused where it stands: item MAX_NODES - 2, at
+	 * column 10 + 2 * (MAX_NODES - 3). */
+	y = scalar_list(MAX_NODES - 2, &len);
+	cfg = (sl_config *)&cfg;
+	assert_int_equal(sl_config_load_string(y, len, "n", &cfg, err,
+					       sizeof err),
+			 -1);
+	assert_null(cfg);
+	snprintf(want, sizeof want,
+		 "n:1:%d: too many YAML nodes (at most %d scalars, sequences "
+		 "and mappings in all)",
+		 10 + 2 * (MAX_NODES - 3), MAX_NODES);
+	assert_string_equal(err, want);
+	free(y);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -826,6 +877,7 @@ int main(void)
 		cmocka_unit_test(test_attempts_cap),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_many_routes),
+		cmocka_unit_test(test_node_cap),
 		cmocka_unit_test(test_empty_and_odd_input),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_free_null),
