@@ -14,28 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "session.h"
+#include "balance.h"
 
-/* ---- hashing ------------------------------------------------------------- */
-
-uint64_t sl_hash64(const void *data, size_t len, uint64_t seed)
-{
-	const unsigned char *p = data;
-	uint64_t h = 0xcbf29ce484222325ull ^ seed;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	/* splitmix64's finaliser: FNV's low bits alone mix poorly. */
-	h ^= h >> 30;
-	h *= 0xbf58476d1ce4e5b9ull;
-	h ^= h >> 27;
-	h *= 0x94d049bb133111ebull;
-	h ^= h >> 31;
-	return h;
-}
+/* ---- random ------------------------------------------------------------- */
 
 static uint64_t rng_next(struct loop_ctx *lc)
 {
@@ -348,24 +329,6 @@ int balance_pick(struct route *r, struct loop_ctx *lc,
 }
 
 /* ---- passive health ------------------------------------------------------------ */
-
-void upstream_set_down(struct route *r, struct upstream_state *u, int down,
-		       const char *why)
-{
-	if (!down) {
-		atomic_store(&u->fails, 0);
-		atomic_store(&u->retry_at, 0);
-	}
-	if (atomic_exchange(&u->down, down) == down)
-		return;
-	atomic_store(&u->changed_ms, sl_clock_ms());
-	if (down)
-		sl_warn("route %s: upstream %s is down: %s", r->name, u->name,
-			why);
-	else
-		sl_info("route %s: upstream %s is up: %s", r->name, u->name,
-			why);
-}
 
 void balance_connect_ok(struct route *r, struct upstream *u)
 {

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "balance.h"
 #include "log.h"
 #include "proxyproto.h"
 

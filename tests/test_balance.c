@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 #include "log.h"
-#include "session.h"
+#include "balance.h"
 
 #define NOW 1000000u
 

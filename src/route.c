@@ -1,0 +1,292 @@
+/*
+ * Route snapshots and the states they carry over reloads: made from the
+ * config on the control loop, then shared read-only (atomics apart) by
+ * listeners, sessions and checks on every loop, each holding a reference.
+ */
+#include "route.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define CLIENT_BUCKETS 1024
+
+/* ---- hashing ------------------------------------------------------------- */
+
+uint64_t sl_hash64(const void *data, size_t len, uint64_t seed)
+{
+	const unsigned char *p = data;
+	uint64_t h = 0xcbf29ce484222325ull ^ seed;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	/* splitmix64's finaliser: FNV's low bits alone mix poorly. */
+	h ^= h >> 30;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebull;
+	h ^= h >> 31;
+	return h;
+}
+
+/* ---- states ------------------------------------------------------------ */
+
+static struct ctr_slot *ctr_new(unsigned nloops)
+{
+	return calloc(nloops ? nloops : 1, sizeof(struct ctr_slot));
+}
+
+static void ustate_unref(struct upstream_state *u)
+{
+	if (u == NULL || atomic_fetch_sub(&u->refs, 1) != 1)
+		return;
+	free(u->ctr);
+	free(u->name);
+	free(u);
+}
+
+static struct upstream_state *ustate_new(unsigned nloops, const char *name)
+{
+	struct upstream_state *u = calloc(1, sizeof *u);
+
+	if (u == NULL)
+		return NULL;
+	atomic_init(&u->refs, 1);
+	atomic_init(&u->changed_ms, sl_clock_ms());
+	atomic_init(&u->reason, (const char *)NULL);
+	u->name = strdup(name);
+	u->ctr = ctr_new(nloops);
+	if (u->name == NULL || u->ctr == NULL) {
+		ustate_unref(u);
+		return NULL;
+	}
+	return u;
+}
+
+static void state_unref(struct route_state *st)
+{
+	if (st == NULL || atomic_fetch_sub(&st->refs, 1) != 1)
+		return;
+	for (size_t i = 0; i < st->nups; i++)
+		ustate_unref(st->ups[i]);
+	free(st->ups);
+	for (size_t i = 0; st->clients != NULL && i < st->nbuckets; i++) {
+		while (st->clients[i] != NULL) {
+			struct client_count *c = st->clients[i];
+			st->clients[i] = c->next;
+			free(c);
+		}
+	}
+	free(st->clients);
+	pthread_mutex_destroy(&st->clients_lock);
+	free(st->ctr);
+	free(st->name);
+	free(st);
+}
+
+static struct route_state *state_new(unsigned nloops, const char *name)
+{
+	struct route_state *st = calloc(1, sizeof *st);
+
+	if (st == NULL)
+		return NULL;
+	atomic_init(&st->refs, 1);
+	pthread_mutex_init(&st->clients_lock, NULL);
+	st->nloops = nloops;
+	st->nbuckets = CLIENT_BUCKETS;
+	st->name = strdup(name);
+	st->clients = calloc(st->nbuckets, sizeof *st->clients);
+	st->ctr = ctr_new(nloops);
+	if (st->name == NULL || st->clients == NULL || st->ctr == NULL) {
+		state_unref(st);
+		return NULL;
+	}
+	return st;
+}
+
+/* ---- routes ----------------------------------------------------------- */
+
+void route_ref(struct route *r)
+{
+	atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+}
+
+void route_unref(struct route *r)
+{
+	if (r == NULL)
+		return;
+	if (atomic_fetch_sub(&r->refs, 1) != 1)
+		return;
+	for (size_t i = 0; r->ups != NULL && i < r->nups; i++)
+		ustate_unref(r->ups[i].st);
+	free(r->ups);
+	free(r->sched[0]);
+	free(r->sched[1]);
+	for (size_t i = 0; r->listens != NULL && i < r->nlistens; i++)
+		sl_acl_free(&r->listens[i].trusted);
+	free(r->listens);
+	sl_acl_free(&r->gacl);
+	sl_acl_free(&r->acl);
+	state_unref(r->st);
+	free(r);
+}
+
+static struct route_state *state_find(struct route *const *running,
+				      size_t nrunning, const char *name)
+{
+	for (size_t i = 0; i < nrunning; i++)
+		if (strcmp(running[i]->st->name, name) == 0)
+			return running[i]->st;
+	return NULL;
+}
+
+/* The state of upstream `name` in route r: carried over from the running
+ * config (health, counters), shared with an earlier entry of the same
+ * address, or new. */
+static struct upstream_state *ustate_for(struct route *r, size_t upto,
+					 unsigned nloops, const char *name)
+{
+	struct route_state *st = r->st;
+	struct upstream_state *u = NULL;
+
+	for (size_t i = 0; i < st->nups && u == NULL; i++)
+		if (strcmp(st->ups[i]->name, name) == 0)
+			u = st->ups[i];
+	for (size_t i = 0; i < upto && u == NULL; i++)
+		if (strcmp(r->ups[i].st->name, name) == 0)
+			u = r->ups[i].st;
+	if (u != NULL) {
+		atomic_fetch_add(&u->refs, 1);
+		return u;
+	}
+	return ustate_new(nloops, name);
+}
+
+struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
+			struct route *const *running, size_t nrunning,
+			unsigned nloops, struct sl_proxy *p)
+{
+	struct route *r = calloc(1, sizeof *r);
+	struct route_state *st;
+
+	if (r == NULL)
+		return NULL;
+	atomic_init(&r->refs, 1);
+	st = state_find(running, nrunning, rc->name);
+	if (st != NULL) {
+		atomic_fetch_add(&st->refs, 1);
+	} else if ((st = state_new(nloops, rc->name)) == NULL) {
+		free(r);
+		return NULL;
+	}
+	r->st = st;
+	r->proxy = p;
+	r->name = st->name;
+	r->ups = calloc(rc->nupstreams, sizeof *r->ups);
+	r->listens = calloc(rc->nlisten ? rc->nlisten : 1, sizeof *r->listens);
+	if (r->ups == NULL || r->listens == NULL)
+		goto fail;
+	for (size_t i = 0; i < rc->nupstreams; i++) {
+		const sl_upstream_conf *uc = &rc->upstreams[i];
+		struct upstream *u = &r->ups[i];
+		char text[SL_EP_HOST_MAX + SL_EP_PATH_MAX + 16];
+
+		sl_endpoint_format(&uc->ep, text, sizeof text);
+		u->ep = uc->ep;
+		u->weight = uc->weight ? uc->weight : 1;
+		u->backup = uc->backup;
+		u->send_proxy = uc->send_proxy;
+		if ((u->st = ustate_for(r, i, nloops, text)) == NULL)
+			goto fail;
+		u->name = u->st->name;
+		r->nups = i + 1;
+	}
+	for (size_t i = 0; i < rc->nlisten; i++) {
+		const sl_listen_conf *lc = &rc->listen[i];
+		struct route_listen *rl = &r->listens[i];
+
+		rl->route = r;
+		rl->accept_proxy = lc->accept_proxy;
+		rl->proxy_timeout_ms = lc->proxy_timeout_ms;
+		r->nlistens = i + 1;
+		if (sl_acl_init(&rl->trusted, lc->trusted, lc->ntrusted, NULL,
+				0) < 0)
+			goto fail;
+	}
+	if (acl_from_conf(&r->gacl, &cfg->acl) < 0 ||
+	    acl_from_conf(&r->acl, &rc->acl) < 0)
+		goto fail;
+	r->balance = rc->balance;
+	r->fails = rc->health.fails;
+	r->cooldown_ms = rc->health.cooldown_ms;
+	r->checks = rc->health.interval_ms > 0;
+	r->connect_timeout_ms = rc->connect_timeout_ms;
+	r->idle_timeout_ms = rc->idle_timeout_ms;
+	r->half_closed_timeout_ms = rc->half_closed_timeout_ms;
+	r->max_duration_ms = rc->max_duration_ms;
+	r->connect_attempts = rc->connect_attempts ? rc->connect_attempts : 1;
+	r->max_connections = rc->max_connections;
+	r->max_per_client = rc->max_per_client;
+	r->queue_max = rc->queue_max;
+	r->queue_timeout_ms = rc->queue_timeout_ms;
+	r->rate_count = rc->rate_count;
+	r->rate_period_ms = rc->rate_period_ms;
+	r->buffer_size = rc->buffer_size ? rc->buffer_size : 65536;
+	return r;
+fail:
+	route_unref(r);
+	return NULL;
+}
+
+void route_keep_upstreams(struct route *r)
+{
+	struct route_state *st = r->st;
+	struct upstream_state **ups = calloc(r->nups, sizeof *ups);
+
+	/* Down by active checks, an upstream waits for them to pass
+	 * (retry_at 0).  In a route that has none now nothing ever
+	 * would: it gets a trial connect at once, as after a passive
+	 * cooldown. */
+	for (size_t j = 0; !r->checks && j < r->nups; j++) {
+		struct upstream_state *u = r->ups[j].st;
+		uint64_t zero = 0;
+
+		if (atomic_load(&u->down))
+			atomic_compare_exchange_strong(&u->retry_at, &zero,
+						       sl_clock_ms());
+	}
+	if (ups == NULL)
+		return; /* the next reload starts them afresh */
+	for (size_t j = 0; j < r->nups; j++) {
+		ups[j] = r->ups[j].st;
+		atomic_fetch_add(&ups[j]->refs, 1);
+	}
+	for (size_t j = 0; j < st->nups; j++)
+		ustate_unref(st->ups[j]);
+	free(st->ups);
+	st->ups = ups;
+	st->nups = r->nups;
+}
+
+/* ---- up and down -------------------------------------------------------- */
+
+void upstream_set_down(struct route *r, struct upstream_state *u, int down,
+		       const char *why)
+{
+	if (!down) {
+		atomic_store(&u->fails, 0);
+		atomic_store(&u->retry_at, 0);
+	}
+	if (atomic_exchange(&u->down, down) == down)
+		return;
+	atomic_store(&u->changed_ms, sl_clock_ms());
+	if (down)
+		sl_warn("route %s: upstream %s is down: %s", r->name, u->name,
+			why);
+	else
+		sl_info("route %s: upstream %s is up: %s", r->name, u->name,
+			why);
+}
