@@ -250,7 +250,7 @@ static void render_metrics(struct sl_proxy *p, struct sbuf *sb)
 		  "sluice_sessions_active %lu\n",
 		  p->start_time, (unsigned long long)atomic_load(&p->reloads),
 		  (unsigned long long)atomic_load(&p->reload_failures),
-		  (unsigned long)atomic_load(&p->active));
+		  (unsigned long)atomic_load(&p->adm.active));
 	for (int m = 0; m < RM_COUNT; m++) {
 		sb_printf(sb, "# HELP %s %s\n# TYPE %s %s\n",
 			  route_metrics[m].name, route_metrics[m].help,
@@ -320,7 +320,7 @@ static void render_status(struct sl_proxy *p, struct sbuf *sb)
 		  PACKAGE_VERSION, p->start_time,
 		  (unsigned long long)atomic_load(&p->reloads),
 		  (unsigned long long)atomic_load(&p->reload_failures),
-		  (unsigned long)atomic_load(&p->active));
+		  (unsigned long)atomic_load(&p->adm.active));
 	for (size_t i = 0; i < p->nroutes; i++) {
 		const struct route *r = p->routes[i];
 		unsigned n = r->st->nloops;

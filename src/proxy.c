@@ -37,7 +37,7 @@ static struct route *route_make(struct sl_proxy *p, const sl_config *cfg,
 				const sl_route_conf *rc)
 {
 	struct route *r = route_new(cfg, rc, p->routes, p->nroutes, p->nloops,
-				    p);
+				    &p->adm);
 
 	if (r != NULL && balance_init(r) < 0) {
 		route_unref(r);
@@ -48,47 +48,10 @@ static struct route *route_make(struct sl_proxy *p, const sl_config *cfg,
 
 /* ---- limits (any loop thread) ---------------------------------------------- */
 
-int proxy_session_admit(struct sl_proxy *p, struct route *r)
-{
-	unsigned gmax = atomic_load(&p->max_connections);
-	unsigned long g = atomic_fetch_add(&p->active, 1);
-	unsigned long a = atomic_fetch_add(&r->st->active, 1);
-
-	if ((gmax != 0 && g >= gmax) ||
-	    (r->max_connections != 0 && a >= r->max_connections)) {
-		atomic_fetch_sub(&r->st->active, 1);
-		atomic_fetch_sub(&p->active, 1);
-		return 0;
-	}
-	return 1;
-}
-
-static void post_idle_check(struct sl_proxy *p)
-{
-	if (!atomic_exchange(&p->idle_posted, 1))
-		sl_loop_post(p->control, &p->idle_task);
-}
-
-void proxy_session_gone(struct sl_proxy *p, struct route *r)
-{
-	unsigned gmax = atomic_load(&p->max_connections);
-	unsigned long g = atomic_fetch_sub(&p->active, 1);
-	unsigned long a = atomic_fetch_sub(&r->st->active, 1);
-
-	/* A listener may be paused on a limit this session was holding. */
-	if ((gmax != 0 && g >= gmax) ||
-	    (r->max_connections != 0 && a >= r->max_connections)) {
-		if (!atomic_exchange(&p->resume_posted, 1))
-			sl_loop_post(p->control, &p->resume_task);
-	}
-	if (g == 1 && p->draining)
-		post_idle_check(p);
-}
-
 void proxy_closed_one(struct sl_proxy *p)
 {
-	if (atomic_fetch_sub(&p->closing, 1) == 1 && p->draining)
-		post_idle_check(p);
+	if (atomic_fetch_sub(&p->closing, 1) == 1 && p->adm.draining)
+		admission_post_idle(&p->adm);
 }
 
 static void resume_all(struct sl_proxy *p)
@@ -101,7 +64,7 @@ static void resume_task(sl_task *t, int status)
 {
 	struct sl_proxy *p = t->data;
 
-	atomic_store(&p->resume_posted, 0);
+	atomic_store(&p->adm.resume_posted, 0);
 	if (status == 0)
 		resume_all(p);
 }
@@ -110,10 +73,10 @@ static void idle_task(sl_task *t, int status)
 {
 	struct sl_proxy *p = t->data;
 
-	atomic_store(&p->idle_posted, 0);
-	if (status < 0 || !p->draining || p->idle_cb == NULL)
+	atomic_store(&p->adm.idle_posted, 0);
+	if (status < 0 || !p->adm.draining || p->idle_cb == NULL)
 		return;
-	if (atomic_load(&p->active) == 0 && atomic_load(&p->closing) == 0) {
+	if (atomic_load(&p->adm.active) == 0 && atomic_load(&p->closing) == 0) {
 		sl_proxy_idle_cb cb = p->idle_cb;
 		p->idle_cb = NULL;
 		cb(p, p->idle_arg);
@@ -227,7 +190,7 @@ static void on_accept(sl_listener *l, sl_stream *client, void *token)
 	if (client == NULL) {
 		if (rl->route->rate_count != 0)
 			rate_refund(rl->route);
-		proxy_session_gone(rl->route->proxy, rl->route);
+		route_release(rl->route);
 		route_unref(rl->route);
 		return;
 	}
@@ -246,14 +209,14 @@ static int accept_gate(sl_listener *l, void **token)
 	r = rl->route;
 	route_ref(r);
 	pthread_mutex_unlock(&b->lock);
-	if (!proxy_session_admit(b->proxy, r)) {
+	if (!route_admit(r)) {
 		route_unref(r);
 		return 0;
 	}
 	if (r->rate_count != 0 && !rate_admit(b->proxy, r)) {
 		/* Undone at once: nobody waited on this reservation. */
 		atomic_fetch_sub(&r->st->active, 1);
-		atomic_fetch_sub(&b->proxy->active, 1);
+		atomic_fetch_sub(&b->proxy->adm.active, 1);
 		route_unref(r);
 		return 0;
 	}
@@ -321,21 +284,16 @@ int sl_proxy_new(sl_proxy **out, sl_loop *control, sl_group *group)
 	}
 	for (unsigned i = 0; i < p->nloops; i++) {
 		sl_loop *loop = sl_group_loop(group, i);
-		loop_ctx_init(&p->lcs[i], loop, p);
+		loop_ctx_init(&p->lcs[i], loop);
 		sl_loop_set_data(loop, &p->lcs[i]);
 	}
 	pthread_mutex_init(&p->state_lock, NULL);
-	atomic_init(&p->active, 0);
-	atomic_init(&p->max_connections, 0);
+	admission_init(&p->adm, control, resume_task, idle_task, p);
 	atomic_init(&p->closing, 0);
-	atomic_init(&p->resume_posted, 0);
-	atomic_init(&p->idle_posted, 0);
 	atomic_init(&p->rate_posted, 0);
 	atomic_init(&p->rate_due, UINT64_MAX);
 	atomic_init(&p->reloads, 0);
 	atomic_init(&p->reload_failures, 0);
-	sl_task_init(&p->resume_task, resume_task, p);
-	sl_task_init(&p->idle_task, idle_task, p);
 	sl_task_init(&p->rate_task, rate_task, p);
 	sl_timer_init(control, &p->rate_timer, on_rate_timer, p);
 	sl_timer_init(control, &p->dns_timer, on_dns_timer, p);
@@ -503,7 +461,7 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 	}
 
 	/* 2. Commit: rebind kept listeners, start new ones, close the rest. */
-	atomic_store(&p->max_connections, effective_max(p, cfg));
+	atomic_store(&p->adm.max, effective_max(p, cfg));
 	pthread_mutex_lock(&p->state_lock);
 	for (size_t k = 0; k < npb; k++) {
 		struct lbind *b = pb[k].b;
@@ -616,7 +574,7 @@ void sl_proxy_drain(sl_proxy *p, sl_proxy_idle_cb idle_cb, void *arg)
 {
 	struct admin *a;
 
-	p->draining = 1;
+	p->adm.draining = 1;
 	p->idle_cb = idle_cb;
 	p->idle_arg = arg;
 	pthread_mutex_lock(&p->state_lock);
@@ -636,7 +594,7 @@ void sl_proxy_drain(sl_proxy *p, sl_proxy_idle_cb idle_cb, void *arg)
 		admin_close(a);
 	sl_timer_stop(&p->rate_timer);
 	sl_timer_stop(&p->dns_timer);
-	post_idle_check(p);
+	admission_post_idle(&p->adm);
 }
 
 void sl_proxy_abort_sessions(sl_proxy *p)
@@ -647,7 +605,7 @@ void sl_proxy_abort_sessions(sl_proxy *p)
 
 unsigned long sl_proxy_active(const sl_proxy *p)
 {
-	return atomic_load(&((struct sl_proxy *)p)->active);
+	return atomic_load(&((struct sl_proxy *)p)->adm.active);
 }
 
 void sl_proxy_free(sl_proxy *p)

@@ -30,18 +30,12 @@ struct sl_proxy {
 	struct route **routes;
 	size_t nroutes;
 
-	atomic_ulong active;
-	atomic_uint max_connections; /* global, 0 = unlimited */
-	unsigned long fd_limit;      /* descriptors we may hold, 0 = no limit */
+	struct admission adm; /* sessions and the global limit */
+	unsigned long fd_limit; /* descriptors we may hold, 0 = no limit */
 	/* Listeners, health checks and the admin listener still closing:
 	 * the drain waits for them. */
 	atomic_int closing;
 
-	/* Coalesced requests to the control loop. */
-	sl_task resume_task;
-	atomic_int resume_posted;
-	sl_task idle_task;
-	atomic_int idle_posted;
 	/* rate_limit: a gate that said no asks for a resume at rate_due
 	 * (sl_clock_ms); the control loop's rate_timer makes it. */
 	sl_task rate_task;
@@ -61,7 +55,6 @@ struct sl_proxy {
 	int applied;         /* a config is running: applies are reloads */
 	atomic_ullong reloads, reload_failures;
 
-	atomic_int draining; /* read by loop threads as sessions end */
 	sl_proxy_idle_cb idle_cb;
 	void *idle_arg;
 };

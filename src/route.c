@@ -167,7 +167,7 @@ static struct upstream_state *ustate_for(struct route *r, size_t upto,
 
 struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 			struct route *const *running, size_t nrunning,
-			unsigned nloops, struct sl_proxy *p)
+			unsigned nloops, struct admission *adm)
 {
 	struct route *r = calloc(1, sizeof *r);
 	struct route_state *st;
@@ -183,7 +183,7 @@ struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 		return NULL;
 	}
 	r->st = st;
-	r->proxy = p;
+	r->adm = adm;
 	r->name = st->name;
 	r->ups = calloc(rc->nupstreams, sizeof *r->ups);
 	r->listens = calloc(rc->nlisten ? rc->nlisten : 1, sizeof *r->listens);
@@ -269,6 +269,60 @@ void route_keep_upstreams(struct route *r)
 	free(st->ups);
 	st->ups = ups;
 	st->nups = r->nups;
+}
+
+/* ---- admission (any loop thread) ------------------------------------------ */
+
+void admission_init(struct admission *a, sl_loop *control, sl_task_fn resume,
+		    sl_task_fn idle, void *data)
+{
+	atomic_init(&a->active, 0);
+	atomic_init(&a->max, 0);
+	atomic_init(&a->draining, 0);
+	a->control = control;
+	sl_task_init(&a->resume_task, resume, data);
+	atomic_init(&a->resume_posted, 0);
+	sl_task_init(&a->idle_task, idle, data);
+	atomic_init(&a->idle_posted, 0);
+}
+
+void admission_post_idle(struct admission *a)
+{
+	if (!atomic_exchange(&a->idle_posted, 1))
+		sl_loop_post(a->control, &a->idle_task);
+}
+
+int route_admit(struct route *r)
+{
+	struct admission *adm = r->adm;
+	unsigned gmax = atomic_load(&adm->max);
+	unsigned long g = atomic_fetch_add(&adm->active, 1);
+	unsigned long a = atomic_fetch_add(&r->st->active, 1);
+
+	if ((gmax != 0 && g >= gmax) ||
+	    (r->max_connections != 0 && a >= r->max_connections)) {
+		atomic_fetch_sub(&r->st->active, 1);
+		atomic_fetch_sub(&adm->active, 1);
+		return 0;
+	}
+	return 1;
+}
+
+void route_release(struct route *r)
+{
+	struct admission *adm = r->adm;
+	unsigned gmax = atomic_load(&adm->max);
+	unsigned long g = atomic_fetch_sub(&adm->active, 1);
+	unsigned long a = atomic_fetch_sub(&r->st->active, 1);
+
+	/* A listener may be paused on a limit this session was holding. */
+	if ((gmax != 0 && g >= gmax) ||
+	    (r->max_connections != 0 && a >= r->max_connections)) {
+		if (!atomic_exchange(&adm->resume_posted, 1))
+			sl_loop_post(adm->control, &adm->resume_task);
+	}
+	if (g == 1 && adm->draining)
+		admission_post_idle(adm);
 }
 
 /* ---- up and down -------------------------------------------------------- */

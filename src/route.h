@@ -29,7 +29,6 @@
 #include "loop/loop.h"
 #include "net/net.h"
 
-struct sl_proxy;
 struct session;
 
 /* ---- counters ------------------------------------------------------------- */
@@ -109,6 +108,31 @@ struct upstream {
 	struct upstream_state *st;
 };
 
+/* ---- admission ---------------------------------------------------------------- */
+
+/*
+ * The sessions of every route of one proxy, counted against the global
+ * limit.  The proxy owns it and supplies the two tasks it posts, coalesced,
+ * to the control loop: resume (a listener may be paused on a limit that a
+ * session ending was holding) and idle (during a drain, the last session
+ * has ended).  Each task clears its *_posted flag first.
+ */
+struct admission {
+	atomic_ulong active;  /* sessions of every route */
+	atomic_uint max;      /* global max_connections, 0 = unlimited */
+	atomic_int draining;  /* read by loop threads as sessions end */
+	sl_loop *control;
+	sl_task resume_task;
+	atomic_int resume_posted;
+	sl_task idle_task;
+	atomic_int idle_posted;
+};
+
+void admission_init(struct admission *a, sl_loop *control, sl_task_fn resume,
+		    sl_task_fn idle, void *data);
+/* Post the idle task unless it is posted already.  Any thread. */
+void admission_post_idle(struct admission *a);
+
 /* ---- routes ---------------------------------------------------------------- */
 
 struct client_count {
@@ -153,7 +177,7 @@ struct route_listen {
 struct route {
 	atomic_uint refs;
 	struct route_state *st;
-	struct sl_proxy *proxy;
+	struct admission *adm;
 	const char *name; /* st->name */
 	struct upstream *ups;
 	size_t nups;
@@ -185,19 +209,27 @@ struct route {
 };
 
 /*
- * A new snapshot of rc (a route of cfg) for a group of nloops loops.  It
- * shares the state of the route of the same name in running[0..nrunning)
- * (the running config's), and each upstream's state with that route's
- * upstream of the same address.  The schedules are left empty: they are
- * balance_init()'s.  NULL when out of memory.  Control loop.
+ * A new snapshot of rc (a route of cfg) for a group of nloops loops,
+ * admitting its sessions through adm.  It shares the state of the route
+ * of the same name in running[0..nrunning) (the running config's), and
+ * each upstream's state with that route's upstream of the same address.
+ * The schedules are left empty: they are balance_init()'s.  NULL when out
+ * of memory.  Control loop.
  */
 struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 			struct route *const *running, size_t nrunning,
-			unsigned nloops, struct sl_proxy *p);
+			unsigned nloops, struct admission *adm);
 
 /* Any thread; route_unref(NULL) does nothing. */
 void route_ref(struct route *r);
 void route_unref(struct route *r);
+
+/*
+ * Admit one more session of r: 1, or 0 when the global limit or r's is
+ * reached.  route_release(): that session has ended.  Any loop thread.
+ */
+int route_admit(struct route *r);
+void route_release(struct route *r);
 
 /*
  * r is running now: its state remembers r's upstream states, for the next
@@ -222,7 +254,6 @@ static inline int acl_from_conf(sl_acl *acl, const sl_acl_conf *c)
 /* Per-loop state of the proxy (sl_loop_get_data of every group loop). */
 struct loop_ctx {
 	sl_loop *loop;
-	struct sl_proxy *proxy;
 	unsigned index; /* counter slot */
 	uint64_t rng;   /* xorshift state for random balancing */
 	/* The read buffer every session on this loop reads into: data is

@@ -110,11 +110,10 @@ struct session {
 
 /* ---- per-loop context --------------------------------------------------- */
 
-int loop_ctx_init(struct loop_ctx *lc, sl_loop *loop, struct sl_proxy *p)
+int loop_ctx_init(struct loop_ctx *lc, sl_loop *loop)
 {
 	memset(lc, 0, sizeof *lc);
 	lc->loop = loop;
-	lc->proxy = p;
 	lc->index = sl_loop_index(loop);
 	lc->rng = sl_hash64(&lc, sizeof lc, sl_clock_ms()) | 1;
 	lc->pool_size = 16384;
@@ -280,7 +279,7 @@ static void session_finish(struct session *s)
 		atomic_fetch_sub(&r->st->queued, 1);
 	free(s->pp);
 	free(s->client_text);
-	proxy_session_gone(lc->proxy, r);
+	route_release(r);
 	route_unref(r);
 	free(s);
 }
@@ -1103,7 +1102,7 @@ void session_start(struct route_listen *rl, sl_stream *client)
 	if (s == NULL) {
 		sl_error("route %s: out of memory for a session", r->name);
 		sl_stream_close(client, NULL);
-		proxy_session_gone(r->proxy, r);
+		route_release(r);
 		route_unref(r);
 		return;
 	}

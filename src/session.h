@@ -8,7 +8,7 @@
 
 #include "route.h"
 
-int loop_ctx_init(struct loop_ctx *lc, sl_loop *loop, struct sl_proxy *p);
+int loop_ctx_init(struct loop_ctx *lc, sl_loop *loop);
 void loop_ctx_free(struct loop_ctx *lc);
 
 /* Close every session of this loop (reason drain-timeout).  Any thread. */
@@ -16,13 +16,9 @@ void loop_ctx_abort_sessions(struct loop_ctx *lc);
 
 /*
  * Start a session for an accepted client on the client's loop.  Consumes
- * one reference to rl->route and one admission (proxy_session_admit(),
- * taken by the listener's gate before the accept).
+ * one reference to rl->route and one admission (route_admit(), taken by
+ * the listener's gate before the accept).
  */
 void session_start(struct route_listen *rl, sl_stream *client);
-
-/* Hooks into proxy.c. */
-int proxy_session_admit(struct sl_proxy *p, struct route *r);
-void proxy_session_gone(struct sl_proxy *p, struct route *r);
 
 #endif
