@@ -27,6 +27,7 @@
 
 struct admin {
 	struct sl_proxy *p;
+	sl_wg *closing; /* the listener, until it and every connection close */
 	sl_listener *l;
 	sl_endpoint ep;
 	pthread_mutex_t acl_lock;
@@ -374,14 +375,14 @@ static void render_status(struct sl_proxy *p, struct sbuf *sb)
 
 static void admin_unref(struct admin *a)
 {
-	struct sl_proxy *p = a->p;
+	sl_wg *closing = a->closing;
 
 	if (atomic_fetch_sub(&a->refs, 1) != 1)
 		return;
 	sl_acl_free(&a->acl);
 	pthread_mutex_destroy(&a->acl_lock);
 	free(a);
-	proxy_closed_one(p);
+	sl_wg_done(closing);
 }
 
 /*
@@ -619,6 +620,7 @@ int admin_open(struct sl_proxy *p, const sl_admin_conf *ac, struct admin **out,
 		return -1;
 	}
 	a->p = p;
+	a->closing = &p->closing;
 	a->ep = ac->ep;
 	atomic_init(&a->conns, 0);
 	atomic_init(&a->refs, 1);
@@ -688,7 +690,7 @@ static void on_admin_closed(sl_listener *l, void *arg)
 
 void admin_close(struct admin *a)
 {
-	atomic_fetch_add(&a->p->closing, 1);
+	sl_wg_add(a->closing);
 	pthread_mutex_lock(&a->acl_lock);
 	a->lclosed = 1;
 	pthread_mutex_unlock(&a->acl_lock);

@@ -39,7 +39,8 @@ struct check {
 };
 
 struct health {
-	struct sl_proxy *p;
+	sl_loop *control;
+	sl_wg *closing; /* the drain waits for the check streams in it */
 	struct hconf *hc;
 	size_t nhc;
 	struct check *checks;
@@ -72,18 +73,18 @@ static void health_unref(struct health *h)
 static void on_check_closed(sl_stream *s)
 {
 	struct check *c = sl_stream_get_data(s);
-	struct sl_proxy *p = c->h->p;
+	sl_wg *closing = c->h->closing;
 
 	health_unref(c->h);
-	proxy_closed_one(p);
+	sl_wg_done(closing);
 }
 
 /* Every close holds the set (the stream's data is one of its checks) and
- * counts as closing for the drain. */
+ * counts in the closing group the drain waits on. */
 static void check_close(struct check *c)
 {
 	c->h->refs++;
-	atomic_fetch_add(&c->h->p->closing, 1);
+	sl_wg_add(c->h->closing);
 	sl_stream_close(c->s, on_check_closed);
 	c->s = NULL;
 }
@@ -231,7 +232,7 @@ static void on_check_timer(sl_timer *t)
 		return;
 	}
 	c->started = sl_clock_ms();
-	r = sl_stream_connect(c->h->p->control, &c->u->ep, c->hc->timeout_ms,
+	r = sl_stream_connect(c->h->control, &c->u->ep, c->hc->timeout_ms,
 			      on_check_connect, c, &c->s);
 	if (r < 0) {
 		c->s = NULL;
@@ -263,7 +264,7 @@ static int hconf_copy(struct hconf *d, const sl_health_conf *s)
 	return 0;
 }
 
-int health_start(struct sl_proxy *p, const sl_config *cfg,
+int health_start(sl_loop *control, sl_wg *closing, const sl_config *cfg,
 		 struct route **routes, size_t n, struct health **out)
 {
 	struct health *h = calloc(1, sizeof *h);
@@ -272,7 +273,8 @@ int health_start(struct sl_proxy *p, const sl_config *cfg,
 	*out = NULL;
 	if (h == NULL)
 		return -ENOMEM;
-	h->p = p;
+	h->control = control;
+	h->closing = closing;
 	h->refs = 1;
 	for (size_t i = 0; i < n; i++)
 		if (cfg->routes[i].health.interval_ms > 0)
@@ -304,7 +306,7 @@ int health_start(struct sl_proxy *p, const sl_config *cfg,
 			route_ref(c->r);
 			c->u = &routes[i]->ups[j];
 			c->hc = &h->hc[i];
-			sl_timer_init(p->control, &c->timer, on_check_timer, c);
+			sl_timer_init(control, &c->timer, on_check_timer, c);
 			h->n = ++k;
 		}
 	}

@@ -48,9 +48,12 @@ static struct route *route_make(struct sl_proxy *p, const sl_config *cfg,
 
 /* ---- limits (any loop thread) ---------------------------------------------- */
 
-void proxy_closed_one(struct sl_proxy *p)
+/* The last close the drain waits for is over (any thread). */
+static void closed_all(void *arg)
 {
-	if (atomic_fetch_sub(&p->closing, 1) == 1 && p->adm.draining)
+	struct sl_proxy *p = arg;
+
+	if (p->adm.draining)
 		admission_post_idle(&p->adm);
 }
 
@@ -76,7 +79,7 @@ static void idle_task(sl_task *t, int status)
 	atomic_store(&p->adm.idle_posted, 0);
 	if (status < 0 || !p->adm.draining || p->idle_cb == NULL)
 		return;
-	if (atomic_load(&p->adm.active) == 0 && atomic_load(&p->closing) == 0) {
+	if (atomic_load(&p->adm.active) == 0 && sl_wg_idle(&p->closing)) {
 		sl_proxy_idle_cb cb = p->idle_cb;
 		p->idle_cb = NULL;
 		cb(p, p->idle_arg);
@@ -244,12 +247,12 @@ static void on_listener_closed(sl_listener *l, void *arg)
 	sl_endpoint_format(sl_listener_endpoint(l), text, sizeof text);
 	sl_info("listener %s closed", text);
 	lbind_free(b);
-	proxy_closed_one(p);
+	sl_wg_done(&p->closing);
 }
 
 static void lbind_close(struct lbind *b)
 {
-	atomic_fetch_add(&b->proxy->closing, 1);
+	sl_wg_add(&b->proxy->closing);
 	sl_listener_close(b->l, on_listener_closed, b);
 }
 
@@ -289,7 +292,7 @@ int sl_proxy_new(sl_proxy **out, sl_loop *control, sl_group *group)
 	}
 	pthread_mutex_init(&p->state_lock, NULL);
 	admission_init(&p->adm, control, resume_task, idle_task, p);
-	atomic_init(&p->closing, 0);
+	sl_wg_init(&p->closing, closed_all, p);
 	atomic_init(&p->rate_posted, 0);
 	atomic_init(&p->rate_due, UINT64_MAX);
 	atomic_init(&p->reloads, 0);
@@ -455,7 +458,8 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	if (health_start(p, cfg, routes, cfg->nroutes, &health) < 0) {
+	if (health_start(p->control, &p->closing, cfg, routes, cfg->nroutes,
+			 &health) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -485,7 +489,7 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 			sl_error("route %s: cannot accept on %s",
 				 b->rl->route->name, text);
 			pb[k].b = NULL;
-			atomic_fetch_add(&p->closing, 1);
+			sl_wg_add(&p->closing);
 			sl_listener_close(b->l, on_listener_closed, b);
 			continue;
 		}

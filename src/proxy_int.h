@@ -34,7 +34,7 @@ struct sl_proxy {
 	unsigned long fd_limit; /* descriptors we may hold, 0 = no limit */
 	/* Listeners, health checks and the admin listener still closing:
 	 * the drain waits for them. */
-	atomic_int closing;
+	sl_wg closing;
 
 	/* rate_limit: a gate that said no asks for a resume at rate_due
 	 * (sl_clock_ms); the control loop's rate_timer makes it. */
@@ -59,9 +59,6 @@ struct sl_proxy {
 	void *idle_arg;
 };
 
-/* Something the drain waits for has closed (any thread). */
-void proxy_closed_one(struct sl_proxy *p);
-
 /* Listener accept-pause counts of a route's listeners (under state_lock). */
 uint64_t proxy_route_fd_pauses(struct sl_proxy *p, const struct route *r);
 
@@ -72,9 +69,10 @@ uint64_t proxy_route_fd_pauses(struct sl_proxy *p, const struct route *r);
  * configured (cfg->routes[i] matches routes[i]).  The checks hold route
  * references.  0 or -ENOMEM (then nothing runs).
  */
-int health_start(struct sl_proxy *p, const sl_config *cfg,
+int health_start(sl_loop *control, sl_wg *closing, const sl_config *cfg,
 		 struct route **routes, size_t n, struct health **out);
-/* Stop; every check stream is closed, each then proxy_closed_one(). */
+/* Stop; every check stream is closed, each counted in closing until
+ * then. */
 void health_stop(struct health *h);
 
 /* ---- the admin listener (admin.c) -------------------------------------------------- */
@@ -93,8 +91,8 @@ void admin_start(struct admin *a);
 const sl_endpoint *admin_endpoint(const struct admin *a);
 /* New access lists for a kept admin listener (control loop).  0 or -ENOMEM. */
 int admin_set_acl(struct admin *a, const sl_acl_conf *acl);
-/* Stop accepting and close; proxy_closed_one() once gone and idle.
- * A never-started listener closes at once (nothing counted). */
+/* Stop accepting and close; counted in the proxy's closing group until
+ * gone and idle.  A never-started listener closes at once. */
 void admin_close(struct admin *a);
 
 #endif

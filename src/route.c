@@ -12,7 +12,7 @@
 
 #define CLIENT_BUCKETS 1024
 
-/* ---- hashing ------------------------------------------------------------- */
+/* ---- hashing ------------------------------------------------------------ */
 
 uint64_t sl_hash64(const void *data, size_t len, uint64_t seed)
 {
@@ -32,7 +32,7 @@ uint64_t sl_hash64(const void *data, size_t len, uint64_t seed)
 	return h;
 }
 
-/* ---- states ------------------------------------------------------------ */
+/* ---- states ------------------------------------------------------------- */
 
 static struct ctr_slot *ctr_new(unsigned nloops)
 {
@@ -107,7 +107,7 @@ static struct route_state *state_new(unsigned nloops, const char *name)
 	return st;
 }
 
-/* ---- routes ----------------------------------------------------------- */
+/* ---- routes ------------------------------------------------------------- */
 
 void route_ref(struct route *r)
 {
@@ -271,7 +271,7 @@ void route_keep_upstreams(struct route *r)
 	st->nups = r->nups;
 }
 
-/* ---- admission (any loop thread) ------------------------------------------ */
+/* ---- admission (any loop thread) ---------------------------------------- */
 
 void admission_init(struct admission *a, sl_loop *control, sl_task_fn resume,
 		    sl_task_fn idle, void *data)

@@ -13,6 +13,7 @@
 #ifndef SL_LOOP_H
 #define SL_LOOP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -57,6 +58,28 @@ void sl_loop_post(sl_loop *loop, sl_task *t);
  * free objects that a later event of the same batch may still name.
  */
 void sl_loop_defer(sl_loop *loop, sl_task *t);
+
+/* ---- wait groups ------------------------------------------------------ */
+
+/*
+ * A count of things under way on any thread (closes, mostly) that someone
+ * waits for, without them knowing who: the owner hands the group to the
+ * module that starts them.  sl_wg_add() before one starts, sl_wg_done()
+ * once it is over (any thread); the done that brings the count back to 0
+ * calls zero(arg) on its own thread, so zero must be thread-safe and
+ * short (posting a task is the usual answer).
+ */
+typedef struct sl_wg {
+	atomic_int n;
+	void (*zero)(void *arg);
+	void *arg;
+} sl_wg;
+
+void sl_wg_init(sl_wg *wg, void (*zero)(void *arg), void *arg);
+void sl_wg_add(sl_wg *wg);
+void sl_wg_done(sl_wg *wg);
+/* Non-zero when nothing is under way.  Any thread. */
+int sl_wg_idle(sl_wg *wg);
 
 /* ---- timers ----------------------------------------------------------- */
 

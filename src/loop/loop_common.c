@@ -1,8 +1,8 @@
 /*
  * The backend-neutral half of every loop: the timer heap, the cross-thread
- * task queue, deferred tasks, the run loop, the clock and the loop group.
- * The backend (loop_epoll.c, loop_kqueue.c, loop_iocp.c) supplies only the
- * four functions of loop_internal.h.
+ * task queue, deferred tasks, wait groups, the run loop, the clock and the
+ * loop group.  The backend (loop_epoll.c, loop_kqueue.c, loop_iocp.c)
+ * supplies only the four functions of loop_internal.h.
  *
  * This file is built on every target, mingw-w64 included: it uses only C11,
  * pthreads (winpthreads there) and a few lines of #ifdef for the clock, the
@@ -406,6 +406,31 @@ void sl_loop_set_data(sl_loop *loop, void *data)
 void *sl_loop_get_data(const sl_loop *loop)
 {
 	return loop->data;
+}
+
+/* ---- wait groups -------------------------------------------------------- */
+
+void sl_wg_init(sl_wg *wg, void (*zero)(void *arg), void *arg)
+{
+	atomic_init(&wg->n, 0);
+	wg->zero = zero;
+	wg->arg = arg;
+}
+
+void sl_wg_add(sl_wg *wg)
+{
+	atomic_fetch_add(&wg->n, 1);
+}
+
+void sl_wg_done(sl_wg *wg)
+{
+	if (atomic_fetch_sub(&wg->n, 1) == 1 && wg->zero != NULL)
+		wg->zero(wg->arg);
+}
+
+int sl_wg_idle(sl_wg *wg)
+{
+	return atomic_load(&wg->n) == 0;
 }
 
 /* ---- loop group --------------------------------------------------------- */
