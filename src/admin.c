@@ -9,8 +9,8 @@
  * once (beyond, clients wait in the backlog).  Access lists like a
  * route's; a client they refuse is closed without an answer.  Connections
  * spread over the loop group like sessions; the numbers are read from the
- * counters' atomics and, for the list of routes, under the proxy's
- * state_lock.
+ * counters' atomics and, for the list of routes, through the accessor the
+ * proxy hands the listener (under its state lock).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -19,15 +19,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "log.h"
-#include "proxy_int.h"
 
 #define ADMIN_REQ_MAX 8192
 #define ADMIN_TIMEOUT_MS 5000
 
 struct admin {
-	struct sl_proxy *p;
-	sl_wg *closing; /* the listener, until it and every connection close */
+	/* From the proxy; env.closing counts this listener until it and
+	 * its last connection have closed. */
+	struct admin_env env;
 	sl_listener *l;
 	sl_endpoint ep;
 	pthread_mutex_t acl_lock;
@@ -178,9 +179,9 @@ static const struct metric up_metrics[] = {
 enum { UM_UP, UM_ACTIVE, UM_SESSIONS, UM_IN, UM_OUT, UM_FAILS, UM_CHECKS,
        UM_COUNT };
 
-static uint64_t route_value(struct sl_proxy *p, const struct route *r, int m)
+static uint64_t route_value(const struct admin_view *v, size_t i, int m)
 {
-	const struct route_state *st = r->st;
+	const struct route_state *st = v->routes[i]->st;
 	unsigned n = st->nloops;
 
 	switch (m) {
@@ -207,7 +208,7 @@ static uint64_t route_value(struct sl_proxy *p, const struct route *r, int m)
 	case RM_RATE:
 		return atomic_load(&st->rate_pauses);
 	default:
-		return proxy_route_fd_pauses(p, r);
+		return v->fd_pauses[i];
 	}
 }
 
@@ -231,7 +232,7 @@ static uint64_t up_value(const struct upstream_state *u, unsigned n, int m)
 	}
 }
 
-static void render_metrics(struct sl_proxy *p, struct sbuf *sb)
+static void render_metrics(const struct admin_view *v, struct sbuf *sb)
 {
 	sb_printf(sb,
 		  "# HELP sluice_start_time_seconds When sluice started, in "
@@ -249,28 +250,26 @@ static void render_metrics(struct sl_proxy *p, struct sbuf *sb)
 		  "# HELP sluice_sessions_active Sessions open now.\n"
 		  "# TYPE sluice_sessions_active gauge\n"
 		  "sluice_sessions_active %lu\n",
-		  p->start_time, (unsigned long long)atomic_load(&p->reloads),
-		  (unsigned long long)atomic_load(&p->reload_failures),
-		  (unsigned long)atomic_load(&p->adm.active));
+		  v->start_time, v->reloads, v->reload_failures, v->active);
 	for (int m = 0; m < RM_COUNT; m++) {
 		sb_printf(sb, "# HELP %s %s\n# TYPE %s %s\n",
 			  route_metrics[m].name, route_metrics[m].help,
 			  route_metrics[m].name, route_metrics[m].type);
-		for (size_t i = 0; i < p->nroutes; i++) {
-			const struct route *r = p->routes[i];
+		for (size_t i = 0; i < v->nroutes; i++) {
+			const struct route *r = v->routes[i];
 
 			sb_printf(sb, "%s{route=\"", route_metrics[m].name);
 			sb_quoted(sb, r->name, 0);
 			sb_printf(sb, "\"} %" PRIu64 "\n",
-				  route_value(p, r, m));
+				  route_value(v, i, m));
 		}
 	}
 	for (int m = 0; m < UM_COUNT; m++) {
 		sb_printf(sb, "# HELP %s %s\n# TYPE %s %s\n",
 			  up_metrics[m].name, up_metrics[m].help,
 			  up_metrics[m].name, up_metrics[m].type);
-		for (size_t i = 0; i < p->nroutes; i++) {
-			const struct route *r = p->routes[i];
+		for (size_t i = 0; i < v->nroutes; i++) {
+			const struct route *r = v->routes[i];
 
 			for (size_t j = 0; j < r->nups; j++) {
 				/* An address listed twice is one upstream. */
@@ -310,7 +309,7 @@ static const char *balance_name(enum sl_balance b)
 	}
 }
 
-static void render_status(struct sl_proxy *p, struct sbuf *sb)
+static void render_status(const struct admin_view *v, struct sbuf *sb)
 {
 	uint64_t now = sl_clock_ms();
 
@@ -318,12 +317,10 @@ static void render_status(struct sl_proxy *p, struct sbuf *sb)
 		  "{\"version\":\"%s\",\"start_time\":%" PRIu64
 		  ",\"reloads\":%llu,\"reload_failures\":%llu,"
 		  "\"sessions_active\":%lu,\"routes\":[",
-		  PACKAGE_VERSION, p->start_time,
-		  (unsigned long long)atomic_load(&p->reloads),
-		  (unsigned long long)atomic_load(&p->reload_failures),
-		  (unsigned long)atomic_load(&p->adm.active));
-	for (size_t i = 0; i < p->nroutes; i++) {
-		const struct route *r = p->routes[i];
+		  PACKAGE_VERSION, v->start_time, v->reloads, v->reload_failures,
+		  v->active);
+	for (size_t i = 0; i < v->nroutes; i++) {
+		const struct route *r = v->routes[i];
 		unsigned n = r->st->nloops;
 
 		sb_printf(sb, "%s{\"name\":\"", i ? "," : "");
@@ -375,7 +372,7 @@ static void render_status(struct sl_proxy *p, struct sbuf *sb)
 
 static void admin_unref(struct admin *a)
 {
-	sl_wg *closing = a->closing;
+	sl_wg *closing = a->env.closing;
 
 	if (atomic_fetch_sub(&a->refs, 1) != 1)
 		return;
@@ -485,12 +482,29 @@ static void answer_text(struct aconn *c, int code, const char *reason,
 	free(body.b);
 }
 
+/* The running state, as of now, rendered by fn.  0 or -ENOMEM. */
+static int render(struct admin *a,
+		  void (*fn)(const struct admin_view *, struct sbuf *),
+		  struct sbuf *body)
+{
+	struct admin_view v = { 0 };
+	int r = a->env.read(a->env.arg, &v);
+
+	if (r < 0)
+		return r;
+	fn(&v, body);
+	for (size_t i = 0; i < v.nroutes; i++)
+		route_unref(v.routes[i]);
+	free(v.routes);
+	free(v.fd_pauses);
+	return 0;
+}
+
 /* The request line of a whole request head in c->in[0..len). */
 static void handle(struct aconn *c)
 {
 	char *line = c->in, *sp1, *sp2, *eol, *q;
 	struct sbuf body = { 0 };
-	struct sl_proxy *p = c->a->p;
 	int head;
 
 	eol = strpbrk(line, "\r\n");
@@ -512,16 +526,17 @@ static void handle(struct aconn *c)
 		return;
 	}
 	if (strcmp(sp1 + 1, "/metrics") == 0) {
-		pthread_mutex_lock(&p->state_lock);
-		render_metrics(p, &body);
-		pthread_mutex_unlock(&p->state_lock);
-		answer(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
-		       head, &body);
+		if (render(c->a, render_metrics, &body) < 0)
+			conn_close(c); /* as when the answer finds no memory */
+		else
+			answer(c, 200, "OK",
+			       "text/plain; version=0.0.4; charset=utf-8", head,
+			       &body);
 	} else if (strcmp(sp1 + 1, "/status") == 0) {
-		pthread_mutex_lock(&p->state_lock);
-		render_status(p, &body);
-		pthread_mutex_unlock(&p->state_lock);
-		answer(c, 200, "OK", "application/json", head, &body);
+		if (render(c->a, render_status, &body) < 0)
+			conn_close(c);
+		else
+			answer(c, 200, "OK", "application/json", head, &body);
 	} else if (strcmp(sp1 + 1, "/") == 0) {
 		answer_text(c, 200, "OK", "sluice: /metrics /status");
 	} else {
@@ -607,8 +622,8 @@ static void on_admin_accept(sl_listener *l, sl_stream *s, void *token)
 
 /* ---- the listener ---------------------------------------------------------------- */
 
-int admin_open(struct sl_proxy *p, const sl_admin_conf *ac, struct admin **out,
-	       char *err, size_t errlen)
+int admin_open(const sl_admin_conf *ac, const struct admin_env *env,
+	       struct admin **out, char *err, size_t errlen)
 {
 	struct admin *a = calloc(1, sizeof *a);
 	sl_listen_opts o = { 0 };
@@ -619,8 +634,7 @@ int admin_open(struct sl_proxy *p, const sl_admin_conf *ac, struct admin **out,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	a->p = p;
-	a->closing = &p->closing;
+	a->env = *env;
 	a->ep = ac->ep;
 	atomic_init(&a->conns, 0);
 	atomic_init(&a->refs, 1);
@@ -650,7 +664,7 @@ void admin_start(struct admin *a)
 	char text[SL_EP_HOST_MAX + SL_EP_PATH_MAX + 16];
 
 	sl_endpoint_format(&a->ep, text, sizeof text);
-	if (sl_listener_start(a->l, a->p->group, on_admin_accept, admin_gate,
+	if (sl_listener_start(a->l, a->env.group, on_admin_accept, admin_gate,
 			      a) < 0) {
 		sl_error("admin: cannot accept on %s", text);
 		return;
@@ -690,7 +704,7 @@ static void on_admin_closed(sl_listener *l, void *arg)
 
 void admin_close(struct admin *a)
 {
-	sl_wg_add(a->closing);
+	sl_wg_add(a->env.closing);
 	pthread_mutex_lock(&a->acl_lock);
 	a->lclosed = 1;
 	pthread_mutex_unlock(&a->acl_lock);

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "health.h"
 #include "log.h"
-#include "proxy_int.h"
 
 struct hconf {
 	uint64_t interval_ms, timeout_ms;

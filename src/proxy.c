@@ -3,21 +3,71 @@
  *
  * The control loop (main thread) owns every structure here.  Loop threads
  * only read a listener binding's current route under its mutex, update
- * atomics, and post tasks to the control loop; the admin listener reads
- * the route list under state_lock.
+ * atomics, and post tasks to the control loop; the admin listener's
+ * accessor (admin_read) copies the route list under state_lock.
  */
-#include "proxy_int.h"
+#include "proxy.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "balance.h"
+#include "health.h"
 #include "log.h"
 #include "net/net.h"
+#include "route.h"
+#include "session.h"
+
+struct sl_proxy {
+	sl_loop *control;
+	sl_group *group;
+	struct loop_ctx *lcs;
+	unsigned nloops;
+
+	struct lbind *binds;
+	/* Snapshots of the running config's routes, one reference each;
+	 * swapped by apply on the control loop under state_lock, which the
+	 * admin listener's accessor (admin_read) takes on a loop thread. */
+	pthread_mutex_t state_lock;
+	struct route **routes;
+	size_t nroutes;
+
+	struct admission adm; /* sessions and the global limit */
+	unsigned long fd_limit; /* descriptors we may hold, 0 = no limit */
+	/* Listeners, health checks and the admin listener still closing:
+	 * the drain waits for them. */
+	sl_wg closing;
+
+	/* rate_limit: a gate that said no asks for a resume at rate_due
+	 * (sl_clock_ms); the control loop's rate_timer makes it. */
+	sl_task rate_task;
+	atomic_int rate_posted;
+	_Atomic uint64_t rate_due;
+	sl_timer rate_timer;
+
+	/* Host names of upstreams are looked up again every dns_interval
+	 * (sl_net_prefetch), traffic or not. */
+	sl_timer dns_timer;
+	uint64_t dns_interval;
+
+	struct health *health; /* active checks of the running config */
+	struct admin *admin;   /* NULL: no admin listener */
+
+	uint64_t start_time; /* seconds since the epoch */
+	int applied;         /* a config is running: applies are reloads */
+	atomic_ullong reloads, reload_failures;
+
+	sl_proxy_idle_cb idle_cb;
+	void *idle_arg;
+};
 
 /* A listener and the route entry it feeds.  The route can change on
  * reload. */
@@ -256,7 +306,8 @@ static void lbind_close(struct lbind *b)
 	sl_listener_close(b->l, on_listener_closed, b);
 }
 
-uint64_t proxy_route_fd_pauses(struct sl_proxy *p, const struct route *r)
+/* Accept pauses of r's listeners (under state_lock). */
+static uint64_t route_fd_pauses(struct sl_proxy *p, const struct route *r)
 {
 	uint64_t n = 0;
 
@@ -267,6 +318,38 @@ uint64_t proxy_route_fd_pauses(struct sl_proxy *p, const struct route *r)
 		pthread_mutex_unlock(&b->lock);
 	}
 	return n;
+}
+
+/* The admin listener's accessor: the running state (any loop thread). */
+static int admin_read(void *arg, struct admin_view *v)
+{
+	struct sl_proxy *p = arg;
+	int ret = 0;
+
+	v->start_time = p->start_time;
+	v->reloads = atomic_load(&p->reloads);
+	v->reload_failures = atomic_load(&p->reload_failures);
+	v->active = atomic_load(&p->adm.active);
+	pthread_mutex_lock(&p->state_lock);
+	v->routes = calloc(p->nroutes ? p->nroutes : 1, sizeof *v->routes);
+	v->fd_pauses = calloc(p->nroutes ? p->nroutes : 1,
+			      sizeof *v->fd_pauses);
+	if (v->routes == NULL || v->fd_pauses == NULL) {
+		free(v->routes);
+		free(v->fd_pauses);
+		v->routes = NULL;
+		v->fd_pauses = NULL;
+		ret = -ENOMEM;
+	} else {
+		for (size_t i = 0; i < p->nroutes; i++) {
+			v->routes[i] = p->routes[i];
+			route_ref(v->routes[i]);
+			v->fd_pauses[i] = route_fd_pauses(p, p->routes[i]);
+		}
+		v->nroutes = p->nroutes;
+	}
+	pthread_mutex_unlock(&p->state_lock);
+	return ret;
 }
 
 /* ---- apply ---------------------------------------------------------------- */
@@ -451,7 +534,14 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 	if (cfg->admin.address != NULL &&
 	    (p->admin == NULL ||
 	     !sl_endpoint_equal(admin_endpoint(p->admin), &cfg->admin.ep))) {
-		if (admin_open(p, &cfg->admin, &admin, err, errlen) < 0)
+		struct admin_env env = {
+			.group = p->group,
+			.closing = &p->closing,
+			.read = admin_read,
+			.arg = p,
+		};
+
+		if (admin_open(&cfg->admin, &env, &admin, err, errlen) < 0)
 			goto out;
 	} else if (p->admin != NULL && cfg->admin.address != NULL &&
 		   admin_set_acl(p->admin, &cfg->admin.acl) < 0) {

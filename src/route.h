@@ -159,8 +159,8 @@ struct route_state {
 	pthread_mutex_t clients_lock;
 	struct client_count **clients;
 	size_t nbuckets;
-	/* Upstream states of the running config (control loop; read by the
-	 * admin listener under the proxy's state lock). */
+	/* Upstream states of the running config, for the next reload to
+	 * carry over (control loop). */
 	struct upstream_state **ups;
 	size_t nups;
 	struct ctr_slot *ctr; /* per loop */
@@ -234,8 +234,7 @@ void route_release(struct route *r);
 /*
  * r is running now: its state remembers r's upstream states, for the next
  * reload to carry over.  An upstream down by active checks that r no
- * longer checks gets a trial connect at once.  Control loop, under the
- * state lock the admin listener reads st->ups with.
+ * longer checks gets a trial connect at once.  Control loop.
  */
 void route_keep_upstreams(struct route *r);
 
