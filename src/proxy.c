@@ -448,128 +448,162 @@ struct pending_bind {
 	int is_new;
 };
 
-int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
-		   size_t errlen)
+/* One sl_proxy_apply(): what it has made and not yet handed over. */
+struct attempt {
+	const sl_config *cfg;
+	struct route **routes;   /* one per cfg->routes[] */
+	struct pending_bind *pb; /* one per listen entry, npb so far */
+	size_t npb;
+	struct health *health;
+	struct admin *admin;     /* opened for this config */
+	struct admin *old_admin; /* replaced or removed by it */
+};
+
+static int no_memory(char *err, size_t errlen)
 {
-	struct pending_bind *pb = NULL;
-	struct route **routes = NULL;
-	struct health *health = NULL;
-	struct admin *admin = NULL, *old_admin = NULL;
-	size_t npb = 0, total = 0;
-	int ret = -1;
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+/* A running listener on ep that no entry of this config has claimed yet,
+ * claimed now; NULL if none. */
+static struct lbind *lbind_claim(struct sl_proxy *p, const sl_endpoint *ep)
+{
+	struct lbind *b;
+
+	for (b = p->binds; b != NULL; b = b->next)
+		if (!b->claimed &&
+		    sl_endpoint_equal(sl_listener_endpoint(b->l), ep))
+			break;
+	if (b != NULL)
+		b->claimed = 1;
+	return b;
+}
+
+/* A new listener for entry lc of route rc, claimed, not accepting yet.
+ * NULL with err set. */
+static struct lbind *lbind_open(struct sl_proxy *p, const sl_route_conf *rc,
+				const sl_listen_conf *lc, char *err,
+				size_t errlen)
+{
+	sl_listen_opts o = {
+		.backlog = lc->backlog,
+		.mode = lc->mode,
+		.owner = lc->owner,
+		.group = lc->group,
+		.security = lc->security,
+	};
+	char lerr[256] = "";
+	struct lbind *b = calloc(1, sizeof *b);
+	int r;
+
+	if (b == NULL) {
+		no_memory(err, errlen);
+		return NULL;
+	}
+	b->proxy = p;
+	pthread_mutex_init(&b->lock, NULL);
+	r = sl_listener_open(&b->l, &lc->ep, &o, lerr, sizeof lerr);
+	if (r < 0) {
+		snprintf(err, errlen, "route %s: cannot listen on %s: %s",
+			 rc->name, lc->address,
+			 lerr[0] ? lerr : sl_strerror(r));
+		pthread_mutex_destroy(&b->lock);
+		free(b);
+		return NULL;
+	}
+	b->claimed = 1;
+	return b;
+}
+
+/* The admin listener: kept when its endpoint stays (with the new access
+ * lists), else opened now like the others.  0, or -1 with err set. */
+static int admin_prepare(struct sl_proxy *p, struct attempt *a, char *err,
+			 size_t errlen)
+{
+	const sl_admin_conf *ac = &a->cfg->admin;
+	struct admin_env env = {
+		.group = p->group,
+		.closing = &p->closing,
+		.read = admin_read,
+		.arg = p,
+	};
+
+	if (ac->address == NULL)
+		return 0;
+	if (p->admin == NULL ||
+	    !sl_endpoint_equal(admin_endpoint(p->admin), &ac->ep))
+		return admin_open(ac, &env, &a->admin, err, errlen);
+	if (admin_set_acl(p->admin, &ac->acl) < 0)
+		return no_memory(err, errlen);
+	return 0;
+}
+
+/*
+ * 1. Everything the config needs, while nothing running changes: new
+ * route snapshots, every listener claimed (its endpoint is running) or
+ * opened, the admin listener, the health checks.  0, or -1 with err set.
+ */
+static int apply_open(struct sl_proxy *p, struct attempt *a, char *err,
+		      size_t errlen)
+{
+	const sl_config *cfg = a->cfg;
+	size_t total = 0;
 
 	for (size_t i = 0; i < cfg->nroutes; i++)
 		total += cfg->routes[i].nlisten;
-	routes = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *routes);
-	pb = calloc(total ? total : 1, sizeof *pb);
-	if (routes == NULL || pb == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
+	a->routes = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *a->routes);
+	a->pb = calloc(total ? total : 1, sizeof *a->pb);
+	if (a->routes == NULL || a->pb == NULL)
+		return no_memory(err, errlen);
 	for (struct lbind *b = p->binds; b != NULL; b = b->next)
 		b->claimed = 0;
-
-	/* 1. New route snapshots; open every new listener.  Nothing running
-	 * changes until all of them have opened. */
 	for (size_t i = 0; i < cfg->nroutes; i++) {
 		const sl_route_conf *rc = &cfg->routes[i];
 
-		if ((routes[i] = route_make(p, cfg, rc)) == NULL) {
-			snprintf(err, errlen, "out of memory");
-			goto out;
-		}
+		if ((a->routes[i] = route_make(p, cfg, rc)) == NULL)
+			return no_memory(err, errlen);
 		for (size_t j = 0; j < rc->nlisten; j++) {
-			const sl_listen_conf *lc = &rc->listen[j];
-			struct lbind *b;
+			struct pending_bind *pb = &a->pb[a->npb];
 
-			for (b = p->binds; b != NULL; b = b->next)
-				if (!b->claimed &&
-				    sl_endpoint_equal(sl_listener_endpoint(b->l),
-						      &lc->ep))
-					break;
-			if (b != NULL) {
-				b->claimed = 1;
-				pb[npb].b = b;
-			} else {
-				sl_listen_opts o = {
-					.backlog = lc->backlog,
-					.mode = lc->mode,
-					.owner = lc->owner,
-					.group = lc->group,
-					.security = lc->security,
-				};
-				char lerr[256] = "";
-				int r;
-
-				b = calloc(1, sizeof *b);
-				if (b == NULL) {
-					snprintf(err, errlen, "out of memory");
-					goto out;
-				}
-				b->proxy = p;
-				pthread_mutex_init(&b->lock, NULL);
-				r = sl_listener_open(&b->l, &lc->ep, &o, lerr,
-						     sizeof lerr);
-				if (r < 0) {
-					snprintf(err, errlen,
-						 "route %s: cannot listen on %s: %s",
-						 rc->name, lc->address,
-						 lerr[0] ? lerr
-							 : sl_strerror(r));
-					pthread_mutex_destroy(&b->lock);
-					free(b);
-					goto out;
-				}
-				b->claimed = 1;
-				pb[npb].b = b;
-				pb[npb].is_new = 1;
+			pb->b = lbind_claim(p, &rc->listen[j].ep);
+			if (pb->b == NULL) {
+				pb->b = lbind_open(p, rc, &rc->listen[j], err,
+						   errlen);
+				if (pb->b == NULL)
+					return -1;
+				pb->is_new = 1;
 			}
-			pb[npb].rl = &routes[i]->listens[j];
-			route_ref(routes[i]);
-			npb++;
+			pb->rl = &a->routes[i]->listens[j];
+			route_ref(a->routes[i]);
+			a->npb++;
 		}
 	}
-	/* The admin listener: kept when its endpoint stays, else opened
-	 * now like the others. */
-	if (cfg->admin.address != NULL &&
-	    (p->admin == NULL ||
-	     !sl_endpoint_equal(admin_endpoint(p->admin), &cfg->admin.ep))) {
-		struct admin_env env = {
-			.group = p->group,
-			.closing = &p->closing,
-			.read = admin_read,
-			.arg = p,
-		};
+	if (admin_prepare(p, a, err, errlen) < 0)
+		return -1;
+	if (health_start(p->control, &p->closing, cfg, a->routes,
+			 cfg->nroutes, &a->health) < 0)
+		return no_memory(err, errlen);
+	return 0;
+}
 
-		if (admin_open(&cfg->admin, &env, &admin, err, errlen) < 0)
-			goto out;
-	} else if (p->admin != NULL && cfg->admin.address != NULL &&
-		   admin_set_acl(p->admin, &cfg->admin.acl) < 0) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	if (health_start(p->control, &p->closing, cfg, routes, cfg->nroutes,
-			 &health) < 0) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-
-	/* 2. Commit: rebind kept listeners, start new ones, close the rest. */
-	atomic_store(&p->adm.max, effective_max(p, cfg));
-	pthread_mutex_lock(&p->state_lock);
-	for (size_t k = 0; k < npb; k++) {
-		struct lbind *b = pb[k].b;
+/* 2. Kept listeners feed the new routes, new ones start accepting, the
+ * ones this config no longer has close.  Under state_lock. */
+static void apply_commit_binds(struct sl_proxy *p, struct attempt *a)
+{
+	for (size_t k = 0; k < a->npb; k++) {
+		struct lbind *b = a->pb[k].b;
 		struct route_listen *old;
 		char text[SL_EP_HOST_MAX + SL_EP_PATH_MAX + 16];
 
 		pthread_mutex_lock(&b->lock);
 		old = b->rl;
-		b->rl = pb[k].rl;
+		b->rl = a->pb[k].rl;
 		pthread_mutex_unlock(&b->lock);
-		pb[k].rl = NULL;
+		a->pb[k].rl = NULL;
 		if (old != NULL)
 			route_unref(old->route);
-		if (!pb[k].is_new)
+		if (!a->pb[k].is_new)
 			continue;
 		sl_endpoint_format(sl_listener_endpoint(b->l), text,
 				   sizeof text);
@@ -578,7 +612,6 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 			/* Cannot happen short of memory; the rest still runs. */
 			sl_error("route %s: cannot accept on %s",
 				 b->rl->route->name, text);
-			pb[k].b = NULL;
 			sl_wg_add(&p->closing);
 			sl_listener_close(b->l, on_listener_closed, b);
 			continue;
@@ -596,70 +629,100 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 		*bp = b->next; /* removed by this config */
 		lbind_close(b);
 	}
+}
 
-	/* 3. The routes of this config replace the old list; each route
-	 * state remembers its upstream states for the next reload. */
-	for (size_t i = 0; i < cfg->nroutes; i++)
-		route_keep_upstreams(routes[i]);
+/* 3. The routes of this config replace the old list, each route state
+ * remembering its upstream states for the next reload; a new admin
+ * listener (or none) replaces the old.  Under state_lock. */
+static void apply_swap_routes(struct sl_proxy *p, struct attempt *a)
+{
+	for (size_t i = 0; i < a->cfg->nroutes; i++)
+		route_keep_upstreams(a->routes[i]);
 	for (size_t i = 0; i < p->nroutes; i++)
 		route_unref(p->routes[i]);
 	free(p->routes);
-	p->routes = routes;
-	p->nroutes = cfg->nroutes;
-	routes = NULL;
-	if (admin != NULL || cfg->admin.address == NULL) {
-		old_admin = p->admin;
-		p->admin = admin;
+	p->routes = a->routes;
+	p->nroutes = a->cfg->nroutes;
+	a->routes = NULL;
+	if (a->admin != NULL || a->cfg->admin.address == NULL) {
+		a->old_admin = p->admin;
+		p->admin = a->admin;
 	}
-	pthread_mutex_unlock(&p->state_lock);
-	npb = 0;
-	ret = 0;
+}
 
+/* 4. The config runs: the checks and the admin listener change over,
+ * names are looked up, paused listeners look at their limits again. */
+static void apply_finish(struct sl_proxy *p, struct attempt *a)
+{
 	if (p->health != NULL)
 		health_stop(p->health);
-	p->health = health;
-	health = NULL;
-	if (old_admin != NULL)
-		admin_close(old_admin);
-	if (admin != NULL) {
-		admin_start(admin);
-		admin = NULL;
-	}
+	p->health = a->health;
+	if (a->old_admin != NULL)
+		admin_close(a->old_admin);
+	if (a->admin != NULL)
+		admin_start(a->admin);
 	if (p->applied)
 		atomic_fetch_add(&p->reloads, 1);
 	p->applied = 1;
 	/* Upstream names are looked up now, so the first client does not
 	 * wait for them, and again every interval. */
-	p->dns_interval = cfg->resolve_interval_ms ? cfg->resolve_interval_ms
-						   : 30000;
+	p->dns_interval = a->cfg->resolve_interval_ms
+				  ? a->cfg->resolve_interval_ms
+				  : 30000;
 	sl_net_set_resolve_interval(p->dns_interval);
 	prefetch_all(p);
 	sl_timer_start(&p->dns_timer, p->dns_interval);
 	/* Listeners paused on a limit re-check it under the new config. */
 	resume_all(p);
-out:
-	/* On failure: close the listeners opened for this attempt. */
-	for (size_t k = 0; k < npb; k++) {
-		if (pb[k].rl != NULL)
-			route_unref(pb[k].rl->route);
-		if (pb[k].is_new && pb[k].b != NULL) {
-			sl_listener_close(pb[k].b->l, NULL, NULL);
-			pb[k].b->rl = NULL;
-			lbind_free(pb[k].b);
+	free(a->pb);
+}
+
+/* The attempt failed in apply_open(): close the listeners it opened and
+ * drop what it made; what runs is untouched. */
+static void apply_abort(struct sl_proxy *p, struct attempt *a)
+{
+	for (size_t k = 0; k < a->npb; k++) {
+		struct pending_bind *pb = &a->pb[k];
+
+		if (pb->rl != NULL)
+			route_unref(pb->rl->route);
+		if (pb->is_new) {
+			sl_listener_close(pb->b->l, NULL, NULL);
+			pb->b->rl = NULL;
+			lbind_free(pb->b);
 		}
 	}
-	if (ret < 0 && p->applied)
+	if (p->applied)
 		atomic_fetch_add(&p->reload_failures, 1);
-	if (health != NULL)
-		health_stop(health);
-	if (admin != NULL)
-		admin_close(admin);
-	if (routes != NULL)
-		for (size_t i = 0; i < cfg->nroutes; i++)
-			route_unref(routes[i]);
-	free(routes);
-	free(pb);
-	return ret;
+	if (a->health != NULL)
+		health_stop(a->health);
+	if (a->admin != NULL)
+		admin_close(a->admin);
+	if (a->routes != NULL)
+		for (size_t i = 0; i < a->cfg->nroutes; i++)
+			route_unref(a->routes[i]);
+	free(a->routes);
+	free(a->pb);
+}
+
+int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
+		   size_t errlen)
+{
+	struct attempt a = { .cfg = cfg };
+
+	if (apply_open(p, &a, err, errlen) < 0) {
+		apply_abort(p, &a);
+		return -1;
+	}
+	atomic_store(&p->adm.max, effective_max(p, cfg));
+	/* The admin listener's accessor sees the old config or the new,
+	 * never half of each. */
+	pthread_mutex_lock(&p->state_lock);
+	apply_commit_binds(p, &a);
+	apply_swap_routes(p, &a);
+	pthread_mutex_unlock(&p->state_lock);
+	apply_finish(p, &a);
+	return 0;
 }
 
 /* ---- drain ------------------------------------------------------------------ */
