@@ -15,7 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop/loop.h"
-#include "loop/proc.h"
+#include "proc/proc.h"
 #include "net/net.h"
 #include "net/resolver.h"
 #include "proxy.h"

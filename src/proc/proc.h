@@ -2,12 +2,13 @@
  * What the process needs from the OS around the loops: control events
  * (stop, reload, reopen logs) delivered to one loop, and detaching from the
  * terminal.  POSIX: signals through a self-pipe; Windows: console control
- * events and service controls (issue 3).
+ * events and service controls (issue 3).  Process management, not part of
+ * the event loop: main.c is the only user.
  */
 #ifndef SL_PROC_H
 #define SL_PROC_H
 
-#include "loop.h"
+#include "loop/loop.h"
 
 enum sl_ctl {
 	SL_CTL_STOP = 1, /* SIGTERM, SIGINT; Ctrl-C; service stop */

@@ -18,8 +18,6 @@
 
 #include <windows.h>
 
-#include "loop_internal.h"
-
 /* ---- control events ---------------------------------------------------- */
 
 enum { EV_STOP, EV_RELOAD, EV_REOPEN, EV_QUIT, EV_COUNT };
