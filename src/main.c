@@ -15,9 +15,10 @@
 #include "config.h"
 #include "log.h"
 #include "loop/loop.h"
-#include "proc/proc.h"
 #include "net/net.h"
 #include "net/resolver.h"
+#include "path.h"
+#include "proc/proc.h"
 #include "proxy.h"
 
 #ifndef SL_CONF_PATH

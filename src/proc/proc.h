@@ -77,18 +77,6 @@ int sl_drop_privileges(const char *user, const char *group, char *err,
  */
 unsigned long sl_fd_limit_raise(void);
 
-/*
- * The absolute form of path (so a daemon that changed directory still
- * finds its config on reload), malloc'd; NULL with errno set on failure.
- */
-char *sl_path_absolute(const char *path);
-/*
- * path made absolute against the current directory as written: unlike
- * sl_path_absolute() no link is resolved and the file need not exist.
- * malloc'd; NULL with errno set on failure.
- */
-char *sl_path_join_cwd(const char *path);
-
 /* ---- Windows service (elsewhere these return -ENOSYS) ------------------ */
 
 /*

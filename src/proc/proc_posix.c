@@ -22,6 +22,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "path.h"
+
 static int ctl_pipe[2] = {-1, -1};
 static sl_io ctl_io;
 static sl_ctl_cb ctl_cb;
@@ -349,28 +351,6 @@ void sl_notify(const char *state)
 	 * and says so. */
 	(void)sendto(fd, state, strlen(state), 0, (struct sockaddr *)&sun, len);
 	close(fd);
-}
-
-char *sl_path_absolute(const char *path)
-{
-	return realpath(path, NULL);
-}
-
-char *sl_path_join_cwd(const char *path)
-{
-	char cwd[PATH_MAX], *abs;
-	size_t n;
-
-	if (path[0] == '/')
-		return strdup(path);
-	if (getcwd(cwd, sizeof cwd) == NULL)
-		return NULL;
-	n = strlen(cwd) + 1 + strlen(path) + 1;
-	if ((abs = malloc(n)) == NULL)
-		return NULL;
-	snprintf(abs, n, "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/",
-		 path);
-	return abs;
 }
 
 unsigned long sl_fd_limit_raise(void)

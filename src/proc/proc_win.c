@@ -228,20 +228,6 @@ unsigned long sl_fd_limit_raise(void)
 	return 0; /* no per-process descriptor limit */
 }
 
-char *sl_path_absolute(const char *path)
-{
-	char *abs = _fullpath(NULL, path, 0);
-
-	if (abs == NULL)
-		errno = ENOENT;
-	return abs;
-}
-
-char *sl_path_join_cwd(const char *path)
-{
-	return sl_path_absolute(path); /* _fullpath() resolves no link */
-}
-
 /* ---- service -------------------------------------------------------------- */
 
 static SERVICE_STATUS_HANDLE svc_handle;
