@@ -21,6 +21,7 @@
 #include "admin.h"
 #include "balance.h"
 #include "health.h"
+#include "hset.h"
 #include "log.h"
 #include "net/net.h"
 #include "route.h"
@@ -82,12 +83,12 @@ struct lbind {
 
 /* ---- routes ------------------------------------------------------------- */
 
-/* New snapshot of rc, sharing the state of a same-named running route. */
+/* New snapshot of rc, sharing the state of old (the running route of the
+ * same name, or NULL). */
 static struct route *route_make(struct sl_proxy *p, const sl_config *cfg,
-				const sl_route_conf *rc)
+				const sl_route_conf *rc, const struct route *old)
 {
-	struct route *r = route_new(cfg, rc, p->routes, p->nroutes, p->nloops,
-				    &p->adm);
+	struct route *r = route_new(cfg, rc, old, p->nloops, &p->adm);
 
 	if (r != NULL && balance_init(r) < 0) {
 		route_unref(r);
@@ -451,6 +452,10 @@ struct pending_bind {
 /* One sl_proxy_apply(): what it has made and not yet handed over. */
 struct attempt {
 	const sl_config *cfg;
+	/* The running routes by name and listeners by endpoint, so that
+	 * matching a config of n routes to the running one costs O(n), not
+	 * O(n^2): a SIGHUP holds up the control thread for that long. */
+	sl_hset run_routes, run_binds;
 	struct route **routes;   /* one per cfg->routes[] */
 	struct pending_bind *pb; /* one per listen entry, npb so far */
 	size_t npb;
@@ -465,18 +470,50 @@ static int no_memory(char *err, size_t errlen)
 	return -1;
 }
 
-/* A running listener on ep that no entry of this config has claimed yet,
- * claimed now; NULL if none. */
-static struct lbind *lbind_claim(struct sl_proxy *p, const sl_endpoint *ep)
+static uint64_t name_hash(const char *name)
 {
-	struct lbind *b;
+	return sl_fnv1a(SL_FNV1A_INIT, name, strlen(name));
+}
 
-	for (b = p->binds; b != NULL; b = b->next)
-		if (!b->claimed &&
-		    sl_endpoint_equal(sl_listener_endpoint(b->l), ep))
-			break;
-	if (b != NULL)
-		b->claimed = 1;
+static int route_is_named(const void *item, const void *key)
+{
+	return strcmp(((const struct route *)item)->name, key) == 0;
+}
+
+static int bind_is_on(const void *item, const void *key)
+{
+	return sl_endpoint_equal(sl_listener_endpoint(((const struct lbind *)
+							       item)->l),
+				 key);
+}
+
+/* The running routes and listeners into a's sets.  0 or -ENOMEM. */
+static int index_running(struct sl_proxy *p, struct attempt *a)
+{
+	for (size_t i = 0; i < p->nroutes; i++)
+		if (sl_hset_add(&a->run_routes, name_hash(p->routes[i]->name),
+				p->routes[i]) < 0)
+			return -ENOMEM;
+	for (struct lbind *b = p->binds; b != NULL; b = b->next) {
+		b->claimed = 0;
+		if (sl_hset_add(&a->run_binds,
+				sl_endpoint_hash(sl_listener_endpoint(b->l)),
+				b) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* A running listener on ep that no entry of this config has claimed yet,
+ * claimed now; NULL if none (running listeners have distinct endpoints). */
+static struct lbind *lbind_claim(struct attempt *a, const sl_endpoint *ep)
+{
+	struct lbind *b = (struct lbind *)sl_hset_find(
+		&a->run_binds, sl_endpoint_hash(ep), bind_is_on, ep);
+
+	if (b == NULL || b->claimed)
+		return NULL;
+	b->claimed = 1;
 	return b;
 }
 
@@ -554,19 +591,20 @@ static int apply_open(struct sl_proxy *p, struct attempt *a, char *err,
 		total += cfg->routes[i].nlisten;
 	a->routes = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *a->routes);
 	a->pb = calloc(total ? total : 1, sizeof *a->pb);
-	if (a->routes == NULL || a->pb == NULL)
+	if (a->routes == NULL || a->pb == NULL || index_running(p, a) < 0)
 		return no_memory(err, errlen);
-	for (struct lbind *b = p->binds; b != NULL; b = b->next)
-		b->claimed = 0;
 	for (size_t i = 0; i < cfg->nroutes; i++) {
 		const sl_route_conf *rc = &cfg->routes[i];
+		const struct route *old = sl_hset_find(
+			&a->run_routes, name_hash(rc->name), route_is_named,
+			rc->name);
 
-		if ((a->routes[i] = route_make(p, cfg, rc)) == NULL)
+		if ((a->routes[i] = route_make(p, cfg, rc, old)) == NULL)
 			return no_memory(err, errlen);
 		for (size_t j = 0; j < rc->nlisten; j++) {
 			struct pending_bind *pb = &a->pb[a->npb];
 
-			pb->b = lbind_claim(p, &rc->listen[j].ep);
+			pb->b = lbind_claim(a, &rc->listen[j].ep);
 			if (pb->b == NULL) {
 				pb->b = lbind_open(p, rc, &rc->listen[j], err,
 						   errlen);
@@ -711,9 +749,13 @@ int sl_proxy_apply(sl_proxy *p, const sl_config *cfg, char *err,
 	struct attempt a = { .cfg = cfg };
 
 	if (apply_open(p, &a, err, errlen) < 0) {
+		sl_hset_free(&a.run_routes);
+		sl_hset_free(&a.run_binds);
 		apply_abort(p, &a);
 		return -1;
 	}
+	sl_hset_free(&a.run_routes);
+	sl_hset_free(&a.run_binds);
 	atomic_store(&p->adm.max, effective_max(p, cfg));
 	/* The admin listener's accessor sees the old config or the new,
 	 * never half of each. */

@@ -134,15 +134,6 @@ void route_unref(struct route *r)
 	free(r);
 }
 
-static struct route_state *state_find(struct route *const *running,
-				      size_t nrunning, const char *name)
-{
-	for (size_t i = 0; i < nrunning; i++)
-		if (strcmp(running[i]->st->name, name) == 0)
-			return running[i]->st;
-	return NULL;
-}
-
 /* The state of upstream `name` in route r: carried over from the running
  * config (health, counters), shared with an earlier entry of the same
  * address, or new. */
@@ -166,8 +157,8 @@ static struct upstream_state *ustate_for(struct route *r, size_t upto,
 }
 
 struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
-			struct route *const *running, size_t nrunning,
-			unsigned nloops, struct admission *adm)
+			const struct route *old, unsigned nloops,
+			struct admission *adm)
 {
 	struct route *r = calloc(1, sizeof *r);
 	struct route_state *st;
@@ -175,7 +166,7 @@ struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 	if (r == NULL)
 		return NULL;
 	atomic_init(&r->refs, 1);
-	st = state_find(running, nrunning, rc->name);
+	st = old != NULL ? old->st : NULL;
 	if (st != NULL) {
 		atomic_fetch_add(&st->refs, 1);
 	} else if ((st = state_new(nloops, rc->name)) == NULL) {

@@ -210,15 +210,15 @@ struct route {
 
 /*
  * A new snapshot of rc (a route of cfg) for a group of nloops loops,
- * admitting its sessions through adm.  It shares the state of the route
- * of the same name in running[0..nrunning) (the running config's), and
+ * admitting its sessions through adm.  It shares the state of old (the
+ * running config's route of the same name, NULL when there is none), and
  * each upstream's state with that route's upstream of the same address.
  * The schedules are left empty: they are balance_init()'s.  NULL when out
  * of memory.  Control loop.
  */
 struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
-			struct route *const *running, size_t nrunning,
-			unsigned nloops, struct admission *adm);
+			const struct route *old, unsigned nloops,
+			struct admission *adm);
 
 /* Any thread; route_unref(NULL) does nothing. */
 void route_ref(struct route *r);
