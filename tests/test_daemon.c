@@ -86,8 +86,9 @@ static void wait_log(const char *path, const char *needle)
 	}
 }
 
-/* Daemons are not our children: a failed assertion must not leave one
- * running after the test program. */
+/* Daemons started with -p are not our children (st_teardown does not
+ * know them): a failed assertion must not leave one running after its
+ * test, nor st_fail() one after the test program. */
 static pid_t started[16];
 static int nstarted;
 
@@ -96,7 +97,15 @@ static void kill_started(void)
 	for (int i = 0; i < nstarted; i++)
 		if (started[i] > 0)
 			kill(started[i], SIGKILL);
+	nstarted = 0;
 }
+
+static int teardown(void **state)
+{
+	kill_started();
+	return st_teardown(state);
+}
+#define DAEMON_TEST(f) cmocka_unit_test_teardown(f, teardown)
 
 struct daemon {
 	uint16_t port;
@@ -827,20 +836,20 @@ static void test_thread_policy(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_daemonize_pidfile),
-		cmocka_unit_test(test_pidfile_held),
-		cmocka_unit_test(test_pidfile_symlink),
-		cmocka_unit_test(test_pidfile_hardlink),
-		cmocka_unit_test(test_pidfile_fifo),
-		cmocka_unit_test(test_pidfile_replaced),
-		cmocka_unit_test(test_pidfile_relative),
-		cmocka_unit_test(test_startup_error_reaches_terminal),
-		cmocka_unit_test(test_log_reopen),
-		cmocka_unit_test(test_sd_notify),
-		cmocka_unit_test(test_privilege_drop),
-		cmocka_unit_test(test_privilege_groups),
-		cmocka_unit_test(test_access_log_json),
-		cmocka_unit_test(test_thread_policy),
+		DAEMON_TEST(test_daemonize_pidfile),
+		DAEMON_TEST(test_pidfile_held),
+		DAEMON_TEST(test_pidfile_symlink),
+		DAEMON_TEST(test_pidfile_hardlink),
+		DAEMON_TEST(test_pidfile_fifo),
+		DAEMON_TEST(test_pidfile_replaced),
+		DAEMON_TEST(test_pidfile_relative),
+		DAEMON_TEST(test_startup_error_reaches_terminal),
+		DAEMON_TEST(test_log_reopen),
+		DAEMON_TEST(test_sd_notify),
+		DAEMON_TEST(test_privilege_drop),
+		DAEMON_TEST(test_privilege_groups),
+		DAEMON_TEST(test_access_log_json),
+		DAEMON_TEST(test_thread_policy),
 	};
 	int rc;
 

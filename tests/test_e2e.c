@@ -1125,21 +1125,21 @@ static void test_pipe_concurrent(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_free_port_reserved),
-		cmocka_unit_test(test_check_config),
-		cmocka_unit_test(test_check_unix),
-		cmocka_unit_test(test_bulk_tcp_tcp),
-		cmocka_unit_test(test_bulk_tcp_unix),
-		cmocka_unit_test(test_bulk_unix_tcp),
-		cmocka_unit_test(test_half_close),
-		cmocka_unit_test(test_failover),
-		cmocka_unit_test(test_connect_timeout),
-		cmocka_unit_test(test_idle_timeout),
-		cmocka_unit_test(test_concurrent),
-		cmocka_unit_test(test_reload_under_traffic),
-		cmocka_unit_test(test_sigterm_drain),
-		cmocka_unit_test(test_max_connections),
-		cmocka_unit_test(test_descriptor_limit),
+		ST_TEST(test_free_port_reserved),
+		ST_TEST(test_check_config),
+		ST_TEST(test_check_unix),
+		ST_TEST(test_bulk_tcp_tcp),
+		ST_TEST(test_bulk_tcp_unix),
+		ST_TEST(test_bulk_unix_tcp),
+		ST_TEST(test_half_close),
+		ST_TEST(test_failover),
+		ST_TEST(test_connect_timeout),
+		ST_TEST(test_idle_timeout),
+		ST_TEST(test_concurrent),
+		ST_TEST(test_reload_under_traffic),
+		ST_TEST(test_sigterm_drain),
+		ST_TEST(test_max_connections),
+		ST_TEST(test_descriptor_limit),
 	};
 	/*
 	 * sluice.exe under wine (SLUICE_WINE_EXE): the same tests where the
@@ -1147,20 +1147,20 @@ int main(void)
 	 * and no descriptor limit to test.
 	 */
 	const struct CMUnitTest wine_tests[] = {
-		cmocka_unit_test(test_check_config),
-		cmocka_unit_test(test_bulk_tcp_tcp),
-		cmocka_unit_test(test_pipe_tcp_to_pipe),
-		cmocka_unit_test(test_pipe_pipe_to_tcp),
-		cmocka_unit_test(test_pipe_pipe_to_pipe),
-		cmocka_unit_test(test_pipe_concurrent),
-		cmocka_unit_test(test_half_close),
-		cmocka_unit_test(test_failover),
-		cmocka_unit_test(test_connect_timeout),
-		cmocka_unit_test(test_idle_timeout),
-		cmocka_unit_test(test_concurrent),
-		cmocka_unit_test(test_reload_under_traffic),
-		cmocka_unit_test(test_sigterm_drain),
-		cmocka_unit_test(test_max_connections),
+		ST_TEST(test_check_config),
+		ST_TEST(test_bulk_tcp_tcp),
+		ST_TEST(test_pipe_tcp_to_pipe),
+		ST_TEST(test_pipe_pipe_to_tcp),
+		ST_TEST(test_pipe_pipe_to_pipe),
+		ST_TEST(test_pipe_concurrent),
+		ST_TEST(test_half_close),
+		ST_TEST(test_failover),
+		ST_TEST(test_connect_timeout),
+		ST_TEST(test_idle_timeout),
+		ST_TEST(test_concurrent),
+		ST_TEST(test_reload_under_traffic),
+		ST_TEST(test_sigterm_drain),
+		ST_TEST(test_max_connections),
 	};
 	int rc;
 

@@ -1298,13 +1298,13 @@ static void test_sigterm_transfers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_upstream_reset),
-		cmocka_unit_test(test_upstream_never_reads),
-		cmocka_unit_test(test_client_never_reads),
-		cmocka_unit_test(test_slowloris),
-		cmocka_unit_test(test_descriptor_exhaustion),
-		cmocka_unit_test(test_sighup_storm),
-		cmocka_unit_test(test_sigterm_transfers),
+		ST_TEST(test_upstream_reset),
+		ST_TEST(test_upstream_never_reads),
+		ST_TEST(test_client_never_reads),
+		ST_TEST(test_slowloris),
+		ST_TEST(test_descriptor_exhaustion),
+		ST_TEST(test_sighup_storm),
+		ST_TEST(test_sigterm_transfers),
 	};
 	/*
 	 * sluice.exe under wine (SLUICE_WINE_EXE): the same tests but one.
@@ -1314,12 +1314,12 @@ int main(void)
 	 *    EMFILE to run into and no prlimit(2) to cause it.
 	 */
 	const struct CMUnitTest wine_tests[] = {
-		cmocka_unit_test(test_upstream_reset),
-		cmocka_unit_test(test_upstream_never_reads),
-		cmocka_unit_test(test_client_never_reads),
-		cmocka_unit_test(test_slowloris),
-		cmocka_unit_test(test_sighup_storm),
-		cmocka_unit_test(test_sigterm_transfers),
+		ST_TEST(test_upstream_reset),
+		ST_TEST(test_upstream_never_reads),
+		ST_TEST(test_client_never_reads),
+		ST_TEST(test_slowloris),
+		ST_TEST(test_sighup_storm),
+		ST_TEST(test_sigterm_transfers),
 	};
 	int rc;
 

@@ -668,7 +668,10 @@ struct st_server {
 	unsigned accepted, open;
 	struct conn *conns;
 	size_t nconns, cap;
+	st_server *next; /* all servers not stopped yet (st_teardown) */
 };
+
+static st_server *servers;
 
 static void set_nonblock(int fd)
 {
@@ -881,8 +884,9 @@ static void *server_main(void *arg)
 	return NULL;
 }
 
-st_server *st_server_start(st_sock l, enum st_server_mode mode,
-			   uint64_t reply)
+/* fn NULL: serve in mode; else a thread per connection (mode unused). */
+static st_server *server_start(st_sock l, enum st_server_mode mode,
+			       uint64_t reply, st_conn_fn fn, void *arg)
 {
 	st_server *srv = calloc(1, sizeof(*srv));
 
@@ -891,28 +895,26 @@ st_server *st_server_start(st_sock l, enum st_server_mode mode,
 	srv->lfd = l;
 	srv->mode = mode;
 	srv->reply = reply;
-	set_nonblock(l);
-	pthread_mutex_init(&srv->lock, NULL);
-	if (pthread_create(&srv->thread, NULL, server_main, srv))
-		st_fail("pthread_create");
-	return srv;
-}
-
-st_server *st_server_start_fn(st_sock l, st_conn_fn fn, void *arg)
-{
-	st_server *srv = calloc(1, sizeof(*srv));
-
-	if (!srv || pipe(srv->wake) < 0)
-		st_fail("server: %s", strerror(errno));
-	srv->lfd = l;
-	srv->mode = ST_HOLD; /* unused: no connection goes to server_main */
 	srv->fn = fn;
 	srv->fn_arg = arg;
 	set_nonblock(l);
 	pthread_mutex_init(&srv->lock, NULL);
 	if (pthread_create(&srv->thread, NULL, server_main, srv))
 		st_fail("pthread_create");
+	srv->next = servers;
+	servers = srv;
 	return srv;
+}
+
+st_server *st_server_start(st_sock l, enum st_server_mode mode,
+			   uint64_t reply)
+{
+	return server_start(l, mode, reply, NULL, NULL);
+}
+
+st_server *st_server_start_fn(st_sock l, st_conn_fn fn, void *arg)
+{
+	return server_start(l, ST_HOLD, 0, fn, arg);
 }
 
 unsigned st_server_accepted(st_server *srv)
@@ -937,8 +939,16 @@ unsigned st_server_open(st_server *srv)
 
 void st_server_stop(st_server *srv)
 {
+	st_server **pp;
+
 	if (!srv)
 		return;
+	for (pp = &servers; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == srv) {
+			*pp = srv->next;
+			break;
+		}
+	}
 	if (write(srv->wake[1], "x", 1) != 1)
 		st_fail("server stop: %s", strerror(errno));
 	pthread_join(srv->thread, NULL);
@@ -974,7 +984,7 @@ static unsigned daemon_seq;
 static st_daemon *daemons;
 
 /*
- * A failed assertion leaves its test at once, before st_daemon_free():
+ * st_fail() ends the program at once, without a teardown (st_teardown):
  * no daemon may outlive the test program.
  */
 static void kill_daemons(void)
@@ -1043,6 +1053,23 @@ static void exec_wine(const char *const *argv)
 	execvp("wine", (char *const *)av);
 }
 
+/* sltool processes not reaped yet (st_teardown). */
+#define TOOLS_MAX 64
+static pid_t tools[TOOLS_MAX];
+static unsigned ntools;
+
+static void tool_reaped(pid_t pid)
+{
+	unsigned i;
+
+	for (i = 0; i < ntools; i++) {
+		if (tools[i] == pid) {
+			tools[i] = tools[--ntools];
+			return;
+		}
+	}
+}
+
 pid_t st_tool_start(const char *in, const char *out, const char *arg, ...)
 {
 	const char *argv[16];
@@ -1073,6 +1100,9 @@ pid_t st_tool_start(const char *in, const char *out, const char *arg, ...)
 		exec_wine(argv);
 		_exit(127);
 	}
+	if (ntools == TOOLS_MAX)
+		st_fail("more than %d sltool processes at once", TOOLS_MAX);
+	tools[ntools++] = pid;
 	return pid;
 }
 
@@ -1084,12 +1114,13 @@ int st_tool_wait(pid_t pid, unsigned timeout_ms)
 		int st;
 		pid_t r = waitpid(pid, &st, WNOHANG);
 
-		if (r == pid)
+		if (r == pid) {
+			tool_reaped(pid);
 			return WIFEXITED(st) ? WEXITSTATUS(st)
 					     : 128 + WTERMSIG(st);
+		}
 		if (st_now_ms() > end) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
+			st_tool_kill(pid);
 			return -1;
 		}
 		st_sleep_ms(10);
@@ -1101,6 +1132,7 @@ void st_tool_kill(pid_t pid)
 	if (pid > 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
+		tool_reaped(pid);
 	}
 }
 
@@ -1415,6 +1447,18 @@ void st_daemon_free(st_daemon *d)
 	free(d->conf);
 	free(d->log);
 	free(d);
+}
+
+int st_teardown(void **state)
+{
+	(void)state;
+	while (daemons != NULL)
+		st_daemon_free(daemons);
+	while (servers != NULL)
+		st_server_stop(servers);
+	while (ntools > 0)
+		st_tool_kill(tools[ntools - 1]);
+	return 0;
 }
 
 /*

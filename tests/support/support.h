@@ -231,6 +231,23 @@ long long st_metric(const char *text, const char *series);
 /* Echo until EOF, then pass the EOF on (shutdown); returns at any end. */
 void st_echo_rest(st_sock c);
 
+/* ---- cleanup after each test ---------------------------------------------- */
+
+/*
+ * Every daemon, server and sltool process is on record from its start
+ * (st_daemon_start*, st_server_start*, st_tool_start) until the test ends
+ * it (st_daemon_free, st_server_stop, st_tool_wait or st_tool_kill).  A
+ * failed assertion leaves the test at once, past its own stops: this
+ * teardown ends what is still on record, daemons first (killed, as
+ * st_daemon_free does), then servers, then sltools.  Whatever a test
+ * ended itself is off the record and not touched again.
+ *
+ * Start and end these from the test's own thread.
+ */
+int st_teardown(void **state);
+/* A cmocka test with that teardown (in a file that includes cmocka.h). */
+#define ST_TEST(f) cmocka_unit_test_teardown(f, st_teardown)
+
 /* malloc'd printf. */
 char *st_fmt(const char *fmt, ...)
 #if defined(__GNUC__)
