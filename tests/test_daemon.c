@@ -29,18 +29,6 @@
 
 #include "support/support.h"
 
-static void echo_once(uint16_t port)
-{
-	st_sock c = st_connect_tcp(port);
-	char buf[5];
-
-	assert_true(c != ST_BAD_SOCK);
-	st_send_all(c, "hello", 5);
-	st_recv_all(c, buf, 5, 10000);
-	assert_memory_equal(buf, "hello", 5);
-	st_close(c);
-}
-
 static pid_t read_pid(const char *path)
 {
 	char *text = st_read_file(path);
@@ -137,7 +125,7 @@ static void daemon_up(struct daemon *d, const char *tag, uint16_t uport)
 	if (nstarted < 16)
 		started[nstarted++] = d->pid;
 	/* Ready means serving: no retry needed. */
-	echo_once(d->port);
+	st_echo_once(d->port, "hello");
 	free(out);
 	free(name);
 	free(yaml);
@@ -204,7 +192,7 @@ static void test_pidfile_held(void **state)
 	assert_non_null(strstr(out, want));
 	/* The first one is untouched: same pid file, still serving. */
 	assert_int_equal(read_pid(d.pidfile), d.pid);
-	echo_once(d.port);
+	st_echo_once(d.port, "hello");
 	daemon_down(&d);
 	free(want);
 	free(out);
@@ -373,7 +361,7 @@ static void test_pidfile_relative(void **state)
 	pid = read_pid(pidfile);
 	if (nstarted < 16)
 		started[nstarted++] = pid;
-	echo_once(lport);
+	st_echo_once(lport, "hello");
 	assert_int_equal(kill(pid, SIGTERM), 0);
 	assert_int_equal(wait_gone(pid, 10000), 0);
 	assert_int_equal(access(pidfile, F_OK), -1);
@@ -427,7 +415,7 @@ static void test_log_reopen(void **state)
 	assert_int_equal(rename(d.log, old), 0);
 	assert_int_equal(kill(d.pid, SIGUSR1), 0);
 	wait_log(d.log, "log file reopened");
-	echo_once(d.port);
+	st_echo_once(d.port, "hello");
 	wait_log(d.log, "session route=reopen");
 	/* Lines before the reopen stay in the renamed file; file lines carry
 	 * a UTC time stamp. */
@@ -490,7 +478,7 @@ static void test_sd_notify(void **state)
 	assert_int_equal(notify_recv(fd, buf, sizeof buf), 0);
 	want = st_fmt("READY=1\nMAINPID=%ld", (long)st_daemon_pid(d));
 	assert_string_equal(buf, want);
-	echo_once(lport);
+	st_echo_once(lport, "hello");
 
 	st_daemon_signal(d, SIGHUP);
 	assert_int_equal(notify_recv(fd, buf, sizeof buf), 0);
@@ -531,7 +519,7 @@ static void test_privilege_drop(void **state)
 		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
 	d = st_daemon_start(yaml);
 	assert_int_equal(st_daemon_log_count(d, "running as user nobody"), 1);
-	echo_once(lport);
+	st_echo_once(lport, "hello");
 	{
 		char *path = st_fmt("/proc/%ld/status", (long)st_daemon_pid(d));
 
@@ -582,7 +570,7 @@ static void test_privilege_drop(void **state)
 						     "port or path needs a "
 						     "restart"),
 				 1);
-		echo_once(lport); /* the running config stays */
+		st_echo_once(lport, "hello"); /* the running config stays */
 		free(more);
 	}
 	st_daemon_signal(d, SIGTERM);
@@ -669,7 +657,7 @@ static void test_privilege_groups(void **state)
 		d = st_daemon_start_wrapped(yaml, wrap);
 	}
 	assert_int_equal(st_daemon_log_count(d, "running as user nobody"), 1);
-	echo_once(lport);
+	st_echo_once(lport, "hello");
 	{
 		char *path = st_fmt("/proc/%ld/status", (long)st_daemon_pid(d));
 
@@ -805,7 +793,7 @@ static void test_thread_policy(void **state)
 	int pol[4];
 
 	(void)state;
-	echo_once(lport);
+	st_echo_once(lport, "hello");
 	assert_int_equal(loop_policies(st_daemon_pid(d), pol, 4), 2);
 	assert_int_equal(pol[0], SCHED_OTHER);
 	assert_int_equal(pol[1], SCHED_OTHER);
@@ -819,7 +807,7 @@ static void test_thread_policy(void **state)
 	assert_int_equal(loop_policies(st_daemon_pid(d), pol, 4), 2);
 	assert_int_equal(pol[0], SCHED_BATCH);
 	assert_int_equal(pol[1], SCHED_BATCH);
-	echo_once(lport);
+	st_echo_once(lport, "hello");
 	assert_int_equal(st_daemon_log_count(d, "thread_policy"), 0);
 	st_daemon_signal(d, SIGTERM);
 	assert_int_equal(st_daemon_wait(d, 10000), 0);

@@ -24,7 +24,6 @@
 #include "support/support.h"
 
 #define MiB (1024ull * 1024)
-#define STALL_MS 20000 /* no progress at all for this long is a failure */
 
 static char *unix_path(const char *name)
 {
@@ -76,7 +75,7 @@ static void test_free_port_reserved(void **state)
 	{
 		char b;
 
-		st_recv_all(s, &b, 1, STALL_MS);
+		st_recv_all(s, &b, 1, ST_STALL_MS);
 		assert_int_equal(b, 'x');
 	}
 	st_close(s);
@@ -287,7 +286,7 @@ static void bulk(enum side front, enum side back)
 	c = front == TCP ? st_connect_tcp(lport) : st_connect_unix(lpath);
 	assert_true(c != ST_BAD_SOCK);
 	/* 64 MiB out and the same 64 MiB back, concurrently. */
-	assert_int_equal(st_exchange(c, 42, 42, 64 * MiB, STALL_MS), 0);
+	assert_int_equal(st_exchange(c, 42, 42, 64 * MiB, ST_STALL_MS), 0);
 	st_close(c);
 
 	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, 5000), 0);
@@ -356,9 +355,9 @@ static void test_half_close(void **state)
 	st_send_all(c, buf, 256 * 1024);
 	st_shutdown_wr(c);
 
-	st_recv_all(c, &count, 8, STALL_MS);
+	st_recv_all(c, &count, 8, ST_STALL_MS);
 	assert_int_equal(count, 256 * 1024);
-	st_recv_all(c, buf, MiB, STALL_MS);
+	st_recv_all(c, buf, MiB, ST_STALL_MS);
 	st_rng_init(&r, 1);
 	st_rng_fill(&r, want, MiB);
 	assert_memory_equal(buf, want, MiB);
@@ -383,19 +382,6 @@ static void test_half_close(void **state)
 
 /* ---- failover and connect timeout -------------------------------------------- */
 
-static void echo_once(uint16_t port, const char *msg)
-{
-	st_sock c = st_connect_tcp(port);
-	char buf[128];
-	size_t n = strlen(msg);
-
-	assert_true(c != ST_BAD_SOCK);
-	st_send_all(c, msg, n);
-	st_recv_all(c, buf, n, STALL_MS);
-	assert_memory_equal(buf, msg, n);
-	st_close(c);
-}
-
 static void test_failover(void **state)
 {
 	uint16_t uport, dead = st_free_port(), lport = st_free_port();
@@ -412,7 +398,7 @@ static void test_failover(void **state)
 		      "    connect_attempts: 2\n", lport, dead, uport);
 	d = st_daemon_start(yaml);
 	for (i = 0; i < 20; i++)
-		echo_once(lport, "hello through failover");
+		st_echo_once(lport, "hello through failover");
 	assert_int_equal(st_server_accepted(srv), 20);
 	assert_int_equal(st_daemon_wait_log(d, "reason=done", 20, 5000), 0);
 	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
@@ -497,8 +483,8 @@ static void test_connect_timeout(void **state)
 
 	/* With a working upstream after it, every session gets through,
 	 * whichever upstream round-robin tries first. */
-	echo_once(lport2, "past the black hole");
-	echo_once(lport2, "past the black hole again");
+	st_echo_once(lport2, "past the black hole");
+	st_echo_once(lport2, "past the black hole again");
 	assert_int_equal(st_server_accepted(srv), 2);
 
 	st_daemon_free(d);
@@ -535,7 +521,7 @@ static void test_idle_timeout(void **state)
 		if (r)
 			st_sleep_ms(150);
 		st_send_all(c, "ping", 4);
-		st_recv_all(c, buf, 4, STALL_MS);
+		st_recv_all(c, buf, 4, ST_STALL_MS);
 	}
 	/* ...silence ends it: not before the timeout after the last byte. */
 	t0 = st_now_ms();
@@ -591,7 +577,7 @@ static void test_concurrent(void **state)
 		char msg[32], got[12];
 
 		snprintf(msg, sizeof(msg), "session %04d", i);
-		st_recv_all(c[i], got, 12, STALL_MS);
+		st_recv_all(c[i], got, 12, ST_STALL_MS);
 		assert_memory_equal(got, msg, 12);
 	}
 	for (i = 0; i < NCONC; i++)
@@ -621,7 +607,7 @@ static void *traffic_main(void *arg)
 	struct traffic *t = arg;
 
 	while (!t->stop) {
-		echo_once(t->port, "during reload");
+		st_echo_once(t->port, "during reload");
 		t->ok++;
 	}
 	return NULL;
@@ -639,7 +625,7 @@ static void *bulk_main(void *arg)
 
 	if (c == ST_BAD_SOCK)
 		st_fail("bulk connect to %u failed", j->port);
-	st_exchange(c, j->seed, j->seed, j->total, STALL_MS);
+	st_exchange(c, j->seed, j->seed, j->total, ST_STALL_MS);
 	st_close(c);
 	return NULL;
 }
@@ -681,7 +667,7 @@ static void test_reload_under_traffic(void **state)
 		assert_int_equal(st_daemon_wait_log(d, "reloaded ", (unsigned)i,
 						    5000), 0);
 		if (i % 2) {
-			echo_once(pb, "new route b");
+			st_echo_once(pb, "new route b");
 		} else {
 			/* Removed: refused once its listener is closed. */
 			assert_int_equal(st_daemon_wait_log(d, closed_b,
@@ -694,7 +680,7 @@ static void test_reload_under_traffic(void **state)
 	st_daemon_write_config(d, "routes: [\n");
 	st_daemon_signal(d, SIGHUP);
 	assert_int_equal(st_daemon_wait_log(d, "reload failed", 1, 5000), 0);
-	echo_once(pa, "still serving");
+	st_echo_once(pa, "still serving");
 
 	t.stop = 1;
 	pthread_join(tt, NULL);
@@ -805,7 +791,7 @@ static void clients_in_turn(st_daemon *d, st_server *srv, uint16_t port,
 		char msg[16], got[16];
 
 		snprintf(msg, sizeof(msg), "client %04d", i);
-		st_recv_all(c[i], got, 11, STALL_MS);
+		st_recv_all(c[i], got, 11, ST_STALL_MS);
 		assert_memory_equal(got, msg, 11);
 		st_close(c[i]);
 	}
@@ -980,7 +966,7 @@ static void test_pipe_tcp_to_pipe(void **state)
 	c = st_connect_tcp_retry(lport, 5000);
 	/* 64 MiB each way at once; the client's half-close crosses the pipe
 	 * as a zero-byte message and comes back the same way. */
-	assert_int_equal(st_exchange(c, 7, 7, 64 * MiB, STALL_MS), 0);
+	assert_int_equal(st_exchange(c, 7, 7, 64 * MiB, ST_STALL_MS), 0);
 	st_close(c);
 	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, 10000), 0);
 	{
@@ -1103,7 +1089,7 @@ static void test_pipe_concurrent(void **state)
 		char msg[16], got[13];
 
 		snprintf(msg, sizeof msg, "pipe-out %04d", i);
-		st_recv_all(c[i], got, 13, STALL_MS);
+		st_recv_all(c[i], got, 13, ST_STALL_MS);
 		assert_memory_equal(got, msg, 13);
 		st_close(c[i]);
 	}

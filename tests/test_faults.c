@@ -38,63 +38,8 @@
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
-#define STALL_MS 20000 /* no progress at all for this long is a failure */
-#define WAIT_MS 20000  /* what must happen, within this */
 
-/* ---- the daemon of the running test ----------------------------------------- */
-
-static st_daemon *current;
-
-static st_daemon *start(const char *yaml)
-{
-	current = st_daemon_start(yaml);
-	return current;
-}
-
-static st_daemon *start_limited(const char *yaml, unsigned nofile)
-{
-	current = st_daemon_start_limited(yaml, nofile);
-	return current;
-}
-
-static void print_current_log(void)
-{
-	if (current != NULL) {
-		char *log = st_daemon_log(current);
-
-		/* Not print_error(): cmocka cuts its messages short. */
-		fprintf(stderr, "sluice log:\n%s\n", log);
-		free(log);
-	}
-}
-
-static void stop_daemon(st_daemon *d)
-{
-	int rc;
-
-	st_daemon_signal(d, SIGTERM);
-	rc = st_daemon_wait(d, WAIT_MS);
-	if (rc != 0)
-		print_current_log();
-	assert_int_equal(rc, 0);
-	st_daemon_free(d);
-	if (d == current)
-		current = NULL;
-}
-
-/* The log holds needle at least n times within WAIT_MS; else fail with
- * the log. */
-static void wait_log(st_daemon *d, const char *needle, unsigned n)
-{
-	if (st_daemon_wait_log(d, needle, n, WAIT_MS) < 0) {
-		char *log = st_daemon_log(d);
-
-		fprintf(stderr, "no %u x '%s' in the log:\n%s\n", n, needle,
-			log);
-		free(log);
-		fail();
-	}
-}
+/* ---- checks ------------------------------------------------------------------- */
 
 /* The log holds needle exactly n times; else fail with the log. */
 static void log_exactly(st_daemon *d, const char *needle, unsigned n)
@@ -102,32 +47,13 @@ static void log_exactly(st_daemon *d, const char *needle, unsigned n)
 	unsigned got = st_daemon_log_count(d, needle);
 
 	if (got != n) {
-		print_current_log();
+		st_print_logs();
 		fail_msg("'%s' is in the log %u times, expected %u", needle,
 			 got, n);
 	}
 }
 
 /* ---- clients ------------------------------------------------------------------ */
-
-/* One short session: msg out, the same back; the socket stays open. */
-static st_sock echo_open(uint16_t port, const char *msg)
-{
-	st_sock c = st_connect_tcp_retry(port, 10000);
-	size_t n = strlen(msg);
-	char buf[256];
-
-	assert_true(n <= sizeof buf);
-	st_send_all(c, msg, n);
-	st_recv_all(c, buf, n, STALL_MS);
-	assert_memory_equal(buf, msg, n);
-	return c;
-}
-
-static void echo_once(uint16_t port, const char *msg)
-{
-	st_close(echo_open(port, msg));
-}
 
 /* Wait for the end of a connection whose peer may still send (drained). */
 static int wait_end(st_sock c, unsigned timeout_ms)
@@ -147,12 +73,12 @@ static int wait_end(st_sock c, unsigned timeout_ms)
 
 static void expect_closed(st_sock c)
 {
-	int r = wait_end(c, WAIT_MS);
+	int r = wait_end(c, ST_WAIT_MS);
 
 	if (r != 0 && r != -1) {
-		print_current_log();
+		st_print_logs();
 		fail_msg("expected the connection to end; nothing in %u ms",
-			 WAIT_MS);
+			 ST_WAIT_MS);
 	}
 }
 
@@ -180,31 +106,6 @@ static void set_linger0(st_sock c)
 
 	if (setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) < 0)
 		st_fail("SO_LINGER: %s", strerror(errno));
-}
-
-/* ---- admin answers ------------------------------------------------------------ */
-
-static long long metric_at(uint16_t aport, const char *series)
-{
-	char *m = st_http_get(aport, "/metrics");
-	long long v = st_metric(m, series);
-
-	free(m);
-	return v;
-}
-
-/* Poll /metrics until series has value want (WAIT_MS), then assert it. */
-static void wait_metric(uint16_t aport, long long want, const char *series)
-{
-	uint64_t end = st_now_ms() + WAIT_MS;
-	long long v;
-
-	while ((v = metric_at(aport, series)) != want && st_now_ms() < end)
-		st_sleep_ms(20);
-	if (v != want) {
-		print_current_log();
-		fail_msg("%s is %lld, expected %lld", series, v, want);
-	}
 }
 
 /* ---- the daemon's resources ----------------------------------------------------- */
@@ -278,7 +179,7 @@ static void reset_or_echo(st_sock c, void *arg)
 		return;
 	}
 	while (got < RESET_AFTER) {
-		ssize_t n = st_recv_some(c, buf, sizeof buf, STALL_MS);
+		ssize_t n = st_recv_some(c, buf, sizeof buf, ST_STALL_MS);
 
 		if (n <= 0)
 			return;
@@ -354,7 +255,7 @@ static void test_upstream_reset(void **state)
 	yaml = st_fmt("threads: 2\nroutes:\n  - name: reset\n"
 		      "    listen: tcp://127.0.0.1:%u\n"
 		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
-	d = start(yaml);
+	d = st_daemon_start(yaml);
 
 	c = st_connect_tcp_retry(lport, 10000);
 	sent = push_until_end(c, 1024 * MiB, 60000, &ended);
@@ -364,7 +265,7 @@ static void test_upstream_reset(void **state)
 	       (unsigned long long)(sent / KiB),
 	       ended && reset ? (long long)(ended - reset) : -1LL);
 	if (ended == 0 || reset == 0) {
-		print_current_log();
+		st_print_logs();
 		fail_msg("the client saw no end (upstream reset: %s)",
 			 reset ? "yes" : "no");
 	}
@@ -373,15 +274,15 @@ static void test_upstream_reset(void **state)
 	assert_true(ended - reset <= 10000);
 	st_close(c);
 
-	wait_log(d, "session route=reset ", 1);
+	st_wait_log(d, "session route=reset ", 1);
 	log_exactly(d, "session route=reset ", 1);
 	log_exactly(d, "reason=upstream-error", 1);
 
 	/* It goes on serving. */
-	echo_once(lport, "after the reset");
-	wait_log(d, "reason=done", 1);
+	st_close(st_echo_open(lport, "after the reset"));
+	st_wait_log(d, "reason=done", 1);
 	log_exactly(d, "session route=reset ", 2);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -434,7 +335,7 @@ static void test_upstream_never_reads(void **state)
 		      "    listen: tcp://127.0.0.1:%u\n"
 		      "    upstreams: [tcp://127.0.0.1:%u]\n"
 		      "    idle_timeout: 6s\n", lport, uport);
-	d = start(yaml);
+	d = st_daemon_start(yaml);
 	before = rss_kib(st_daemon_pid(d));
 
 	c = st_connect_tcp_retry(lport, 10000);
@@ -461,10 +362,10 @@ static void test_upstream_never_reads(void **state)
 	 * proxy_timeout do theirs.
 	 */
 	st_close(c);
-	wait_log(d, "session route=hold ", 1);
+	st_wait_log(d, "session route=hold ", 1);
 	log_exactly(d, "session route=hold ", 1);
 	log_exactly(d, "reason=idle-timeout", 1);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -509,11 +410,11 @@ static void test_client_never_reads(void **state)
 	yaml = st_fmt("threads: 2\nroutes:\n  - name: flood\n"
 		      "    listen: tcp://127.0.0.1:%u\n"
 		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
-	d = start(yaml);
+	d = st_daemon_start(yaml);
 	before = rss_kib(st_daemon_pid(d));
 
 	c = st_connect_tcp_retry(lport, 10000);
-	end = st_now_ms() + WAIT_MS;
+	end = st_now_ms() + ST_WAIT_MS;
 	while (st_server_accepted(srv) < 1 && st_now_ms() < end)
 		st_sleep_ms(5);
 	assert_int_equal(st_server_accepted(srv), 1);
@@ -534,13 +435,13 @@ static void test_client_never_reads(void **state)
 	/* Closing with unread data resets: the session ends, and so does
 	 * the upstream's send. */
 	st_close(c);
-	wait_log(d, "session route=flood ", 1);
+	st_wait_log(d, "session route=flood ", 1);
 	log_exactly(d, "session route=flood ", 1);
-	end = st_now_ms() + WAIT_MS;
+	end = st_now_ms() + ST_WAIT_MS;
 	while (st_server_open(srv) > 0 && st_now_ms() < end)
 		st_sleep_ms(5);
 	assert_int_equal(st_server_open(srv), 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -592,7 +493,7 @@ static void test_slowloris(void **state)
 			    "    idle_timeout: 1h\n"
 			    "    half_closed_timeout: 1s\n",
 			    aport, lport, eport, hlport, hport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	struct trickle t;
 	st_sock silent[NSILENT], half[NHALF];
 	pthread_t th;
@@ -625,9 +526,9 @@ static void test_slowloris(void **state)
 	for (i = 0; i < NHALF; i++)
 		expect_closed(half[i]);
 	assert_true(first_end - t0 >= 900);
-	wait_log(d, "reason=idle-timeout", NSILENT);
-	wait_log(d, "reason=half-closed-timeout", NHALF);
-	wait_metric(aport, 0, "sluice_route_sessions_active{route=\"half\"}");
+	st_wait_log(d, "reason=idle-timeout", NSILENT);
+	st_wait_log(d, "reason=half-closed-timeout", NHALF);
+	st_wait_metric(aport, 0, "sluice_route_sessions_active{route=\"half\"}");
 
 	/* The tricklers outlive the idle timeout three times over. */
 	while (st_now_ms() - t0 < 3500)
@@ -636,7 +537,7 @@ static void test_slowloris(void **state)
 	assert_int_equal(atomic_load(&t.failed), 0);
 	for (i = 0; i < NTRICKLE; i++)
 		assert_true(still_open(t.c[i]));
-	assert_int_equal(metric_at(aport, "sluice_route_sessions_active{"
+	assert_int_equal(st_metric_at(aport, "sluice_route_sessions_active{"
 					  "route=\"slow\"}"),
 			 NTRICKLE);
 	atomic_store(&t.stop, 1);
@@ -653,12 +554,12 @@ static void test_slowloris(void **state)
 		st_close(silent[i]);
 	for (i = 0; i < NHALF; i++)
 		st_close(half[i]);
-	wait_metric(aport, 0, "sluice_route_sessions_active{route=\"slow\"}");
-	wait_log(d, "reason=done", NTRICKLE);
+	st_wait_metric(aport, 0, "sluice_route_sessions_active{route=\"slow\"}");
+	st_wait_log(d, "reason=done", NTRICKLE);
 	log_exactly(d, "reason=idle-timeout", NSILENT);
 	log_exactly(d, "reason=half-closed-timeout", NHALF);
 	log_exactly(d, "reason=client-error", 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(echo);
 	st_server_stop(hold);
 	free(yaml);
@@ -694,7 +595,7 @@ static void *paced_main(void *arg)
 	while (!atomic_load(&p->stop)) {
 		st_rng_fill(&r, out, PACED_CHUNK);
 		st_send_all(c, out, PACED_CHUNK);
-		st_recv_all(c, in, PACED_CHUNK, STALL_MS);
+		st_recv_all(c, in, PACED_CHUNK, ST_STALL_MS);
 		if (memcmp(in, out, PACED_CHUNK) != 0)
 			st_fail("paced: the echo differs after %llu bytes",
 				(unsigned long long)atomic_load(&p->done));
@@ -702,7 +603,7 @@ static void *paced_main(void *arg)
 		st_sleep_ms(10);
 	}
 	st_shutdown_wr(c);
-	if (st_wait_closed(c, STALL_MS) != 0)
+	if (st_wait_closed(c, ST_STALL_MS) != 0)
 		st_fail("paced: no EOF after the half-close");
 	st_close(c);
 	free(out);
@@ -725,12 +626,12 @@ static void paced_start(struct paced *p, pthread_t *th, uint16_t port,
 /* Wait until p has moved more than it had (its session is alive). */
 static void paced_progress(struct paced *p)
 {
-	uint64_t was = atomic_load(&p->done), end = st_now_ms() + WAIT_MS;
+	uint64_t was = atomic_load(&p->done), end = st_now_ms() + ST_WAIT_MS;
 
 	while (atomic_load(&p->done) <= was && st_now_ms() < end)
 		st_sleep_ms(5);
 	if (atomic_load(&p->done) <= was) {
-		print_current_log();
+		st_print_logs();
 		fail_msg("the paced session stalled at %llu bytes",
 			 (unsigned long long)was);
 	}
@@ -771,7 +672,7 @@ static int lowest_free_fd(pid_t pid)
 static void settle_fds(pid_t pid)
 {
 	char path[64];
-	uint64_t end = st_now_ms() + WAIT_MS;
+	uint64_t end = st_now_ms() + ST_WAIT_MS;
 	int last = -1, same = 0;
 
 	snprintf(path, sizeof path, "/proc/%ld/fd", (long)pid);
@@ -828,7 +729,7 @@ static void test_descriptor_exhaustion(void **state)
 			    "backlog: 128}\n"
 			    "    upstreams: [tcp://127.0.0.1:%u]\n",
 			    aport, lport, uport);
-	st_daemon *d = start_limited(yaml, FD_LIMIT);
+	st_daemon *d = st_daemon_start_limited(yaml, FD_LIMIT);
 	pid_t pid = st_daemon_pid(d);
 	st_sock *held, admin[ADMIN_IDLE], waiting[FD_WAITING];
 	struct paced bulk;
@@ -855,7 +756,7 @@ static void test_descriptor_exhaustion(void **state)
 		char msg[32];
 
 		snprintf(msg, sizeof msg, "held %04u", i);
-		held[i] = echo_open(lport, msg);
+		held[i] = st_echo_open(lport, msg);
 	}
 	for (i = 0; i < ADMIN_IDLE; i++)
 		admin[i] = st_connect_tcp_retry(aport, 10000);
@@ -870,7 +771,7 @@ static void test_descriptor_exhaustion(void **state)
 	/* 2. Room under the cap, but no descriptor to be had. */
 	for (i = 10; i < nheld; i++)
 		st_close(held[i]);
-	wait_log(d, "reason=done", nheld - 10);
+	st_wait_log(d, "reason=done", nheld - 10);
 	/* Every descriptor sluice holds from here on is a session's (or
 	 * the paced stream's pooled pipe): counted once nothing is closing
 	 * any more, the admin connections included. */
@@ -883,7 +784,7 @@ static void test_descriptor_exhaustion(void **state)
 		snprintf(msg, sizeof msg, "waiting %04u", i);
 		st_send_all(waiting[i], msg, strlen(msg));
 	}
-	wait_log(d, "Too many open files", 1);
+	st_wait_log(d, "Too many open files", 1);
 	/* Paused, retried every 100 ms; the stream opened before moves on. */
 	for (i = 0; i < 10; i++)
 		paced_progress(&bulk);
@@ -903,30 +804,30 @@ static void test_descriptor_exhaustion(void **state)
 	/* 3. Descriptors back: everyone is served, in turn over the cap,
 	 * and the log says the shortage is over. */
 	set_nofile(pid, FD_LIMIT, FD_LIMIT);
-	wait_log(d, "accepting again", 1);
+	st_wait_log(d, "accepting again", 1);
 	for (i = 0; i < FD_WAITING; i++) {
 		char msg[32], got[32];
 		size_t n;
 
 		snprintf(msg, sizeof msg, "waiting %04u", i);
 		n = strlen(msg);
-		st_recv_all(waiting[i], got, n, STALL_MS);
+		st_recv_all(waiting[i], got, n, ST_STALL_MS);
 		assert_memory_equal(got, msg, n);
 		st_close(waiting[i]);
 	}
 	/* Those over the cap got in as others closed; and so do new ones. */
 	for (i = 0; i < 10; i++)
 		st_close(held[i]);
-	echo_once(lport, "a new client");
+	st_close(st_echo_open(lport, "a new client"));
 	atomic_store(&bulk.stop, 1);
 	pthread_join(bt, NULL);
-	wait_log(d, "reason=done", nheld + FD_WAITING + 2);
+	st_wait_log(d, "reason=done", nheld + FD_WAITING + 2);
 	log_exactly(d, "reason=connect-failed", 0);
 	log_exactly(d, "reason=client-error", 0);
 	log_exactly(d, "reason=upstream-error", 0);
-	assert_true(metric_at(aport, "sluice_route_accept_pauses_total{"
+	assert_true(st_metric_at(aport, "sluice_route_accept_pauses_total{"
 				     "route=\"fds\"}") >= 1);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(held);
 	free(yaml);
@@ -968,7 +869,7 @@ static void *traffic_main(void *arg)
 				while (got < sizeof msg - 1 &&
 				       (n = st_recv_some(c, buf + got,
 							 sizeof msg - 1 - got,
-							 STALL_MS)) > 0)
+							 ST_STALL_MS)) > 0)
 					got += (size_t)n;
 			}
 		}
@@ -1004,7 +905,7 @@ static void *bulk_loop_main(void *arg)
 		if (c == ST_BAD_SOCK)
 			st_fail("bulk: connect to %u: %s", b->port,
 				strerror(errno));
-		st_exchange(c, seed, seed, 16 * MiB, STALL_MS);
+		st_exchange(c, seed, seed, 16 * MiB, ST_STALL_MS);
 		st_close(c);
 		seed++;
 		atomic_fetch_add(&b->done, 1);
@@ -1048,7 +949,7 @@ static void test_sighup_storm(void **state)
 			 "    listen: tcp://127.0.0.1:%u\n"
 			 "    upstreams: [tcp://127.0.0.1:%u]\n",
 			 aport, lport, uport, sport, uport);
-	d = start(conf[0]);
+	d = st_daemon_start(conf[0]);
 	memset(&t, 0, sizeof t);
 	t.port = lport;
 	atomic_init(&t.stop, 0);
@@ -1070,7 +971,7 @@ static void test_sighup_storm(void **state)
 	printf("# %u SIGHUPs in %llu ms\n", NHUP,
 	       (unsigned long long)(st_now_ms() - t0));
 	/* Signals coalesce: wait until every reload begun has ended. */
-	end = st_now_ms() + WAIT_MS;
+	end = st_now_ms() + ST_WAIT_MS;
 	for (;;) {
 		unsigned begun = st_daemon_log_count(d, "reloading ");
 
@@ -1092,7 +993,7 @@ static void test_sighup_storm(void **state)
 	       reloaded, atomic_load(&t.ok), atomic_load(&b.done));
 	if (atomic_load(&t.failed) > 0) {
 		st_sleep_ms(500); /* for the session's log line */
-		print_current_log();
+		st_print_logs();
 		fail_msg("%u sessions failed; the first: %s",
 			 atomic_load(&t.failed), t.failure);
 	}
@@ -1106,12 +1007,12 @@ static void test_sighup_storm(void **state)
 	log_exactly(d, "reason=connect-failed", 0);
 
 	/* Alive, answering, and on the last config. */
-	echo_once(lport, "after the storm");
-	assert_int_equal(metric_at(aport, "sluice_reloads_total"),
+	st_close(st_echo_open(lport, "after the storm"));
+	assert_int_equal(st_metric_at(aport, "sluice_reloads_total"),
 			 (long long)reloaded);
 	if (NHUP % 2)
-		echo_once(sport, "the side route is there");
-	stop_daemon(d);
+		st_close(st_echo_open(sport, "the side route is there"));
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(conf[0]);
 	free(conf[1]);
@@ -1136,7 +1037,7 @@ struct xfer {
  * (raised by XFER_STEP every XFER_PACE_MS once `pace` is set, up to
  * XFER_SIZE); run until every one has received `until` bytes (and, at
  * XFER_SIZE, has seen the EOF after its half-close).  Fails on a
- * difference, an early end or no progress for STALL_MS.
+ * difference, an early end or no progress for ST_STALL_MS.
  */
 static void xfer_run(struct xfer *x, size_t until, int pace)
 {
@@ -1171,8 +1072,8 @@ static void xfer_run(struct xfer *x, size_t until, int pace)
 		}
 		if (done)
 			break;
-		if (st_now_ms() - last > STALL_MS)
-			st_fail("transfers: no progress for %u ms", STALL_MS);
+		if (st_now_ms() - last > ST_STALL_MS)
+			st_fail("transfers: no progress for %u ms", ST_STALL_MS);
 		r = poll(p, NXFER, 20);
 		if (r < 0 && errno != EINTR)
 			st_fail("poll: %s", strerror(errno));
@@ -1251,7 +1152,7 @@ static void test_sigterm_transfers(void **state)
 		      "backlog: 1024}\n"
 		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
 	closed = st_fmt("listener tcp://127.0.0.1:%u closed", lport);
-	d = start(yaml);
+	d = st_daemon_start(yaml);
 
 	x = calloc(NXFER, sizeof *x);
 	assert_non_null(x);
@@ -1268,8 +1169,8 @@ static void test_sigterm_transfers(void **state)
 
 	t0 = st_now_ms();
 	st_daemon_signal(d, SIGTERM);
-	wait_log(d, "stopping: no new connections", 1);
-	wait_log(d, closed, 1);
+	st_wait_log(d, "stopping: no new connections", 1);
+	st_wait_log(d, closed, 1);
 	assert_true(st_connect_tcp(lport) == ST_BAD_SOCK);
 	/* Every transfer goes on to its end. */
 	xfer_run(x, XFER_SIZE, 1);
@@ -1281,12 +1182,11 @@ static void test_sigterm_transfers(void **state)
 
 	rc = st_daemon_wait(d, 60000);
 	if (rc != 0)
-		print_current_log();
+		st_print_logs();
 	assert_int_equal(rc, 0);
 	log_exactly(d, "reason=done", NXFER);
 	log_exactly(d, "reason=drain-timeout", 0);
 	st_daemon_free(d);
-	current = NULL;
 	st_server_stop(srv);
 	for (i = 0; i < NXFER; i++)
 		free(x[i].data);

@@ -33,75 +33,12 @@
 #include "net/addr.h"
 #include "proxyproto.h"
 
-#define STALL_MS 20000 /* no progress at all for this long is a failure */
-#define WAIT_MS 20000  /* what must happen, within this */
-
 static char *up_name(uint16_t port)
 {
 	return st_fmt("tcp://127.0.0.1:%u", port);
 }
 
-/* The daemon of the running test, for its log when a wait fails. */
-static st_daemon *current;
-
-static st_daemon *start(const char *yaml)
-{
-	current = st_daemon_start(yaml);
-	return current;
-}
-
-static void print_current_log(void)
-{
-	if (current != NULL) {
-		char *log = st_daemon_log(current);
-
-		print_error("sluice log:\n%s\n", log);
-		free(log);
-	}
-}
-
-static void stop_daemon(st_daemon *d)
-{
-	int rc;
-
-	st_daemon_signal(d, SIGTERM);
-	rc = st_daemon_wait(d, 20000);
-	if (rc != 0)
-		print_current_log();
-	assert_int_equal(rc, 0);
-	st_daemon_free(d);
-	if (d == current)
-		current = NULL;
-}
-
-/* The log holds needle at least n times within WAIT_MS; else fail with
- * the log. */
-static void wait_log(st_daemon *d, const char *needle, unsigned n)
-{
-	if (st_daemon_wait_log(d, needle, n, WAIT_MS) < 0) {
-		char *log = st_daemon_log(d);
-
-		print_error("no %u x '%s' in the log:\n%s\n", n, needle, log);
-		free(log);
-		fail();
-	}
-}
-
-/* needle with a printf format, in the log at least n times. */
-#if defined(__GNUC__)
-__attribute__((format(SL_FMT_PRINTF, 3, 4)))
-#endif
-static void wait_logf(st_daemon *d, unsigned n, const char *fmt, ...)
-{
-	va_list ap;
-	char buf[512];
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	wait_log(d, buf, n);
-}
-
+/* Occurrences of a needle (a printf format) in the log. */
 #if defined(__GNUC__)
 __attribute__((format(SL_FMT_PRINTF, 2, 3)))
 #endif
@@ -116,24 +53,6 @@ static unsigned log_countf(st_daemon *d, const char *fmt, ...)
 	return st_daemon_log_count(d, buf);
 }
 
-/* One short session: msg out, the same back, close. */
-static void echo_once(uint16_t port, const char *msg)
-{
-	st_sock c = st_connect_tcp(port);
-	size_t n = strlen(msg);
-	char *buf = malloc(n + 1);
-
-	assert_non_null(buf);
-	assert_true(c != ST_BAD_SOCK);
-	st_send_all(c, msg, n);
-	st_recv_all(c, buf, n, STALL_MS);
-	assert_memory_equal(buf, msg, n);
-	st_close(c);
-	free(buf);
-}
-
-/* A refused client: sluice ends the connection (EOF or reset) without a
- * byte of data. */
 /*
  * Connect a client that sluice may refuse.  A refusal resets the
  * connection at once, and on a loaded machine the reset can come before
@@ -149,16 +68,18 @@ static st_sock connect_refusable(uint16_t port)
 	return c;
 }
 
+/* A refused client: sluice ends the connection (EOF or reset) without a
+ * byte of data. */
 static void expect_closed(st_sock c)
 {
 	int r;
 
 	if (c == ST_BAD_SOCK)
 		return; /* reset during connect (connect_refusable) */
-	r = st_wait_closed(c, WAIT_MS);
+	r = st_wait_closed(c, ST_WAIT_MS);
 
 	if (r != 0 && r != -1) {
-		print_current_log();
+		st_print_logs();
 		fail_msg("expected the connection to end, got %s",
 			 r == 1 ? "data" : "nothing (timed out)");
 	}
@@ -166,7 +87,7 @@ static void expect_closed(st_sock c)
 
 static void wait_accepted(st_server *srv, unsigned n)
 {
-	uint64_t end = st_now_ms() + WAIT_MS;
+	uint64_t end = st_now_ms() + ST_WAIT_MS;
 
 	while (st_server_accepted(srv) < n && st_now_ms() < end)
 		st_sleep_ms(5);
@@ -174,47 +95,6 @@ static void wait_accepted(st_server *srv, unsigned n)
 }
 
 /* ---- admin answers ------------------------------------------------------------ */
-
-#if defined(__GNUC__)
-__attribute__((format(SL_FMT_PRINTF, 2, 3)))
-#endif
-static long long metric_at(uint16_t aport, const char *fmt, ...)
-{
-	va_list ap;
-	char series[512];
-	char *m = st_http_get(aport, "/metrics");
-	long long v;
-
-	va_start(ap, fmt);
-	vsnprintf(series, sizeof series, fmt, ap);
-	va_end(ap);
-	v = st_metric(m, series);
-	free(m);
-	return v;
-}
-
-/* Poll /metrics until series has value want (WAIT_MS), then assert it. */
-#if defined(__GNUC__)
-__attribute__((format(SL_FMT_PRINTF, 3, 4)))
-#endif
-static void wait_metric(uint16_t aport, long long want, const char *fmt, ...)
-{
-	va_list ap;
-	char series[512];
-	uint64_t end = st_now_ms() + WAIT_MS;
-	long long v;
-
-	va_start(ap, fmt);
-	vsnprintf(series, sizeof series, fmt, ap);
-	va_end(ap);
-	while ((v = metric_at(aport, "%s", series)) != want &&
-	       st_now_ms() < end)
-		st_sleep_ms(20);
-	if (v != want) {
-		print_current_log();
-		fail_msg("%s is %lld, expected %lld", series, v, want);
-	}
-}
 
 /*
  * The "state" of upstream name in a /status answer: "up", "down", or
@@ -372,16 +252,16 @@ static void test_balance_weighted(void **state)
 			    "      - {address: \"tcp://127.0.0.1:%u\", "
 			    "weight: 1}\n",
 			    lport, pa, pb);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	int i;
 
 	(void)state;
 	for (i = 0; i < 40; i++)
-		echo_once(lport, "weighted");
+		st_echo_once(lport, "weighted");
 	assert_int_equal(st_server_accepted(a), 30);
 	assert_int_equal(st_server_accepted(b), 10);
-	wait_log(d, "reason=done", 40);
-	stop_daemon(d);
+	st_wait_log(d, "reason=done", 40);
+	st_daemon_stop(d);
 	st_server_stop(a);
 	st_server_stop(b);
 	free(yaml);
@@ -400,24 +280,24 @@ static void test_balance_first(void **state)
 			    "    upstreams: [tcp://127.0.0.1:%u, "
 			    "tcp://127.0.0.1:%u]\n",
 			    lport, pa, pb);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	int i;
 
 	(void)state;
 	for (i = 0; i < 10; i++)
-		echo_once(lport, "to the first");
+		st_echo_once(lport, "to the first");
 	assert_int_equal(st_server_accepted(a), 10);
 	assert_int_equal(st_server_accepted(b), 0);
-	wait_log(d, "reason=done", 10);
+	st_wait_log(d, "reason=done", 10);
 
 	st_server_stop(a); /* refused from now on */
 	for (i = 0; i < 10; i++)
-		echo_once(lport, "failed over");
+		st_echo_once(lport, "failed over");
 	assert_int_equal(st_server_accepted(b), 10);
-	wait_logf(d, 1, "route first: upstream tcp://127.0.0.1:%u is down", pa);
-	wait_log(d, "reason=done", 20);
+	st_wait_logf(d, 1, "route first: upstream tcp://127.0.0.1:%u is down", pa);
+	st_wait_log(d, "reason=done", 20);
 	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(b);
 	free(yaml);
 }
@@ -429,7 +309,7 @@ static char banner_session(uint16_t port, st_sock *out)
 	char who;
 
 	assert_true(c != ST_BAD_SOCK);
-	st_recv_all(c, &who, 1, STALL_MS);
+	st_recv_all(c, &who, 1, ST_STALL_MS);
 	*out = c;
 	return who;
 }
@@ -450,7 +330,7 @@ static void test_balance_least_conn(void **state)
 			    "    upstreams: [tcp://127.0.0.1:%u, "
 			    "tcp://127.0.0.1:%u]\n",
 			    aport, lport, pa, pb);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c[6], more[3];
 	char whose[6];
 	int na = 0, nb = 0, i;
@@ -474,10 +354,10 @@ static void test_balance_least_conn(void **state)
 			c[i] = ST_BAD_SOCK;
 		}
 	}
-	wait_metric(aport, 0,
+	st_wait_metric(aport, 0,
 		    "sluice_upstream_sessions_active{route=\"lc\","
 		    "upstream=\"tcp://127.0.0.1:%u\"}", pb);
-	assert_int_equal(metric_at(aport,
+	assert_int_equal(st_metric_at(aport,
 				   "sluice_upstream_sessions_active{route=\"lc\","
 				   "upstream=\"tcp://127.0.0.1:%u\"}", pa),
 			 3);
@@ -487,8 +367,8 @@ static void test_balance_least_conn(void **state)
 		st_close(c[i]);
 	for (i = 0; i < 3; i++)
 		st_close(more[i]);
-	wait_log(d, "reason=done", 9);
-	stop_daemon(d);
+	st_wait_log(d, "reason=done", 9);
+	st_daemon_stop(d);
 	st_server_stop(a);
 	st_server_stop(b);
 	free(yaml);
@@ -513,9 +393,9 @@ static void test_balance_source_hash(void **state)
 		      "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u, "
 		      "tcp://127.0.0.1:%u]\n",
 		      lport, p[0], p[1], p[2]);
-	d = start(yaml);
+	d = st_daemon_start(yaml);
 	for (i = 0; i < 30; i++)
-		echo_once(lport, "same source");
+		st_echo_once(lport, "same source");
 	for (i = 0; i < 3; i++) {
 		unsigned n = st_server_accepted(s[i]);
 
@@ -538,15 +418,15 @@ static void test_balance_source_hash(void **state)
 		      lport, p[2], p[0], p[1]);
 	st_daemon_write_config(d, yaml);
 	st_daemon_signal(d, SIGHUP);
-	wait_log(d, "reloaded ", 1);
+	st_wait_log(d, "reloaded ", 1);
 	for (i = 0; i < 10; i++)
-		echo_once(lport, "same source, reordered");
+		st_echo_once(lport, "same source, reordered");
 	for (i = 0; i < 3; i++) {
 		unsigned n = st_server_accepted(s[i]);
 
 		assert_true(n == 0 || n == 40);
 	}
-	stop_daemon(d);
+	st_daemon_stop(d);
 	for (i = 0; i < 3; i++)
 		st_server_stop(s[i]);
 	free(yaml);
@@ -589,7 +469,7 @@ static void test_source_hash_failover(void **state)
 		      "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u, "
 		      "tcp://127.0.0.1:%u]\n",
 		      lport, p[0], p[1], p[2]);
-	d = start(yaml);
+	d = st_daemon_start(yaml);
 	home = banner_once(lport);
 	for (i = 0; i < 5; i++)
 		assert_int_equal(banner_once(lport), home);
@@ -599,7 +479,7 @@ static void test_source_hash_failover(void **state)
 	st_server_stop(s[home - '0']);
 	moved = banner_once(lport);
 	assert_true(moved != home);
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", p[home - '0']);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", p[home - '0']);
 	for (i = 0; i < 5; i++)
 		assert_int_equal(banner_once(lport), moved);
 
@@ -607,7 +487,7 @@ static void test_source_hash_failover(void **state)
 	s[home - '0'] = st_server_start_fn(st_listen_tcp_at(p[home - '0'], 64),
 					   banner_echo,
 					   (void *)banners[home - '0']);
-	end = st_now_ms() + WAIT_MS;
+	end = st_now_ms() + ST_WAIT_MS;
 	while (log_countf(d, "upstream tcp://127.0.0.1:%u is up",
 			  p[home - '0']) == 0) {
 		char who = banner_once(lport);
@@ -619,7 +499,7 @@ static void test_source_hash_failover(void **state)
 	for (i = 0; i < 5; i++)
 		assert_int_equal(banner_once(lport), home);
 	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	for (i = 0; i < 3; i++)
 		st_server_stop(s[i]);
 	free(yaml);
@@ -637,16 +517,16 @@ static void test_balance_random(void **state)
 			    "    upstreams: [tcp://127.0.0.1:%u, "
 			    "tcp://127.0.0.1:%u]\n",
 			    lport, pa, pb);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	int i;
 
 	(void)state;
 	for (i = 0; i < 200; i++)
-		echo_once(lport, "random");
+		st_echo_once(lport, "random");
 	assert_int_equal(st_server_accepted(a) + st_server_accepted(b), 200);
 	assert_true(st_server_accepted(a) > 0);
 	assert_true(st_server_accepted(b) > 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(a);
 	st_server_stop(b);
 	free(yaml);
@@ -667,7 +547,7 @@ static void test_backup(void **state)
 			    "      - {address: \"tcp://127.0.0.1:%u\", "
 			    "backup: true}\n",
 			    lport, prim, pb);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	uint64_t end;
 	unsigned na, nb;
 	int i;
@@ -676,29 +556,29 @@ static void test_backup(void **state)
 	/* The primary refuses: each client fails over to the backup, and
 	 * after 3 failures in a row the primary is down. */
 	for (i = 0; i < 5; i++)
-		echo_once(lport, "served by the backup");
+		st_echo_once(lport, "served by the backup");
 	assert_int_equal(st_server_accepted(b), 5);
-	wait_logf(d, 1, "route bk: upstream tcp://127.0.0.1:%u is down: "
+	st_wait_logf(d, 1, "route bk: upstream tcp://127.0.0.1:%u is down: "
 		  "3 connects failed in a row", prim);
-	wait_log(d, "reason=done", 5);
+	st_wait_log(d, "reason=done", 5);
 	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
 
 	/* Back on its port: after the cooldown a trial connect brings it up. */
 	a = st_server_start(st_listen_tcp_at(prim, 64), ST_ECHO, 0);
-	end = st_now_ms() + WAIT_MS;
+	end = st_now_ms() + ST_WAIT_MS;
 	while (log_countf(d, "upstream tcp://127.0.0.1:%u is up", prim) == 0) {
 		assert_true(st_now_ms() < end);
-		echo_once(lport, "waiting for the primary");
+		st_echo_once(lport, "waiting for the primary");
 		st_sleep_ms(50);
 	}
 	assert_true(st_server_accepted(a) >= 1);
 	na = st_server_accepted(a);
 	nb = st_server_accepted(b);
 	for (i = 0; i < 5; i++)
-		echo_once(lport, "the primary again");
+		st_echo_once(lport, "the primary again");
 	assert_int_equal(st_server_accepted(a), na + 5);
 	assert_int_equal(st_server_accepted(b), nb);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(a);
 	st_server_stop(b);
 	free(yaml);
@@ -719,16 +599,16 @@ static void test_backup_last(void **state)
 			    "      - {address: \"tcp://127.0.0.1:%u\", "
 			    "backup: true}\n",
 			    lport, dead, p2, pb);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	int i;
 
 	(void)state;
 	for (i = 0; i < 10; i++)
-		echo_once(lport, "a primary please");
+		st_echo_once(lport, "a primary please");
 	assert_int_equal(st_server_accepted(a), 10);
 	assert_int_equal(st_server_accepted(b), 0);
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", dead);
-	stop_daemon(d);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", dead);
+	st_daemon_stop(d);
 	st_server_stop(a);
 	st_server_stop(b);
 	free(yaml);
@@ -753,30 +633,30 @@ static void test_passive_trial(void **state)
 			    "      - {address: \"tcp://127.0.0.1:%u\", "
 			    "backup: true}\n",
 			    aport, lport, dead, pb);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	char *fails = st_fmt("sluice_upstream_connect_failures_total{route="
 			     "\"pt\",upstream=\"tcp://127.0.0.1:%u\"}",
 			     dead);
 	int i;
 
 	(void)state;
-	echo_once(lport, "finds it refusing");
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", dead);
-	assert_int_equal(metric_at(aport, "%s", fails), 1);
+	st_echo_once(lport, "finds it refusing");
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", dead);
+	assert_int_equal(st_metric_at(aport, "%s", fails), 1);
 	for (i = 0; i < 5; i++)
-		echo_once(lport, "in the cooldown");
-	assert_int_equal(metric_at(aport, "%s", fails), 1);
+		st_echo_once(lport, "in the cooldown");
+	assert_int_equal(st_metric_at(aport, "%s", fails), 1);
 
 	st_sleep_ms(3500);
 	for (i = 0; i < 5; i++)
-		echo_once(lport, "after the cooldown");
-	assert_int_equal(metric_at(aport, "%s", fails), 2);
+		st_echo_once(lport, "after the cooldown");
+	assert_int_equal(st_metric_at(aport, "%s", fails), 2);
 	assert_int_equal(st_server_accepted(b), 11);
 	assert_int_equal(log_countf(d, "upstream tcp://127.0.0.1:%u is down",
 				    dead),
 			 1);
 	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(b);
 	free(fails);
 	free(yaml);
@@ -802,19 +682,19 @@ static void test_health_check(void **state)
 			    "rise: 2, fall: 3, send: \"PING\\r\\n\", "
 			    "expect: \"+PONG\\r\\n\"}\n",
 			    aport, lport, pg, px);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	char *status;
 
 	(void)state;
-	wait_logf(d, 1, "route chk: upstream tcp://127.0.0.1:%u is down: "
+	st_wait_logf(d, 1, "route chk: upstream tcp://127.0.0.1:%u is down: "
 		  "3 checks failed (last: unexpected reply)", px);
-	assert_int_equal(metric_at(aport, "sluice_upstream_up{route=\"chk\","
+	assert_int_equal(st_metric_at(aport, "sluice_upstream_up{route=\"chk\","
 				   "upstream=\"tcp://127.0.0.1:%u\"}", px),
 			 0);
-	assert_int_equal(metric_at(aport, "sluice_upstream_up{route=\"chk\","
+	assert_int_equal(st_metric_at(aport, "sluice_upstream_up{route=\"chk\","
 				   "upstream=\"tcp://127.0.0.1:%u\"}", pg),
 			 1);
-	assert_true(metric_at(aport, "sluice_upstream_check_failures_total{"
+	assert_true(st_metric_at(aport, "sluice_upstream_check_failures_total{"
 			      "route=\"chk\",upstream=\"tcp://127.0.0.1:%u\"}",
 			      px) >= 3);
 	{
@@ -832,16 +712,16 @@ static void test_health_check(void **state)
 	st_server_stop(bad);
 	bad = st_server_start_fn(st_listen_tcp_at(px, 64), ping_reply,
 				 "+PONG\r\n");
-	wait_logf(d, 1, "route chk: upstream tcp://127.0.0.1:%u is up: "
+	st_wait_logf(d, 1, "route chk: upstream tcp://127.0.0.1:%u is up: "
 		  "2 checks passed", px);
-	assert_int_equal(metric_at(aport, "sluice_upstream_up{route=\"chk\","
+	assert_int_equal(st_metric_at(aport, "sluice_upstream_up{route=\"chk\","
 				   "upstream=\"tcp://127.0.0.1:%u\"}", px),
 			 1);
 	/* The one that always answered right never went down. */
 	assert_int_equal(log_countf(d, "upstream tcp://127.0.0.1:%u is down",
 				    pg),
 			 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(good);
 	st_server_stop(bad);
 	free(yaml);
@@ -868,28 +748,28 @@ static void test_reload_drops_checks(void **state)
 			       "    listen: tcp://127.0.0.1:%u\n"
 			       "    upstreams: [tcp://127.0.0.1:%u]\n",
 			       lport, px);
-	st_daemon *d = start(with);
+	st_daemon *d = st_daemon_start(with);
 	st_sock c;
 	char buf[16];
 
 	(void)state;
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", px);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", px);
 	c = connect_refusable(lport);
 	expect_closed(c);
 	st_close(c);
-	wait_log(d, "reason=no-upstream", 1);
+	st_wait_log(d, "reason=no-upstream", 1);
 
 	st_daemon_write_config(d, without);
 	st_daemon_signal(d, SIGHUP);
-	wait_log(d, "reloaded ", 1);
+	st_wait_log(d, "reloaded ", 1);
 	c = st_connect_tcp(lport);
 	assert_true(c != ST_BAD_SOCK);
 	st_send_all(c, "hello\n", 6);
-	st_recv_all(c, buf, 16, STALL_MS);
+	st_recv_all(c, buf, 16, ST_STALL_MS);
 	assert_memory_equal(buf, "-ERR not ready\r\n", 16);
 	st_close(c);
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is up", px);
-	stop_daemon(d);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is up", px);
+	st_daemon_stop(d);
 	st_server_stop(x);
 	free(with);
 	free(without);
@@ -925,18 +805,18 @@ static void test_secrets_not_logged(void **state)
 			    "      check: {interval: 100ms, fall: 1, "
 			    "send: \"AUTH %s\\r\\n\", expect: \"+OK\"}\n",
 			    aport, lport, pu, secret);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	char *bad = st_fmt("%s    max_connections: -1\n", yaml);
 	char *out, *conf, *log;
 
 	(void)state;
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", pu);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", pu);
 	/* Reloaded as it is, then a broken version of it. */
 	st_daemon_signal(d, SIGHUP);
-	wait_log(d, "reloaded ", 1);
+	st_wait_log(d, "reloaded ", 1);
 	st_daemon_write_config(d, bad);
 	st_daemon_signal(d, SIGHUP);
-	wait_log(d, "reload failed", 1);
+	st_wait_log(d, "reload failed", 1);
 	out = st_http_get(aport, "/status");
 	assert_null(strstr(out, secret));
 	free(out);
@@ -947,7 +827,7 @@ static void test_secrets_not_logged(void **state)
 	if (strstr(log, secret) != NULL)
 		fail_msg("the secret is in the log:\n%s", log);
 	free(log);
-	stop_daemon(d);
+	st_daemon_stop(d);
 
 	conf = st_write_tmp("secret.yaml", yaml);
 	assert_int_equal(st_run_sluice(&out, "-t", "-c", conf, NULL), 0);
@@ -969,7 +849,7 @@ static void test_no_upstream(void **state)
 			    "    connect_timeout: 30s\n"
 			    "    health: {fails: 1, cooldown: 10m}\n",
 			    lport, dead);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c;
 
 	(void)state;
@@ -978,13 +858,13 @@ static void test_no_upstream(void **state)
 	c = connect_refusable(lport);
 	expect_closed(c);
 	st_close(c);
-	wait_log(d, "reason=connect-failed", 1);
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", dead);
+	st_wait_log(d, "reason=connect-failed", 1);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", dead);
 
 	c = connect_refusable(lport);
 	expect_closed(c);
 	st_close(c);
-	wait_log(d, "reason=no-upstream", 1);
+	st_wait_log(d, "reason=no-upstream", 1);
 	{
 		char *who = st_fmt("session route=none client=127.0.0.1:");
 
@@ -993,7 +873,7 @@ static void test_no_upstream(void **state)
 		free(who);
 	}
 	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 1);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	free(yaml);
 }
 
@@ -1013,43 +893,43 @@ static void test_queue(void **state)
 			    "      check: {interval: 100ms, rise: 1, fall: 1}\n"
 			    "    queue: {max: 2, timeout: 30s}\n",
 			    aport, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_server *srv;
 	st_sock c1, c2, c3;
 	char buf[8];
 
 	(void)state;
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
 	c1 = st_connect_tcp(lport);
 	c2 = st_connect_tcp(lport);
 	assert_true(c1 != ST_BAD_SOCK && c2 != ST_BAD_SOCK);
 	st_send_all(c1, "one", 3);
 	st_send_all(c2, "two", 3);
-	wait_metric(aport, 2, "sluice_route_queued{route=\"q\"}");
+	st_wait_metric(aport, 2, "sluice_route_queued{route=\"q\"}");
 
 	/* Beyond max: refused at once. */
 	c3 = connect_refusable(lport);
 	expect_closed(c3);
 	st_close(c3);
-	wait_log(d, "reason=no-upstream", 1);
-	assert_int_equal(metric_at(aport, "sluice_route_no_upstream_total{"
+	st_wait_log(d, "reason=no-upstream", 1);
+	assert_int_equal(st_metric_at(aport, "sluice_route_no_upstream_total{"
 				   "route=\"q\"}"),
 			 1);
 	/* The queued ones are still waiting. */
 	assert_int_equal(st_recv_some(c1, buf, sizeof buf, 100), -2);
 
 	srv = st_server_start(st_listen_tcp_at(uport, 64), ST_ECHO, 0);
-	st_recv_all(c1, buf, 3, STALL_MS);
+	st_recv_all(c1, buf, 3, ST_STALL_MS);
 	assert_memory_equal(buf, "one", 3);
-	st_recv_all(c2, buf, 3, STALL_MS);
+	st_recv_all(c2, buf, 3, ST_STALL_MS);
 	assert_memory_equal(buf, "two", 3);
 	st_close(c1);
 	st_close(c2);
-	wait_log(d, "reason=done", 2);
-	assert_int_equal(metric_at(aport, "sluice_route_queued{route=\"q\"}"),
+	st_wait_log(d, "reason=done", 2);
+	assert_int_equal(st_metric_at(aport, "sluice_route_queued{route=\"q\"}"),
 			 0);
 	assert_int_equal(st_daemon_log_count(d, "reason=queue-timeout"), 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -1069,19 +949,19 @@ static void test_queue_concurrent(void **state)
 			    "      check: {interval: 100ms, rise: 1, fall: 1}\n"
 			    "    queue: {max: 3, timeout: 30s}\n",
 			    aport, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_server *srv;
 	st_sock c[10];
 	unsigned served = 0;
 	int i;
 
 	(void)state;
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
 	for (i = 0; i < 10; i++) {
 		c[i] = connect_refusable(lport);
 	}
-	wait_log(d, "reason=no-upstream", 7);
-	assert_int_equal(metric_at(aport, "sluice_route_queued{route=\"qc\"}"),
+	st_wait_log(d, "reason=no-upstream", 7);
+	assert_int_equal(st_metric_at(aport, "sluice_route_queued{route=\"qc\"}"),
 			 3);
 	srv = st_server_start(st_listen_tcp_at(uport, 64), ST_ECHO, 0);
 	for (i = 0; i < 10; i++) {
@@ -1091,23 +971,23 @@ static void test_queue_concurrent(void **state)
 		if (c[i] == ST_BAD_SOCK)
 			continue;
 		if (st_send_some(c[i], "q!", 2) == 2 &&
-		    (n = st_recv_some(c[i], buf, 2, STALL_MS)) > 0) {
+		    (n = st_recv_some(c[i], buf, 2, ST_STALL_MS)) > 0) {
 			if (n == 1)
-				st_recv_all(c[i], buf + 1, 1, STALL_MS);
+				st_recv_all(c[i], buf + 1, 1, ST_STALL_MS);
 			assert_memory_equal(buf, "q!", 2);
 			served++;
 		}
 		st_close(c[i]);
 	}
 	assert_int_equal(served, 3);
-	wait_log(d, "reason=done", 3);
+	st_wait_log(d, "reason=done", 3);
 	assert_int_equal(st_daemon_log_count(d, "reason=no-upstream"), 7);
 	/* (The server also sees the health checks: count sessions here.) */
-	assert_int_equal(metric_at(aport, "sluice_upstream_sessions_total{"
+	assert_int_equal(st_metric_at(aport, "sluice_upstream_sessions_total{"
 				   "route=\"qc\",upstream=\"tcp://127.0.0.1:%u\"}",
 				   uport),
 			 3);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -1130,7 +1010,7 @@ static void test_accept_proxy_queued(void **state)
 			    "      check: {interval: 100ms, rise: 1, fall: 1}\n"
 			    "    queue: {max: 1, timeout: 30s}\n",
 			    aport, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	char *hdr = st_fmt("PROXY TCP4 192.0.2.20 127.0.0.1 3000 %u\r\none ",
 			   lport);
 	st_server *srv;
@@ -1138,28 +1018,28 @@ static void test_accept_proxy_queued(void **state)
 	char buf[16];
 
 	(void)state;
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
 	c = st_connect_tcp(lport);
 	assert_true(c != ST_BAD_SOCK);
 	st_send_all(c, hdr, strlen(hdr));
-	wait_metric(aport, 1, "sluice_route_queued{route=\"ppq\"}");
+	st_wait_metric(aport, 1, "sluice_route_queued{route=\"ppq\"}");
 	st_send_all(c, "two ", 4);
 	st_sleep_ms(200);
 	st_send_all(c, "three", 5);
 	srv = st_server_start(st_listen_tcp_at(uport, 64), ST_ECHO, 0);
-	st_recv_all(c, buf, 13, STALL_MS);
+	st_recv_all(c, buf, 13, ST_STALL_MS);
 	assert_memory_equal(buf, "one two three", 13);
 	st_shutdown_wr(c);
-	assert_int_equal(st_wait_closed(c, STALL_MS), 0);
+	assert_int_equal(st_wait_closed(c, ST_STALL_MS), 0);
 	st_close(c);
-	wait_log(d, "session route=ppq client=192.0.2.20:3000 ", 1);
-	wait_log(d, "bytes_in=13 bytes_out=13", 1);
+	st_wait_log(d, "session route=ppq client=192.0.2.20:3000 ", 1);
+	st_wait_log(d, "bytes_in=13 bytes_out=13", 1);
 	assert_int_equal(st_daemon_log_count(d, "session route=ppq "), 1);
-	assert_int_equal(metric_at(aport, "sluice_upstream_sessions_total{"
+	assert_int_equal(st_metric_at(aport, "sluice_upstream_sessions_total{"
 				   "route=\"ppq\",upstream=\"tcp://127.0.0.1:%u\"}",
 				   uport),
 			 1);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(hdr);
 	free(yaml);
@@ -1179,21 +1059,20 @@ static void test_drain_queued(void **state)
 			    "      check: {interval: 100ms, rise: 1, fall: 1}\n"
 			    "    queue: {max: 2, timeout: 1s}\n",
 			    aport, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c;
 
 	(void)state;
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
 	c = connect_refusable(lport);
-	wait_metric(aport, 1, "sluice_route_queued{route=\"dq\"}");
+	st_wait_metric(aport, 1, "sluice_route_queued{route=\"dq\"}");
 	st_daemon_signal(d, SIGTERM);
-	wait_log(d, "stopping: no new connections", 1);
+	st_wait_log(d, "stopping: no new connections", 1);
 	expect_closed(c);
 	st_close(c);
-	assert_int_equal(st_daemon_wait(d, WAIT_MS), 0);
+	assert_int_equal(st_daemon_wait(d, ST_WAIT_MS), 0);
 	assert_int_equal(st_daemon_log_count(d, "reason=queue-timeout"), 1);
 	st_daemon_free(d);
-	current = NULL;
 	free(yaml);
 }
 
@@ -1207,21 +1086,21 @@ static void test_queue_timeout(void **state)
 			    "      check: {interval: 100ms, rise: 1, fall: 1}\n"
 			    "    queue: {max: 2, timeout: 500ms}\n",
 			    lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c;
 	uint64_t t0;
 
 	(void)state;
-	wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
 	t0 = st_now_ms();
 	c = connect_refusable(lport);
 	expect_closed(c);
 	/* Not before the queue timeout (a lower bound: it is a wait). */
 	assert_true(st_now_ms() - t0 >= 450);
 	st_close(c);
-	wait_log(d, "reason=queue-timeout", 1);
+	st_wait_log(d, "reason=queue-timeout", 1);
 	assert_int_equal(st_daemon_log_count(d, "reason=no-upstream"), 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	free(yaml);
 }
 
@@ -1248,13 +1127,13 @@ static void send_proxy(int version)
 		      "      - {address: \"tcp://127.0.0.1:%u\", "
 		      "send_proxy: v%d}\n",
 		      lport, uport, version);
-	d = start(yaml);
+	d = st_daemon_start(yaml);
 	c = st_connect_tcp(lport);
 	assert_true(c != ST_BAD_SOCK);
 	cport = st_local_port(c);
-	assert_int_equal(st_exchange(c, 21, 21, 1024 * 1024, STALL_MS), 0);
+	assert_int_equal(st_exchange(c, 21, 21, 1024 * 1024, ST_STALL_MS), 0);
 	st_close(c);
-	wait_log(d, "bytes_in=1048576 bytes_out=1048576", 1);
+	st_wait_log(d, "bytes_in=1048576 bytes_out=1048576", 1);
 
 	got = pp_seen_get(&seen);
 	assert_int_equal(got.headers, 1);
@@ -1264,7 +1143,7 @@ static void send_proxy(int version)
 	assert_int_equal(got.last.family, SL_PP_TCP4);
 	assert_ip4(&got.last.src, "127.0.0.1", cport);
 	assert_ip4(&got.last.dst, "127.0.0.1", lport);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	pthread_mutex_destroy(&seen.lock);
 	free(yaml);
@@ -1290,7 +1169,7 @@ static void test_send_proxy_v6(void **state)
 		      "      - {address: \"tcp://127.0.0.1:%u\", "
 		      "send_proxy: v1}\n",
 		      lport, uport);
-	d = start(yaml);
+	d = st_daemon_start(yaml);
 	for (v = 1; v <= 2; v++) {
 		char text[SL_IPADDR_TEXT_MAX], buf[8];
 		struct pp_seen got;
@@ -1304,7 +1183,7 @@ static void test_send_proxy_v6(void **state)
 		assert_true(c != ST_BAD_SOCK);
 		cport = st_local_port(c);
 		st_send_all(c, "six", 3);
-		st_recv_all(c, buf, 3, STALL_MS);
+		st_recv_all(c, buf, 3, ST_STALL_MS);
 		assert_memory_equal(buf, "six", 3);
 		st_close(c);
 		got = pp_seen_get(&seen);
@@ -1329,10 +1208,10 @@ static void test_send_proxy_v6(void **state)
 				      lport, uport);
 			st_daemon_write_config(d, yaml);
 			st_daemon_signal(d, SIGHUP);
-			wait_log(d, "reloaded ", 1);
+			st_wait_log(d, "reloaded ", 1);
 		}
 	}
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	pthread_mutex_destroy(&seen.lock);
 	free(yaml);
@@ -1365,11 +1244,11 @@ static void test_send_proxy_unix(void **state)
 		      "      - {address: \"tcp://127.0.0.1:%u\", "
 		      "send_proxy: v2}\n",
 		      path, u2);
-	d = start(yaml);
+	d = st_daemon_start(yaml);
 	c = st_connect_unix(path);
 	assert_true(c != ST_BAD_SOCK);
 	st_send_all(c, "uds", 3);
-	st_recv_all(c, buf, 3, STALL_MS);
+	st_recv_all(c, buf, 3, ST_STALL_MS);
 	assert_memory_equal(buf, "uds", 3);
 	st_close(c);
 	got = pp_seen_get(&s2);
@@ -1388,19 +1267,19 @@ static void test_send_proxy_unix(void **state)
 		      path, u1);
 	st_daemon_write_config(d, yaml);
 	st_daemon_signal(d, SIGHUP);
-	wait_log(d, "reloaded ", 1);
+	st_wait_log(d, "reloaded ", 1);
 	c = st_connect_unix(path);
 	assert_true(c != ST_BAD_SOCK);
 	st_send_all(c, "uds", 3);
-	st_recv_all(c, buf, 3, STALL_MS);
+	st_recv_all(c, buf, 3, ST_STALL_MS);
 	assert_memory_equal(buf, "uds", 3);
 	st_close(c);
 	got = pp_seen_get(&s1);
 	assert_int_equal(got.headers, 1);
 	assert_int_equal(got.last.version, 1);
 	assert_int_equal(got.last.family, SL_PP_UNKNOWN);
-	wait_log(d, "reason=done", 2);
-	stop_daemon(d);
+	st_wait_log(d, "reason=done", 2);
+	st_daemon_stop(d);
 	st_server_stop(srv1);
 	st_server_stop(srv2);
 	pthread_mutex_destroy(&s1.lock);
@@ -1464,10 +1343,10 @@ static void pp_echo_after(uint16_t lport, int version, size_t total,
 	c = st_connect_tcp(lport);
 	assert_true(c != ST_BAD_SOCK);
 	st_send_all(c, out, hl + total);
-	st_recv_all(c, back, total, STALL_MS);
+	st_recv_all(c, back, total, ST_STALL_MS);
 	assert_memory_equal(back, out + hl, total);
 	st_shutdown_wr(c);
-	assert_int_equal(st_wait_closed(c, STALL_MS), 0);
+	assert_int_equal(st_wait_closed(c, ST_STALL_MS), 0);
 	st_close(c);
 	free(out);
 	free(back);
@@ -1494,7 +1373,7 @@ static void test_accept_proxy(void **state)
 		      "      - {address: \"tcp://127.0.0.1:%u\", "
 		      "send_proxy: v2}\n",
 		      lport, uport);
-	d = start(yaml);
+	d = st_daemon_start(yaml);
 
 	/* Header and the first data in one write. */
 	hdr = st_fmt("PROXY TCP4 192.0.2.7 127.0.0.1 4242 %u\r\n"
@@ -1502,13 +1381,13 @@ static void test_accept_proxy(void **state)
 	c = st_connect_tcp(lport);
 	assert_true(c != ST_BAD_SOCK);
 	st_send_all(c, hdr, strlen(hdr));
-	st_recv_all(c, buf, 11, STALL_MS);
+	st_recv_all(c, buf, 11, ST_STALL_MS);
 	assert_memory_equal(buf, "early bytes", 11);
 	/* The rest of the session, byte-exact both ways, to EOF. */
-	assert_int_equal(st_exchange(c, 3, 3, 256 * 1024, STALL_MS), 0);
+	assert_int_equal(st_exchange(c, 3, 3, 256 * 1024, ST_STALL_MS), 0);
 	st_close(c);
-	wait_log(d, "session route=pp client=192.0.2.7:4242 ", 1);
-	wait_log(d, "bytes_in=262155 bytes_out=262155", 1);
+	st_wait_log(d, "session route=pp client=192.0.2.7:4242 ", 1);
+	st_wait_log(d, "bytes_in=262155 bytes_out=262155", 1);
 	got = pp_seen_get(&seen);
 	assert_int_equal(got.headers, 1);
 	assert_int_equal(got.last.version, 2);
@@ -1524,11 +1403,11 @@ static void test_accept_proxy(void **state)
 	st_sleep_ms(100);
 	hdr = st_fmt(".2.8 127.0.0.1 4343 %u\r\nsplit", lport);
 	st_send_all(c, hdr, strlen(hdr));
-	st_recv_all(c, buf, 5, STALL_MS);
+	st_recv_all(c, buf, 5, ST_STALL_MS);
 	assert_memory_equal(buf, "split", 5);
 	st_close(c);
 	free(hdr);
-	wait_log(d, "session route=pp client=192.0.2.8:4343 ", 1);
+	st_wait_log(d, "session route=pp client=192.0.2.8:4343 ", 1);
 	got = pp_seen_get(&seen);
 	assert_int_equal(got.headers, 2);
 	assert_ip4(&got.last.src, "192.0.2.8", 4343);
@@ -1536,8 +1415,8 @@ static void test_accept_proxy(void **state)
 	/* A v2 header with 64 KiB of data behind it, all in one write:
 	 * more than the header phase reads at once. */
 	pp_echo_after(lport, 2, 64 * 1024, 77);
-	wait_log(d, "session route=pp client=203.0.113.5:1234 ", 1);
-	wait_log(d, "bytes_in=65536 bytes_out=65536", 1);
+	st_wait_log(d, "session route=pp client=203.0.113.5:1234 ", 1);
+	st_wait_log(d, "bytes_in=65536 bytes_out=65536", 1);
 	got = pp_seen_get(&seen);
 	assert_int_equal(got.headers, 3);
 	assert_ip4(&got.last.src, "203.0.113.5", 1234);
@@ -1548,14 +1427,14 @@ static void test_accept_proxy(void **state)
 	assert_true(c != ST_BAD_SOCK);
 	st_send_all(c, "PROXY UNKNOWN\r\nbye", 18);
 	st_shutdown_wr(c);
-	st_recv_all(c, buf, 3, STALL_MS);
+	st_recv_all(c, buf, 3, ST_STALL_MS);
 	assert_memory_equal(buf, "bye", 3);
-	assert_int_equal(st_wait_closed(c, STALL_MS), 0);
+	assert_int_equal(st_wait_closed(c, ST_STALL_MS), 0);
 	{
 		char *who = st_fmt("session route=pp client=127.0.0.1:%u ",
 				   st_local_port(c));
 
-		wait_log(d, who, 1);
+		st_wait_log(d, who, 1);
 		free(who);
 		got = pp_seen_get(&seen);
 		assert_int_equal(got.headers, 4);
@@ -1570,27 +1449,27 @@ static void test_accept_proxy(void **state)
 	y = st_connect_tcp(lport);
 	assert_true(y != ST_BAD_SOCK);
 	st_send_all(y, hdr, strlen(hdr));
-	st_recv_all(y, buf, 5, STALL_MS);
+	st_recv_all(y, buf, 5, ST_STALL_MS);
 	assert_memory_equal(buf, "first", 5);
 	x = connect_refusable(lport);
 	st_send_all(x, "GET / HTTP/1.0\r\n\r\n", 18);
 	expect_closed(x);
 	st_close(x);
-	wait_log(d, "reason=bad-proxy-header", 1);
+	st_wait_log(d, "reason=bad-proxy-header", 1);
 	st_send_all(y, "second", 6);
-	st_recv_all(y, buf, 6, STALL_MS);
+	st_recv_all(y, buf, 6, ST_STALL_MS);
 	assert_memory_equal(buf, "second", 6);
 	st_shutdown_wr(y);
-	assert_int_equal(st_wait_closed(y, STALL_MS), 0);
+	assert_int_equal(st_wait_closed(y, ST_STALL_MS), 0);
 	st_close(y);
-	wait_log(d, "session route=pp client=198.51.100.1:5000 ", 1);
-	wait_log(d, "reason=done", 5);
+	st_wait_log(d, "session route=pp client=198.51.100.1:5000 ", 1);
+	st_wait_log(d, "reason=done", 5);
 	got = pp_seen_get(&seen);
 	assert_int_equal(got.headers, 5);
 	assert_int_equal(got.bad, 0); /* x never reached the upstream */
 	assert_int_equal(st_server_accepted(srv), 5);
 	free(hdr);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	pthread_mutex_destroy(&seen.lock);
 	free(yaml);
@@ -1629,7 +1508,7 @@ static void test_accept_proxy_gates(void **state)
 		"trusted_proxies: [10.0.0.0/8, 127.0.0.1]}\n"
 		"    upstreams: [tcp://127.0.0.1:%u]\n",
 		aport, l_to, uport, l_tr, uport, l_acl, uport, l_ok, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c;
 	uint64_t t0;
 	char *hdr;
@@ -1642,8 +1521,8 @@ static void test_accept_proxy_gates(void **state)
 	expect_closed(c);
 	assert_true(st_now_ms() - t0 >= 250);
 	st_close(c);
-	wait_log(d, "session route=ppto ", 1);
-	wait_log(d, "reason=proxy-timeout", 1);
+	st_wait_log(d, "session route=ppto ", 1);
+	st_wait_log(d, "reason=proxy-timeout", 1);
 
 	/* 127.0.0.1 is no trusted proxy: refused whatever it sends (it may
 	 * be reset before the header is out: st_send_some). */
@@ -1653,17 +1532,17 @@ static void test_accept_proxy_gates(void **state)
 	expect_closed(c);
 	st_close(c);
 	free(hdr);
-	wait_log(d, "reason=untrusted-proxy", 1);
+	st_wait_log(d, "reason=untrusted-proxy", 1);
 	/* Listed: its header counts. */
 	c = st_connect_tcp(l_ok);
 	assert_true(c != ST_BAD_SOCK);
 	hdr = st_fmt("PROXY TCP4 10.1.1.1 127.0.0.1 1000 %u\r\nok", l_ok);
 	st_send_all(c, hdr, strlen(hdr));
-	st_recv_all(c, buf, 2, STALL_MS);
+	st_recv_all(c, buf, 2, ST_STALL_MS);
 	assert_memory_equal(buf, "ok", 2);
 	st_close(c);
 	free(hdr);
-	wait_log(d, "session route=ppok client=10.1.1.1:1000 ", 1);
+	st_wait_log(d, "session route=ppok client=10.1.1.1:1000 ", 1);
 
 	/* Denied by the address in the header, in both spellings. */
 	c = connect_refusable(l_acl);
@@ -1672,37 +1551,37 @@ static void test_accept_proxy_gates(void **state)
 	expect_closed(c);
 	st_close(c);
 	free(hdr);
-	wait_log(d, "route ppacl: denied 192.0.2.7:4242", 1);
+	st_wait_log(d, "route ppacl: denied 192.0.2.7:4242", 1);
 	c = connect_refusable(l_acl);
 	hdr = st_fmt("PROXY TCP6 ::ffff:192.0.2.9 ::1 4243 %u\r\nhi", l_acl);
 	(void)st_send_some(c, hdr, strlen(hdr));
 	expect_closed(c);
 	st_close(c);
 	free(hdr);
-	wait_metric(aport, 2, "sluice_route_denied_total{route=\"ppacl\"}");
+	st_wait_metric(aport, 2, "sluice_route_denied_total{route=\"ppacl\"}");
 	/* Another source through the same proxy is let in. */
 	c = st_connect_tcp(l_acl);
 	assert_true(c != ST_BAD_SOCK);
 	hdr = st_fmt("PROXY TCP4 198.51.100.1 127.0.0.1 4244 %u\r\nhi", l_acl);
 	st_send_all(c, hdr, strlen(hdr));
-	st_recv_all(c, buf, 2, STALL_MS);
+	st_recv_all(c, buf, 2, ST_STALL_MS);
 	assert_memory_equal(buf, "hi", 2);
 	st_close(c);
 	free(hdr);
-	wait_log(d, "session route=ppacl client=198.51.100.1:4244 ", 1);
+	st_wait_log(d, "session route=ppacl client=198.51.100.1:4244 ", 1);
 
 	/* Only those two reached the upstream; denied clients have no
 	 * access-log line. */
 	assert_int_equal(st_server_accepted(srv), 2);
 	assert_int_equal(st_daemon_log_count(d, "session route=ppacl "), 1);
 	assert_int_equal(st_daemon_log_count(d, "session route=pptrust "), 1);
-	assert_int_equal(metric_at(aport, "sluice_route_bad_proxy_total{"
+	assert_int_equal(st_metric_at(aport, "sluice_route_bad_proxy_total{"
 				   "route=\"ppto\"}"),
 			 1);
-	assert_int_equal(metric_at(aport, "sluice_route_bad_proxy_total{"
+	assert_int_equal(st_metric_at(aport, "sluice_route_bad_proxy_total{"
 				   "route=\"pptrust\"}"),
 			 1);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -1719,7 +1598,7 @@ static char pp_banner(uint16_t lport, const char *ip, unsigned port,
 
 	assert_true(c != ST_BAD_SOCK);
 	st_send_all(c, hdr, strlen(hdr));
-	st_recv_all(c, &who, 1, STALL_MS);
+	st_recv_all(c, &who, 1, ST_STALL_MS);
 	free(hdr);
 	*out = c;
 	return who;
@@ -1755,7 +1634,7 @@ static void test_accept_proxy_client(void **state)
 		      "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u, "
 		      "tcp://127.0.0.1:%u]\n",
 		      l_cl, p[0], l_sh, p[0], p[1], p[2]);
-	d = start(yaml);
+	d = st_daemon_start(yaml);
 
 	/* One session per claimed address, whatever the real one. */
 	assert_int_equal(pp_banner(l_cl, "192.0.2.10", 1000, &c1), '0');
@@ -1770,12 +1649,12 @@ static void test_accept_proxy_client(void **state)
 	}
 	expect_closed(c2);
 	st_close(c2);
-	wait_log(d, "session route=ppcl client=192.0.2.10:1001 ", 1);
-	wait_log(d, "reason=client-limit", 1);
+	st_wait_log(d, "session route=ppcl client=192.0.2.10:1001 ", 1);
+	st_wait_log(d, "reason=client-limit", 1);
 	assert_int_equal(pp_banner(l_cl, "192.0.2.11", 1002, &c3), '0');
 	st_close(c1);
 	st_close(c3);
-	wait_log(d, "session route=ppcl ", 3);
+	st_wait_log(d, "session route=ppcl ", 3);
 
 	/* Source-hash: each claimed address sticks to one upstream, and
 	 * 24 addresses do not all land on the same one. */
@@ -1795,8 +1674,8 @@ static void test_accept_proxy_client(void **state)
 	for (i = 0; i < 3; i++)
 		used += seen[i] > 0;
 	assert_true(used >= 2);
-	wait_log(d, "session route=ppsh ", 48);
-	stop_daemon(d);
+	st_wait_log(d, "session route=ppsh ", 48);
+	st_daemon_stop(d);
 	for (i = 0; i < 3; i++)
 		st_server_stop(srv[i]);
 	free(yaml);
@@ -1852,7 +1731,7 @@ static void test_accept_proxy_unix_judged(void **state)
 			    "    max_connections_per_client: 1\n"
 			    "    upstreams: [tcp://127.0.0.1:%u]\n",
 			    l_acl, uport, l_lim, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c, c1, c2;
 	char who;
 
@@ -1864,20 +1743,20 @@ static void test_accept_proxy_unix_judged(void **state)
 	c = pp_unix_connect(l_acl, "/run/app.sock");
 	expect_closed(c);
 	st_close(c);
-	wait_log(d, "route ppacl: denied unix:/run/app.sock via 127.0.0.1:",
+	st_wait_log(d, "route ppacl: denied unix:/run/app.sock via 127.0.0.1:",
 		 1);
 
 	/* Two Unix clients of the same front proxy are one client. */
 	c1 = pp_unix_connect(l_lim, "/run/one.sock");
-	st_recv_all(c1, &who, 1, STALL_MS);
+	st_recv_all(c1, &who, 1, ST_STALL_MS);
 	assert_int_equal(who, 'B');
 	c2 = pp_unix_connect(l_lim, "/run/two.sock");
 	expect_closed(c2);
 	st_close(c2);
-	wait_log(d, "reason=client-limit", 1);
+	st_wait_log(d, "reason=client-limit", 1);
 	st_close(c1);
-	wait_log(d, "session route=pplim ", 2);
-	stop_daemon(d);
+	st_wait_log(d, "session route=pplim ", 2);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -1900,7 +1779,7 @@ static void test_accept_proxy_small_buffer(void **state)
 			    "    buffer_size: 1k\n"
 			    "    upstreams: [tcp://127.0.0.1:%u]\n",
 			    lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	static const size_t extra[] = {1, 1023, 1024, 1025, 1040, 3000};
 
 	(void)state;
@@ -1909,8 +1788,8 @@ static void test_accept_proxy_small_buffer(void **state)
 	for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
 		for (int v = 1; v <= 2; v++)
 			pp_echo_after(lport, v, extra[i], (uint32_t)(77 + i));
-	wait_log(d, "session route=pp1k ", 12);
-	stop_daemon(d);
+	st_wait_log(d, "session route=pp1k ", 12);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -1931,10 +1810,10 @@ static void expect_no_forged_line(const char *text, const char *forged)
 	}
 }
 
-/* The text of the file at path once it holds both needles (WAIT_MS). */
+/* The text of the file at path once it holds both needles (ST_WAIT_MS). */
 static char *wait_file_with(const char *path, const char *a, const char *b)
 {
-	uint64_t end = st_now_ms() + WAIT_MS;
+	uint64_t end = st_now_ms() + ST_WAIT_MS;
 	char *text;
 
 	while (((text = st_read_file(path)) == NULL || strstr(text, a) == NULL ||
@@ -1973,7 +1852,7 @@ static void test_log_injection(void **state)
 			 sock, uport, lport, uport);
 	char *yaml = st_fmt("access_log: %s\n%s", acc, r);
 	char *yaml2 = st_fmt("access_log: {to: %s, format: json}\n%s", accj, r);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	char *text, buf[4];
 	st_sock c;
 
@@ -1997,13 +1876,13 @@ static void test_log_injection(void **state)
 		assert_int_equal(
 			connect(fd, (struct sockaddr *)&sun, sizeof sun), 0);
 		st_send_all(fd, "ping", 4);
-		st_recv_all(fd, buf, 4, STALL_MS);
+		st_recv_all(fd, buf, 4, ST_STALL_MS);
 		st_close(fd);
 		(void)unlink(cname);
 
 		c = pp_unix_connect(lport, "/x\nsluice[1]: error: forged2");
 		st_send_all(c, "ping", 4);
-		st_recv_all(c, buf, 4, STALL_MS);
+		st_recv_all(c, buf, 4, ST_STALL_MS);
 		st_close(c);
 		if (round == 0) {
 			/* text access log: two records, two lines */
@@ -2018,8 +1897,8 @@ static void test_log_injection(void **state)
 			text = st_daemon_log(d);
 			expect_no_forged_line(text, "sluice[1]");
 			free(text);
-			stop_daemon(d);
-			d = start(yaml2);
+			st_daemon_stop(d);
+			d = st_daemon_start(yaml2);
 		} else {
 			text = wait_file_with(accj, "\"route\":\"injpp\"",
 					      "\"route\":\"inj\"");
@@ -2036,7 +1915,7 @@ static void test_log_injection(void **state)
 	text = st_daemon_log(d);
 	expect_no_forged_line(text, "sluice[1]");
 	free(text);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(cname);
 	free(accj);
@@ -2101,7 +1980,7 @@ static void test_acl(void **state)
 			    "    deny: [127.0.0.1/32]\n",
 			    aport, l_deny, uport, l_allow, uport, l_spec,
 			    uport, l_tie, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c;
 	int i;
 
@@ -2109,9 +1988,9 @@ static void test_acl(void **state)
 	c = connect_refusable(l_deny);
 	expect_closed(c);
 	st_close(c);
-	wait_log(d, "route d1: denied 127.0.0.1:", 1);
-	wait_log(d, "(deny 127.0.0.1/32)", 1);
-	wait_metric(aport, 1, "sluice_route_denied_total{route=\"d1\"}");
+	st_wait_log(d, "route d1: denied 127.0.0.1:", 1);
+	st_wait_log(d, "(deny 127.0.0.1/32)", 1);
+	st_wait_metric(aport, 1, "sluice_route_denied_total{route=\"d1\"}");
 
 	/*
 	 * The denied line is rate-limited (one a second per route), but
@@ -2124,14 +2003,14 @@ static void test_acl(void **state)
 		expect_closed(c);
 		st_close(c);
 	}
-	wait_metric(aport, 5, "sluice_route_denied_total{route=\"d1\"}");
+	st_wait_metric(aport, 5, "sluice_route_denied_total{route=\"d1\"}");
 	st_sleep_ms(1100);
 	c = connect_refusable(l_deny);
 	expect_closed(c);
 	st_close(c);
-	wait_metric(aport, 6, "sluice_route_denied_total{route=\"d1\"}");
+	st_wait_metric(aport, 6, "sluice_route_denied_total{route=\"d1\"}");
 	{
-		uint64_t end = st_now_ms() + WAIT_MS;
+		uint64_t end = st_now_ms() + ST_WAIT_MS;
 
 		while (denials_reported(d, "d1") < 6 && st_now_ms() < end)
 			st_sleep_ms(20);
@@ -2141,13 +2020,13 @@ static void test_acl(void **state)
 	c = connect_refusable(l_allow);
 	expect_closed(c);
 	st_close(c);
-	wait_log(d, "route a10: denied 127.0.0.1:", 1);
-	wait_metric(aport, 1, "sluice_route_denied_total{route=\"a10\"}");
+	st_wait_log(d, "route a10: denied 127.0.0.1:", 1);
+	st_wait_metric(aport, 1, "sluice_route_denied_total{route=\"a10\"}");
 
 	/* The /32 allow is more specific than the /8 deny. */
-	echo_once(l_spec, "most specific wins");
-	wait_log(d, "session route=spec ", 1);
-	assert_int_equal(metric_at(aport,
+	st_echo_once(l_spec, "most specific wins");
+	st_wait_log(d, "session route=spec ", 1);
+	assert_int_equal(st_metric_at(aport,
 				   "sluice_route_denied_total{route=\"spec\"}"),
 			 0);
 
@@ -2155,14 +2034,14 @@ static void test_acl(void **state)
 	c = connect_refusable(l_tie);
 	expect_closed(c);
 	st_close(c);
-	wait_log(d, "route tie: denied 127.0.0.1:", 1);
-	wait_log(d, "(deny 127.0.0.1/32)", 2);
+	st_wait_log(d, "route tie: denied 127.0.0.1:", 1);
+	st_wait_log(d, "(deny 127.0.0.1/32)", 2);
 
 	assert_int_equal(st_server_accepted(srv), 1);
 	assert_int_equal(st_daemon_log_count(d, "session route=tie "), 0);
 	assert_int_equal(st_daemon_log_count(d, "session route=d1 "), 0);
 	assert_int_equal(st_daemon_log_count(d, "session route=a10 "), 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2182,20 +2061,20 @@ static void test_acl_global(void **state)
 			    "    upstreams: [tcp://127.0.0.1:%u]\n"
 			    "    allow: [127.0.0.1]\n",
 			    l1, uport, l2, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c;
 
 	(void)state;
 	c = connect_refusable(l1);
 	expect_closed(c);
 	st_close(c);
-	wait_log(d, "route g1: denied 127.0.0.1:", 1);
+	st_wait_log(d, "route g1: denied 127.0.0.1:", 1);
 	c = connect_refusable(l2);
 	expect_closed(c);
 	st_close(c);
-	wait_log(d, "route g2: denied 127.0.0.1:", 1);
+	st_wait_log(d, "route g2: denied 127.0.0.1:", 1);
 	assert_int_equal(st_server_accepted(srv), 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2215,7 +2094,7 @@ static void test_acl_mapped(void **state)
 			    "    upstreams: [tcp://127.0.0.1:%u]\n"
 			    "    deny: [127.0.0.1]\n",
 			    lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c;
 
 	(void)state;
@@ -2226,7 +2105,7 @@ static void test_acl_mapped(void **state)
 	} else {
 		expect_closed(c);
 		st_close(c);
-		wait_log(d, "route v6: denied ", 1);
+		st_wait_log(d, "route v6: denied ", 1);
 	}
 	/* IPv6 clients are not denied: the listener does serve. */
 	c = st_connect_tcp6(lport);
@@ -2237,15 +2116,15 @@ static void test_acl_mapped(void **state)
 		char buf[4];
 
 		st_send_all(c, "six!", 4);
-		st_recv_all(c, buf, 4, STALL_MS);
+		st_recv_all(c, buf, 4, ST_STALL_MS);
 		assert_memory_equal(buf, "six!", 4);
 		st_close(c);
-		wait_log(d, "session route=v6 client=[::1]:", 1);
+		st_wait_log(d, "session route=v6 client=[::1]:", 1);
 	}
 	assert_int_equal(st_daemon_log_count(d, "session route=v6 "
 					     "client=127.0.0.1"), 0);
 	assert_int_equal(st_daemon_log_count(d, "client=[::ffff:"), 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2262,7 +2141,7 @@ static void test_per_client_limit(void **state)
 			    "    upstreams: [tcp://127.0.0.1:%u]\n"
 			    "    max_connections_per_client: 2\n",
 			    aport, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c[4];
 	char buf[4];
 	int i;
@@ -2272,30 +2151,30 @@ static void test_per_client_limit(void **state)
 		c[i] = st_connect_tcp(lport);
 		assert_true(c[i] != ST_BAD_SOCK);
 		st_send_all(c[i], "ok", 2);
-		st_recv_all(c[i], buf, 2, STALL_MS);
+		st_recv_all(c[i], buf, 2, ST_STALL_MS);
 	}
 	c[2] = connect_refusable(lport);
 	expect_closed(c[2]);
 	st_close(c[2]);
-	wait_log(d, "reason=client-limit", 1);
-	assert_int_equal(metric_at(aport, "sluice_route_client_limited_total{"
+	st_wait_log(d, "reason=client-limit", 1);
+	assert_int_equal(st_metric_at(aport, "sluice_route_client_limited_total{"
 				   "route=\"pc\"}"),
 			 1);
 
 	/* One ends: room for one more. */
 	st_close(c[0]);
-	wait_metric(aport, 1, "sluice_route_sessions_active{route=\"pc\"}");
+	st_wait_metric(aport, 1, "sluice_route_sessions_active{route=\"pc\"}");
 	c[3] = st_connect_tcp(lport);
 	assert_true(c[3] != ST_BAD_SOCK);
 	st_send_all(c[3], "ok", 2);
-	st_recv_all(c[3], buf, 2, STALL_MS);
+	st_recv_all(c[3], buf, 2, ST_STALL_MS);
 	assert_memory_equal(buf, "ok", 2);
 	st_close(c[1]);
 	st_close(c[3]);
-	wait_log(d, "reason=done", 3);
+	st_wait_log(d, "reason=done", 3);
 	assert_int_equal(st_daemon_log_count(d, "reason=client-limit"), 1);
 	assert_int_equal(st_server_accepted(srv), 3);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2313,7 +2192,7 @@ static void test_per_client_concurrent(void **state)
 			    "    upstreams: [tcp://127.0.0.1:%u]\n"
 			    "    max_connections_per_client: 5\n",
 			    lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c[40];
 	unsigned served = 0, refused = 0;
 	int i;
@@ -2321,7 +2200,7 @@ static void test_per_client_concurrent(void **state)
 	(void)state;
 	for (i = 0; i < 40; i++)
 		c[i] = connect_refusable(lport);
-	wait_log(d, "reason=client-limit", 35);
+	st_wait_log(d, "reason=client-limit", 35);
 	for (i = 0; i < 40; i++) {
 		char buf[2];
 		ssize_t n;
@@ -2333,9 +2212,9 @@ static void test_per_client_concurrent(void **state)
 		/* The refused ones are closed already (their log line is
 		 * written after the close): sending to them may fail. */
 		if (st_send_some(c[i], "hi", 2) == 2 &&
-		    (n = st_recv_some(c[i], buf, 2, STALL_MS)) > 0) {
+		    (n = st_recv_some(c[i], buf, 2, ST_STALL_MS)) > 0) {
 			if (n == 1)
-				st_recv_all(c[i], buf + 1, 1, STALL_MS);
+				st_recv_all(c[i], buf + 1, 1, ST_STALL_MS);
 			assert_memory_equal(buf, "hi", 2);
 			served++;
 		} else {
@@ -2347,9 +2226,9 @@ static void test_per_client_concurrent(void **state)
 	assert_int_equal(st_server_accepted(srv), 5);
 	for (i = 0; i < 40; i++)
 		st_close(c[i]);
-	wait_log(d, "reason=done", 5);
+	st_wait_log(d, "reason=done", 5);
 	assert_int_equal(st_daemon_log_count(d, "reason=client-limit"), 35);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2369,7 +2248,7 @@ static void test_rate_limit(void **state)
 			    "    upstreams: [tcp://127.0.0.1:%u]\n"
 			    "    rate_limit: 2/s\n",
 			    aport, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c[6];
 	uint64_t t0, dt;
 	int i;
@@ -2388,19 +2267,19 @@ static void test_rate_limit(void **state)
 		char msg[8], got[8];
 
 		snprintf(msg, sizeof msg, "rate %d", i);
-		st_recv_all(c[i], got, 6, STALL_MS);
+		st_recv_all(c[i], got, 6, ST_STALL_MS);
 		assert_memory_equal(got, msg, 6);
 	}
 	dt = st_now_ms() - t0;
 	assert_true(dt >= 1900);
 	for (i = 0; i < 6; i++)
 		st_close(c[i]);
-	wait_log(d, "reason=done", 6);
+	st_wait_log(d, "reason=done", 6);
 	assert_int_equal(st_daemon_log_count(d, "session route=rl "), 6);
 	assert_int_equal(st_server_accepted(srv), 6);
-	assert_true(metric_at(aport, "sluice_route_rate_limited_total{"
+	assert_true(st_metric_at(aport, "sluice_route_rate_limited_total{"
 			      "route=\"rl\"}") > 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2426,7 +2305,7 @@ static void test_rate_limit_per_route(void **state)
 			    "    listen: tcp://127.0.0.1:%u\n"
 			    "    upstreams: [tcp://127.0.0.1:%u]\n",
 			    slow, uport, fast, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c[4];
 	char buf[4];
 	int i;
@@ -2438,18 +2317,18 @@ static void test_rate_limit_per_route(void **state)
 		st_send_all(c[i], "slw", 3);
 		if (i == 3)
 			break;
-		st_recv_all(c[i], buf, 3, STALL_MS);
+		st_recv_all(c[i], buf, 3, ST_STALL_MS);
 		assert_memory_equal(buf, "slw", 3);
 		st_sleep_ms(100);
 	}
 	for (i = 0; i < 5; i++)
-		echo_once(fast, "not held up");
+		st_echo_once(fast, "not held up");
 	assert_int_equal(st_recv_some(c[3], buf, sizeof buf, 1000), -2);
 	for (i = 0; i < 4; i++)
 		st_close(c[i]);
-	wait_log(d, "session route=fast ", 5);
-	wait_log(d, "session route=slow ", 3);
-	stop_daemon(d);
+	st_wait_log(d, "session route=fast ", 5);
+	st_wait_log(d, "session route=slow ", 3);
+	st_daemon_stop(d);
 	assert_int_equal(st_server_accepted(srv), 8);
 	st_server_stop(srv);
 	free(yaml);
@@ -2469,7 +2348,7 @@ static void test_half_closed_timeout(void **state)
 			    "    idle_timeout: 1h\n"
 			    "    half_closed_timeout: 300ms\n",
 			    lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c;
 	uint64_t t0;
 
@@ -2482,9 +2361,9 @@ static void test_half_closed_timeout(void **state)
 	expect_closed(c);
 	assert_true(st_now_ms() - t0 >= 250);
 	st_close(c);
-	wait_log(d, "reason=half-closed-timeout", 1);
+	st_wait_log(d, "reason=half-closed-timeout", 1);
 	assert_int_equal(st_daemon_log_count(d, "bytes_in=7 "), 1);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2500,7 +2379,7 @@ static void test_max_duration(void **state)
 			    "    idle_timeout: 10s\n"
 			    "    max_duration: 700ms\n",
 			    lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock c;
 	uint64_t t0;
 	int i;
@@ -2513,16 +2392,16 @@ static void test_max_duration(void **state)
 		char buf[4];
 
 		st_send_all(c, "busy", 4);
-		st_recv_all(c, buf, 4, STALL_MS);
+		st_recv_all(c, buf, 4, ST_STALL_MS);
 		assert_memory_equal(buf, "busy", 4);
 		st_sleep_ms(100);
 	}
 	expect_closed(c);
 	assert_true(st_now_ms() - t0 >= 650);
 	st_close(c);
-	wait_log(d, "reason=max-duration", 1);
+	st_wait_log(d, "reason=max-duration", 1);
 	assert_int_equal(st_daemon_log_count(d, "reason=idle-timeout"), 0);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2543,20 +2422,20 @@ static void test_resolve_interval(void **state)
 			    "    listen: tcp://127.0.0.1:%u\n"
 			    "    upstreams: [tcp://localhost:%u]\n",
 			    lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	uint64_t end = st_now_ms() + 2500;
 	unsigned n = 0;
 
 	(void)state;
 	while (st_now_ms() < end) {
-		echo_once(lport, "by name");
+		st_echo_once(lport, "by name");
 		n++;
 		st_sleep_ms(100);
 	}
-	wait_log(d, "reason=done", n);
+	st_wait_log(d, "reason=done", n);
 	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
 	assert_int_equal(st_server_accepted(srv), n);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2573,7 +2452,7 @@ static void test_admin_status(void **state)
 			    "    listen: tcp://127.0.0.1:%u\n"
 			    "    upstreams: [tcp://127.0.0.1:%u]\n",
 			    aport, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	char *ans, *want;
 
 	(void)state;
@@ -2590,7 +2469,7 @@ static void test_admin_status(void **state)
 	assert_non_null(strstr(ans, "HTTP/1.1 404 Not Found\r\n"));
 	free(ans);
 
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2616,7 +2495,7 @@ static void test_admin_metrics(void **state)
 			    "    listen: tcp://127.0.0.1:%u\n"
 			    "    upstreams: [tcp://127.0.0.1:%u]\n",
 			    aport, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	char *url = st_fmt("http://127.0.0.1:%u/metrics", aport);
 	char *out, *series;
 	char msg[1001];
@@ -2627,8 +2506,8 @@ static void test_admin_metrics(void **state)
 	memset(msg, 'm', 1000);
 	msg[1000] = '\0';
 	for (i = 0; i < 5; i++)
-		echo_once(lport, msg);
-	wait_log(d, "reason=done", 5);
+		st_echo_once(lport, msg);
+	st_wait_log(d, "reason=done", 5);
 
 	rc = curl(&out, NULL, url);
 	if (rc == 127)
@@ -2705,7 +2584,7 @@ static void test_admin_metrics(void **state)
 			st_send_all(c, bad[i].req, strlen(bad[i].req));
 			while ((n = st_recv_some(c, ans + len,
 						 sizeof ans - 1 - len,
-						 STALL_MS)) > 0)
+						 ST_STALL_MS)) > 0)
 				len += (size_t)n;
 			ans[len] = '\0';
 			assert_non_null(strstr(ans, bad[i].want));
@@ -2727,7 +2606,7 @@ static void test_admin_metrics(void **state)
 		assert_non_null(ans);
 		st_send_all(c, two, sizeof two - 1);
 		while ((n = st_recv_some(c, ans + len, 65535 - len,
-					 STALL_MS)) > 0)
+					 ST_STALL_MS)) > 0)
 			len += (size_t)n;
 		ans[len] = '\0';
 		assert_non_null(strstr(ans, "\"routes\":["));
@@ -2745,7 +2624,7 @@ static void test_admin_metrics(void **state)
 	assert_string_equal(out, "404");
 	free(out);
 	free(url);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2762,12 +2641,12 @@ static void test_admin_unix(void **state)
 			    "    listen: tcp://127.0.0.1:%u\n"
 			    "    upstreams: [tcp://127.0.0.1:%u]\n",
 			    path, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	char *out;
 
 	(void)state;
-	echo_once(lport, "counted");
-	wait_log(d, "reason=done", 1);
+	st_echo_once(lport, "counted");
+	st_wait_log(d, "reason=done", 1);
 	assert_int_equal(st_run_cmd(&out, "curl", "-s", "-S", "--max-time",
 				    "10", "--unix-socket", path,
 				    "http://localhost/metrics", NULL),
@@ -2776,7 +2655,7 @@ static void test_admin_unix(void **state)
 				     "route=\"web\"}"),
 			 1);
 	free(out);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(path);
 	free(yaml);
@@ -2795,7 +2674,7 @@ static void test_admin_acl(void **state)
 	"    listen: tcp://127.0.0.1:%u\n"                                     \
 	"    upstreams: [tcp://127.0.0.1:%u]\n"
 	char *yaml = st_fmt(ADMIN_ACL_YAML, aport, "10.0.0.0/8", lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	char *url = st_fmt("http://127.0.0.1:%u/metrics", aport);
 	char *out;
 	st_sock c;
@@ -2815,13 +2694,13 @@ static void test_admin_acl(void **state)
 	yaml = st_fmt(ADMIN_ACL_YAML, aport, "127.0.0.0/8", lport, uport);
 	st_daemon_write_config(d, yaml);
 	st_daemon_signal(d, SIGHUP);
-	wait_log(d, "reloaded ", 1);
+	st_wait_log(d, "reloaded ", 1);
 	rc = curl(&out, NULL, url);
 	assert_int_equal(rc, 0);
 	assert_int_equal(st_metric(out, "sluice_reloads_total"), 1);
 	free(out);
 	free(url);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2841,7 +2720,7 @@ static void test_admin_busy(void **state)
 			    "    listen: tcp://127.0.0.1:%u\n"
 			    "    upstreams: [tcp://127.0.0.1:%u]\n",
 			    aport, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	st_sock idle[32];
 	char *ans;
 	int i;
@@ -2855,7 +2734,7 @@ static void test_admin_busy(void **state)
 		idle[i] = st_connect_tcp(aport);
 		assert_true(idle[i] != ST_BAD_SOCK);
 	}
-	echo_once(lport, "sessions go on");
+	st_echo_once(lport, "sessions go on");
 	ans = st_http_get(aport, "/metrics");
 	assert_non_null(strstr(ans, "HTTP/1.1 200 OK\r\n"));
 	assert_int_equal(st_metric(ans, "sluice_route_sessions_total{"
@@ -2867,7 +2746,7 @@ static void test_admin_busy(void **state)
 		expect_closed(idle[i]);
 		st_close(idle[i]);
 	}
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -2941,7 +2820,7 @@ static void test_admin_denied_burst(void **state)
 			    "    listen: tcp://127.0.0.1:%u\n"
 			    "    upstreams: [tcp://127.0.0.1:%u]\n",
 			    aport, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	/* valgrind runs the daemon some twenty times slower, wine a few */
 	unsigned ms = getenv("SLUICE_VALGRIND") != NULL ? 20000
 		      : st_wine() != NULL		? 5000
@@ -2965,7 +2844,7 @@ static void test_admin_denied_burst(void **state)
 			st_daemon_signal(d, SIGCONT);
 		ans = http_get_from("127.0.0.2", aport, "/metrics", ms);
 		if (ans == NULL) {
-			print_current_log();
+			st_print_logs();
 			fail_msg("round %d: no answer from the admin port "
 				 "within %u ms after 200 denied connects",
 				 round, ms);
@@ -2976,7 +2855,7 @@ static void test_admin_denied_burst(void **state)
 		for (int i = 0; i < 200; i++)
 			st_close(denied[i]);
 	}
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
 }
@@ -3007,7 +2886,7 @@ static void test_admin_reload(void **state)
 			     "    upstreams: [tcp://127.0.0.1:%u]\n",
 			     aport, r1, l2, uport);
 	char *dname = up_name(dead), *uname = up_name(uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	char *status;
 	int i;
 
@@ -3015,51 +2894,51 @@ static void test_admin_reload(void **state)
 	/* The first session finds the first upstream refusing: down (one
 	 * failure, a long cooldown), and it is served by the second. */
 	for (i = 0; i < 3; i++)
-		echo_once(lport, "before the reload");
-	wait_logf(d, 1, "upstream %s is down", dname);
-	wait_log(d, "reason=done", 3);
+		st_echo_once(lport, "before the reload");
+	st_wait_logf(d, 1, "upstream %s is down", dname);
+	st_wait_log(d, "reason=done", 3);
 	status = st_http_get(aport, "/status");
 	assert_string_equal(status_state(status, dname), "down");
 	assert_string_equal(status_state(status, uname), "up");
 	free(status);
-	assert_int_equal(metric_at(aport, "sluice_route_sessions_total{"
+	assert_int_equal(st_metric_at(aport, "sluice_route_sessions_total{"
 				   "route=\"web\"}"),
 			 3);
 
 	st_daemon_write_config(d, yaml2);
 	st_daemon_signal(d, SIGHUP);
-	wait_log(d, "reloaded ", 1);
+	st_wait_log(d, "reloaded ", 1);
 	status = st_http_get(aport, "/status");
 	assert_string_equal(status_state(status, dname), "down");
 	assert_string_equal(status_state(status, uname), "up");
 	assert_non_null(strstr(status, "\"name\":\"extra\""));
 	free(status);
-	assert_int_equal(metric_at(aport, "sluice_reloads_total"), 1);
-	assert_int_equal(metric_at(aport, "sluice_route_sessions_total{"
+	assert_int_equal(st_metric_at(aport, "sluice_reloads_total"), 1);
+	assert_int_equal(st_metric_at(aport, "sluice_route_sessions_total{"
 				   "route=\"web\"}"),
 			 3);
-	assert_int_equal(metric_at(aport, "sluice_upstream_connect_failures_total"
+	assert_int_equal(st_metric_at(aport, "sluice_upstream_connect_failures_total"
 				   "{route=\"web\",upstream=\"%s\"}", dname),
 			 1);
 	/* Still down: the new sessions skip it. */
 	for (i = 0; i < 2; i++)
-		echo_once(lport, "after the reload");
-	echo_once(l2, "the new route");
+		st_echo_once(lport, "after the reload");
+	st_echo_once(l2, "the new route");
 	assert_int_equal(st_server_accepted(srv), 6);
-	assert_int_equal(metric_at(aport, "sluice_route_sessions_total{"
+	assert_int_equal(st_metric_at(aport, "sluice_route_sessions_total{"
 				   "route=\"web\"}"),
 			 5);
-	assert_int_equal(metric_at(aport, "sluice_upstream_connect_failures_total"
+	assert_int_equal(st_metric_at(aport, "sluice_upstream_connect_failures_total"
 				   "{route=\"web\",upstream=\"%s\"}", dname),
 			 1);
 
 	st_daemon_write_config(d, "routes: [\n");
 	st_daemon_signal(d, SIGHUP);
-	wait_log(d, "reload failed", 1);
-	assert_int_equal(metric_at(aport, "sluice_reload_failures_total"), 1);
-	assert_int_equal(metric_at(aport, "sluice_reloads_total"), 1);
-	echo_once(lport, "still serving");
-	stop_daemon(d);
+	st_wait_log(d, "reload failed", 1);
+	assert_int_equal(st_metric_at(aport, "sluice_reload_failures_total"), 1);
+	assert_int_equal(st_metric_at(aport, "sluice_reloads_total"), 1);
+	st_echo_once(lport, "still serving");
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(dname);
 	free(uname);
@@ -3091,24 +2970,24 @@ static void test_reload_admin_move(void **state)
 				      "    upstreams: [tcp://127.0.0.1:%u]\n",
 			    a1, lport, uport, taken, uport);
 	char *moved = st_fmt(MOVE_YAML, a2, lport, uport);
-	st_daemon *d = start(yaml);
+	st_daemon *d = st_daemon_start(yaml);
 	char *url;
 	char *out;
 	st_sock c;
 
 	(void)state;
-	echo_once(lport, "before");
+	st_echo_once(lport, "before");
 	st_daemon_write_config(d, busy);
 	st_daemon_signal(d, SIGHUP);
-	wait_log(d, "reload failed", 1);
-	assert_int_equal(metric_at(a1, "sluice_reload_failures_total"), 1);
-	assert_int_equal(metric_at(a1, "sluice_reloads_total"), 0);
-	echo_once(lport, "still the old config");
+	st_wait_log(d, "reload failed", 1);
+	assert_int_equal(st_metric_at(a1, "sluice_reload_failures_total"), 1);
+	assert_int_equal(st_metric_at(a1, "sluice_reloads_total"), 0);
+	st_echo_once(lport, "still the old config");
 
 	st_daemon_write_config(d, moved);
 	st_daemon_signal(d, SIGHUP);
-	wait_log(d, "reloaded ", 1);
-	wait_logf(d, 1, "admin: listener tcp://127.0.0.1:%u closed", a1);
+	st_wait_log(d, "reloaded ", 1);
+	st_wait_logf(d, 1, "admin: listener tcp://127.0.0.1:%u closed", a1);
 	c = st_connect_tcp(a1);
 	assert_true(c == ST_BAD_SOCK);
 	url = st_fmt("http://127.0.0.1:%u/metrics", a2);
@@ -3123,7 +3002,7 @@ static void test_reload_admin_move(void **state)
 			 2);
 	free(out);
 	free(url);
-	stop_daemon(d);
+	st_daemon_stop(d);
 	st_close(hold);
 	st_server_stop(srv);
 	free(yaml);
@@ -3170,7 +3049,7 @@ static void *traffic_main(void *arg)
 			while (got < sizeof msg - 1 &&
 			       (n = st_recv_some(c, buf + got,
 						 sizeof msg - 1 - got,
-						 STALL_MS)) > 0)
+						 ST_STALL_MS)) > 0)
 				got += (size_t)n;
 		}
 		if (got == sizeof msg - 1 && memcmp(buf, msg, got) == 0) {
@@ -3244,7 +3123,7 @@ static void test_reload_storm(void **state)
 			 "    upstreams: [tcp://127.0.0.1:%u]\n"
 			 "    rate_limit: 100/s\n",
 			 aport, lport, dead, pb, st_free_port(), pa);
-	d = start(conf[0]);
+	d = st_daemon_start(conf[0]);
 	t.port = lport;
 	t.aport = aport;
 	pthread_create(&tt, NULL, traffic_main, &t);
@@ -3253,22 +3132,22 @@ static void test_reload_storm(void **state)
 		st_sleep_ms(200);
 		st_daemon_write_config(d, conf[i % 2]);
 		st_daemon_signal(d, SIGHUP);
-		wait_log(d, "reloaded ", (unsigned)i);
+		st_wait_log(d, "reloaded ", (unsigned)i);
 	}
 	t.stop = 1;
 	pthread_join(tt, NULL);
 	pthread_join(st, NULL);
 	if (t.failed > 0) {
 		st_sleep_ms(500); /* for the session's log line */
-		print_current_log();
+		st_print_logs();
 		fail_msg("%u sessions failed; the first from client port %u: "
 			 "%s", t.failed, t.failed_port, t.failure);
 	}
 	assert_true(t.ok > 10);
 	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
 	assert_int_equal(st_daemon_log_count(d, "reason=no-upstream"), 0);
-	assert_int_equal(metric_at(aport, "sluice_reloads_total"), 12);
-	stop_daemon(d);
+	assert_int_equal(st_metric_at(aport, "sluice_reloads_total"), 12);
+	st_daemon_stop(d);
 	st_server_stop(a);
 	st_server_stop(b);
 	free(conf[0]);

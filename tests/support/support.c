@@ -1449,6 +1449,18 @@ void st_daemon_free(st_daemon *d)
 	free(d);
 }
 
+void st_print_logs(void)
+{
+	const st_daemon *d;
+
+	for (d = daemons; d != NULL; d = d->next) {
+		char *log = st_daemon_log(d);
+
+		fprintf(stderr, "sluice log:\n%s\n", log);
+		free(log);
+	}
+}
+
 int st_teardown(void **state)
 {
 	(void)state;

@@ -1,12 +1,14 @@
 /*
  * Test support for the end-to-end tests: loopback sockets with hard
  * timeouts, an echo/collect server on its own thread, deterministic data
- * streams, and the real sluice daemon started on a generated config.
+ * streams, the real sluice daemon started on a generated config, checks
+ * shared by the tests, and a cleanup after each test.
  *
- * Everything here fails loudly (st_fail: message and exit 1): a test
- * harness that cannot set itself up must not report a pass.  Socket and
- * process calls are kept behind these functions so the same tests can run
- * against the Windows build later with a second implementation.
+ * Everything here fails loudly: the set-up functions with st_fail
+ * (message and exit 1), since a test harness that cannot set itself up
+ * must not report a pass; the checks by failing the running cmocka test.
+ * Socket and process calls are kept behind these functions; in wine mode
+ * (st_wine) the daemon functions drive sluice.exe instead.
  */
 #ifndef SL_TEST_SUPPORT_H
 #define SL_TEST_SUPPORT_H
@@ -17,6 +19,12 @@
 
 typedef int st_sock;
 #define ST_BAD_SOCK (-1)
+
+/* No progress at all for this long is a failure. */
+#define ST_STALL_MS 20000
+/* What must happen at all happens within this (a bound on a hang, never
+ * a claim about speed). */
+#define ST_WAIT_MS 20000
 
 /* Print "support: " + message and exit 1. */
 void st_fail(const char *fmt, ...)
@@ -180,6 +188,8 @@ int st_daemon_wait_log(const st_daemon *d, const char *needle, unsigned n,
 		       unsigned timeout_ms);
 /* SIGKILL if still running, reap, remove its files. */
 void st_daemon_free(st_daemon *d);
+/* The logs of the daemons the running test has not freed, on stderr. */
+void st_print_logs(void);
 
 /*
  * Wine mode: with SLUICE_WINE_EXE set (the path of sluice.exe), the daemon
@@ -230,6 +240,43 @@ char *st_http_get(uint16_t port, const char *path);
 long long st_metric(const char *text, const char *series);
 /* Echo until EOF, then pass the EOF on (shutdown); returns at any end. */
 void st_echo_rest(st_sock c);
+
+/* ---- checks (tests/support/check.c) ------------------------------------- */
+
+/*
+ * These fail the running cmocka test (its teardown then ends what it
+ * started); where a daemon's log says why, it goes to stderr first.
+ */
+
+/* SIGTERM, then a clean exit (status 0) within ST_WAIT_MS; freed. */
+void st_daemon_stop(st_daemon *d);
+/* The log holds needle at least n times within ST_WAIT_MS. */
+void st_wait_log(const st_daemon *d, const char *needle, unsigned n);
+/* The same with a printf format for the needle. */
+void st_wait_logf(const st_daemon *d, unsigned n, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 3, 4)))
+#endif
+	;
+/* One short session to 127.0.0.1:port, which must be listening: msg out,
+ * the same back, closed. */
+void st_echo_once(uint16_t port, const char *msg);
+/* The same with the connect retried for up to 10 s; the session stays
+ * open (the socket). */
+st_sock st_echo_open(uint16_t port, const char *msg);
+/* The value of a series (a printf format) in the admin listener's
+ * /metrics at 127.0.0.1:aport; -1 when it is not there. */
+long long st_metric_at(uint16_t aport, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 2, 3)))
+#endif
+	;
+/* Poll /metrics until the series has the value want (ST_WAIT_MS). */
+void st_wait_metric(uint16_t aport, long long want, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 3, 4)))
+#endif
+	;
 
 /* ---- cleanup after each test ---------------------------------------------- */
 
