@@ -83,6 +83,54 @@ static void test_free_port_reserved(void **state)
 	st_close(l);
 }
 
+/*
+ * The config builder writes what it was given, in block style, and
+ * sluice -t takes it.
+ */
+static void test_cfg_builder(void **state)
+{
+	st_cfg *cfg = st_cfg_new();
+	char *yaml, *conf, *out, *want;
+
+	(void)state;
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", 9000);
+	st_cfg_route(cfg, "web", 8080, 8000);
+	st_cfg_route_set(cfg, "idle_timeout", "400ms");
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", 8001);
+	st_cfg_upstream_set(cfg, "backup", "true");
+	st_cfg_route(cfg, "proxied", 8081, 0);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_upstream(cfg, "unix:%s/up.sock", "/run");
+	st_cfg_route_set(cfg, "health", "{fails: 1, cooldown: 1s}");
+	st_cfg_set(cfg, "threads", "1"); /* replaces, in place */
+	yaml = st_cfg_done(cfg);
+	want = "threads: 1\n"
+	       "admin: tcp://127.0.0.1:9000\n"
+	       "routes:\n"
+	       "  - name: web\n"
+	       "    listen: tcp://127.0.0.1:8080\n"
+	       "    upstreams:\n"
+	       "      - tcp://127.0.0.1:8000\n"
+	       "      - address: tcp://127.0.0.1:8001\n"
+	       "        backup: true\n"
+	       "    idle_timeout: 400ms\n"
+	       "  - name: proxied\n"
+	       "    listen:\n"
+	       "      address: tcp://127.0.0.1:8081\n"
+	       "      accept_proxy: true\n"
+	       "    upstreams:\n"
+	       "      - unix:/run/up.sock\n"
+	       "    health: {fails: 1, cooldown: 1s}\n";
+	assert_string_equal(yaml, want);
+	conf = st_write_tmp("builder.yaml", yaml);
+	assert_int_equal(st_run_sluice(&out, "-t", "-c", conf, NULL), 0);
+	assert_non_null(strstr(out, "configuration OK"));
+	free(out);
+	free(conf);
+	free(yaml);
+}
+
 /* ---- sluice -t ------------------------------------------------------------ */
 
 static void test_check_config(void **state)
@@ -1112,6 +1160,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		ST_TEST(test_free_port_reserved),
+		ST_TEST(test_cfg_builder),
 		ST_TEST(test_check_config),
 		ST_TEST(test_check_unix),
 		ST_TEST(test_bulk_tcp_tcp),

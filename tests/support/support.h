@@ -241,6 +241,92 @@ long long st_metric(const char *text, const char *series);
 /* Echo until EOF, then pass the EOF on (shutdown); returns at any end. */
 void st_echo_rest(st_sock c);
 
+/* ---- the config builder (tests/support/cfg.c) ------------------------------ */
+
+/*
+ * A config for the daemon under test, built from the keys and values the
+ * test gives: values are YAML as they stand (a flow list, a quoted string),
+ * formatted with printf, and written out in block style.  Setting a key
+ * again replaces its value.  For example
+ *
+ *	st_cfg *c = st_cfg_new();
+ *	st_cfg_set(c, "threads", "2");
+ *	st_cfg_route(c, "web", lport, uport);
+ *	st_cfg_route_set(c, "idle_timeout", "400ms");
+ *	st_cfg_upstream(c, "tcp://127.0.0.1:%u", backup);
+ *	st_cfg_upstream_set(c, "backup", "true");
+ *	yaml = st_cfg_done(c);
+ *
+ * makes
+ *
+ *	threads: 2
+ *	routes:
+ *	  - name: web
+ *	    listen: tcp://127.0.0.1:LPORT
+ *	    upstreams:
+ *	      - tcp://127.0.0.1:UPORT
+ *	      - address: tcp://127.0.0.1:BACKUP
+ *	        backup: true
+ *	    idle_timeout: 400ms
+ *
+ * Configs whose text a test checks itself (a config error's line and
+ * column) stay written out by hand.
+ */
+typedef struct st_cfg st_cfg;
+
+st_cfg *st_cfg_new(void);
+void st_cfg_free(st_cfg *c);
+/* A top-level key (before routes:). */
+void st_cfg_set(st_cfg *c, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 3, 4)))
+#endif
+	;
+/*
+ * A new route, the one the calls below add to until the next: it listens
+ * on tcp://127.0.0.1:lport (0: st_cfg_listen says where) and forwards to
+ * tcp://127.0.0.1:uport (0: st_cfg_upstream adds each upstream).
+ */
+void st_cfg_route(st_cfg *c, const char *name, uint16_t lport,
+		  uint16_t uport);
+/* A key of the route (idle_timeout, balance, health, ...). */
+void st_cfg_route_set(st_cfg *c, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 3, 4)))
+#endif
+	;
+/* The route's listen address, in place of tcp://127.0.0.1:lport. */
+void st_cfg_listen(st_cfg *c, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 2, 3)))
+#endif
+	;
+/* A key of the route's listener (backlog, accept_proxy, ...): the listen
+ * becomes a mapping with the address under address:. */
+void st_cfg_listen_set(st_cfg *c, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 3, 4)))
+#endif
+	;
+/* One more upstream of the route, by its address. */
+void st_cfg_upstream(st_cfg *c, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 2, 3)))
+#endif
+	;
+/* A key of the route's last upstream (weight, backup, send_proxy): that
+ * upstream becomes a mapping with its address under address:. */
+void st_cfg_upstream_set(st_cfg *c, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 3, 4)))
+#endif
+	;
+/* The config so far (malloc'd); c stays as it is, to change and write
+ * out again (for a reload). */
+char *st_cfg_yaml(const st_cfg *c);
+/* The same, and c freed: a config's last text. */
+char *st_cfg_done(st_cfg *c);
+
 /* ---- checks (tests/support/check.c) ------------------------------------- */
 
 /*
