@@ -166,11 +166,13 @@ static void test_check_config(void **state)
 	{
 		uint16_t taken;
 		st_sock l = st_listen_tcp(&taken, 1);
-		char *yaml = st_fmt("routes:\n  - name: pre\n"
-				    "    listen: tcp://127.0.0.1:%u\n"
-				    "    upstreams: [tcp://no-such-host.invalid:80]\n",
-				    taken);
-		char *conf = st_write_tmp("preflight.yaml", yaml);
+		st_cfg *cfg = st_cfg_new();
+		char *yaml, *conf;
+
+		st_cfg_route(cfg, "pre", taken, 0);
+		st_cfg_upstream(cfg, "tcp://no-such-host.invalid:80");
+		yaml = st_cfg_done(cfg);
+		conf = st_write_tmp("preflight.yaml", yaml);
 
 		rc = st_run_sluice(&out, "-t", "-c", conf, NULL);
 		assert_int_equal(rc, 0);
@@ -222,16 +224,19 @@ static void test_check_unix(void **state)
 	int root = geteuid() == 0;
 	struct stat st, was;
 	int64_t changed;
+	st_cfg *cfg;
 	st_sock l;
 
 	(void)state;
-	yaml = st_fmt("routes:\n  - name: u\n    listen:\n"
-		      "      address: unix:%s\n      mode: \"0660\"\n%s"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n",
-		      path,
-		      root ? "      owner: \"65534\"\n      group: \"65534\"\n"
-			   : "",
-		      st_free_port());
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "u", 0, st_free_port());
+	st_cfg_listen(cfg, "unix:%s", path);
+	st_cfg_listen_set(cfg, "mode", "\"0660\"");
+	if (root) {
+		st_cfg_listen_set(cfg, "owner", "\"65534\"");
+		st_cfg_listen_set(cfg, "group", "\"65534\"");
+	}
+	yaml = st_cfg_done(cfg);
 	conf = st_write_tmp("check-unix.yaml", yaml);
 
 	/* Nothing at the path: nothing made there, nor beside it. */
@@ -287,9 +292,10 @@ static void test_check_unix(void **state)
 	free(conf);
 	free(path);
 	path = st_fmt("%s/no-such-dir/check.sock", dir);
-	yaml = st_fmt("routes:\n  - name: u\n    listen: unix:%s\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n",
-		      path, st_free_port());
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "u", 0, st_free_port());
+	st_cfg_listen(cfg, "unix:%s", path);
+	yaml = st_cfg_done(cfg);
 	conf = st_write_tmp("check-unix.yaml", yaml);
 	assert_int_equal(st_run_sluice(&out, "-t", "-c", conf, NULL), 0);
 	assert_non_null(strstr(out, "warning"));
@@ -308,27 +314,27 @@ static void bulk(enum side front, enum side back)
 {
 	uint16_t lport = 0, uport = 0;
 	char *lpath = unix_path("front"), *upath = unix_path("back");
-	char *yaml, *listen, *up;
+	char *yaml;
 	st_server *srv;
 	st_daemon *d;
+	st_cfg *cfg;
 	st_sock c;
 
-	if (back == TCP) {
+	if (back == TCP)
 		srv = st_server_start(st_listen_tcp(&uport, 128), ST_ECHO, 0);
-		up = st_fmt("tcp://127.0.0.1:%u", uport);
-	} else {
+	else
 		srv = st_server_start(st_listen_unix(upath, 128), ST_ECHO, 0);
-		up = st_fmt("unix:%s", upath);
-	}
-	if (front == TCP) {
+	if (front == TCP)
 		lport = st_free_port();
-		listen = st_fmt("tcp://127.0.0.1:%u", lport);
-	} else {
-		listen = st_fmt("unix:%s", lpath);
-	}
-	yaml = st_fmt("threads: 2\nlog_level: info\nroutes:\n"
-		      "  - name: bulk\n    listen: %s\n    upstreams: [%s]\n",
-		      listen, up);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_set(cfg, "log_level", "info");
+	st_cfg_route(cfg, "bulk", lport, uport); /* 0: a Unix socket */
+	if (front == UNIX)
+		st_cfg_listen(cfg, "unix:%s", lpath);
+	if (back == UNIX)
+		st_cfg_upstream(cfg, "unix:%s", upath);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 
 	c = front == TCP ? st_connect_tcp(lport) : st_connect_unix(lpath);
@@ -350,8 +356,6 @@ static void bulk(enum side front, enum side back)
 	st_daemon_free(d);
 	st_server_stop(srv);
 	free(yaml);
-	free(listen);
-	free(up);
 	free(lpath);
 	free(upath);
 }
@@ -389,11 +393,13 @@ static void test_half_close(void **state)
 	char *yaml, *buf = malloc(MiB), *want = malloc(MiB);
 	uint64_t count;
 	st_rng r;
+	st_cfg *cfg;
 
 	(void)state;
 	srv = st_server_start(st_listen_tcp(&uport, 16), ST_COLLECT, MiB);
-	yaml = st_fmt("routes:\n  - name: half\n    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "half", lport, uport);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 
 	c = st_connect_tcp(lport);
@@ -437,13 +443,16 @@ static void test_failover(void **state)
 	st_daemon *d;
 	char *yaml;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
 	srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
 	/* Round-robin start: half the sessions meet the refusing one first. */
-	yaml = st_fmt("routes:\n  - name: fo\n    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u]\n"
-		      "    connect_attempts: 2\n", lport, dead, uport);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "fo", lport, dead);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", uport);
+	st_cfg_route_set(cfg, "connect_attempts", "2");
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	for (i = 0; i < 20; i++)
 		st_echo_once(lport, "hello through failover");
@@ -500,18 +509,18 @@ static void test_connect_timeout(void **state)
 	char *yaml;
 	uint64_t t0, dt;
 	int r;
+	st_cfg *cfg;
 
 	(void)state;
 	blackhole_open(&bh);
 	srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
-	yaml = st_fmt("routes:\n"
-		      "  - name: hole\n    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n"
-		      "    connect_timeout: 300ms\n"
-		      "  - name: past-hole\n    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u]\n"
-		      "    connect_timeout: 300ms\n",
-		      lport, bh.port, lport2, bh.port, uport);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "hole", lport, bh.port);
+	st_cfg_route_set(cfg, "connect_timeout", "300ms");
+	st_cfg_route(cfg, "past-hole", lport2, bh.port);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", uport);
+	st_cfg_route_set(cfg, "connect_timeout", "300ms");
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 
 	/* Only upstream never answers: the client is closed after the
@@ -552,12 +561,14 @@ static void test_idle_timeout(void **state)
 	char *yaml;
 	uint64_t t0, dt;
 	int r;
+	st_cfg *cfg;
 
 	(void)state;
 	srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
-	yaml = st_fmt("routes:\n  - name: idle\n    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n"
-		      "    idle_timeout: 400ms\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "idle", lport, uport);
+	st_cfg_route_set(cfg, "idle_timeout", "400ms");
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 
 	c = st_connect_tcp(lport);
@@ -598,12 +609,15 @@ static void test_concurrent(void **state)
 	st_sock *c = calloc(NCONC, sizeof(*c));
 	char *yaml;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
 	srv = st_server_start(st_listen_tcp(&uport, 1024), ST_ECHO, 0);
-	yaml = st_fmt("threads: 2\nroutes:\n  - name: many\n"
-		      "    listen: {address: \"tcp://127.0.0.1:%u\", backlog: 1024}\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "many", lport, uport);
+	st_cfg_listen_set(cfg, "backlog", "1024");
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 
 	for (i = 0; i < NCONC; i++) {
@@ -687,19 +701,18 @@ static void test_reload_under_traffic(void **state)
 	struct traffic t = {0};
 	struct bulk_job job;
 	pthread_t tt, bt;
+	st_cfg *cfg;
 	int i;
 
 	(void)state;
 	srv = st_server_start(st_listen_tcp(&uport, 256), ST_ECHO, 0);
-	a = st_fmt("threads: 2\nroutes:\n  - name: a\n"
-		   "    listen: tcp://127.0.0.1:%u\n"
-		   "    upstreams: [tcp://127.0.0.1:%u]\n", pa, uport);
-	ab = st_fmt("threads: 2\nroutes:\n  - name: a\n"
-		    "    listen: tcp://127.0.0.1:%u\n"
-		    "    upstreams: [tcp://127.0.0.1:%u]\n"
-		    "    idle_timeout: 1m\n"
-		    "  - name: b\n    listen: tcp://127.0.0.1:%u\n"
-		    "    upstreams: [tcp://127.0.0.1:%u]\n", pa, uport, pb, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "a", pa, uport);
+	a = st_cfg_yaml(cfg);
+	st_cfg_route_set(cfg, "idle_timeout", "1m");
+	st_cfg_route(cfg, "b", pb, uport);
+	ab = st_cfg_done(cfg);
 	closed_b = st_fmt("listener tcp://127.0.0.1:%u closed", pb);
 	d = st_daemon_start(a);
 
@@ -761,12 +774,15 @@ static void test_sigterm_drain(void **state)
 	pthread_t th[NDRAIN];
 	uint64_t end;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
 	srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	yaml = st_fmt("threads: 2\ndrain_timeout: 30s\nroutes:\n"
-		      "  - name: drain\n    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_set(cfg, "drain_timeout", "30s");
+	st_cfg_route(cfg, "drain", lport, uport);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	for (i = 0; i < NDRAIN; i++) {
 		job[i] = (struct bulk_job){lport, 32 * MiB, 100 + (uint64_t)i};
@@ -855,16 +871,17 @@ static void test_max_connections(void **state)
 	st_server *srv;
 	st_daemon *d;
 	char *yaml;
+	st_cfg *cfg;
 
 	(void)state;
 	srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	yaml = st_fmt("threads: 2\nmax_connections: 7\nroutes:\n"
-		      "  - name: four\n    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n"
-		      "    max_connections: 4\n"
-		      "  - name: global\n    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n",
-		      lport, uport, gport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_set(cfg, "max_connections", "7");
+	st_cfg_route(cfg, "four", lport, uport);
+	st_cfg_route_set(cfg, "max_connections", "4");
+	st_cfg_route(cfg, "global", gport, uport);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	clients_in_turn(d, srv, lport, 10, 4);
 	st_server_stop(srv);
@@ -872,9 +889,11 @@ static void test_max_connections(void **state)
 	srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
 	st_daemon_free(d);
 	free(yaml);
-	yaml = st_fmt("threads: 2\nmax_connections: 7\nroutes:\n"
-		      "  - name: global\n    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", gport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_set(cfg, "max_connections", "7");
+	st_cfg_route(cfg, "global", gport, uport);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	clients_in_turn(d, srv, gport, 12, 7);
 	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
@@ -896,12 +915,15 @@ static void test_descriptor_limit(void **state)
 	char *yaml;
 	unsigned cap;
 	char *log, *p;
+	st_cfg *cfg;
 
 	(void)state;
 	srv = st_server_start(st_listen_tcp(&uport, 128), ST_ECHO, 0);
-	yaml = st_fmt("threads: 1\nroutes:\n  - name: fds\n"
-		      "    listen: {address: \"tcp://127.0.0.1:%u\", backlog: 128}\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "1");
+	st_cfg_route(cfg, "fds", lport, uport);
+	st_cfg_listen_set(cfg, "backlog", "128");
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start_limited(yaml, 64);
 	log = st_daemon_log(d);
 	p = strstr(log, "max_connections: ");
@@ -1004,12 +1026,15 @@ static void test_pipe_tcp_to_pipe(void **state)
 	pid_t echo;
 	st_daemon *d;
 	st_sock c;
+	st_cfg *cfg;
 
 	(void)state;
 	echo = pipe_echo_start(name);
-	yaml = st_fmt("threads: 2\nroutes:\n  - name: topipe\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: ['pipe:%s']\n", lport, name);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "topipe", lport, 0);
+	st_cfg_upstream(cfg, "'pipe:%s'", name);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	c = st_connect_tcp_retry(lport, 5000);
 	/* 64 MiB each way at once; the client's half-close crosses the pipe
@@ -1053,12 +1078,15 @@ static void test_pipe_pipe_to_tcp(void **state)
 	uint16_t uport;
 	st_server *srv;
 	st_daemon *d;
+	st_cfg *cfg;
 
 	(void)state;
 	srv = st_server_start(st_listen_tcp(&uport, 128), ST_ECHO, 0);
-	yaml = st_fmt("threads: 2\nroutes:\n  - name: frompipe\n"
-		      "    listen: 'pipe:%s'\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", name, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "frompipe", 0, uport);
+	st_cfg_listen(cfg, "'pipe:%s'", name);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	pipe_client_bulk(name, 64 * MiB);
 	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, 10000), 0);
@@ -1075,12 +1103,16 @@ static void test_pipe_pipe_to_pipe(void **state)
 	char *front = pipe_name("front"), *back = pipe_name("back"), *yaml;
 	pid_t echo;
 	st_daemon *d;
+	st_cfg *cfg;
 
 	(void)state;
 	echo = pipe_echo_start(back);
-	yaml = st_fmt("threads: 2\nroutes:\n  - name: pipes\n"
-		      "    listen: 'pipe:%s'\n"
-		      "    upstreams: ['pipe:%s']\n", front, back);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "pipes", 0, 0);
+	st_cfg_listen(cfg, "'pipe:%s'", front);
+	st_cfg_upstream(cfg, "'pipe:%s'", back);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	pipe_client_bulk(front, 64 * MiB);
 	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, 10000), 0);
@@ -1111,17 +1143,19 @@ static void test_pipe_concurrent(void **state)
 	pid_t echo, many;
 	st_daemon *d;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
 	srv = st_server_start(st_listen_tcp(&uport, 256), ST_ECHO, 0);
 	echo = pipe_echo_start(back);
-	yaml = st_fmt("threads: 2\nroutes:\n"
-		      "  - name: pipein\n    listen: 'pipe:%s'\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n"
-		      "  - name: pipeout\n"
-		      "    listen: {address: \"tcp://127.0.0.1:%u\", backlog: 256}\n"
-		      "    upstreams: ['pipe:%s']\n",
-		      front, uport, lport, back);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "pipein", 0, uport);
+	st_cfg_listen(cfg, "'pipe:%s'", front);
+	st_cfg_route(cfg, "pipeout", lport, 0);
+	st_cfg_listen_set(cfg, "backlog", "256");
+	st_cfg_upstream(cfg, "'pipe:%s'", back);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 
 	snprintf(n, sizeof n, "%d", PIPE_CLIENTS);
