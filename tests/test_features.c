@@ -244,18 +244,19 @@ static void test_balance_weighted(void **state)
 	uint16_t pa, pb, lport = st_free_port();
 	st_server *a = st_server_start(st_listen_tcp(&pa, 64), ST_ECHO, 0);
 	st_server *b = st_server_start(st_listen_tcp(&pb, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("routes:\n  - name: wrr\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams:\n"
-			    "      - {address: \"tcp://127.0.0.1:%u\", "
-			    "weight: 3}\n"
-			    "      - {address: \"tcp://127.0.0.1:%u\", "
-			    "weight: 1}\n",
-			    lport, pa, pb);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "wrr", lport, pa);
+	st_cfg_upstream_set(cfg, "weight", "3");
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", pb);
+	st_cfg_upstream_set(cfg, "weight", "1");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	for (i = 0; i < 40; i++)
 		st_echo_once(lport, "weighted");
 	assert_int_equal(st_server_accepted(a), 30);
@@ -274,16 +275,18 @@ static void test_balance_first(void **state)
 	uint16_t pa, pb, lport = st_free_port();
 	st_server *a = st_server_start(st_listen_tcp(&pa, 64), ST_ECHO, 0);
 	st_server *b = st_server_start(st_listen_tcp(&pb, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("routes:\n  - name: first\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    balance: first\n"
-			    "    upstreams: [tcp://127.0.0.1:%u, "
-			    "tcp://127.0.0.1:%u]\n",
-			    lport, pa, pb);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "first", lport, pa);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", pb);
+	st_cfg_route_set(cfg, "balance", "first");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	for (i = 0; i < 10; i++)
 		st_echo_once(lport, "to the first");
 	assert_int_equal(st_server_accepted(a), 10);
@@ -294,7 +297,8 @@ static void test_balance_first(void **state)
 	for (i = 0; i < 10; i++)
 		st_echo_once(lport, "failed over");
 	assert_int_equal(st_server_accepted(b), 10);
-	st_wait_logf(d, 1, "route first: upstream tcp://127.0.0.1:%u is down", pa);
+	st_wait_logf(d, 1, "route first: upstream tcp://127.0.0.1:%u is down",
+		     pa);
 	st_wait_log(d, "reason=done", 20);
 	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
 	st_daemon_stop(d);
@@ -323,19 +327,21 @@ static void test_balance_least_conn(void **state)
 					  "A");
 	st_server *b = st_server_start_fn(st_listen_tcp(&pb, 64), banner_echo,
 					  "B");
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n  - name: lc\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    balance: least-connections\n"
-			    "    upstreams: [tcp://127.0.0.1:%u, "
-			    "tcp://127.0.0.1:%u]\n",
-			    aport, lport, pa, pb);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c[6], more[3];
 	char whose[6];
 	int na = 0, nb = 0, i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "lc", lport, pa);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", pb);
+	st_cfg_route_set(cfg, "balance", "least-connections");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	/* One at a time, each to the less loaded: 3 and 3. */
 	for (i = 0; i < 6; i++) {
 		char who = banner_session(lport, &c[i]);
@@ -355,12 +361,15 @@ static void test_balance_least_conn(void **state)
 		}
 	}
 	st_wait_metric(aport, 0,
-		    "sluice_upstream_sessions_active{route=\"lc\","
-		    "upstream=\"tcp://127.0.0.1:%u\"}", pb);
-	assert_int_equal(st_metric_at(aport,
-				   "sluice_upstream_sessions_active{route=\"lc\","
-				   "upstream=\"tcp://127.0.0.1:%u\"}", pa),
-			 3);
+		       "sluice_upstream_sessions_active{route=\"lc\","
+		       "upstream=\"tcp://127.0.0.1:%u\"}",
+		       pb);
+	assert_int_equal(
+		st_metric_at(aport,
+			     "sluice_upstream_sessions_active{route=\"lc\","
+			     "upstream=\"tcp://127.0.0.1:%u\"}",
+			     pa),
+		3);
 	for (i = 0; i < 3; i++)
 		assert_int_equal(banner_session(lport, &more[i]), 'B');
 	for (i = 0; i < 6; i++)
@@ -383,16 +392,17 @@ static void test_balance_source_hash(void **state)
 	st_daemon *d;
 	unsigned total = 0, used = 0;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
 	for (i = 0; i < 3; i++)
 		s[i] = st_server_start(st_listen_tcp(&p[i], 64), ST_ECHO, 0);
-	yaml = st_fmt("routes:\n  - name: sh\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    balance: source-hash\n"
-		      "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u, "
-		      "tcp://127.0.0.1:%u]\n",
-		      lport, p[0], p[1], p[2]);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "sh", lport, p[0]);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", p[1]);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", p[2]);
+	st_cfg_route_set(cfg, "balance", "source-hash");
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	for (i = 0; i < 30; i++)
 		st_echo_once(lport, "same source");
@@ -410,12 +420,12 @@ static void test_balance_source_hash(void **state)
 	/* The hash follows the upstream's name, not its place: listed in
 	 * another order, the same one still gets every session. */
 	free(yaml);
-	yaml = st_fmt("routes:\n  - name: sh\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    balance: source-hash\n"
-		      "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u, "
-		      "tcp://127.0.0.1:%u]\n",
-		      lport, p[2], p[0], p[1]);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "sh", lport, p[2]);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", p[0]);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", p[1]);
+	st_cfg_route_set(cfg, "balance", "source-hash");
+	yaml = st_cfg_done(cfg);
 	st_daemon_write_config(d, yaml);
 	st_daemon_signal(d, SIGHUP);
 	st_wait_log(d, "reloaded ", 1);
@@ -457,18 +467,19 @@ static void test_source_hash_failover(void **state)
 	char home, moved;
 	uint64_t end;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
 	for (i = 0; i < 3; i++)
 		s[i] = st_server_start_fn(st_listen_tcp(&p[i], 64), banner_echo,
 					  (void *)banners[i]);
-	yaml = st_fmt("routes:\n  - name: shf\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    balance: source-hash\n"
-		      "    health: {fails: 1, cooldown: 1s}\n"
-		      "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u, "
-		      "tcp://127.0.0.1:%u]\n",
-		      lport, p[0], p[1], p[2]);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "shf", lport, p[0]);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", p[1]);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", p[2]);
+	st_cfg_route_set(cfg, "balance", "source-hash");
+	st_cfg_route_set(cfg, "health", "{fails: 1, cooldown: 1s}");
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	home = banner_once(lport);
 	for (i = 0; i < 5; i++)
@@ -479,7 +490,8 @@ static void test_source_hash_failover(void **state)
 	st_server_stop(s[home - '0']);
 	moved = banner_once(lport);
 	assert_true(moved != home);
-	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", p[home - '0']);
+	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down",
+		     p[home - '0']);
 	for (i = 0; i < 5; i++)
 		assert_int_equal(banner_once(lport), moved);
 
@@ -511,16 +523,18 @@ static void test_balance_random(void **state)
 	uint16_t pa, pb, lport = st_free_port();
 	st_server *a = st_server_start(st_listen_tcp(&pa, 64), ST_ECHO, 0);
 	st_server *b = st_server_start(st_listen_tcp(&pb, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("routes:\n  - name: rnd\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    balance: random\n"
-			    "    upstreams: [tcp://127.0.0.1:%u, "
-			    "tcp://127.0.0.1:%u]\n",
-			    lport, pa, pb);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "rnd", lport, pa);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", pb);
+	st_cfg_route_set(cfg, "balance", "random");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	for (i = 0; i < 200; i++)
 		st_echo_once(lport, "random");
 	assert_int_equal(st_server_accepted(a) + st_server_accepted(b), 200);
@@ -539,27 +553,30 @@ static void test_backup(void **state)
 	uint16_t prim = st_free_port(), pb, lport = st_free_port();
 	st_server *b = st_server_start(st_listen_tcp(&pb, 64), ST_ECHO, 0);
 	st_server *a;
-	char *yaml = st_fmt("routes:\n  - name: bk\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    health: {fails: 3, cooldown: 1s}\n"
-			    "    upstreams:\n"
-			    "      - tcp://127.0.0.1:%u\n"
-			    "      - {address: \"tcp://127.0.0.1:%u\", "
-			    "backup: true}\n",
-			    lport, prim, pb);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	uint64_t end;
 	unsigned na, nb;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "bk", lport, prim);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", pb);
+	st_cfg_upstream_set(cfg, "backup", "true");
+	st_cfg_route_set(cfg, "health", "{fails: 3, cooldown: 1s}");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	/* The primary refuses: each client fails over to the backup, and
 	 * after 3 failures in a row the primary is down. */
 	for (i = 0; i < 5; i++)
 		st_echo_once(lport, "served by the backup");
 	assert_int_equal(st_server_accepted(b), 5);
-	st_wait_logf(d, 1, "route bk: upstream tcp://127.0.0.1:%u is down: "
-		  "3 connects failed in a row", prim);
+	st_wait_logf(d, 1,
+		     "route bk: upstream tcp://127.0.0.1:%u is down: "
+		     "3 connects failed in a row",
+		     prim);
 	st_wait_log(d, "reason=done", 5);
 	assert_int_equal(st_daemon_log_count(d, "reason=connect-failed"), 0);
 
@@ -591,18 +608,19 @@ static void test_backup_last(void **state)
 	uint16_t dead = st_free_port(), p2, pb, lport = st_free_port();
 	st_server *a = st_server_start(st_listen_tcp(&p2, 64), ST_ECHO, 0);
 	st_server *b = st_server_start(st_listen_tcp(&pb, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("routes:\n  - name: bl\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams:\n"
-			    "      - tcp://127.0.0.1:%u\n"
-			    "      - tcp://127.0.0.1:%u\n"
-			    "      - {address: \"tcp://127.0.0.1:%u\", "
-			    "backup: true}\n",
-			    lport, dead, p2, pb);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "bl", lport, dead);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", p2);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", pb);
+	st_cfg_upstream_set(cfg, "backup", "true");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	for (i = 0; i < 10; i++)
 		st_echo_once(lport, "a primary please");
 	assert_int_equal(st_server_accepted(a), 10);
@@ -624,22 +642,23 @@ static void test_passive_trial(void **state)
 	uint16_t dead = st_free_port(), pb, lport = st_free_port();
 	uint16_t aport = st_free_port();
 	st_server *b = st_server_start(st_listen_tcp(&pb, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n  - name: pt\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    health: {fails: 1, cooldown: 3s}\n"
-			    "    upstreams:\n"
-			    "      - tcp://127.0.0.1:%u\n"
-			    "      - {address: \"tcp://127.0.0.1:%u\", "
-			    "backup: true}\n",
-			    aport, lport, dead, pb);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	char *fails = st_fmt("sluice_upstream_connect_failures_total{route="
 			     "\"pt\",upstream=\"tcp://127.0.0.1:%u\"}",
 			     dead);
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "pt", lport, dead);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", pb);
+	st_cfg_upstream_set(cfg, "backup", "true");
+	st_cfg_route_set(cfg, "health", "{fails: 1, cooldown: 3s}");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	st_echo_once(lport, "finds it refusing");
 	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", dead);
 	assert_int_equal(st_metric_at(aport, "%s", fails), 1);
@@ -672,31 +691,41 @@ static void test_health_check(void **state)
 					     "+PONG\r\nserver v1\r\n");
 	st_server *bad = st_server_start_fn(st_listen_tcp(&px, 64), ping_reply,
 					    "-ERR not ready\r\n");
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n  - name: chk\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u, "
-			    "tcp://127.0.0.1:%u]\n"
-			    "    health:\n"
-			    "      check: {interval: 200ms, timeout: 200ms, "
-			    "rise: 2, fall: 3, send: \"PING\\r\\n\", "
-			    "expect: \"+PONG\\r\\n\"}\n",
-			    aport, lport, pg, px);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	char *status;
+	st_cfg *cfg;
 
 	(void)state;
-	st_wait_logf(d, 1, "route chk: upstream tcp://127.0.0.1:%u is down: "
-		  "3 checks failed (last: unexpected reply)", px);
-	assert_int_equal(st_metric_at(aport, "sluice_upstream_up{route=\"chk\","
-				   "upstream=\"tcp://127.0.0.1:%u\"}", px),
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "chk", lport, pg);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", px);
+	st_cfg_route_set(cfg, "health",
+			 "{check: {interval: 200ms, timeout: 200ms, rise: 2, "
+			 "fall: 3, send: \"PING\\r\\n\", "
+			 "expect: \"+PONG\\r\\n\"}}");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
+	st_wait_logf(d, 1,
+		     "route chk: upstream tcp://127.0.0.1:%u is down: "
+		     "3 checks failed (last: unexpected reply)",
+		     px);
+	assert_int_equal(st_metric_at(aport,
+				      "sluice_upstream_up{route=\"chk\","
+				      "upstream=\"tcp://127.0.0.1:%u\"}",
+				      px),
 			 0);
-	assert_int_equal(st_metric_at(aport, "sluice_upstream_up{route=\"chk\","
-				   "upstream=\"tcp://127.0.0.1:%u\"}", pg),
+	assert_int_equal(st_metric_at(aport,
+				      "sluice_upstream_up{route=\"chk\","
+				      "upstream=\"tcp://127.0.0.1:%u\"}",
+				      pg),
 			 1);
-	assert_true(st_metric_at(aport, "sluice_upstream_check_failures_total{"
-			      "route=\"chk\",upstream=\"tcp://127.0.0.1:%u\"}",
-			      px) >= 3);
+	assert_true(
+		st_metric_at(aport,
+			     "sluice_upstream_check_failures_total{"
+			     "route=\"chk\",upstream=\"tcp://127.0.0.1:%u\"}",
+			     px) >= 3);
 	{
 		char *gname = up_name(pg), *xname = up_name(px);
 
@@ -712,10 +741,14 @@ static void test_health_check(void **state)
 	st_server_stop(bad);
 	bad = st_server_start_fn(st_listen_tcp_at(px, 64), ping_reply,
 				 "+PONG\r\n");
-	st_wait_logf(d, 1, "route chk: upstream tcp://127.0.0.1:%u is up: "
-		  "2 checks passed", px);
-	assert_int_equal(st_metric_at(aport, "sluice_upstream_up{route=\"chk\","
-				   "upstream=\"tcp://127.0.0.1:%u\"}", px),
+	st_wait_logf(d, 1,
+		     "route chk: upstream tcp://127.0.0.1:%u is up: "
+		     "2 checks passed",
+		     px);
+	assert_int_equal(st_metric_at(aport,
+				      "sluice_upstream_up{route=\"chk\","
+				      "upstream=\"tcp://127.0.0.1:%u\"}",
+				      px),
 			 1);
 	/* The one that always answered right never went down. */
 	assert_int_equal(log_countf(d, "upstream tcp://127.0.0.1:%u is down",
@@ -737,22 +770,20 @@ static void test_reload_drops_checks(void **state)
 	uint16_t px, lport = st_free_port();
 	st_server *x = st_server_start_fn(st_listen_tcp(&px, 64), ping_reply,
 					  "-ERR not ready\r\n");
-	char *with = st_fmt("routes:\n  - name: rc\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    health:\n"
-			    "      check: {interval: 100ms, rise: 1, fall: 1, "
-			    "send: \"PING\\r\\n\", expect: \"+PONG\\r\\n\"}\n",
-			    lport, px);
-	char *without = st_fmt("routes:\n  - name: rc\n"
-			       "    listen: tcp://127.0.0.1:%u\n"
-			       "    upstreams: [tcp://127.0.0.1:%u]\n",
-			       lport, px);
-	st_daemon *d = st_daemon_start(with);
+	st_cfg *cfg = st_cfg_new();
+	char *with, *without;
+	st_daemon *d;
 	st_sock c;
 	char buf[16];
 
 	(void)state;
+	st_cfg_route(cfg, "rc", lport, px);
+	without = st_cfg_yaml(cfg);
+	st_cfg_route_set(cfg, "health",
+			 "{check: {interval: 100ms, rise: 1, fall: 1, "
+			 "send: \"PING\\r\\n\", expect: \"+PONG\\r\\n\"}}");
+	with = st_cfg_done(cfg);
+	d = st_daemon_start(with);
 	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", px);
 	c = connect_refusable(lport);
 	expect_closed(c);
@@ -796,20 +827,22 @@ static void test_secrets_not_logged(void **state)
 	uint16_t pu, lport = st_free_port(), aport = st_free_port();
 	st_server *up = st_server_start_fn(st_listen_tcp(&pu, 64), auth_reply,
 					   NULL);
-	char *yaml = st_fmt("log_level: debug\n"
-			    "admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n  - name: sec\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    health:\n"
-			    "      check: {interval: 100ms, fall: 1, "
-			    "send: \"AUTH %s\\r\\n\", expect: \"+OK\"}\n",
-			    aport, lport, pu, secret);
-	st_daemon *d = st_daemon_start(yaml);
-	char *bad = st_fmt("%s    max_connections: -1\n", yaml);
-	char *out, *conf, *log;
+	st_cfg *cfg = st_cfg_new();
+	char *yaml, *bad, *out, *conf, *log;
+	st_daemon *d;
 
 	(void)state;
+	st_cfg_set(cfg, "log_level", "debug");
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "sec", lport, pu);
+	st_cfg_route_set(cfg, "health",
+			 "{check: {interval: 100ms, fall: 1, "
+			 "send: \"AUTH %s\\r\\n\", expect: \"+OK\"}}",
+			 secret);
+	yaml = st_cfg_yaml(cfg);
+	st_cfg_route_set(cfg, "max_connections", "-1");
+	bad = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", pu);
 	/* Reloaded as it is, then a broken version of it. */
 	st_daemon_signal(d, SIGHUP);
@@ -843,16 +876,18 @@ static void test_secrets_not_logged(void **state)
 static void test_no_upstream(void **state)
 {
 	uint16_t dead = st_free_port(), lport = st_free_port();
-	char *yaml = st_fmt("routes:\n  - name: none\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    connect_timeout: 30s\n"
-			    "    health: {fails: 1, cooldown: 10m}\n",
-			    lport, dead);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "none", lport, dead);
+	st_cfg_route_set(cfg, "connect_timeout", "30s");
+	st_cfg_route_set(cfg, "health", "{fails: 1, cooldown: 10m}");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	/* The first one finds out: its connect is refused, and that one
 	 * failure marks the only upstream down. */
 	c = connect_refusable(lport);
@@ -885,20 +920,22 @@ static void test_queue(void **state)
 {
 	uint16_t uport = st_free_port(), lport = st_free_port();
 	uint16_t aport = st_free_port();
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n  - name: q\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    health:\n"
-			    "      check: {interval: 100ms, rise: 1, fall: 1}\n"
-			    "    queue: {max: 2, timeout: 30s}\n",
-			    aport, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_server *srv;
 	st_sock c1, c2, c3;
 	char buf[8];
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "q", lport, uport);
+	st_cfg_route_set(cfg, "health",
+			 "{check: {interval: 100ms, rise: 1, fall: 1}}");
+	st_cfg_route_set(cfg, "queue", "{max: 2, timeout: 30s}");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
 	c1 = st_connect_tcp(lport);
 	c2 = st_connect_tcp(lport);
@@ -913,7 +950,7 @@ static void test_queue(void **state)
 	st_close(c3);
 	st_wait_log(d, "reason=no-upstream", 1);
 	assert_int_equal(st_metric_at(aport, "sluice_route_no_upstream_total{"
-				   "route=\"q\"}"),
+					     "route=\"q\"}"),
 			 1);
 	/* The queued ones are still waiting. */
 	assert_int_equal(st_recv_some(c1, buf, sizeof buf, 100), -2);
@@ -926,8 +963,8 @@ static void test_queue(void **state)
 	st_close(c1);
 	st_close(c2);
 	st_wait_log(d, "reason=done", 2);
-	assert_int_equal(st_metric_at(aport, "sluice_route_queued{route=\"q\"}"),
-			 0);
+	assert_int_equal(
+		st_metric_at(aport, "sluice_route_queued{route=\"q\"}"), 0);
 	assert_int_equal(st_daemon_log_count(d, "reason=queue-timeout"), 0);
 	st_daemon_stop(d);
 	st_server_stop(srv);
@@ -940,29 +977,31 @@ static void test_queue_concurrent(void **state)
 {
 	uint16_t uport = st_free_port(), lport = st_free_port();
 	uint16_t aport = st_free_port();
-	char *yaml = st_fmt("threads: 2\n"
-			    "admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n  - name: qc\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    health:\n"
-			    "      check: {interval: 100ms, rise: 1, fall: 1}\n"
-			    "    queue: {max: 3, timeout: 30s}\n",
-			    aport, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_server *srv;
 	st_sock c[10];
 	unsigned served = 0;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "qc", lport, uport);
+	st_cfg_route_set(cfg, "health",
+			 "{check: {interval: 100ms, rise: 1, fall: 1}}");
+	st_cfg_route_set(cfg, "queue", "{max: 3, timeout: 30s}");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
 	for (i = 0; i < 10; i++) {
 		c[i] = connect_refusable(lport);
 	}
 	st_wait_log(d, "reason=no-upstream", 7);
-	assert_int_equal(st_metric_at(aport, "sluice_route_queued{route=\"qc\"}"),
-			 3);
+	assert_int_equal(
+		st_metric_at(aport, "sluice_route_queued{route=\"qc\"}"), 3);
 	srv = st_server_start(st_listen_tcp_at(uport, 64), ST_ECHO, 0);
 	for (i = 0; i < 10; i++) {
 		char buf[2];
@@ -983,10 +1022,12 @@ static void test_queue_concurrent(void **state)
 	st_wait_log(d, "reason=done", 3);
 	assert_int_equal(st_daemon_log_count(d, "reason=no-upstream"), 7);
 	/* (The server also sees the health checks: count sessions here.) */
-	assert_int_equal(st_metric_at(aport, "sluice_upstream_sessions_total{"
-				   "route=\"qc\",upstream=\"tcp://127.0.0.1:%u\"}",
-				   uport),
-			 3);
+	assert_int_equal(
+		st_metric_at(aport,
+			     "sluice_upstream_sessions_total{"
+			     "route=\"qc\",upstream=\"tcp://127.0.0.1:%u\"}",
+			     uport),
+		3);
 	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
@@ -1001,23 +1042,25 @@ static void test_accept_proxy_queued(void **state)
 {
 	uint16_t uport = st_free_port(), lport = st_free_port();
 	uint16_t aport = st_free_port();
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n  - name: ppq\n"
-			    "    listen: {address: \"tcp://127.0.0.1:%u\", "
-			    "accept_proxy: true}\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    health:\n"
-			    "      check: {interval: 100ms, rise: 1, fall: 1}\n"
-			    "    queue: {max: 1, timeout: 30s}\n",
-			    aport, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	char *hdr = st_fmt("PROXY TCP4 192.0.2.20 127.0.0.1 3000 %u\r\none ",
 			   lport);
 	st_server *srv;
 	st_sock c;
 	char buf[16];
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "ppq", lport, uport);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_route_set(cfg, "health",
+			 "{check: {interval: 100ms, rise: 1, fall: 1}}");
+	st_cfg_route_set(cfg, "queue", "{max: 1, timeout: 30s}");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
 	c = st_connect_tcp(lport);
 	assert_true(c != ST_BAD_SOCK);
@@ -1035,10 +1078,12 @@ static void test_accept_proxy_queued(void **state)
 	st_wait_log(d, "session route=ppq client=192.0.2.20:3000 ", 1);
 	st_wait_log(d, "bytes_in=13 bytes_out=13", 1);
 	assert_int_equal(st_daemon_log_count(d, "session route=ppq "), 1);
-	assert_int_equal(st_metric_at(aport, "sluice_upstream_sessions_total{"
-				   "route=\"ppq\",upstream=\"tcp://127.0.0.1:%u\"}",
-				   uport),
-			 1);
+	assert_int_equal(
+		st_metric_at(aport,
+			     "sluice_upstream_sessions_total{"
+			     "route=\"ppq\",upstream=\"tcp://127.0.0.1:%u\"}",
+			     uport),
+		1);
 	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(hdr);
@@ -1051,18 +1096,20 @@ static void test_drain_queued(void **state)
 {
 	uint16_t uport = st_free_port(), lport = st_free_port();
 	uint16_t aport = st_free_port();
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n  - name: dq\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    health:\n"
-			    "      check: {interval: 100ms, rise: 1, fall: 1}\n"
-			    "    queue: {max: 2, timeout: 1s}\n",
-			    aport, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "dq", lport, uport);
+	st_cfg_route_set(cfg, "health",
+			 "{check: {interval: 100ms, rise: 1, fall: 1}}");
+	st_cfg_route_set(cfg, "queue", "{max: 2, timeout: 1s}");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
 	c = connect_refusable(lport);
 	st_wait_metric(aport, 1, "sluice_route_queued{route=\"dq\"}");
@@ -1079,18 +1126,20 @@ static void test_drain_queued(void **state)
 static void test_queue_timeout(void **state)
 {
 	uint16_t uport = st_free_port(), lport = st_free_port();
-	char *yaml = st_fmt("routes:\n  - name: qt\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    health:\n"
-			    "      check: {interval: 100ms, rise: 1, fall: 1}\n"
-			    "    queue: {max: 2, timeout: 500ms}\n",
-			    lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c;
 	uint64_t t0;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "qt", lport, uport);
+	st_cfg_route_set(cfg, "health",
+			 "{check: {interval: 100ms, rise: 1, fall: 1}}");
+	st_cfg_route_set(cfg, "queue", "{max: 2, timeout: 500ms}");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	st_wait_logf(d, 1, "upstream tcp://127.0.0.1:%u is down", uport);
 	t0 = st_now_ms();
 	c = connect_refusable(lport);
@@ -1118,15 +1167,14 @@ static void send_proxy(int version)
 	st_sock c;
 	uint16_t cport;
 	struct pp_seen got;
+	st_cfg *cfg;
 
 	pp_seen_init(&seen);
 	srv = st_server_start_fn(st_listen_tcp(&uport, 64), pp_echo, &seen);
-	yaml = st_fmt("routes:\n  - name: spp\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams:\n"
-		      "      - {address: \"tcp://127.0.0.1:%u\", "
-		      "send_proxy: v%d}\n",
-		      lport, uport, version);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "spp", lport, uport);
+	st_cfg_upstream_set(cfg, "send_proxy", "v%d", version);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	c = st_connect_tcp(lport);
 	assert_true(c != ST_BAD_SOCK);
@@ -1155,6 +1203,7 @@ static void test_send_proxy_v6(void **state)
 	uint16_t uport, lport = st_free_port();
 	struct pp_seen seen;
 	st_server *srv;
+	st_cfg *cfg = st_cfg_new();
 	char *yaml;
 	st_daemon *d;
 	int v;
@@ -1162,13 +1211,10 @@ static void test_send_proxy_v6(void **state)
 	(void)state;
 	pp_seen_init(&seen);
 	srv = st_server_start_fn(st_listen_tcp(&uport, 64), pp_echo, &seen);
-	yaml = st_fmt("routes:\n"
-		      "  - name: six\n"
-		      "    listen: \"tcp://[::1]:%u\"\n"
-		      "    upstreams:\n"
-		      "      - {address: \"tcp://127.0.0.1:%u\", "
-		      "send_proxy: v1}\n",
-		      lport, uport);
+	st_cfg_route(cfg, "six", 0, uport);
+	st_cfg_listen(cfg, "\"tcp://[::1]:%u\"", lport);
+	st_cfg_upstream_set(cfg, "send_proxy", "v1");
+	yaml = st_cfg_yaml(cfg);
 	d = st_daemon_start(yaml);
 	for (v = 1; v <= 2; v++) {
 		char text[SL_IPADDR_TEXT_MAX], buf[8];
@@ -1199,13 +1245,8 @@ static void test_send_proxy_v6(void **state)
 		if (v == 1) {
 			/* The same route, now sending v2. */
 			free(yaml);
-			yaml = st_fmt("routes:\n"
-				      "  - name: six\n"
-				      "    listen: \"tcp://[::1]:%u\"\n"
-				      "    upstreams:\n"
-				      "      - {address: \"tcp://127.0.0.1:%u\", "
-				      "send_proxy: v2}\n",
-				      lport, uport);
+			st_cfg_upstream_set(cfg, "send_proxy", "v2");
+			yaml = st_cfg_yaml(cfg);
 			st_daemon_write_config(d, yaml);
 			st_daemon_signal(d, SIGHUP);
 			st_wait_log(d, "reloaded ", 1);
@@ -1214,6 +1255,7 @@ static void test_send_proxy_v6(void **state)
 	st_daemon_stop(d);
 	st_server_stop(srv);
 	pthread_mutex_destroy(&seen.lock);
+	st_cfg_free(cfg);
 	free(yaml);
 }
 
@@ -1232,18 +1274,18 @@ static void test_send_proxy_unix(void **state)
 	st_sock c;
 	struct pp_seen got;
 	char buf[4];
+	st_cfg *cfg;
 
 	(void)state;
 	pp_seen_init(&s1);
 	pp_seen_init(&s2);
 	srv1 = st_server_start_fn(st_listen_tcp(&u1, 64), pp_echo, &s1);
 	srv2 = st_server_start_fn(st_listen_tcp(&u2, 64), pp_echo, &s2);
-	yaml = st_fmt("routes:\n  - name: ppunix\n"
-		      "    listen: unix:%s\n"
-		      "    upstreams:\n"
-		      "      - {address: \"tcp://127.0.0.1:%u\", "
-		      "send_proxy: v2}\n",
-		      path, u2);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "ppunix", 0, u2);
+	st_cfg_listen(cfg, "unix:%s", path);
+	st_cfg_upstream_set(cfg, "send_proxy", "v2");
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	c = st_connect_unix(path);
 	assert_true(c != ST_BAD_SOCK);
@@ -1259,12 +1301,11 @@ static void test_send_proxy_unix(void **state)
 	assert_string_equal(got.last.src_path, "");
 
 	free(yaml);
-	yaml = st_fmt("routes:\n  - name: ppunix\n"
-		      "    listen: unix:%s\n"
-		      "    upstreams:\n"
-		      "      - {address: \"tcp://127.0.0.1:%u\", "
-		      "send_proxy: v1}\n",
-		      path, u1);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "ppunix", 0, u1);
+	st_cfg_listen(cfg, "unix:%s", path);
+	st_cfg_upstream_set(cfg, "send_proxy", "v1");
+	yaml = st_cfg_done(cfg);
 	st_daemon_write_config(d, yaml);
 	st_daemon_signal(d, SIGHUP);
 	st_wait_log(d, "reloaded ", 1);
@@ -1362,17 +1403,16 @@ static void test_accept_proxy(void **state)
 	st_sock c, x, y;
 	struct pp_seen got;
 	char buf[64];
+	st_cfg *cfg;
 
 	(void)state;
 	pp_seen_init(&seen);
 	srv = st_server_start_fn(st_listen_tcp(&uport, 64), pp_echo, &seen);
-	yaml = st_fmt("routes:\n  - name: pp\n"
-		      "    listen: {address: \"tcp://127.0.0.1:%u\", "
-		      "accept_proxy: true}\n"
-		      "    upstreams:\n"
-		      "      - {address: \"tcp://127.0.0.1:%u\", "
-		      "send_proxy: v2}\n",
-		      lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "pp", lport, uport);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_upstream_set(cfg, "send_proxy", "v2");
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 
 	/* Header and the first data in one write. */
@@ -1486,35 +1526,31 @@ static void test_accept_proxy_gates(void **state)
 	uint16_t l_acl = st_free_port(), aport = st_free_port();
 	uint16_t l_ok = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	char *yaml = st_fmt(
-		"admin: tcp://127.0.0.1:%u\n"
-		"routes:\n"
-		"  - name: ppto\n"
-		"    listen: {address: \"tcp://127.0.0.1:%u\", "
-		"accept_proxy: true, proxy_timeout: 300ms}\n"
-		"    upstreams: [tcp://127.0.0.1:%u]\n"
-		"  - name: pptrust\n"
-		"    listen: {address: \"tcp://127.0.0.1:%u\", "
-		"accept_proxy: true, trusted_proxies: [10.0.0.0/8]}\n"
-		"    upstreams: [tcp://127.0.0.1:%u]\n"
-		"  - name: ppacl\n"
-		"    listen: {address: \"tcp://127.0.0.1:%u\", "
-		"accept_proxy: true}\n"
-		"    deny: [192.0.2.0/24]\n"
-		"    upstreams: [tcp://127.0.0.1:%u]\n"
-		"  - name: ppok\n"
-		"    listen: {address: \"tcp://127.0.0.1:%u\", "
-		"accept_proxy: true, "
-		"trusted_proxies: [10.0.0.0/8, 127.0.0.1]}\n"
-		"    upstreams: [tcp://127.0.0.1:%u]\n",
-		aport, l_to, uport, l_tr, uport, l_acl, uport, l_ok, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c;
 	uint64_t t0;
 	char *hdr;
 	char buf[8];
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "ppto", l_to, uport);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_listen_set(cfg, "proxy_timeout", "300ms");
+	st_cfg_route(cfg, "pptrust", l_tr, uport);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_listen_set(cfg, "trusted_proxies", "[10.0.0.0/8]");
+	st_cfg_route(cfg, "ppacl", l_acl, uport);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_route_set(cfg, "deny", "[192.0.2.0/24]");
+	st_cfg_route(cfg, "ppok", l_ok, uport);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_listen_set(cfg, "trusted_proxies", "[10.0.0.0/8, 127.0.0.1]");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	/* Silence: closed after proxy_timeout, not before. */
 	t0 = st_now_ms();
 	c = connect_refusable(l_to);
@@ -1576,10 +1612,10 @@ static void test_accept_proxy_gates(void **state)
 	assert_int_equal(st_daemon_log_count(d, "session route=ppacl "), 1);
 	assert_int_equal(st_daemon_log_count(d, "session route=pptrust "), 1);
 	assert_int_equal(st_metric_at(aport, "sluice_route_bad_proxy_total{"
-				   "route=\"ppto\"}"),
+					     "route=\"ppto\"}"),
 			 1);
 	assert_int_equal(st_metric_at(aport, "sluice_route_bad_proxy_total{"
-				   "route=\"pptrust\"}"),
+					     "route=\"pptrust\"}"),
 			 1);
 	st_daemon_stop(d);
 	st_server_stop(srv);
@@ -1616,24 +1652,22 @@ static void test_accept_proxy_client(void **state)
 	st_sock c1, c2, c3;
 	unsigned seen[3] = {0, 0, 0}, used = 0;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
 	for (i = 0; i < 3; i++)
 		srv[i] = st_server_start_fn(st_listen_tcp(&p[i], 64),
 					    banner_echo, (void *)banners[i]);
-	yaml = st_fmt("routes:\n"
-		      "  - name: ppcl\n"
-		      "    listen: {address: \"tcp://127.0.0.1:%u\", "
-		      "accept_proxy: true}\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n"
-		      "    max_connections_per_client: 1\n"
-		      "  - name: ppsh\n"
-		      "    listen: {address: \"tcp://127.0.0.1:%u\", "
-		      "accept_proxy: true}\n"
-		      "    balance: source-hash\n"
-		      "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u, "
-		      "tcp://127.0.0.1:%u]\n",
-		      l_cl, p[0], l_sh, p[0], p[1], p[2]);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "ppcl", l_cl, p[0]);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_route_set(cfg, "max_connections_per_client", "1");
+	st_cfg_route(cfg, "ppsh", l_sh, p[0]);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", p[1]);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", p[2]);
+	st_cfg_route_set(cfg, "balance", "source-hash");
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 
 	/* One session per claimed address, whatever the real one. */
@@ -1719,23 +1753,22 @@ static void test_accept_proxy_unix_judged(void **state)
 	uint16_t uport, l_acl = st_free_port(), l_lim = st_free_port();
 	st_server *srv = st_server_start_fn(st_listen_tcp(&uport, 64),
 					    banner_echo, (void *)"B");
-	char *yaml = st_fmt("routes:\n"
-			    "  - name: ppacl\n"
-			    "    listen: {address: \"tcp://127.0.0.1:%u\", "
-			    "accept_proxy: true}\n"
-			    "    allow: [192.0.2.0/24]\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "  - name: pplim\n"
-			    "    listen: {address: \"tcp://127.0.0.1:%u\", "
-			    "accept_proxy: true}\n"
-			    "    max_connections_per_client: 1\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n",
-			    l_acl, uport, l_lim, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c, c1, c2;
 	char who;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "ppacl", l_acl, uport);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_route_set(cfg, "allow", "[192.0.2.0/24]");
+	st_cfg_route(cfg, "pplim", l_lim, uport);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_route_set(cfg, "max_connections_per_client", "1");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	/* The allow list takes a client its header places in it... */
 	assert_int_equal(pp_banner(l_acl, "192.0.2.7", 1000, &c), 'B');
 	st_close(c);
@@ -1743,8 +1776,8 @@ static void test_accept_proxy_unix_judged(void **state)
 	c = pp_unix_connect(l_acl, "/run/app.sock");
 	expect_closed(c);
 	st_close(c);
-	st_wait_log(d, "route ppacl: denied unix:/run/app.sock via 127.0.0.1:",
-		 1);
+	st_wait_log(d,
+		    "route ppacl: denied unix:/run/app.sock via 127.0.0.1:", 1);
 
 	/* Two Unix clients of the same front proxy are one client. */
 	c1 = pp_unix_connect(l_lim, "/run/one.sock");
@@ -1772,17 +1805,18 @@ static void test_accept_proxy_small_buffer(void **state)
 {
 	uint16_t uport, lport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
-	char *yaml = st_fmt("routes:\n"
-			    "  - name: pp1k\n"
-			    "    listen: {address: \"tcp://127.0.0.1:%u\", "
-			    "accept_proxy: true}\n"
-			    "    buffer_size: 1k\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n",
-			    lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	static const size_t extra[] = {1, 1023, 1024, 1025, 1040, 3000};
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "pp1k", lport, uport);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	st_cfg_route_set(cfg, "buffer_size", "1k");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	/* v1 "PROXY UNKNOWN" and a short v2 header: the shortest headers
 	 * leave the most room after them in the header's buffer. */
 	for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
@@ -1841,22 +1875,21 @@ static void test_log_injection(void **state)
 	char *acc = st_fmt("%s/inj-access.log", st_tmpdir());
 	char *accj = st_fmt("%s/inj-access.json", st_tmpdir());
 	char *cname = st_fmt("%s/c\nsluice[1]: error: forged", st_tmpdir());
-	char *r = st_fmt("routes:\n"
-			 "  - name: inj\n"
-			 "    listen: unix:%s\n"
-			 "    upstreams: [tcp://127.0.0.1:%u]\n"
-			 "  - name: injpp\n"
-			 "    listen: {address: \"tcp://127.0.0.1:%u\", "
-			 "accept_proxy: true}\n"
-			 "    upstreams: [tcp://127.0.0.1:%u]\n",
-			 sock, uport, lport, uport);
-	char *yaml = st_fmt("access_log: %s\n%s", acc, r);
-	char *yaml2 = st_fmt("access_log: {to: %s, format: json}\n%s", accj, r);
-	st_daemon *d = st_daemon_start(yaml);
-	char *text, buf[4];
+	st_cfg *cfg = st_cfg_new();
+	char *yaml, *yaml2, *text, buf[4];
+	st_daemon *d;
 	st_sock c;
 
 	(void)state;
+	st_cfg_set(cfg, "access_log", "%s", acc);
+	st_cfg_route(cfg, "inj", 0, uport);
+	st_cfg_listen(cfg, "unix:%s", sock);
+	st_cfg_route(cfg, "injpp", lport, uport);
+	st_cfg_listen_set(cfg, "accept_proxy", "true");
+	yaml = st_cfg_yaml(cfg);
+	st_cfg_set(cfg, "access_log", "{to: %s, format: json}", accj);
+	yaml2 = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	for (int round = 0; round < 2; round++) {
 		struct sockaddr_un sun;
 		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -1921,7 +1954,6 @@ static void test_log_injection(void **state)
 	free(accj);
 	free(acc);
 	free(sock);
-	free(r);
 	free(yaml2);
 	free(yaml);
 }
@@ -1958,33 +1990,27 @@ static void test_acl(void **state)
 	uint16_t l_spec = st_free_port(), aport = st_free_port();
 	uint16_t l_tie = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n"
-			    "  - name: d1\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    deny: [127.0.0.1]\n"
-			    "  - name: a10\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    allow: [10.0.0.0/8]\n"
-			    "  - name: spec\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    deny: [127.0.0.0/8]\n"
-			    "    allow: [127.0.0.1]\n"
-			    "  - name: tie\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    allow: [127.0.0.0/8, 127.0.0.1]\n"
-			    "    deny: [127.0.0.1/32]\n",
-			    aport, l_deny, uport, l_allow, uport, l_spec,
-			    uport, l_tie, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "d1", l_deny, uport);
+	st_cfg_route_set(cfg, "deny", "[127.0.0.1]");
+	st_cfg_route(cfg, "a10", l_allow, uport);
+	st_cfg_route_set(cfg, "allow", "[10.0.0.0/8]");
+	st_cfg_route(cfg, "spec", l_spec, uport);
+	st_cfg_route_set(cfg, "deny", "[127.0.0.0/8]");
+	st_cfg_route_set(cfg, "allow", "[127.0.0.1]");
+	st_cfg_route(cfg, "tie", l_tie, uport);
+	st_cfg_route_set(cfg, "allow", "[127.0.0.0/8, 127.0.0.1]");
+	st_cfg_route_set(cfg, "deny", "[127.0.0.1/32]");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	c = connect_refusable(l_deny);
 	expect_closed(c);
 	st_close(c);
@@ -2026,9 +2052,10 @@ static void test_acl(void **state)
 	/* The /32 allow is more specific than the /8 deny. */
 	st_echo_once(l_spec, "most specific wins");
 	st_wait_log(d, "session route=spec ", 1);
-	assert_int_equal(st_metric_at(aport,
-				   "sluice_route_denied_total{route=\"spec\"}"),
-			 0);
+	assert_int_equal(
+		st_metric_at(aport,
+			     "sluice_route_denied_total{route=\"spec\"}"),
+		0);
 
 	/* Equally specific allow and deny: deny. */
 	c = connect_refusable(l_tie);
@@ -2051,20 +2078,19 @@ static void test_acl_global(void **state)
 {
 	uint16_t uport, l1 = st_free_port(), l2 = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("deny: [127.0.0.1]\n"
-			    "routes:\n"
-			    "  - name: g1\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "  - name: g2\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    allow: [127.0.0.1]\n",
-			    l1, uport, l2, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "deny", "[127.0.0.1]");
+	st_cfg_route(cfg, "g1", l1, uport);
+	st_cfg_route(cfg, "g2", l2, uport);
+	st_cfg_route_set(cfg, "allow", "[127.0.0.1]");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	c = connect_refusable(l1);
 	expect_closed(c);
 	st_close(c);
@@ -2089,15 +2115,18 @@ static void test_acl_mapped(void **state)
 {
 	uint16_t uport, lport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("routes:\n  - name: v6\n"
-			    "    listen: \"tcp://[::]:%u\"\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    deny: [127.0.0.1]\n",
-			    lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "v6", 0, uport);
+	st_cfg_listen(cfg, "\"tcp://[::]:%u\"", lport);
+	st_cfg_route_set(cfg, "deny", "[127.0.0.1]");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	c = st_connect_tcp(lport);
 	if (c == ST_BAD_SOCK) {
 		printf("acl_mapped: the [::] listener refuses IPv4 clients "
@@ -2135,18 +2164,20 @@ static void test_per_client_limit(void **state)
 {
 	uint16_t uport, lport = st_free_port(), aport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n  - name: pc\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    max_connections_per_client: 2\n",
-			    aport, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c[4];
 	char buf[4];
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "pc", lport, uport);
+	st_cfg_route_set(cfg, "max_connections_per_client", "2");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	for (i = 0; i < 2; i++) {
 		c[i] = st_connect_tcp(lport);
 		assert_true(c[i] != ST_BAD_SOCK);
@@ -2157,8 +2188,9 @@ static void test_per_client_limit(void **state)
 	expect_closed(c[2]);
 	st_close(c[2]);
 	st_wait_log(d, "reason=client-limit", 1);
-	assert_int_equal(st_metric_at(aport, "sluice_route_client_limited_total{"
-				   "route=\"pc\"}"),
+	assert_int_equal(st_metric_at(aport,
+				      "sluice_route_client_limited_total{"
+				      "route=\"pc\"}"),
 			 1);
 
 	/* One ends: room for one more. */
@@ -2185,19 +2217,21 @@ static void test_per_client_concurrent(void **state)
 {
 	uint16_t uport, lport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("threads: 2\n"
-			    "routes:\n  - name: pcc\n"
-			    "    listen: {address: \"tcp://127.0.0.1:%u\", "
-			    "backlog: 128}\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    max_connections_per_client: 5\n",
-			    lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c[40];
 	unsigned served = 0, refused = 0;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "pcc", lport, uport);
+	st_cfg_listen_set(cfg, "backlog", "128");
+	st_cfg_route_set(cfg, "max_connections_per_client", "5");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	for (i = 0; i < 40; i++)
 		c[i] = connect_refusable(lport);
 	st_wait_log(d, "reason=client-limit", 35);
@@ -2242,18 +2276,20 @@ static void test_rate_limit(void **state)
 {
 	uint16_t uport, lport = st_free_port(), aport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n  - name: rl\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    rate_limit: 2/s\n",
-			    aport, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c[6];
 	uint64_t t0, dt;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "rl", lport, uport);
+	st_cfg_route_set(cfg, "rate_limit", "2/s");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	t0 = st_now_ms();
 	for (i = 0; i < 6; i++) {
 		char msg[8];
@@ -2278,7 +2314,7 @@ static void test_rate_limit(void **state)
 	assert_int_equal(st_daemon_log_count(d, "session route=rl "), 6);
 	assert_int_equal(st_server_accepted(srv), 6);
 	assert_true(st_metric_at(aport, "sluice_route_rate_limited_total{"
-			      "route=\"rl\"}") > 0);
+					"route=\"rl\"}") > 0);
 	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(yaml);
@@ -2296,21 +2332,20 @@ static void test_rate_limit_per_route(void **state)
 {
 	uint16_t uport, slow = st_free_port(), fast = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("routes:\n"
-			    "  - name: slow\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    rate_limit: 3/h\n"
-			    "  - name: fast\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n",
-			    slow, uport, fast, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c[4];
 	char buf[4];
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "slow", slow, uport);
+	st_cfg_route_set(cfg, "rate_limit", "3/h");
+	st_cfg_route(cfg, "fast", fast, uport);
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	for (i = 0; i < 4; i++) {
 		c[i] = st_connect_tcp(slow);
 		assert_true(c[i] != ST_BAD_SOCK);
@@ -2342,17 +2377,19 @@ static void test_half_closed_timeout(void **state)
 {
 	uint16_t uport, lport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 64), ST_HOLD, 0);
-	char *yaml = st_fmt("routes:\n  - name: hc\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    idle_timeout: 1h\n"
-			    "    half_closed_timeout: 300ms\n",
-			    lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c;
 	uint64_t t0;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "hc", lport, uport);
+	st_cfg_route_set(cfg, "idle_timeout", "1h");
+	st_cfg_route_set(cfg, "half_closed_timeout", "300ms");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	c = connect_refusable(lport);
 	st_send_all(c, "request", 7);
 	wait_accepted(srv, 1);
@@ -2373,18 +2410,20 @@ static void test_max_duration(void **state)
 {
 	uint16_t uport, lport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("routes:\n  - name: md\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    idle_timeout: 10s\n"
-			    "    max_duration: 700ms\n",
-			    lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock c;
 	uint64_t t0;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "md", lport, uport);
+	st_cfg_route_set(cfg, "idle_timeout", "10s");
+	st_cfg_route_set(cfg, "max_duration", "700ms");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	t0 = st_now_ms();
 	c = st_connect_tcp(lport);
 	assert_true(c != ST_BAD_SOCK);
@@ -2417,16 +2456,19 @@ static void test_resolve_interval(void **state)
 {
 	uint16_t uport, lport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
-	char *yaml = st_fmt("resolve_interval: 1s\n"
-			    "routes:\n  - name: byname\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://localhost:%u]\n",
-			    lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	uint64_t end = st_now_ms() + 2500;
 	unsigned n = 0;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "resolve_interval", "1s");
+	st_cfg_route(cfg, "byname", lport, 0);
+	st_cfg_upstream(cfg, "tcp://localhost:%u", uport);
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	while (st_now_ms() < end) {
 		st_echo_once(lport, "by name");
 		n++;
@@ -2446,16 +2488,17 @@ static void test_admin_status(void **state)
 {
 	uint16_t uport, lport = st_free_port(), aport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n"
-			    "  - name: web\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n",
-			    aport, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	char *ans, *want;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "web", lport, uport);
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	ans = st_http_get(aport, "/status");
 	assert_non_null(strstr(ans, "HTTP/1.1 200 OK\r\n"));
 	assert_non_null(strstr(ans, "\"name\":\"web\""));
@@ -2489,20 +2532,21 @@ static void test_admin_metrics(void **state)
 {
 	uint16_t uport, lport = st_free_port(), aport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n"
-			    "  - name: web\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n",
-			    aport, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	char *url = st_fmt("http://127.0.0.1:%u/metrics", aport);
 	char *out, *series;
 	char msg[1001];
 	long long start;
 	int i, rc;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "web", lport, uport);
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	memset(msg, 'm', 1000);
 	msg[1000] = '\0';
 	for (i = 0; i < 5; i++)
@@ -2635,16 +2679,17 @@ static void test_admin_unix(void **state)
 	uint16_t uport, lport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
 	char *path = st_fmt("%s/admin.sock", st_tmpdir());
-	char *yaml = st_fmt("admin: unix:%s\n"
-			    "routes:\n"
-			    "  - name: web\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n",
-			    path, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	char *out;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "unix:%s", path);
+	st_cfg_route(cfg, "web", lport, uport);
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	st_echo_once(lport, "counted");
 	st_wait_log(d, "reason=done", 1);
 	assert_int_equal(st_run_cmd(&out, "curl", "-s", "-S", "--max-time",
@@ -2667,20 +2712,20 @@ static void test_admin_acl(void **state)
 {
 	uint16_t uport, lport = st_free_port(), aport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
-#define ADMIN_ACL_YAML                                                         \
-	"admin: {listen: \"tcp://127.0.0.1:%u\", allow: [%s]}\n"               \
-	"routes:\n"                                                            \
-	"  - name: web\n"                                                      \
-	"    listen: tcp://127.0.0.1:%u\n"                                     \
-	"    upstreams: [tcp://127.0.0.1:%u]\n"
-	char *yaml = st_fmt(ADMIN_ACL_YAML, aport, "10.0.0.0/8", lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	st_cfg *cfg = st_cfg_new();
 	char *url = st_fmt("http://127.0.0.1:%u/metrics", aport);
-	char *out;
+	char *yaml, *out;
+	st_daemon *d;
 	st_sock c;
 	int rc;
 
 	(void)state;
+	st_cfg_set(cfg, "admin",
+		   "{listen: \"tcp://127.0.0.1:%u\", allow: [10.0.0.0/8]}",
+		   aport);
+	st_cfg_route(cfg, "web", lport, uport);
+	yaml = st_cfg_yaml(cfg);
+	d = st_daemon_start(yaml);
 	c = st_connect_tcp_retry(aport, 10000);
 	(void)st_send_some(c, "GET /metrics HTTP/1.1\r\n\r\n", 25);
 	expect_closed(c);
@@ -2691,7 +2736,10 @@ static void test_admin_acl(void **state)
 	free(out);
 
 	free(yaml);
-	yaml = st_fmt(ADMIN_ACL_YAML, aport, "127.0.0.0/8", lport, uport);
+	st_cfg_set(cfg, "admin",
+		   "{listen: \"tcp://127.0.0.1:%u\", allow: [127.0.0.0/8]}",
+		   aport);
+	yaml = st_cfg_done(cfg);
 	st_daemon_write_config(d, yaml);
 	st_daemon_signal(d, SIGHUP);
 	st_wait_log(d, "reloaded ", 1);
@@ -2714,18 +2762,19 @@ static void test_admin_busy(void **state)
 {
 	uint16_t uport, lport = st_free_port(), aport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\n"
-			    "routes:\n"
-			    "  - name: web\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n",
-			    aport, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	st_sock idle[32];
 	char *ans;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "web", lport, uport);
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	/* Make sure the listener is up before the idle ones come. */
 	ans = st_http_get(aport, "/");
 	assert_non_null(strstr(ans, "HTTP/1.1 200 OK\r\n"));
@@ -2812,23 +2861,25 @@ static void test_admin_denied_burst(void **state)
 {
 	uint16_t uport, lport = st_free_port(), aport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
-	char *yaml = st_fmt("threads: 4\n"
-			    "admin: {listen: \"tcp://127.0.0.1:%u\", "
-			    "allow: [127.0.0.2/32]}\n"
-			    "routes:\n"
-			    "  - name: web\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n",
-			    aport, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	/* valgrind runs the daemon some twenty times slower, wine a few */
 	unsigned ms = getenv("SLUICE_VALGRIND") != NULL ? 20000
 		      : st_wine() != NULL		? 5000
 							: 1000;
 	st_sock denied[200];
 	char *ans;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "4");
+	st_cfg_set(cfg, "admin",
+		   "{listen: \"tcp://127.0.0.1:%u\", allow: [127.0.0.2/32]}",
+		   aport);
+	st_cfg_route(cfg, "web", lport, uport);
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	st_close(st_connect_tcp_retry(aport, 10000)); /* up (and denied) */
 	for (int round = 0; round < 20; round++) {
 		/* All 200 wait in the backlog, so the daemon meets them in
@@ -2870,27 +2921,24 @@ static void test_admin_reload(void **state)
 	uint16_t uport, dead = st_free_port(), lport = st_free_port();
 	uint16_t aport = st_free_port(), l2 = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
-	char *r1 = st_fmt("  - name: web\n"
-			  "    listen: tcp://127.0.0.1:%u\n"
-			  "    balance: first\n"
-			  "    health: {fails: 1, cooldown: 10m}\n"
-			  "    upstreams: [tcp://127.0.0.1:%u, "
-			  "tcp://127.0.0.1:%u]\n",
-			  lport, dead, uport);
-	char *yaml = st_fmt("admin: tcp://127.0.0.1:%u\nroutes:\n%s", aport,
-			    r1);
-	char *yaml2 = st_fmt("admin: tcp://127.0.0.1:%u\nroutes:\n%s"
-			     "    idle_timeout: 5m\n"
-			     "  - name: extra\n"
-			     "    listen: tcp://127.0.0.1:%u\n"
-			     "    upstreams: [tcp://127.0.0.1:%u]\n",
-			     aport, r1, l2, uport);
+	st_cfg *cfg = st_cfg_new();
+	char *yaml, *yaml2;
 	char *dname = up_name(dead), *uname = up_name(uport);
-	st_daemon *d = st_daemon_start(yaml);
+	st_daemon *d;
 	char *status;
 	int i;
 
 	(void)state;
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "web", lport, dead);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", uport);
+	st_cfg_route_set(cfg, "balance", "first");
+	st_cfg_route_set(cfg, "health", "{fails: 1, cooldown: 10m}");
+	yaml = st_cfg_yaml(cfg);
+	st_cfg_route_set(cfg, "idle_timeout", "5m");
+	st_cfg_route(cfg, "extra", l2, uport);
+	yaml2 = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	/* The first session finds the first upstream refusing: down (one
 	 * failure, a long cooldown), and it is served by the second. */
 	for (i = 0; i < 3; i++)
@@ -2902,7 +2950,7 @@ static void test_admin_reload(void **state)
 	assert_string_equal(status_state(status, uname), "up");
 	free(status);
 	assert_int_equal(st_metric_at(aport, "sluice_route_sessions_total{"
-				   "route=\"web\"}"),
+					     "route=\"web\"}"),
 			 3);
 
 	st_daemon_write_config(d, yaml2);
@@ -2915,10 +2963,12 @@ static void test_admin_reload(void **state)
 	free(status);
 	assert_int_equal(st_metric_at(aport, "sluice_reloads_total"), 1);
 	assert_int_equal(st_metric_at(aport, "sluice_route_sessions_total{"
-				   "route=\"web\"}"),
+					     "route=\"web\"}"),
 			 3);
-	assert_int_equal(st_metric_at(aport, "sluice_upstream_connect_failures_total"
-				   "{route=\"web\",upstream=\"%s\"}", dname),
+	assert_int_equal(st_metric_at(aport,
+				      "sluice_upstream_connect_failures_total"
+				      "{route=\"web\",upstream=\"%s\"}",
+				      dname),
 			 1);
 	/* Still down: the new sessions skip it. */
 	for (i = 0; i < 2; i++)
@@ -2926,23 +2976,25 @@ static void test_admin_reload(void **state)
 	st_echo_once(l2, "the new route");
 	assert_int_equal(st_server_accepted(srv), 6);
 	assert_int_equal(st_metric_at(aport, "sluice_route_sessions_total{"
-				   "route=\"web\"}"),
+					     "route=\"web\"}"),
 			 5);
-	assert_int_equal(st_metric_at(aport, "sluice_upstream_connect_failures_total"
-				   "{route=\"web\",upstream=\"%s\"}", dname),
+	assert_int_equal(st_metric_at(aport,
+				      "sluice_upstream_connect_failures_total"
+				      "{route=\"web\",upstream=\"%s\"}",
+				      dname),
 			 1);
 
 	st_daemon_write_config(d, "routes: [\n");
 	st_daemon_signal(d, SIGHUP);
 	st_wait_log(d, "reload failed", 1);
-	assert_int_equal(st_metric_at(aport, "sluice_reload_failures_total"), 1);
+	assert_int_equal(st_metric_at(aport, "sluice_reload_failures_total"),
+			 1);
 	assert_int_equal(st_metric_at(aport, "sluice_reloads_total"), 1);
 	st_echo_once(lport, "still serving");
 	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(dname);
 	free(uname);
-	free(r1);
 	free(yaml);
 	free(yaml2);
 }
@@ -2958,24 +3010,23 @@ static void test_reload_admin_move(void **state)
 	uint16_t a2 = st_free_port(), taken;
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
 	st_sock hold = st_listen_tcp(&taken, 4);
-#define MOVE_YAML                                                              \
-	"admin: tcp://127.0.0.1:%u\n"                                          \
-	"routes:\n"                                                            \
-	"  - name: web\n"                                                      \
-	"    listen: tcp://127.0.0.1:%u\n"                                     \
-	"    upstreams: [tcp://127.0.0.1:%u]\n"
-	char *yaml = st_fmt(MOVE_YAML, a1, lport, uport);
-	char *busy = st_fmt(MOVE_YAML "  - name: busy\n"
-				      "    listen: tcp://127.0.0.1:%u\n"
-				      "    upstreams: [tcp://127.0.0.1:%u]\n",
-			    a1, lport, uport, taken, uport);
-	char *moved = st_fmt(MOVE_YAML, a2, lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	st_cfg *cfg = st_cfg_new();
+	char *yaml, *busy, *moved;
+	st_daemon *d;
 	char *url;
 	char *out;
 	st_sock c;
 
 	(void)state;
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", a1);
+	st_cfg_route(cfg, "web", lport, uport);
+	yaml = st_cfg_yaml(cfg);
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", a2);
+	moved = st_cfg_yaml(cfg);
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", a1);
+	st_cfg_route(cfg, "busy", taken, uport);
+	busy = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	st_echo_once(lport, "before");
 	st_daemon_write_config(d, busy);
 	st_daemon_signal(d, SIGHUP);
@@ -3008,7 +3059,6 @@ static void test_reload_admin_move(void **state)
 	free(yaml);
 	free(busy);
 	free(moved);
-#undef MOVE_YAML
 }
 
 struct traffic {
@@ -3098,31 +3148,32 @@ static void test_reload_storm(void **state)
 	pthread_t tt, st;
 	st_daemon *d;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
-	conf[0] = st_fmt("threads: 2\n"
-			 "admin: tcp://127.0.0.1:%u\n"
-			 "routes:\n  - name: storm\n"
-			 "    listen: tcp://127.0.0.1:%u\n"
-			 "    balance: least-connections\n"
-			 "    upstreams: [tcp://127.0.0.1:%u, tcp://127.0.0.1:%u, "
-			 "{address: \"tcp://127.0.0.1:%u\", backup: true}]\n"
-			 "    health:\n"
-			 "      check: {interval: 20ms, rise: 1, fall: 1}\n"
-			 "    queue: {max: 10, timeout: 10s}\n",
-			 aport, lport, dead, pa, pb);
-	conf[1] = st_fmt("threads: 2\n"
-			 "admin: tcp://127.0.0.1:%u\n"
-			 "routes:\n  - name: storm\n"
-			 "    listen: tcp://127.0.0.1:%u\n"
-			 "    upstreams: [tcp://127.0.0.1:%u, "
-			 "{address: \"tcp://127.0.0.1:%u\", weight: 3}]\n"
-			 "    health: {fails: 1, cooldown: 100ms}\n"
-			 "  - name: side\n"
-			 "    listen: tcp://127.0.0.1:%u\n"
-			 "    upstreams: [tcp://127.0.0.1:%u]\n"
-			 "    rate_limit: 100/s\n",
-			 aport, lport, dead, pb, st_free_port(), pa);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "storm", lport, dead);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", pa);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", pb);
+	st_cfg_upstream_set(cfg, "backup", "true");
+	st_cfg_route_set(cfg, "balance", "least-connections");
+	st_cfg_route_set(cfg, "health",
+			 "{check: {interval: 20ms, rise: 1, fall: 1}}");
+	st_cfg_route_set(cfg, "queue", "{max: 10, timeout: 10s}");
+	conf[0] = st_cfg_done(cfg);
+
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "storm", lport, dead);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", pb);
+	st_cfg_upstream_set(cfg, "weight", "3");
+	st_cfg_route_set(cfg, "health", "{fails: 1, cooldown: 100ms}");
+	st_cfg_route(cfg, "side", st_free_port(), pa);
+	st_cfg_route_set(cfg, "rate_limit", "100/s");
+	conf[1] = st_cfg_done(cfg);
 	d = st_daemon_start(conf[0]);
 	t.port = lport;
 	t.aport = aport;
