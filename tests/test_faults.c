@@ -247,14 +247,16 @@ static void test_upstream_reset(void **state)
 	st_sock c;
 	char *yaml;
 	uint64_t sent, ended, reset;
+	st_cfg *cfg;
 
 	(void)state;
 	atomic_init(&rs.conns, 0);
 	atomic_init(&rs.reset_ms, 0);
 	srv = st_server_start_fn(st_listen_tcp(&uport, 16), reset_or_echo, &rs);
-	yaml = st_fmt("threads: 2\nroutes:\n  - name: reset\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "reset", lport, uport);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 
 	c = st_connect_tcp_retry(lport, 10000);
@@ -325,16 +327,18 @@ static void test_upstream_never_reads(void **state)
 	char *yaml;
 	long before, after;
 	uint64_t sent;
+	st_cfg *cfg;
 
 	(void)state;
 	srv = st_server_start(st_listen_tcp(&uport, 16), ST_HOLD, 0);
 	/* The idle timeout is longer than the 3 s push: nothing moves
 	 * once the buffers are full, and the session must live until the
 	 * second measurement. */
-	yaml = st_fmt("threads: 2\nroutes:\n  - name: hold\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n"
-		      "    idle_timeout: 6s\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "hold", lport, uport);
+	st_cfg_route_set(cfg, "idle_timeout", "6s");
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	before = rss_kib(st_daemon_pid(d));
 
@@ -403,13 +407,15 @@ static void test_client_never_reads(void **state)
 	char *yaml;
 	long before, after;
 	uint64_t end;
+	st_cfg *cfg;
 
 	(void)state;
 	atomic_init(&f.sent, 0);
 	srv = st_server_start_fn(st_listen_tcp(&uport, 16), flood_main, &f);
-	yaml = st_fmt("threads: 2\nroutes:\n  - name: flood\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "flood", lport, uport);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	before = rss_kib(st_daemon_pid(d));
 
@@ -482,25 +488,26 @@ static void test_slowloris(void **state)
 	uint16_t aport = st_free_port();
 	st_server *echo = st_server_start(st_listen_tcp(&eport, 128), ST_ECHO, 0);
 	st_server *hold = st_server_start(st_listen_tcp(&hport, 128), ST_HOLD, 0);
-	char *yaml = st_fmt("threads: 2\nadmin: tcp://127.0.0.1:%u\nroutes:\n"
-			    "  - name: slow\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    idle_timeout: 1s\n"
-			    "  - name: half\n"
-			    "    listen: tcp://127.0.0.1:%u\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n"
-			    "    idle_timeout: 1h\n"
-			    "    half_closed_timeout: 1s\n",
-			    aport, lport, eport, hlport, hport);
-	st_daemon *d = st_daemon_start(yaml);
+	char *yaml;
+	st_daemon *d;
 	struct trickle t;
 	st_sock silent[NSILENT], half[NHALF];
 	pthread_t th;
 	uint64_t t0, first_end;
 	int i;
+	st_cfg *cfg;
 
 	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "slow", lport, eport);
+	st_cfg_route_set(cfg, "idle_timeout", "1s");
+	st_cfg_route(cfg, "half", hlport, hport);
+	st_cfg_route_set(cfg, "idle_timeout", "1h");
+	st_cfg_route_set(cfg, "half_closed_timeout", "1s");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
 	memset(&t, 0, sizeof t);
 	atomic_init(&t.stop, 0);
 	atomic_init(&t.rounds, 0);
@@ -528,7 +535,8 @@ static void test_slowloris(void **state)
 	assert_true(first_end - t0 >= 900);
 	st_wait_log(d, "reason=idle-timeout", NSILENT);
 	st_wait_log(d, "reason=half-closed-timeout", NHALF);
-	st_wait_metric(aport, 0, "sluice_route_sessions_active{route=\"half\"}");
+	st_wait_metric(aport, 0,
+		       "sluice_route_sessions_active{route=\"half\"}");
 
 	/* The tricklers outlive the idle timeout three times over. */
 	while (st_now_ms() - t0 < 3500)
@@ -538,7 +546,7 @@ static void test_slowloris(void **state)
 	for (i = 0; i < NTRICKLE; i++)
 		assert_true(still_open(t.c[i]));
 	assert_int_equal(st_metric_at(aport, "sluice_route_sessions_active{"
-					  "route=\"slow\"}"),
+					     "route=\"slow\"}"),
 			 NTRICKLE);
 	atomic_store(&t.stop, 1);
 	pthread_join(th, NULL);
@@ -554,7 +562,8 @@ static void test_slowloris(void **state)
 		st_close(silent[i]);
 	for (i = 0; i < NHALF; i++)
 		st_close(half[i]);
-	st_wait_metric(aport, 0, "sluice_route_sessions_active{route=\"slow\"}");
+	st_wait_metric(aport, 0,
+		       "sluice_route_sessions_active{route=\"slow\"}");
 	st_wait_log(d, "reason=done", NTRICKLE);
 	log_exactly(d, "reason=idle-timeout", NSILENT);
 	log_exactly(d, "reason=half-closed-timeout", NHALF);
@@ -723,14 +732,10 @@ static void test_descriptor_exhaustion(void **state)
 #ifdef __linux__
 	uint16_t uport, lport = st_free_port(), aport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 256), ST_ECHO, 0);
-	char *yaml = st_fmt("threads: 1\nadmin: tcp://127.0.0.1:%u\nroutes:\n"
-			    "  - name: fds\n"
-			    "    listen: {address: \"tcp://127.0.0.1:%u\", "
-			    "backlog: 128}\n"
-			    "    upstreams: [tcp://127.0.0.1:%u]\n",
-			    aport, lport, uport);
-	st_daemon *d = st_daemon_start_limited(yaml, FD_LIMIT);
-	pid_t pid = st_daemon_pid(d);
+	st_cfg *cfg = st_cfg_new();
+	char *yaml;
+	st_daemon *d;
+	pid_t pid;
 	st_sock *held, admin[ADMIN_IDLE], waiting[FD_WAITING];
 	struct paced bulk;
 	pthread_t bt;
@@ -738,6 +743,13 @@ static void test_descriptor_exhaustion(void **state)
 	char *log, *p, *m;
 
 	(void)state;
+	st_cfg_set(cfg, "threads", "1");
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "fds", lport, uport);
+	st_cfg_listen_set(cfg, "backlog", "128");
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start_limited(yaml, FD_LIMIT);
+	pid = st_daemon_pid(d);
 	log = st_daemon_log(d);
 	p = strstr(log, "max_connections: ");
 	assert_non_null(p);
@@ -826,7 +838,7 @@ static void test_descriptor_exhaustion(void **state)
 	log_exactly(d, "reason=client-error", 0);
 	log_exactly(d, "reason=upstream-error", 0);
 	assert_true(st_metric_at(aport, "sluice_route_accept_pauses_total{"
-				     "route=\"fds\"}") >= 1);
+					"route=\"fds\"}") >= 1);
 	st_daemon_stop(d);
 	st_server_stop(srv);
 	free(held);
@@ -926,29 +938,23 @@ static void test_sighup_storm(void **state)
 	struct bulk_loop b;
 	pthread_t tt[NTRAFFIC], bt;
 	st_daemon *d;
+	st_cfg *cfg;
 	unsigned reloaded, i;
 	uint64_t t0, end;
 
 	(void)state;
 	/* Two configs that keep the route and its listener, and add and
 	 * remove a second one: each reload changes something. */
-	conf[0] = st_fmt("threads: 2\nadmin: tcp://127.0.0.1:%u\nroutes:\n"
-			 "  - name: storm\n"
-			 "    listen: {address: \"tcp://127.0.0.1:%u\", "
-			 "backlog: 256}\n"
-			 "    upstreams: [tcp://127.0.0.1:%u]\n"
-			 "    idle_timeout: 1m\n",
-			 aport, lport, uport);
-	conf[1] = st_fmt("threads: 2\nadmin: tcp://127.0.0.1:%u\nroutes:\n"
-			 "  - name: storm\n"
-			 "    listen: {address: \"tcp://127.0.0.1:%u\", "
-			 "backlog: 256}\n"
-			 "    upstreams: [tcp://127.0.0.1:%u]\n"
-			 "    idle_timeout: 2m\n"
-			 "  - name: side\n"
-			 "    listen: tcp://127.0.0.1:%u\n"
-			 "    upstreams: [tcp://127.0.0.1:%u]\n",
-			 aport, lport, uport, sport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_set(cfg, "admin", "tcp://127.0.0.1:%u", aport);
+	st_cfg_route(cfg, "storm", lport, uport);
+	st_cfg_listen_set(cfg, "backlog", "256");
+	st_cfg_route_set(cfg, "idle_timeout", "1m");
+	conf[0] = st_cfg_yaml(cfg);
+	st_cfg_route_set(cfg, "idle_timeout", "2m");
+	st_cfg_route(cfg, "side", sport, uport);
+	conf[1] = st_cfg_done(cfg);
 	d = st_daemon_start(conf[0]);
 	memset(&t, 0, sizeof t);
 	t.port = lport;
@@ -1073,7 +1079,8 @@ static void xfer_run(struct xfer *x, size_t until, int pace)
 		if (done)
 			break;
 		if (st_now_ms() - last > ST_STALL_MS)
-			st_fail("transfers: no progress for %u ms", ST_STALL_MS);
+			st_fail("transfers: no progress for %u ms",
+				ST_STALL_MS);
 		r = poll(p, NXFER, 20);
 		if (r < 0 && errno != EINTR)
 			st_fail("poll: %s", strerror(errno));
@@ -1135,6 +1142,7 @@ static void test_sigterm_transfers(void **state)
 	st_rng r;
 	uint64_t t0;
 	int i, rc;
+	st_cfg *cfg;
 
 	(void)state;
 	/* Here: a client and the echo server's end per transfer; the
@@ -1146,11 +1154,12 @@ static void test_sigterm_transfers(void **state)
 		skip();
 	}
 	srv = st_server_start(st_listen_tcp(&uport, 1024), ST_ECHO, 0);
-	yaml = st_fmt("threads: 2\ndrain_timeout: 2m\nroutes:\n"
-		      "  - name: xfer\n"
-		      "    listen: {address: \"tcp://127.0.0.1:%u\", "
-		      "backlog: 1024}\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_set(cfg, "drain_timeout", "2m");
+	st_cfg_route(cfg, "xfer", lport, uport);
+	st_cfg_listen_set(cfg, "backlog", "1024");
+	yaml = st_cfg_done(cfg);
 	closed = st_fmt("listener tcp://127.0.0.1:%u closed", lport);
 	d = st_daemon_start(yaml);
 
