@@ -105,16 +105,16 @@ struct daemon {
  * command did: by then the daemon must serve. */
 static void daemon_up(struct daemon *d, const char *tag, uint16_t uport)
 {
+	st_cfg *cfg = st_cfg_new();
 	char *yaml, *name, *out;
 	int rc;
 
 	d->port = st_free_port();
 	d->pidfile = st_fmt("%s/%s.pid", st_tmpdir(), tag);
 	d->log = st_fmt("%s/%s.log", st_tmpdir(), tag);
-	yaml = st_fmt("log: %s\nroutes:\n  - name: %s\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n",
-		      d->log, tag, d->port, uport);
+	st_cfg_set(cfg, "log", "%s", d->log);
+	st_cfg_route(cfg, tag, d->port, uport);
+	yaml = st_cfg_done(cfg);
 	name = st_fmt("%s.yaml", tag);
 	d->conf = st_write_tmp(name, yaml);
 	rc = st_run_sluice(&out, "-c", d->conf, "-p", d->pidfile, NULL);
@@ -177,13 +177,13 @@ static void test_pidfile_held(void **state)
 	struct daemon d;
 	char *yaml, *conf, *out, *want;
 	int rc;
+	st_cfg *cfg;
 
 	(void)state;
 	daemon_up(&d, "held", uport);
-	yaml = st_fmt("routes:\n  - name: other\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n",
-		      st_free_port(), uport);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "other", st_free_port(), uport);
+	yaml = st_cfg_done(cfg);
 	conf = st_write_tmp("held2.yaml", yaml);
 	rc = st_run_sluice(&out, "-d", "-c", conf, "-p", d.pidfile, NULL);
 	assert_int_equal(rc, 1);
@@ -227,11 +227,12 @@ static void pidfile_refused(const char *pidfile, const char *want,
 	st_sock l = st_listen_tcp(&taken, 1);
 	char *yaml, *conf, *out;
 	int rc;
+	st_cfg *cfg;
 
-	yaml = st_fmt("routes:\n  - name: refused\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:1]\n",
-		      taken);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "refused", taken, 0);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:1");
+	yaml = st_cfg_done(cfg);
 	conf = st_write_tmp("refused.yaml", yaml);
 	rc = st_run_sluice(&out, "-d", "-c", conf, "-p", pidfile, NULL);
 	st_close(l);
@@ -344,13 +345,13 @@ static void test_pidfile_relative(void **state)
 	char *yaml, *conf, *out, *pidfile, cwd[4096];
 	pid_t pid;
 	int rc;
+	st_cfg *cfg;
 
 	(void)state;
 	assert_non_null(getcwd(cwd, sizeof cwd));
-	yaml = st_fmt("routes:\n  - name: relative\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n",
-		      lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "relative", lport, uport);
+	yaml = st_cfg_done(cfg);
 	conf = st_write_tmp("relative.yaml", yaml);
 	pidfile = st_fmt("%s/relative.pid", st_tmpdir());
 	assert_int_equal(chdir(st_tmpdir()), 0);
@@ -381,13 +382,14 @@ static void test_startup_error_reaches_terminal(void **state)
 	st_sock l = st_listen_tcp(&taken, 1);
 	char *yaml, *conf, *out, *pidfile;
 	int rc;
+	st_cfg *cfg;
 
 	(void)state;
 	pidfile = st_fmt("%s/fail.pid", st_tmpdir());
-	yaml = st_fmt("routes:\n  - name: busy\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:1]\n",
-		      taken);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "busy", taken, 0);
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:1");
+	yaml = st_cfg_done(cfg);
 	conf = st_write_tmp("fail.yaml", yaml);
 	rc = st_run_sluice(&out, "-c", conf, "-p", pidfile, NULL);
 	assert_int_equal(rc, 1);
@@ -463,6 +465,7 @@ static void test_sd_notify(void **state)
 	char buf[256];
 	st_daemon *d;
 	int fd;
+	st_cfg *cfg;
 
 	(void)state;
 	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
@@ -470,8 +473,9 @@ static void test_sd_notify(void **state)
 	strcpy(sun.sun_path, path);
 	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
 	assert_int_equal(setenv("NOTIFY_SOCKET", path, 1), 0);
-	yaml = st_fmt("routes:\n  - name: sd\n    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "sd", lport, uport);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	unsetenv("NOTIFY_SOCKET");
 
@@ -507,6 +511,7 @@ static void test_privilege_drop(void **state)
 	struct passwd *pw = getpwnam("nobody");
 	char *yaml, *status, *want;
 	st_daemon *d;
+	st_cfg *cfg;
 
 	(void)state;
 	if (geteuid() != 0 || pw == NULL)
@@ -514,9 +519,10 @@ static void test_privilege_drop(void **state)
 	srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
 	/* The daemon reads its config again on reload, as nobody. */
 	assert_int_equal(chmod(st_tmpdir(), 0755), 0);
-	yaml = st_fmt("user: nobody\nroutes:\n  - name: drop\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "user", "nobody");
+	st_cfg_route(cfg, "drop", lport, uport);
+	yaml = st_cfg_yaml(cfg);
 	d = st_daemon_start(yaml);
 	assert_int_equal(st_daemon_log_count(d, "running as user nobody"), 1);
 	st_echo_once(lport, "hello");
@@ -557,10 +563,8 @@ static void test_privilege_drop(void **state)
 			close(fd);
 		}
 		assert_int_not_equal(low, 0);
-		more = st_fmt("%s  - name: low\n"
-			      "    listen: tcp://127.0.0.1:%u\n"
-			      "    upstreams: [tcp://127.0.0.1:%u]\n",
-			      yaml, low, uport);
+		st_cfg_route(cfg, "low", low, uport);
+		more = st_cfg_done(cfg);
 		st_daemon_write_config(d, more);
 		st_daemon_signal(d, SIGHUP);
 		assert_int_equal(st_daemon_wait_log(d, "reload failed", 1,
@@ -620,6 +624,7 @@ static void test_privilege_groups(void **state)
 	st_daemon *d;
 	uid_t uid;
 	gid_t gid;
+	st_cfg *cfg;
 
 	(void)state;
 	if (geteuid() != 0 || pw == NULL)
@@ -647,9 +652,10 @@ static void test_privilege_groups(void **state)
 	}
 	free(out);
 	srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
-	yaml = st_fmt("user: nobody\nroutes:\n  - name: groups\n"
-		      "    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n", lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "user", "nobody");
+	st_cfg_route(cfg, "groups", lport, uport);
+	yaml = st_cfg_done(cfg);
 	{
 		const char *wrap[] = {"unshare", "-m", "sh", "-c",
 				      mount_it, groupfile, NULL};
@@ -704,12 +710,13 @@ static void test_access_log_json(void **state)
 	st_daemon *d;
 	st_sock c;
 	uint16_t cport;
+	st_cfg *cfg;
 
 	(void)state;
-	yaml = st_fmt("access_log: {to: %s, format: json}\nroutes:\n"
-		      "  - name: js\n    listen: tcp://127.0.0.1:%u\n"
-		      "    upstreams: [tcp://127.0.0.1:%u]\n",
-		      path, lport, uport);
+	cfg = st_cfg_new();
+	st_cfg_set(cfg, "access_log", "{to: %s, format: json}", path);
+	st_cfg_route(cfg, "js", lport, uport);
+	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	c = st_connect_tcp(lport);
 	assert_true(c != ST_BAD_SOCK);
@@ -785,22 +792,24 @@ static void test_thread_policy(void **state)
 #ifdef __linux__
 	uint16_t uport, lport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
-#define TP_FORM "threads: 2\n%sroutes:\n  - name: tp\n" \
-		"    listen: tcp://127.0.0.1:%u\n"         \
-		"    upstreams: [tcp://127.0.0.1:%u]\n"
-	char *yaml = st_fmt(TP_FORM, "thread_policy: normal\n", lport, uport);
-	st_daemon *d = st_daemon_start(yaml);
+	st_cfg *cfg = st_cfg_new();
+	char *yaml, *normal;
+	st_daemon *d;
 	int pol[4];
 
 	(void)state;
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "tp", lport, uport);
+	yaml = st_cfg_yaml(cfg); /* the default policy */
+	st_cfg_set(cfg, "thread_policy", "normal");
+	normal = st_cfg_done(cfg);
+	d = st_daemon_start(normal);
 	st_echo_once(lport, "hello");
 	assert_int_equal(loop_policies(st_daemon_pid(d), pol, 4), 2);
 	assert_int_equal(pol[0], SCHED_OTHER);
 	assert_int_equal(pol[1], SCHED_OTHER);
 
 	/* The default, batch, by a reload. */
-	free(yaml);
-	yaml = st_fmt(TP_FORM, "", lport, uport);
 	st_daemon_write_config(d, yaml);
 	st_daemon_signal(d, SIGHUP);
 	assert_int_equal(st_daemon_wait_log(d, "reloaded ", 1, 10000), 0);
@@ -812,9 +821,9 @@ static void test_thread_policy(void **state)
 	st_daemon_signal(d, SIGTERM);
 	assert_int_equal(st_daemon_wait(d, 10000), 0);
 	st_daemon_free(d);
+	free(normal);
 	free(yaml);
 	st_server_stop(srv);
-#undef TP_FORM
 #else
 	(void)state;
 	skip(); /* SCHED_BATCH is Linux's */
