@@ -287,8 +287,7 @@ void st_cfg_set(st_cfg *c, const char *key, const char *fmt, ...)
  * on tcp://127.0.0.1:lport (0: st_cfg_listen says where) and forwards to
  * tcp://127.0.0.1:uport (0: st_cfg_upstream adds each upstream).
  */
-void st_cfg_route(st_cfg *c, const char *name, uint16_t lport,
-		  uint16_t uport);
+void st_cfg_route(st_cfg *c, const char *name, uint16_t lport, uint16_t uport);
 /* A key of the route (idle_timeout, balance, health, ...). */
 void st_cfg_route_set(st_cfg *c, const char *key, const char *fmt, ...)
 #if defined(__GNUC__)
