@@ -46,6 +46,12 @@ struct sl_proxy {
 	/* Listeners, health checks and the admin listener still closing:
 	 * the drain waits for them. */
 	sl_wg closing;
+	/* Listeners a reload removed, until their close is over (a loop
+	 * thread ends it): a later reload that wants the same address back
+	 * waits for it (gone_cond) instead of failing to bind. */
+	pthread_mutex_t gone_lock;
+	pthread_cond_t gone_cond;
+	struct lbind *gone;
 
 	/* rate_limit: a gate that said no asks for a resume at rate_due
 	 * (sl_clock_ms); the control loop's rate_timer makes it. */
@@ -73,7 +79,7 @@ struct sl_proxy {
 /* A listener and the route entry it feeds.  The route can change on
  * reload. */
 struct lbind {
-	struct lbind *next;
+	struct lbind *next; /* in binds; once closing, in gone */
 	struct sl_proxy *proxy;
 	sl_listener *l;
 	pthread_mutex_t lock;
@@ -297,14 +303,63 @@ static void on_listener_closed(sl_listener *l, void *arg)
 	 * connections to it are refused. */
 	sl_endpoint_format(sl_listener_endpoint(l), text, sizeof text);
 	sl_info("listener %s closed", text);
+	pthread_mutex_lock(&p->gone_lock);
+	for (struct lbind **bp = &p->gone; *bp != NULL; bp = &(*bp)->next)
+		if (*bp == b) {
+			*bp = b->next;
+			break;
+		}
+	pthread_cond_broadcast(&p->gone_cond);
+	pthread_mutex_unlock(&p->gone_lock);
 	lbind_free(b);
 	sl_wg_done(&p->closing);
 }
 
+/* Close a listener that is in no list (no longer in binds). */
 static void lbind_close(struct lbind *b)
 {
-	sl_wg_add(&b->proxy->closing);
+	struct sl_proxy *p = b->proxy;
+
+	pthread_mutex_lock(&p->gone_lock);
+	b->next = p->gone;
+	p->gone = b;
+	pthread_mutex_unlock(&p->gone_lock);
+	sl_wg_add(&p->closing);
 	sl_listener_close(b->l, on_listener_closed, b);
+}
+
+#define GONE_WAIT_MS 2000
+
+static int gone_on(const struct sl_proxy *p, const sl_endpoint *ep)
+{
+	for (const struct lbind *b = p->gone; b != NULL; b = b->next)
+		if (sl_endpoint_equal(sl_listener_endpoint(b->l), ep))
+			return 1;
+	return 0;
+}
+
+/*
+ * A listener on ep that a reload removed is still closing (its loop has
+ * not run the close yet): wait up to GONE_WAIT_MS for it to be gone.
+ * Non-zero when there was one (so opening ep again is worth a try).
+ * Control loop; the close needs nothing from it.
+ */
+static int wait_gone(struct sl_proxy *p, const sl_endpoint *ep)
+{
+	struct timespec until;
+	int found = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += GONE_WAIT_MS / 1000;
+	pthread_mutex_lock(&p->gone_lock);
+	while (gone_on(p, ep)) {
+		found = 1;
+		if (pthread_cond_timedwait(&p->gone_cond, &p->gone_lock,
+					   &until) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&p->gone_lock);
+	return found;
 }
 
 /* Accept pauses of r's listeners (under state_lock). */
@@ -375,6 +430,8 @@ int sl_proxy_new(sl_proxy **out, sl_loop *control, sl_group *group)
 		sl_loop_set_data(loop, &p->lcs[i]);
 	}
 	pthread_mutex_init(&p->state_lock, NULL);
+	pthread_mutex_init(&p->gone_lock, NULL);
+	pthread_cond_init(&p->gone_cond, NULL);
 	admission_init(&p->adm, control, resume_task, idle_task, p);
 	sl_wg_init(&p->closing, closed_all, p);
 	atomic_init(&p->rate_posted, 0);
@@ -541,6 +598,11 @@ static struct lbind *lbind_open(struct sl_proxy *p, const sl_route_conf *rc,
 	b->proxy = p;
 	pthread_mutex_init(&b->lock, NULL);
 	r = sl_listener_open(&b->l, &lc->ep, &o, lerr, sizeof lerr);
+	if (r == -EADDRINUSE && wait_gone(p, &lc->ep)) {
+		/* Ours: a listener the last reload removed, closing still. */
+		lerr[0] = '\0';
+		r = sl_listener_open(&b->l, &lc->ep, &o, lerr, sizeof lerr);
+	}
 	if (r < 0) {
 		snprintf(err, errlen, "route %s: cannot listen on %s: %s",
 			 rc->name, lc->address,
@@ -650,8 +712,7 @@ static void apply_commit_binds(struct sl_proxy *p, struct attempt *a)
 			/* Cannot happen short of memory; the rest still runs. */
 			sl_error("route %s: cannot accept on %s",
 				 b->rl->route->name, text);
-			sl_wg_add(&p->closing);
-			sl_listener_close(b->l, on_listener_closed, b);
+			lbind_close(b);
 			continue;
 		}
 		sl_info("route %s: listening on %s", b->rl->route->name, text);
@@ -830,6 +891,8 @@ void sl_proxy_free(sl_proxy *p)
 		loop_ctx_free(&p->lcs[i]);
 	}
 	pthread_mutex_destroy(&p->state_lock);
+	pthread_mutex_destroy(&p->gone_lock);
+	pthread_cond_destroy(&p->gone_cond);
 	free(p->lcs);
 	free(p);
 }
