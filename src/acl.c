@@ -14,33 +14,17 @@
 #include "acl.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "errf.h"
 
 #define EXPECTED_CIDR "expected e.g. 10.0.0.0/8 or 2001:db8::/32"
 
 static const uint8_t mapped_prefix[12] = {
 	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
 };
-
-#if defined(__GNUC__)
-__attribute__((format(SL_FMT_PRINTF, 3, 4)))
-#endif
-static int fail(char *err, size_t errlen, const char *fmt, ...);
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 static unsigned max_bits(uint8_t family)
 {
@@ -101,28 +85,30 @@ static int parse_bits(const char *s, unsigned maxbits, unsigned *bits,
 	unsigned long v = 0;
 
 	if (*s == '\0')
-		return fail(err, errlen,
-			    "missing prefix length after '/' (expected 0-%u)",
-			    maxbits);
+		return sl_errf(err, errlen, -1,
+			       "missing prefix length after '/' (expected "
+			       "0-%u)",
+			       maxbits);
 	for (const char *p = s; *p != '\0'; p++) {
 		if (*p < '0' || *p > '9')
-			return fail(err, errlen,
-				    "prefix length '%.16s' is not a number "
-				    "(expected 0-%u)",
-				    s, maxbits);
+			return sl_errf(err, errlen, -1,
+				       "prefix length '%.16s' is not a number "
+				       "(expected 0-%u)",
+				       s, maxbits);
 		/* Saturate instead of overflowing on absurd digit strings. */
 		if (v <= 128)
 			v = v * 10 + (unsigned long)(*p - '0');
 	}
 	if (s[0] == '0' && s[1] != '\0')
-		return fail(err, errlen,
-			    "prefix length '%.16s' has a leading zero "
-			    "(expected 0-%u)",
-			    s, maxbits);
+		return sl_errf(err, errlen, -1,
+			       "prefix length '%.16s' has a leading zero "
+			       "(expected 0-%u)",
+			       s, maxbits);
 	if (v > maxbits)
-		return fail(err, errlen,
-			    "prefix length %.16s out of range (expected 0-%u)",
-			    s, maxbits);
+		return sl_errf(err, errlen, -1,
+			       "prefix length %.16s out of range (expected "
+			       "0-%u)",
+			       s, maxbits);
 	*bits = (unsigned)v;
 	return 0;
 }
@@ -141,7 +127,8 @@ int sl_cidr_parse(const char *s, sl_cidr *out, char *err, size_t errlen)
 		return -1;
 	memset(out, 0, sizeof *out);
 	if (s == NULL || *s == '\0')
-		return fail(err, errlen, "empty address (" EXPECTED_CIDR ")");
+		return sl_errf(err, errlen, -1,
+			       "empty address (" EXPECTED_CIDR ")");
 	slash = strchr(s, '/');
 	n = slash != NULL ? (size_t)(slash - s) : strlen(s);
 	if (n >= sizeof text)
@@ -158,9 +145,9 @@ int sl_cidr_parse(const char *s, sl_cidr *out, char *err, size_t errlen)
 	clear_host_bits(masked.ip, bits);
 	if (memcmp(masked.ip, a.ip, sizeof a.ip) != 0) {
 		sl_ipaddr_format(&masked, text, sizeof text);
-		return fail(err, errlen,
-			    "'%.64s' has host bits set (expected %s/%u)", s,
-			    text, bits);
+		return sl_errf(err, errlen, -1,
+			       "'%.64s' has host bits set (expected %s/%u)", s,
+			       text, bits);
 	}
 	out->family = a.family;
 	out->bits = (uint8_t)bits;
@@ -168,9 +155,10 @@ int sl_cidr_parse(const char *s, sl_cidr *out, char *err, size_t errlen)
 	cidr_normalise(out);
 	return 0;
 not_addr:
-	return fail(err, errlen,
-		    "'%.64s' is not an IP address or CIDR (" EXPECTED_CIDR ")",
-		    s);
+	return sl_errf(err, errlen, -1,
+		       "'%.64s' is not an IP address or CIDR (" EXPECTED_CIDR
+		       ")",
+		       s);
 }
 
 int sl_cidr_format(const sl_cidr *c, char *buf, size_t len)

@@ -20,6 +20,7 @@
 
 #include <yaml.h>
 
+#include "errf.h"
 #include "hset.h"
 #include "log.h"
 
@@ -250,9 +251,9 @@ static int fail_at(struct ctx *c, unsigned line, unsigned col,
 	if (n < 0 || (size_t)n >= c->errlen)
 		return -1;
 	va_start(ap, fmt);
-	vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+	n = sl_verrf(c->err + n, c->errlen - (size_t)n, -1, fmt, ap);
 	va_end(ap);
-	return -1;
+	return n;
 }
 
 #define fail(c, node, ...) fail_at((c), (node)->line, (node)->col, __VA_ARGS__)

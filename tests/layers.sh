@@ -3,7 +3,8 @@
 #
 #   main.c > proxy layer (proxy, session, route, health, balance, admin)
 #          > config, acl, proxyproto > net/ > loop/
-#   log.c, path.c and hset.c: usable by every layer; proc/: by main.c alone
+#   log.c, path.c, hset.c and errf.c: usable by every layer; proc/: by
+#   main.c alone
 #
 # Each module may use its own layer and the ones below.  Two views of
 # "use": the symbols each object file references (nm, so calls and data,
@@ -71,7 +72,7 @@ function module(path,    m) {
 	return m
 }
 function layer(m) {
-	if (m == "log" || m == "path" || m == "hset")
+	if (m == "log" || m == "path" || m == "hset" || m == "errf")
 		return "base"
 	if (m == "loop" || m == "net" || m == "proc" || m == "main")
 		return m
@@ -161,7 +162,7 @@ function visit(m,    i, n, next_, list, k, first) {
 	depth--
 }
 BEGIN {
-	rank["base"] = 0; lname["base"] = "log.c, path.c, hset.c"
+	rank["base"] = 0; lname["base"] = "log.c, path.c, hset.c, errf.c"
 	rank["loop"] = 1; lname["loop"] = "loop/"
 	rank["net"] = 2; lname["net"] = "net/"
 	rank["config"] = 3; lname["config"] = "config.c, acl.c, proxyproto.c"
