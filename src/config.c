@@ -1,11 +1,11 @@
 /*
- * Config loading in two passes.  Pass one turns libyaml's events into a
- * small tree of nodes with their positions, refusing what the schema never
- * needs (anchors, aliases, unknown tags, several documents) so pass two sees
- * plain data.  Pass two walks the tree against per-mapping key tables and
- * fills a struct sl_config.  Both stop at the first error, so there is
- * exactly one message; a YAML syntax error anywhere wins over schema errors,
- * which come in document order.
+ * Config loading in two passes.  Pass one (yamltree.c) turns libyaml's
+ * events into a small tree of nodes with their positions, refusing what the
+ * schema never needs (anchors, aliases, unknown tags, several documents) so
+ * pass two sees plain data.  Pass two, here, walks the tree against
+ * per-mapping key tables and fills a struct sl_config.  Both stop at the
+ * first error, so there is exactly one message; a YAML syntax error
+ * anywhere wins over schema errors, which come in document order.
  *
  * To add a key: write a setter and add a line to the table of its mapping;
  * the unknown-key message lists the table, so it stays right by itself.
@@ -13,38 +13,23 @@
 #include "config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <yaml.h>
-
 #include "errf.h"
 #include "hset.h"
 #include "log.h"
+#include "yamltree.h"
 
 /* A config is read into memory whole; nothing sane comes near this. */
 #define CONF_MAX_BYTES (16u * 1024 * 1024)
-/* The schema nests 5 levels deep; the cap sizes the stack of open nodes
- * while the tree is built. */
-#define CONF_MAX_DEPTH 64
-/*
- * Scalars, sequences and mappings in one config.  A route with a name, one
- * listen address and one upstream is 7 nodes, so this leaves room for
- * 100,000 routes of 20 nodes each; and at some 60 bytes a node it bounds
- * what a 16 MiB file of two-byte scalars ("[a,a,...", eight million
- * nodes) can make the tree take to about 120 MB.
- */
-#define CONF_MAX_NODES 2000000u
 /* Timers add a duration to the loop clock: keep far from overflow. */
 #define DURATION_MAX_MS (365ull * 24 * 3600 * 1000)
 #define ROUTE_NAME_MAX 64
 #define USER_NAME_MAX 256
 #define SECURITY_MAX 4096
 #define ATTEMPTS_MAX 16
-
-#define TAG_PREFIX "tag:yaml.org,2002:"
 
 /* ---- durations and sizes ---------------------------------------------- */
 
@@ -136,452 +121,26 @@ int sl_parse_size(const char *s, uint64_t *bytes)
 	return 0;
 }
 
-/* ---- pass one: the node tree ------------------------------------------ */
-
-enum node_kind { N_SCALAR, N_SEQ, N_MAP };
-
-struct node {
-	enum node_kind kind;
-	unsigned line, col; /* 1-based */
-	int null;	    /* plain ~, null, empty, or tagged !!null */
-	char *text;	    /* scalars; NUL-terminated, no NUL inside */
-	struct node **kid;  /* sequence items; mapping key, value, key, ... */
-	size_t nkid;
-};
-
-/*
- * The tree lives in an arena freed at once: nodes, texts and child arrays
- * are cut from 64 KiB blocks, so a node costs its 40 bytes and its text
- * rather than two mallocs with their headers and slack, and freeing a tree
- * of a million nodes is a walk over a thousand blocks.
- */
-struct arena {
-	struct arena *next;
-	size_t size, used; /* bytes after the header */
-};
-
-#define ARENA_BLOCK (64u * 1024)
-/* Enough for struct node's pointers and sizes on every target. */
-#define ARENA_ALIGN ((size_t)8)
-#define ARENA_ROUND(n) (((n) + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1))
-#define ARENA_HDR ARENA_ROUND(sizeof(struct arena))
+/* ---- pass two: the schema --------------------------------------------- */
 
 struct ctx {
-	const char *name;
-	char *err;
-	size_t errlen;
+	struct yerr e; /* the file's name, and where its one message goes */
 	sl_config *cfg;
 	size_t route; /* index of the route being read */
-	int failed;
-	struct arena *tree; /* the node tree's memory */
-	unsigned nodes;	    /* nodes made so far, up to CONF_MAX_NODES */
 	/* What the uniqueness checks compare against, so that a config of
 	 * N routes costs N lookups rather than N * N / 2 comparisons. */
 	sl_hset names;	 /* routes read so far (sl_route_conf), by name */
 	sl_hset listens; /* listeners read so far (sl_listen_conf) */
 };
 
-/* n bytes from the arena *a, aligned; NULL when out of memory. */
-static void *arena_alloc(struct arena **a, size_t n)
-{
-	struct arena *b = *a;
-	void *p;
-
-	n = ARENA_ROUND(n);
-	if (b == NULL || b->size - b->used < n) {
-		/* A large piece (a long scalar, the list of routes) gets a
-		 * block of its own, behind the current one, which goes on
-		 * serving the small pieces. */
-		int own = n > ARENA_BLOCK / 4;
-		size_t size = own ? n : ARENA_BLOCK;
-		struct arena *nb = malloc(ARENA_HDR + size);
-
-		if (nb == NULL)
-			return NULL;
-		nb->size = size;
-		nb->used = 0;
-		if (own && b != NULL) {
-			nb->next = b->next;
-			b->next = nb;
-		} else {
-			nb->next = b;
-			*a = nb;
-		}
-		b = nb;
-	}
-	p = (char *)b + ARENA_HDR + b->used;
-	b->used += n;
-	return p;
-}
-
-/* Frees the tree: every node, text and child array at once. */
-static void tree_free(struct ctx *c)
-{
-	while (c->tree != NULL) {
-		struct arena *next = c->tree->next;
-
-		free(c->tree);
-		c->tree = next;
-	}
-}
-
-#if defined(__GNUC__)
-__attribute__((format(SL_FMT_PRINTF, 4, 5)))
-#endif
-static int fail_at(struct ctx *c, unsigned line, unsigned col,
-		   const char *fmt, ...);
-
-/* Record the first error only; returns -1 for `return fail(...)`. */
-static int fail_at(struct ctx *c, unsigned line, unsigned col,
-		   const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (c->failed)
-		return -1;
-	c->failed = 1;
-	if (c->err == NULL || c->errlen == 0)
-		return -1;
-	if (line > 0)
-		n = snprintf(c->err, c->errlen, "%s:%u:%u: ", c->name, line,
-			     col);
-	else
-		n = snprintf(c->err, c->errlen, "%s: ", c->name);
-	if (n < 0 || (size_t)n >= c->errlen)
-		return -1;
-	va_start(ap, fmt);
-	n = sl_verrf(c->err + n, c->errlen - (size_t)n, -1, fmt, ap);
-	va_end(ap);
-	return n;
-}
-
+#define fail_at(c, line, col, ...) \
+	yerr_at(&(c)->e, (line), (col), __VA_ARGS__)
 #define fail(c, node, ...) fail_at((c), (node)->line, (node)->col, __VA_ARGS__)
-
-/*
- * Text from the file, made safe and short for a message: at most 64 bytes,
- * control characters as '?'.  The buffer is per call site (static would not
- * survive two quotes in one message).
- */
-struct qbuf {
-	char s[72];
-};
-
-static const char *quote(struct qbuf *q, const char *text)
-{
-	size_t i;
-
-	for (i = 0; text[i] != '\0' && i < 64; i++)
-		q->s[i] = (unsigned char)text[i] < 0x20 || text[i] == 0x7f
-				  ? '?'
-				  : text[i];
-	if (text[i] != '\0') {
-		memcpy(q->s + i, "...", 3);
-		i += 3;
-	}
-	q->s[i] = '\0';
-	return q->s;
-}
-
-static const char *kind_name(enum node_kind k)
-{
-	return k == N_SCALAR ? "a scalar" : k == N_SEQ ? "a sequence"
-						       : "a mapping";
-}
-
-/* Anchors, aliases and tags are refused before any node is made. */
-static int check_props(struct ctx *c, const yaml_event_t *ev,
-		       const yaml_char_t *anchor, const yaml_char_t *tag,
-		       enum node_kind kind)
-{
-	static const char *const scalar_tags[] = { "str", "int", "float",
-						   "bool", "null" };
-#define NSCALAR_TAGS (sizeof scalar_tags / sizeof scalar_tags[0])
-	unsigned line = (unsigned)ev->start_mark.line + 1;
-	unsigned col = (unsigned)ev->start_mark.column + 1;
-	const char *t = (const char *)tag;
-	struct qbuf q;
-
-	if (anchor != NULL)
-		return fail_at(c, line, col,
-			       "anchors and aliases are not supported (write "
-			       "the value out)");
-	/* "!" is YAML's non-specific tag: a quoted string, so allowed. */
-	if (t == NULL || strcmp(t, "!") == 0)
-		return 0;
-	if (strncmp(t, TAG_PREFIX, sizeof TAG_PREFIX - 1) == 0) {
-		const char *s = t + sizeof TAG_PREFIX - 1;
-
-		if (kind == N_SEQ && strcmp(s, "seq") == 0)
-			return 0;
-		if (kind == N_MAP && strcmp(s, "map") == 0)
-			return 0;
-		for (size_t i = 0; kind == N_SCALAR && i < NSCALAR_TAGS; i++)
-			if (strcmp(s, scalar_tags[i]) == 0)
-				return 0;
-		return fail_at(c, line, col,
-			       "tag '!!%s' on %s (expected no tag, or a core "
-			       "tag that fits: !!str, !!int, !!float, !!bool, "
-			       "!!null, !!seq, !!map)",
-			       quote(&q, s), kind_name(kind));
-	}
-	return fail_at(c, line, col,
-		       "unsupported tag '%s' (expected no tag, or a YAML core "
-		       "tag such as !!str)",
-		       quote(&q, t));
-}
-
-static struct node *node_new(struct ctx *c, enum node_kind kind,
-			     const yaml_event_t *ev)
-{
-	unsigned line = (unsigned)ev->start_mark.line + 1;
-	unsigned col = (unsigned)ev->start_mark.column + 1;
-	struct node *n;
-
-	if (c->nodes == CONF_MAX_NODES) {
-		fail_at(c, line, col,
-			"too many YAML nodes (at most %u scalars, sequences "
-			"and mappings in all)",
-			CONF_MAX_NODES);
-		return NULL;
-	}
-	if ((n = arena_alloc(&c->tree, sizeof *n)) == NULL) {
-		fail_at(c, 0, 0, "out of memory");
-		return NULL;
-	}
-	c->nodes++;
-	memset(n, 0, sizeof *n);
-	n->kind = kind;
-	n->line = line;
-	n->col = col;
-	return n;
-}
-
-/* A sequence or mapping is complete: its children, which were gathered in
- * kids[from..to), get an array of their exact size. */
-static int node_close(struct ctx *c, struct node *parent,
-		      struct node *const *kids, size_t from, size_t to)
-{
-	size_t n = to - from;
-
-	if (n == 0)
-		return 0; /* kids may be NULL yet */
-	if ((parent->kid = arena_alloc(&c->tree, n * sizeof *kids)) == NULL)
-		return fail_at(c, 0, 0, "out of memory");
-	memcpy(parent->kid, kids + from, n * sizeof *kids);
-	parent->nkid = n;
-	return 0;
-}
-
-static int is_null_text(const char *s)
-{
-	return s[0] == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
-	       strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
-}
-
-static struct node *scalar_new(struct ctx *c, const yaml_event_t *ev)
-{
-	const char *tag = (const char *)ev->data.scalar.tag;
-	size_t len = ev->data.scalar.length;
-	struct node *n;
-
-	if (check_props(c, ev, ev->data.scalar.anchor, ev->data.scalar.tag,
-			N_SCALAR) < 0)
-		return NULL;
-	if ((n = node_new(c, N_SCALAR, ev)) == NULL)
-		return NULL;
-	if (memchr(ev->data.scalar.value, '\0', len) != NULL) {
-		fail(c, n, "NUL character in a string (not allowed)");
-		return NULL;
-	}
-	if ((n->text = arena_alloc(&c->tree, len + 1)) == NULL) {
-		fail_at(c, 0, 0, "out of memory");
-		return NULL;
-	}
-	memcpy(n->text, ev->data.scalar.value, len);
-	n->text[len] = '\0';
-	if (tag != NULL)
-		n->null = strcmp(tag, TAG_PREFIX "null") == 0;
-	else
-		n->null = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-			  is_null_text(n->text);
-	return n;
-}
-
-/* Line and column of a byte offset, for reader errors (bad encoding), which
- * libyaml reports by offset only. */
-static void offset_mark(const char *text, size_t len, size_t off,
-			unsigned *line, unsigned *col)
-{
-	*line = 1;
-	*col = 1;
-	for (size_t i = 0; i < off && i < len; i++) {
-		if (text[i] == '\n') {
-			(*line)++;
-			*col = 1;
-		} else if (((unsigned char)text[i] & 0xc0) != 0x80) {
-			(*col)++;
-		}
-	}
-}
-
-static int yaml_fail(struct ctx *c, const yaml_parser_t *p, const char *text,
-		     size_t len)
-{
-	unsigned line, col;
-
-	switch (p->error) {
-	case YAML_MEMORY_ERROR:
-		return fail_at(c, 0, 0, "out of memory");
-	case YAML_READER_ERROR:
-		offset_mark(text, len, p->problem_offset, &line, &col);
-		return fail_at(c, line, col, "%s (expected UTF-8 text)",
-			       p->problem ? p->problem : "cannot read");
-	default:
-		line = (unsigned)p->problem_mark.line + 1;
-		col = (unsigned)p->problem_mark.column + 1;
-		if (p->context != NULL)
-			return fail_at(c, line, col, "%s (YAML syntax, %s at "
-						     "%u:%u)",
-				       p->problem ? p->problem : "syntax error",
-				       p->context,
-				       (unsigned)p->context_mark.line + 1,
-				       (unsigned)p->context_mark.column + 1);
-		return fail_at(c, line, col, "%s (YAML syntax)",
-			       p->problem ? p->problem : "syntax error");
-	}
-}
-
-/*
- * Build the tree of the one document in text, in c->tree (which the caller
- * frees with tree_free(), also after an error).  *root is NULL for a stream
- * without documents (an empty file, or comments only).
- */
-static int build_tree(struct ctx *c, const char *text, size_t len,
-		      struct node **root)
-{
-	struct node *stack[CONF_MAX_DEPTH];
-	size_t first[CONF_MAX_DEPTH]; /* stack[i]'s first child in kids */
-	/* The children of the open nodes, in document order, until their
-	 * parent ends; reused, so it grows to the widest list only. */
-	struct node **kids = NULL;
-	size_t nkids = 0, kidcap = 0;
-	size_t depth = 0;
-	yaml_parser_t p;
-	yaml_event_t ev;
-	int ndocs = 0, done = 0, r = 0;
-
-	*root = NULL;
-	if (!yaml_parser_initialize(&p))
-		return fail_at(c, 0, 0, "out of memory");
-	yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
-	while (!done) {
-		struct node *n = NULL;
-		enum node_kind kind;
-
-		if (!yaml_parser_parse(&p, &ev)) {
-			r = yaml_fail(c, &p, text, len);
-			break;
-		}
-		switch (ev.type) {
-		case YAML_STREAM_END_EVENT:
-			done = 1;
-			break;
-		case YAML_DOCUMENT_START_EVENT:
-			if (++ndocs > 1)
-				r = fail_at(c, (unsigned)ev.start_mark.line + 1,
-					    (unsigned)ev.start_mark.column + 1,
-					    "a second YAML document (expected "
-					    "one document)");
-			break;
-		case YAML_ALIAS_EVENT:
-			r = fail_at(c, (unsigned)ev.start_mark.line + 1,
-				    (unsigned)ev.start_mark.column + 1,
-				    "anchors and aliases are not supported "
-				    "(write the value out)");
-			break;
-		case YAML_SCALAR_EVENT:
-			if ((n = scalar_new(c, &ev)) == NULL)
-				r = -1;
-			break;
-		case YAML_SEQUENCE_START_EVENT:
-		case YAML_MAPPING_START_EVENT:
-			kind = ev.type == YAML_SEQUENCE_START_EVENT ? N_SEQ
-								    : N_MAP;
-			if (kind == N_SEQ)
-				r = check_props(c, &ev,
-						ev.data.sequence_start.anchor,
-						ev.data.sequence_start.tag,
-						kind);
-			else
-				r = check_props(c, &ev,
-						ev.data.mapping_start.anchor,
-						ev.data.mapping_start.tag,
-						kind);
-			if (r < 0)
-				break;
-			if (depth == CONF_MAX_DEPTH) {
-				r = fail_at(c, (unsigned)ev.start_mark.line + 1,
-					    (unsigned)ev.start_mark.column + 1,
-					    "nested too deep (at most %d "
-					    "levels)",
-					    CONF_MAX_DEPTH);
-				break;
-			}
-			if ((n = node_new(c, kind, &ev)) == NULL)
-				r = -1;
-			break;
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT:
-			depth--;
-			r = node_close(c, stack[depth], kids, first[depth],
-				       nkids);
-			nkids = first[depth];
-			break;
-		default:
-			break;
-		}
-		yaml_event_delete(&ev);
-		if (n != NULL) {
-			if (depth == 0) {
-				*root = n;
-			} else {
-				if (nkids == kidcap) {
-					size_t cap = kidcap ? kidcap * 2 : 64;
-					struct node **k =
-						realloc(kids, cap * sizeof *k);
-
-					if (k == NULL) {
-						r = fail_at(c, 0, 0,
-							    "out of memory");
-						break;
-					}
-					kids = k;
-					kidcap = cap;
-				}
-				kids[nkids++] = n;
-			}
-			if (n->kind != N_SCALAR) {
-				first[depth] = nkids;
-				stack[depth++] = n;
-			}
-		}
-		if (r < 0)
-			break;
-	}
-	yaml_parser_delete(&p);
-	free(kids);
-	if (r < 0)
-		*root = NULL;
-	return r;
-}
-
-/* ---- pass two: the schema --------------------------------------------- */
 
 struct key {
 	const char *name;
 	/* Checks v (the value of key k) and stores it into obj. */
-	int (*set)(struct ctx *c, const struct node *k, const struct node *v,
+	int (*set)(struct ctx *c, const struct ynode *k, const struct ynode *v,
 		   void *obj);
 	const char *expect; /* for messages: what a value looks like */
 	int required;
@@ -589,7 +148,7 @@ struct key {
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
 
-static int key_is(const struct node *k, const char *name)
+static int key_is(const struct ynode *k, const char *name)
 {
 	return strcmp(k->text, name) == 0;
 }
@@ -599,23 +158,24 @@ static int key_is(const struct node *k, const char *name)
  * mapping in messages ("at top level", "in route").  seen[] receives the
  * key node of each table entry that was present (NULL otherwise).
  */
-static int walk_map(struct ctx *c, const struct node *map, const char *where,
+static int walk_map(struct ctx *c, const struct ynode *map, const char *where,
 		    const struct key *keys, size_t nkeys, void *obj,
-		    const struct node **seen)
+		    const struct ynode **seen)
 {
 	char list[512];
-	struct qbuf q;
+	struct yquote q;
 	size_t off = 0;
 
 	for (size_t j = 0; j < nkeys; j++)
 		seen[j] = NULL;
 	for (size_t i = 0; i + 1 < map->nkid; i += 2) {
-		const struct node *k = map->kid[i], *v = map->kid[i + 1];
+		const struct ynode *k = map->kid[i], *v = map->kid[i + 1];
 		size_t j;
 
-		if (k->kind != N_SCALAR)
-			return fail(c, k, "%s as a key %s (expected a key name)",
-				    kind_name(k->kind), where);
+		if (k->kind != YN_SCALAR)
+			return fail(c, k,
+				    "%s as a key %s (expected a key name)",
+				    ykind_name(k->kind), where);
 		if (k->null)
 			return fail(c, k, "empty key %s (expected a key name)",
 				    where);
@@ -633,7 +193,7 @@ static int walk_map(struct ctx *c, const struct node *map, const char *where,
 			}
 			list[off] = '\0';
 			return fail(c, k, "unknown key '%s' %s (expected %s)",
-				    quote(&q, k->text), where, list);
+				    yquote(&q, k->text), where, list);
 		}
 		if (seen[j] != NULL)
 			return fail(c, k,
@@ -655,33 +215,17 @@ static int walk_map(struct ctx *c, const struct node *map, const char *where,
 	return 0;
 }
 
-/* The text of v, which must be a scalar with a value; else NULL. */
-static const char *scalar(struct ctx *c, const struct node *k,
-			  const struct node *v, const char *expect)
-{
-	if (v->kind != N_SCALAR) {
-		fail(c, v, "%s is %s (expected %s)", k->text,
-		     kind_name(v->kind), expect);
-		return NULL;
-	}
-	if (v->null) {
-		fail(c, v, "%s has no value (expected %s)", k->text, expect);
-		return NULL;
-	}
-	return v->text;
-}
-
 /*
  * A decimal integer in [min, max]: digits only, so "0x10", "+4", "-1",
  * "1_000" and "1e3" are refused, and so is "010", which YAML 1.1 reads as
  * octal and a reader might not.
  */
-static int get_uint(struct ctx *c, const struct node *k, const struct node *v,
+static int get_uint(struct ctx *c, const struct ynode *k, const struct ynode *v,
 		    uint64_t min, uint64_t max, const char *expect,
 		    uint64_t *out)
 {
-	const char *s = scalar(c, k, v, expect);
-	struct qbuf q;
+	const char *s = yscalar(&c->e, k, v, expect);
+	struct yquote q;
 	uint64_t n;
 
 	if (s == NULL)
@@ -690,20 +234,20 @@ static int get_uint(struct ctx *c, const struct node *k, const struct node *v,
 	    (s[0] == '0' && s[1] != '\0'))
 		return fail(c, v, "%s: '%s' is not a decimal integer "
 				  "(expected %s)",
-			    k->text, quote(&q, s), expect);
+			    k->text, yquote(&q, s), expect);
 	if (parse_digits(s, s + strlen(s), &n) < 0 || n < min || n > max)
 		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, quote(&q, s), expect);
+			    k->text, yquote(&q, s), expect);
 	*out = n;
 	return 0;
 }
 
-static int get_duration(struct ctx *c, const struct node *k,
-			const struct node *v, uint64_t min, const char *expect,
+static int get_duration(struct ctx *c, const struct ynode *k,
+			const struct ynode *v, uint64_t min, const char *expect,
 			uint64_t *out)
 {
-	const char *s = scalar(c, k, v, expect);
-	struct qbuf q;
+	const char *s = yscalar(&c->e, k, v, expect);
+	struct yquote q;
 	uint64_t ms;
 
 	if (s == NULL)
@@ -718,24 +262,24 @@ static int get_duration(struct ctx *c, const struct node *k,
 			       strchr("smhd", u[0]) != NULL)))
 			return fail(c, v, "%s: '%s' is out of range "
 					  "(expected %s)",
-				    k->text, quote(&q, s), expect);
+				    k->text, yquote(&q, s), expect);
 		return fail(c, v, "%s: '%s' is not a duration (expected %s)",
-			    k->text, quote(&q, s), expect);
+			    k->text, yquote(&q, s), expect);
 	}
 	if (ms < min || ms > DURATION_MAX_MS)
 		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, quote(&q, s), expect);
+			    k->text, yquote(&q, s), expect);
 	*out = ms;
 	return 0;
 }
 
 /* A string of 1..max bytes without control characters. */
-static int get_string(struct ctx *c, const struct node *k,
-		      const struct node *v, size_t max, const char *expect,
+static int get_string(struct ctx *c, const struct ynode *k,
+		      const struct ynode *v, size_t max, const char *expect,
 		      char **out)
 {
-	const char *s = scalar(c, k, v, expect);
-	struct qbuf q;
+	const char *s = yscalar(&c->e, k, v, expect);
+	struct yquote q;
 	size_t n;
 
 	if (s == NULL)
@@ -743,30 +287,30 @@ static int get_string(struct ctx *c, const struct node *k,
 	n = strlen(s);
 	if (n == 0 || n > max)
 		return fail(c, v, "%s: '%s' has a bad length (expected %s)",
-			    k->text, quote(&q, s), expect);
+			    k->text, yquote(&q, s), expect);
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			return fail(c, v, "%s: control character in '%s' "
 					  "(expected %s)",
-				    k->text, quote(&q, s), expect);
+				    k->text, yquote(&q, s), expect);
 	if ((*out = strdup(s)) == NULL)
 		return fail_at(c, 0, 0, "out of memory");
 	return 0;
 }
 
-static int get_endpoint(struct ctx *c, const struct node *k,
-			const struct node *v, const char *expect,
+static int get_endpoint(struct ctx *c, const struct ynode *k,
+			const struct ynode *v, const char *expect,
 			sl_endpoint *ep, char **address, sl_conf_mark *mark)
 {
-	const char *s = scalar(c, k, v, expect);
+	const char *s = yscalar(&c->e, k, v, expect);
 	char eerr[256] = "";
-	struct qbuf q;
+	struct yquote q;
 
 	if (s == NULL)
 		return -1;
 	if (sl_endpoint_parse(s, ep, eerr, sizeof eerr) < 0)
 		return fail(c, v, "%s: bad endpoint '%s': %s", k->text,
-			    quote(&q, s), eerr[0] ? eerr : "invalid");
+			    yquote(&q, s), eerr[0] ? eerr : "invalid");
 	if ((*address = strdup(s)) == NULL)
 		return fail_at(c, 0, 0, "out of memory");
 	mark->line = v->line;
@@ -776,11 +320,11 @@ static int get_endpoint(struct ctx *c, const struct node *k,
 
 /* true or false, as written (YAML 1.1's yes/no/on/off are refused: a
  * reader cannot tell them from strings). */
-static int get_bool(struct ctx *c, const struct node *k, const struct node *v,
+static int get_bool(struct ctx *c, const struct ynode *k, const struct ynode *v,
 		    int *out)
 {
-	const char *s = scalar(c, k, v, "true or false");
-	struct qbuf q;
+	const char *s = yscalar(&c->e, k, v, "true or false");
+	struct yquote q;
 
 	if (s == NULL)
 		return -1;
@@ -791,7 +335,7 @@ static int get_bool(struct ctx *c, const struct node *k, const struct node *v,
 	else
 		return fail(c, v, "%s: '%s' is not a boolean (expected true or "
 				  "false)",
-			    k->text, quote(&q, s));
+			    k->text, yquote(&q, s));
 	return 0;
 }
 
@@ -801,13 +345,13 @@ struct keyword {
 	int value;
 };
 
-static int get_keyword(struct ctx *c, const struct node *k,
-		       const struct node *v, const char *what,
+static int get_keyword(struct ctx *c, const struct ynode *k,
+		       const struct ynode *v, const char *what,
 		       const char *expect, const struct keyword *kw, size_t n,
 		       int *out)
 {
-	const char *s = scalar(c, k, v, expect);
-	struct qbuf q;
+	const char *s = yscalar(&c->e, k, v, expect);
+	struct yquote q;
 
 	if (s == NULL)
 		return -1;
@@ -818,7 +362,7 @@ static int get_keyword(struct ctx *c, const struct node *k,
 		}
 	}
 	return fail(c, v, "%s: '%s' is not %s (expected %s)", k->text,
-		    quote(&q, s), what, expect);
+		    yquote(&q, s), what, expect);
 }
 
 #define EXP_CIDRS "a CIDR such as 10.0.0.0/8 or 2001:db8::/32, or a list of " \
@@ -826,14 +370,14 @@ static int get_keyword(struct ctx *c, const struct node *k,
 #define CIDRS_MAX 100000
 
 /* One CIDR or a list of them. */
-static int get_cidrs(struct ctx *c, const struct node *k, const struct node *v,
-		     sl_cidr **out, size_t *nout)
+static int get_cidrs(struct ctx *c, const struct ynode *k,
+		     const struct ynode *v, sl_cidr **out, size_t *nout)
 {
-	const struct node *const *item = NULL;
+	const struct ynode *const *item = NULL;
 	size_t n = 1;
 
-	if (v->kind == N_SEQ) {
-		item = (const struct node *const *)v->kid;
+	if (v->kind == YN_SEQ) {
+		item = (const struct ynode *const *)v->kid;
 		n = v->nkid;
 		/* "Nobody" or "anybody"?  An empty trusted_proxies would
 		 * read as the first and act as the second. */
@@ -841,10 +385,10 @@ static int get_cidrs(struct ctx *c, const struct node *k, const struct node *v,
 			return fail(c, v, "%s: empty list (expected at least "
 					  "one CIDR such as 10.0.0.0/8)",
 				    k->text);
-	} else if (v->kind != N_SCALAR || v->null) {
+	} else if (v->kind != YN_SCALAR || v->null) {
 		return fail(c, v, "%s %s (expected %s)", k->text,
-			    v->kind == N_SCALAR ? "has no value"
-			    : v->kind == N_MAP  ? "is a mapping"
+			    v->kind == YN_SCALAR ? "has no value"
+			    : v->kind == YN_MAP  ? "is a mapping"
 						: "is a sequence",
 			    EXP_CIDRS);
 	}
@@ -856,15 +400,15 @@ static int get_cidrs(struct ctx *c, const struct node *k, const struct node *v,
 	if ((*out = calloc(n ? n : 1, sizeof **out)) == NULL)
 		return fail_at(c, 0, 0, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		const struct node *e = item != NULL ? item[i] : v;
+		const struct ynode *e = item != NULL ? item[i] : v;
 		char cerr[160] = "";
 
-		if (e->kind != N_SCALAR || e->null)
+		if (e->kind != YN_SCALAR || e->null)
 			return fail(c, e, "%s item is %s (expected a CIDR such "
 					  "as 10.0.0.0/8)",
 				    k->text,
-				    e->kind == N_SCALAR ? "empty"
-							: kind_name(e->kind));
+				    e->kind == YN_SCALAR ? "empty"
+							: ykind_name(e->kind));
 		/* Its messages quote the text where that helps. */
 		if (sl_cidr_parse(e->text, &(*out)[i], cerr, sizeof cerr) < 0)
 			return fail(c, e, "%s: %s", k->text,
@@ -874,14 +418,14 @@ static int get_cidrs(struct ctx *c, const struct node *k, const struct node *v,
 	return 0;
 }
 
-static int set_acl_allow(struct ctx *c, const struct node *k,
-			 const struct node *v, sl_acl_conf *a)
+static int set_acl_allow(struct ctx *c, const struct ynode *k,
+			 const struct ynode *v, sl_acl_conf *a)
 {
 	return get_cidrs(c, k, v, &a->allow, &a->nallow);
 }
 
-static int set_acl_deny(struct ctx *c, const struct node *k,
-			const struct node *v, sl_acl_conf *a)
+static int set_acl_deny(struct ctx *c, const struct ynode *k,
+			const struct ynode *v, sl_acl_conf *a)
 {
 	return get_cidrs(c, k, v, &a->deny, &a->ndeny);
 }
@@ -901,13 +445,13 @@ static void acl_conf_free(sl_acl_conf *a)
 #define EXP_LOGLEVEL "error, warn, info or debug"
 #define EXP_ROUTES "a list of routes"
 
-static int set_threads(struct ctx *c, const struct node *k,
-		       const struct node *v, void *obj)
+static int set_threads(struct ctx *c, const struct ynode *k,
+		       const struct ynode *v, void *obj)
 {
 	sl_config *cfg = obj;
 	uint64_t n;
 
-	if (v->kind == N_SCALAR && strcmp(v->text, "auto") == 0) {
+	if (v->kind == YN_SCALAR && strcmp(v->text, "auto") == 0) {
 		cfg->threads = 0;
 		return 0;
 	}
@@ -917,8 +461,8 @@ static int set_threads(struct ctx *c, const struct node *k,
 	return 0;
 }
 
-static int set_thread_policy(struct ctx *c, const struct node *k,
-			     const struct node *v, void *obj)
+static int set_thread_policy(struct ctx *c, const struct ynode *k,
+			     const struct ynode *v, void *obj)
 {
 	static const struct keyword kw[] = { { "batch", 1 }, { "normal", 0 } };
 
@@ -926,8 +470,8 @@ static int set_thread_policy(struct ctx *c, const struct node *k,
 			   NKEYS(kw), &((sl_config *)obj)->thread_batch);
 }
 
-static int set_max_conn(struct ctx *c, const struct node *k,
-			const struct node *v, unsigned *out)
+static int set_max_conn(struct ctx *c, const struct ynode *k,
+			const struct ynode *v, unsigned *out)
 {
 	uint64_t n;
 
@@ -937,30 +481,30 @@ static int set_max_conn(struct ctx *c, const struct node *k,
 	return 0;
 }
 
-static int set_global_max_conn(struct ctx *c, const struct node *k,
-			       const struct node *v, void *obj)
+static int set_global_max_conn(struct ctx *c, const struct ynode *k,
+			       const struct ynode *v, void *obj)
 {
 	return set_max_conn(c, k, v, &((sl_config *)obj)->max_connections);
 }
 
-static int set_drain(struct ctx *c, const struct node *k, const struct node *v,
-		     void *obj)
+static int set_drain(struct ctx *c, const struct ynode *k,
+		     const struct ynode *v, void *obj)
 {
 	return get_duration(c, k, v, 0, EXP_DRAIN,
 			    &((sl_config *)obj)->drain_timeout_ms);
 }
 
-static int set_log_level(struct ctx *c, const struct node *k,
-			 const struct node *v, void *obj)
+static int set_log_level(struct ctx *c, const struct ynode *k,
+			 const struct ynode *v, void *obj)
 {
-	const char *s = scalar(c, k, v, EXP_LOGLEVEL);
-	struct qbuf q;
+	const char *s = yscalar(&c->e, k, v, EXP_LOGLEVEL);
+	struct yquote q;
 
 	if (s == NULL)
 		return -1;
 	if (sl_log_level_parse(s, &((sl_config *)obj)->log_level) < 0)
 		return fail(c, v, "%s: '%s' is not a log level (expected %s)",
-			    k->text, quote(&q, s), EXP_LOGLEVEL);
+			    k->text, yquote(&q, s), EXP_LOGLEVEL);
 	return 0;
 }
 
@@ -982,11 +526,11 @@ static int path_absolute(const char *p)
 	return p[0] == '\\' && p[1] == '\\';
 }
 
-static int set_log(struct ctx *c, const struct node *k, const struct node *v,
+static int set_log(struct ctx *c, const struct ynode *k, const struct ynode *v,
 		   void *obj)
 {
 	char **out = &((sl_config *)obj)->log;
-	struct qbuf q;
+	struct yquote q;
 
 	if (get_string(c, k, v, FILE_PATH_MAX, EXP_LOG, out) < 0)
 		return -1;
@@ -994,49 +538,49 @@ static int set_log(struct ctx *c, const struct node *k, const struct node *v,
 	    !path_absolute(*out))
 		return fail(c, v, "%s: '%s' is not a log destination "
 				  "(expected %s)",
-			    k->text, quote(&q, *out), EXP_LOG);
+			    k->text, yquote(&q, *out), EXP_LOG);
 	return 0;
 }
 
-static int set_facility(struct ctx *c, const struct node *k,
-			const struct node *v, void *obj)
+static int set_facility(struct ctx *c, const struct ynode *k,
+			const struct ynode *v, void *obj)
 {
-	const char *s = scalar(c, k, v, EXP_FACILITY);
-	struct qbuf q;
+	const char *s = yscalar(&c->e, k, v, EXP_FACILITY);
+	struct yquote q;
 
 	if (s == NULL)
 		return -1;
 	if (sl_log_facility_parse(s, &((sl_config *)obj)->syslog_facility) < 0)
 		return fail(c, v, "%s: '%s' is not a syslog facility "
 				  "(expected %s)",
-			    k->text, quote(&q, s), EXP_FACILITY);
+			    k->text, yquote(&q, s), EXP_FACILITY);
 	return 0;
 }
 
-static int set_pidfile(struct ctx *c, const struct node *k,
-		       const struct node *v, void *obj)
+static int set_pidfile(struct ctx *c, const struct ynode *k,
+		       const struct ynode *v, void *obj)
 {
 	char **out = &((sl_config *)obj)->pidfile;
-	struct qbuf q;
+	struct yquote q;
 
 	if (get_string(c, k, v, FILE_PATH_MAX, EXP_PIDFILE, out) < 0)
 		return -1;
 	if (!path_absolute(*out))
 		return fail(c, v, "%s: '%s' is not an absolute path "
 				  "(expected %s)",
-			    k->text, quote(&q, *out), EXP_PIDFILE);
+			    k->text, yquote(&q, *out), EXP_PIDFILE);
 	return 0;
 }
 
-static int set_user(struct ctx *c, const struct node *k, const struct node *v,
+static int set_user(struct ctx *c, const struct ynode *k, const struct ynode *v,
 		    void *obj)
 {
 	return get_string(c, k, v, USER_NAME_MAX, EXP_USER,
 			  &((sl_config *)obj)->user);
 }
 
-static int set_run_group(struct ctx *c, const struct node *k,
-			 const struct node *v, void *obj)
+static int set_run_group(struct ctx *c, const struct ynode *k,
+			 const struct ynode *v, void *obj)
 {
 	return get_string(c, k, v, USER_NAME_MAX, EXP_GROUP,
 			  &((sl_config *)obj)->group);
@@ -1047,11 +591,11 @@ static int set_run_group(struct ctx *c, const struct node *k,
 #define EXP_ACCESS_TO "off, stderr, syslog, or an absolute file path"
 #define EXP_FORMAT "text or json"
 
-static int set_access_to(struct ctx *c, const struct node *k,
-			 const struct node *v, void *obj)
+static int set_access_to(struct ctx *c, const struct ynode *k,
+			 const struct ynode *v, void *obj)
 {
 	char **out = &((sl_config *)obj)->access_log;
-	struct qbuf q;
+	struct yquote q;
 
 	if (get_string(c, k, v, FILE_PATH_MAX, EXP_ACCESS_TO, out) < 0)
 		return -1;
@@ -1059,12 +603,12 @@ static int set_access_to(struct ctx *c, const struct node *k,
 	    strcmp(*out, "syslog") != 0 && !path_absolute(*out))
 		return fail(c, v, "%s: '%s' is not an access log destination "
 				  "(expected %s)",
-			    k->text, quote(&q, *out), EXP_ACCESS_TO);
+			    k->text, yquote(&q, *out), EXP_ACCESS_TO);
 	return 0;
 }
 
-static int set_access_format(struct ctx *c, const struct node *k,
-			     const struct node *v, void *obj)
+static int set_access_format(struct ctx *c, const struct ynode *k,
+			     const struct ynode *v, void *obj)
 {
 	static const struct keyword kw[] = { { "json", 1 }, { "text", 0 } };
 
@@ -1077,46 +621,46 @@ static const struct key access_keys[] = {
 	{ "format", set_access_format, EXP_FORMAT, 0 },
 };
 
-static int set_access_log(struct ctx *c, const struct node *k,
-			  const struct node *v, void *obj)
+static int set_access_log(struct ctx *c, const struct ynode *k,
+			  const struct ynode *v, void *obj)
 {
-	const struct node *seen[2];
+	const struct ynode *seen[2];
 
-	if (v->kind == N_MAP)
+	if (v->kind == YN_MAP)
 		return walk_map(c, v, "in access_log", access_keys, 2, obj,
 				seen);
 	return set_access_to(c, k, v, obj);
 }
 
-static int set_routes(struct ctx *c, const struct node *k,
-		      const struct node *v, void *obj);
+static int set_routes(struct ctx *c, const struct ynode *k,
+		      const struct ynode *v, void *obj);
 
-static int set_top_allow(struct ctx *c, const struct node *k,
-			 const struct node *v, void *obj)
+static int set_top_allow(struct ctx *c, const struct ynode *k,
+			 const struct ynode *v, void *obj)
 {
 	return set_acl_allow(c, k, v, &((sl_config *)obj)->acl);
 }
 
-static int set_top_deny(struct ctx *c, const struct node *k,
-			const struct node *v, void *obj)
+static int set_top_deny(struct ctx *c, const struct ynode *k,
+			const struct ynode *v, void *obj)
 {
 	return set_acl_deny(c, k, v, &((sl_config *)obj)->acl);
 }
 
 #define EXP_RESOLVE "a duration 1s-1d such as 30s"
 
-static int set_resolve_interval(struct ctx *c, const struct node *k,
-				const struct node *v, void *obj)
+static int set_resolve_interval(struct ctx *c, const struct ynode *k,
+				const struct ynode *v, void *obj)
 {
 	sl_config *cfg = obj;
-	struct qbuf q;
+	struct yquote q;
 
 	if (get_duration(c, k, v, 1000, EXP_RESOLVE,
 			 &cfg->resolve_interval_ms) < 0)
 		return -1;
 	if (cfg->resolve_interval_ms > 86400000)
 		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, quote(&q, v->text), EXP_RESOLVE);
+			    k->text, yquote(&q, v->text), EXP_RESOLVE);
 	return 0;
 }
 
@@ -1127,15 +671,15 @@ static int set_resolve_interval(struct ctx *c, const struct node *k,
 
 /* An endpoint, or a bare port for that port on 127.0.0.1: the admin
  * listener is on loopback unless the config names another address. */
-static int get_admin_endpoint(struct ctx *c, const struct node *k,
-			      const struct node *v, const char *expect,
+static int get_admin_endpoint(struct ctx *c, const struct ynode *k,
+			      const struct ynode *v, const char *expect,
 			      sl_admin_conf *a)
 {
-	struct node port;
+	struct ynode port;
 	char text[32];
 	uint64_t n;
 
-	if (v->kind != N_SCALAR || v->null || v->text[0] < '0' ||
+	if (v->kind != YN_SCALAR || v->null || v->text[0] < '0' ||
 	    v->text[0] > '9')
 		return get_endpoint(c, k, v, expect, &a->ep, &a->address,
 				    &a->mark);
@@ -1149,20 +693,20 @@ static int get_admin_endpoint(struct ctx *c, const struct node *k,
 			    &a->mark);
 }
 
-static int set_admin_listen(struct ctx *c, const struct node *k,
-			    const struct node *v, void *obj)
+static int set_admin_listen(struct ctx *c, const struct ynode *k,
+			    const struct ynode *v, void *obj)
 {
 	return get_admin_endpoint(c, k, v, EXP_ADMIN_LISTEN, obj);
 }
 
-static int set_admin_allow(struct ctx *c, const struct node *k,
-			   const struct node *v, void *obj)
+static int set_admin_allow(struct ctx *c, const struct ynode *k,
+			   const struct ynode *v, void *obj)
 {
 	return set_acl_allow(c, k, v, &((sl_admin_conf *)obj)->acl);
 }
 
-static int set_admin_deny(struct ctx *c, const struct node *k,
-			  const struct node *v, void *obj)
+static int set_admin_deny(struct ctx *c, const struct ynode *k,
+			  const struct ynode *v, void *obj)
 {
 	return set_acl_deny(c, k, v, &((sl_admin_conf *)obj)->acl);
 }
@@ -1173,13 +717,13 @@ static const struct key admin_keys[] = {
 	{ "deny", set_admin_deny, EXP_CIDRS, 0 },
 };
 
-static int set_admin(struct ctx *c, const struct node *k,
-		     const struct node *v, void *obj)
+static int set_admin(struct ctx *c, const struct ynode *k,
+		     const struct ynode *v, void *obj)
 {
 	sl_config *cfg = obj;
-	const struct node *seen[NKEYS(admin_keys)];
+	const struct ynode *seen[NKEYS(admin_keys)];
 
-	if (v->kind == N_MAP)
+	if (v->kind == YN_MAP)
 		return walk_map(c, v, "in admin", admin_keys,
 				NKEYS(admin_keys), &cfg->admin, seen);
 	return get_admin_endpoint(c, k, v, EXP_ADMIN, &cfg->admin);
@@ -1215,7 +759,7 @@ static const struct key top_keys[] = {
 /* Where each option stood, to judge it against the address afterwards. */
 struct listen_walk {
 	sl_listen_conf *lc;
-	const struct node *address;
+	const struct ynode *address;
 };
 
 static int listen_eq(const void *item, const void *key)
@@ -1242,12 +786,12 @@ static size_t listen_route(const struct ctx *c, const sl_listen_conf *o)
  * and earlier in this one), by sl_endpoint_equal(); then lc joins them.
  * Those are all unlike each other, so at most one can match.
  */
-static int check_listen_unique(struct ctx *c, const struct node *v,
+static int check_listen_unique(struct ctx *c, const struct ynode *v,
 			       const sl_listen_conf *lc)
 {
 	uint64_t h = sl_endpoint_hash(&lc->ep);
 	const sl_listen_conf *o;
-	struct qbuf q;
+	struct yquote q;
 	size_t i;
 
 	if ((o = sl_hset_find(&c->listens, h, listen_eq, &lc->ep)) == NULL) {
@@ -1259,16 +803,16 @@ static int check_listen_unique(struct ctx *c, const struct node *v,
 		return fail(c, v,
 			    "listen: '%s' is already listed in this route at "
 			    "%u:%u (each endpoint is listened on once)",
-			    quote(&q, lc->address), o->mark.line, o->mark.col);
+			    yquote(&q, lc->address), o->mark.line, o->mark.col);
 	return fail(c, v,
 		    "listen: '%s' is already used by route '%s' at %u:%u "
 		    "(each endpoint is listened on once)",
-		    quote(&q, lc->address), c->cfg->routes[i].name,
+		    yquote(&q, lc->address), c->cfg->routes[i].name,
 		    o->mark.line, o->mark.col);
 }
 
-static int set_address(struct ctx *c, const struct node *k,
-		       const struct node *v, void *obj)
+static int set_address(struct ctx *c, const struct ynode *k,
+		       const struct ynode *v, void *obj)
 {
 	struct listen_walk *w = obj;
 
@@ -1277,12 +821,12 @@ static int set_address(struct ctx *c, const struct node *k,
 			    &w->lc->address, &w->lc->mark);
 }
 
-static int set_mode(struct ctx *c, const struct node *k, const struct node *v,
+static int set_mode(struct ctx *c, const struct ynode *k, const struct ynode *v,
 		    void *obj)
 {
 	struct listen_walk *w = obj;
-	const char *s = scalar(c, k, v, EXP_MODE);
-	struct qbuf q;
+	const char *s = yscalar(&c->e, k, v, EXP_MODE);
+	struct yquote q;
 	unsigned long m = 0;
 
 	if (s == NULL)
@@ -1291,36 +835,36 @@ static int set_mode(struct ctx *c, const struct node *k, const struct node *v,
 	if (s[0] == '\0' || strspn(s, "01234567") != strlen(s))
 		return fail(c, v, "%s: '%s' is not an octal number (expected "
 				  "%s)",
-			    k->text, quote(&q, s), EXP_MODE);
+			    k->text, yquote(&q, s), EXP_MODE);
 	for (const char *p = s; *p != '\0'; p++) {
 		m = m * 8 + (unsigned long)(*p - '0');
 		if (m > 0777)
 			return fail(c, v, "%s: '%s' is out of range (expected "
 					  "%s)",
-				    k->text, quote(&q, s), EXP_MODE);
+				    k->text, yquote(&q, s), EXP_MODE);
 	}
 	w->lc->mode = (int)m;
 	return 0;
 }
 
-static int set_owner(struct ctx *c, const struct node *k, const struct node *v,
-		     void *obj)
+static int set_owner(struct ctx *c, const struct ynode *k,
+		     const struct ynode *v, void *obj)
 {
 	struct listen_walk *w = obj;
 
 	return get_string(c, k, v, USER_NAME_MAX, EXP_USER, &w->lc->owner);
 }
 
-static int set_group(struct ctx *c, const struct node *k, const struct node *v,
-		     void *obj)
+static int set_group(struct ctx *c, const struct ynode *k,
+		     const struct ynode *v, void *obj)
 {
 	struct listen_walk *w = obj;
 
 	return get_string(c, k, v, USER_NAME_MAX, EXP_GROUP, &w->lc->group);
 }
 
-static int set_security(struct ctx *c, const struct node *k,
-			const struct node *v, void *obj)
+static int set_security(struct ctx *c, const struct ynode *k,
+			const struct ynode *v, void *obj)
 {
 	struct listen_walk *w = obj;
 
@@ -1328,8 +872,8 @@ static int set_security(struct ctx *c, const struct node *k,
 			  &w->lc->security);
 }
 
-static int set_backlog(struct ctx *c, const struct node *k,
-		       const struct node *v, void *obj)
+static int set_backlog(struct ctx *c, const struct ynode *k,
+		       const struct ynode *v, void *obj)
 {
 	struct listen_walk *w = obj;
 	uint64_t n;
@@ -1340,31 +884,31 @@ static int set_backlog(struct ctx *c, const struct node *k,
 	return 0;
 }
 
-static int set_accept_proxy(struct ctx *c, const struct node *k,
-			    const struct node *v, void *obj)
+static int set_accept_proxy(struct ctx *c, const struct ynode *k,
+			    const struct ynode *v, void *obj)
 {
 	return get_bool(c, k, v, &((struct listen_walk *)obj)->lc->accept_proxy);
 }
 
 #define EXP_PROXY_TIMEOUT "a duration 1ms-1h such as 5s"
 
-static int set_proxy_timeout(struct ctx *c, const struct node *k,
-			     const struct node *v, void *obj)
+static int set_proxy_timeout(struct ctx *c, const struct ynode *k,
+			     const struct ynode *v, void *obj)
 {
 	sl_listen_conf *lc = ((struct listen_walk *)obj)->lc;
-	struct qbuf q;
+	struct yquote q;
 
 	if (get_duration(c, k, v, 1, EXP_PROXY_TIMEOUT,
 			 &lc->proxy_timeout_ms) < 0)
 		return -1;
 	if (lc->proxy_timeout_ms > 3600000)
 		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, quote(&q, v->text), EXP_PROXY_TIMEOUT);
+			    k->text, yquote(&q, v->text), EXP_PROXY_TIMEOUT);
 	return 0;
 }
 
-static int set_trusted(struct ctx *c, const struct node *k,
-		       const struct node *v, void *obj)
+static int set_trusted(struct ctx *c, const struct ynode *k,
+		       const struct ynode *v, void *obj)
 {
 	sl_listen_conf *lc = ((struct listen_walk *)obj)->lc;
 
@@ -1397,25 +941,25 @@ static const struct key listen_keys[] = {
 	[LK_TRUSTED] = { "trusted_proxies", set_trusted, EXP_CIDRS, 0 },
 };
 
-static int listen_one(struct ctx *c, const struct node *k,
-		      const struct node *v, sl_listen_conf *lc)
+static int listen_one(struct ctx *c, const struct ynode *k,
+		      const struct ynode *v, sl_listen_conf *lc)
 {
-	const struct node *seen[NKEYS(listen_keys)];
+	const struct ynode *seen[NKEYS(listen_keys)];
 	struct listen_walk w = { lc, v };
 	const sl_endpoint *ep = &lc->ep;
 
 	lc->mode = -1;
 	lc->proxy_timeout_ms = 5000;
-	if (v->kind == N_SCALAR) {
+	if (v->kind == YN_SCALAR) {
 		if (get_endpoint(c, k, v, EXP_LISTEN, &lc->ep, &lc->address,
 				 &lc->mark) < 0)
 			return -1;
 		return check_listen_unique(c, v, lc);
 	}
-	if (v->kind != N_MAP)
+	if (v->kind != YN_MAP)
 		return fail(c, v, "%s item is %s (expected an endpoint or a "
 				  "listener mapping)",
-			    k->text, kind_name(v->kind));
+			    k->text, ykind_name(v->kind));
 	if (walk_map(c, v, "in listener", listen_keys, NKEYS(listen_keys), &w,
 		     seen) < 0)
 		return -1;
@@ -1454,8 +998,8 @@ static int listen_one(struct ctx *c, const struct node *k,
 
 #define EXP_UPSTREAMS "an endpoint, an upstream mapping, or a list of those"
 
-static int set_up_address(struct ctx *c, const struct node *k,
-			  const struct node *v, void *obj)
+static int set_up_address(struct ctx *c, const struct ynode *k,
+			  const struct ynode *v, void *obj)
 {
 	sl_upstream_conf *uc = obj;
 
@@ -1466,8 +1010,8 @@ static int set_up_address(struct ctx *c, const struct node *k,
 #define EXP_WEIGHT "1-256"
 #define EXP_SEND_PROXY "v1 or v2"
 
-static int set_weight(struct ctx *c, const struct node *k,
-		      const struct node *v, void *obj)
+static int set_weight(struct ctx *c, const struct ynode *k,
+		      const struct ynode *v, void *obj)
 {
 	uint64_t n;
 
@@ -1477,14 +1021,14 @@ static int set_weight(struct ctx *c, const struct node *k,
 	return 0;
 }
 
-static int set_backup(struct ctx *c, const struct node *k,
-		      const struct node *v, void *obj)
+static int set_backup(struct ctx *c, const struct ynode *k,
+		      const struct ynode *v, void *obj)
 {
 	return get_bool(c, k, v, &((sl_upstream_conf *)obj)->backup);
 }
 
-static int set_send_proxy(struct ctx *c, const struct node *k,
-			  const struct node *v, void *obj)
+static int set_send_proxy(struct ctx *c, const struct ynode *k,
+			  const struct ynode *v, void *obj)
 {
 	static const struct keyword kw[] = { { "v1", 1 }, { "v2", 2 } };
 
@@ -1499,19 +1043,19 @@ static const struct key upstream_keys[] = {
 	{ "send_proxy", set_send_proxy, EXP_SEND_PROXY, 0 },
 };
 
-static int upstream_one(struct ctx *c, const struct node *k,
-			const struct node *v, sl_upstream_conf *uc)
+static int upstream_one(struct ctx *c, const struct ynode *k,
+			const struct ynode *v, sl_upstream_conf *uc)
 {
-	const struct node *seen[NKEYS(upstream_keys)];
+	const struct ynode *seen[NKEYS(upstream_keys)];
 
 	uc->weight = 1;
-	if (v->kind == N_SCALAR)
+	if (v->kind == YN_SCALAR)
 		return get_endpoint(c, k, v, EXP_UPSTREAMS, &uc->ep,
 				    &uc->address, &uc->mark);
-	if (v->kind != N_MAP)
+	if (v->kind != YN_MAP)
 		return fail(c, v, "%s item is %s (expected an endpoint or an "
 				  "upstream mapping)",
-			    k->text, kind_name(v->kind));
+			    k->text, ykind_name(v->kind));
 	return walk_map(c, v, "in upstream", upstream_keys,
 			NKEYS(upstream_keys), uc, seen);
 }
@@ -1526,19 +1070,19 @@ static int upstream_one(struct ctx *c, const struct node *k,
 
 /* A list, or one item standing for a list of one.  Returns the count and
  * the items (into v itself for a single item). */
-static int items(struct ctx *c, const struct node *k, const struct node *v,
-		 const char *expect, const struct node *const **item,
+static int items(struct ctx *c, const struct ynode *k, const struct ynode *v,
+		 const char *expect, const struct ynode *const **item,
 		 size_t *n)
 {
-	if (v->kind == N_SEQ) {
+	if (v->kind == YN_SEQ) {
 		if (v->nkid == 0)
 			return fail(c, v, "%s: empty list (expected %s)",
 				    k->text, expect);
-		*item = (const struct node *const *)v->kid;
+		*item = (const struct ynode *const *)v->kid;
 		*n = v->nkid;
 		return 0;
 	}
-	if (v->kind == N_SCALAR && v->null)
+	if (v->kind == YN_SCALAR && v->null)
 		return fail(c, v, "%s has no value (expected %s)", k->text,
 			    expect);
 	*item = NULL;
@@ -1551,13 +1095,13 @@ static int route_name_eq(const void *item, const void *key)
 	return strcmp(((const sl_route_conf *)item)->name, key) == 0;
 }
 
-static int set_name(struct ctx *c, const struct node *k, const struct node *v,
+static int set_name(struct ctx *c, const struct ynode *k, const struct ynode *v,
 		    void *obj)
 {
 	sl_route_conf *rc = obj;
 	const sl_route_conf *o;
-	const char *s = scalar(c, k, v, EXP_NAME);
-	struct qbuf q;
+	const char *s = yscalar(&c->e, k, v, EXP_NAME);
+	struct yquote q;
 	uint64_t h;
 	size_t n;
 
@@ -1569,7 +1113,7 @@ static int set_name(struct ctx *c, const struct node *k, const struct node *v,
 		      "0123456789_.-") != n)
 		return fail(c, v, "%s: '%s' is not a valid route name "
 				  "(expected %s)",
-			    k->text, quote(&q, s), EXP_NAME);
+			    k->text, yquote(&q, s), EXP_NAME);
 	/* Names are compared as written: "Web" and "web" are two routes. */
 	h = sl_fnv1a(SL_FNV1A_INIT, s, n);
 	if ((o = sl_hset_find(&c->names, h, route_name_eq, s)) != NULL)
@@ -1582,11 +1126,11 @@ static int set_name(struct ctx *c, const struct node *k, const struct node *v,
 	return 0;
 }
 
-static int set_listen(struct ctx *c, const struct node *k,
-		      const struct node *v, void *obj)
+static int set_listen(struct ctx *c, const struct ynode *k,
+		      const struct ynode *v, void *obj)
 {
 	sl_route_conf *rc = obj;
-	const struct node *const *item;
+	const struct ynode *const *item;
 	size_t n;
 
 	if (items(c, k, v, EXP_LISTEN, &item, &n) < 0)
@@ -1603,11 +1147,11 @@ static int set_listen(struct ctx *c, const struct node *k,
 	return 0;
 }
 
-static int set_upstreams(struct ctx *c, const struct node *k,
-			 const struct node *v, void *obj)
+static int set_upstreams(struct ctx *c, const struct ynode *k,
+			 const struct ynode *v, void *obj)
 {
 	sl_route_conf *rc = obj;
-	const struct node *const *item;
+	const struct ynode *const *item;
 	size_t n;
 
 	if (items(c, k, v, EXP_UPSTREAMS, &item, &n) < 0)
@@ -1623,22 +1167,22 @@ static int set_upstreams(struct ctx *c, const struct node *k,
 	return 0;
 }
 
-static int set_connect_timeout(struct ctx *c, const struct node *k,
-			       const struct node *v, void *obj)
+static int set_connect_timeout(struct ctx *c, const struct ynode *k,
+			       const struct ynode *v, void *obj)
 {
 	return get_duration(c, k, v, 1, EXP_CONNECT_TIMEOUT,
 			    &((sl_route_conf *)obj)->connect_timeout_ms);
 }
 
-static int set_idle_timeout(struct ctx *c, const struct node *k,
-			    const struct node *v, void *obj)
+static int set_idle_timeout(struct ctx *c, const struct ynode *k,
+			    const struct ynode *v, void *obj)
 {
 	return get_duration(c, k, v, 0, EXP_IDLE_TIMEOUT,
 			    &((sl_route_conf *)obj)->idle_timeout_ms);
 }
 
-static int set_attempts(struct ctx *c, const struct node *k,
-			const struct node *v, void *obj)
+static int set_attempts(struct ctx *c, const struct ynode *k,
+			const struct ynode *v, void *obj)
 {
 	uint64_t n;
 
@@ -1648,17 +1192,17 @@ static int set_attempts(struct ctx *c, const struct node *k,
 	return 0;
 }
 
-static int set_route_max_conn(struct ctx *c, const struct node *k,
-			      const struct node *v, void *obj)
+static int set_route_max_conn(struct ctx *c, const struct ynode *k,
+			      const struct ynode *v, void *obj)
 {
 	return set_max_conn(c, k, v, &((sl_route_conf *)obj)->max_connections);
 }
 
-static int set_buffer_size(struct ctx *c, const struct node *k,
-			   const struct node *v, void *obj)
+static int set_buffer_size(struct ctx *c, const struct ynode *k,
+			   const struct ynode *v, void *obj)
 {
-	const char *s = scalar(c, k, v, EXP_BUFFER);
-	struct qbuf q;
+	const char *s = yscalar(&c->e, k, v, EXP_BUFFER);
+	struct yquote q;
 	uint64_t n;
 
 	if (s == NULL)
@@ -1670,13 +1214,13 @@ static int set_buffer_size(struct ctx *c, const struct node *k,
 					       s[d + 1] == '\0')))
 			return fail(c, v, "%s: '%s' is out of range "
 					  "(expected %s)",
-				    k->text, quote(&q, s), EXP_BUFFER);
+				    k->text, yquote(&q, s), EXP_BUFFER);
 		return fail(c, v, "%s: '%s' is not a size (expected %s)",
-			    k->text, quote(&q, s), EXP_BUFFER);
+			    k->text, yquote(&q, s), EXP_BUFFER);
 	}
 	if (n < 1024 || n > 16u * 1024 * 1024)
 		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, quote(&q, s), EXP_BUFFER);
+			    k->text, yquote(&q, s), EXP_BUFFER);
 	((sl_route_conf *)obj)->buffer_size = (size_t)n;
 	return 0;
 }
@@ -1684,8 +1228,8 @@ static int set_buffer_size(struct ctx *c, const struct node *k,
 #define EXP_BALANCE "round-robin, least-connections, random, source-hash " \
 		    "or first"
 
-static int set_balance(struct ctx *c, const struct node *k,
-		       const struct node *v, void *obj)
+static int set_balance(struct ctx *c, const struct ynode *k,
+		       const struct ynode *v, void *obj)
 {
 	static const struct keyword kw[] = {
 		{ "round-robin", SL_BALANCE_ROUND_ROBIN },
@@ -1716,8 +1260,8 @@ static int set_balance(struct ctx *c, const struct node *k,
 #define EXP_PROBE "a string of 1-1024 bytes"
 #define PROBE_MAX 1024
 
-static int set_fails(struct ctx *c, const struct node *k,
-		     const struct node *v, void *obj)
+static int set_fails(struct ctx *c, const struct ynode *k,
+		     const struct ynode *v, void *obj)
 {
 	uint64_t n;
 
@@ -1728,43 +1272,43 @@ static int set_fails(struct ctx *c, const struct node *k,
 }
 
 /* A duration in [min, max]. */
-static int get_duration_in(struct ctx *c, const struct node *k,
-			   const struct node *v, uint64_t min, uint64_t max,
+static int get_duration_in(struct ctx *c, const struct ynode *k,
+			   const struct ynode *v, uint64_t min, uint64_t max,
 			   const char *expect, uint64_t *out)
 {
-	struct qbuf q;
+	struct yquote q;
 
 	if (get_duration(c, k, v, min, expect, out) < 0)
 		return -1;
 	if (*out > max)
 		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, quote(&q, v->text), expect);
+			    k->text, yquote(&q, v->text), expect);
 	return 0;
 }
 
-static int set_cooldown(struct ctx *c, const struct node *k,
-			const struct node *v, void *obj)
+static int set_cooldown(struct ctx *c, const struct ynode *k,
+			const struct ynode *v, void *obj)
 {
 	return get_duration_in(c, k, v, 1, 86400000, EXP_COOLDOWN,
 			       &((sl_health_conf *)obj)->cooldown_ms);
 }
 
-static int set_interval(struct ctx *c, const struct node *k,
-			const struct node *v, void *obj)
+static int set_interval(struct ctx *c, const struct ynode *k,
+			const struct ynode *v, void *obj)
 {
 	return get_duration_in(c, k, v, 10, 86400000, EXP_INTERVAL,
 			       &((sl_health_conf *)obj)->interval_ms);
 }
 
-static int set_check_timeout(struct ctx *c, const struct node *k,
-			     const struct node *v, void *obj)
+static int set_check_timeout(struct ctx *c, const struct ynode *k,
+			     const struct ynode *v, void *obj)
 {
 	return get_duration_in(c, k, v, 1, 86400000, EXP_CHECK_TIMEOUT,
 			       &((sl_health_conf *)obj)->timeout_ms);
 }
 
-static int get_rise_fall(struct ctx *c, const struct node *k,
-			 const struct node *v, unsigned *out)
+static int get_rise_fall(struct ctx *c, const struct ynode *k,
+			 const struct ynode *v, unsigned *out)
 {
 	uint64_t n;
 
@@ -1774,13 +1318,13 @@ static int get_rise_fall(struct ctx *c, const struct node *k,
 	return 0;
 }
 
-static int set_rise(struct ctx *c, const struct node *k, const struct node *v,
+static int set_rise(struct ctx *c, const struct ynode *k, const struct ynode *v,
 		    void *obj)
 {
 	return get_rise_fall(c, k, v, &((sl_health_conf *)obj)->rise);
 }
 
-static int set_fall(struct ctx *c, const struct node *k, const struct node *v,
+static int set_fall(struct ctx *c, const struct ynode *k, const struct ynode *v,
 		    void *obj)
 {
 	return get_rise_fall(c, k, v, &((sl_health_conf *)obj)->fall);
@@ -1788,11 +1332,11 @@ static int set_fall(struct ctx *c, const struct node *k, const struct node *v,
 
 /* Bytes to send or expect: any text but NUL (the YAML reader refuses
  * those), escapes as YAML's double-quoted strings write them ("\r\n"). */
-static int get_probe(struct ctx *c, const struct node *k, const struct node *v,
-		     char **out, size_t *len)
+static int get_probe(struct ctx *c, const struct ynode *k,
+		     const struct ynode *v, char **out, size_t *len)
 {
-	const char *s = scalar(c, k, v, EXP_PROBE);
-	struct qbuf q;
+	const char *s = yscalar(&c->e, k, v, EXP_PROBE);
+	struct yquote q;
 	size_t n;
 
 	if (s == NULL)
@@ -1800,7 +1344,7 @@ static int get_probe(struct ctx *c, const struct node *k, const struct node *v,
 	n = strlen(s);
 	if (n == 0 || n > PROBE_MAX)
 		return fail(c, v, "%s: '%s' has a bad length (expected %s)",
-			    k->text, quote(&q, s), EXP_PROBE);
+			    k->text, yquote(&q, s), EXP_PROBE);
 	free(*out);
 	if ((*out = strdup(s)) == NULL)
 		return fail_at(c, 0, 0, "out of memory");
@@ -1808,7 +1352,7 @@ static int get_probe(struct ctx *c, const struct node *k, const struct node *v,
 	return 0;
 }
 
-static int set_send(struct ctx *c, const struct node *k, const struct node *v,
+static int set_send(struct ctx *c, const struct ynode *k, const struct ynode *v,
 		    void *obj)
 {
 	sl_health_conf *h = obj;
@@ -1816,8 +1360,8 @@ static int set_send(struct ctx *c, const struct node *k, const struct node *v,
 	return get_probe(c, k, v, &h->send, &h->send_len);
 }
 
-static int set_expect(struct ctx *c, const struct node *k,
-		      const struct node *v, void *obj)
+static int set_expect(struct ctx *c, const struct ynode *k,
+		      const struct ynode *v, void *obj)
 {
 	sl_health_conf *h = obj;
 
@@ -1835,16 +1379,17 @@ static const struct key check_keys[] = {
 	[CK_EXPECT] = { "expect", set_expect, EXP_PROBE, 0 },
 };
 
-static int set_check(struct ctx *c, const struct node *k,
-		     const struct node *v, void *obj)
+static int set_check(struct ctx *c, const struct ynode *k,
+		     const struct ynode *v, void *obj)
 {
 	sl_health_conf *h = obj;
-	const struct node *seen[NKEYS(check_keys)];
+	const struct ynode *seen[NKEYS(check_keys)];
 
-	if (v->kind != N_MAP)
+	if (v->kind != YN_MAP)
 		return fail(c, v, "%s is %s (expected %s)", k->text,
-			    v->kind == N_SCALAR && v->null ? "empty"
-							   : kind_name(v->kind),
+			    v->kind == YN_SCALAR && v->null
+				    ? "empty"
+				    : ykind_name(v->kind),
 			    EXP_CHECK);
 	if (walk_map(c, v, "in check", check_keys, NKEYS(check_keys), h,
 		     seen) < 0)
@@ -1865,15 +1410,16 @@ static const struct key health_keys[] = {
 	{ "check", set_check, EXP_CHECK, 0 },
 };
 
-static int set_health(struct ctx *c, const struct node *k,
-		      const struct node *v, void *obj)
+static int set_health(struct ctx *c, const struct ynode *k,
+		      const struct ynode *v, void *obj)
 {
-	const struct node *seen[NKEYS(health_keys)];
+	const struct ynode *seen[NKEYS(health_keys)];
 
-	if (v->kind != N_MAP)
+	if (v->kind != YN_MAP)
 		return fail(c, v, "%s is %s (expected %s)", k->text,
-			    v->kind == N_SCALAR && v->null ? "empty"
-							   : kind_name(v->kind),
+			    v->kind == YN_SCALAR && v->null
+				    ? "empty"
+				    : ykind_name(v->kind),
 			    EXP_HEALTH);
 	return walk_map(c, v, "in health", health_keys, NKEYS(health_keys),
 			&((sl_route_conf *)obj)->health, seen);
@@ -1885,8 +1431,8 @@ static int set_health(struct ctx *c, const struct node *k,
 #define EXP_QUEUE_MAX "1-1000000"
 #define EXP_QUEUE_TIMEOUT "a duration 1ms-1h such as 10s"
 
-static int set_queue_max(struct ctx *c, const struct node *k,
-			 const struct node *v, void *obj)
+static int set_queue_max(struct ctx *c, const struct ynode *k,
+			 const struct ynode *v, void *obj)
 {
 	uint64_t n;
 
@@ -1896,8 +1442,8 @@ static int set_queue_max(struct ctx *c, const struct node *k,
 	return 0;
 }
 
-static int set_queue_timeout(struct ctx *c, const struct node *k,
-			     const struct node *v, void *obj)
+static int set_queue_timeout(struct ctx *c, const struct ynode *k,
+			     const struct ynode *v, void *obj)
 {
 	return get_duration_in(c, k, v, 1, 3600000, EXP_QUEUE_TIMEOUT,
 			       &((sl_route_conf *)obj)->queue_timeout_ms);
@@ -1908,36 +1454,37 @@ static const struct key queue_keys[] = {
 	{ "timeout", set_queue_timeout, EXP_QUEUE_TIMEOUT, 0 },
 };
 
-static int set_queue(struct ctx *c, const struct node *k,
-		     const struct node *v, void *obj)
+static int set_queue(struct ctx *c, const struct ynode *k,
+		     const struct ynode *v, void *obj)
 {
-	const struct node *seen[NKEYS(queue_keys)];
+	const struct ynode *seen[NKEYS(queue_keys)];
 
-	if (v->kind != N_MAP)
+	if (v->kind != YN_MAP)
 		return fail(c, v, "%s is %s (expected %s)", k->text,
-			    v->kind == N_SCALAR && v->null ? "empty"
-							   : kind_name(v->kind),
+			    v->kind == YN_SCALAR && v->null
+				    ? "empty"
+				    : ykind_name(v->kind),
 			    EXP_QUEUE);
 	return walk_map(c, v, "in queue", queue_keys, NKEYS(queue_keys), obj,
 			seen);
 }
 
-static int set_route_allow(struct ctx *c, const struct node *k,
-			   const struct node *v, void *obj)
+static int set_route_allow(struct ctx *c, const struct ynode *k,
+			   const struct ynode *v, void *obj)
 {
 	return set_acl_allow(c, k, v, &((sl_route_conf *)obj)->acl);
 }
 
-static int set_route_deny(struct ctx *c, const struct node *k,
-			  const struct node *v, void *obj)
+static int set_route_deny(struct ctx *c, const struct ynode *k,
+			  const struct ynode *v, void *obj)
 {
 	return set_acl_deny(c, k, v, &((sl_route_conf *)obj)->acl);
 }
 
 #define EXP_PER_CLIENT "0-1000000, 0 = unlimited"
 
-static int set_per_client(struct ctx *c, const struct node *k,
-			  const struct node *v, void *obj)
+static int set_per_client(struct ctx *c, const struct ynode *k,
+			  const struct ynode *v, void *obj)
 {
 	uint64_t n;
 
@@ -1949,13 +1496,13 @@ static int set_per_client(struct ctx *c, const struct node *k,
 
 #define EXP_RATE "N/s, N/m or N/h with N 1-1000000, such as 100/s"
 
-static int set_rate_limit(struct ctx *c, const struct node *k,
-			  const struct node *v, void *obj)
+static int set_rate_limit(struct ctx *c, const struct ynode *k,
+			  const struct ynode *v, void *obj)
 {
 	sl_route_conf *rc = obj;
-	const char *s = scalar(c, k, v, EXP_RATE);
+	const char *s = yscalar(&c->e, k, v, EXP_RATE);
 	const char *slash;
-	struct qbuf q;
+	struct yquote q;
 	uint64_t n;
 
 	if (s == NULL)
@@ -1966,10 +1513,10 @@ static int set_rate_limit(struct ctx *c, const struct node *k,
 	    (strcmp(slash, "/s") != 0 && strcmp(slash, "/m") != 0 &&
 	     strcmp(slash, "/h") != 0))
 		return fail(c, v, "%s: '%s' is not a rate (expected %s)",
-			    k->text, quote(&q, s), EXP_RATE);
+			    k->text, yquote(&q, s), EXP_RATE);
 	if (n < 1 || n > 1000000)
 		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, quote(&q, s), EXP_RATE);
+			    k->text, yquote(&q, s), EXP_RATE);
 	rc->rate_count = (unsigned)n;
 	rc->rate_period_ms = slash[1] == 's'   ? 1000
 			     : slash[1] == 'm' ? 60000
@@ -1980,15 +1527,15 @@ static int set_rate_limit(struct ctx *c, const struct node *k,
 #define EXP_HALF_CLOSED "a duration 0-365d such as 30s, 0 = as idle_timeout"
 #define EXP_MAX_DURATION "a duration 0-365d such as 8h, 0 = none"
 
-static int set_half_closed(struct ctx *c, const struct node *k,
-			   const struct node *v, void *obj)
+static int set_half_closed(struct ctx *c, const struct ynode *k,
+			   const struct ynode *v, void *obj)
 {
 	return get_duration(c, k, v, 0, EXP_HALF_CLOSED,
 			    &((sl_route_conf *)obj)->half_closed_timeout_ms);
 }
 
-static int set_max_duration(struct ctx *c, const struct node *k,
-			    const struct node *v, void *obj)
+static int set_max_duration(struct ctx *c, const struct ynode *k,
+			    const struct ynode *v, void *obj)
 {
 	return get_duration(c, k, v, 0, EXP_MAX_DURATION,
 			    &((sl_route_conf *)obj)->max_duration_ms);
@@ -2015,7 +1562,7 @@ static const struct key route_keys[] = {
 };
 
 /* What only the whole route can judge. */
-static int route_check(struct ctx *c, const struct node *r,
+static int route_check(struct ctx *c, const struct ynode *r,
 		       const sl_route_conf *rc)
 {
 	size_t primaries = 0;
@@ -2029,18 +1576,18 @@ static int route_check(struct ctx *c, const struct node *r,
 	return 0;
 }
 
-static int set_routes(struct ctx *c, const struct node *k,
-		      const struct node *v, void *obj)
+static int set_routes(struct ctx *c, const struct ynode *k,
+		      const struct ynode *v, void *obj)
 {
-	const struct node *seen[NKEYS(route_keys)];
+	const struct ynode *seen[NKEYS(route_keys)];
 	sl_config *cfg = obj;
 
-	if (v->kind != N_SEQ)
-		return v->kind == N_SCALAR && v->null
+	if (v->kind != YN_SEQ)
+		return v->kind == YN_SCALAR && v->null
 			       ? fail(c, v, "%s has no value (expected %s)",
 				      k->text, EXP_ROUTES)
 			       : fail(c, v, "%s is %s (expected %s)", k->text,
-				      kind_name(v->kind), EXP_ROUTES);
+				      ykind_name(v->kind), EXP_ROUTES);
 	if (v->nkid == 0)
 		return fail(c, v, "%s: empty list (expected at least one "
 				  "route)",
@@ -2048,17 +1595,17 @@ static int set_routes(struct ctx *c, const struct node *k,
 	if ((cfg->routes = calloc(v->nkid, sizeof *cfg->routes)) == NULL)
 		return fail_at(c, 0, 0, "out of memory");
 	for (size_t i = 0; i < v->nkid; i++) {
-		const struct node *r = v->kid[i];
+		const struct ynode *r = v->kid[i];
 		sl_route_conf *rc = &cfg->routes[i];
 
 		cfg->nroutes = i + 1;
 		c->route = i;
-		if (r->kind != N_MAP)
+		if (r->kind != YN_MAP)
 			return fail(c, r, "route is %s (expected a mapping "
 					  "with name, listen and upstreams)",
-				    r->kind == N_SCALAR && r->null
+				    r->kind == YN_SCALAR && r->null
 					    ? "empty"
-					    : kind_name(r->kind));
+					    : ykind_name(r->kind));
 		rc->mark.line = r->line;
 		rc->mark.col = r->col;
 		rc->connect_timeout_ms = 5000;
@@ -2086,7 +1633,7 @@ static int set_routes(struct ctx *c, const struct node *k,
 static int admin_check(struct ctx *c, const sl_config *cfg)
 {
 	const sl_admin_conf *a = &cfg->admin;
-	struct qbuf q;
+	struct yquote q;
 
 	if (a->address == NULL)
 		return 0;
@@ -2099,7 +1646,7 @@ static int admin_check(struct ctx *c, const sl_config *cfg)
 					       "admin: '%s' is already used by "
 					       "route '%s' at %u:%u (each "
 					       "endpoint is listened on once)",
-					       quote(&q, a->address), rc->name,
+					       yquote(&q, a->address), rc->name,
 					       rc->listen[j].mark.line,
 					       rc->listen[j].mark.col);
 	}
@@ -2109,23 +1656,23 @@ static int admin_check(struct ctx *c, const sl_config *cfg)
 /* ---- entry points ----------------------------------------------------- */
 
 /* Pass two: the config a document's tree describes. */
-static int load_tree(struct ctx *c, const struct node *root, sl_config **out)
+static int load_tree(struct ctx *c, const struct ynode *root, sl_config **out)
 {
-	const struct node *seen[NKEYS(top_keys)];
+	const struct ynode *seen[NKEYS(top_keys)];
 	sl_config *cfg;
 	int r;
 
 	if (root == NULL)
 		return fail_at(c, 1, 1, "empty config (expected a mapping with "
 					"routes)");
-	if (root->kind != N_MAP)
+	if (root->kind != YN_MAP)
 		return fail(c, root, "top level is %s (expected a mapping with "
 				     "routes)",
-			    root->kind == N_SCALAR && root->null
+			    root->kind == YN_SCALAR && root->null
 				    ? "empty"
-				    : kind_name(root->kind));
+				    : ykind_name(root->kind));
 	if ((cfg = calloc(1, sizeof *cfg)) == NULL ||
-	    (cfg->path = strdup(c->name)) == NULL) {
+	    (cfg->path = strdup(c->e.name)) == NULL) {
 		free(cfg);
 		return fail_at(c, 0, 0, "out of memory");
 	}
@@ -2148,24 +1695,24 @@ static int load_tree(struct ctx *c, const struct node *root, sl_config **out)
 
 static int load(struct ctx *c, const char *text, size_t len, sl_config **out)
 {
-	struct node *root;
+	struct ytree t = { 0 };
 	int r;
 
 	if (len > CONF_MAX_BYTES)
 		return fail_at(c, 0, 0, "config too large (at most %u MiB)",
 			       CONF_MAX_BYTES >> 20);
-	if ((r = build_tree(c, text, len, &root)) == 0)
-		r = load_tree(c, root, out);
-	tree_free(c);
+	if ((r = ytree_build(&t, text, len, &c->e)) == 0)
+		r = load_tree(c, t.root, out);
+	ytree_free(&t);
 	return r;
 }
 
 int sl_config_load_string(const char *text, size_t len, const char *name,
 			  sl_config **out, char *err, size_t errlen)
 {
-	struct ctx c = { .name = name != NULL ? name : "<string>",
-			 .err = err,
-			 .errlen = errlen };
+	struct ctx c = { .e = { .name = name != NULL ? name : "<string>",
+			       .err = err,
+			       .errlen = errlen } };
 
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
@@ -2180,9 +1727,9 @@ int sl_config_load_string(const char *text, size_t len, const char *name,
 int sl_config_load(const char *path, sl_config **out, char *err,
 		   size_t errlen)
 {
-	struct ctx c = { .name = path != NULL ? path : "<null>",
-			 .err = err,
-			 .errlen = errlen };
+	struct ctx c = { .e = { .name = path != NULL ? path : "<null>",
+			       .err = err,
+			       .errlen = errlen } };
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 	FILE *f;

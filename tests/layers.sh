@@ -2,7 +2,7 @@
 # The layer rule of src/ (src/README), checked on what was built:
 #
 #   main.c > proxy layer (proxy, session, route, health, balance, admin)
-#          > config, acl, proxyproto > net/ > loop/
+#          > config, yamltree, acl, proxyproto > net/ > loop/
 #   log.c, path.c, hset.c and errf.c: usable by every layer; proc/: by
 #   main.c alone
 #
@@ -76,7 +76,8 @@ function layer(m) {
 		return "base"
 	if (m == "loop" || m == "net" || m == "proc" || m == "main")
 		return m
-	if (m == "config" || m == "acl" || m == "proxyproto")
+	if (m == "config" || m == "yamltree" || m == "acl" ||
+	    m == "proxyproto")
 		return "config"
 	if (m == "proxy" || m == "session" || m == "route" ||
 	    m == "health" || m == "balance" || m == "admin")
@@ -165,7 +166,8 @@ BEGIN {
 	rank["base"] = 0; lname["base"] = "log.c, path.c, hset.c, errf.c"
 	rank["loop"] = 1; lname["loop"] = "loop/"
 	rank["net"] = 2; lname["net"] = "net/"
-	rank["config"] = 3; lname["config"] = "config.c, acl.c, proxyproto.c"
+	rank["config"] = 3; lname["config"] = \
+		"config.c, yamltree.c, acl.c, proxyproto.c"
 	rank["proxy"] = 4; lname["proxy"] = "the proxy layer"
 	rank["main"] = 6; lname["main"] = "main.c"
 	lname["proc"] = "proc/"
