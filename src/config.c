@@ -7,12 +7,16 @@
  * first error, so there is exactly one message; a YAML syntax error
  * anywhere wins over schema errors, which come in document order.
  *
- * To add a key: write a setter and add a line to the table of its mapping;
- * the unknown-key message lists the table, so it stays right by itself.
+ * To add a key: add a row to the table of its mapping, with its type and
+ * the offset of its field (set_key() reads every type, with the same
+ * messages for every key of a type); only a value no type says needs a
+ * function of its own.  The unknown-key message lists the table, so it
+ * stays right by itself.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,21 +141,87 @@ struct ctx {
 	yerr_at(&(c)->e, (line), (col), __VA_ARGS__)
 #define fail(c, node, ...) fail_at((c), (node)->line, (node)->col, __VA_ARGS__)
 
+/* One of a fixed set of words, each standing for a value. */
+struct keyword {
+	const char *name;
+	int value;
+};
+
+/*
+ * A key is a row (tmux's options table): its name, the type of its value,
+ * and the offset of the field it fills in the object its mapping stands
+ * for.  set_key() reads every type, so a key of a common kind is one line
+ * of a table, and its messages are those of every key of its type.  A
+ * value no type says (a route's name, a list of listeners) is read by a
+ * function of its own (K_FUNC).
+ */
+enum key_type {
+	K_UINT,	    /* unsigned: a decimal in [min, max], or one of words */
+	K_INT,	    /* int: a decimal in [min, max] */
+	K_DURATION, /* uint64_t ms: a duration in [min, max] */
+	K_SIZE,	    /* size_t bytes: a size in [min, max] */
+	K_BOOL,	    /* int: true or false */
+	K_STRING,   /* char *: 1-max bytes, no control characters */
+	K_BYTES,    /* char *, and its size_t length at off_n: 1-max bytes */
+	K_PATH,	    /* char *: one of words, or an absolute path */
+	K_ENUM,	    /* int: one of words, or a name parse() knows */
+	K_CIDRS,    /* sl_cidr *, and its size_t count at off_n */
+	K_ENDPOINT, /* sl_endpoint; its text (char *) at off_n, its
+		     * sl_conf_mark at off_mark */
+	K_MAP,	    /* a mapping of the keys in sub, filling the object at
+		     * off; any other value goes to alt */
+	K_FUNC,	    /* set() reads it, given the whole object */
+};
+
+#define KF_REQUIRED 0x1 /* the mapping must have this key */
+#define KF_PORT 0x2	/* K_ENDPOINT: a bare port is 127.0.0.1's */
+
 struct key {
 	const char *name;
-	/* Checks v (the value of key k) and stores it into obj. */
+	enum key_type type;
+	size_t off;
+	size_t off_n, off_mark;
+	uint64_t min, max; /* numbers; K_STRING, K_BYTES, K_PATH: length */
+	const char *expect; /* for messages: what a value looks like */
+	const char *what;   /* K_ENUM, K_PATH: "'x' is not <what>" */
+	const struct keyword *words; /* K_UINT, K_ENUM, K_PATH; NULL-ended */
+	int (*parse)(const char *, int *); /* K_ENUM: 0 or -1 */
+	const struct key *sub;		   /* K_MAP */
+	size_t nsub;
+	const char *where;     /* K_MAP: "in admin", for its keys' messages */
+	const struct key *alt; /* K_MAP: reads a value that is no mapping */
+	/* K_MAP: what only the whole mapping can judge, after its keys. */
+	int (*check)(struct ctx *c, const struct ynode *map,
+		     const struct ynode *const *seen, void *obj);
+	/* K_FUNC: checks v (the value of key k) and stores it into obj. */
 	int (*set)(struct ctx *c, const struct ynode *k, const struct ynode *v,
 		   void *obj);
-	const char *expect; /* for messages: what a value looks like */
-	int required;
+	unsigned flags; /* KF_* */
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
+/* The largest table a K_MAP may name (its seen[] is on the stack). */
+#define KEYS_MAX 24
+#define SUB(t)                                                                 \
+	.sub = (t),                                                            \
+	.nsub = NKEYS(t) + 0 * sizeof(char[NKEYS(t) <= KEYS_MAX ? 1 : -1])
+
+/*
+ * The offset of member m of struct type t, which must have type ft: a row
+ * whose type does not match its field's fails to compile (an array of -1
+ * chars), rather than write past the field or half of it.
+ */
+#define FIELD(t, m, ft)                                                        \
+	(offsetof(t, m) +                                                      \
+	 0 * sizeof(char[_Generic(((t *)0)->m, ft: 1, default: -1)]))
 
 static int key_is(const struct ynode *k, const char *name)
 {
 	return strcmp(k->text, name) == 0;
 }
+
+static int set_key(struct ctx *c, const struct key *row,
+		   const struct ynode *k, const struct ynode *v, void *obj);
 
 /*
  * Walk the pairs of map in order against the table keys; where names the
@@ -202,11 +272,11 @@ static int walk_map(struct ctx *c, const struct ynode *map, const char *where,
 				    k->text, where, seen[j]->line,
 				    seen[j]->col);
 		seen[j] = k;
-		if (keys[j].set(c, k, v, obj) < 0)
+		if (set_key(c, &keys[j], k, v, obj) < 0)
 			return -1;
 	}
 	for (size_t j = 0; j < nkeys; j++)
-		if (keys[j].required && seen[j] == NULL)
+		if ((keys[j].flags & KF_REQUIRED) && seen[j] == NULL)
 			return fail(c, map,
 				    "missing required key '%s' %s (expected "
 				    "%s: %s)",
@@ -215,14 +285,16 @@ static int walk_map(struct ctx *c, const struct ynode *map, const char *where,
 	return 0;
 }
 
+/* ---- values, one function per type ---- */
+
 /*
  * A decimal integer in [min, max]: digits only, so "0x10", "+4", "-1",
  * "1_000" and "1e3" are refused, and so is "010", which YAML 1.1 reads as
  * octal and a reader might not.
  */
-static int get_uint(struct ctx *c, const struct ynode *k, const struct ynode *v,
-		    uint64_t min, uint64_t max, const char *expect,
-		    uint64_t *out)
+static int get_uint(struct ctx *c, const struct ynode *k,
+		    const struct ynode *v, uint64_t min, uint64_t max,
+		    const char *expect, uint64_t *out)
 {
 	const char *s = yscalar(&c->e, k, v, expect);
 	struct yquote q;
@@ -242,9 +314,25 @@ static int get_uint(struct ctx *c, const struct ynode *k, const struct ynode *v,
 	return 0;
 }
 
+/* A number, or one of words (threads: auto). */
+static int get_number(struct ctx *c, const struct key *row,
+		      const struct ynode *k, const struct ynode *v,
+		      uint64_t *out)
+{
+	for (const struct keyword *w = row->words; w != NULL && w->name;
+	     w++) {
+		if (v->kind == YN_SCALAR && strcmp(v->text, w->name) == 0) {
+			*out = (uint64_t)w->value;
+			return 0;
+		}
+	}
+	return get_uint(c, k, v, row->min, row->max, row->expect, out);
+}
+
+/* A duration in [min, max], max at most DURATION_MAX_MS. */
 static int get_duration(struct ctx *c, const struct ynode *k,
-			const struct ynode *v, uint64_t min, const char *expect,
-			uint64_t *out)
+			const struct ynode *v, uint64_t min, uint64_t max,
+			const char *expect, uint64_t *out)
 {
 	const char *s = yscalar(&c->e, k, v, expect);
 	struct yquote q;
@@ -266,10 +354,39 @@ static int get_duration(struct ctx *c, const struct ynode *k,
 		return fail(c, v, "%s: '%s' is not a duration (expected %s)",
 			    k->text, yquote(&q, s), expect);
 	}
-	if (ms < min || ms > DURATION_MAX_MS)
+	if (ms < min || ms > max)
 		return fail(c, v, "%s: '%s' is out of range (expected %s)",
 			    k->text, yquote(&q, s), expect);
 	*out = ms;
+	return 0;
+}
+
+/* A size in bytes, in [min, max]. */
+static int get_size(struct ctx *c, const struct ynode *k,
+		    const struct ynode *v, uint64_t min, uint64_t max,
+		    const char *expect, uint64_t *out)
+{
+	const char *s = yscalar(&c->e, k, v, expect);
+	struct yquote q;
+	uint64_t n;
+
+	if (s == NULL)
+		return -1;
+	if (sl_parse_size(s, &n) < 0) {
+		size_t d = strspn(s, "0123456789");
+
+		if (d > 0 && (s[d] == '\0' || (strchr("kKmMgG", s[d]) &&
+					       s[d + 1] == '\0')))
+			return fail(c, v, "%s: '%s' is out of range "
+					  "(expected %s)",
+				    k->text, yquote(&q, s), expect);
+		return fail(c, v, "%s: '%s' is not a size (expected %s)",
+			    k->text, yquote(&q, s), expect);
+	}
+	if (n < min || n > max)
+		return fail(c, v, "%s: '%s' is out of range (expected %s)",
+			    k->text, yquote(&q, s), expect);
+	*out = n;
 	return 0;
 }
 
@@ -298,6 +415,100 @@ static int get_string(struct ctx *c, const struct ynode *k,
 	return 0;
 }
 
+/* Bytes to send or expect: any text but NUL (the YAML reader refuses
+ * those), escapes as YAML's double-quoted strings write them ("\r\n"). */
+static int get_bytes(struct ctx *c, const struct ynode *k,
+		     const struct ynode *v, size_t max, const char *expect,
+		     char **out, size_t *len)
+{
+	const char *s = yscalar(&c->e, k, v, expect);
+	struct yquote q;
+	size_t n;
+
+	if (s == NULL)
+		return -1;
+	n = strlen(s);
+	if (n == 0 || n > max)
+		return fail(c, v, "%s: '%s' has a bad length (expected %s)",
+			    k->text, yquote(&q, s), expect);
+	free(*out);
+	if ((*out = strdup(s)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	*len = n;
+	return 0;
+}
+
+/* Absolute in either OS's way: /p, C:\p or C:/p, \\server\share. */
+static int path_absolute(const char *p)
+{
+	if (p[0] == '/')
+		return 1;
+	if (((p[0] >= 'A' && p[0] <= 'Z') || (p[0] >= 'a' && p[0] <= 'z')) &&
+	    p[1] == ':' && (p[2] == '\\' || p[2] == '/'))
+		return 1;
+	return p[0] == '\\' && p[1] == '\\';
+}
+
+/* One of the row's words (stderr, syslog), or an absolute path. */
+static int get_path(struct ctx *c, const struct key *row,
+		    const struct ynode *k, const struct ynode *v, char **out)
+{
+	struct yquote q;
+
+	if (get_string(c, k, v, (size_t)row->max, row->expect, out) < 0)
+		return -1;
+	for (const struct keyword *w = row->words; w != NULL && w->name; w++)
+		if (strcmp(*out, w->name) == 0)
+			return 0;
+	if (!path_absolute(*out))
+		return fail(c, v, "%s: '%s' is not %s (expected %s)", k->text,
+			    yquote(&q, *out), row->what, row->expect);
+	return 0;
+}
+
+/* true or false, as written (YAML 1.1's yes/no/on/off are refused: a
+ * reader cannot tell them from strings). */
+static int get_bool(struct ctx *c, const struct ynode *k,
+		    const struct ynode *v, int *out)
+{
+	const char *s = yscalar(&c->e, k, v, "true or false");
+	struct yquote q;
+
+	if (s == NULL)
+		return -1;
+	if (strcmp(s, "true") == 0)
+		*out = 1;
+	else if (strcmp(s, "false") == 0)
+		*out = 0;
+	else
+		return fail(c, v, "%s: '%s' is not a boolean (expected true or "
+				  "false)",
+			    k->text, yquote(&q, s));
+	return 0;
+}
+
+/* One of the row's words, or a name its parse() knows. */
+static int get_enum(struct ctx *c, const struct key *row,
+		    const struct ynode *k, const struct ynode *v, int *out)
+{
+	const char *s = yscalar(&c->e, k, v, row->expect);
+	struct yquote q;
+
+	if (s == NULL)
+		return -1;
+	if (row->parse != NULL && row->parse(s, out) == 0)
+		return 0;
+	for (const struct keyword *w = row->words; w != NULL && w->name;
+	     w++) {
+		if (strcmp(s, w->name) == 0) {
+			*out = w->value;
+			return 0;
+		}
+	}
+	return fail(c, v, "%s: '%s' is not %s (expected %s)", k->text,
+		    yquote(&q, s), row->what, row->expect);
+}
+
 static int get_endpoint(struct ctx *c, const struct ynode *k,
 			const struct ynode *v, const char *expect,
 			sl_endpoint *ep, char **address, sl_conf_mark *mark)
@@ -318,51 +529,27 @@ static int get_endpoint(struct ctx *c, const struct ynode *k,
 	return 0;
 }
 
-/* true or false, as written (YAML 1.1's yes/no/on/off are refused: a
- * reader cannot tell them from strings). */
-static int get_bool(struct ctx *c, const struct ynode *k, const struct ynode *v,
-		    int *out)
+/* An endpoint, or a bare port for that port on 127.0.0.1: the admin
+ * listener is on loopback unless the config names another address. */
+static int get_port_endpoint(struct ctx *c, const struct ynode *k,
+			     const struct ynode *v, const char *expect,
+			     sl_endpoint *ep, char **address,
+			     sl_conf_mark *mark)
 {
-	const char *s = yscalar(&c->e, k, v, "true or false");
-	struct yquote q;
+	struct ynode port;
+	char text[32];
+	uint64_t n;
 
-	if (s == NULL)
+	if (v->kind != YN_SCALAR || v->null || v->text[0] < '0' ||
+	    v->text[0] > '9')
+		return get_endpoint(c, k, v, expect, ep, address, mark);
+	if (get_uint(c, k, v, 1, 65535, "a port 1-65535 or an endpoint",
+		     &n) < 0)
 		return -1;
-	if (strcmp(s, "true") == 0)
-		*out = 1;
-	else if (strcmp(s, "false") == 0)
-		*out = 0;
-	else
-		return fail(c, v, "%s: '%s' is not a boolean (expected true or "
-				  "false)",
-			    k->text, yquote(&q, s));
-	return 0;
-}
-
-/* One of a fixed set of words, each standing for a value. */
-struct keyword {
-	const char *name;
-	int value;
-};
-
-static int get_keyword(struct ctx *c, const struct ynode *k,
-		       const struct ynode *v, const char *what,
-		       const char *expect, const struct keyword *kw, size_t n,
-		       int *out)
-{
-	const char *s = yscalar(&c->e, k, v, expect);
-	struct yquote q;
-
-	if (s == NULL)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(s, kw[i].name) == 0) {
-			*out = kw[i].value;
-			return 0;
-		}
-	}
-	return fail(c, v, "%s: '%s' is not %s (expected %s)", k->text,
-		    yquote(&q, s), what, expect);
+	snprintf(text, sizeof text, "tcp://127.0.0.1:%u", (unsigned)n);
+	port = *v;
+	port.text = text;
+	return get_endpoint(c, k, &port, expect, ep, address, mark);
 }
 
 #define EXP_CIDRS "a CIDR such as 10.0.0.0/8 or 2001:db8::/32, or a list of " \
@@ -389,7 +576,7 @@ static int get_cidrs(struct ctx *c, const struct ynode *k,
 		return fail(c, v, "%s %s (expected %s)", k->text,
 			    v->kind == YN_SCALAR ? "has no value"
 			    : v->kind == YN_MAP  ? "is a mapping"
-						: "is a sequence",
+						 : "is a sequence",
 			    EXP_CIDRS);
 	}
 	if (n > CIDRS_MAX)
@@ -408,7 +595,7 @@ static int get_cidrs(struct ctx *c, const struct ynode *k,
 					  "as 10.0.0.0/8)",
 				    k->text,
 				    e->kind == YN_SCALAR ? "empty"
-							: ykind_name(e->kind));
+							 : ykind_name(e->kind));
 		/* Its messages quote the text where that helps. */
 		if (sl_cidr_parse(e->text, &(*out)[i], cerr, sizeof cerr) < 0)
 			return fail(c, e, "%s: %s", k->text,
@@ -418,349 +605,93 @@ static int get_cidrs(struct ctx *c, const struct ynode *k,
 	return 0;
 }
 
-static int set_acl_allow(struct ctx *c, const struct ynode *k,
-			 const struct ynode *v, sl_acl_conf *a)
+/* A mapping of the row's sub-keys, filling obj. */
+static int get_map(struct ctx *c, const struct key *row,
+		   const struct ynode *k, const struct ynode *v, void *obj)
 {
-	return get_cidrs(c, k, v, &a->allow, &a->nallow);
-}
+	const struct ynode *seen[KEYS_MAX];
 
-static int set_acl_deny(struct ctx *c, const struct ynode *k,
-			const struct ynode *v, sl_acl_conf *a)
-{
-	return get_cidrs(c, k, v, &a->deny, &a->ndeny);
-}
-
-static void acl_conf_free(sl_acl_conf *a)
-{
-	free(a->allow);
-	free(a->deny);
-}
-
-/* ---- top level ---- */
-
-#define EXP_THREADS "auto or 1-1024"
-#define EXP_THREAD_POLICY "batch or normal"
-#define EXP_MAXCONN "0-4294967295, 0 = unlimited"
-#define EXP_DRAIN "a duration 0-365d such as 30s"
-#define EXP_LOGLEVEL "error, warn, info or debug"
-#define EXP_ROUTES "a list of routes"
-
-static int set_threads(struct ctx *c, const struct ynode *k,
-		       const struct ynode *v, void *obj)
-{
-	sl_config *cfg = obj;
-	uint64_t n;
-
-	if (v->kind == YN_SCALAR && strcmp(v->text, "auto") == 0) {
-		cfg->threads = 0;
-		return 0;
+	if (v->kind != YN_MAP) {
+		if (row->alt != NULL)
+			return set_key(c, row->alt, k, v, obj);
+		return fail(c, v, "%s is %s (expected %s)", k->text,
+			    v->kind == YN_SCALAR && v->null
+				    ? "empty"
+				    : ykind_name(v->kind),
+			    row->expect);
 	}
-	if (get_uint(c, k, v, 1, 1024, EXP_THREADS, &n) < 0)
+	if (walk_map(c, v, row->where, row->sub, row->nsub, obj, seen) < 0)
 		return -1;
-	cfg->threads = (unsigned)n;
-	return 0;
+	return row->check != NULL ? row->check(c, v, seen, obj) : 0;
 }
 
-static int set_thread_policy(struct ctx *c, const struct ynode *k,
-			     const struct ynode *v, void *obj)
+#define AT(f, type) ((type *)(void *)((char *)obj + row->off_##f))
+
+/* The value v of key k, read as row says, into obj. */
+static int set_key(struct ctx *c, const struct key *row,
+		   const struct ynode *k, const struct ynode *v, void *obj)
 {
-	static const struct keyword kw[] = { { "batch", 1 }, { "normal", 0 } };
+	void *field = (char *)obj + row->off;
+	uint64_t n = 0;
 
-	return get_keyword(c, k, v, "a thread policy", EXP_THREAD_POLICY, kw,
-			   NKEYS(kw), &((sl_config *)obj)->thread_batch);
+	switch (row->type) {
+	case K_UINT:
+	case K_INT:
+		if (get_number(c, row, k, v, &n) < 0)
+			return -1;
+		/* min and max keep n within the field's type. */
+		if (row->type == K_UINT)
+			*(unsigned *)field = (unsigned)n;
+		else
+			*(int *)field = (int)n;
+		return 0;
+	case K_DURATION:
+		return get_duration(c, k, v, row->min, row->max, row->expect,
+				    field);
+	case K_SIZE:
+		if (get_size(c, k, v, row->min, row->max, row->expect, &n) < 0)
+			return -1;
+		*(size_t *)field = (size_t)n;
+		return 0;
+	case K_BOOL:
+		return get_bool(c, k, v, field);
+	case K_STRING:
+		return get_string(c, k, v, (size_t)row->max, row->expect,
+				  field);
+	case K_BYTES:
+		return get_bytes(c, k, v, (size_t)row->max, row->expect, field,
+				 AT(n, size_t));
+	case K_PATH:
+		return get_path(c, row, k, v, field);
+	case K_ENUM:
+		return get_enum(c, row, k, v, field);
+	case K_CIDRS:
+		return get_cidrs(c, k, v, field, AT(n, size_t));
+	case K_ENDPOINT:
+		if (row->flags & KF_PORT)
+			return get_port_endpoint(c, k, v, row->expect, field,
+						 AT(n, char *),
+						 AT(mark, sl_conf_mark));
+		return get_endpoint(c, k, v, row->expect, field,
+				    AT(n, char *), AT(mark, sl_conf_mark));
+	case K_MAP:
+		return get_map(c, row, k, v, field);
+	case K_FUNC:
+		break;
+	}
+	return row->set(c, k, v, obj);
 }
-
-static int set_max_conn(struct ctx *c, const struct ynode *k,
-			const struct ynode *v, unsigned *out)
-{
-	uint64_t n;
-
-	if (get_uint(c, k, v, 0, UINT32_MAX, EXP_MAXCONN, &n) < 0)
-		return -1;
-	*out = (unsigned)n;
-	return 0;
-}
-
-static int set_global_max_conn(struct ctx *c, const struct ynode *k,
-			       const struct ynode *v, void *obj)
-{
-	return set_max_conn(c, k, v, &((sl_config *)obj)->max_connections);
-}
-
-static int set_drain(struct ctx *c, const struct ynode *k,
-		     const struct ynode *v, void *obj)
-{
-	return get_duration(c, k, v, 0, EXP_DRAIN,
-			    &((sl_config *)obj)->drain_timeout_ms);
-}
-
-static int set_log_level(struct ctx *c, const struct ynode *k,
-			 const struct ynode *v, void *obj)
-{
-	const char *s = yscalar(&c->e, k, v, EXP_LOGLEVEL);
-	struct yquote q;
-
-	if (s == NULL)
-		return -1;
-	if (sl_log_level_parse(s, &((sl_config *)obj)->log_level) < 0)
-		return fail(c, v, "%s: '%s' is not a log level (expected %s)",
-			    k->text, yquote(&q, s), EXP_LOGLEVEL);
-	return 0;
-}
-
-#define EXP_USER "a user name or number"
-#define EXP_GROUP "a group name or number"
-#define EXP_LOG "stderr, syslog, or an absolute file path"
-#define EXP_FACILITY "daemon, user or local0-local7"
-#define EXP_PIDFILE "an absolute file path"
-#define FILE_PATH_MAX 4095
-
-/* Absolute in either OS's way: /p, C:\p or C:/p, \\server\share. */
-static int path_absolute(const char *p)
-{
-	if (p[0] == '/')
-		return 1;
-	if (((p[0] >= 'A' && p[0] <= 'Z') || (p[0] >= 'a' && p[0] <= 'z')) &&
-	    p[1] == ':' && (p[2] == '\\' || p[2] == '/'))
-		return 1;
-	return p[0] == '\\' && p[1] == '\\';
-}
-
-static int set_log(struct ctx *c, const struct ynode *k, const struct ynode *v,
-		   void *obj)
-{
-	char **out = &((sl_config *)obj)->log;
-	struct yquote q;
-
-	if (get_string(c, k, v, FILE_PATH_MAX, EXP_LOG, out) < 0)
-		return -1;
-	if (strcmp(*out, "stderr") != 0 && strcmp(*out, "syslog") != 0 &&
-	    !path_absolute(*out))
-		return fail(c, v, "%s: '%s' is not a log destination "
-				  "(expected %s)",
-			    k->text, yquote(&q, *out), EXP_LOG);
-	return 0;
-}
-
-static int set_facility(struct ctx *c, const struct ynode *k,
-			const struct ynode *v, void *obj)
-{
-	const char *s = yscalar(&c->e, k, v, EXP_FACILITY);
-	struct yquote q;
-
-	if (s == NULL)
-		return -1;
-	if (sl_log_facility_parse(s, &((sl_config *)obj)->syslog_facility) < 0)
-		return fail(c, v, "%s: '%s' is not a syslog facility "
-				  "(expected %s)",
-			    k->text, yquote(&q, s), EXP_FACILITY);
-	return 0;
-}
-
-static int set_pidfile(struct ctx *c, const struct ynode *k,
-		       const struct ynode *v, void *obj)
-{
-	char **out = &((sl_config *)obj)->pidfile;
-	struct yquote q;
-
-	if (get_string(c, k, v, FILE_PATH_MAX, EXP_PIDFILE, out) < 0)
-		return -1;
-	if (!path_absolute(*out))
-		return fail(c, v, "%s: '%s' is not an absolute path "
-				  "(expected %s)",
-			    k->text, yquote(&q, *out), EXP_PIDFILE);
-	return 0;
-}
-
-static int set_user(struct ctx *c, const struct ynode *k, const struct ynode *v,
-		    void *obj)
-{
-	return get_string(c, k, v, USER_NAME_MAX, EXP_USER,
-			  &((sl_config *)obj)->user);
-}
-
-static int set_run_group(struct ctx *c, const struct ynode *k,
-			 const struct ynode *v, void *obj)
-{
-	return get_string(c, k, v, USER_NAME_MAX, EXP_GROUP,
-			  &((sl_config *)obj)->group);
-}
-
-#define EXP_ACCESS "off, stderr, syslog, an absolute file path, or a mapping " \
-		   "with to and format"
-#define EXP_ACCESS_TO "off, stderr, syslog, or an absolute file path"
-#define EXP_FORMAT "text or json"
-
-static int set_access_to(struct ctx *c, const struct ynode *k,
-			 const struct ynode *v, void *obj)
-{
-	char **out = &((sl_config *)obj)->access_log;
-	struct yquote q;
-
-	if (get_string(c, k, v, FILE_PATH_MAX, EXP_ACCESS_TO, out) < 0)
-		return -1;
-	if (strcmp(*out, "off") != 0 && strcmp(*out, "stderr") != 0 &&
-	    strcmp(*out, "syslog") != 0 && !path_absolute(*out))
-		return fail(c, v, "%s: '%s' is not an access log destination "
-				  "(expected %s)",
-			    k->text, yquote(&q, *out), EXP_ACCESS_TO);
-	return 0;
-}
-
-static int set_access_format(struct ctx *c, const struct ynode *k,
-			     const struct ynode *v, void *obj)
-{
-	static const struct keyword kw[] = { { "json", 1 }, { "text", 0 } };
-
-	return get_keyword(c, k, v, "a format", EXP_FORMAT, kw, NKEYS(kw),
-			   &((sl_config *)obj)->access_json);
-}
-
-static const struct key access_keys[] = {
-	{ "to", set_access_to, EXP_ACCESS_TO, 1 },
-	{ "format", set_access_format, EXP_FORMAT, 0 },
-};
-
-static int set_access_log(struct ctx *c, const struct ynode *k,
-			  const struct ynode *v, void *obj)
-{
-	const struct ynode *seen[2];
-
-	if (v->kind == YN_MAP)
-		return walk_map(c, v, "in access_log", access_keys, 2, obj,
-				seen);
-	return set_access_to(c, k, v, obj);
-}
-
-static int set_routes(struct ctx *c, const struct ynode *k,
-		      const struct ynode *v, void *obj);
-
-static int set_top_allow(struct ctx *c, const struct ynode *k,
-			 const struct ynode *v, void *obj)
-{
-	return set_acl_allow(c, k, v, &((sl_config *)obj)->acl);
-}
-
-static int set_top_deny(struct ctx *c, const struct ynode *k,
-			const struct ynode *v, void *obj)
-{
-	return set_acl_deny(c, k, v, &((sl_config *)obj)->acl);
-}
-
-#define EXP_RESOLVE "a duration 1s-1d such as 30s"
-
-static int set_resolve_interval(struct ctx *c, const struct ynode *k,
-				const struct ynode *v, void *obj)
-{
-	sl_config *cfg = obj;
-	struct yquote q;
-
-	if (get_duration(c, k, v, 1000, EXP_RESOLVE,
-			 &cfg->resolve_interval_ms) < 0)
-		return -1;
-	if (cfg->resolve_interval_ms > 86400000)
-		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, yquote(&q, v->text), EXP_RESOLVE);
-	return 0;
-}
-
-/* ---- admin ---- */
-
-#define EXP_ADMIN "a mapping with listen (and allow, deny), an endpoint, or a port"
-#define EXP_ADMIN_LISTEN "an endpoint such as tcp://127.0.0.1:9090, or a port"
-
-/* An endpoint, or a bare port for that port on 127.0.0.1: the admin
- * listener is on loopback unless the config names another address. */
-static int get_admin_endpoint(struct ctx *c, const struct ynode *k,
-			      const struct ynode *v, const char *expect,
-			      sl_admin_conf *a)
-{
-	struct ynode port;
-	char text[32];
-	uint64_t n;
-
-	if (v->kind != YN_SCALAR || v->null || v->text[0] < '0' ||
-	    v->text[0] > '9')
-		return get_endpoint(c, k, v, expect, &a->ep, &a->address,
-				    &a->mark);
-	if (get_uint(c, k, v, 1, 65535, "a port 1-65535 or an endpoint",
-		     &n) < 0)
-		return -1;
-	snprintf(text, sizeof text, "tcp://127.0.0.1:%u", (unsigned)n);
-	port = *v;
-	port.text = text;
-	return get_endpoint(c, k, &port, expect, &a->ep, &a->address,
-			    &a->mark);
-}
-
-static int set_admin_listen(struct ctx *c, const struct ynode *k,
-			    const struct ynode *v, void *obj)
-{
-	return get_admin_endpoint(c, k, v, EXP_ADMIN_LISTEN, obj);
-}
-
-static int set_admin_allow(struct ctx *c, const struct ynode *k,
-			   const struct ynode *v, void *obj)
-{
-	return set_acl_allow(c, k, v, &((sl_admin_conf *)obj)->acl);
-}
-
-static int set_admin_deny(struct ctx *c, const struct ynode *k,
-			  const struct ynode *v, void *obj)
-{
-	return set_acl_deny(c, k, v, &((sl_admin_conf *)obj)->acl);
-}
-
-static const struct key admin_keys[] = {
-	{ "listen", set_admin_listen, EXP_ADMIN_LISTEN, 1 },
-	{ "allow", set_admin_allow, EXP_CIDRS, 0 },
-	{ "deny", set_admin_deny, EXP_CIDRS, 0 },
-};
-
-static int set_admin(struct ctx *c, const struct ynode *k,
-		     const struct ynode *v, void *obj)
-{
-	sl_config *cfg = obj;
-	const struct ynode *seen[NKEYS(admin_keys)];
-
-	if (v->kind == YN_MAP)
-		return walk_map(c, v, "in admin", admin_keys,
-				NKEYS(admin_keys), &cfg->admin, seen);
-	return get_admin_endpoint(c, k, v, EXP_ADMIN, &cfg->admin);
-}
-
-static const struct key top_keys[] = {
-	{ "threads", set_threads, EXP_THREADS, 0 },
-	{ "thread_policy", set_thread_policy, EXP_THREAD_POLICY, 0 },
-	{ "max_connections", set_global_max_conn, EXP_MAXCONN, 0 },
-	{ "drain_timeout", set_drain, EXP_DRAIN, 0 },
-	{ "log_level", set_log_level, EXP_LOGLEVEL, 0 },
-	{ "log", set_log, EXP_LOG, 0 },
-	{ "syslog_facility", set_facility, EXP_FACILITY, 0 },
-	{ "pidfile", set_pidfile, EXP_PIDFILE, 0 },
-	{ "user", set_user, EXP_USER, 0 },
-	{ "group", set_run_group, EXP_GROUP, 0 },
-	{ "access_log", set_access_log, EXP_ACCESS, 0 },
-	{ "allow", set_top_allow, EXP_CIDRS, 0 },
-	{ "deny", set_top_deny, EXP_CIDRS, 0 },
-	{ "resolve_interval", set_resolve_interval, EXP_RESOLVE, 0 },
-	{ "admin", set_admin, EXP_ADMIN, 0 },
-	{ "routes", set_routes, EXP_ROUTES, 1 },
-};
 
 /* ---- listeners ---- */
 
 #define EXP_LISTEN "an endpoint, a listener mapping, or a list of those"
 #define EXP_ADDRESS "an endpoint such as tcp://127.0.0.1:8080 or unix:/path"
+#define EXP_USER "a user name or number"
+#define EXP_GROUP "a group name or number"
 #define EXP_MODE "an octal file mode 0-0777 such as 0660"
 #define EXP_SECURITY "an SDDL string"
 #define EXP_BACKLOG "1-65535"
-
-/* Where each option stood, to judge it against the address afterwards. */
-struct listen_walk {
-	sl_listen_conf *lc;
-	const struct ynode *address;
-};
+#define EXP_PROXY_TIMEOUT "a duration 1ms-1h such as 5s"
 
 static int listen_eq(const void *item, const void *key)
 {
@@ -784,10 +715,10 @@ static size_t listen_route(const struct ctx *c, const sl_listen_conf *o)
 /*
  * lc, just read, against every listener read before it (of earlier routes
  * and earlier in this one), by sl_endpoint_equal(); then lc joins them.
- * Those are all unlike each other, so at most one can match.
+ * Those are all unlike each other, so at most one can match.  The message
+ * stands at lc's address.
  */
-static int check_listen_unique(struct ctx *c, const struct ynode *v,
-			       const sl_listen_conf *lc)
+static int check_listen_unique(struct ctx *c, const sl_listen_conf *lc)
 {
 	uint64_t h = sl_endpoint_hash(&lc->ep);
 	const sl_listen_conf *o;
@@ -800,31 +731,22 @@ static int check_listen_unique(struct ctx *c, const struct ynode *v,
 		return 0;
 	}
 	if ((i = listen_route(c, o)) == c->route)
-		return fail(c, v,
-			    "listen: '%s' is already listed in this route at "
-			    "%u:%u (each endpoint is listened on once)",
-			    yquote(&q, lc->address), o->mark.line, o->mark.col);
-	return fail(c, v,
-		    "listen: '%s' is already used by route '%s' at %u:%u "
-		    "(each endpoint is listened on once)",
-		    yquote(&q, lc->address), c->cfg->routes[i].name,
-		    o->mark.line, o->mark.col);
+		return fail_at(c, lc->mark.line, lc->mark.col,
+			       "listen: '%s' is already listed in this route "
+			       "at %u:%u (each endpoint is listened on once)",
+			       yquote(&q, lc->address), o->mark.line,
+			       o->mark.col);
+	return fail_at(c, lc->mark.line, lc->mark.col,
+		       "listen: '%s' is already used by route '%s' at %u:%u "
+		       "(each endpoint is listened on once)",
+		       yquote(&q, lc->address), c->cfg->routes[i].name,
+		       o->mark.line, o->mark.col);
 }
 
-static int set_address(struct ctx *c, const struct ynode *k,
-		       const struct ynode *v, void *obj)
+static int set_mode(struct ctx *c, const struct ynode *k,
+		    const struct ynode *v, void *obj)
 {
-	struct listen_walk *w = obj;
-
-	w->address = v;
-	return get_endpoint(c, k, v, EXP_ADDRESS, &w->lc->ep,
-			    &w->lc->address, &w->lc->mark);
-}
-
-static int set_mode(struct ctx *c, const struct ynode *k, const struct ynode *v,
-		    void *obj)
-{
-	struct listen_walk *w = obj;
+	sl_listen_conf *lc = obj;
 	const char *s = yscalar(&c->e, k, v, EXP_MODE);
 	struct yquote q;
 	unsigned long m = 0;
@@ -843,76 +765,8 @@ static int set_mode(struct ctx *c, const struct ynode *k, const struct ynode *v,
 					  "%s)",
 				    k->text, yquote(&q, s), EXP_MODE);
 	}
-	w->lc->mode = (int)m;
+	lc->mode = (int)m;
 	return 0;
-}
-
-static int set_owner(struct ctx *c, const struct ynode *k,
-		     const struct ynode *v, void *obj)
-{
-	struct listen_walk *w = obj;
-
-	return get_string(c, k, v, USER_NAME_MAX, EXP_USER, &w->lc->owner);
-}
-
-static int set_group(struct ctx *c, const struct ynode *k,
-		     const struct ynode *v, void *obj)
-{
-	struct listen_walk *w = obj;
-
-	return get_string(c, k, v, USER_NAME_MAX, EXP_GROUP, &w->lc->group);
-}
-
-static int set_security(struct ctx *c, const struct ynode *k,
-			const struct ynode *v, void *obj)
-{
-	struct listen_walk *w = obj;
-
-	return get_string(c, k, v, SECURITY_MAX, EXP_SECURITY,
-			  &w->lc->security);
-}
-
-static int set_backlog(struct ctx *c, const struct ynode *k,
-		       const struct ynode *v, void *obj)
-{
-	struct listen_walk *w = obj;
-	uint64_t n;
-
-	if (get_uint(c, k, v, 1, 65535, EXP_BACKLOG, &n) < 0)
-		return -1;
-	w->lc->backlog = (int)n;
-	return 0;
-}
-
-static int set_accept_proxy(struct ctx *c, const struct ynode *k,
-			    const struct ynode *v, void *obj)
-{
-	return get_bool(c, k, v, &((struct listen_walk *)obj)->lc->accept_proxy);
-}
-
-#define EXP_PROXY_TIMEOUT "a duration 1ms-1h such as 5s"
-
-static int set_proxy_timeout(struct ctx *c, const struct ynode *k,
-			     const struct ynode *v, void *obj)
-{
-	sl_listen_conf *lc = ((struct listen_walk *)obj)->lc;
-	struct yquote q;
-
-	if (get_duration(c, k, v, 1, EXP_PROXY_TIMEOUT,
-			 &lc->proxy_timeout_ms) < 0)
-		return -1;
-	if (lc->proxy_timeout_ms > 3600000)
-		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, yquote(&q, v->text), EXP_PROXY_TIMEOUT);
-	return 0;
-}
-
-static int set_trusted(struct ctx *c, const struct ynode *k,
-		       const struct ynode *v, void *obj)
-{
-	sl_listen_conf *lc = ((struct listen_walk *)obj)->lc;
-
-	return get_cidrs(c, k, v, &lc->trusted, &lc->ntrusted);
 }
 
 enum {
@@ -927,25 +781,36 @@ enum {
 	LK_TRUSTED,
 };
 
+#define LC(m, ft) FIELD(sl_listen_conf, m, ft)
+
 static const struct key listen_keys[] = {
-	[LK_ADDRESS] = { "address", set_address, EXP_ADDRESS, 1 },
-	[LK_MODE] = { "mode", set_mode, EXP_MODE, 0 },
-	[LK_OWNER] = { "owner", set_owner, EXP_USER, 0 },
-	[LK_GROUP] = { "group", set_group, EXP_GROUP, 0 },
-	[LK_SECURITY] = { "security", set_security, EXP_SECURITY, 0 },
-	[LK_BACKLOG] = { "backlog", set_backlog, EXP_BACKLOG, 0 },
-	[LK_ACCEPT_PROXY] = { "accept_proxy", set_accept_proxy,
-			      "true or false", 0 },
-	[LK_PROXY_TIMEOUT] = { "proxy_timeout", set_proxy_timeout,
-			       EXP_PROXY_TIMEOUT, 0 },
-	[LK_TRUSTED] = { "trusted_proxies", set_trusted, EXP_CIDRS, 0 },
+	[LK_ADDRESS] = { "address", K_ENDPOINT, LC(ep, sl_endpoint),
+			 .off_n = LC(address, char *),
+			 .off_mark = LC(mark, sl_conf_mark),
+			 .expect = EXP_ADDRESS, .flags = KF_REQUIRED },
+	[LK_MODE] = { "mode", K_FUNC, 0, .set = set_mode,
+		      .expect = EXP_MODE },
+	[LK_OWNER] = { "owner", K_STRING, LC(owner, char *),
+		       .max = USER_NAME_MAX, .expect = EXP_USER },
+	[LK_GROUP] = { "group", K_STRING, LC(group, char *),
+		       .max = USER_NAME_MAX, .expect = EXP_GROUP },
+	[LK_SECURITY] = { "security", K_STRING, LC(security, char *),
+			  .max = SECURITY_MAX, .expect = EXP_SECURITY },
+	[LK_BACKLOG] = { "backlog", K_INT, LC(backlog, int), .min = 1,
+			 .max = 65535, .expect = EXP_BACKLOG },
+	[LK_ACCEPT_PROXY] = { "accept_proxy", K_BOOL, LC(accept_proxy, int),
+			      .expect = "true or false" },
+	[LK_PROXY_TIMEOUT] = { "proxy_timeout", K_DURATION,
+			       LC(proxy_timeout_ms, uint64_t), .min = 1,
+			       .max = 3600000, .expect = EXP_PROXY_TIMEOUT },
+	[LK_TRUSTED] = { "trusted_proxies", K_CIDRS, LC(trusted, sl_cidr *),
+			 .off_n = LC(ntrusted, size_t), .expect = EXP_CIDRS },
 };
 
 static int listen_one(struct ctx *c, const struct ynode *k,
 		      const struct ynode *v, sl_listen_conf *lc)
 {
 	const struct ynode *seen[NKEYS(listen_keys)];
-	struct listen_walk w = { lc, v };
 	const sl_endpoint *ep = &lc->ep;
 
 	lc->mode = -1;
@@ -954,13 +819,13 @@ static int listen_one(struct ctx *c, const struct ynode *k,
 		if (get_endpoint(c, k, v, EXP_LISTEN, &lc->ep, &lc->address,
 				 &lc->mark) < 0)
 			return -1;
-		return check_listen_unique(c, v, lc);
+		return check_listen_unique(c, lc);
 	}
 	if (v->kind != YN_MAP)
 		return fail(c, v, "%s item is %s (expected an endpoint or a "
 				  "listener mapping)",
 			    k->text, ykind_name(v->kind));
-	if (walk_map(c, v, "in listener", listen_keys, NKEYS(listen_keys), &w,
+	if (walk_map(c, v, "in listener", listen_keys, NKEYS(listen_keys), lc,
 		     seen) < 0)
 		return -1;
 	/* Options that the address's kind cannot honour are errors, not
@@ -991,56 +856,32 @@ static int listen_one(struct ctx *c, const struct ynode *k,
 				    "%s is only for a listener with "
 				    "accept_proxy: true",
 				    listen_keys[j].name);
-	return check_listen_unique(c, w.address, lc);
+	return check_listen_unique(c, lc);
 }
 
 /* ---- upstreams ---- */
 
 #define EXP_UPSTREAMS "an endpoint, an upstream mapping, or a list of those"
-
-static int set_up_address(struct ctx *c, const struct ynode *k,
-			  const struct ynode *v, void *obj)
-{
-	sl_upstream_conf *uc = obj;
-
-	return get_endpoint(c, k, v, EXP_ADDRESS, &uc->ep, &uc->address,
-			    &uc->mark);
-}
-
 #define EXP_WEIGHT "1-256"
 #define EXP_SEND_PROXY "v1 or v2"
 
-static int set_weight(struct ctx *c, const struct ynode *k,
-		      const struct ynode *v, void *obj)
-{
-	uint64_t n;
+#define UC(m, ft) FIELD(sl_upstream_conf, m, ft)
 
-	if (get_uint(c, k, v, 1, 256, EXP_WEIGHT, &n) < 0)
-		return -1;
-	((sl_upstream_conf *)obj)->weight = (unsigned)n;
-	return 0;
-}
-
-static int set_backup(struct ctx *c, const struct ynode *k,
-		      const struct ynode *v, void *obj)
-{
-	return get_bool(c, k, v, &((sl_upstream_conf *)obj)->backup);
-}
-
-static int set_send_proxy(struct ctx *c, const struct ynode *k,
-			  const struct ynode *v, void *obj)
-{
-	static const struct keyword kw[] = { { "v1", 1 }, { "v2", 2 } };
-
-	return get_keyword(c, k, v, "a PROXY protocol version", EXP_SEND_PROXY,
-			   kw, NKEYS(kw), &((sl_upstream_conf *)obj)->send_proxy);
-}
+static const struct keyword send_proxy_words[] = {
+	{ "v1", 1 },
+	{ "v2", 2 },
+	{ NULL, 0 },
+};
 
 static const struct key upstream_keys[] = {
-	{ "address", set_up_address, EXP_ADDRESS, 1 },
-	{ "weight", set_weight, EXP_WEIGHT, 0 },
-	{ "backup", set_backup, "true or false", 0 },
-	{ "send_proxy", set_send_proxy, EXP_SEND_PROXY, 0 },
+	{ "address", K_ENDPOINT, UC(ep, sl_endpoint),
+	  .off_n = UC(address, char *), .off_mark = UC(mark, sl_conf_mark),
+	  .expect = EXP_ADDRESS, .flags = KF_REQUIRED },
+	{ "weight", K_UINT, UC(weight, unsigned), .min = 1, .max = 256,
+	  .expect = EXP_WEIGHT },
+	{ "backup", K_BOOL, UC(backup, int), .expect = "true or false" },
+	{ "send_proxy", K_ENUM, UC(send_proxy, int), .expect = EXP_SEND_PROXY,
+	  .what = "a PROXY protocol version", .words = send_proxy_words },
 };
 
 static int upstream_one(struct ctx *c, const struct ynode *k,
@@ -1066,7 +907,14 @@ static int upstream_one(struct ctx *c, const struct ynode *k,
 #define EXP_CONNECT_TIMEOUT "a duration 1ms-365d such as 5s"
 #define EXP_IDLE_TIMEOUT "a duration 0-365d such as 1h, 0 = none"
 #define EXP_ATTEMPTS "1-16"
+#define EXP_MAXCONN "0-4294967295, 0 = unlimited"
 #define EXP_BUFFER "a size 1k-16m such as 16k"
+#define EXP_BALANCE "round-robin, least-connections, random, source-hash " \
+		    "or first"
+#define EXP_PER_CLIENT "0-1000000, 0 = unlimited"
+#define EXP_RATE "N/s, N/m or N/h with N 1-1000000, such as 100/s"
+#define EXP_HALF_CLOSED "a duration 0-365d such as 30s, 0 = as idle_timeout"
+#define EXP_MAX_DURATION "a duration 0-365d such as 8h, 0 = none"
 
 /* A list, or one item standing for a list of one.  Returns the count and
  * the items (into v itself for a single item). */
@@ -1095,8 +943,8 @@ static int route_name_eq(const void *item, const void *key)
 	return strcmp(((const sl_route_conf *)item)->name, key) == 0;
 }
 
-static int set_name(struct ctx *c, const struct ynode *k, const struct ynode *v,
-		    void *obj)
+static int set_name(struct ctx *c, const struct ynode *k,
+		    const struct ynode *v, void *obj)
 {
 	sl_route_conf *rc = obj;
 	const sl_route_conf *o;
@@ -1167,335 +1015,6 @@ static int set_upstreams(struct ctx *c, const struct ynode *k,
 	return 0;
 }
 
-static int set_connect_timeout(struct ctx *c, const struct ynode *k,
-			       const struct ynode *v, void *obj)
-{
-	return get_duration(c, k, v, 1, EXP_CONNECT_TIMEOUT,
-			    &((sl_route_conf *)obj)->connect_timeout_ms);
-}
-
-static int set_idle_timeout(struct ctx *c, const struct ynode *k,
-			    const struct ynode *v, void *obj)
-{
-	return get_duration(c, k, v, 0, EXP_IDLE_TIMEOUT,
-			    &((sl_route_conf *)obj)->idle_timeout_ms);
-}
-
-static int set_attempts(struct ctx *c, const struct ynode *k,
-			const struct ynode *v, void *obj)
-{
-	uint64_t n;
-
-	if (get_uint(c, k, v, 1, ATTEMPTS_MAX, EXP_ATTEMPTS, &n) < 0)
-		return -1;
-	((sl_route_conf *)obj)->connect_attempts = (unsigned)n;
-	return 0;
-}
-
-static int set_route_max_conn(struct ctx *c, const struct ynode *k,
-			      const struct ynode *v, void *obj)
-{
-	return set_max_conn(c, k, v, &((sl_route_conf *)obj)->max_connections);
-}
-
-static int set_buffer_size(struct ctx *c, const struct ynode *k,
-			   const struct ynode *v, void *obj)
-{
-	const char *s = yscalar(&c->e, k, v, EXP_BUFFER);
-	struct yquote q;
-	uint64_t n;
-
-	if (s == NULL)
-		return -1;
-	if (sl_parse_size(s, &n) < 0) {
-		size_t d = strspn(s, "0123456789");
-
-		if (d > 0 && (s[d] == '\0' || (strchr("kKmMgG", s[d]) &&
-					       s[d + 1] == '\0')))
-			return fail(c, v, "%s: '%s' is out of range "
-					  "(expected %s)",
-				    k->text, yquote(&q, s), EXP_BUFFER);
-		return fail(c, v, "%s: '%s' is not a size (expected %s)",
-			    k->text, yquote(&q, s), EXP_BUFFER);
-	}
-	if (n < 1024 || n > 16u * 1024 * 1024)
-		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, yquote(&q, s), EXP_BUFFER);
-	((sl_route_conf *)obj)->buffer_size = (size_t)n;
-	return 0;
-}
-
-#define EXP_BALANCE "round-robin, least-connections, random, source-hash " \
-		    "or first"
-
-static int set_balance(struct ctx *c, const struct ynode *k,
-		       const struct ynode *v, void *obj)
-{
-	static const struct keyword kw[] = {
-		{ "round-robin", SL_BALANCE_ROUND_ROBIN },
-		{ "least-connections", SL_BALANCE_LEAST_CONN },
-		{ "random", SL_BALANCE_RANDOM },
-		{ "source-hash", SL_BALANCE_SOURCE_HASH },
-		{ "first", SL_BALANCE_FIRST },
-	};
-	int b = SL_BALANCE_ROUND_ROBIN;
-
-	if (get_keyword(c, k, v, "a balancing method", EXP_BALANCE, kw,
-			NKEYS(kw), &b) < 0)
-		return -1;
-	((sl_route_conf *)obj)->balance = (enum sl_balance)b;
-	return 0;
-}
-
-/* ---- health ---- */
-
-#define EXP_HEALTH "a mapping with fails, cooldown and check"
-#define EXP_FAILS "0-1000, 0 = never mark down"
-#define EXP_COOLDOWN "a duration 1ms-1d such as 10s"
-#define EXP_CHECK "a mapping with interval (and timeout, rise, fall, send, " \
-		  "expect)"
-#define EXP_INTERVAL "a duration 10ms-1d such as 5s"
-#define EXP_CHECK_TIMEOUT "a duration 1ms-1d such as 2s, at most the interval"
-#define EXP_RISE_FALL "1-100"
-#define EXP_PROBE "a string of 1-1024 bytes"
-#define PROBE_MAX 1024
-
-static int set_fails(struct ctx *c, const struct ynode *k,
-		     const struct ynode *v, void *obj)
-{
-	uint64_t n;
-
-	if (get_uint(c, k, v, 0, 1000, EXP_FAILS, &n) < 0)
-		return -1;
-	((sl_health_conf *)obj)->fails = (unsigned)n;
-	return 0;
-}
-
-/* A duration in [min, max]. */
-static int get_duration_in(struct ctx *c, const struct ynode *k,
-			   const struct ynode *v, uint64_t min, uint64_t max,
-			   const char *expect, uint64_t *out)
-{
-	struct yquote q;
-
-	if (get_duration(c, k, v, min, expect, out) < 0)
-		return -1;
-	if (*out > max)
-		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, yquote(&q, v->text), expect);
-	return 0;
-}
-
-static int set_cooldown(struct ctx *c, const struct ynode *k,
-			const struct ynode *v, void *obj)
-{
-	return get_duration_in(c, k, v, 1, 86400000, EXP_COOLDOWN,
-			       &((sl_health_conf *)obj)->cooldown_ms);
-}
-
-static int set_interval(struct ctx *c, const struct ynode *k,
-			const struct ynode *v, void *obj)
-{
-	return get_duration_in(c, k, v, 10, 86400000, EXP_INTERVAL,
-			       &((sl_health_conf *)obj)->interval_ms);
-}
-
-static int set_check_timeout(struct ctx *c, const struct ynode *k,
-			     const struct ynode *v, void *obj)
-{
-	return get_duration_in(c, k, v, 1, 86400000, EXP_CHECK_TIMEOUT,
-			       &((sl_health_conf *)obj)->timeout_ms);
-}
-
-static int get_rise_fall(struct ctx *c, const struct ynode *k,
-			 const struct ynode *v, unsigned *out)
-{
-	uint64_t n;
-
-	if (get_uint(c, k, v, 1, 100, EXP_RISE_FALL, &n) < 0)
-		return -1;
-	*out = (unsigned)n;
-	return 0;
-}
-
-static int set_rise(struct ctx *c, const struct ynode *k, const struct ynode *v,
-		    void *obj)
-{
-	return get_rise_fall(c, k, v, &((sl_health_conf *)obj)->rise);
-}
-
-static int set_fall(struct ctx *c, const struct ynode *k, const struct ynode *v,
-		    void *obj)
-{
-	return get_rise_fall(c, k, v, &((sl_health_conf *)obj)->fall);
-}
-
-/* Bytes to send or expect: any text but NUL (the YAML reader refuses
- * those), escapes as YAML's double-quoted strings write them ("\r\n"). */
-static int get_probe(struct ctx *c, const struct ynode *k,
-		     const struct ynode *v, char **out, size_t *len)
-{
-	const char *s = yscalar(&c->e, k, v, EXP_PROBE);
-	struct yquote q;
-	size_t n;
-
-	if (s == NULL)
-		return -1;
-	n = strlen(s);
-	if (n == 0 || n > PROBE_MAX)
-		return fail(c, v, "%s: '%s' has a bad length (expected %s)",
-			    k->text, yquote(&q, s), EXP_PROBE);
-	free(*out);
-	if ((*out = strdup(s)) == NULL)
-		return fail_at(c, 0, 0, "out of memory");
-	*len = n;
-	return 0;
-}
-
-static int set_send(struct ctx *c, const struct ynode *k, const struct ynode *v,
-		    void *obj)
-{
-	sl_health_conf *h = obj;
-
-	return get_probe(c, k, v, &h->send, &h->send_len);
-}
-
-static int set_expect(struct ctx *c, const struct ynode *k,
-		      const struct ynode *v, void *obj)
-{
-	sl_health_conf *h = obj;
-
-	return get_probe(c, k, v, &h->expect, &h->expect_len);
-}
-
-enum { CK_INTERVAL, CK_TIMEOUT, CK_RISE, CK_FALL, CK_SEND, CK_EXPECT };
-
-static const struct key check_keys[] = {
-	[CK_INTERVAL] = { "interval", set_interval, EXP_INTERVAL, 1 },
-	[CK_TIMEOUT] = { "timeout", set_check_timeout, EXP_CHECK_TIMEOUT, 0 },
-	[CK_RISE] = { "rise", set_rise, EXP_RISE_FALL, 0 },
-	[CK_FALL] = { "fall", set_fall, EXP_RISE_FALL, 0 },
-	[CK_SEND] = { "send", set_send, EXP_PROBE, 0 },
-	[CK_EXPECT] = { "expect", set_expect, EXP_PROBE, 0 },
-};
-
-static int set_check(struct ctx *c, const struct ynode *k,
-		     const struct ynode *v, void *obj)
-{
-	sl_health_conf *h = obj;
-	const struct ynode *seen[NKEYS(check_keys)];
-
-	if (v->kind != YN_MAP)
-		return fail(c, v, "%s is %s (expected %s)", k->text,
-			    v->kind == YN_SCALAR && v->null
-				    ? "empty"
-				    : ykind_name(v->kind),
-			    EXP_CHECK);
-	if (walk_map(c, v, "in check", check_keys, NKEYS(check_keys), h,
-		     seen) < 0)
-		return -1;
-	if (seen[CK_TIMEOUT] == NULL)
-		h->timeout_ms = h->interval_ms < 2000 ? h->interval_ms : 2000;
-	else if (h->timeout_ms > h->interval_ms)
-		return fail(c, seen[CK_TIMEOUT],
-			    "timeout is longer than the interval (expected "
-			    "%s)",
-			    EXP_CHECK_TIMEOUT);
-	return 0;
-}
-
-static const struct key health_keys[] = {
-	{ "fails", set_fails, EXP_FAILS, 0 },
-	{ "cooldown", set_cooldown, EXP_COOLDOWN, 0 },
-	{ "check", set_check, EXP_CHECK, 0 },
-};
-
-static int set_health(struct ctx *c, const struct ynode *k,
-		      const struct ynode *v, void *obj)
-{
-	const struct ynode *seen[NKEYS(health_keys)];
-
-	if (v->kind != YN_MAP)
-		return fail(c, v, "%s is %s (expected %s)", k->text,
-			    v->kind == YN_SCALAR && v->null
-				    ? "empty"
-				    : ykind_name(v->kind),
-			    EXP_HEALTH);
-	return walk_map(c, v, "in health", health_keys, NKEYS(health_keys),
-			&((sl_route_conf *)obj)->health, seen);
-}
-
-/* ---- queue, access, limits, timeouts ---- */
-
-#define EXP_QUEUE "a mapping with max (and timeout)"
-#define EXP_QUEUE_MAX "1-1000000"
-#define EXP_QUEUE_TIMEOUT "a duration 1ms-1h such as 10s"
-
-static int set_queue_max(struct ctx *c, const struct ynode *k,
-			 const struct ynode *v, void *obj)
-{
-	uint64_t n;
-
-	if (get_uint(c, k, v, 1, 1000000, EXP_QUEUE_MAX, &n) < 0)
-		return -1;
-	((sl_route_conf *)obj)->queue_max = (unsigned)n;
-	return 0;
-}
-
-static int set_queue_timeout(struct ctx *c, const struct ynode *k,
-			     const struct ynode *v, void *obj)
-{
-	return get_duration_in(c, k, v, 1, 3600000, EXP_QUEUE_TIMEOUT,
-			       &((sl_route_conf *)obj)->queue_timeout_ms);
-}
-
-static const struct key queue_keys[] = {
-	{ "max", set_queue_max, EXP_QUEUE_MAX, 1 },
-	{ "timeout", set_queue_timeout, EXP_QUEUE_TIMEOUT, 0 },
-};
-
-static int set_queue(struct ctx *c, const struct ynode *k,
-		     const struct ynode *v, void *obj)
-{
-	const struct ynode *seen[NKEYS(queue_keys)];
-
-	if (v->kind != YN_MAP)
-		return fail(c, v, "%s is %s (expected %s)", k->text,
-			    v->kind == YN_SCALAR && v->null
-				    ? "empty"
-				    : ykind_name(v->kind),
-			    EXP_QUEUE);
-	return walk_map(c, v, "in queue", queue_keys, NKEYS(queue_keys), obj,
-			seen);
-}
-
-static int set_route_allow(struct ctx *c, const struct ynode *k,
-			   const struct ynode *v, void *obj)
-{
-	return set_acl_allow(c, k, v, &((sl_route_conf *)obj)->acl);
-}
-
-static int set_route_deny(struct ctx *c, const struct ynode *k,
-			  const struct ynode *v, void *obj)
-{
-	return set_acl_deny(c, k, v, &((sl_route_conf *)obj)->acl);
-}
-
-#define EXP_PER_CLIENT "0-1000000, 0 = unlimited"
-
-static int set_per_client(struct ctx *c, const struct ynode *k,
-			  const struct ynode *v, void *obj)
-{
-	uint64_t n;
-
-	if (get_uint(c, k, v, 0, 1000000, EXP_PER_CLIENT, &n) < 0)
-		return -1;
-	((sl_route_conf *)obj)->max_per_client = (unsigned)n;
-	return 0;
-}
-
-#define EXP_RATE "N/s, N/m or N/h with N 1-1000000, such as 100/s"
-
 static int set_rate_limit(struct ctx *c, const struct ynode *k,
 			  const struct ynode *v, void *obj)
 {
@@ -1524,41 +1043,127 @@ static int set_rate_limit(struct ctx *c, const struct ynode *k,
 	return 0;
 }
 
-#define EXP_HALF_CLOSED "a duration 0-365d such as 30s, 0 = as idle_timeout"
-#define EXP_MAX_DURATION "a duration 0-365d such as 8h, 0 = none"
+/* ---- health ---- */
 
-static int set_half_closed(struct ctx *c, const struct ynode *k,
-			   const struct ynode *v, void *obj)
+#define EXP_HEALTH "a mapping with fails, cooldown and check"
+#define EXP_FAILS "0-1000, 0 = never mark down"
+#define EXP_COOLDOWN "a duration 1ms-1d such as 10s"
+#define EXP_CHECK "a mapping with interval (and timeout, rise, fall, send, " \
+		  "expect)"
+#define EXP_INTERVAL "a duration 10ms-1d such as 5s"
+#define EXP_CHECK_TIMEOUT "a duration 1ms-1d such as 2s, at most the interval"
+#define EXP_RISE_FALL "1-100"
+#define EXP_PROBE "a string of 1-1024 bytes"
+#define PROBE_MAX 1024
+
+#define HC(m, ft) FIELD(sl_health_conf, m, ft)
+
+enum { CK_INTERVAL, CK_TIMEOUT, CK_RISE, CK_FALL, CK_SEND, CK_EXPECT };
+
+static const struct key check_keys[] = {
+	[CK_INTERVAL] = { "interval", K_DURATION, HC(interval_ms, uint64_t),
+			  .min = 10, .max = 86400000, .expect = EXP_INTERVAL,
+			  .flags = KF_REQUIRED },
+	[CK_TIMEOUT] = { "timeout", K_DURATION, HC(timeout_ms, uint64_t),
+			 .min = 1, .max = 86400000,
+			 .expect = EXP_CHECK_TIMEOUT },
+	[CK_RISE] = { "rise", K_UINT, HC(rise, unsigned), .min = 1,
+		      .max = 100, .expect = EXP_RISE_FALL },
+	[CK_FALL] = { "fall", K_UINT, HC(fall, unsigned), .min = 1,
+		      .max = 100, .expect = EXP_RISE_FALL },
+	[CK_SEND] = { "send", K_BYTES, HC(send, char *),
+		      .off_n = HC(send_len, size_t), .max = PROBE_MAX,
+		      .expect = EXP_PROBE },
+	[CK_EXPECT] = { "expect", K_BYTES, HC(expect, char *),
+			.off_n = HC(expect_len, size_t), .max = PROBE_MAX,
+			.expect = EXP_PROBE },
+};
+
+/* The check's timeout: at most its interval; by default 2s, or the
+ * interval when that is shorter. */
+static int check_timeout(struct ctx *c, const struct ynode *map,
+			 const struct ynode *const *seen, void *obj)
 {
-	return get_duration(c, k, v, 0, EXP_HALF_CLOSED,
-			    &((sl_route_conf *)obj)->half_closed_timeout_ms);
+	sl_health_conf *h = obj;
+
+	if (seen[CK_TIMEOUT] == NULL)
+		h->timeout_ms = h->interval_ms < 2000 ? h->interval_ms : 2000;
+	else if (h->timeout_ms > h->interval_ms)
+		return fail(c, seen[CK_TIMEOUT],
+			    "timeout is longer than the interval (expected "
+			    "%s)",
+			    EXP_CHECK_TIMEOUT);
+	return 0;
 }
 
-static int set_max_duration(struct ctx *c, const struct ynode *k,
-			    const struct ynode *v, void *obj)
-{
-	return get_duration(c, k, v, 0, EXP_MAX_DURATION,
-			    &((sl_route_conf *)obj)->max_duration_ms);
-}
+static const struct key health_keys[] = {
+	{ "fails", K_UINT, HC(fails, unsigned), .max = 1000,
+	  .expect = EXP_FAILS },
+	{ "cooldown", K_DURATION, HC(cooldown_ms, uint64_t), .min = 1,
+	  .max = 86400000, .expect = EXP_COOLDOWN },
+	{ "check", K_MAP, 0, SUB(check_keys), .where = "in check",
+	  .check = check_timeout, .expect = EXP_CHECK },
+};
+
+/* ---- a route's keys ---- */
+
+#define EXP_QUEUE "a mapping with max (and timeout)"
+#define EXP_QUEUE_MAX "1-1000000"
+#define EXP_QUEUE_TIMEOUT "a duration 1ms-1h such as 10s"
+
+#define RC(m, ft) FIELD(sl_route_conf, m, ft)
+
+static const struct key queue_keys[] = {
+	{ "max", K_UINT, RC(queue_max, unsigned), .min = 1, .max = 1000000,
+	  .expect = EXP_QUEUE_MAX, .flags = KF_REQUIRED },
+	{ "timeout", K_DURATION, RC(queue_timeout_ms, uint64_t), .min = 1,
+	  .max = 3600000, .expect = EXP_QUEUE_TIMEOUT },
+};
+
+static const struct keyword balance_words[] = {
+	{ "round-robin", SL_BALANCE_ROUND_ROBIN },
+	{ "least-connections", SL_BALANCE_LEAST_CONN },
+	{ "random", SL_BALANCE_RANDOM },
+	{ "source-hash", SL_BALANCE_SOURCE_HASH },
+	{ "first", SL_BALANCE_FIRST },
+	{ NULL, 0 },
+};
 
 static const struct key route_keys[] = {
-	{ "name", set_name, EXP_NAME, 1 },
-	{ "listen", set_listen, EXP_LISTEN, 1 },
-	{ "upstreams", set_upstreams, EXP_UPSTREAMS, 1 },
-	{ "connect_timeout", set_connect_timeout, EXP_CONNECT_TIMEOUT, 0 },
-	{ "idle_timeout", set_idle_timeout, EXP_IDLE_TIMEOUT, 0 },
-	{ "connect_attempts", set_attempts, EXP_ATTEMPTS, 0 },
-	{ "max_connections", set_route_max_conn, EXP_MAXCONN, 0 },
-	{ "buffer_size", set_buffer_size, EXP_BUFFER, 0 },
-	{ "balance", set_balance, EXP_BALANCE, 0 },
-	{ "health", set_health, EXP_HEALTH, 0 },
-	{ "queue", set_queue, EXP_QUEUE, 0 },
-	{ "allow", set_route_allow, EXP_CIDRS, 0 },
-	{ "deny", set_route_deny, EXP_CIDRS, 0 },
-	{ "max_connections_per_client", set_per_client, EXP_PER_CLIENT, 0 },
-	{ "rate_limit", set_rate_limit, EXP_RATE, 0 },
-	{ "half_closed_timeout", set_half_closed, EXP_HALF_CLOSED, 0 },
-	{ "max_duration", set_max_duration, EXP_MAX_DURATION, 0 },
+	{ "name", K_FUNC, 0, .set = set_name, .expect = EXP_NAME,
+	  .flags = KF_REQUIRED },
+	{ "listen", K_FUNC, 0, .set = set_listen, .expect = EXP_LISTEN,
+	  .flags = KF_REQUIRED },
+	{ "upstreams", K_FUNC, 0, .set = set_upstreams,
+	  .expect = EXP_UPSTREAMS, .flags = KF_REQUIRED },
+	{ "connect_timeout", K_DURATION, RC(connect_timeout_ms, uint64_t),
+	  .min = 1, .max = DURATION_MAX_MS, .expect = EXP_CONNECT_TIMEOUT },
+	{ "idle_timeout", K_DURATION, RC(idle_timeout_ms, uint64_t),
+	  .max = DURATION_MAX_MS, .expect = EXP_IDLE_TIMEOUT },
+	{ "connect_attempts", K_UINT, RC(connect_attempts, unsigned),
+	  .min = 1, .max = ATTEMPTS_MAX, .expect = EXP_ATTEMPTS },
+	{ "max_connections", K_UINT, RC(max_connections, unsigned),
+	  .max = UINT32_MAX, .expect = EXP_MAXCONN },
+	{ "buffer_size", K_SIZE, RC(buffer_size, size_t), .min = 1024,
+	  .max = 16u * 1024 * 1024, .expect = EXP_BUFFER },
+	{ "balance", K_ENUM, RC(balance, int), .expect = EXP_BALANCE,
+	  .what = "a balancing method", .words = balance_words },
+	{ "health", K_MAP, RC(health, sl_health_conf), SUB(health_keys),
+	  .where = "in health", .expect = EXP_HEALTH },
+	{ "queue", K_MAP, 0, SUB(queue_keys), .where = "in queue",
+	  .expect = EXP_QUEUE },
+	{ "allow", K_CIDRS, RC(acl.allow, sl_cidr *),
+	  .off_n = RC(acl.nallow, size_t), .expect = EXP_CIDRS },
+	{ "deny", K_CIDRS, RC(acl.deny, sl_cidr *),
+	  .off_n = RC(acl.ndeny, size_t), .expect = EXP_CIDRS },
+	{ "max_connections_per_client", K_UINT, RC(max_per_client, unsigned),
+	  .max = 1000000, .expect = EXP_PER_CLIENT },
+	{ "rate_limit", K_FUNC, 0, .set = set_rate_limit, .expect = EXP_RATE },
+	{ "half_closed_timeout", K_DURATION,
+	  RC(half_closed_timeout_ms, uint64_t), .max = DURATION_MAX_MS,
+	  .expect = EXP_HALF_CLOSED },
+	{ "max_duration", K_DURATION, RC(max_duration_ms, uint64_t),
+	  .max = DURATION_MAX_MS, .expect = EXP_MAX_DURATION },
 };
 
 /* What only the whole route can judge. */
@@ -1575,6 +1180,8 @@ static int route_check(struct ctx *c, const struct ynode *r,
 			    rc->name);
 	return 0;
 }
+
+#define EXP_ROUTES "a list of routes"
 
 static int set_routes(struct ctx *c, const struct ynode *k,
 		      const struct ynode *v, void *obj)
@@ -1622,12 +1229,120 @@ static int set_routes(struct ctx *c, const struct ynode *k,
 		if (route_check(c, r, rc) < 0)
 			return -1;
 		if (rc->connect_attempts == 0)
-			rc->connect_attempts = rc->nupstreams < ATTEMPTS_MAX
-						       ? (unsigned)rc->nupstreams
-						       : ATTEMPTS_MAX;
+			rc->connect_attempts =
+				rc->nupstreams < ATTEMPTS_MAX
+					? (unsigned)rc->nupstreams
+					: ATTEMPTS_MAX;
 	}
 	return 0;
 }
+
+/* ---- top level ---- */
+
+#define EXP_THREADS "auto or 1-1024"
+#define EXP_THREAD_POLICY "batch or normal"
+#define EXP_DRAIN "a duration 0-365d such as 30s"
+#define EXP_LOGLEVEL "error, warn, info or debug"
+#define EXP_LOG "stderr, syslog, or an absolute file path"
+#define EXP_FACILITY "daemon, user or local0-local7"
+#define EXP_PIDFILE "an absolute file path"
+#define FILE_PATH_MAX 4095
+#define EXP_ACCESS "off, stderr, syslog, an absolute file path, or a mapping " \
+		   "with to and format"
+#define EXP_ACCESS_TO "off, stderr, syslog, or an absolute file path"
+#define EXP_FORMAT "text or json"
+#define EXP_RESOLVE "a duration 1s-1d such as 30s"
+#define EXP_ADMIN "a mapping with listen (and allow, deny), an endpoint, or " \
+		  "a port"
+#define EXP_ADMIN_LISTEN "an endpoint such as tcp://127.0.0.1:9090, or a port"
+
+#define TOP(m, ft) FIELD(sl_config, m, ft)
+#define AD(m, ft) FIELD(sl_admin_conf, m, ft)
+
+static const struct keyword threads_words[] = { { "auto", 0 }, { NULL, 0 } };
+static const struct keyword policy_words[] = {
+	{ "batch", 1 },
+	{ "normal", 0 },
+	{ NULL, 0 },
+};
+static const struct keyword log_words[] = {
+	{ "stderr", 0 },
+	{ "syslog", 0 },
+	{ NULL, 0 },
+};
+static const struct keyword access_to_words[] = {
+	{ "off", 0 },
+	{ "stderr", 0 },
+	{ "syslog", 0 },
+	{ NULL, 0 },
+};
+static const struct keyword format_words[] = {
+	{ "json", 1 },
+	{ "text", 0 },
+	{ NULL, 0 },
+};
+
+/* access_log: a destination, or a mapping with it and a format. */
+static const struct key access_keys[] = {
+	{ "to", K_PATH, TOP(access_log, char *), .max = FILE_PATH_MAX,
+	  .expect = EXP_ACCESS_TO, .what = "an access log destination",
+	  .words = access_to_words, .flags = KF_REQUIRED },
+	{ "format", K_ENUM, TOP(access_json, int), .expect = EXP_FORMAT,
+	  .what = "a format", .words = format_words },
+};
+
+/* admin: an endpoint or a port, or a mapping with it and access lists. */
+static const struct key admin_keys[] = {
+	{ "listen", K_ENDPOINT, AD(ep, sl_endpoint),
+	  .off_n = AD(address, char *), .off_mark = AD(mark, sl_conf_mark),
+	  .expect = EXP_ADMIN_LISTEN, .flags = KF_REQUIRED | KF_PORT },
+	{ "allow", K_CIDRS, AD(acl.allow, sl_cidr *),
+	  .off_n = AD(acl.nallow, size_t), .expect = EXP_CIDRS },
+	{ "deny", K_CIDRS, AD(acl.deny, sl_cidr *),
+	  .off_n = AD(acl.ndeny, size_t), .expect = EXP_CIDRS },
+};
+static const struct key admin_alt = {
+	"admin", K_ENDPOINT, AD(ep, sl_endpoint),
+	.off_n = AD(address, char *), .off_mark = AD(mark, sl_conf_mark),
+	.expect = EXP_ADMIN, .flags = KF_PORT
+};
+
+static const struct key top_keys[] = {
+	{ "threads", K_UINT, TOP(threads, unsigned), .min = 1, .max = 1024,
+	  .expect = EXP_THREADS, .words = threads_words },
+	{ "thread_policy", K_ENUM, TOP(thread_batch, int),
+	  .expect = EXP_THREAD_POLICY, .what = "a thread policy",
+	  .words = policy_words },
+	{ "max_connections", K_UINT, TOP(max_connections, unsigned),
+	  .max = UINT32_MAX, .expect = EXP_MAXCONN },
+	{ "drain_timeout", K_DURATION, TOP(drain_timeout_ms, uint64_t),
+	  .max = DURATION_MAX_MS, .expect = EXP_DRAIN },
+	{ "log_level", K_ENUM, TOP(log_level, int), .expect = EXP_LOGLEVEL,
+	  .what = "a log level", .parse = sl_log_level_parse },
+	{ "log", K_PATH, TOP(log, char *), .max = FILE_PATH_MAX,
+	  .expect = EXP_LOG, .what = "a log destination", .words = log_words },
+	{ "syslog_facility", K_ENUM, TOP(syslog_facility, int),
+	  .expect = EXP_FACILITY, .what = "a syslog facility",
+	  .parse = sl_log_facility_parse },
+	{ "pidfile", K_PATH, TOP(pidfile, char *), .max = FILE_PATH_MAX,
+	  .expect = EXP_PIDFILE, .what = "an absolute path" },
+	{ "user", K_STRING, TOP(user, char *), .max = USER_NAME_MAX,
+	  .expect = EXP_USER },
+	{ "group", K_STRING, TOP(group, char *), .max = USER_NAME_MAX,
+	  .expect = EXP_GROUP },
+	{ "access_log", K_MAP, 0, SUB(access_keys), .where = "in access_log",
+	  .alt = &access_keys[0], .expect = EXP_ACCESS },
+	{ "allow", K_CIDRS, TOP(acl.allow, sl_cidr *),
+	  .off_n = TOP(acl.nallow, size_t), .expect = EXP_CIDRS },
+	{ "deny", K_CIDRS, TOP(acl.deny, sl_cidr *),
+	  .off_n = TOP(acl.ndeny, size_t), .expect = EXP_CIDRS },
+	{ "resolve_interval", K_DURATION, TOP(resolve_interval_ms, uint64_t),
+	  .min = 1000, .max = 86400000, .expect = EXP_RESOLVE },
+	{ "admin", K_MAP, TOP(admin, sl_admin_conf), SUB(admin_keys),
+	  .where = "in admin", .alt = &admin_alt, .expect = EXP_ADMIN },
+	{ "routes", K_FUNC, 0, .set = set_routes, .expect = EXP_ROUTES,
+	  .flags = KF_REQUIRED },
+};
 
 /* The admin listener takes an endpoint no route listens on. */
 static int admin_check(struct ctx *c, const sl_config *cfg)
@@ -1651,6 +1366,12 @@ static int admin_check(struct ctx *c, const sl_config *cfg)
 					       rc->listen[j].mark.col);
 	}
 	return 0;
+}
+
+static void acl_conf_free(sl_acl_conf *a)
+{
+	free(a->allow);
+	free(a->deny);
 }
 
 /* ---- entry points ----------------------------------------------------- */

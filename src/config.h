@@ -87,7 +87,7 @@ typedef struct sl_route_conf {
 	size_t buffer_size;          /* per direction; default 65536 */
 	uint64_t half_closed_timeout_ms; /* 0 = as idle_timeout */
 	uint64_t max_duration_ms;        /* 0 = none */
-	enum sl_balance balance;
+	int balance; /* enum sl_balance (an int: the key table fills it) */
 	sl_health_conf health;
 	/* All upstreams down: refuse at once (queue_max 0), or hold up to
 	 * queue_max clients for up to queue_timeout_ms for one to come up. */
