@@ -625,7 +625,8 @@ static int get_map(struct ctx *c, const struct key *row,
 	return row->check != NULL ? row->check(c, v, seen, obj) : 0;
 }
 
-#define AT(f, type) ((type *)(void *)((char *)obj + row->off_##f))
+/* A row's other fields (a count, a length, a text, a mark), by offset. */
+#define AT(off, type) ((type *)(void *)((char *)obj + (off)))
 
 /* The value v of key k, read as row says, into obj. */
 static int set_key(struct ctx *c, const struct key *row,
@@ -660,20 +661,22 @@ static int set_key(struct ctx *c, const struct key *row,
 				  field);
 	case K_BYTES:
 		return get_bytes(c, k, v, (size_t)row->max, row->expect, field,
-				 AT(n, size_t));
+				 AT(row->off_n, size_t));
 	case K_PATH:
 		return get_path(c, row, k, v, field);
 	case K_ENUM:
 		return get_enum(c, row, k, v, field);
 	case K_CIDRS:
-		return get_cidrs(c, k, v, field, AT(n, size_t));
+		return get_cidrs(c, k, v, field, AT(row->off_n, size_t));
 	case K_ENDPOINT:
 		if (row->flags & KF_PORT)
-			return get_port_endpoint(c, k, v, row->expect, field,
-						 AT(n, char *),
-						 AT(mark, sl_conf_mark));
+			return get_port_endpoint(
+				c, k, v, row->expect, field,
+				AT(row->off_n, char *),
+				AT(row->off_mark, sl_conf_mark));
 		return get_endpoint(c, k, v, row->expect, field,
-				    AT(n, char *), AT(mark, sl_conf_mark));
+				    AT(row->off_n, char *),
+				    AT(row->off_mark, sl_conf_mark));
 	case K_MAP:
 		return get_map(c, row, k, v, field);
 	case K_FUNC:
@@ -681,6 +684,8 @@ static int set_key(struct ctx *c, const struct key *row,
 	}
 	return row->set(c, k, v, obj);
 }
+
+#undef AT
 
 /* ---- listeners ---- */
 
