@@ -37,6 +37,7 @@
 #include <sys/uio.h>
 
 #include "resolver.h"
+#include "stream_common.h"
 
 /* Reads per readiness event: enough to drain a burst, few enough that one
  * busy stream does not starve the others on its loop. */
@@ -45,50 +46,24 @@
 /* Queued requests gathered into one sendmsg(). */
 #define SL_WRITE_IOV 16
 
+/* Flags of POSIX streams only, after the common ones (stream_common.h). */
 enum {
-	ST_CONNECTING = 1u << 0, /* resolving or connect() in progress */
-	ST_READING = 1u << 1,
-	ST_SHUT_WANTED = 1u << 2, /* shutdown requested, queue not drained */
-	ST_SHUT_DONE = 1u << 3,
-	ST_CLOSING = 1u << 4,
-	ST_TASK_QUEUED = 1u << 5,
-	ST_DRAINING = 1u << 6, /* loop freed: run completions in place */
-	ST_FORWARDING = 1u << 7, /* source of a sl_stream_forward() */
-	ST_FWD_EOF = 1u << 8,    /* forwarding source read its EOF */
-	ST_FWD_BLOCKED = 1u << 9, /* forwarding: the destination is full */
-	ST_END_FOLLOWS = 1u << 10, /* in read_cb: SL_EOF comes next */
-	ST_CORKED = 1u << 11, /* bytes held for the end (MSG_MORE) */
+	ST_DRAINING = ST_OS(0),    /* loop freed: run completions in place */
+	ST_FORWARDING = ST_OS(1),  /* source of a sl_stream_forward() */
+	ST_FWD_EOF = ST_OS(2),     /* forwarding source read its EOF */
+	ST_FWD_BLOCKED = ST_OS(3), /* forwarding: the destination is full */
+	ST_END_FOLLOWS = ST_OS(4), /* in read_cb: SL_EOF comes next */
+	ST_CORKED = ST_OS(5),      /* bytes held for the end (MSG_MORE) */
 };
 
 struct sl_stream {
-	sl_loop *loop;
-	sl_io io;
+	struct sl_stream_base b; /* first: see stream_common.h */
 	int fd;
-	enum sl_ep_kind kind;
-	unsigned flags;
-	void *data;
-
-	sl_alloc_cb alloc_cb;
-	sl_read_cb read_cb;
+	sl_io io;
 
 	sl_write_req *wq_head, *wq_tail; /* not fully written, in order */
-	size_t wq_bytes;
 	sl_write_req *done_head, *done_tail; /* written or failed: to call */
-	int write_err;                       /* sticky after a failed write */
-
-	sl_shutdown_cb shutdown_cb;
-	int shutdown_status;
-	int shutdown_ready;
 	int shutdown_due; /* shutdown(2) owed, at the end of this loop round */
-
-	sl_connect_cb connect_cb;
-	int connect_status;
-	int connect_ready;
-	sl_timer timer;
-	sl_resolve *resolve;
-	struct sl_addr *addrs;
-	size_t naddrs, next_addr;
-	int last_err;
 
 	/* The peer's address as accept() gave it (TCP), so naming the
 	 * client costs no getpeername(); peer_len 0: not known. */
@@ -106,9 +81,6 @@ struct sl_stream {
 	sl_forward_cb fwd_cb;
 	int pipe[2];
 	size_t in_pipe;
-
-	sl_close_cb close_cb;
-	sl_task task;
 };
 
 /* A request's completion status lives in its first implementation slot. */
@@ -271,15 +243,15 @@ static void stream_task(sl_task *t, int status);
 
 static void schedule(sl_stream *s)
 {
-	if (s->flags & (ST_TASK_QUEUED | ST_DRAINING))
+	if (s->b.flags & (ST_TASK_QUEUED | ST_DRAINING))
 		return;
-	s->flags |= ST_TASK_QUEUED;
-	sl_loop_defer(s->loop, &s->task);
+	s->b.flags |= ST_TASK_QUEUED;
+	sl_loop_defer(s->b.loop, &s->b.task);
 }
 
 static int pending(const sl_stream *s)
 {
-	return s->connect_ready || s->done_head != NULL || s->shutdown_ready ||
+	return s->b.connect_ready || s->done_head != NULL || s->b.shutdown_ready ||
 	       s->shutdown_due;
 }
 
@@ -290,25 +262,25 @@ static void run_completions(sl_stream *s)
 
 	if (s->shutdown_due) {
 		s->shutdown_due = 0;
-		s->flags &= ~ST_CORKED; /* the FIN goes with the held bytes */
-		s->shutdown_status = shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
-		s->shutdown_ready = 1;
+		s->b.flags &= ~ST_CORKED; /* the FIN goes with the held bytes */
+		s->b.shutdown_status = shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
+		s->b.shutdown_ready = 1;
 	}
-	if ((s->flags & ST_CORKED) && !(s->flags & ST_CLOSING)) {
+	if ((s->b.flags & ST_CORKED) && !(s->b.flags & ST_CLOSING)) {
 		/* The end that SL_WRITE_END_NEXT announced did not come this
 		 * round: send the held bytes now (setting TCP_NODELAY pushes
 		 * what is pending, Linux tcp(7)). */
 		int one = 1;
 
-		s->flags &= ~ST_CORKED;
+		s->b.flags &= ~ST_CORKED;
 		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	}
-	if (s->connect_ready) {
-		sl_connect_cb cb = s->connect_cb;
+	if (s->b.connect_ready) {
+		sl_connect_cb cb = s->b.connect_cb;
 
-		s->connect_ready = 0;
-		s->connect_cb = NULL;
-		cb(s, s->connect_status);
+		s->b.connect_ready = 0;
+		s->b.connect_cb = NULL;
+		cb(s, s->b.connect_status);
 	}
 	list = s->done_head;
 	s->done_head = s->done_tail = NULL;
@@ -318,13 +290,13 @@ static void run_completions(sl_stream *s)
 		req->cb(req, req_status(req));
 	}
 	/* After every write callback, also those queued meanwhile. */
-	if (s->shutdown_ready && s->done_head == NULL) {
-		sl_shutdown_cb cb = s->shutdown_cb;
+	if (s->b.shutdown_ready && s->done_head == NULL) {
+		sl_shutdown_cb cb = s->b.shutdown_cb;
 
-		s->shutdown_ready = 0;
-		s->shutdown_cb = NULL;
+		s->b.shutdown_ready = 0;
+		s->b.shutdown_cb = NULL;
 		if (cb != NULL)
-			cb(s, s->shutdown_status);
+			cb(s, s->b.shutdown_status);
 	}
 }
 
@@ -332,23 +304,23 @@ static void stream_task(sl_task *t, int status)
 {
 	sl_stream *s = t->data;
 
-	s->flags &= ~ST_TASK_QUEUED;
+	s->b.flags &= ~ST_TASK_QUEUED;
 	if (status != 0) {
 		/* The loop is being freed.  A live stream stays for its owner
 		 * to close; a closing one completes here and now, so its
 		 * owner can still release what the callbacks hold. */
-		if (!(s->flags & ST_CLOSING))
+		if (!(s->b.flags & ST_CLOSING))
 			return;
-		s->flags |= ST_DRAINING;
+		s->b.flags |= ST_DRAINING;
 		while (pending(s))
 			run_completions(s);
 	} else {
 		run_completions(s);
 	}
-	if ((s->flags & ST_CLOSING) && !(s->flags & ST_TASK_QUEUED) &&
+	if ((s->b.flags & ST_CLOSING) && !(s->b.flags & ST_TASK_QUEUED) &&
 	    !pending(s)) {
-		if (s->close_cb != NULL)
-			s->close_cb(s);
+		if (s->b.close_cb != NULL)
+			s->b.close_cb(s);
 		free(s);
 	}
 }
@@ -359,19 +331,19 @@ static int update_io(sl_stream *s)
 {
 	unsigned want = 0;
 
-	if (s->fd < 0 || (s->flags & ST_CLOSING))
+	if (s->fd < 0 || (s->b.flags & ST_CLOSING))
 		return 0;
-	if (s->flags & ST_CONNECTING) {
+	if (s->b.flags & ST_CONNECTING) {
 		want = SL_IO_WRITE;
 	} else {
-		if (s->flags & ST_READING)
+		if (s->b.flags & ST_READING)
 			want |= SL_IO_READ;
 		if (s->wq_head != NULL)
 			want |= SL_IO_WRITE;
-		if ((s->flags & (ST_FORWARDING | ST_FWD_BLOCKED | ST_FWD_EOF)) ==
+		if ((s->b.flags & (ST_FORWARDING | ST_FWD_BLOCKED | ST_FWD_EOF)) ==
 		    ST_FORWARDING)
 			want |= SL_IO_READ;
-		if (s->fwd_src != NULL && (s->fwd_src->flags & ST_FWD_BLOCKED))
+		if (s->fwd_src != NULL && (s->fwd_src->b.flags & ST_FWD_BLOCKED))
 			want |= SL_IO_WRITE;
 	}
 	if (want == s->io.want)
@@ -394,11 +366,11 @@ static void fail_writes(sl_stream *s, int err)
 		s->done_tail = req;
 	}
 	s->wq_tail = NULL;
-	s->wq_bytes = 0;
-	if (s->flags & ST_SHUT_WANTED) {
-		s->flags &= ~ST_SHUT_WANTED;
-		s->shutdown_status = err;
-		s->shutdown_ready = 1;
+	s->b.wq_bytes = 0;
+	if (s->b.flags & ST_SHUT_WANTED) {
+		s->b.flags &= ~ST_SHUT_WANTED;
+		s->b.shutdown_status = err;
+		s->b.shutdown_ready = 1;
 	}
 	schedule(s);
 }
@@ -411,8 +383,8 @@ static void fail_writes(sl_stream *s, int err)
  */
 static void do_shutdown(sl_stream *s)
 {
-	s->flags &= ~ST_SHUT_WANTED;
-	s->flags |= ST_SHUT_DONE;
+	s->b.flags &= ~ST_SHUT_WANTED;
+	s->b.flags |= ST_SHUT_DONE;
 	s->shutdown_due = 1;
 	schedule(s);
 }
@@ -446,7 +418,7 @@ static void flush(sl_stream *s)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
 			err = -errno;
-			s->write_err = err;
+			s->b.write_err = err;
 			fail_writes(s, err);
 			/* Drop the write interest, or a level-triggered
 			 * error would wake this loop for nothing, forever. */
@@ -454,8 +426,8 @@ static void flush(sl_stream *s)
 			return;
 		}
 		wrote = (size_t)r;
-		s->flags &= ~ST_CORKED; /* this send pushed what was held */
-		s->wq_bytes -= wrote;
+		s->b.flags &= ~ST_CORKED; /* this send pushed what was held */
+		s->b.wq_bytes -= wrote;
 		while ((req = s->wq_head) != NULL) {
 			left = req->len - req->done;
 			if ((size_t)r < left) {
@@ -480,11 +452,11 @@ static void flush(sl_stream *s)
 		if (wrote < total)
 			break; /* short write: the socket buffer is full */
 	}
-	if (s->wq_head == NULL && (s->flags & ST_SHUT_WANTED))
+	if (s->wq_head == NULL && (s->b.flags & ST_SHUT_WANTED))
 		do_shutdown(s);
 	err = update_io(s);
 	if (err < 0) {
-		s->write_err = err;
+		s->b.write_err = err;
 		fail_writes(s, err);
 	}
 }
@@ -504,12 +476,12 @@ static void do_read(sl_stream *s, int eof_known)
 	int err;
 
 	for (int i = 0; i < SL_READS_PER_EVENT; i++) {
-		if (!(s->flags & ST_READING))
+		if (!(s->b.flags & ST_READING))
 			return;
 		buf.base = NULL;
 		buf.len = 0;
-		s->alloc_cb(s, SL_READ_SUGGEST, &buf);
-		if (!(s->flags & ST_READING))
+		s->b.alloc_cb(s, SL_READ_SUGGEST, &buf);
+		if (!(s->b.flags & ST_READING))
 			return;
 		if (buf.base == NULL || buf.len == 0) {
 			err = -ENOBUFS;
@@ -520,18 +492,18 @@ static void do_read(sl_stream *s, int eof_known)
 		while (n < 0 && errno == EINTR);
 		if (n > 0) {
 			if (eof_known && (size_t)n < buf.len)
-				s->flags |= ST_END_FOLLOWS;
-			s->read_cb(s, (ptrdiff_t)n, &buf);
-			s->flags &= ~ST_END_FOLLOWS;
+				s->b.flags |= ST_END_FOLLOWS;
+			s->b.read_cb(s, (ptrdiff_t)n, &buf);
+			s->b.flags &= ~ST_END_FOLLOWS;
 			if ((size_t)n < buf.len) {
-				if (!eof_known || !(s->flags & ST_READING))
+				if (!eof_known || !(s->b.flags & ST_READING))
 					return; /* drained: spare the EAGAIN */
 				/* The end, with a buffer of its own as
 				 * every read callback gets. */
 				buf.base = NULL;
 				buf.len = 0;
-				s->alloc_cb(s, SL_READ_SUGGEST, &buf);
-				if (!(s->flags & ST_READING))
+				s->b.alloc_cb(s, SL_READ_SUGGEST, &buf);
+				if (!(s->b.flags & ST_READING))
 					return;
 				err = SL_EOF;
 				goto stop;
@@ -545,7 +517,7 @@ static void do_read(sl_stream *s, int eof_known)
 			goto stop;
 		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			s->read_cb(s, 0, &buf);
+			s->b.read_cb(s, 0, &buf);
 			return;
 		}
 		err = -errno;
@@ -553,9 +525,9 @@ static void do_read(sl_stream *s, int eof_known)
 	}
 	return;
 stop:
-	s->flags &= ~ST_READING;
+	s->b.flags &= ~ST_READING;
 	update_io(s);
-	s->read_cb(s, err, &buf);
+	s->b.read_cb(s, err, &buf);
 }
 
 static void connect_next(sl_stream *s);
@@ -581,7 +553,7 @@ static void connect_event(sl_stream *s, unsigned events)
 	sl_io_forget(&s->io);
 	close(s->fd);
 	s->fd = -1;
-	s->last_err = -err;
+	s->b.last_err = -err;
 	connect_next(s);
 }
 
@@ -702,7 +674,7 @@ static void fwd_detach(sl_stream *s)
 {
 	sl_stream *d = s->fwd_dst;
 
-	s->flags &= ~(ST_FORWARDING | ST_FWD_BLOCKED);
+	s->b.flags &= ~(ST_FORWARDING | ST_FWD_BLOCKED);
 	s->fwd_dst = NULL;
 	pipe_put(s);
 	if (d != NULL) {
@@ -736,7 +708,7 @@ static void fwd_pump(sl_stream *s)
 	int r, last = 0;
 
 	for (int i = 0; i < SL_READS_PER_EVENT; i++) {
-		if (s->in_pipe == 0 && !(s->flags & ST_FWD_EOF)) {
+		if (s->in_pipe == 0 && !(s->b.flags & ST_FWD_EOF)) {
 			if (s->pipe[0] < 0 && (r = pipe_get(s)) < 0) {
 				/* No descriptor for a pipe: nothing is in
 				 * flight, the owner can copy instead. */
@@ -749,7 +721,7 @@ static void fwd_pump(sl_stream *s)
 					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 			while (n < 0 && errno == EINTR);
 			if (n == 0) {
-				s->flags |= ST_FWD_EOF;
+				s->b.flags |= ST_FWD_EOF;
 			} else if (n < 0) {
 				if (errno == EAGAIN || errno == EWOULDBLOCK)
 					break;
@@ -772,7 +744,7 @@ static void fwd_pump(sl_stream *s)
 			while (n < 0 && errno == EINTR);
 			if (n < 0) {
 				if (errno == EAGAIN || errno == EWOULDBLOCK) {
-					s->flags |= ST_FWD_BLOCKED;
+					s->b.flags |= ST_FWD_BLOCKED;
 					update_io(s);
 					update_io(d);
 					return;
@@ -781,16 +753,16 @@ static void fwd_pump(sl_stream *s)
 				return;
 			}
 			s->in_pipe -= (size_t)n;
-			if (s->flags & ST_FWD_BLOCKED) {
-				s->flags &= ~ST_FWD_BLOCKED;
+			if (s->b.flags & ST_FWD_BLOCKED) {
+				s->b.flags &= ~ST_FWD_BLOCKED;
 				update_io(d);
 			}
 			s->fwd_cb(s, (ptrdiff_t)n, NULL);
-			if (!(s->flags & ST_FORWARDING) ||
-			    (s->flags & ST_CLOSING))
+			if (!(s->b.flags & ST_FORWARDING) ||
+			    (s->b.flags & ST_CLOSING))
 				return; /* stopped or closed by the callback */
 		}
-		if (s->flags & ST_FWD_EOF) {
+		if (s->b.flags & ST_FWD_EOF) {
 			fwd_end(s, SL_EOF, s);
 			return;
 		}
@@ -814,8 +786,8 @@ int sl_stream_can_forward(const sl_stream *src, const sl_stream *dst)
 #ifdef SL_CAN_FORWARD
 	/* TCP only: splice to and from other sockets depends on the kernel
 	 * version, and a failure with bytes in the pipe could not be undone. */
-	return src != NULL && dst != NULL && src->kind == SL_EP_TCP &&
-	       dst->kind == SL_EP_TCP;
+	return src != NULL && dst != NULL && src->b.kind == SL_EP_TCP &&
+	       dst->b.kind == SL_EP_TCP;
 #else
 	(void)src;
 	(void)dst;
@@ -830,15 +802,15 @@ int sl_stream_forward(sl_stream *src, sl_stream *dst, sl_forward_cb cb)
 #ifdef SL_CAN_FORWARD
 	if (!sl_stream_can_forward(src, dst))
 		return SL_EUNSUPP;
-	if ((src->flags & (ST_CLOSING | ST_CONNECTING | ST_READING |
+	if ((src->b.flags & (ST_CLOSING | ST_CONNECTING | ST_READING |
 			   ST_FORWARDING | ST_FWD_EOF)) ||
-	    (dst->flags & (ST_CLOSING | ST_CONNECTING)) ||
+	    (dst->b.flags & (ST_CLOSING | ST_CONNECTING)) ||
 	    dst->fwd_src != NULL || src->fd < 0 || dst->fd < 0)
 		return -EINVAL;
 	src->fwd_dst = dst;
 	src->fwd_cb = cb;
 	dst->fwd_src = src;
-	src->flags |= ST_FORWARDING;
+	src->b.flags |= ST_FORWARDING;
 	return update_io(src);
 #else
 	return SL_EUNSUPP;
@@ -849,7 +821,7 @@ static void on_io(sl_io *io, unsigned events)
 {
 	sl_stream *s = io->data;
 
-	if (s->flags & ST_CONNECTING) {
+	if (s->b.flags & ST_CONNECTING) {
 		connect_event(s, events);
 		return;
 	}
@@ -857,15 +829,15 @@ static void on_io(sl_io *io, unsigned events)
 	    s->wq_head != NULL)
 		flush(s);
 	if ((events & (SL_IO_WRITE | SL_IO_ERROR | SL_IO_HUP)) &&
-	    s->fwd_src != NULL && (s->fwd_src->flags & ST_FWD_BLOCKED))
+	    s->fwd_src != NULL && (s->fwd_src->b.flags & ST_FWD_BLOCKED))
 		fwd_pump(s->fwd_src);
 	if ((events & (SL_IO_READ | SL_IO_ERROR | SL_IO_HUP)) &&
-	    (s->flags & ST_READING))
+	    (s->b.flags & ST_READING))
 		do_read(s, (events & (SL_IO_RDHUP | SL_IO_ERROR)) ==
 				   SL_IO_RDHUP && s->io.error == 0);
 	if ((events & (SL_IO_READ | SL_IO_ERROR | SL_IO_HUP)) &&
-	    (s->flags & ST_FORWARDING) &&
-	    !(s->flags & (ST_FWD_BLOCKED | ST_CLOSING)))
+	    (s->b.flags & ST_FORWARDING) &&
+	    !(s->b.flags & (ST_FWD_BLOCKED | ST_CLOSING)))
 		fwd_pump(s);
 }
 
@@ -879,12 +851,12 @@ static sl_stream *stream_new(sl_loop *loop, enum sl_ep_kind kind)
 
 	if (s == NULL)
 		return NULL;
-	s->loop = loop;
+	s->b.loop = loop;
 	s->fd = -1;
 	s->pipe[0] = s->pipe[1] = -1;
-	s->kind = kind;
-	sl_timer_init(loop, &s->timer, on_timeout, s);
-	sl_task_init(&s->task, stream_task, s);
+	s->b.kind = kind;
+	sl_timer_init(loop, &s->b.timer, on_timeout, s);
+	sl_task_init(&s->b.task, stream_task, s);
 	return s;
 }
 
@@ -948,16 +920,16 @@ void sl_listen_tune(int fd, enum sl_ep_kind kind)
 
 static void connect_finish(sl_stream *s, int status)
 {
-	sl_timer_stop(&s->timer);
-	s->flags &= ~ST_CONNECTING;
-	free(s->addrs);
-	s->addrs = NULL;
-	s->naddrs = s->next_addr = 0;
+	sl_timer_stop(&s->b.timer);
+	s->b.flags &= ~ST_CONNECTING;
+	free(s->b.addrs);
+	s->b.addrs = NULL;
+	s->b.naddrs = s->b.next_addr = 0;
 	if (status == 0) {
 		status = update_io(s);
 		if (status == 0 && s->wq_head != NULL)
 			flush(s);
-		else if (status == 0 && (s->flags & ST_SHUT_WANTED))
+		else if (status == 0 && (s->b.flags & ST_SHUT_WANTED))
 			do_shutdown(s);
 	}
 	if (status < 0) {
@@ -966,11 +938,11 @@ static void connect_finish(sl_stream *s, int status)
 			close(s->fd);
 			s->fd = -1;
 		}
-		s->flags &= ~ST_READING;
+		s->b.flags &= ~ST_READING;
 		fail_writes(s, status);
 	}
-	s->connect_status = status;
-	s->connect_ready = 1;
+	s->b.connect_status = status;
+	s->b.connect_ready = 1;
 	schedule(s);
 }
 
@@ -1022,22 +994,22 @@ static void connect_next(sl_stream *s)
 	const struct sl_addr *a;
 	int fd, r, err;
 
-	while (s->next_addr < s->naddrs) {
-		a = &s->addrs[s->next_addr++];
+	while (s->b.next_addr < s->b.naddrs) {
+		a = &s->b.addrs[s->b.next_addr++];
 		fd = sl_socket(a->ss.ss_family, SOCK_STREAM);
 		if (fd < 0) {
-			s->last_err = fd;
+			s->b.last_err = fd;
 			continue;
 		}
-		if (s->kind == SL_EP_TCP)
+		if (s->b.kind == SL_EP_TCP)
 			set_nodelay(fd);
 		do
 			r = connect(fd, (const struct sockaddr *)&a->ss, a->len);
 		while (r < 0 && errno == EINTR);
 		err = r < 0 ? errno : 0;
 		s->fd = fd;
-		sl_io_init(s->loop, &s->io, fd, on_io, s);
-		if (r == 0 || (err == EINPROGRESS && s->kind == SL_EP_TCP &&
+		sl_io_init(s->b.loop, &s->io, fd, on_io, s);
+		if (r == 0 || (err == EINPROGRESS && s->b.kind == SL_EP_TCP &&
 			       connected_at_once(fd, &a->ss))) {
 			connect_finish(s, 0);
 			return;
@@ -1054,9 +1026,9 @@ static void connect_next(sl_stream *s)
 		sl_io_forget(&s->io);
 		close(fd);
 		s->fd = -1;
-		s->last_err = r;
+		s->b.last_err = r;
 	}
-	connect_finish(s, s->last_err != 0 ? s->last_err : -ECONNREFUSED);
+	connect_finish(s, s->b.last_err != 0 ? s->b.last_err : -ECONNREFUSED);
 }
 
 static void on_resolved(void *arg, int status, const struct sl_addr *addrs,
@@ -1064,19 +1036,19 @@ static void on_resolved(void *arg, int status, const struct sl_addr *addrs,
 {
 	sl_stream *s = arg;
 
-	s->resolve = NULL;
+	s->b.resolve = NULL;
 	if (status != 0) {
 		connect_finish(s, status);
 		return;
 	}
-	s->addrs = malloc(n * sizeof *addrs);
-	if (s->addrs == NULL) {
+	s->b.addrs = malloc(n * sizeof *addrs);
+	if (s->b.addrs == NULL) {
 		connect_finish(s, -ENOMEM);
 		return;
 	}
-	memcpy(s->addrs, addrs, n * sizeof *addrs);
-	s->naddrs = n;
-	s->next_addr = 0;
+	memcpy(s->b.addrs, addrs, n * sizeof *addrs);
+	s->b.naddrs = n;
+	s->b.next_addr = 0;
 	connect_next(s);
 }
 
@@ -1084,10 +1056,10 @@ static void on_timeout(sl_timer *t)
 {
 	sl_stream *s = t->data;
 
-	if (!(s->flags & ST_CONNECTING))
+	if (!(s->b.flags & ST_CONNECTING))
 		return;
-	sl_resolve_cancel(s->resolve);
-	s->resolve = NULL;
+	sl_resolve_cancel(s->b.resolve);
+	s->b.resolve = NULL;
 	if (s->fd >= 0) {
 		sl_io_forget(&s->io);
 		close(s->fd);
@@ -1113,15 +1085,15 @@ int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
 	s = stream_new(loop, ep->kind);
 	if (s == NULL)
 		return -ENOMEM;
-	s->data = data;
-	s->connect_cb = cb;
-	s->flags |= ST_CONNECTING;
+	s->b.data = data;
+	s->b.connect_cb = cb;
+	s->b.flags |= ST_CONNECTING;
 
 	if (ep->kind == SL_EP_UNIX || ep->host_is_literal) {
-		s->addrs = calloc(ep->kind == SL_EP_UNIX ? 1
+		s->b.addrs = calloc(ep->kind == SL_EP_UNIX ? 1
 							 : SL_RESOLVE_MAX_ADDRS,
-				  sizeof *s->addrs);
-		if (s->addrs == NULL) {
+				  sizeof *s->b.addrs);
+		if (s->b.addrs == NULL) {
 			r = -ENOMEM;
 			goto fail;
 		}
@@ -1129,55 +1101,35 @@ int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
 			r = sl_unix_sockaddr(ep, &sa_un, &len);
 			if (r < 0)
 				goto fail;
-			memcpy(&s->addrs[0].ss, &sa_un, len);
-			s->addrs[0].len = len;
+			memcpy(&s->b.addrs[0].ss, &sa_un, len);
+			s->b.addrs[0].len = len;
 			n = 1;
 		} else {
-			r = sl_resolve_numeric(ep->host, ep->port, 0, s->addrs,
+			r = sl_resolve_numeric(ep->host, ep->port, 0, s->b.addrs,
 					       SL_RESOLVE_MAX_ADDRS, &n);
 			if (r < 0)
 				goto fail;
 		}
-		s->naddrs = n;
+		s->b.naddrs = n;
 	} else {
 		r = sl_resolve_start(loop, ep->host, ep->port, on_resolved, s,
-				     &s->resolve);
+				     &s->b.resolve);
 		if (r < 0)
 			goto fail;
 	}
 	if (timeout_ms > 0)
-		sl_timer_start(&s->timer, timeout_ms);
+		sl_timer_start(&s->b.timer, timeout_ms);
 	*out = s;
-	if (s->addrs != NULL)
+	if (s->b.addrs != NULL)
 		connect_next(s);
 	return 0;
 fail:
-	free(s->addrs);
+	free(s->b.addrs);
 	free(s);
 	return r;
 }
 
 /* ---- the stream API ----------------------------------------------------- */
-
-void sl_stream_set_data(sl_stream *s, void *data)
-{
-	s->data = data;
-}
-
-void *sl_stream_get_data(const sl_stream *s)
-{
-	return s->data;
-}
-
-sl_loop *sl_stream_loop(const sl_stream *s)
-{
-	return s->loop;
-}
-
-enum sl_ep_kind sl_stream_kind(const sl_stream *s)
-{
-	return s->kind;
-}
 
 int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
 {
@@ -1185,20 +1137,20 @@ int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
 
 	if (s == NULL || alloc == NULL || cb == NULL)
 		return -EINVAL;
-	if (s->flags & ST_CLOSING)
+	if (s->b.flags & ST_CLOSING)
 		return -EBADF;
-	if (s->flags & ST_FORWARDING)
+	if (s->b.flags & ST_FORWARDING)
 		return -EINVAL; /* its bytes go to the forward's destination */
-	if (s->fd < 0 && !(s->flags & ST_CONNECTING))
+	if (s->fd < 0 && !(s->b.flags & ST_CONNECTING))
 		return -ENOTCONN;
-	s->alloc_cb = alloc;
-	s->read_cb = cb;
-	if (s->flags & ST_READING)
+	s->b.alloc_cb = alloc;
+	s->b.read_cb = cb;
+	if (s->b.flags & ST_READING)
 		return 0;
-	s->flags |= ST_READING;
+	s->b.flags |= ST_READING;
 	r = update_io(s);
 	if (r < 0)
-		s->flags &= ~ST_READING;
+		s->b.flags &= ~ST_READING;
 	return r;
 }
 
@@ -1206,9 +1158,9 @@ int sl_stream_read_stop(sl_stream *s)
 {
 	if (s == NULL)
 		return -EINVAL;
-	if (!(s->flags & ST_READING))
+	if (!(s->b.flags & ST_READING))
 		return 0;
-	s->flags &= ~ST_READING;
+	s->b.flags &= ~ST_READING;
 	return update_io(s);
 }
 
@@ -1218,13 +1170,13 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 	if (s == NULL || req == NULL || (buf == NULL && len > 0) ||
 	    s->fwd_src != NULL) /* bytes of a forward would interleave */
 		return -EINVAL;
-	if (s->flags & ST_CLOSING)
+	if (s->b.flags & ST_CLOSING)
 		return -EBADF;
-	if (s->write_err != 0)
-		return s->write_err;
-	if (s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
+	if (s->b.write_err != 0)
+		return s->b.write_err;
+	if (s->b.flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
 		return -EPIPE;
-	if (s->fd < 0 && !(s->flags & ST_CONNECTING))
+	if (s->fd < 0 && !(s->b.flags & ST_CONNECTING))
 		return -ENOTCONN;
 	req->cb = cb;
 	req->stream = s;
@@ -1238,16 +1190,16 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 	else
 		s->wq_head = req;
 	s->wq_tail = req;
-	s->wq_bytes += len;
+	s->b.wq_bytes += len;
 	/* With older requests queued, the armed watcher writes this one. */
-	if (s->wq_head == req && !(s->flags & ST_CONNECTING))
+	if (s->wq_head == req && !(s->b.flags & ST_CONNECTING))
 		flush(s);
 	return 0;
 }
 
 int sl_stream_end_follows(const sl_stream *s)
 {
-	return s != NULL && (s->flags & ST_END_FOLLOWS) != 0;
+	return s != NULL && (s->b.flags & ST_END_FOLLOWS) != 0;
 }
 
 ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len,
@@ -1258,15 +1210,15 @@ ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len,
 
 	if (s == NULL || (buf == NULL && len > 0) || s->fwd_src != NULL)
 		return -EINVAL;
-	if (s->flags & ST_CLOSING)
+	if (s->b.flags & ST_CLOSING)
 		return -EBADF;
-	if (s->flags & ST_CONNECTING)
+	if (s->b.flags & ST_CONNECTING)
 		return -EAGAIN;
 	if (s->fd < 0)
 		return -ENOTCONN;
-	if (s->write_err != 0)
-		return s->write_err;
-	if (s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
+	if (s->b.write_err != 0)
+		return s->b.write_err;
+	if (s->b.flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
 		return -EPIPE;
 	if (s->wq_head != NULL)
 		return -EAGAIN;
@@ -1275,7 +1227,7 @@ ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len,
 	/* The end follows: hold the last bytes so that they and the FIN
 	 * leave in one segment, not two (HAProxy does the same); the stream's
 	 * task pushes them should the end not come this round. */
-	if ((flags & SL_WRITE_END_NEXT) && s->kind == SL_EP_TCP)
+	if ((flags & SL_WRITE_END_NEXT) && s->b.kind == SL_EP_TCP)
 		more = SL_MSG_MORE;
 	do
 		r = send(s->fd, buf, len, SL_MSG_NOSIGNAL | more);
@@ -1283,36 +1235,31 @@ ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len,
 	if (r < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	if (more) {
-		s->flags |= ST_CORKED;
+		s->b.flags |= ST_CORKED;
 		schedule(s);
 	}
 	return (ptrdiff_t)r;
-}
-
-size_t sl_stream_write_queue_size(const sl_stream *s)
-{
-	return s != NULL ? s->wq_bytes : 0;
 }
 
 int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 {
 	if (s == NULL)
 		return -EINVAL;
-	if (s->flags & ST_CLOSING)
+	if (s->b.flags & ST_CLOSING)
 		return -EBADF;
-	if ((s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE)) || s->shutdown_ready)
+	if ((s->b.flags & (ST_SHUT_WANTED | ST_SHUT_DONE)) || s->b.shutdown_ready)
 		return -EALREADY;
-	if (s->fd < 0 && !(s->flags & ST_CONNECTING))
+	if (s->fd < 0 && !(s->b.flags & ST_CONNECTING))
 		return -ENOTCONN;
-	s->shutdown_cb = cb;
-	s->flags |= ST_SHUT_WANTED;
-	if (s->write_err != 0) {
+	s->b.shutdown_cb = cb;
+	s->b.flags |= ST_SHUT_WANTED;
+	if (s->b.write_err != 0) {
 		/* The queue was already failed; the shutdown fails alike. */
-		s->flags &= ~ST_SHUT_WANTED;
-		s->shutdown_status = s->write_err;
-		s->shutdown_ready = 1;
+		s->b.flags &= ~ST_SHUT_WANTED;
+		s->b.shutdown_status = s->b.write_err;
+		s->b.shutdown_ready = 1;
 		schedule(s);
-	} else if (!(s->flags & ST_CONNECTING) && s->wq_head == NULL) {
+	} else if (!(s->b.flags & ST_CONNECTING) && s->wq_head == NULL) {
 		do_shutdown(s);
 	}
 	return 0;
@@ -1320,24 +1267,24 @@ int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 
 static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 {
-	if (s == NULL || (s->flags & ST_CLOSING))
+	if (s == NULL || (s->b.flags & ST_CLOSING))
 		return;
 	/* Forwarding stops without a callback, both ways. */
-	if (s->fwd_dst != NULL || (s->flags & ST_FORWARDING))
+	if (s->fwd_dst != NULL || (s->b.flags & ST_FORWARDING))
 		fwd_detach(s);
 	if (s->fwd_src != NULL)
 		fwd_detach(s->fwd_src);
 	pipe_put(s);
-	s->flags |= ST_CLOSING;
-	s->flags &= ~ST_READING;
-	s->close_cb = cb;
-	sl_timer_stop(&s->timer);
-	sl_resolve_cancel(s->resolve);
-	s->resolve = NULL;
+	s->b.flags |= ST_CLOSING;
+	s->b.flags &= ~ST_READING;
+	s->b.close_cb = cb;
+	sl_timer_stop(&s->b.timer);
+	sl_resolve_cancel(s->b.resolve);
+	s->b.resolve = NULL;
 	if (s->fd >= 0) {
 		sl_io_forget(&s->io);
-		if (reset && s->kind == SL_EP_TCP &&
-		    !(s->flags & ST_CONNECTING)) {
+		if (reset && s->b.kind == SL_EP_TCP &&
+		    !(s->b.flags & ST_CONNECTING)) {
 			struct linger lg = {1, 0};
 
 			setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -1345,23 +1292,23 @@ static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 		close(s->fd);
 		s->fd = -1;
 	}
-	if (s->flags & ST_CONNECTING) {
-		s->flags &= ~ST_CONNECTING;
-		s->connect_status = -ECANCELED;
-		s->connect_ready = 1;
-	} else if (s->connect_ready) {
+	if (s->b.flags & ST_CONNECTING) {
+		s->b.flags &= ~ST_CONNECTING;
+		s->b.connect_status = -ECANCELED;
+		s->b.connect_ready = 1;
+	} else if (s->b.connect_ready) {
 		/* Connected, or failed, with the callback still to run:
 		 * closed first, as net.h says, so an owner that has moved
 		 * on is not told of a connection it no longer holds. */
-		s->connect_status = -ECANCELED;
+		s->b.connect_status = -ECANCELED;
 	}
-	free(s->addrs);
-	s->addrs = NULL;
+	free(s->b.addrs);
+	s->b.addrs = NULL;
 	fail_writes(s, -ECANCELED);
 	s->shutdown_due = 0; /* the close sent the FIN, or the RST */
-	if (s->shutdown_cb != NULL && !s->shutdown_ready) {
-		s->shutdown_status = -ECANCELED;
-		s->shutdown_ready = 1;
+	if (s->b.shutdown_cb != NULL && !s->b.shutdown_ready) {
+		s->b.shutdown_status = -ECANCELED;
+		s->b.shutdown_ready = 1;
 	}
 	schedule(s);
 }
@@ -1416,7 +1363,7 @@ static int addr_of(const sl_stream *s, sl_ipaddr *out, int peer)
 	memset(out, 0, sizeof *out);
 	if (s == NULL || s->fd < 0)
 		return -ENOTCONN;
-	if (s->kind != SL_EP_TCP)
+	if (s->b.kind != SL_EP_TCP)
 		return 0;
 	if (peer && s->peer_len > 0) {
 		sl_sockaddr_ip(&s->peer.sa, s->peer_len, out);

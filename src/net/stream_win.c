@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "resolver.h"
+#include "stream_common.h"
 
 #define SL_READS_PER_EVENT 4
 #define SL_READ_SUGGEST 65536
@@ -44,62 +45,34 @@
  * are good (message-type pipe read as bytes never does it; defensive). */
 #define SL_STATUS_BUFFER_OVERFLOW 0x80000005u
 
+/* Flags of Windows streams only, after the common ones (stream_common.h). */
 enum {
-	ST_CONNECTING = 1u << 0,
-	ST_READING = 1u << 1,
-	ST_READ_POSTED = 1u << 2, /* the read op is with the kernel */
-	ST_SHUT_WANTED = 1u << 3,
-	ST_SHUT_DONE = 1u << 4,
-	ST_CLOSING = 1u << 5,
-	ST_TASK_QUEUED = 1u << 6,
-	ST_TIMED_OUT = 1u << 7,
-	ST_EOF = 1u << 8, /* read side ended */
+	ST_READ_POSTED = ST_OS(0), /* the read op is with the kernel */
+	ST_TIMED_OUT = ST_OS(1),
+	ST_EOF = ST_OS(2), /* read side ended */
 };
 
 struct sl_stream {
-	sl_loop *loop;
-	enum sl_ep_kind kind;
-	unsigned flags;
-	void *data;
+	struct sl_stream_base b; /* first: see stream_common.h */
 	SOCKET sock;  /* SL_EP_TCP */
 	HANDLE pipe;  /* SL_EP_PIPE */
 	int pending;  /* operations the kernel still holds */
 
-	sl_alloc_cb alloc_cb;
-	sl_read_cb read_cb;
 	sl_op read_op;
 	char *rbuf; /* pipes: bytes read, not yet handed out */
 	size_t rbuf_off, rbuf_n;
 	int read_err; /* pipes: error/EOF to hand out after rbuf */
 
 	unsigned writes; /* sl_stream_write requests in flight */
-	size_t wq_bytes;
-	int write_err;
+	sl_op shut_op;   /* pipes: the zero-byte write */
 
-	sl_shutdown_cb shutdown_cb;
-	int shutdown_status;
-	int shutdown_ready;
-	sl_op shut_op; /* pipes: the zero-byte write */
-
-	sl_connect_cb connect_cb;
-	int connect_status;
-	int connect_ready;
 	sl_op conn_op;
-	sl_timer timer;  /* connect timeout */
 	sl_timer retry;  /* pipes: ERROR_PIPE_BUSY */
 	uint64_t busy_deadline;
-	sl_resolve *resolve;
-	struct sl_addr *addrs;
-	size_t naddrs, next_addr;
-	int last_err;
 
 	struct sockaddr_storage peer, local;
 	int peer_len, local_len;
 	char path[SL_EP_PATH_MAX];
-
-	sl_close_cb close_cb;
-	int reset;
-	sl_task task;
 };
 
 /* A request's operation lives in its implementation slots. */
@@ -147,7 +120,7 @@ unsigned sl_net_quarantine_check(void)
 static void stream_free(sl_stream *s)
 {
 	free(s->rbuf);
-	free(s->addrs);
+	free(s->b.addrs);
 	if (quar_on && quar_n < QUAR_MAX) {
 		memset(s, QUAR_BYTE, sizeof *s);
 		quar[quar_n++] = s;
@@ -192,7 +165,7 @@ static int name_of(const sl_stream *s, char *buf, size_t len, int peer)
 	buf[0] = '\0';
 	if (s == NULL)
 		return -ENOTCONN;
-	if (s->kind == SL_EP_PIPE) {
+	if (s->b.kind == SL_EP_PIPE) {
 		snprintf(buf, len, "pipe:%s", s->path);
 		return 0;
 	}
@@ -220,7 +193,7 @@ static int addr_of(const sl_stream *s, sl_ipaddr *out, int peer)
 	memset(out, 0, sizeof *out);
 	if (s == NULL)
 		return -ENOTCONN;
-	if (s->kind != SL_EP_TCP)
+	if (s->b.kind != SL_EP_TCP)
 		return 0;
 	if (peer && s->peer_len > 0)
 		sl_sockaddr_ip((const struct sockaddr *)&s->peer,
@@ -249,10 +222,10 @@ static void stream_task(sl_task *t, int status);
 
 static void schedule(sl_stream *s)
 {
-	if (s->flags & ST_TASK_QUEUED)
+	if (s->b.flags & ST_TASK_QUEUED)
 		return;
-	s->flags |= ST_TASK_QUEUED;
-	sl_loop_defer(s->loop, &s->task);
+	s->b.flags |= ST_TASK_QUEUED;
+	sl_loop_defer(s->b.loop, &s->b.task);
 }
 
 static void deliver_pipe(sl_stream *s);
@@ -260,14 +233,14 @@ static void deliver_pipe(sl_stream *s);
 /* Frees the stream when closing is complete; returns 1 then. */
 static int maybe_free(sl_stream *s)
 {
-	if (!(s->flags & ST_CLOSING) || s->pending > 0 ||
-	    (s->flags & ST_TASK_QUEUED) || s->connect_ready ||
-	    s->shutdown_ready)
+	if (!(s->b.flags & ST_CLOSING) || s->pending > 0 ||
+	    (s->b.flags & ST_TASK_QUEUED) || s->b.connect_ready ||
+	    s->b.shutdown_ready)
 		return 0;
-	if (s->close_cb != NULL) {
-		sl_close_cb cb = s->close_cb;
+	if (s->b.close_cb != NULL) {
+		sl_close_cb cb = s->b.close_cb;
 
-		s->close_cb = NULL;
+		s->b.close_cb = NULL;
 		cb(s);
 	}
 	stream_free(s);
@@ -278,26 +251,26 @@ static void stream_task(sl_task *t, int status)
 {
 	sl_stream *s = t->data;
 
-	s->flags &= ~ST_TASK_QUEUED;
-	if (s->connect_ready) {
-		sl_connect_cb cb = s->connect_cb;
+	s->b.flags &= ~ST_TASK_QUEUED;
+	if (s->b.connect_ready) {
+		sl_connect_cb cb = s->b.connect_cb;
 
-		s->connect_ready = 0;
-		s->connect_cb = NULL;
+		s->b.connect_ready = 0;
+		s->b.connect_cb = NULL;
 		if (cb != NULL)
-			cb(s, s->connect_status);
+			cb(s, s->b.connect_status);
 	}
-	if (s->shutdown_ready && s->writes == 0) {
-		sl_shutdown_cb cb = s->shutdown_cb;
+	if (s->b.shutdown_ready && s->writes == 0) {
+		sl_shutdown_cb cb = s->b.shutdown_cb;
 
-		s->shutdown_ready = 0;
-		s->shutdown_cb = NULL;
+		s->b.shutdown_ready = 0;
+		s->b.shutdown_cb = NULL;
 		if (cb != NULL)
-			cb(s, s->shutdown_status);
+			cb(s, s->b.shutdown_status);
 	}
-	if (status == 0 && !(s->flags & ST_CLOSING) &&
-	    (s->flags & ST_READING) && s->kind == SL_EP_PIPE &&
-	    !(s->flags & ST_READ_POSTED))
+	if (status == 0 && !(s->b.flags & ST_CLOSING) &&
+	    (s->b.flags & ST_READING) && s->b.kind == SL_EP_PIPE &&
+	    !(s->b.flags & ST_READ_POSTED))
 		deliver_pipe(s);
 	maybe_free(s);
 }
@@ -311,10 +284,10 @@ static void post_read(sl_stream *s)
 	BOOL ok;
 	DWORD e;
 
-	if (s->flags & (ST_READ_POSTED | ST_CLOSING | ST_EOF))
+	if (s->b.flags & (ST_READ_POSTED | ST_CLOSING | ST_EOF))
 		return;
 	sl_op_init(&s->read_op, on_read_done, s);
-	if (s->kind == SL_EP_TCP) {
+	if (s->b.kind == SL_EP_TCP) {
 		WSABUF b = {0, NULL};
 		DWORD fl = 0;
 
@@ -336,21 +309,21 @@ static void post_read(sl_stream *s)
 		s->read_err = sl_win_err(e);
 		if (s->read_err == -EPIPE)
 			s->read_err = SL_EOF;
-		if (sl_loop_post_op(s->loop, &s->read_op, 0, 0) < 0)
+		if (sl_loop_post_op(s->b.loop, &s->read_op, 0, 0) < 0)
 			return; /* cannot happen but out of memory */
 	}
 	s->pending++;
-	s->flags |= ST_READ_POSTED;
+	s->b.flags |= ST_READ_POSTED;
 }
 
 static void read_end(sl_stream *s, int err)
 {
 	sl_buf b = {NULL, 0};
 
-	s->flags &= ~ST_READING;
+	s->b.flags &= ~ST_READING;
 	if (err == SL_EOF)
-		s->flags |= ST_EOF;
-	s->read_cb(s, err, &b);
+		s->b.flags |= ST_EOF;
+	s->b.read_cb(s, err, &b);
 }
 
 static void read_socket(sl_stream *s)
@@ -361,36 +334,36 @@ static void read_socket(sl_stream *s)
 		sl_buf buf = {NULL, 0};
 		int n;
 
-		s->alloc_cb(s, SL_READ_SUGGEST, &buf);
+		s->b.alloc_cb(s, SL_READ_SUGGEST, &buf);
 		if (buf.base == NULL || buf.len == 0) {
-			s->flags &= ~ST_READING;
-			s->read_cb(s, -ENOBUFS, &buf);
+			s->b.flags &= ~ST_READING;
+			s->b.read_cb(s, -ENOBUFS, &buf);
 			return;
 		}
 		n = recv(s->sock, buf.base,
 			 buf.len > INT_MAX ? INT_MAX : (int)buf.len, 0);
 		if (n > 0) {
-			s->read_cb(s, n, &buf);
+			s->b.read_cb(s, n, &buf);
 		} else if (n == 0) {
-			s->flags &= ~ST_READING;
-			s->flags |= ST_EOF;
-			s->read_cb(s, SL_EOF, &buf);
+			s->b.flags &= ~ST_READING;
+			s->b.flags |= ST_EOF;
+			s->b.read_cb(s, SL_EOF, &buf);
 			return;
 		} else {
 			int e = WSAGetLastError();
 
 			if (e == WSAEWOULDBLOCK) {
-				s->read_cb(s, 0, &buf);
+				s->b.read_cb(s, 0, &buf);
 				break;
 			}
-			s->flags &= ~ST_READING;
-			s->read_cb(s, sl_win_err((unsigned long)e), &buf);
+			s->b.flags &= ~ST_READING;
+			s->b.read_cb(s, sl_win_err((unsigned long)e), &buf);
 			return;
 		}
-		if ((s->flags & (ST_READING | ST_CLOSING)) != ST_READING)
+		if ((s->b.flags & (ST_READING | ST_CLOSING)) != ST_READING)
 			return;
 	}
-	if ((s->flags & (ST_READING | ST_CLOSING)) == ST_READING)
+	if ((s->b.flags & (ST_READING | ST_CLOSING)) == ST_READING)
 		post_read(s);
 }
 
@@ -401,10 +374,10 @@ static void deliver_pipe(sl_stream *s)
 		sl_buf buf = {NULL, 0};
 		size_t k;
 
-		s->alloc_cb(s, s->rbuf_n - s->rbuf_off, &buf);
+		s->b.alloc_cb(s, s->rbuf_n - s->rbuf_off, &buf);
 		if (buf.base == NULL || buf.len == 0) {
-			s->flags &= ~ST_READING;
-			s->read_cb(s, -ENOBUFS, &buf);
+			s->b.flags &= ~ST_READING;
+			s->b.read_cb(s, -ENOBUFS, &buf);
 			return;
 		}
 		k = s->rbuf_n - s->rbuf_off;
@@ -412,8 +385,8 @@ static void deliver_pipe(sl_stream *s)
 			k = buf.len;
 		memcpy(buf.base, s->rbuf + s->rbuf_off, k);
 		s->rbuf_off += k;
-		s->read_cb(s, (ptrdiff_t)k, &buf);
-		if ((s->flags & (ST_READING | ST_CLOSING)) != ST_READING)
+		s->b.read_cb(s, (ptrdiff_t)k, &buf);
+		if ((s->b.flags & (ST_READING | ST_CLOSING)) != ST_READING)
 			return;
 	}
 	if (s->read_err != 0) {
@@ -432,14 +405,14 @@ static void on_read_done(sl_loop *loop, sl_op *op, int err, size_t n)
 
 	(void)loop;
 	s->pending--;
-	s->flags &= ~ST_READ_POSTED;
-	if (s->flags & ST_CLOSING) {
+	s->b.flags &= ~ST_READ_POSTED;
+	if (s->b.flags & ST_CLOSING) {
 		maybe_free(s);
 		return;
 	}
-	if (s->kind == SL_EP_TCP) {
+	if (s->b.kind == SL_EP_TCP) {
 		s->read_err = 0;
-		if (!(s->flags & ST_READING))
+		if (!(s->b.flags & ST_READING))
 			return; /* the data waits in the kernel */
 		if (err != 0) {
 			read_end(s, err);
@@ -462,7 +435,7 @@ static void on_read_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	s->rbuf_n = err == 0 ? n : 0;
 	if (err != 0 && err != SL_EOF)
 		s->rbuf_n = 0;
-	if (s->flags & ST_READING)
+	if (s->b.flags & ST_READING)
 		deliver_pipe(s);
 }
 
@@ -470,26 +443,26 @@ int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
 {
 	if (s == NULL || alloc == NULL || cb == NULL)
 		return -EINVAL;
-	if (s->flags & (ST_CLOSING | ST_CONNECTING))
+	if (s->b.flags & (ST_CLOSING | ST_CONNECTING))
 		return -EINVAL;
-	if (s->flags & ST_EOF)
+	if (s->b.flags & ST_EOF)
 		return -EPIPE;
-	s->alloc_cb = alloc;
-	s->read_cb = cb;
-	if (s->flags & ST_READING)
+	s->b.alloc_cb = alloc;
+	s->b.read_cb = cb;
+	if (s->b.flags & ST_READING)
 		return 0;
-	s->flags |= ST_READING;
-	if (s->kind == SL_EP_PIPE) {
+	s->b.flags |= ST_READING;
+	if (s->b.kind == SL_EP_PIPE) {
 		if (s->rbuf == NULL) {
 			s->rbuf = malloc(SL_PIPE_RBUF);
 			if (s->rbuf == NULL) {
-				s->flags &= ~ST_READING;
+				s->b.flags &= ~ST_READING;
 				return -ENOMEM;
 			}
 		}
 		/* Bytes or an end read before a stop go out from the task,
 		 * never from inside this call. */
-		if (!(s->flags & ST_READ_POSTED)) {
+		if (!(s->b.flags & ST_READ_POSTED)) {
 			if (s->rbuf_off < s->rbuf_n || s->read_err != 0)
 				schedule(s);
 			else
@@ -507,7 +480,7 @@ int sl_stream_read_stop(sl_stream *s)
 		return -EINVAL;
 	/* A posted read stays with the kernel; its completion is kept for
 	 * the next start (pipes) or finds the data still there (sockets). */
-	s->flags &= ~ST_READING;
+	s->b.flags &= ~ST_READING;
 	return 0;
 }
 
@@ -522,14 +495,14 @@ static void on_write_done(sl_loop *loop, sl_op *op, int err, size_t n)
 
 	(void)loop;
 	s->pending--;
-	if (err == 0 && !(s->flags & ST_CLOSING) && n < req->len - req->done) {
+	if (err == 0 && !(s->b.flags & ST_CLOSING) && n < req->len - req->done) {
 		/* A short overlapped write: send the rest the same way. */
 		BOOL ok;
 		DWORD e;
 
 		req->done += n;
 		sl_op_init(op, on_write_done, req);
-		if (s->kind == SL_EP_TCP) {
+		if (s->b.kind == SL_EP_TCP) {
 			WSABUF b = {(ULONG)(req->len - req->done),
 				    (char *)req->buf + req->done};
 
@@ -552,19 +525,19 @@ static void on_write_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	} else if (err == 0) {
 		req->done = req->len;
 	}
-	if (s->flags & ST_CLOSING)
+	if (s->b.flags & ST_CLOSING)
 		err = -ECANCELED;
-	if (err != 0 && s->write_err == 0)
-		s->write_err = err;
+	if (err != 0 && s->b.write_err == 0)
+		s->b.write_err = err;
 	s->writes--;
-	s->wq_bytes -= req->len;
+	s->b.wq_bytes -= req->len;
 	req->cb(req, err);
-	if ((s->flags & ST_SHUT_WANTED) && s->writes == 0 &&
-	    !(s->flags & ST_CLOSING)) {
-		if (s->write_err != 0) {
-			s->flags &= ~ST_SHUT_WANTED;
-			s->shutdown_status = s->write_err;
-			s->shutdown_ready = 1;
+	if ((s->b.flags & ST_SHUT_WANTED) && s->writes == 0 &&
+	    !(s->b.flags & ST_CLOSING)) {
+		if (s->b.write_err != 0) {
+			s->b.flags &= ~ST_SHUT_WANTED;
+			s->b.shutdown_status = s->b.write_err;
+			s->b.shutdown_ready = 1;
 			schedule(s);
 		} else {
 			do_shutdown(s);
@@ -582,12 +555,12 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 
 	if (s == NULL || req == NULL || cb == NULL || len > 0x7fffffffu)
 		return -EINVAL;
-	if (s->flags & (ST_CLOSING | ST_CONNECTING))
+	if (s->b.flags & (ST_CLOSING | ST_CONNECTING))
 		return -EINVAL;
-	if (s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
+	if (s->b.flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
 		return -EPIPE;
-	if (s->write_err != 0)
-		return s->write_err;
+	if (s->b.write_err != 0)
+		return s->b.write_err;
 	req->cb = cb;
 	req->stream = s;
 	req->buf = buf;
@@ -596,7 +569,7 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 	req->next = NULL;
 	op = req_op(req);
 	sl_op_init(op, on_write_done, req);
-	if (s->kind == SL_EP_TCP) {
+	if (s->b.kind == SL_EP_TCP) {
 		WSABUF b = {(ULONG)len, (char *)buf};
 
 		ok = WSASend(s->sock, &b, 1, NULL, 0, &op->ov, NULL) == 0;
@@ -611,7 +584,7 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 		return sl_win_err(e);
 	s->pending++;
 	s->writes++;
-	s->wq_bytes += len;
+	s->b.wq_bytes += len;
 	return 0;
 }
 
@@ -629,13 +602,13 @@ ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len,
 
 	(void)flags;
 
-	if (s == NULL || (s->flags & (ST_CLOSING | ST_CONNECTING)))
+	if (s == NULL || (s->b.flags & (ST_CLOSING | ST_CONNECTING)))
 		return -EINVAL;
-	if (s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
+	if (s->b.flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
 		return -EPIPE;
-	if (s->write_err != 0)
-		return s->write_err;
-	if (s->writes > 0 || s->kind != SL_EP_TCP)
+	if (s->b.write_err != 0)
+		return s->b.write_err;
+	if (s->writes > 0 || s->b.kind != SL_EP_TCP)
 		return -EAGAIN; /* order; pipes have no non-blocking write */
 	n = send(s->sock, buf, len > INT_MAX ? INT_MAX : (int)len, 0);
 	if (n >= 0)
@@ -643,13 +616,8 @@ ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len,
 	n = WSAGetLastError();
 	if (n == WSAEWOULDBLOCK)
 		return -EAGAIN;
-	s->write_err = sl_win_err((unsigned long)n);
-	return s->write_err;
-}
-
-size_t sl_stream_write_queue_size(const sl_stream *s)
-{
-	return s->wq_bytes;
+	s->b.write_err = sl_win_err((unsigned long)n);
+	return s->b.write_err;
 }
 
 /* ---- shutdown ------------------------------------------------------------- */
@@ -661,20 +629,20 @@ static void on_shut_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	(void)loop;
 	(void)n;
 	s->pending--;
-	s->shutdown_status = (s->flags & ST_CLOSING) ? -ECANCELED : err;
-	s->shutdown_ready = 1;
+	s->b.shutdown_status = (s->b.flags & ST_CLOSING) ? -ECANCELED : err;
+	s->b.shutdown_ready = 1;
 	schedule(s);
 }
 
 static void do_shutdown(sl_stream *s)
 {
-	s->flags &= ~ST_SHUT_WANTED;
-	s->flags |= ST_SHUT_DONE;
-	if (s->kind == SL_EP_TCP) {
-		s->shutdown_status = shutdown(s->sock, SD_SEND) == 0
+	s->b.flags &= ~ST_SHUT_WANTED;
+	s->b.flags |= ST_SHUT_DONE;
+	if (s->b.kind == SL_EP_TCP) {
+		s->b.shutdown_status = shutdown(s->sock, SD_SEND) == 0
 			? 0
 			: sl_win_err((unsigned long)WSAGetLastError());
-		s->shutdown_ready = 1;
+		s->b.shutdown_ready = 1;
 		schedule(s);
 		return;
 	}
@@ -682,8 +650,8 @@ static void do_shutdown(sl_stream *s)
 	sl_op_init(&s->shut_op, on_shut_done, s);
 	if (!WriteFile(s->pipe, "", 0, NULL, &s->shut_op.ov) &&
 	    GetLastError() != ERROR_IO_PENDING) {
-		s->shutdown_status = sl_win_err(GetLastError());
-		s->shutdown_ready = 1;
+		s->b.shutdown_status = sl_win_err(GetLastError());
+		s->b.shutdown_ready = 1;
 		schedule(s);
 		return;
 	}
@@ -692,16 +660,16 @@ static void do_shutdown(sl_stream *s)
 
 int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 {
-	if (s == NULL || (s->flags & (ST_CLOSING | ST_CONNECTING)))
+	if (s == NULL || (s->b.flags & (ST_CLOSING | ST_CONNECTING)))
 		return -EINVAL;
-	if (s->flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
+	if (s->b.flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
 		return -EALREADY;
-	s->shutdown_cb = cb;
-	s->flags |= ST_SHUT_WANTED;
-	if (s->write_err != 0) {
-		s->flags &= ~ST_SHUT_WANTED;
-		s->shutdown_status = s->write_err;
-		s->shutdown_ready = 1;
+	s->b.shutdown_cb = cb;
+	s->b.flags |= ST_SHUT_WANTED;
+	if (s->b.write_err != 0) {
+		s->b.flags &= ~ST_SHUT_WANTED;
+		s->b.shutdown_status = s->b.write_err;
+		s->b.shutdown_ready = 1;
 		schedule(s);
 	} else if (s->writes == 0) {
 		do_shutdown(s);
@@ -720,13 +688,13 @@ static sl_stream *stream_new(sl_loop *loop, enum sl_ep_kind kind)
 
 	if (s == NULL)
 		return NULL;
-	s->loop = loop;
-	s->kind = kind;
+	s->b.loop = loop;
+	s->b.kind = kind;
 	s->sock = INVALID_SOCKET;
 	s->pipe = INVALID_HANDLE_VALUE;
-	sl_timer_init(loop, &s->timer, on_timeout, s);
+	sl_timer_init(loop, &s->b.timer, on_timeout, s);
 	sl_timer_init(loop, &s->retry, on_busy_retry, s);
-	sl_task_init(&s->task, stream_task, s);
+	sl_task_init(&s->b.task, stream_task, s);
 	return s;
 }
 
@@ -801,25 +769,25 @@ int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
 
 static void connect_finish(sl_stream *s, int status)
 {
-	sl_connect_cb cb = s->connect_cb;
+	sl_connect_cb cb = s->b.connect_cb;
 
-	s->flags &= ~ST_CONNECTING;
-	sl_timer_stop(&s->timer);
+	s->b.flags &= ~ST_CONNECTING;
+	sl_timer_stop(&s->b.timer);
 	sl_timer_stop(&s->retry);
-	free(s->addrs);
-	s->addrs = NULL;
-	s->connect_cb = NULL;
+	free(s->b.addrs);
+	s->b.addrs = NULL;
+	s->b.connect_cb = NULL;
 	cb(s, status);
 }
 
 /* From inside sl_stream_connect: the callback must wait for the loop. */
 static void connect_finish_later(sl_stream *s, int status)
 {
-	s->flags &= ~ST_CONNECTING;
-	sl_timer_stop(&s->timer);
+	s->b.flags &= ~ST_CONNECTING;
+	sl_timer_stop(&s->b.timer);
 	sl_timer_stop(&s->retry);
-	s->connect_status = status;
-	s->connect_ready = 1;
+	s->b.connect_status = status;
+	s->b.connect_ready = 1;
 	schedule(s);
 }
 
@@ -833,11 +801,11 @@ static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	(void)loop;
 	(void)n;
 	s->pending--;
-	if (s->flags & ST_CLOSING) {
+	if (s->b.flags & ST_CLOSING) {
 		maybe_free(s);
 		return;
 	}
-	if (s->flags & ST_TIMED_OUT) {
+	if (s->b.flags & ST_TIMED_OUT) {
 		connect_finish(s, -ETIMEDOUT);
 		return;
 	}
@@ -862,20 +830,20 @@ static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	}
 	closesocket(s->sock);
 	s->sock = INVALID_SOCKET;
-	s->last_err = err;
+	s->b.last_err = err;
 	connect_next(s, 0);
 }
 
 static void connect_next(sl_stream *s, int inside)
 {
-	while (s->next_addr < s->naddrs) {
-		const struct sl_addr *a = &s->addrs[s->next_addr++];
+	while (s->b.next_addr < s->b.naddrs) {
+		const struct sl_addr *a = &s->b.addrs[s->b.next_addr++];
 		struct sockaddr_storage any;
 		SOCKET sock;
 
 		sock = sl_win_socket(a->ss.ss_family);
 		if (sock == INVALID_SOCKET) {
-			s->last_err = sl_win_err((unsigned long)WSAGetLastError());
+			s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
 			continue;
 		}
 		/* ConnectEx wants a bound socket. */
@@ -886,8 +854,8 @@ static void connect_next(sl_stream *s, int inside)
 				 ? (int)sizeof(struct sockaddr_in6)
 				 : (int)sizeof(struct sockaddr_in)) != 0 ||
 		    socket_tune(sock) < 0 ||
-		    sl_loop_associate(s->loop, (HANDLE)sock) < 0) {
-			s->last_err = sl_win_err((unsigned long)WSAGetLastError());
+		    sl_loop_associate(s->b.loop, (HANDLE)sock) < 0) {
+			s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
 			closesocket(sock);
 			continue;
 		}
@@ -899,15 +867,15 @@ static void connect_next(sl_stream *s, int inside)
 			s->pending++;
 			return;
 		}
-		s->last_err = sl_win_err((unsigned long)WSAGetLastError());
+		s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
 		closesocket(sock);
 		s->sock = INVALID_SOCKET;
 	}
 	if (inside)
-		connect_finish_later(s, s->last_err != 0 ? s->last_err
+		connect_finish_later(s, s->b.last_err != 0 ? s->b.last_err
 							 : -ECONNREFUSED);
 	else
-		connect_finish(s, s->last_err != 0 ? s->last_err
+		connect_finish(s, s->b.last_err != 0 ? s->b.last_err
 						   : -ECONNREFUSED);
 }
 
@@ -916,19 +884,19 @@ static void on_resolved(void *arg, int status, const struct sl_addr *addrs,
 {
 	sl_stream *s = arg;
 
-	s->resolve = NULL;
+	s->b.resolve = NULL;
 	if (status < 0 || n == 0) {
 		connect_finish(s, status < 0 ? status : SL_ERESOLVE);
 		return;
 	}
-	s->addrs = malloc(n * sizeof *addrs);
-	if (s->addrs == NULL) {
+	s->b.addrs = malloc(n * sizeof *addrs);
+	if (s->b.addrs == NULL) {
 		connect_finish(s, -ENOMEM);
 		return;
 	}
-	memcpy(s->addrs, addrs, n * sizeof *addrs);
-	s->naddrs = n;
-	s->next_addr = 0;
+	memcpy(s->b.addrs, addrs, n * sizeof *addrs);
+	s->b.naddrs = n;
+	s->b.next_addr = 0;
 	connect_next(s, 0);
 }
 
@@ -936,17 +904,17 @@ static void on_timeout(sl_timer *t)
 {
 	sl_stream *s = t->data;
 
-	if (!(s->flags & ST_CONNECTING))
+	if (!(s->b.flags & ST_CONNECTING))
 		return;
 	if (s->pending > 0 && s->sock != INVALID_SOCKET) {
 		/* ConnectEx in flight: closing it makes it complete. */
-		s->flags |= ST_TIMED_OUT;
+		s->b.flags |= ST_TIMED_OUT;
 		closesocket(s->sock);
 		s->sock = INVALID_SOCKET;
 		return;
 	}
-	sl_resolve_cancel(s->resolve);
-	s->resolve = NULL;
+	sl_resolve_cancel(s->b.resolve);
+	s->b.resolve = NULL;
 	connect_finish(s, -ETIMEDOUT);
 }
 
@@ -974,7 +942,7 @@ static int pipe_try_open(sl_stream *s)
 			return -ECONNREFUSED; /* nobody serves that name */
 		return sl_win_err(e);
 	}
-	if ((r = sl_loop_associate(s->loop, h)) < 0) {
+	if ((r = sl_loop_associate(s->b.loop, h)) < 0) {
 		CloseHandle(h);
 		return r;
 	}
@@ -987,14 +955,14 @@ static void on_busy_retry(sl_timer *t)
 	sl_stream *s = t->data;
 	int r;
 
-	if (!(s->flags & ST_CONNECTING))
+	if (!(s->b.flags & ST_CONNECTING))
 		return;
 	r = pipe_try_open(s);
 	if (r > 0) {
 		connect_finish(s, 0);
 	} else if (r < 0) {
 		connect_finish(s, r);
-	} else if (sl_loop_now(s->loop) >= s->busy_deadline) {
+	} else if (sl_loop_now(s->b.loop) >= s->busy_deadline) {
 		connect_finish(s, -ETIMEDOUT);
 	} else {
 		sl_timer_start(&s->retry, SL_PIPE_BUSY_RETRY_MS);
@@ -1016,9 +984,9 @@ int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
 	s = stream_new(loop, ep->kind);
 	if (s == NULL)
 		return -ENOMEM;
-	s->data = data;
-	s->connect_cb = cb;
-	s->flags |= ST_CONNECTING;
+	s->b.data = data;
+	s->b.connect_cb = cb;
+	s->b.flags |= ST_CONNECTING;
 
 	if (ep->kind == SL_EP_PIPE) {
 		snprintf(s->path, sizeof s->path, "%s", ep->path);
@@ -1041,30 +1009,30 @@ int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
 	}
 
 	if (ep->host_is_literal) {
-		s->addrs = calloc(SL_RESOLVE_MAX_ADDRS, sizeof *s->addrs);
-		if (s->addrs == NULL) {
+		s->b.addrs = calloc(SL_RESOLVE_MAX_ADDRS, sizeof *s->b.addrs);
+		if (s->b.addrs == NULL) {
 			r = -ENOMEM;
 			goto fail;
 		}
-		r = sl_resolve_numeric(ep->host, ep->port, 0, s->addrs,
+		r = sl_resolve_numeric(ep->host, ep->port, 0, s->b.addrs,
 				       SL_RESOLVE_MAX_ADDRS, &n);
 		if (r < 0)
 			goto fail;
-		s->naddrs = n;
+		s->b.naddrs = n;
 	} else {
 		r = sl_resolve_start(loop, ep->host, ep->port, on_resolved, s,
-				     &s->resolve);
+				     &s->b.resolve);
 		if (r < 0)
 			goto fail;
 	}
 	if (timeout_ms > 0)
-		sl_timer_start(&s->timer, timeout_ms);
+		sl_timer_start(&s->b.timer, timeout_ms);
 	*out = s;
-	if (s->addrs != NULL)
+	if (s->b.addrs != NULL)
 		connect_next(s, 1);
 	return 0;
 fail:
-	free(s->addrs);
+	free(s->b.addrs);
 	free(s);
 	return r;
 }
@@ -1073,29 +1041,29 @@ fail:
 
 static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 {
-	if (s == NULL || (s->flags & ST_CLOSING))
+	if (s == NULL || (s->b.flags & ST_CLOSING))
 		return;
-	s->flags |= ST_CLOSING;
-	s->flags &= ~ST_READING;
-	s->close_cb = cb;
-	sl_timer_stop(&s->timer);
+	s->b.flags |= ST_CLOSING;
+	s->b.flags &= ~ST_READING;
+	s->b.close_cb = cb;
+	sl_timer_stop(&s->b.timer);
 	sl_timer_stop(&s->retry);
-	sl_resolve_cancel(s->resolve);
-	s->resolve = NULL;
-	if (s->flags & ST_CONNECTING) {
-		s->flags &= ~ST_CONNECTING;
-		s->connect_status = -ECANCELED;
-		s->connect_ready = 1;
-	} else if (s->connect_ready) {
+	sl_resolve_cancel(s->b.resolve);
+	s->b.resolve = NULL;
+	if (s->b.flags & ST_CONNECTING) {
+		s->b.flags &= ~ST_CONNECTING;
+		s->b.connect_status = -ECANCELED;
+		s->b.connect_ready = 1;
+	} else if (s->b.connect_ready) {
 		/* Connected, or failed, with the callback still to run:
 		 * closed first, as net.h says, so an owner that has moved
 		 * on is not told of a connection it no longer holds. */
-		s->connect_status = -ECANCELED;
+		s->b.connect_status = -ECANCELED;
 	}
-	if (s->shutdown_cb != NULL && !s->shutdown_ready &&
-	    !(s->flags & ST_SHUT_DONE)) {
-		s->shutdown_status = -ECANCELED;
-		s->shutdown_ready = 1;
+	if (s->b.shutdown_cb != NULL && !s->b.shutdown_ready &&
+	    !(s->b.flags & ST_SHUT_DONE)) {
+		s->b.shutdown_status = -ECANCELED;
+		s->b.shutdown_ready = 1;
 	}
 	/* Every operation still with the kernel completes, cancelled, and
 	 * is consumed before the stream is freed. */
@@ -1123,8 +1091,8 @@ static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 		CloseHandle(s->pipe);
 		s->pipe = INVALID_HANDLE_VALUE;
 	}
-	free(s->addrs);
-	s->addrs = NULL;
+	free(s->b.addrs);
+	s->b.addrs = NULL;
 	schedule(s);
 }
 
@@ -1139,26 +1107,6 @@ void sl_stream_close_reset(sl_stream *s, sl_close_cb cb)
 }
 
 /* ---- the rest of the API ----------------------------------------------------- */
-
-void sl_stream_set_data(sl_stream *s, void *data)
-{
-	s->data = data;
-}
-
-void *sl_stream_get_data(const sl_stream *s)
-{
-	return s->data;
-}
-
-sl_loop *sl_stream_loop(const sl_stream *s)
-{
-	return s->loop;
-}
-
-enum sl_ep_kind sl_stream_kind(const sl_stream *s)
-{
-	return s->kind;
-}
 
 /* Splicing is a Linux feature: the proxy copies here. */
 int sl_stream_forward(sl_stream *src, sl_stream *dst, sl_forward_cb cb)

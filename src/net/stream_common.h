@@ -1,0 +1,78 @@
+/*
+ * The contract between stream_common.c (what streams do alike on every
+ * platform, as libuv's uv-common.c) and the platform's streams
+ * (stream_posix.c, stream_win.c and their neighbours).  Nothing outside
+ * src/net includes this file.
+ *
+ * Every platform's struct sl_stream starts with a struct sl_stream_base:
+ * the common code sees a stream through it and never learns the rest.
+ * The platform code reaches the same fields directly (s->b.flags), so the
+ * data path pays nothing for the split.
+ */
+#ifndef SL_NET_STREAM_COMMON_H
+#define SL_NET_STREAM_COMMON_H
+
+#include <stddef.h>
+
+#include "net.h"
+#include "resolver.h"
+
+/*
+ * Flags that mean the same on every platform.  A platform numbers its own
+ * ST_OS(0), ST_OS(1), ...
+ */
+enum {
+	ST_CONNECTING = 1u << 0, /* resolving or connecting */
+	ST_READING = 1u << 1,
+	ST_SHUT_WANTED = 1u << 2, /* shutdown requested, writes not done */
+	ST_SHUT_DONE = 1u << 3,
+	ST_CLOSING = 1u << 4,
+	ST_TASK_QUEUED = 1u << 5,
+};
+#define ST_OS(n) (1u << (6 + (n)))
+
+/* The fields both platforms' streams have; what the data path touches
+ * first. */
+struct sl_stream_base {
+	unsigned flags; /* ST_* */
+	enum sl_ep_kind kind;
+	sl_loop *loop;
+	void *data;
+
+	sl_alloc_cb alloc_cb;
+	sl_read_cb read_cb;
+	size_t wq_bytes; /* given to sl_stream_write, not yet written */
+	int write_err;   /* sticky after a failed write */
+
+	sl_shutdown_cb shutdown_cb;
+	int shutdown_status;
+	int shutdown_ready;
+
+	/* Connecting: the callback, its status once known, and the
+	 * addresses a name resolved to, tried in turn. */
+	sl_connect_cb connect_cb;
+	int connect_status;
+	int connect_ready;
+	sl_resolve *resolve;
+	struct sl_addr *addrs;
+	size_t naddrs, next_addr;
+	int last_err; /* of the last address tried */
+	sl_timer timer; /* the connect timeout */
+
+	sl_close_cb close_cb;
+	sl_task task; /* runs the completions, the close callback, frees */
+};
+
+/* The base of any stream: its first member (C11 6.7.2.1). */
+static inline struct sl_stream_base *sl_stream_base(sl_stream *s)
+{
+	return (struct sl_stream_base *)(void *)s;
+}
+
+static inline const struct sl_stream_base *
+sl_stream_cbase(const sl_stream *s)
+{
+	return (const struct sl_stream_base *)(const void *)s;
+}
+
+#endif
