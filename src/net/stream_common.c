@@ -7,6 +7,9 @@
  */
 #include "stream_common.h"
 
+#include <errno.h>
+#include <stdlib.h>
+
 void sl_stream_set_data(sl_stream *s, void *data)
 {
 	sl_stream_base(s)->data = data;
@@ -30,4 +33,41 @@ enum sl_ep_kind sl_stream_kind(const sl_stream *s)
 size_t sl_stream_write_queue_size(const sl_stream *s)
 {
 	return s != NULL ? sl_stream_cbase(s)->wq_bytes : 0;
+}
+
+static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
+{
+	struct sl_stream_base *b = sl_stream_base(s);
+
+	if (s == NULL || (b->flags & ST_CLOSING))
+		return;
+	sl_os_stream_close(s, reset);
+	b->flags |= ST_CLOSING;
+	b->flags &= ~ST_READING;
+	b->close_cb = cb;
+	sl_timer_stop(&b->timer);
+	sl_resolve_cancel(b->resolve);
+	b->resolve = NULL;
+	if (b->flags & ST_CONNECTING) {
+		b->flags &= ~ST_CONNECTING;
+		b->connect_status = -ECANCELED;
+		b->connect_ready = 1;
+	} else if (b->connect_ready) {
+		/* Connected, or failed, with the callback still to run:
+		 * closed first, as net.h says, so an owner that has moved
+		 * on is not told of a connection it no longer holds. */
+		b->connect_status = -ECANCELED;
+	}
+	free(b->addrs);
+	b->addrs = NULL;
+}
+
+void sl_stream_close(sl_stream *s, sl_close_cb cb)
+{
+	stream_close(s, cb, 0);
+}
+
+void sl_stream_close_reset(sl_stream *s, sl_close_cb cb)
+{
+	stream_close(s, cb, 1);
 }

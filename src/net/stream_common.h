@@ -75,4 +75,18 @@ sl_stream_cbase(const sl_stream *s)
 	return (const struct sl_stream_base *)(const void *)s;
 }
 
+/* ---- what each platform defines for stream_common.c -------------------- */
+
+/*
+ * The platform's part of closing s, run before anything else of it, while
+ * s is not yet marked closing: stop what only the platform runs (a
+ * forward, the readiness watcher), close the handle (reset: make the peer
+ * see a reset where the transport has one, TCP), end queued writes and a
+ * shutdown not yet made with -ECANCELED (now, or when the kernel gives
+ * them back), and schedule the stream's task, which runs the callbacks
+ * left, then the close callback, and frees.  The common part cancels the
+ * connect.
+ */
+void sl_os_stream_close(sl_stream *s, int reset);
+
 #endif

@@ -1265,22 +1265,14 @@ int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 	return 0;
 }
 
-static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
+void sl_os_stream_close(sl_stream *s, int reset)
 {
-	if (s == NULL || (s->b.flags & ST_CLOSING))
-		return;
 	/* Forwarding stops without a callback, both ways. */
 	if (s->fwd_dst != NULL || (s->b.flags & ST_FORWARDING))
 		fwd_detach(s);
 	if (s->fwd_src != NULL)
 		fwd_detach(s->fwd_src);
 	pipe_put(s);
-	s->b.flags |= ST_CLOSING;
-	s->b.flags &= ~ST_READING;
-	s->b.close_cb = cb;
-	sl_timer_stop(&s->b.timer);
-	sl_resolve_cancel(s->b.resolve);
-	s->b.resolve = NULL;
 	if (s->fd >= 0) {
 		sl_io_forget(&s->io);
 		if (reset && s->b.kind == SL_EP_TCP &&
@@ -1292,35 +1284,12 @@ static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 		close(s->fd);
 		s->fd = -1;
 	}
-	if (s->b.flags & ST_CONNECTING) {
-		s->b.flags &= ~ST_CONNECTING;
-		s->b.connect_status = -ECANCELED;
-		s->b.connect_ready = 1;
-	} else if (s->b.connect_ready) {
-		/* Connected, or failed, with the callback still to run:
-		 * closed first, as net.h says, so an owner that has moved
-		 * on is not told of a connection it no longer holds. */
-		s->b.connect_status = -ECANCELED;
-	}
-	free(s->b.addrs);
-	s->b.addrs = NULL;
-	fail_writes(s, -ECANCELED);
+	fail_writes(s, -ECANCELED); /* schedules the task */
 	s->shutdown_due = 0; /* the close sent the FIN, or the RST */
 	if (s->b.shutdown_cb != NULL && !s->b.shutdown_ready) {
 		s->b.shutdown_status = -ECANCELED;
 		s->b.shutdown_ready = 1;
 	}
-	schedule(s);
-}
-
-void sl_stream_close(sl_stream *s, sl_close_cb cb)
-{
-	stream_close(s, cb, 0);
-}
-
-void sl_stream_close_reset(sl_stream *s, sl_close_cb cb)
-{
-	stream_close(s, cb, 1);
 }
 
 static int name_of(const sl_stream *s, char *buf, size_t len, int peer)

@@ -1039,27 +1039,11 @@ fail:
 
 /* ---- closing ------------------------------------------------------------------ */
 
-static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
+void sl_os_stream_close(sl_stream *s, int reset)
 {
-	if (s == NULL || (s->b.flags & ST_CLOSING))
-		return;
-	s->b.flags |= ST_CLOSING;
-	s->b.flags &= ~ST_READING;
-	s->b.close_cb = cb;
-	sl_timer_stop(&s->b.timer);
 	sl_timer_stop(&s->retry);
-	sl_resolve_cancel(s->b.resolve);
-	s->b.resolve = NULL;
-	if (s->b.flags & ST_CONNECTING) {
-		s->b.flags &= ~ST_CONNECTING;
-		s->b.connect_status = -ECANCELED;
-		s->b.connect_ready = 1;
-	} else if (s->b.connect_ready) {
-		/* Connected, or failed, with the callback still to run:
-		 * closed first, as net.h says, so an owner that has moved
-		 * on is not told of a connection it no longer holds. */
-		s->b.connect_status = -ECANCELED;
-	}
+	/* Not with the kernel yet: ends here.  A pipe's zero-byte write
+	 * that is completes, cancelled (on_shut_done). */
 	if (s->b.shutdown_cb != NULL && !s->b.shutdown_ready &&
 	    !(s->b.flags & ST_SHUT_DONE)) {
 		s->b.shutdown_status = -ECANCELED;
@@ -1091,19 +1075,7 @@ static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 		CloseHandle(s->pipe);
 		s->pipe = INVALID_HANDLE_VALUE;
 	}
-	free(s->b.addrs);
-	s->b.addrs = NULL;
 	schedule(s);
-}
-
-void sl_stream_close(sl_stream *s, sl_close_cb cb)
-{
-	stream_close(s, cb, 0);
-}
-
-void sl_stream_close_reset(sl_stream *s, sl_close_cb cb)
-{
-	stream_close(s, cb, 1);
 }
 
 /* ---- the rest of the API ----------------------------------------------------- */
