@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 void sl_stream_set_data(sl_stream *s, void *data)
 {
@@ -70,4 +71,42 @@ void sl_stream_close(sl_stream *s, sl_close_cb cb)
 void sl_stream_close_reset(sl_stream *s, sl_close_cb cb)
 {
 	stream_close(s, cb, 1);
+}
+
+static int name_of(const sl_stream *s, char *buf, size_t len, int peer)
+{
+	if (buf == NULL || len == 0)
+		return -EINVAL;
+	buf[0] = '\0';
+	if (s == NULL)
+		return -ENOTCONN;
+	return sl_os_stream_name(s, peer, buf, len);
+}
+
+int sl_stream_peer_name(const sl_stream *s, char *buf, size_t len)
+{
+	return name_of(s, buf, len, 1);
+}
+
+int sl_stream_local_name(const sl_stream *s, char *buf, size_t len)
+{
+	return name_of(s, buf, len, 0);
+}
+
+static int addr_of(const sl_stream *s, sl_ipaddr *out, int peer)
+{
+	memset(out, 0, sizeof *out);
+	if (s == NULL)
+		return -ENOTCONN;
+	return sl_os_stream_addr(s, peer, out);
+}
+
+int sl_stream_peer_addr(const sl_stream *s, sl_ipaddr *out)
+{
+	return addr_of(s, out, 1);
+}
+
+int sl_stream_local_addr(const sl_stream *s, sl_ipaddr *out)
+{
+	return addr_of(s, out, 0);
 }

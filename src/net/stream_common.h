@@ -89,4 +89,13 @@ sl_stream_cbase(const sl_stream *s)
  */
 void sl_os_stream_close(sl_stream *s, int reset);
 
+/*
+ * The text name (sl_stream_peer_name) and the IP address
+ * (sl_stream_peer_addr) of s's peer (peer != 0) or of its own end.  s is
+ * not NULL, buf is "" with room for len > 0 bytes, out is zeroed.  0 or
+ * -errno (-ENOTCONN: not known, or not connected).
+ */
+int sl_os_stream_name(const sl_stream *s, int peer, char *buf, size_t len);
+int sl_os_stream_addr(const sl_stream *s, int peer, sl_ipaddr *out);
+
 #endif

@@ -1292,68 +1292,60 @@ void sl_os_stream_close(sl_stream *s, int reset)
 	}
 }
 
-static int name_of(const sl_stream *s, char *buf, size_t len, int peer)
+/*
+ * The address of s's peer (peer != 0) or of its own end: the one accept()
+ * gave, kept in s, or what getpeername(2) or getsockname(2) write in *ss.
+ */
+static int sockaddr_of(const sl_stream *s, int peer,
+		       struct sockaddr_storage *ss, const struct sockaddr **sa,
+		       socklen_t *len)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
 	int r;
 
-	if (buf == NULL || len == 0)
-		return -EINVAL;
-	buf[0] = '\0';
-	if (s == NULL || s->fd < 0)
-		return -ENOTCONN;
-	if (peer && s->peer_len > 0)
-		return sl_sockaddr_name(&s->peer.sa, s->peer_len, buf, len);
-	memset(&ss, 0, sizeof ss);
-	r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &sl)
-		 : getsockname(s->fd, (struct sockaddr *)&ss, &sl);
-	if (r < 0)
-		return -errno;
-	return sl_sockaddr_name((struct sockaddr *)&ss, sl, buf, len);
-}
-
-int sl_stream_peer_name(const sl_stream *s, char *buf, size_t len)
-{
-	return name_of(s, buf, len, 1);
-}
-
-int sl_stream_local_name(const sl_stream *s, char *buf, size_t len)
-{
-	return name_of(s, buf, len, 0);
-}
-
-static int addr_of(const sl_stream *s, sl_ipaddr *out, int peer)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
-	int r;
-
-	memset(out, 0, sizeof *out);
-	if (s == NULL || s->fd < 0)
-		return -ENOTCONN;
-	if (s->b.kind != SL_EP_TCP)
-		return 0;
 	if (peer && s->peer_len > 0) {
-		sl_sockaddr_ip(&s->peer.sa, s->peer_len, out);
+		*sa = &s->peer.sa;
+		*len = s->peer_len;
 		return 0;
 	}
-	r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &sl)
-		 : getsockname(s->fd, (struct sockaddr *)&ss, &sl);
+	memset(ss, 0, sizeof *ss);
+	*len = sizeof *ss;
+	r = peer ? getpeername(s->fd, (struct sockaddr *)ss, len)
+		 : getsockname(s->fd, (struct sockaddr *)ss, len);
 	if (r < 0)
 		return -errno;
-	sl_sockaddr_ip((struct sockaddr *)&ss, sl, out);
+	*sa = (const struct sockaddr *)ss;
 	return 0;
 }
 
-int sl_stream_peer_addr(const sl_stream *s, sl_ipaddr *out)
+int sl_os_stream_name(const sl_stream *s, int peer, char *buf, size_t len)
 {
-	return addr_of(s, out, 1);
+	struct sockaddr_storage ss;
+	const struct sockaddr *sa;
+	socklen_t sl;
+	int r;
+
+	if (s->fd < 0)
+		return -ENOTCONN;
+	if ((r = sockaddr_of(s, peer, &ss, &sa, &sl)) < 0)
+		return r;
+	return sl_sockaddr_name(sa, sl, buf, len);
 }
 
-int sl_stream_local_addr(const sl_stream *s, sl_ipaddr *out)
+int sl_os_stream_addr(const sl_stream *s, int peer, sl_ipaddr *out)
 {
-	return addr_of(s, out, 0);
+	struct sockaddr_storage ss;
+	const struct sockaddr *sa;
+	socklen_t sl;
+	int r;
+
+	if (s->fd < 0)
+		return -ENOTCONN;
+	if (s->b.kind != SL_EP_TCP)
+		return 0;
+	if ((r = sockaddr_of(s, peer, &ss, &sa, &sl)) < 0)
+		return r;
+	sl_sockaddr_ip(sa, sl, out);
+	return 0;
 }
 
 /* ---- process-wide ------------------------------------------------------- */

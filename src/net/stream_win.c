@@ -158,62 +158,42 @@ int sl_sockaddr_name(const struct sockaddr *sa, int len, char *buf,
 	return -EAFNOSUPPORT;
 }
 
-static int name_of(const sl_stream *s, char *buf, size_t len, int peer)
+/* What the stream keeps of its peer's (peer != 0) or its own address;
+ * *len 0 when nothing. */
+static const struct sockaddr *sockaddr_of(const sl_stream *s, int peer,
+					  int *len)
 {
-	if (buf == NULL || len == 0)
-		return -EINVAL;
-	buf[0] = '\0';
-	if (s == NULL)
-		return -ENOTCONN;
+	*len = peer ? s->peer_len : s->local_len;
+	return (const struct sockaddr *)(peer ? &s->peer : &s->local);
+}
+
+int sl_os_stream_name(const sl_stream *s, int peer, char *buf, size_t len)
+{
+	const struct sockaddr *sa;
+	int sl;
+
 	if (s->b.kind == SL_EP_PIPE) {
 		snprintf(buf, len, "pipe:%s", s->path);
 		return 0;
 	}
-	if (peer && s->peer_len > 0)
-		return sl_sockaddr_name((const struct sockaddr *)&s->peer,
-					s->peer_len, buf, len);
-	if (!peer && s->local_len > 0)
-		return sl_sockaddr_name((const struct sockaddr *)&s->local,
-					s->local_len, buf, len);
-	return -ENOTCONN;
-}
-
-int sl_stream_peer_name(const sl_stream *s, char *buf, size_t len)
-{
-	return name_of(s, buf, len, 1);
-}
-
-int sl_stream_local_name(const sl_stream *s, char *buf, size_t len)
-{
-	return name_of(s, buf, len, 0);
-}
-
-static int addr_of(const sl_stream *s, sl_ipaddr *out, int peer)
-{
-	memset(out, 0, sizeof *out);
-	if (s == NULL)
+	sa = sockaddr_of(s, peer, &sl);
+	if (sl <= 0)
 		return -ENOTCONN;
+	return sl_sockaddr_name(sa, sl, buf, len);
+}
+
+int sl_os_stream_addr(const sl_stream *s, int peer, sl_ipaddr *out)
+{
+	const struct sockaddr *sa;
+	int sl;
+
 	if (s->b.kind != SL_EP_TCP)
 		return 0;
-	if (peer && s->peer_len > 0)
-		sl_sockaddr_ip((const struct sockaddr *)&s->peer,
-			       (size_t)s->peer_len, out);
-	else if (!peer && s->local_len > 0)
-		sl_sockaddr_ip((const struct sockaddr *)&s->local,
-			       (size_t)s->local_len, out);
-	else
+	sa = sockaddr_of(s, peer, &sl);
+	if (sl <= 0)
 		return -ENOTCONN;
+	sl_sockaddr_ip(sa, (size_t)sl, out);
 	return 0;
-}
-
-int sl_stream_peer_addr(const sl_stream *s, sl_ipaddr *out)
-{
-	return addr_of(s, out, 1);
-}
-
-int sl_stream_local_addr(const sl_stream *s, sl_ipaddr *out)
-{
-	return addr_of(s, out, 0);
 }
 
 /* ---- deferred completions ------------------------------------------------ */
