@@ -11,6 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void on_timeout(sl_timer *t);
+
+void sl_stream_init(sl_stream *s, sl_loop *loop, enum sl_ep_kind kind,
+		    sl_task_fn fn)
+{
+	struct sl_stream_base *b = sl_stream_base(s);
+
+	b->loop = loop;
+	b->kind = kind;
+	sl_timer_init(loop, &b->timer, on_timeout, s);
+	sl_task_init(&b->task, fn, s);
+}
+
 void sl_stream_set_data(sl_stream *s, void *data)
 {
 	sl_stream_base(s)->data = data;
@@ -35,6 +48,116 @@ size_t sl_stream_write_queue_size(const sl_stream *s)
 {
 	return s != NULL ? sl_stream_cbase(s)->wq_bytes : 0;
 }
+
+/* ---- connecting ---------------------------------------------------------- */
+
+/*
+ * A host name resolves on the resolver threads, never on the loop; a
+ * literal (or the one address of a Unix socket) is ready at once.  The
+ * platform then tries the addresses in turn, and the timer bounds it all.
+ */
+
+static void on_timeout(sl_timer *t)
+{
+	sl_stream *s = t->data;
+	struct sl_stream_base *b = sl_stream_base(s);
+
+	if (!(b->flags & ST_CONNECTING))
+		return;
+	if (sl_os_connect_timeout(s))
+		return;
+	sl_resolve_cancel(b->resolve);
+	b->resolve = NULL;
+	sl_os_connect_finish(s, -ETIMEDOUT);
+}
+
+static void on_resolved(void *arg, int status, const struct sl_addr *addrs,
+			size_t n)
+{
+	sl_stream *s = arg;
+	struct sl_stream_base *b = sl_stream_base(s);
+
+	b->resolve = NULL;
+	if (status < 0 || n == 0) {
+		sl_os_connect_finish(s, status < 0 ? status : SL_ERESOLVE);
+		return;
+	}
+	b->addrs = malloc(n * sizeof *addrs);
+	if (b->addrs == NULL) {
+		sl_os_connect_finish(s, -ENOMEM);
+		return;
+	}
+	memcpy(b->addrs, addrs, n * sizeof *addrs);
+	b->naddrs = n;
+	b->next_addr = 0;
+	sl_os_connect_next(s, 0);
+}
+
+int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
+		      uint64_t timeout_ms, sl_connect_cb cb, void *data,
+		      sl_stream **out)
+{
+	struct sl_stream_base *b;
+	sl_stream *s;
+	size_t n;
+	int r;
+
+	if (loop == NULL || ep == NULL || cb == NULL || out == NULL)
+		return -EINVAL;
+	if (ep->kind != SL_EP_TCP && ep->kind != SL_EP_LOCAL)
+		return SL_EUNSUPP;
+	s = sl_os_stream_new(loop, ep->kind);
+	if (s == NULL)
+		return -ENOMEM;
+	b = sl_stream_base(s);
+	b->data = data;
+	b->connect_cb = cb;
+	b->flags |= ST_CONNECTING;
+
+	if (ep->kind == SL_EP_LOCAL) {
+		r = sl_os_connect_local(s, ep, timeout_ms);
+		if (r < 0)
+			goto fail;
+		if (r > 0) {
+			*out = s;
+			return 0;
+		}
+	} else if (ep->host_is_literal) {
+		b->addrs = calloc(SL_RESOLVE_MAX_ADDRS, sizeof *b->addrs);
+		if (b->addrs == NULL) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		r = sl_resolve_numeric(ep->host, ep->port, 0, b->addrs,
+				       SL_RESOLVE_MAX_ADDRS, &n);
+		if (r < 0)
+			goto fail;
+		b->naddrs = n;
+	} else {
+		r = sl_resolve_start(loop, ep->host, ep->port, on_resolved, s,
+				     &b->resolve);
+		if (r < 0)
+			goto fail;
+	}
+	if (timeout_ms > 0)
+		sl_timer_start(&b->timer, timeout_ms);
+	*out = s;
+	if (b->addrs != NULL)
+		sl_os_connect_next(s, 1);
+	return 0;
+fail:
+	free(b->addrs);
+	free(s);
+	return r;
+}
+
+/* ---- closing ------------------------------------------------------------- */
+
+/*
+ * The platform goes first (its handle, its I/O); what is left is the
+ * connect.  The stream's task, scheduled by the platform, then runs the
+ * callbacks with -ECANCELED, the close callback, and frees.
+ */
 
 static void stream_close(sl_stream *s, sl_close_cb cb, int reset)
 {
@@ -72,6 +195,8 @@ void sl_stream_close_reset(sl_stream *s, sl_close_cb cb)
 {
 	stream_close(s, cb, 1);
 }
+
+/* ---- names and addresses ------------------------------------------------- */
 
 static int name_of(const sl_stream *s, char *buf, size_t len, int peer)
 {

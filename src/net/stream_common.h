@@ -63,6 +63,13 @@ struct sl_stream_base {
 	sl_task task; /* runs the completions, the close callback, frees */
 };
 
+/* The kind of endpoint besides TCP that streams connect to here. */
+#ifdef _WIN32
+#define SL_EP_LOCAL SL_EP_PIPE
+#else
+#define SL_EP_LOCAL SL_EP_UNIX
+#endif
+
 /* The base of any stream: its first member (C11 6.7.2.1). */
 static inline struct sl_stream_base *sl_stream_base(sl_stream *s)
 {
@@ -75,7 +82,48 @@ sl_stream_cbase(const sl_stream *s)
 	return (const struct sl_stream_base *)(const void *)s;
 }
 
+/*
+ * A new stream's common fields: loop, kind, the connect timer, and the
+ * stream's task, which runs fn.  The platform's sl_os_stream_new calls it.
+ */
+void sl_stream_init(sl_stream *s, sl_loop *loop, enum sl_ep_kind kind,
+		    sl_task_fn fn);
+
 /* ---- what each platform defines for stream_common.c -------------------- */
+
+/*
+ * A zeroed stream of kind on loop, through sl_stream_init, with no handle
+ * yet.  NULL when out of memory.  Freed with free() while nothing of it
+ * has started.
+ */
+sl_stream *sl_os_stream_new(sl_loop *loop, enum sl_ep_kind kind);
+
+/*
+ * Connecting (sl_stream_connect, written once).  The common part resolves
+ * a name (or takes a literal), keeps the addresses in b->addrs, starts the
+ * timeout and asks the platform:
+ *
+ * sl_os_connect_local: start a connect to ep of kind SL_EP_LOCAL.  0 with
+ *     the one address to try in b->addrs, 1 when the platform connects it
+ *     its own way (the connect timeout is then its business), or -errno
+ *     with nothing started.
+ * sl_os_connect_next: try the addresses from b->next_addr on until one
+ *     connects or is in progress, else finish with b->last_err (or
+ *     -ECONNREFUSED).  inside: called from sl_stream_connect itself,
+ *     where the callback must wait for the loop.
+ * sl_os_connect_finish: the connect ended with status (0, -errno); the
+ *     callback runs now or from the stream's task.  Called from the loop,
+ *     never inside sl_stream_connect.
+ * sl_os_connect_timeout: the timeout fired while connecting: drop the
+ *     attempt in progress and return 0 (the common part finishes with
+ *     -ETIMEDOUT), or return 1 when the attempt will end by itself, the
+ *     platform finishing it then.
+ */
+int sl_os_connect_local(sl_stream *s, const sl_endpoint *ep,
+			uint64_t timeout_ms);
+void sl_os_connect_next(sl_stream *s, int inside);
+void sl_os_connect_finish(sl_stream *s, int status);
+int sl_os_connect_timeout(sl_stream *s);
 
 /*
  * The platform's part of closing s, run before anything else of it, while

@@ -530,8 +530,6 @@ stop:
 	s->b.read_cb(s, err, &buf);
 }
 
-static void connect_next(sl_stream *s);
-static void connect_finish(sl_stream *s, int status);
 
 static void connect_event(sl_stream *s, unsigned events)
 {
@@ -547,14 +545,14 @@ static void connect_event(sl_stream *s, unsigned events)
 		 getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err == 0) {
-		connect_finish(s, 0);
+		sl_os_connect_finish(s, 0);
 		return;
 	}
 	sl_io_forget(&s->io);
 	close(s->fd);
 	s->fd = -1;
 	s->b.last_err = -err;
-	connect_next(s);
+	sl_os_connect_next(s, 0);
 }
 
 /* ---- forwarding ------------------------------------------------------------ */
@@ -843,20 +841,15 @@ static void on_io(sl_io *io, unsigned events)
 
 /* ---- creation, connect -------------------------------------------------- */
 
-static void on_timeout(sl_timer *t);
-
-static sl_stream *stream_new(sl_loop *loop, enum sl_ep_kind kind)
+sl_stream *sl_os_stream_new(sl_loop *loop, enum sl_ep_kind kind)
 {
 	sl_stream *s = calloc(1, sizeof *s);
 
 	if (s == NULL)
 		return NULL;
-	s->b.loop = loop;
+	sl_stream_init(s, loop, kind, stream_task);
 	s->fd = -1;
 	s->pipe[0] = s->pipe[1] = -1;
-	s->b.kind = kind;
-	sl_timer_init(loop, &s->b.timer, on_timeout, s);
-	sl_task_init(&s->b.task, stream_task, s);
 	return s;
 }
 
@@ -871,7 +864,7 @@ static void set_nodelay(int fd)
 int sl_stream_open_fd(sl_loop *loop, int fd, enum sl_ep_kind kind,
 		      sl_stream **out)
 {
-	sl_stream *s = stream_new(loop, kind);
+	sl_stream *s = sl_os_stream_new(loop, kind);
 
 	if (s == NULL) {
 		close(fd);
@@ -889,7 +882,7 @@ int sl_stream_open_accepted(sl_loop *loop, int fd, enum sl_ep_kind kind,
 			    const struct sockaddr *peer, socklen_t len,
 			    sl_stream **out)
 {
-	sl_stream *s = stream_new(loop, kind);
+	sl_stream *s = sl_os_stream_new(loop, kind);
 
 	if (s == NULL) {
 		close(fd);
@@ -918,7 +911,7 @@ void sl_listen_tune(int fd, enum sl_ep_kind kind)
 		set_nodelay(fd); /* inherited by accepted sockets */
 }
 
-static void connect_finish(sl_stream *s, int status)
+void sl_os_connect_finish(sl_stream *s, int status)
 {
 	sl_timer_stop(&s->b.timer);
 	s->b.flags &= ~ST_CONNECTING;
@@ -988,8 +981,8 @@ static int connected_at_once(int fd, const struct sockaddr_storage *ss)
 }
 #endif
 
-/* Try the remaining addresses until one connects or is in progress. */
-static void connect_next(sl_stream *s)
+/* inside: no matter here; every callback comes from the stream's task. */
+void sl_os_connect_next(sl_stream *s, int inside)
 {
 	const struct sl_addr *a;
 	int fd, r, err;
@@ -1011,7 +1004,7 @@ static void connect_next(sl_stream *s)
 		sl_io_init(s->b.loop, &s->io, fd, on_io, s);
 		if (r == 0 || (err == EINPROGRESS && s->b.kind == SL_EP_TCP &&
 			       connected_at_once(fd, &a->ss))) {
-			connect_finish(s, 0);
+			sl_os_connect_finish(s, 0);
 			return;
 		}
 		if (err == EINPROGRESS) {
@@ -1028,105 +1021,38 @@ static void connect_next(sl_stream *s)
 		s->fd = -1;
 		s->b.last_err = r;
 	}
-	connect_finish(s, s->b.last_err != 0 ? s->b.last_err : -ECONNREFUSED);
+	sl_os_connect_finish(s, s->b.last_err != 0 ? s->b.last_err
+						   : -ECONNREFUSED);
 }
 
-static void on_resolved(void *arg, int status, const struct sl_addr *addrs,
-			size_t n)
+int sl_os_connect_local(sl_stream *s, const sl_endpoint *ep,
+			uint64_t timeout_ms)
 {
-	sl_stream *s = arg;
+	struct sockaddr_un sa_un;
+	socklen_t len;
+	int r;
 
-	s->b.resolve = NULL;
-	if (status != 0) {
-		connect_finish(s, status);
-		return;
-	}
-	s->b.addrs = malloc(n * sizeof *addrs);
-	if (s->b.addrs == NULL) {
-		connect_finish(s, -ENOMEM);
-		return;
-	}
-	memcpy(s->b.addrs, addrs, n * sizeof *addrs);
-	s->b.naddrs = n;
-	s->b.next_addr = 0;
-	connect_next(s);
+	(void)timeout_ms; /* the common timer keeps it */
+	s->b.addrs = calloc(1, sizeof *s->b.addrs);
+	if (s->b.addrs == NULL)
+		return -ENOMEM;
+	r = sl_unix_sockaddr(ep, &sa_un, &len);
+	if (r < 0)
+		return r;
+	memcpy(&s->b.addrs[0].ss, &sa_un, len);
+	s->b.addrs[0].len = len;
+	s->b.naddrs = 1;
+	return 0;
 }
 
-static void on_timeout(sl_timer *t)
+int sl_os_connect_timeout(sl_stream *s)
 {
-	sl_stream *s = t->data;
-
-	if (!(s->b.flags & ST_CONNECTING))
-		return;
-	sl_resolve_cancel(s->b.resolve);
-	s->b.resolve = NULL;
 	if (s->fd >= 0) {
 		sl_io_forget(&s->io);
 		close(s->fd);
 		s->fd = -1;
 	}
-	connect_finish(s, -ETIMEDOUT);
-}
-
-int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
-		      uint64_t timeout_ms, sl_connect_cb cb, void *data,
-		      sl_stream **out)
-{
-	sl_stream *s;
-	struct sockaddr_un sa_un;
-	socklen_t len;
-	size_t n;
-	int r;
-
-	if (loop == NULL || ep == NULL || cb == NULL || out == NULL)
-		return -EINVAL;
-	if (ep->kind != SL_EP_TCP && ep->kind != SL_EP_UNIX)
-		return SL_EUNSUPP;
-	s = stream_new(loop, ep->kind);
-	if (s == NULL)
-		return -ENOMEM;
-	s->b.data = data;
-	s->b.connect_cb = cb;
-	s->b.flags |= ST_CONNECTING;
-
-	if (ep->kind == SL_EP_UNIX || ep->host_is_literal) {
-		s->b.addrs = calloc(ep->kind == SL_EP_UNIX ? 1
-							 : SL_RESOLVE_MAX_ADDRS,
-				  sizeof *s->b.addrs);
-		if (s->b.addrs == NULL) {
-			r = -ENOMEM;
-			goto fail;
-		}
-		if (ep->kind == SL_EP_UNIX) {
-			r = sl_unix_sockaddr(ep, &sa_un, &len);
-			if (r < 0)
-				goto fail;
-			memcpy(&s->b.addrs[0].ss, &sa_un, len);
-			s->b.addrs[0].len = len;
-			n = 1;
-		} else {
-			r = sl_resolve_numeric(ep->host, ep->port, 0, s->b.addrs,
-					       SL_RESOLVE_MAX_ADDRS, &n);
-			if (r < 0)
-				goto fail;
-		}
-		s->b.naddrs = n;
-	} else {
-		r = sl_resolve_start(loop, ep->host, ep->port, on_resolved, s,
-				     &s->b.resolve);
-		if (r < 0)
-			goto fail;
-	}
-	if (timeout_ms > 0)
-		sl_timer_start(&s->b.timer, timeout_ms);
-	*out = s;
-	if (s->b.addrs != NULL)
-		connect_next(s);
 	return 0;
-fail:
-	free(s->b.addrs);
-	free(s);
-	return r;
 }
 
 /* ---- the stream API ----------------------------------------------------- */

@@ -659,22 +659,18 @@ int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 
 /* ---- opening --------------------------------------------------------------- */
 
-static void on_timeout(sl_timer *t);
 static void on_busy_retry(sl_timer *t);
 
-static sl_stream *stream_new(sl_loop *loop, enum sl_ep_kind kind)
+sl_stream *sl_os_stream_new(sl_loop *loop, enum sl_ep_kind kind)
 {
 	sl_stream *s = calloc(1, sizeof *s);
 
 	if (s == NULL)
 		return NULL;
-	s->b.loop = loop;
-	s->b.kind = kind;
+	sl_stream_init(s, loop, kind, stream_task);
 	s->sock = INVALID_SOCKET;
 	s->pipe = INVALID_HANDLE_VALUE;
-	sl_timer_init(loop, &s->b.timer, on_timeout, s);
 	sl_timer_init(loop, &s->retry, on_busy_retry, s);
-	sl_task_init(&s->b.task, stream_task, s);
 	return s;
 }
 
@@ -710,7 +706,7 @@ int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
 		closesocket(sock);
 		return r;
 	}
-	s = stream_new(loop, SL_EP_TCP);
+	s = sl_os_stream_new(loop, SL_EP_TCP);
 	if (s == NULL) {
 		closesocket(sock);
 		return -ENOMEM;
@@ -733,7 +729,7 @@ int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
 int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
 			sl_stream **out)
 {
-	sl_stream *s = stream_new(loop, SL_EP_PIPE);
+	sl_stream *s = sl_os_stream_new(loop, SL_EP_PIPE);
 
 	if (s == NULL) {
 		CloseHandle(h);
@@ -747,7 +743,7 @@ int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
 
 /* ---- connecting -------------------------------------------------------------- */
 
-static void connect_finish(sl_stream *s, int status)
+void sl_os_connect_finish(sl_stream *s, int status)
 {
 	sl_connect_cb cb = s->b.connect_cb;
 
@@ -771,8 +767,6 @@ static void connect_finish_later(sl_stream *s, int status)
 	schedule(s);
 }
 
-static void connect_next(sl_stream *s, int inside);
-
 static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
 {
 	sl_stream *s = op->data;
@@ -786,7 +780,7 @@ static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
 		return;
 	}
 	if (s->b.flags & ST_TIMED_OUT) {
-		connect_finish(s, -ETIMEDOUT);
+		sl_os_connect_finish(s, -ETIMEDOUT);
 		return;
 	}
 	if (err == 0) {
@@ -805,16 +799,16 @@ static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
 		if (getpeername(s->sock, (struct sockaddr *)&s->peer, &len) ==
 		    0)
 			s->peer_len = len;
-		connect_finish(s, 0);
+		sl_os_connect_finish(s, 0);
 		return;
 	}
 	closesocket(s->sock);
 	s->sock = INVALID_SOCKET;
 	s->b.last_err = err;
-	connect_next(s, 0);
+	sl_os_connect_next(s, 0);
 }
 
-static void connect_next(sl_stream *s, int inside)
+void sl_os_connect_next(sl_stream *s, int inside)
 {
 	while (s->b.next_addr < s->b.naddrs) {
 		const struct sl_addr *a = &s->b.addrs[s->b.next_addr++];
@@ -855,47 +849,20 @@ static void connect_next(sl_stream *s, int inside)
 		connect_finish_later(s, s->b.last_err != 0 ? s->b.last_err
 							 : -ECONNREFUSED);
 	else
-		connect_finish(s, s->b.last_err != 0 ? s->b.last_err
-						   : -ECONNREFUSED);
+		sl_os_connect_finish(s, s->b.last_err != 0 ? s->b.last_err
+							   : -ECONNREFUSED);
 }
 
-static void on_resolved(void *arg, int status, const struct sl_addr *addrs,
-			size_t n)
+int sl_os_connect_timeout(sl_stream *s)
 {
-	sl_stream *s = arg;
-
-	s->b.resolve = NULL;
-	if (status < 0 || n == 0) {
-		connect_finish(s, status < 0 ? status : SL_ERESOLVE);
-		return;
-	}
-	s->b.addrs = malloc(n * sizeof *addrs);
-	if (s->b.addrs == NULL) {
-		connect_finish(s, -ENOMEM);
-		return;
-	}
-	memcpy(s->b.addrs, addrs, n * sizeof *addrs);
-	s->b.naddrs = n;
-	s->b.next_addr = 0;
-	connect_next(s, 0);
-}
-
-static void on_timeout(sl_timer *t)
-{
-	sl_stream *s = t->data;
-
-	if (!(s->b.flags & ST_CONNECTING))
-		return;
 	if (s->pending > 0 && s->sock != INVALID_SOCKET) {
 		/* ConnectEx in flight: closing it makes it complete. */
 		s->b.flags |= ST_TIMED_OUT;
 		closesocket(s->sock);
 		s->sock = INVALID_SOCKET;
-		return;
+		return 1;
 	}
-	sl_resolve_cancel(s->b.resolve);
-	s->b.resolve = NULL;
-	connect_finish(s, -ETIMEDOUT);
+	return 0;
 }
 
 /* One CreateFile on the pipe: 1 connected, 0 busy (retry), -errno. */
@@ -939,82 +906,37 @@ static void on_busy_retry(sl_timer *t)
 		return;
 	r = pipe_try_open(s);
 	if (r > 0) {
-		connect_finish(s, 0);
+		sl_os_connect_finish(s, 0);
 	} else if (r < 0) {
-		connect_finish(s, r);
+		sl_os_connect_finish(s, r);
 	} else if (sl_loop_now(s->b.loop) >= s->busy_deadline) {
-		connect_finish(s, -ETIMEDOUT);
+		sl_os_connect_finish(s, -ETIMEDOUT);
 	} else {
 		sl_timer_start(&s->retry, SL_PIPE_BUSY_RETRY_MS);
 	}
 }
 
-int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
-		      uint64_t timeout_ms, sl_connect_cb cb, void *data,
-		      sl_stream **out)
+int sl_os_connect_local(sl_stream *s, const sl_endpoint *ep,
+			uint64_t timeout_ms)
 {
-	sl_stream *s;
-	size_t n;
 	int r;
 
-	if (loop == NULL || ep == NULL || cb == NULL || out == NULL)
-		return -EINVAL;
-	if (ep->kind != SL_EP_TCP && ep->kind != SL_EP_PIPE)
-		return SL_EUNSUPP;
-	s = stream_new(loop, ep->kind);
-	if (s == NULL)
-		return -ENOMEM;
-	s->b.data = data;
-	s->b.connect_cb = cb;
-	s->b.flags |= ST_CONNECTING;
-
-	if (ep->kind == SL_EP_PIPE) {
-		snprintf(s->path, sizeof s->path, "%s", ep->path);
-		r = pipe_try_open(s);
-		*out = s;
-		if (r > 0) {
-			connect_finish_later(s, 0);
-		} else if (r < 0) {
-			connect_finish_later(s, r);
-		} else {
-			/* All instances busy: try again on a timer until
-			 * the connect timeout. */
-			s->busy_deadline =
-				sl_loop_now(loop) + (timeout_ms > 0
-							     ? timeout_ms
-							     : SL_PIPE_BUSY_DEFAULT_MS);
-			sl_timer_start(&s->retry, SL_PIPE_BUSY_RETRY_MS);
-		}
-		return 0;
-	}
-
-	if (ep->host_is_literal) {
-		s->b.addrs = calloc(SL_RESOLVE_MAX_ADDRS, sizeof *s->b.addrs);
-		if (s->b.addrs == NULL) {
-			r = -ENOMEM;
-			goto fail;
-		}
-		r = sl_resolve_numeric(ep->host, ep->port, 0, s->b.addrs,
-				       SL_RESOLVE_MAX_ADDRS, &n);
-		if (r < 0)
-			goto fail;
-		s->b.naddrs = n;
+	snprintf(s->path, sizeof s->path, "%s", ep->path);
+	r = pipe_try_open(s);
+	if (r > 0) {
+		connect_finish_later(s, 0);
+	} else if (r < 0) {
+		connect_finish_later(s, r);
 	} else {
-		r = sl_resolve_start(loop, ep->host, ep->port, on_resolved, s,
-				     &s->b.resolve);
-		if (r < 0)
-			goto fail;
+		/* All instances busy: try again on a timer until the connect
+		 * timeout. */
+		s->busy_deadline =
+			sl_loop_now(s->b.loop) + (timeout_ms > 0
+							  ? timeout_ms
+							  : SL_PIPE_BUSY_DEFAULT_MS);
+		sl_timer_start(&s->retry, SL_PIPE_BUSY_RETRY_MS);
 	}
-	if (timeout_ms > 0)
-		sl_timer_start(&s->b.timer, timeout_ms);
-	*out = s;
-	if (s->b.addrs != NULL)
-		connect_next(s, 1);
-	return 0;
-fail:
-	free(s->b.addrs);
-	free(s);
-	return r;
+	return 1;
 }
 
 /* ---- closing ------------------------------------------------------------------ */
