@@ -89,6 +89,17 @@ sl_stream_cbase(const sl_stream *s)
 void sl_stream_init(sl_stream *s, sl_loop *loop, enum sl_ep_kind kind,
 		    sl_task_fn fn);
 
+/*
+ * The shutdown asked for (ST_SHUT_WANTED) fails with err, the error of a
+ * write before it; its callback is due, from the stream's task.
+ */
+static inline void sl_stream_shutdown_fail(struct sl_stream_base *b, int err)
+{
+	b->flags &= ~ST_SHUT_WANTED;
+	b->shutdown_status = err;
+	b->shutdown_ready = 1;
+}
+
 /* ---- what each platform defines for stream_common.c -------------------- */
 
 /*

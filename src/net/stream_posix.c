@@ -351,27 +351,30 @@ static int update_io(sl_stream *s)
 	return sl_io_set(&s->io, want);
 }
 
+/* req was written (status 0) or failed: its callback runs from the task. */
+static void write_done(sl_stream *s, sl_write_req *req, int status)
+{
+	req->next = NULL;
+	req_set_status(req, status);
+	if (s->done_tail != NULL)
+		s->done_tail->next = req;
+	else
+		s->done_head = req;
+	s->done_tail = req;
+}
+
 static void fail_writes(sl_stream *s, int err)
 {
 	sl_write_req *req;
 
 	while ((req = s->wq_head) != NULL) {
 		s->wq_head = req->next;
-		req->next = NULL;
-		req_set_status(req, err);
-		if (s->done_tail != NULL)
-			s->done_tail->next = req;
-		else
-			s->done_head = req;
-		s->done_tail = req;
+		write_done(s, req, err);
 	}
 	s->wq_tail = NULL;
 	s->b.wq_bytes = 0;
-	if (s->b.flags & ST_SHUT_WANTED) {
-		s->b.flags &= ~ST_SHUT_WANTED;
-		s->b.shutdown_status = err;
-		s->b.shutdown_ready = 1;
-	}
+	if (s->b.flags & ST_SHUT_WANTED)
+		sl_stream_shutdown_fail(&s->b, err);
 	schedule(s);
 }
 
@@ -439,13 +442,7 @@ static void flush(sl_stream *s)
 			s->wq_head = req->next;
 			if (s->wq_head == NULL)
 				s->wq_tail = NULL;
-			req->next = NULL;
-			req_set_status(req, 0);
-			if (s->done_tail != NULL)
-				s->done_tail->next = req;
-			else
-				s->done_head = req;
-			s->done_tail = req;
+			write_done(s, req, 0);
 		}
 		if (s->done_head != NULL)
 			schedule(s);
@@ -861,16 +858,26 @@ static void set_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-int sl_stream_open_fd(sl_loop *loop, int fd, enum sl_ep_kind kind,
-		      sl_stream **out)
+/* A stream for fd, which it takes over (closes when out of memory). */
+static sl_stream *stream_on_fd(sl_loop *loop, int fd, enum sl_ep_kind kind)
 {
 	sl_stream *s = sl_os_stream_new(loop, kind);
 
 	if (s == NULL) {
 		close(fd);
-		return -ENOMEM;
+		return NULL;
 	}
 	s->fd = fd;
+	return s;
+}
+
+int sl_stream_open_fd(sl_loop *loop, int fd, enum sl_ep_kind kind,
+		      sl_stream **out)
+{
+	sl_stream *s = stream_on_fd(loop, fd, kind);
+
+	if (s == NULL)
+		return -ENOMEM;
 	if (kind == SL_EP_TCP)
 		set_nodelay(fd);
 	sl_io_init(loop, &s->io, fd, on_io, s);
@@ -882,13 +889,10 @@ int sl_stream_open_accepted(sl_loop *loop, int fd, enum sl_ep_kind kind,
 			    const struct sockaddr *peer, socklen_t len,
 			    sl_stream **out)
 {
-	sl_stream *s = sl_os_stream_new(loop, kind);
+	sl_stream *s = stream_on_fd(loop, fd, kind);
 
-	if (s == NULL) {
-		close(fd);
+	if (s == NULL)
 		return -ENOMEM;
-	}
-	s->fd = fd;
 	if (peer != NULL && len > 0 && (size_t)len <= sizeof s->peer &&
 	    (peer->sa_family == AF_INET || peer->sa_family == AF_INET6)) {
 		memcpy(&s->peer, peer, (size_t)len);
@@ -1181,9 +1185,7 @@ int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 	s->b.flags |= ST_SHUT_WANTED;
 	if (s->b.write_err != 0) {
 		/* The queue was already failed; the shutdown fails alike. */
-		s->b.flags &= ~ST_SHUT_WANTED;
-		s->b.shutdown_status = s->b.write_err;
-		s->b.shutdown_ready = 1;
+		sl_stream_shutdown_fail(&s->b, s->b.write_err);
 		schedule(s);
 	} else if (!(s->b.flags & ST_CONNECTING) && s->wq_head == NULL) {
 		do_shutdown(s);
@@ -1228,6 +1230,8 @@ static int sockaddr_of(const sl_stream *s, int peer,
 {
 	int r;
 
+	if (s->fd < 0)
+		return -ENOTCONN;
 	if (peer && s->peer_len > 0) {
 		*sa = &s->peer.sa;
 		*len = s->peer_len;
@@ -1246,28 +1250,22 @@ static int sockaddr_of(const sl_stream *s, int peer,
 int sl_os_stream_name(const sl_stream *s, int peer, char *buf, size_t len)
 {
 	struct sockaddr_storage ss;
-	const struct sockaddr *sa;
-	socklen_t sl;
-	int r;
+	const struct sockaddr *sa = NULL;
+	socklen_t sl = 0;
+	int r = sockaddr_of(s, peer, &ss, &sa, &sl);
 
-	if (s->fd < 0)
-		return -ENOTCONN;
-	if ((r = sockaddr_of(s, peer, &ss, &sa, &sl)) < 0)
-		return r;
-	return sl_sockaddr_name(sa, sl, buf, len);
+	return r < 0 ? r : sl_sockaddr_name(sa, sl, buf, len);
 }
 
 int sl_os_stream_addr(const sl_stream *s, int peer, sl_ipaddr *out)
 {
 	struct sockaddr_storage ss;
-	const struct sockaddr *sa;
-	socklen_t sl;
+	const struct sockaddr *sa = NULL;
+	socklen_t sl = 0;
 	int r;
 
-	if (s->fd < 0)
-		return -ENOTCONN;
-	if (s->b.kind != SL_EP_TCP)
-		return 0;
+	if (s->fd >= 0 && s->b.kind != SL_EP_TCP)
+		return 0; /* a Unix socket has no IP address */
 	if ((r = sockaddr_of(s, peer, &ss, &sa, &sl)) < 0)
 		return r;
 	sl_sockaddr_ip(sa, sl, out);

@@ -515,9 +515,7 @@ static void on_write_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	if ((s->b.flags & ST_SHUT_WANTED) && s->writes == 0 &&
 	    !(s->b.flags & ST_CLOSING)) {
 		if (s->b.write_err != 0) {
-			s->b.flags &= ~ST_SHUT_WANTED;
-			s->b.shutdown_status = s->b.write_err;
-			s->b.shutdown_ready = 1;
+			sl_stream_shutdown_fail(&s->b, s->b.write_err);
 			schedule(s);
 		} else {
 			do_shutdown(s);
@@ -647,9 +645,7 @@ int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 	s->b.shutdown_cb = cb;
 	s->b.flags |= ST_SHUT_WANTED;
 	if (s->b.write_err != 0) {
-		s->b.flags &= ~ST_SHUT_WANTED;
-		s->b.shutdown_status = s->b.write_err;
-		s->b.shutdown_ready = 1;
+		sl_stream_shutdown_fail(&s->b, s->b.write_err);
 		schedule(s);
 	} else if (s->writes == 0) {
 		do_shutdown(s);
