@@ -7,10 +7,7 @@
  * small task, and the stream is created there.  Everything that changes the
  * watcher runs on the owner loop; other threads post tasks to it.
  *
- * Lifetime: a reference count holds the listener while it is open (one
- * reference, dropped by the close task) and while any task naming it is in
- * flight (start, resume, each hand-off).  The last drop calls the close
- * callback and frees.
+ * Lifetime (listener_common.h): each hand-off holds a reference too.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* glibc: accept4 */
@@ -24,7 +21,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -35,18 +31,15 @@
 #include <netinet/in.h>
 #include <sys/stat.h>
 
+#include "listener_common.h"
 #include "log.h"
 #include "resolver.h"
 
-#define SL_BACKLOG_DEFAULT 511
 #define SL_ACCEPT_BATCH 32      /* accepts per readiness event */
-#define SL_ACCEPT_PAUSE_MS 100 /* out of descriptors: retry after */
 
 struct sl_listener {
-	sl_endpoint ep;
-	char name[SL_EP_PATH_MAX + 16]; /* endpoint text, for messages */
+	struct sl_listener_base b; /* first: see listener_common.h */
 	int fd;
-	int backlog;
 
 	/* The socket file this listener created, for unlinking at close:
 	 * absolute (the daemon may chdir later) and the inode it had. */
@@ -54,27 +47,12 @@ struct sl_listener {
 	dev_t dev;
 	ino_t ino;
 
-	sl_group *group;
-	sl_loop *loop; /* owner; set by start */
-	sl_accept_cb cb;
-	sl_accept_gate gate;
-	_Atomic(void *) data;
-	_Atomic uint64_t fd_pauses;
-	atomic_int resume_pending;
-	atomic_int refs;
-
 	/* Owner loop only: */
 	sl_io io;
 	sl_timer timer;
 	int watching; /* io initialised on the owner loop */
 	int fd_paused;
 	int pause_logged; /* this shortage is in the log already */
-	int closed;
-
-	atomic_int started; /* set by start; resume reads it anywhere */
-	sl_task start_task, resume_task, close_task;
-	sl_listener_closed_cb done;
-	void *done_arg;
 };
 
 struct handoff {
@@ -96,22 +74,21 @@ static pthread_mutex_t umask_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void (*sl_unix_bound_hook)(const char *path);
 
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(SL_FMT_PRINTF, 4, 5)));
+/* ---- creating and freeing ----------------------------------------------- */
 
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
+sl_listener *sl_os_listener_new(void)
 {
-	va_list ap;
+	sl_listener *l = calloc(1, sizeof *l);
 
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
+	if (l != NULL)
+		l->fd = -1;
+	return l;
 }
 
-/* ---- freeing ------------------------------------------------------------ */
+int sl_os_listener_is_open(const sl_listener *l)
+{
+	return l->fd >= 0;
+}
 
 static void unlink_own_file(sl_listener *l)
 {
@@ -123,7 +100,7 @@ static void unlink_own_file(sl_listener *l)
 		unlink(l->unlink_path);
 }
 
-static void close_fd(sl_listener *l)
+void sl_os_listener_close(sl_listener *l)
 {
 	if (l->fd >= 0) {
 		close(l->fd);
@@ -132,19 +109,10 @@ static void close_fd(sl_listener *l)
 	unlink_own_file(l);
 }
 
-static void listener_free(sl_listener *l)
+void sl_os_listener_free(sl_listener *l)
 {
 	free(l->unlink_path);
 	free(l);
-}
-
-static void unref(sl_listener *l)
-{
-	if (atomic_fetch_sub(&l->refs, 1) == 1) {
-		if (l->done != NULL)
-			l->done(l, l->done_arg);
-		listener_free(l);
-	}
 }
 
 /* ---- opening ------------------------------------------------------------ */
@@ -183,10 +151,10 @@ static int lookup_id(const char *s, int user, unsigned *id, char *err,
 		*id = grp->gr_gid;
 	free(buf);
 	if (r != 0)
-		return fail(err, errlen, -r, "%s: looking up %s '%s': %s",
+		return sl_fail(err, errlen, -r, "%s: looking up %s '%s': %s",
 			    name, user ? "user" : "group", s, strerror(r));
 	if (pwp == NULL && grp == NULL)
-		return fail(err, errlen, -ENOENT, "%s: no such %s '%s'", name,
+		return sl_fail(err, errlen, -ENOENT, "%s: no such %s '%s'", name,
 			    user ? "user" : "group", s);
 	return 0;
 }
@@ -244,14 +212,14 @@ static int unix_probe(const struct sockaddr_un *sa, socklen_t len)
 static int unix_address(const sl_listener *l, struct sockaddr_un *sa,
 			socklen_t *len, char *err, size_t errlen)
 {
-	int r = sl_unix_sockaddr(&l->ep, sa, len);
+	int r = sl_unix_sockaddr(&l->b.ep, sa, len);
 
 	if (r == SL_EUNSUPP)
-		return fail(err, errlen, r,
+		return sl_fail(err, errlen, r,
 			    "%s: abstract Unix sockets exist on Linux only",
-			    l->name);
+			    l->b.name);
 	if (r < 0)
-		return fail(err, errlen, r, "%s: %s", l->name, sl_strerror(r));
+		return sl_fail(err, errlen, r, "%s: %s", l->b.name, sl_strerror(r));
 	return 0;
 }
 
@@ -263,10 +231,10 @@ static int lookup_ids(const sl_listener *l, const sl_listen_opts *opts,
 
 	*uid = *gid = (unsigned)-1;
 	if (opts != NULL && opts->owner != NULL &&
-	    (r = lookup_id(opts->owner, 1, uid, err, errlen, l->name)) < 0)
+	    (r = lookup_id(opts->owner, 1, uid, err, errlen, l->b.name)) < 0)
 		return r;
 	if (opts != NULL && opts->group != NULL &&
-	    (r = lookup_id(opts->group, 0, gid, err, errlen, l->name)) < 0)
+	    (r = lookup_id(opts->group, 0, gid, err, errlen, l->b.name)) < 0)
 		return r;
 	return 0;
 }
@@ -281,23 +249,23 @@ static int inspect_path(const sl_listener *l, const struct sockaddr_un *sa,
 	struct stat st;
 	int r;
 
-	if (lstat(l->ep.path, &st) < 0) {
+	if (lstat(l->b.ep.path, &st) < 0) {
 		if (errno == ENOENT)
 			return 0;
-		return fail(err, errlen, -errno, "%s: %s", l->name,
+		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
 			    strerror(errno));
 	}
 	if (!S_ISSOCK(st.st_mode))
-		return fail(err, errlen, -EEXIST,
+		return sl_fail(err, errlen, -EEXIST,
 			    "%s: exists and is not a socket; not removing it",
-			    l->name);
+			    l->b.name);
 	r = unix_probe(sa, len);
 	if (r > 0)
-		return fail(err, errlen, -EADDRINUSE,
-			    "%s: another process is listening", l->name);
+		return sl_fail(err, errlen, -EADDRINUSE,
+			    "%s: another process is listening", l->b.name);
 	if (r < 0)
-		return fail(err, errlen, r,
-			    "%s: cannot check the existing socket: %s", l->name,
+		return sl_fail(err, errlen, r,
+			    "%s: cannot check the existing socket: %s", l->b.name,
 			    sl_strerror(r));
 	return 1;
 }
@@ -339,17 +307,17 @@ static int private_template(const sl_listener *l, char *buf, size_t len,
 	char parent[SUN_PATH_SIZE];
 	int n = -1;
 
-	if (parent_dir(l->ep.path, parent, sizeof parent) == 0 &&
+	if (parent_dir(l->b.ep.path, parent, sizeof parent) == 0 &&
 	    strlen(parent) <= PRIVATE_PARENT_MAX)
 		n = snprintf(buf, len, "%s%s" PRIVATE_DIR, parent,
 			     strcmp(parent, "/") == 0 ? "" : "/");
 	if (n < 0 || (size_t)n >= len)
-		return fail(err, errlen, -ENAMETOOLONG,
+		return sl_fail(err, errlen, -ENAMETOOLONG,
 			    "%s: with owner or group, the socket is first "
 			    "bound in a new directory beside it, and that "
 			    "path would be too long for a Unix socket: use a "
 			    "directory of at most %zu bytes",
-			    l->name, (size_t)PRIVATE_PARENT_MAX);
+			    l->b.name, (size_t)PRIVATE_PARENT_MAX);
 	return 0;
 }
 
@@ -385,20 +353,20 @@ static int bind_in_place(sl_listener *l, const struct sockaddr_un *sa,
 
 	r = bind_mode(l->fd, sa, len, mode);
 	if (r < 0)
-		return fail(err, errlen, r, "%s: bind: %s", l->name,
+		return sl_fail(err, errlen, r, "%s: bind: %s", l->b.name,
 			    strerror(-r));
 	if (sl_unix_bound_hook != NULL)
-		sl_unix_bound_hook(l->ep.path);
+		sl_unix_bound_hook(l->b.ep.path);
 	/* Not stat(2): through a link swapped in, that would remember (and
 	 * at close compare with) another file. */
-	if (lstat(l->ep.path, &st) < 0)
-		return fail(err, errlen, -errno, "%s: %s", l->name,
+	if (lstat(l->b.ep.path, &st) < 0)
+		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
 			    strerror(errno));
 	if (!S_ISSOCK(st.st_mode))
-		return fail(err, errlen, -EEXIST,
+		return sl_fail(err, errlen, -EEXIST,
 			    "%s: replaced by something else right after "
 			    "bind; not using it",
-			    l->name);
+			    l->b.name);
 	l->dev = st.st_dev;
 	l->ino = st.st_ino;
 	return 0;
@@ -426,8 +394,8 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 	if (r < 0)
 		return r;
 	if (mkdtemp(dir) == NULL)
-		return fail(err, errlen, -errno,
-			    "%s: creating a directory to bind in: %s", l->name,
+		return sl_fail(err, errlen, -errno,
+			    "%s: creating a directory to bind in: %s", l->b.name,
 			    strerror(errno));
 	/*
 	 * Whoever can write the parent may have renamed it and put a link
@@ -438,16 +406,16 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 	 */
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0) {
-		r = fail(err, errlen, -errno, "%s: opening %s: %s", l->name,
+		r = sl_fail(err, errlen, -errno, "%s: opening %s: %s", l->b.name,
 			 dir, strerror(errno));
 		goto out;
 	}
 	if (fstat(dfd, &st) < 0 || !S_ISDIR(st.st_mode) ||
 	    st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
-		r = fail(err, errlen, -EPERM,
+		r = sl_fail(err, errlen, -EPERM,
 			 "%s: %s was replaced right after it was created; "
 			 "not binding in it",
-			 l->name, dir);
+			 l->b.name, dir);
 		goto out;
 	}
 
@@ -462,28 +430,28 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 			  strlen(sa.sun_path) + 1);
 	r = bind_mode(l->fd, &sa, len, mode);
 	if (r < 0) {
-		r = fail(err, errlen, r, "%s: bind: %s", l->name,
+		r = sl_fail(err, errlen, r, "%s: bind: %s", l->b.name,
 			 strerror(-r));
 		goto out;
 	}
 	bound = 1;
 	if (sl_unix_bound_hook != NULL)
-		sl_unix_bound_hook(l->ep.path);
+		sl_unix_bound_hook(l->b.ep.path);
 	/* Only we can make entries in dfd: a socket there is ours. */
 	if (fstatat(dfd, PRIVATE_SOCK, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    !S_ISSOCK(st.st_mode)) {
-		r = fail(err, errlen, -ENOENT,
+		r = sl_fail(err, errlen, -ENOENT,
 			 "%s: the socket is not in %s after bind (was the "
 			 "directory replaced?); not using it",
-			 l->name, dir);
+			 l->b.name, dir);
 		goto out;
 	}
 	l->dev = st.st_dev;
 	l->ino = st.st_ino;
 	if (fchownat(dfd, PRIVATE_SOCK, (uid_t)uid, (gid_t)gid,
 		     AT_SYMLINK_NOFOLLOW) < 0) {
-		r = fail(err, errlen, -errno, "%s: chown to %s:%s: %s",
-			 l->name, opts->owner != NULL ? opts->owner : "-",
+		r = sl_fail(err, errlen, -errno, "%s: chown to %s:%s: %s",
+			 l->b.name, opts->owner != NULL ? opts->owner : "-",
 			 opts->group != NULL ? opts->group : "-",
 			 strerror(errno));
 		goto out;
@@ -499,22 +467,22 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 	 * socket another process bound there since the stale check would
 	 * lose its name; hence linkat first.
 	 */
-	if (linkat(dfd, PRIVATE_SOCK, AT_FDCWD, l->ep.path, 0) == 0) {
+	if (linkat(dfd, PRIVATE_SOCK, AT_FDCWD, l->b.ep.path, 0) == 0) {
 		r = 0;
 	} else if (errno == EEXIST) {
-		r = fail(err, errlen, -EEXIST,
+		r = sl_fail(err, errlen, -EEXIST,
 			 "%s: exists: another process created it while this "
 			 "one was binding; not replacing it",
-			 l->name);
+			 l->b.name);
 	} else if (errno != EPERM && errno != EOPNOTSUPP &&
 		   errno != ENOTSUP && errno != ENOSYS && errno != EMLINK) {
-		r = fail(err, errlen, -errno, "%s: %s", l->name,
+		r = sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
 			 strerror(errno));
-	} else if (renameat(dfd, PRIVATE_SOCK, AT_FDCWD, l->ep.path) == 0) {
+	} else if (renameat(dfd, PRIVATE_SOCK, AT_FDCWD, l->b.ep.path) == 0) {
 		r = 0;
 		bound = 0; /* moved: nothing left in dir */
 	} else {
-		r = fail(err, errlen, -errno, "%s: %s", l->name,
+		r = sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
 			 strerror(errno));
 	}
 out:
@@ -542,15 +510,15 @@ static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
 	r = unix_address(l, &sa, &len, err, errlen);
 	if (r < 0)
 		return r;
-	if (l->ep.abstract) {
+	if (l->b.ep.abstract) {
 		/* No file: no mode, owner, stale socket or unlink. */
 		l->fd = sl_socket(AF_UNIX, SOCK_STREAM);
 		if (l->fd < 0)
-			return fail(err, errlen, l->fd, "%s: socket: %s",
-				    l->name, sl_strerror(l->fd));
+			return sl_fail(err, errlen, l->fd, "%s: socket: %s",
+				    l->b.name, sl_strerror(l->fd));
 		if (bind(l->fd, (struct sockaddr *)&sa, len) < 0)
-			return fail(err, errlen, -errno, "%s: bind: %s",
-				    l->name, strerror(errno));
+			return sl_fail(err, errlen, -errno, "%s: bind: %s",
+				    l->b.name, strerror(errno));
 		goto listen;
 	}
 
@@ -562,19 +530,19 @@ static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
 		return r;
 	/* Stale: left by a process that died.  unlink(2) removes the name,
 	 * whatever it is by now, and never what a link points to. */
-	if (r == 1 && unlink(l->ep.path) < 0 && errno != ENOENT)
-		return fail(err, errlen, -errno,
-			    "%s: removing the stale socket: %s", l->name,
+	if (r == 1 && unlink(l->b.ep.path) < 0 && errno != ENOENT)
+		return sl_fail(err, errlen, -errno,
+			    "%s: removing the stale socket: %s", l->b.name,
 			    strerror(errno));
 	/* Before binding: once the socket is at its path nothing may fail
 	 * before close_fd knows to remove it. */
-	abs = absolute(l->ep.path);
+	abs = absolute(l->b.ep.path);
 	if (abs == NULL)
-		return fail(err, errlen, -errno, "%s: %s", l->name,
+		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
 			    strerror(errno));
 	l->fd = sl_socket(AF_UNIX, SOCK_STREAM);
 	if (l->fd < 0)
-		r = fail(err, errlen, l->fd, "%s: socket: %s", l->name,
+		r = sl_fail(err, errlen, l->fd, "%s: socket: %s", l->b.name,
 			 sl_strerror(l->fd));
 	else if (uid == (unsigned)-1 && gid == (unsigned)-1)
 		r = bind_in_place(l, &sa, len, mode, err, errlen);
@@ -586,102 +554,46 @@ static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
 	}
 	l->unlink_path = abs; /* with l->dev and l->ino */
 listen:
-	if (listen(l->fd, l->backlog) < 0)
-		return fail(err, errlen, -errno, "%s: listen: %s", l->name,
+	if (listen(l->fd, l->b.backlog) < 0)
+		return sl_fail(err, errlen, -errno, "%s: listen: %s", l->b.name,
 			    strerror(errno));
 	return 0;
 }
 
-static int open_tcp(sl_listener *l, char *err, size_t errlen)
+int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
+			    char *err, size_t errlen)
 {
-	struct sl_addr addrs[SL_RESOLVE_MAX_ADDRS];
-	size_t n;
-	int r, one = 1;
+	int one = 1;
 
-	/* open runs on the main thread, so a name may block here.  A name
-	 * with several addresses binds the first (as HAProxy does). */
-	if (l->ep.host_is_literal)
-		r = sl_resolve_numeric(l->ep.host, l->ep.port, 1, addrs,
-				       SL_RESOLVE_MAX_ADDRS, &n);
-	else
-		r = sl_resolve_sync(l->ep.host, l->ep.port, 1, addrs,
-				    SL_RESOLVE_MAX_ADDRS, &n);
-	if (r < 0)
-		return fail(err, errlen, r, "%s: host '%s' did not resolve",
-			    l->name, l->ep.host);
-	l->fd = sl_socket(addrs[0].ss.ss_family, SOCK_STREAM);
+	l->fd = sl_socket(a->ss.ss_family, SOCK_STREAM);
 	if (l->fd < 0)
-		return fail(err, errlen, l->fd, "%s: socket: %s", l->name,
-			    sl_strerror(l->fd));
+		return sl_fail(err, errlen, l->fd, "%s: socket: %s", l->b.name,
+			       sl_strerror(l->fd));
 	/* Rebind at once after a restart despite TIME_WAIT connections. */
 	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	/* So that tcp://0.0.0.0:P and tcp://[::]:P can both be listened on
 	 * (Linux defaults to dual-stack, bindv6only=0). */
-	if (addrs[0].ss.ss_family == AF_INET6 &&
+	if (a->ss.ss_family == AF_INET6 &&
 	    setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
-		return fail(err, errlen, -errno, "%s: IPV6_V6ONLY: %s",
-			    l->name, strerror(errno));
-	if (bind(l->fd, (struct sockaddr *)&addrs[0].ss, addrs[0].len) < 0)
-		return fail(err, errlen, -errno, "%s: bind: %s", l->name,
-			    strerror(errno));
+		return sl_fail(err, errlen, -errno, "%s: IPV6_V6ONLY: %s",
+			       l->b.name, strerror(errno));
+	if (bind(l->fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+		return sl_fail(err, errlen, -errno, "%s: bind: %s", l->b.name,
+			       strerror(errno));
 	sl_listen_tune(l->fd, SL_EP_TCP);
-	if (listen(l->fd, l->backlog) < 0)
-		return fail(err, errlen, -errno, "%s: listen: %s", l->name,
-			    strerror(errno));
-	if (l->ep.port == 0) {
-		/* Port 0 (tests): name the port the kernel chose. */
-		r = sl_listener_port(l);
-		if (r > 0) {
-			l->ep.port = (uint16_t)r;
-			sl_endpoint_format(&l->ep, l->name, sizeof l->name);
-		}
-	}
+	if (listen(l->fd, l->b.backlog) < 0)
+		return sl_fail(err, errlen, -errno, "%s: listen: %s", l->b.name,
+			       strerror(errno));
 	return 0;
 }
 
-int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
-		     const sl_listen_opts *opts, char *err, size_t errlen)
+int sl_os_listener_open(sl_listener *l, const sl_listen_opts *opts,
+			char *err, size_t errlen)
 {
-	sl_listener *l;
-	int r;
-
-	if (err != NULL && errlen > 0)
-		err[0] = '\0';
-	if (out == NULL || ep == NULL)
-		return fail(err, errlen, -EINVAL, "no endpoint");
-	l = calloc(1, sizeof *l);
-	if (l == NULL)
-		return fail(err, errlen, -ENOMEM, "out of memory");
-	l->ep = *ep;
-	sl_endpoint_format(ep, l->name, sizeof l->name);
-	l->fd = -1;
-	l->backlog = opts != NULL && opts->backlog > 0 ? opts->backlog
-						       : SL_BACKLOG_DEFAULT;
-	atomic_init(&l->refs, 1);
-	atomic_init(&l->data, NULL);
-	atomic_init(&l->fd_pauses, 0);
-	atomic_init(&l->resume_pending, 0);
-	atomic_init(&l->started, 0);
-
-	switch (ep->kind) {
-	case SL_EP_TCP:
-		r = open_tcp(l, err, errlen);
-		break;
-	case SL_EP_UNIX:
-		r = open_unix(l, opts, err, errlen);
-		break;
-	default:
-		r = fail(err, errlen, SL_EUNSUPP,
-			 "%s: named pipes exist on Windows only", l->name);
-		break;
-	}
-	if (r < 0) {
-		close_fd(l);
-		listener_free(l);
-		return r;
-	}
-	*out = l;
-	return 0;
+	if (l->b.ep.kind == SL_EP_UNIX)
+		return open_unix(l, opts, err, errlen);
+	return sl_fail(err, errlen, SL_EUNSUPP,
+		       "%s: named pipes exist on Windows only", l->b.name);
 }
 
 /*
@@ -689,8 +601,8 @@ int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
  * meet, found out with lstat, stat, access and a connect, never with bind,
  * unlink or chown.
  */
-static int check_unix(sl_listener *l, const sl_listen_opts *opts, char *msg,
-		      size_t msglen)
+int sl_os_listener_check_path(sl_listener *l, const sl_listen_opts *opts,
+			      char *msg, size_t msglen)
 {
 	char parent[SUN_PATH_SIZE], dir[SUN_PATH_SIZE], how[128];
 	struct sockaddr_un sa;
@@ -710,16 +622,16 @@ static int check_unix(sl_listener *l, const sl_listen_opts *opts, char *msg,
 	    (r = private_template(l, dir, sizeof dir, msg, msglen)) < 0)
 		return r;
 	/* sl_unix_sockaddr took the path: its directory part fits. */
-	(void)parent_dir(l->ep.path, parent, sizeof parent);
+	(void)parent_dir(l->b.ep.path, parent, sizeof parent);
 	if (stat(parent, &st) < 0)
-		return fail(msg, msglen, -errno, "%s: directory %s: %s",
-			    l->name, parent, strerror(errno));
+		return sl_fail(msg, msglen, -errno, "%s: directory %s: %s",
+			    l->b.name, parent, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return fail(msg, msglen, -ENOTDIR, "%s: %s is not a directory",
-			    l->name, parent);
+		return sl_fail(msg, msglen, -ENOTDIR, "%s: %s is not a directory",
+			    l->b.name, parent);
 	if (faccessat(AT_FDCWD, parent, W_OK | X_OK, AT_EACCESS) < 0)
-		return fail(msg, msglen, -errno,
-			    "%s: cannot create the socket in %s: %s", l->name,
+		return sl_fail(msg, msglen, -errno,
+			    "%s: cannot create the socket in %s: %s", l->b.name,
 			    parent, strerror(errno));
 	r = inspect_path(l, &sa, len, msg, msglen);
 	if (r < 0)
@@ -736,39 +648,11 @@ static int check_unix(sl_listener *l, const sl_listen_opts *opts, char *msg,
 		(void)snprintf(how + n, sizeof how - n, ", group %s",
 			       opts->group);
 	if (msg != NULL && msglen > 0)
-		snprintf(msg, msglen, "%s: would %s%s", l->name,
+		snprintf(msg, msglen, "%s: would %s%s", l->b.name,
 			 r == 1 ? "replace a stale socket (nobody listens on it)"
 				: "create the socket",
 			 how);
 	return 0;
-}
-
-int sl_listener_check(const sl_endpoint *ep, const sl_listen_opts *opts,
-		      char *msg, size_t msglen)
-{
-	sl_listener *l;
-	int r;
-
-	if (msg != NULL && msglen > 0)
-		msg[0] = '\0';
-	if (ep == NULL)
-		return fail(msg, msglen, -EINVAL, "no endpoint");
-	/* A TCP address or an abstract name: binding creates no file, so
-	 * bind and let go, which tells whether it is free. */
-	if (ep->kind != SL_EP_UNIX || ep->abstract) {
-		r = sl_listener_open(&l, ep, opts, msg, msglen);
-		if (r == 0)
-			sl_listener_close(l, NULL, NULL);
-		return r;
-	}
-	l = calloc(1, sizeof *l);
-	if (l == NULL)
-		return fail(msg, msglen, -ENOMEM, "out of memory");
-	l->ep = *ep;
-	sl_endpoint_format(ep, l->name, sizeof l->name);
-	r = check_unix(l, opts, msg, msglen);
-	free(l);
-	return r;
 }
 
 /* ---- accepting (owner loop) --------------------------------------------- */
@@ -781,14 +665,14 @@ static void deliver(sl_listener *l, sl_loop *loop, int fd,
 	sl_stream *s;
 	int r;
 
-	r = sl_stream_open_accepted(loop, fd, l->ep.kind, peer, peer_len, &s);
+	r = sl_stream_open_accepted(loop, fd, l->b.ep.kind, peer, peer_len, &s);
 	if (r == 0) {
-		l->cb(l, s, token);
+		l->b.cb(l, s, token);
 	} else {
-		sl_warn("%s: dropping an accepted connection: %s", l->name,
+		sl_warn("%s: dropping an accepted connection: %s", l->b.name,
 			sl_strerror(r));
-		if (l->gate != NULL)
-			l->cb(l, NULL, token);
+		if (l->b.gate != NULL)
+			l->b.cb(l, NULL, token);
 	}
 }
 
@@ -799,14 +683,14 @@ static void handoff_run(sl_task *t, int status)
 
 	if (status != 0) {
 		close(h->fd); /* the target loop is being freed */
-		if (l->gate != NULL)
-			l->cb(l, NULL, h->token);
+		if (l->b.gate != NULL)
+			l->b.cb(l, NULL, h->token);
 	} else {
 		deliver(l, h->loop, h->fd, (struct sockaddr *)&h->peer,
 			h->peer_len, h->token);
 	}
 	free(h);
-	unref(l);
+	sl_listener_unref(l);
 }
 
 static void pause_accepting(sl_listener *l, int err, int count)
@@ -814,7 +698,7 @@ static void pause_accepting(sl_listener *l, int err, int count)
 	sl_io_set(&l->io, 0);
 	l->fd_paused = 1;
 	if (count)
-		atomic_fetch_add(&l->fd_pauses, 1);
+		atomic_fetch_add(&l->b.fd_pauses, 1);
 	/* Once per shortage: it is retried every SL_ACCEPT_PAUSE_MS for as
 	 * long as it lasts, and a line per retry would flood the log (ten a
 	 * second per listener) just when the system is short of resources.
@@ -822,7 +706,7 @@ static void pause_accepting(sl_listener *l, int err, int count)
 	if (!l->pause_logged) {
 		l->pause_logged = 1;
 		sl_warn("%s: accept: %s; pausing for %d ms, and again until "
-			"it works", l->name, strerror(err), SL_ACCEPT_PAUSE_MS);
+			"it works", l->b.name, strerror(err), SL_ACCEPT_PAUSE_MS);
 	}
 	sl_timer_start(&l->timer, SL_ACCEPT_PAUSE_MS);
 }
@@ -836,7 +720,7 @@ static void shortage_over(sl_listener *l)
 {
 	if (l->pause_logged) {
 		l->pause_logged = 0;
-		sl_info("%s: accepting again", l->name);
+		sl_info("%s: accepting again", l->b.name);
 	}
 }
 
@@ -876,7 +760,7 @@ static void on_accept(sl_io *io, unsigned events)
 	for (int i = 0; i < SL_ACCEPT_BATCH; i++) {
 		void *token = NULL;
 
-		if (l->gate != NULL && !l->gate(l, &token)) {
+		if (l->b.gate != NULL && !l->b.gate(l, &token)) {
 			/* Connections wait in the kernel's backlog. */
 			sl_io_set(&l->io, 0);
 			return;
@@ -885,8 +769,8 @@ static void on_accept(sl_io *io, unsigned events)
 		if (fd < 0) {
 			int err = errno;
 
-			if (l->gate != NULL)
-				l->cb(l, NULL, token); /* errno may change */
+			if (l->b.gate != NULL)
+				l->b.cb(l, NULL, token); /* errno may change */
 			errno = err;
 			switch (errno) {
 			case EINTR:
@@ -913,8 +797,8 @@ static void on_accept(sl_io *io, unsigned events)
 			}
 		}
 		shortage_over(l);
-		loop = sl_group_next(l->group);
-		if (loop == l->loop) {
+		loop = sl_group_next(l->b.group);
+		if (loop == l->b.loop) {
 			/* Ours: no hand-off, no allocation, no wake-up. */
 			deliver(l, loop, fd, (struct sockaddr *)&ss,
 				sslen <= sizeof ss ? sslen : 0, token);
@@ -923,8 +807,8 @@ static void on_accept(sl_io *io, unsigned events)
 		h = malloc(sizeof *h);
 		if (h == NULL) {
 			close(fd);
-			if (l->gate != NULL)
-				l->cb(l, NULL, token);
+			if (l->b.gate != NULL)
+				l->b.cb(l, NULL, token);
 			pause_accepting(l, ENOMEM, 1);
 			return;
 		}
@@ -936,7 +820,7 @@ static void on_accept(sl_io *io, unsigned events)
 			memcpy(&h->peer, &ss, h->peer_len);
 		h->loop = loop;
 		sl_task_init(&h->task, handoff_run, h);
-		atomic_fetch_add(&l->refs, 1);
+		sl_listener_ref(l);
 		sl_loop_post(h->loop, &h->task);
 	}
 }
@@ -947,138 +831,50 @@ static void on_pause_over(sl_timer *t)
 	int r;
 
 	l->fd_paused = 0;
-	if (!l->closed && (r = sl_io_set(&l->io, SL_IO_READ)) < 0)
+	if (!l->b.closed && (r = sl_io_set(&l->io, SL_IO_READ)) < 0)
 		pause_accepting(l, -r, 1); /* the gate is asked again */
 }
 
-static void start_run(sl_task *t, int status)
+void sl_os_listener_start(sl_listener *l)
 {
-	sl_listener *l = t->data;
 	int r;
 
-	if (status == 0 && !l->closed) {
-		sl_io_init(l->loop, &l->io, l->fd, on_accept, l);
-		sl_timer_init(l->loop, &l->timer, on_pause_over, l);
-		l->watching = 1;
-		r = sl_io_set(&l->io, SL_IO_READ);
-		if (r < 0)
-			pause_accepting(l, -r, 0);
-	}
-	unref(l);
+	sl_io_init(l->b.loop, &l->io, l->fd, on_accept, l);
+	sl_timer_init(l->b.loop, &l->timer, on_pause_over, l);
+	l->watching = 1;
+	r = sl_io_set(&l->io, SL_IO_READ);
+	if (r < 0)
+		pause_accepting(l, -r, 0);
 }
 
-static void resume_run(sl_task *t, int status)
+void sl_os_listener_resume(sl_listener *l)
 {
-	sl_listener *l = t->data;
-
 	int r;
 
-	/* Cleared first: a resume from now on posts again. */
-	atomic_store(&l->resume_pending, 0);
 	/* Watching again can itself fail for want of memory or, with
 	 * libkqueue, of a descriptor: then retry on the pause timer rather
 	 * than stop accepting for good. */
-	if (status == 0 && !l->closed && l->watching && !l->fd_paused &&
+	if (l->watching && !l->fd_paused &&
 	    (r = sl_io_set(&l->io, SL_IO_READ)) < 0)
 		pause_accepting(l, -r, 1);
-	unref(l);
 }
 
-static void close_run(sl_task *t, int status)
+void sl_os_listener_stop(sl_listener *l, int status)
 {
-	sl_listener *l = t->data;
-
-	l->closed = 1;
 	/* status != 0: the loop is being freed; its watchers and timers
 	 * go with it, only the descriptor is ours to close. */
 	if (status == 0 && l->watching) {
 		sl_timer_stop(&l->timer);
 		sl_io_remove(&l->io);
 	}
-	close_fd(l);
-	unref(l);
 }
 
-int sl_listener_start(sl_listener *l, sl_group *g, sl_accept_cb cb,
-		      sl_accept_gate gate, void *data)
+int sl_os_listener_sockname(const sl_listener *l, struct sockaddr_storage *ss,
+			    socklen_t *len)
 {
-	if (l == NULL || g == NULL || cb == NULL)
-		return -EINVAL;
-	if (atomic_load(&l->started))
-		return -EALREADY;
 	if (l->fd < 0)
 		return -EBADF;
-	l->group = g;
-	l->cb = cb;
-	l->gate = gate;
-	atomic_store(&l->data, data);
-	l->loop = sl_group_next(g);
-	atomic_store(&l->started, 1);
-	sl_task_init(&l->start_task, start_run, l);
-	sl_task_init(&l->resume_task, resume_run, l);
-	sl_task_init(&l->close_task, close_run, l);
-	atomic_fetch_add(&l->refs, 1);
-	sl_loop_post(l->loop, &l->start_task);
-	return 0;
-}
-
-void sl_listener_set_data(sl_listener *l, void *data)
-{
-	atomic_store(&l->data, data);
-}
-
-void *sl_listener_get_data(const sl_listener *l)
-{
-	return atomic_load(&((sl_listener *)l)->data);
-}
-
-const sl_endpoint *sl_listener_endpoint(const sl_listener *l)
-{
-	return &l->ep;
-}
-
-void sl_listener_resume(sl_listener *l)
-{
-	if (l == NULL || !atomic_load(&l->started))
-		return;
-	/* Many resumes between two runs of the task cost one task. */
-	if (atomic_exchange(&l->resume_pending, 1) != 0)
-		return;
-	atomic_fetch_add(&l->refs, 1);
-	sl_loop_post(l->loop, &l->resume_task);
-}
-
-uint64_t sl_listener_fd_pauses(const sl_listener *l)
-{
-	return atomic_load(&((sl_listener *)l)->fd_pauses);
-}
-
-void sl_listener_close(sl_listener *l, sl_listener_closed_cb done, void *arg)
-{
-	if (l == NULL)
-		return;
-	l->done = done;
-	l->done_arg = arg;
-	if (!atomic_load(&l->started)) {
-		close_fd(l);
-		unref(l);
-		return;
-	}
-	sl_loop_post(l->loop, &l->close_task);
-}
-
-int sl_listener_port(const sl_listener *l)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof ss;
-
-	if (l == NULL || l->fd < 0)
-		return -EBADF;
-	if (getsockname(l->fd, (struct sockaddr *)&ss, &len) < 0)
+	if (getsockname(l->fd, (struct sockaddr *)ss, len) < 0)
 		return -errno;
-	if (ss.ss_family == AF_INET)
-		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	if (ss.ss_family == AF_INET6)
-		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	return -EAFNOSUPPORT;
+	return 0;
 }

@@ -15,27 +15,23 @@
  * can only ever have one port: pipe connections stay on the listener's
  * loop (each pipe listener picks its loop round robin).
  *
- * Lifetime: a reference count holds the listener while it is open, while
- * any accept is posted (its OVERLAPPED is inside the listener) and while
- * any task naming it is in flight.  The last drop calls the close callback
- * and frees.
+ * Lifetime (listener_common.h): each posted accept (its OVERLAPPED is
+ * inside the listener) and each hand-off holds a reference too.
  */
 #include "win.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sddl.h>
 
+#include "listener_common.h"
 #include "log.h"
 #include "resolver.h"
 
-#define SL_BACKLOG_DEFAULT 511
 #define SL_ACCEPT_POSTED 8      /* accepts kept posted per listener */
-#define SL_ACCEPT_PAUSE_MS 100 /* out of sockets or memory: retry after */
 #define SL_PIPE_BUF 65536
 /* AcceptEx: room for each address plus 16 bytes, as it requires. */
 #define SL_ADDR_ROOM ((DWORD)sizeof(struct sockaddr_storage) + 16)
@@ -54,36 +50,19 @@ struct accept_slot {
 };
 
 struct sl_listener {
-	sl_endpoint ep;
-	char name[SL_EP_PATH_MAX + 16];
+	struct sl_listener_base b; /* first: see listener_common.h */
 	SOCKET sock;
 	int family;
-	int backlog;
 	HANDLE first_pipe; /* pipes: the instance that holds the name */
 	PSECURITY_DESCRIPTOR sd;
 	SECURITY_ATTRIBUTES sa;
-
-	sl_group *group;
-	sl_loop *loop;
-	sl_accept_cb cb;
-	sl_accept_gate gate;
-	void *volatile data;
-	volatile LONG64 fd_pauses;
-	volatile LONG resume_pending;
-	volatile LONG refs;
-	volatile LONG started;
 
 	/* Owner loop only: */
 	struct accept_slot slots[SL_ACCEPT_POSTED];
 	sl_timer timer;
 	int paused; /* out of resources: the timer refills */
 	int gated;  /* the gate said no: sl_listener_resume refills */
-	int closed;
 	int attached;
-
-	sl_task start_task, resume_task, close_task;
-	sl_listener_closed_cb done;
-	void *done_arg;
 };
 
 struct handoff {
@@ -95,21 +74,6 @@ struct handoff {
 	int peer_len, local_len;
 	struct sockaddr_storage peer, local;
 };
-
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(SL_FMT_PRINTF, 4, 5)));
-
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
 
 static const char *win_text(DWORD e)
 {
@@ -123,30 +87,32 @@ static const char *win_text(DWORD e)
 	return msg;
 }
 
-/* ---- freeing ------------------------------------------------------------ */
+/* ---- creating and freeing ----------------------------------------------- */
 
-static void listener_free(sl_listener *l)
+sl_listener *sl_os_listener_new(void)
+{
+	sl_listener *l = calloc(1, sizeof *l);
+
+	if (l != NULL) {
+		l->sock = INVALID_SOCKET;
+		l->first_pipe = INVALID_HANDLE_VALUE;
+	}
+	return l;
+}
+
+void sl_os_listener_free(sl_listener *l)
 {
 	if (l->sd != NULL)
 		LocalFree(l->sd);
 	free(l);
 }
 
-static void ref(sl_listener *l)
+int sl_os_listener_is_open(const sl_listener *l)
 {
-	InterlockedIncrement(&l->refs);
+	return l->sock != INVALID_SOCKET || l->first_pipe != INVALID_HANDLE_VALUE;
 }
 
-static void unref(sl_listener *l)
-{
-	if (InterlockedDecrement(&l->refs) == 0) {
-		if (l->done != NULL)
-			l->done(l, l->done_arg);
-		listener_free(l);
-	}
-}
-
-static void close_handles(sl_listener *l)
+void sl_os_listener_close(sl_listener *l)
 {
 	if (l->sock != INVALID_SOCKET) {
 		closesocket(l->sock);
@@ -245,29 +211,18 @@ static int under_wine(void)
 	return wine;
 }
 
-static int open_tcp(sl_listener *l, char *err, size_t errlen)
+int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
+			    char *err, size_t errlen)
 {
-	struct sl_addr addrs[SL_RESOLVE_MAX_ADDRS];
-	size_t n;
-	int r;
 	BOOL on = TRUE;
 
-	if (l->ep.host_is_literal)
-		r = sl_resolve_numeric(l->ep.host, l->ep.port, 1, addrs,
-				       SL_RESOLVE_MAX_ADDRS, &n);
-	else
-		r = sl_resolve_sync(l->ep.host, l->ep.port, 1, addrs,
-				    SL_RESOLVE_MAX_ADDRS, &n);
-	if (r < 0)
-		return fail(err, errlen, r, "%s: host '%s' did not resolve",
-			    l->name, l->ep.host);
-	l->family = addrs[0].ss.ss_family;
+	l->family = a->ss.ss_family;
 	l->sock = sl_win_socket(l->family);
 	if (l->sock == INVALID_SOCKET) {
 		DWORD e = (DWORD)WSAGetLastError();
 
-		return fail(err, errlen, sl_win_err(e), "%s: socket: %s",
-			    l->name, win_text(e));
+		return sl_fail(err, errlen, sl_win_err(e), "%s: socket: %s",
+			       l->b.name, win_text(e));
 	}
 	/*
 	 * Windows binds a port that only TIME_WAIT connections use without
@@ -284,25 +239,17 @@ static int open_tcp(sl_listener *l, char *err, size_t errlen)
 	if (l->family == AF_INET6)
 		setsockopt(l->sock, IPPROTO_IPV6, IPV6_V6ONLY,
 			   (const char *)&on, sizeof on);
-	if (bind(l->sock, (struct sockaddr *)&addrs[0].ss,
-		 (int)addrs[0].len) != 0) {
+	if (bind(l->sock, (const struct sockaddr *)&a->ss, (int)a->len) != 0) {
 		DWORD e = (DWORD)WSAGetLastError();
 
-		return fail(err, errlen, sl_win_err(e), "%s: bind: %s",
-			    l->name, win_text(e));
+		return sl_fail(err, errlen, sl_win_err(e), "%s: bind: %s",
+			       l->b.name, win_text(e));
 	}
-	if (listen(l->sock, l->backlog) != 0) {
+	if (listen(l->sock, l->b.backlog) != 0) {
 		DWORD e = (DWORD)WSAGetLastError();
 
-		return fail(err, errlen, sl_win_err(e), "%s: listen: %s",
-			    l->name, win_text(e));
-	}
-	if (l->ep.port == 0) {
-		r = sl_listener_port(l);
-		if (r > 0) {
-			l->ep.port = (uint16_t)r;
-			sl_endpoint_format(&l->ep, l->name, sizeof l->name);
-		}
+		return sl_fail(err, errlen, sl_win_err(e), "%s: listen: %s",
+			       l->b.name, win_text(e));
 	}
 	return 0;
 }
@@ -316,10 +263,10 @@ static int open_pipe(sl_listener *l, const sl_listen_opts *opts, char *err,
 		if (!ConvertStringSecurityDescriptorToSecurityDescriptorA(
 			    opts->security, SDDL_REVISION_1, &l->sd, NULL)) {
 			e = GetLastError();
-			return fail(err, errlen, -EINVAL,
+			return sl_fail(err, errlen, -EINVAL,
 				    "%s: security '%s' is not a valid SDDL "
 				    "string: %s",
-				    l->name, opts->security, win_text(e));
+				    l->b.name, opts->security, win_text(e));
 		}
 		l->sa.nLength = sizeof l->sa;
 		l->sa.lpSecurityDescriptor = l->sd;
@@ -327,75 +274,43 @@ static int open_pipe(sl_listener *l, const sl_listen_opts *opts, char *err,
 	}
 	/* The first instance claims the name: no other process can have
 	 * created it before us, nor squat it while we run. */
-	l->first_pipe = sl_pipe_create_hook(l->ep.path, 1,
+	l->first_pipe = sl_pipe_create_hook(l->b.ep.path, 1,
 					    l->sd != NULL ? &l->sa : NULL);
 	if (l->first_pipe == INVALID_HANDLE_VALUE) {
 		e = GetLastError();
 		if (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY)
-			return fail(err, errlen, -EADDRINUSE,
+			return sl_fail(err, errlen, -EADDRINUSE,
 				    "%s: the pipe name is already in use by "
 				    "another process",
-				    l->name);
-		return fail(err, errlen, sl_win_err(e), "%s: %s", l->name,
+				    l->b.name);
+		return sl_fail(err, errlen, sl_win_err(e), "%s: %s", l->b.name,
 			    win_text(e));
 	}
 	return 0;
 }
 
-int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
-		     const sl_listen_opts *opts, char *err, size_t errlen)
+static int no_unix(const sl_listener *l, char *err, size_t errlen)
 {
-	sl_listener *l;
-	int r;
-
-	if (err != NULL && errlen > 0)
-		err[0] = '\0';
-	if (out == NULL || ep == NULL)
-		return fail(err, errlen, -EINVAL, "no endpoint");
-	l = calloc(1, sizeof *l);
-	if (l == NULL)
-		return fail(err, errlen, -ENOMEM, "out of memory");
-	l->ep = *ep;
-	sl_endpoint_format(ep, l->name, sizeof l->name);
-	l->sock = INVALID_SOCKET;
-	l->first_pipe = INVALID_HANDLE_VALUE;
-	l->backlog = opts != NULL && opts->backlog > 0 ? opts->backlog
-						       : SL_BACKLOG_DEFAULT;
-	l->refs = 1;
-	switch (ep->kind) {
-	case SL_EP_TCP:
-		r = open_tcp(l, err, errlen);
-		break;
-	case SL_EP_PIPE:
-		r = open_pipe(l, opts, err, errlen);
-		break;
-	default:
-		r = fail(err, errlen, SL_EUNSUPP,
-			 "%s: Unix sockets are not served on Windows; use a "
-			 "named pipe (pipe:\\\\.\\pipe\\NAME)",
-			 l->name);
-		break;
-	}
-	if (r < 0) {
-		close_handles(l);
-		listener_free(l);
-		return r;
-	}
-	*out = l;
-	return 0;
+	return sl_fail(err, errlen, SL_EUNSUPP,
+		       "%s: Unix sockets are not served on Windows; use a "
+		       "named pipe (pipe:\\\\.\\pipe\\NAME)",
+		       l->b.name);
 }
 
-int sl_listener_check(const sl_endpoint *ep, const sl_listen_opts *opts,
-		      char *msg, size_t msglen)
+int sl_os_listener_open(sl_listener *l, const sl_listen_opts *opts,
+			char *err, size_t errlen)
 {
-	sl_listener *l;
-	int r;
+	if (l->b.ep.kind == SL_EP_PIPE)
+		return open_pipe(l, opts, err, errlen);
+	return no_unix(l, err, errlen);
+}
 
-	/* TCP and named pipes leave no file behind: open and let go. */
-	r = sl_listener_open(&l, ep, opts, msg, msglen);
-	if (r == 0)
-		sl_listener_close(l, NULL, NULL);
-	return r;
+/* Nothing to look at here: a Unix socket path is refused as by open. */
+int sl_os_listener_check_path(sl_listener *l, const sl_listen_opts *opts,
+			      char *msg, size_t msglen)
+{
+	(void)opts;
+	return no_unix(l, msg, msglen);
 }
 
 /* ---- accepting (owner loop) --------------------------------------------- */
@@ -408,8 +323,8 @@ static void pause_accepting(sl_listener *l, int err, int count)
 		return;
 	l->paused = 1;
 	if (count)
-		InterlockedIncrement64(&l->fd_pauses);
-	sl_warn("%s: accept: %s; pausing for %d ms", l->name, sl_strerror(err),
+		atomic_fetch_add(&l->b.fd_pauses, 1);
+	sl_warn("%s: accept: %s; pausing for %d ms", l->b.name, sl_strerror(err),
 		SL_ACCEPT_PAUSE_MS);
 	sl_timer_start(&l->timer, SL_ACCEPT_PAUSE_MS);
 }
@@ -423,8 +338,8 @@ static void handoff_run(sl_task *t, int status)
 
 	if (status != 0) {
 		closesocket(h->sock);
-		if (l->gate != NULL)
-			l->cb(l, NULL, h->token);
+		if (l->b.gate != NULL)
+			l->b.cb(l, NULL, h->token);
 	} else {
 		r = sl_stream_open_socket(h->loop, h->sock,
 					  (struct sockaddr *)&h->peer,
@@ -432,16 +347,16 @@ static void handoff_run(sl_task *t, int status)
 					  (struct sockaddr *)&h->local,
 					  h->local_len, &s);
 		if (r == 0) {
-			l->cb(l, s, h->token);
+			l->b.cb(l, s, h->token);
 		} else {
 			sl_warn("%s: dropping an accepted connection: %s",
-				l->name, sl_strerror(r));
-			if (l->gate != NULL)
-				l->cb(l, NULL, h->token);
+				l->b.name, sl_strerror(r));
+			if (l->b.gate != NULL)
+				l->b.cb(l, NULL, h->token);
 		}
 	}
 	free(h);
-	unref(l);
+	sl_listener_unref(l);
 }
 
 static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n);
@@ -452,7 +367,7 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 	DWORD e;
 
 	sl_op_init(&a->op, on_accepted, a);
-	if (l->ep.kind == SL_EP_TCP) {
+	if (l->b.ep.kind == SL_EP_TCP) {
 		DWORD got = 0;
 
 		a->sock = sl_win_socket(l->family);
@@ -466,7 +381,7 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 			return sl_win_err(e);
 		}
 		a->state = SLOT_POSTED;
-		ref(l);
+		sl_listener_ref(l);
 		return 0;
 	}
 	if (l->first_pipe != INVALID_HANDLE_VALUE) {
@@ -475,11 +390,11 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 	} else {
 		int r;
 
-		a->pipe = sl_pipe_create_hook(l->ep.path, 0,
+		a->pipe = sl_pipe_create_hook(l->b.ep.path, 0,
 					      l->sd != NULL ? &l->sa : NULL);
 		if (a->pipe == INVALID_HANDLE_VALUE)
 			return sl_win_err(GetLastError());
-		if ((r = sl_loop_associate(l->loop, a->pipe)) < 0) {
+		if ((r = sl_loop_associate(l->b.loop, a->pipe)) < 0) {
 			CloseHandle(a->pipe);
 			a->pipe = INVALID_HANDLE_VALUE;
 			return r;
@@ -491,7 +406,7 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 		e = GetLastError();
 	if (e == 0 || e == ERROR_PIPE_CONNECTED) {
 		/* The client came first: no packet will come; make one. */
-		if (sl_loop_post_op(l->loop, &a->op, 0, 0) < 0) {
+		if (sl_loop_post_op(l->b.loop, &a->op, 0, 0) < 0) {
 			CloseHandle(a->pipe);
 			a->pipe = INVALID_HANDLE_VALUE;
 			return -ENOMEM;
@@ -502,7 +417,7 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 		return sl_win_err(e);
 	}
 	a->state = SLOT_POSTED;
-	ref(l);
+	sl_listener_ref(l);
 	return 0;
 }
 
@@ -515,13 +430,13 @@ static int deliver(sl_listener *l, struct accept_slot *a)
 {
 	void *token = NULL;
 
-	if (l->gate != NULL && !l->gate(l, &token)) {
+	if (l->b.gate != NULL && !l->b.gate(l, &token)) {
 		a->state = SLOT_HELD;
 		l->gated = 1;
 		return 0;
 	}
 	a->state = SLOT_FREE;
-	if (l->ep.kind == SL_EP_PIPE) {
+	if (l->b.ep.kind == SL_EP_PIPE) {
 		HANDLE h = a->pipe;
 		sl_stream *s;
 		int r;
@@ -529,13 +444,13 @@ static int deliver(sl_listener *l, struct accept_slot *a)
 		a->pipe = INVALID_HANDLE_VALUE;
 		/* The instance is attached to this loop's port for good: the
 		 * stream lives here. */
-		if ((r = sl_stream_open_pipe(l->loop, h, l->ep.path, &s)) < 0) {
-			sl_warn("%s: dropping a pipe client: %s", l->name,
+		if ((r = sl_stream_open_pipe(l->b.loop, h, l->b.ep.path, &s)) < 0) {
+			sl_warn("%s: dropping a pipe client: %s", l->b.name,
 				sl_strerror(r));
-			if (l->gate != NULL)
-				l->cb(l, NULL, token);
+			if (l->b.gate != NULL)
+				l->b.cb(l, NULL, token);
 		} else {
-			l->cb(l, s, token);
+			l->b.cb(l, s, token);
 		}
 	} else {
 		struct handoff *h = calloc(1, sizeof *h);
@@ -543,8 +458,8 @@ static int deliver(sl_listener *l, struct accept_slot *a)
 		if (h == NULL) {
 			closesocket(a->sock);
 			a->sock = INVALID_SOCKET;
-			if (l->gate != NULL)
-				l->cb(l, NULL, token);
+			if (l->b.gate != NULL)
+				l->b.cb(l, NULL, token);
 			pause_accepting(l, -ENOMEM, 1);
 			return 1;
 		}
@@ -556,9 +471,9 @@ static int deliver(sl_listener *l, struct accept_slot *a)
 		h->sock = a->sock;
 		h->token = token;
 		a->sock = INVALID_SOCKET;
-		h->loop = sl_group_next(l->group);
+		h->loop = sl_group_next(l->b.group);
 		sl_task_init(&h->task, handoff_run, h);
-		ref(l);
+		sl_listener_ref(l);
 		sl_loop_post(h->loop, &h->task);
 	}
 	return 1;
@@ -570,7 +485,7 @@ static void fill(sl_listener *l)
 
 	/* Held connections first, in slot order, while the gate allows. */
 	for (i = 0; i < SL_ACCEPT_POSTED; i++) {
-		if (l->closed)
+		if (l->b.closed)
 			return;
 		if (l->slots[i].state == SLOT_HELD &&
 		    !deliver(l, &l->slots[i]))
@@ -580,7 +495,7 @@ static void fill(sl_listener *l)
 	for (i = 0; i < SL_ACCEPT_POSTED; i++) {
 		struct accept_slot *a = &l->slots[i];
 
-		if (l->closed || l->paused || l->gated)
+		if (l->b.closed || l->paused || l->gated)
 			return;
 		if (a->state != SLOT_FREE)
 			continue;
@@ -601,7 +516,7 @@ static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n)
 	(void)loop;
 	(void)n;
 	a->state = SLOT_FREE;
-	if (l->closed || err != 0) {
+	if (l->b.closed || err != 0) {
 		if (a->sock != INVALID_SOCKET)
 			closesocket(a->sock);
 		if (a->pipe != INVALID_HANDLE_VALUE)
@@ -610,14 +525,14 @@ static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n)
 		a->pipe = INVALID_HANDLE_VALUE;
 		/* A client that gave up before we took it costs nothing;
 		 * running out of something pauses. */
-		if (!l->closed && err != -ECONNRESET && err != -ECONNABORTED &&
+		if (!l->b.closed && err != -ECONNRESET && err != -ECONNABORTED &&
 		    err != -ECANCELED && err != -EPIPE)
 			pause_accepting(l, err, err == -ENOBUFS ||
 							err == -EMFILE ||
 							err == -ENOMEM);
 		goto out;
 	}
-	if (l->ep.kind == SL_EP_TCP) {
+	if (l->b.ep.kind == SL_EP_TCP) {
 		struct sockaddr *lsa = NULL, *rsa = NULL;
 		int llen = 0, rlen = 0;
 
@@ -644,8 +559,8 @@ static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n)
 	}
 	deliver(l, a);
 out:
-	unref(l); /* the posted accept's reference */
-	if (!l->closed)
+	sl_listener_unref(l); /* the posted accept's reference */
+	if (!l->b.closed)
 		fill(l);
 }
 
@@ -657,48 +572,38 @@ static void on_pause_over(sl_timer *t)
 	fill(l);
 }
 
-static void start_run(sl_task *t, int status)
+void sl_os_listener_start(sl_listener *l)
 {
-	sl_listener *l = t->data;
 	int i, r = 0;
 
-	if (status == 0 && !l->closed) {
-		sl_timer_init(l->loop, &l->timer, on_pause_over, l);
-		for (i = 0; i < SL_ACCEPT_POSTED; i++) {
-			l->slots[i].l = l;
-			l->slots[i].sock = INVALID_SOCKET;
-			l->slots[i].pipe = INVALID_HANDLE_VALUE;
-		}
-		if (l->sock != INVALID_SOCKET)
-			r = sl_loop_associate(l->loop, (HANDLE)l->sock);
-		else if (l->first_pipe != INVALID_HANDLE_VALUE)
-			r = sl_loop_associate(l->loop, l->first_pipe);
-		l->attached = 1;
-		if (r < 0)
-			sl_error("%s: cannot attach to the loop: %s", l->name,
-				 sl_strerror(r));
-		else
-			fill(l);
+	sl_timer_init(l->b.loop, &l->timer, on_pause_over, l);
+	for (i = 0; i < SL_ACCEPT_POSTED; i++) {
+		l->slots[i].l = l;
+		l->slots[i].sock = INVALID_SOCKET;
+		l->slots[i].pipe = INVALID_HANDLE_VALUE;
 	}
-	unref(l);
-}
-
-static void resume_run(sl_task *t, int status)
-{
-	sl_listener *l = t->data;
-
-	InterlockedExchange(&l->resume_pending, 0);
-	if (status == 0 && !l->closed && l->attached)
+	if (l->sock != INVALID_SOCKET)
+		r = sl_loop_associate(l->b.loop, (HANDLE)l->sock);
+	else if (l->first_pipe != INVALID_HANDLE_VALUE)
+		r = sl_loop_associate(l->b.loop, l->first_pipe);
+	l->attached = 1;
+	if (r < 0)
+		sl_error("%s: cannot attach to the loop: %s", l->b.name,
+			 sl_strerror(r));
+	else
 		fill(l);
-	unref(l);
 }
 
-static void close_run(sl_task *t, int status)
+void sl_os_listener_resume(sl_listener *l)
 {
-	sl_listener *l = t->data;
+	if (l->attached)
+		fill(l);
+}
+
+void sl_os_listener_stop(sl_listener *l, int status)
+{
 	int i;
 
-	l->closed = 1;
 	if (status == 0 && l->attached)
 		sl_timer_stop(&l->timer);
 	/* Posted accepts complete, cancelled, and drop their references. */
@@ -721,92 +626,14 @@ static void close_run(sl_task *t, int status)
 			a->pipe = INVALID_HANDLE_VALUE;
 		}
 	}
-	close_handles(l);
-	unref(l);
 }
 
-int sl_listener_start(sl_listener *l, sl_group *g, sl_accept_cb cb,
-		      sl_accept_gate gate, void *data)
+int sl_os_listener_sockname(const sl_listener *l, struct sockaddr_storage *ss,
+			    socklen_t *len)
 {
-	if (l == NULL || g == NULL || cb == NULL)
-		return -EINVAL;
-	if (l->started)
-		return -EALREADY;
-	if (l->sock == INVALID_SOCKET && l->first_pipe == INVALID_HANDLE_VALUE)
+	if (l->sock == INVALID_SOCKET)
 		return -EBADF;
-	l->group = g;
-	l->cb = cb;
-	l->gate = gate;
-	l->data = data;
-	l->loop = sl_group_next(g);
-	InterlockedExchange(&l->started, 1);
-	sl_task_init(&l->start_task, start_run, l);
-	sl_task_init(&l->resume_task, resume_run, l);
-	sl_task_init(&l->close_task, close_run, l);
-	ref(l);
-	sl_loop_post(l->loop, &l->start_task);
-	return 0;
-}
-
-void sl_listener_set_data(sl_listener *l, void *data)
-{
-	l->data = data;
-	MemoryBarrier();
-}
-
-void *sl_listener_get_data(const sl_listener *l)
-{
-	MemoryBarrier();
-	return l->data;
-}
-
-const sl_endpoint *sl_listener_endpoint(const sl_listener *l)
-{
-	return &l->ep;
-}
-
-void sl_listener_resume(sl_listener *l)
-{
-	if (l == NULL || !l->started)
-		return;
-	if (InterlockedExchange(&l->resume_pending, 1) != 0)
-		return;
-	ref(l);
-	sl_loop_post(l->loop, &l->resume_task);
-}
-
-uint64_t sl_listener_fd_pauses(const sl_listener *l)
-{
-	return (uint64_t)InterlockedCompareExchange64(
-		(volatile LONG64 *)&l->fd_pauses, 0, 0);
-}
-
-void sl_listener_close(sl_listener *l, sl_listener_closed_cb done, void *arg)
-{
-	if (l == NULL)
-		return;
-	l->done = done;
-	l->done_arg = arg;
-	if (!l->started) {
-		close_handles(l);
-		unref(l);
-		return;
-	}
-	sl_loop_post(l->loop, &l->close_task);
-}
-
-int sl_listener_port(const sl_listener *l)
-{
-	struct sockaddr_storage ss;
-	int len = sizeof ss;
-
-	if (l == NULL || l->sock == INVALID_SOCKET)
-		return -EBADF;
-	if (getsockname(l->sock, (struct sockaddr *)&ss, &len) != 0)
+	if (getsockname(l->sock, (struct sockaddr *)ss, len) != 0)
 		return sl_win_err((unsigned long)WSAGetLastError());
-	if (ss.ss_family == AF_INET)
-		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	if (ss.ss_family == AF_INET6)
-		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	return -EAFNOSUPPORT;
+	return 0;
 }

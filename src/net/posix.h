@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "listener_common.h" /* sl_listener_port */
 #include "net.h"
 
 /*
@@ -95,8 +96,5 @@ int sl_sockaddr_name(const struct sockaddr *sa, socklen_t len, char *buf,
  * listener from here; the daemon never sets it.
  */
 extern void (*sl_unix_bound_hook)(const char *path);
-
-/* The bound TCP port of a listener (tests bind port 0), or -errno. */
-int sl_listener_port(const sl_listener *l);
 
 #endif

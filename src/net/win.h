@@ -10,6 +10,7 @@
 #include <mswsock.h>
 #include <windows.h>
 
+#include "listener_common.h" /* sl_listener_port */
 #include "net.h"
 
 /* Winsock extension functions, loaded once by sl_net_init(). */
@@ -42,8 +43,6 @@ int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
 int sl_sockaddr_name(const struct sockaddr *sa, int len, char *buf,
 		     size_t buflen);
 
-/* The bound TCP port of a listener (tests bind port 0), or -errno. */
-int sl_listener_port(const sl_listener *l);
 
 /*
  * Named pipes that sluice makes for itself: a server instance (overlapped,
