@@ -90,6 +90,38 @@ void sl_stream_init(sl_stream *s, sl_loop *loop, enum sl_ep_kind kind,
 		    sl_task_fn fn);
 
 /*
+ * What writing, starting to read and asking for a shutdown do to a stream
+ * alike, after the platform's own checks and before its own start; inline,
+ * so the data path makes no call for them.
+ */
+
+/* A request for len bytes of buf to s, none written yet. */
+static inline void sl_write_req_init(sl_write_req *req, sl_stream *s,
+				     const void *buf, size_t len,
+				     sl_write_cb cb)
+{
+	req->cb = cb;
+	req->stream = s;
+	req->buf = buf;
+	req->len = len;
+	req->done = 0;
+	req->next = NULL;
+}
+
+/* Read with alloc and cb from now on; 1 when s was not reading yet (the
+ * platform starts now), 0 when it was. */
+static inline int sl_stream_read_set(struct sl_stream_base *b,
+				     sl_alloc_cb alloc, sl_read_cb cb)
+{
+	b->alloc_cb = alloc;
+	b->read_cb = cb;
+	if (b->flags & ST_READING)
+		return 0;
+	b->flags |= ST_READING;
+	return 1;
+}
+
+/*
  * The shutdown asked for (ST_SHUT_WANTED) fails with err, the error of a
  * write before it; its callback is due, from the stream's task.
  */
@@ -98,6 +130,21 @@ static inline void sl_stream_shutdown_fail(struct sl_stream_base *b, int err)
 	b->flags &= ~ST_SHUT_WANTED;
 	b->shutdown_status = err;
 	b->shutdown_ready = 1;
+}
+
+/*
+ * A shutdown asked for, with cb.  A write before it failed: it fails
+ * alike, and that error is returned (schedule the task: the callback is
+ * due).  Else 0: the platform makes it once no write is left before it.
+ */
+static inline int sl_stream_shutdown_set(struct sl_stream_base *b,
+					 sl_shutdown_cb cb)
+{
+	b->shutdown_cb = cb;
+	b->flags |= ST_SHUT_WANTED;
+	if (b->write_err != 0)
+		sl_stream_shutdown_fail(b, b->write_err);
+	return b->write_err;
 }
 
 /* ---- what each platform defines for stream_common.c -------------------- */

@@ -1073,11 +1073,8 @@ int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
 		return -EINVAL; /* its bytes go to the forward's destination */
 	if (s->fd < 0 && !(s->b.flags & ST_CONNECTING))
 		return -ENOTCONN;
-	s->b.alloc_cb = alloc;
-	s->b.read_cb = cb;
-	if (s->b.flags & ST_READING)
+	if (!sl_stream_read_set(&s->b, alloc, cb))
 		return 0;
-	s->b.flags |= ST_READING;
 	r = update_io(s);
 	if (r < 0)
 		s->b.flags &= ~ST_READING;
@@ -1108,12 +1105,7 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 		return -EPIPE;
 	if (s->fd < 0 && !(s->b.flags & ST_CONNECTING))
 		return -ENOTCONN;
-	req->cb = cb;
-	req->stream = s;
-	req->buf = buf;
-	req->len = len;
-	req->done = 0;
-	req->next = NULL;
+	sl_write_req_init(req, s, buf, len, cb);
 	req_set_status(req, 0);
 	if (s->wq_tail != NULL)
 		s->wq_tail->next = req;
@@ -1181,15 +1173,10 @@ int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 		return -EALREADY;
 	if (s->fd < 0 && !(s->b.flags & ST_CONNECTING))
 		return -ENOTCONN;
-	s->b.shutdown_cb = cb;
-	s->b.flags |= ST_SHUT_WANTED;
-	if (s->b.write_err != 0) {
-		/* The queue was already failed; the shutdown fails alike. */
-		sl_stream_shutdown_fail(&s->b, s->b.write_err);
-		schedule(s);
-	} else if (!(s->b.flags & ST_CONNECTING) && s->wq_head == NULL) {
+	if (sl_stream_shutdown_set(&s->b, cb) != 0)
+		schedule(s); /* the queue was already failed */
+	else if (!(s->b.flags & ST_CONNECTING) && s->wq_head == NULL)
 		do_shutdown(s);
-	}
 	return 0;
 }
 

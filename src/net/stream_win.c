@@ -427,11 +427,8 @@ int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
 		return -EINVAL;
 	if (s->b.flags & ST_EOF)
 		return -EPIPE;
-	s->b.alloc_cb = alloc;
-	s->b.read_cb = cb;
-	if (s->b.flags & ST_READING)
+	if (!sl_stream_read_set(&s->b, alloc, cb))
 		return 0;
-	s->b.flags |= ST_READING;
 	if (s->b.kind == SL_EP_PIPE) {
 		if (s->rbuf == NULL) {
 			s->rbuf = malloc(SL_PIPE_RBUF);
@@ -539,12 +536,7 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 		return -EPIPE;
 	if (s->b.write_err != 0)
 		return s->b.write_err;
-	req->cb = cb;
-	req->stream = s;
-	req->buf = buf;
-	req->len = len;
-	req->done = 0;
-	req->next = NULL;
+	sl_write_req_init(req, s, buf, len, cb);
 	op = req_op(req);
 	sl_op_init(op, on_write_done, req);
 	if (s->b.kind == SL_EP_TCP) {
@@ -642,14 +634,10 @@ int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 		return -EINVAL;
 	if (s->b.flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
 		return -EALREADY;
-	s->b.shutdown_cb = cb;
-	s->b.flags |= ST_SHUT_WANTED;
-	if (s->b.write_err != 0) {
-		sl_stream_shutdown_fail(&s->b, s->b.write_err);
-		schedule(s);
-	} else if (s->writes == 0) {
+	if (sl_stream_shutdown_set(&s->b, cb) != 0)
+		schedule(s); /* a write failed already */
+	else if (s->writes == 0)
 		do_shutdown(s);
-	}
 	return 0;
 }
 
