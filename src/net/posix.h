@@ -1,6 +1,6 @@
 /*
- * What stream_posix.c and listener_posix.c share (internal to src/net, and
- * to the tests that need a bound port).
+ * What the POSIX files of src/net share (internal to src/net, and to the
+ * tests that need a bound port).
  */
 #ifndef SL_NET_POSIX_H
 #define SL_NET_POSIX_H
@@ -61,10 +61,17 @@ int sl_socket(int family, int type);
 /* Make fd non-blocking and close-on-exec (and SO_NOSIGPIPE).  0 or -errno. */
 int sl_fd_prepare(int fd);
 
+/* TCP_NODELAY: relayed bytes go out as they come; Nagle would only add
+ * delay. */
+void sl_tcp_nodelay(int fd);
+
 /*
- * Wrap a connected descriptor (accepted) as a stream of loop, which must be
- * the calling thread's loop.  Takes fd over even on failure (closes it).
+ * Wrap a connected descriptor as a stream of loop, which must be the
+ * calling thread's loop.  Takes fd over even on failure (closes it).
  */
+int sl_stream_open_fd(sl_loop *loop, int fd, enum sl_ep_kind kind,
+		      sl_stream **out);
+
 /*
  * A stream for a descriptor accept() returned, with the peer address it
  * gave (kept for sl_stream_peer_name).  The listening socket had
@@ -74,9 +81,6 @@ int sl_stream_open_accepted(sl_loop *loop, int fd, enum sl_ep_kind kind,
 			    const struct sockaddr *peer, socklen_t len,
 			    sl_stream **out);
 void sl_listen_tune(int fd, enum sl_ep_kind kind);
-
-int sl_stream_open_fd(sl_loop *loop, int fd, enum sl_ep_kind kind,
-		      sl_stream **out);
 
 /*
  * Fill *sa_un and *len for a Unix endpoint ("@name": Linux abstract).

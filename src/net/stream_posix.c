@@ -23,15 +23,12 @@
 #include <stdatomic.h>
 #include <pthread.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/uio.h>
@@ -92,149 +89,6 @@ static void req_set_status(sl_write_req *req, int status)
 static int req_status(const sl_write_req *req)
 {
 	return (int)(intptr_t)req->impl[0];
-}
-
-/* ---- descriptors -------------------------------------------------------- */
-
-int sl_fd_prepare(int fd)
-{
-	int fl;
-
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -errno;
-	fl = fcntl(fd, F_GETFD);
-	if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
-		return -errno;
-#if SL_MSG_NOSIGNAL == 0 && defined(SL_HAVE_SO_NOSIGPIPE)
-	{
-		/* macOS: no MSG_NOSIGNAL; the socket option instead. */
-		int one = 1;
-
-		if (setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one,
-			       sizeof one) < 0)
-			return -errno;
-	}
-#endif
-	return 0;
-}
-
-int sl_socket(int family, int type)
-{
-	int fd, r;
-
-#ifdef SL_HAVE_SOCK_FLAGS
-	fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-#if SL_MSG_NOSIGNAL == 0 && defined(SL_HAVE_SO_NOSIGPIPE)
-	r = sl_fd_prepare(fd);
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
-#endif
-	(void)r;
-#else
-	fd = socket(family, type, 0);
-	if (fd < 0)
-		return -errno;
-	r = sl_fd_prepare(fd);
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
-#endif
-	return fd;
-}
-
-int sl_unix_sockaddr(const sl_endpoint *ep, struct sockaddr_un *sa_un,
-		     socklen_t *len)
-{
-	size_t n = strlen(ep->path);
-
-	memset(sa_un, 0, sizeof *sa_un);
-	sa_un->sun_family = AF_UNIX;
-	if (ep->abstract) {
-#ifdef __linux__
-		/* Linux: a leading NUL names the abstract namespace; the
-		 * address length, not a terminator, ends the name. */
-		if (n > sizeof sa_un->sun_path)
-			return -ENAMETOOLONG;
-		memcpy(sa_un->sun_path + 1, ep->path + 1, n - 1);
-		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
-		return 0;
-#else
-		return SL_EUNSUPP;
-#endif
-	}
-	if (n == 0 || n >= sizeof sa_un->sun_path)
-		return -ENAMETOOLONG;
-	memcpy(sa_un->sun_path, ep->path, n + 1);
-	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
-	return 0;
-}
-
-int sl_sockaddr_name(const struct sockaddr *sa, socklen_t len, char *buf,
-		     size_t buflen)
-{
-	char addr[INET6_ADDRSTRLEN], ifname[IF_NAMESIZE];
-	size_t off = offsetof(struct sockaddr_un, sun_path);
-
-	if (buf == NULL || buflen == 0)
-		return -EINVAL;
-	buf[0] = '\0';
-	switch (sa->sa_family) {
-	case AF_INET: {
-		const struct sockaddr_in *in = (const void *)sa;
-
-		inet_ntop(AF_INET, &in->sin_addr, addr, sizeof addr);
-		snprintf(buf, buflen, "%s:%u", addr,
-			 (unsigned)ntohs(in->sin_port));
-		return 0;
-	}
-	case AF_INET6: {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof addr);
-		if (in6->sin6_scope_id == 0)
-			snprintf(buf, buflen, "[%s]:%u", addr,
-				 (unsigned)ntohs(in6->sin6_port));
-		else if (if_indextoname(in6->sin6_scope_id, ifname) != NULL)
-			snprintf(buf, buflen, "[%s%%%s]:%u", addr, ifname,
-				 (unsigned)ntohs(in6->sin6_port));
-		else
-			snprintf(buf, buflen, "[%s%%%u]:%u", addr,
-				 (unsigned)in6->sin6_scope_id,
-				 (unsigned)ntohs(in6->sin6_port));
-		return 0;
-	}
-	case AF_UNIX: {
-		const struct sockaddr_un *un = (const void *)sa;
-		size_t n;
-
-		if ((size_t)len <= off) { /* unnamed (a connecting client) */
-			snprintf(buf, buflen, "unix:");
-			return 0;
-		}
-		n = (size_t)len - off;
-		if (n > sizeof un->sun_path)
-			n = sizeof un->sun_path;
-		if (un->sun_path[0] == '\0') {
-			if (n <= 1) { /* Linux: a zero-length abstract name */
-				snprintf(buf, buflen, "unix:");
-				return 0;
-			}
-			snprintf(buf, buflen, "unix:@%.*s", (int)(n - 1),
-				 un->sun_path + 1);
-			return 0;
-		}
-		snprintf(buf, buflen, "unix:%.*s",
-			 (int)strnlen(un->sun_path, n), un->sun_path);
-		return 0;
-	}
-	}
-	return -EAFNOSUPPORT;
 }
 
 /* ---- the completion task ----------------------------------------------- */
@@ -850,14 +704,6 @@ sl_stream *sl_os_stream_new(sl_loop *loop, enum sl_ep_kind kind)
 	return s;
 }
 
-static void set_nodelay(int fd)
-{
-	int one = 1;
-
-	/* Relayed bytes go out as they come; Nagle would only add delay. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
 /* A stream for fd, which it takes over (closes when out of memory). */
 static sl_stream *stream_on_fd(sl_loop *loop, int fd, enum sl_ep_kind kind)
 {
@@ -879,7 +725,7 @@ int sl_stream_open_fd(sl_loop *loop, int fd, enum sl_ep_kind kind,
 	if (s == NULL)
 		return -ENOMEM;
 	if (kind == SL_EP_TCP)
-		set_nodelay(fd);
+		sl_tcp_nodelay(fd);
 	sl_io_init(loop, &s->io, fd, on_io, s);
 	*out = s;
 	return 0;
@@ -902,17 +748,11 @@ int sl_stream_open_accepted(sl_loop *loop, int fd, enum sl_ep_kind kind,
 	/* Elsewhere TCP_NODELAY may not pass from the listening socket to
 	 * the accepted one (it does on these three): set it here. */
 	if (kind == SL_EP_TCP)
-		set_nodelay(fd);
+		sl_tcp_nodelay(fd);
 #endif
 	sl_io_init(loop, &s->io, fd, on_io, s);
 	*out = s;
 	return 0;
-}
-
-void sl_listen_tune(int fd, enum sl_ep_kind kind)
-{
-	if (kind == SL_EP_TCP)
-		set_nodelay(fd); /* inherited by accepted sockets */
 }
 
 void sl_os_connect_finish(sl_stream *s, int status)
@@ -999,7 +839,7 @@ void sl_os_connect_next(sl_stream *s, int inside)
 			continue;
 		}
 		if (s->b.kind == SL_EP_TCP)
-			set_nodelay(fd);
+			sl_tcp_nodelay(fd);
 		do
 			r = connect(fd, (const struct sockaddr *)&a->ss, a->len);
 		while (r < 0 && errno == EINTR);
@@ -1257,25 +1097,4 @@ int sl_os_stream_addr(const sl_stream *s, int peer, sl_ipaddr *out)
 		return r;
 	sl_sockaddr_ip(sa, sl, out);
 	return 0;
-}
-
-/* ---- process-wide ------------------------------------------------------- */
-
-int sl_net_init(void)
-{
-	struct sigaction sa;
-
-	/* Belt and braces next to MSG_NOSIGNAL/SO_NOSIGPIPE: a write to a
-	 * closed peer must be an EPIPE, never a dead daemon. */
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = SIG_IGN;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGPIPE, &sa, NULL) < 0)
-		return -errno;
-	return sl_resolver_init();
-}
-
-void sl_net_shutdown(void)
-{
-	sl_resolver_shutdown();
 }
