@@ -12,16 +12,10 @@
  * has to re-check the flags afterwards, never whether the stream still
  * exists.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* glibc: splice */
-#endif
-#include "posix.h"
+#include "stream_posix.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stddef.h>
-#include <stdatomic.h>
-#include <pthread.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,51 +28,10 @@
 #include <sys/uio.h>
 
 #include "resolver.h"
-#include "stream_common.h"
 
-/* Reads per readiness event: enough to drain a burst, few enough that one
- * busy stream does not starve the others on its loop. */
-#define SL_READS_PER_EVENT 4
 #define SL_READ_SUGGEST 65536
 /* Queued requests gathered into one sendmsg(). */
 #define SL_WRITE_IOV 16
-
-/* Flags of POSIX streams only, after the common ones (stream_common.h). */
-enum {
-	ST_DRAINING = ST_OS(0),    /* loop freed: run completions in place */
-	ST_FORWARDING = ST_OS(1),  /* source of a sl_stream_forward() */
-	ST_FWD_EOF = ST_OS(2),     /* forwarding source read its EOF */
-	ST_FWD_BLOCKED = ST_OS(3), /* forwarding: the destination is full */
-	ST_END_FOLLOWS = ST_OS(4), /* in read_cb: SL_EOF comes next */
-	ST_CORKED = ST_OS(5),      /* bytes held for the end (MSG_MORE) */
-};
-
-struct sl_stream {
-	struct sl_stream_base b; /* first: see stream_common.h */
-	int fd;
-	sl_io io;
-
-	sl_write_req *wq_head, *wq_tail; /* not fully written, in order */
-	sl_write_req *done_head, *done_tail; /* written or failed: to call */
-	int shutdown_due; /* shutdown(2) owed, at the end of this loop round */
-
-	/* The peer's address as accept() gave it (TCP), so naming the
-	 * client costs no getpeername(); peer_len 0: not known. */
-	union {
-		struct sockaddr sa;
-		struct sockaddr_in in;
-		struct sockaddr_in6 in6;
-	} peer;
-	socklen_t peer_len;
-
-	/* Forwarding (sl_stream_forward): on the source, its destination,
-	 * callback and the pipe holding bytes in flight (-1: none held); on
-	 * the destination, fwd_src points back. */
-	sl_stream *fwd_dst, *fwd_src;
-	sl_forward_cb fwd_cb;
-	int pipe[2];
-	size_t in_pipe;
-};
 
 /* A request's completion status lives in its first implementation slot. */
 static void req_set_status(sl_write_req *req, int status)
@@ -181,7 +134,7 @@ static void stream_task(sl_task *t, int status)
 
 /* ---- watcher ------------------------------------------------------------ */
 
-static int update_io(sl_stream *s)
+int sl_stream_update_io(sl_stream *s)
 {
 	unsigned want = 0;
 
@@ -279,7 +232,7 @@ static void flush(sl_stream *s)
 			fail_writes(s, err);
 			/* Drop the write interest, or a level-triggered
 			 * error would wake this loop for nothing, forever. */
-			update_io(s);
+			sl_stream_update_io(s);
 			return;
 		}
 		wrote = (size_t)r;
@@ -305,7 +258,7 @@ static void flush(sl_stream *s)
 	}
 	if (s->wq_head == NULL && (s->b.flags & ST_SHUT_WANTED))
 		do_shutdown(s);
-	err = update_io(s);
+	err = sl_stream_update_io(s);
 	if (err < 0) {
 		s->b.write_err = err;
 		fail_writes(s, err);
@@ -377,7 +330,7 @@ static void do_read(sl_stream *s, int eof_known)
 	return;
 stop:
 	s->b.flags &= ~ST_READING;
-	update_io(s);
+	sl_stream_update_io(s);
 	s->b.read_cb(s, err, &buf);
 }
 
@@ -406,266 +359,6 @@ static void connect_event(sl_stream *s, unsigned events)
 	sl_os_connect_next(s, 0);
 }
 
-/* ---- forwarding ------------------------------------------------------------ */
-
-#if defined(HAVE_SPLICE) && HAVE_SPLICE && defined(HAVE_PIPE2) && HAVE_PIPE2
-#define SL_CAN_FORWARD 1
-
-/*
- * Pipes for splice(2), pooled per thread (each loop is one thread): a
- * session holds one only while bytes are in flight, so idle sessions cost
- * no descriptors and no pipe buffers, and a busy one costs no pipe() per
- * burst.  An empty pipe goes back to the pool; one that is closed with
- * bytes still in it is closed, never reused.
- */
-#define SL_PIPE_POOL 16
-#define SL_PIPE_CHUNK (1u << 20) /* splice asks for up to this; the pipe
-				  * takes what fits (64 KiB by default) */
-#define SL_PIPE_MIN 65536        /* a pipe holds at least this much */
-
-struct pipe_pool {
-	int n;
-	int fds[SL_PIPE_POOL][2];
-};
-
-static pthread_key_t pool_key;
-/* Pipes that exist (held or pooled) and how many may; see
- * sl_net_set_pipe_limit. */
-static atomic_ulong pipes_open, pipes_max = ULONG_MAX;
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
-
-static void pool_free(void *arg)
-{
-	struct pipe_pool *pp = arg;
-
-	for (int i = 0; i < pp->n; i++) {
-		close(pp->fds[i][0]);
-		close(pp->fds[i][1]);
-		atomic_fetch_sub(&pipes_open, 1);
-	}
-	free(pp);
-}
-
-static void pool_init(void)
-{
-	(void)pthread_key_create(&pool_key, pool_free);
-}
-
-static int pipe_get(sl_stream *s)
-{
-	struct pipe_pool *pp;
-
-	pthread_once(&pool_once, pool_init);
-	pp = pthread_getspecific(pool_key);
-	if (pp != NULL && pp->n > 0) {
-		pp->n--;
-		s->pipe[0] = pp->fds[pp->n][0];
-		s->pipe[1] = pp->fds[pp->n][1];
-		return 0;
-	}
-	/* Over the limit: as if out of descriptors (the owner copies). */
-	if (atomic_fetch_add(&pipes_open, 1) >= atomic_load(&pipes_max)) {
-		atomic_fetch_sub(&pipes_open, 1);
-		s->pipe[0] = s->pipe[1] = -1;
-		return -EMFILE;
-	}
-	if (pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
-		atomic_fetch_sub(&pipes_open, 1);
-		s->pipe[0] = s->pipe[1] = -1;
-		return -errno;
-	}
-	return 0;
-}
-
-static void pipe_put(sl_stream *s)
-{
-	struct pipe_pool *pp;
-
-	if (s->pipe[0] < 0)
-		return;
-	pp = pthread_getspecific(pool_key);
-	if (pp == NULL && (pp = calloc(1, sizeof *pp)) != NULL &&
-	    pthread_setspecific(pool_key, pp) != 0) {
-		free(pp);
-		pp = NULL;
-	}
-	if (s->in_pipe == 0 && pp != NULL && pp->n < SL_PIPE_POOL) {
-		pp->fds[pp->n][0] = s->pipe[0];
-		pp->fds[pp->n][1] = s->pipe[1];
-		pp->n++;
-	} else {
-		close(s->pipe[0]);
-		close(s->pipe[1]);
-		atomic_fetch_sub(&pipes_open, 1);
-	}
-	s->pipe[0] = s->pipe[1] = -1;
-	s->in_pipe = 0;
-}
-
-void sl_net_set_pipe_limit(unsigned long n)
-{
-	atomic_store(&pipes_max, n);
-}
-#else
-static void pipe_put(sl_stream *s)
-{
-	(void)s;
-}
-
-void sl_net_set_pipe_limit(unsigned long n)
-{
-	(void)n; /* no forwarding here: no pipes */
-}
-#endif
-
-/* Stop forwarding from s; no callback. */
-static void fwd_detach(sl_stream *s)
-{
-	sl_stream *d = s->fwd_dst;
-
-	s->b.flags &= ~(ST_FORWARDING | ST_FWD_BLOCKED);
-	s->fwd_dst = NULL;
-	pipe_put(s);
-	if (d != NULL) {
-		d->fwd_src = NULL;
-		update_io(d);
-	}
-	update_io(s);
-}
-
-#ifdef SL_CAN_FORWARD
-/* Forwarding ended on err (SL_EOF included): tell the owner, once. */
-static void fwd_end(sl_stream *s, ptrdiff_t err, sl_stream *side)
-{
-	sl_forward_cb cb = s->fwd_cb;
-
-	fwd_detach(s);
-	s->fwd_cb = NULL;
-	if (cb != NULL)
-		cb(s, err, side);
-}
-
-/*
- * Move what can be moved now: socket -> pipe -> socket, a few rounds per
- * event, like do_read.  The source is read only while its pipe is empty,
- * so at most one pipe's worth is in flight per direction (back-pressure).
- */
-static void fwd_pump(sl_stream *s)
-{
-	sl_stream *d = s->fwd_dst;
-	ssize_t n;
-	int r, last = 0;
-
-	for (int i = 0; i < SL_READS_PER_EVENT; i++) {
-		if (s->in_pipe == 0 && !(s->b.flags & ST_FWD_EOF)) {
-			if (s->pipe[0] < 0 && (r = pipe_get(s)) < 0) {
-				/* No descriptor for a pipe: nothing is in
-				 * flight, the owner can copy instead. */
-				fwd_end(s, SL_EFWD, s);
-				return;
-			}
-			do
-				n = splice(s->fd, NULL, s->pipe[1], NULL,
-					   SL_PIPE_CHUNK,
-					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			while (n < 0 && errno == EINTR);
-			if (n == 0) {
-				s->b.flags |= ST_FWD_EOF;
-			} else if (n < 0) {
-				if (errno == EAGAIN || errno == EWOULDBLOCK)
-					break;
-				fwd_end(s, -errno, s);
-				return;
-			} else {
-				s->in_pipe = (size_t)n;
-				/* Less than a pipe's worth: the socket is
-				 * most likely drained; spare the EAGAIN
-				 * (level-triggered: more data wakes us). */
-				if ((size_t)n < SL_PIPE_MIN)
-					last = 1;
-			}
-		}
-		while (s->in_pipe > 0) {
-			do
-				n = splice(s->pipe[0], NULL, d->fd, NULL,
-					   s->in_pipe,
-					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			while (n < 0 && errno == EINTR);
-			if (n < 0) {
-				if (errno == EAGAIN || errno == EWOULDBLOCK) {
-					s->b.flags |= ST_FWD_BLOCKED;
-					update_io(s);
-					update_io(d);
-					return;
-				}
-				fwd_end(s, -errno, d);
-				return;
-			}
-			s->in_pipe -= (size_t)n;
-			if (s->b.flags & ST_FWD_BLOCKED) {
-				s->b.flags &= ~ST_FWD_BLOCKED;
-				update_io(d);
-			}
-			s->fwd_cb(s, (ptrdiff_t)n, NULL);
-			if (!(s->b.flags & ST_FORWARDING) ||
-			    (s->b.flags & ST_CLOSING))
-				return; /* stopped or closed by the callback */
-		}
-		if (s->b.flags & ST_FWD_EOF) {
-			fwd_end(s, SL_EOF, s);
-			return;
-		}
-		if (last)
-			break;
-	}
-	/* Between bursts the pipe goes back to the pool. */
-	if (s->in_pipe == 0)
-		pipe_put(s);
-	update_io(s);
-}
-#else
-static void fwd_pump(sl_stream *s)
-{
-	(void)s;
-}
-#endif
-
-int sl_stream_can_forward(const sl_stream *src, const sl_stream *dst)
-{
-#ifdef SL_CAN_FORWARD
-	/* TCP only: splice to and from other sockets depends on the kernel
-	 * version, and a failure with bytes in the pipe could not be undone. */
-	return src != NULL && dst != NULL && src->b.kind == SL_EP_TCP &&
-	       dst->b.kind == SL_EP_TCP;
-#else
-	(void)src;
-	(void)dst;
-	return 0;
-#endif
-}
-
-int sl_stream_forward(sl_stream *src, sl_stream *dst, sl_forward_cb cb)
-{
-	if (src == NULL || dst == NULL || cb == NULL || src == dst)
-		return -EINVAL;
-#ifdef SL_CAN_FORWARD
-	if (!sl_stream_can_forward(src, dst))
-		return SL_EUNSUPP;
-	if ((src->b.flags & (ST_CLOSING | ST_CONNECTING | ST_READING |
-			   ST_FORWARDING | ST_FWD_EOF)) ||
-	    (dst->b.flags & (ST_CLOSING | ST_CONNECTING)) ||
-	    dst->fwd_src != NULL || src->fd < 0 || dst->fd < 0)
-		return -EINVAL;
-	src->fwd_dst = dst;
-	src->fwd_cb = cb;
-	dst->fwd_src = src;
-	src->b.flags |= ST_FORWARDING;
-	return update_io(src);
-#else
-	return SL_EUNSUPP;
-#endif
-}
-
 static void on_io(sl_io *io, unsigned events)
 {
 	sl_stream *s = io->data;
@@ -679,7 +372,7 @@ static void on_io(sl_io *io, unsigned events)
 		flush(s);
 	if ((events & (SL_IO_WRITE | SL_IO_ERROR | SL_IO_HUP)) &&
 	    s->fwd_src != NULL && (s->fwd_src->b.flags & ST_FWD_BLOCKED))
-		fwd_pump(s->fwd_src);
+		sl_forward_pump(s->fwd_src);
 	if ((events & (SL_IO_READ | SL_IO_ERROR | SL_IO_HUP)) &&
 	    (s->b.flags & ST_READING))
 		do_read(s, (events & (SL_IO_RDHUP | SL_IO_ERROR)) ==
@@ -687,7 +380,7 @@ static void on_io(sl_io *io, unsigned events)
 	if ((events & (SL_IO_READ | SL_IO_ERROR | SL_IO_HUP)) &&
 	    (s->b.flags & ST_FORWARDING) &&
 	    !(s->b.flags & (ST_FWD_BLOCKED | ST_CLOSING)))
-		fwd_pump(s);
+		sl_forward_pump(s);
 }
 
 /* ---- creation, connect -------------------------------------------------- */
@@ -763,7 +456,7 @@ void sl_os_connect_finish(sl_stream *s, int status)
 	s->b.addrs = NULL;
 	s->b.naddrs = s->b.next_addr = 0;
 	if (status == 0) {
-		status = update_io(s);
+		status = sl_stream_update_io(s);
 		if (status == 0 && s->wq_head != NULL)
 			flush(s);
 		else if (status == 0 && (s->b.flags & ST_SHUT_WANTED))
@@ -852,7 +545,7 @@ void sl_os_connect_next(sl_stream *s, int inside)
 			return;
 		}
 		if (err == EINPROGRESS) {
-			r = update_io(s);
+			r = sl_stream_update_io(s);
 			if (r == 0)
 				return;
 		} else {
@@ -915,7 +608,7 @@ int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
 		return -ENOTCONN;
 	if (!sl_stream_read_set(&s->b, alloc, cb))
 		return 0;
-	r = update_io(s);
+	r = sl_stream_update_io(s);
 	if (r < 0)
 		s->b.flags &= ~ST_READING;
 	return r;
@@ -928,7 +621,7 @@ int sl_stream_read_stop(sl_stream *s)
 	if (!(s->b.flags & ST_READING))
 		return 0;
 	s->b.flags &= ~ST_READING;
-	return update_io(s);
+	return sl_stream_update_io(s);
 }
 
 int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
@@ -1023,11 +716,9 @@ int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 void sl_os_stream_close(sl_stream *s, int reset)
 {
 	/* Forwarding stops without a callback, both ways. */
-	if (s->fwd_dst != NULL || (s->b.flags & ST_FORWARDING))
-		fwd_detach(s);
-	if (s->fwd_src != NULL)
-		fwd_detach(s->fwd_src);
-	pipe_put(s);
+	if (s->fwd_dst != NULL || (s->b.flags & ST_FORWARDING) ||
+	    s->fwd_src != NULL || s->pipe[0] >= 0)
+		sl_forward_stop(s);
 	if (s->fd >= 0) {
 		sl_io_forget(&s->io);
 		if (reset && s->b.kind == SL_EP_TCP &&
