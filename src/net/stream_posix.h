@@ -1,6 +1,7 @@
 /*
  * The POSIX stream, for the files that make it: stream_posix.c (the task,
- * the watcher, reading, writing, closing) and splice_posix.c (forwarding).
+ * the watcher, reading, writing, closing), connect_posix.c (connecting)
+ * and splice_posix.c (forwarding).
  * Internal to src/net.
  */
 #ifndef SL_NET_STREAM_POSIX_H
@@ -51,6 +52,13 @@ struct sl_stream {
 	int pipe[2];
 	size_t in_pipe;
 };
+
+/* The watcher's callback: what the loop saw on s's descriptor. */
+void sl_stream_on_io(sl_io *io, unsigned events);
+
+/* Connecting (connect_posix.c): the watcher saw events on a connecting
+ * s. */
+void sl_connect_event(sl_stream *s, unsigned events);
 
 /* Watch for what s waits for now (reading, writing, connecting, a
  * forward).  0 or -errno. */
