@@ -23,7 +23,7 @@
  * stream both ways (the convention of go-winio's CloseWrite, which Docker's
  * pipes use).  A byte-type pipe of another server never sees it.
  */
-#include "win.h"
+#include "stream_win.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -32,48 +32,13 @@
 #include <string.h>
 
 #include "resolver.h"
-#include "stream_common.h"
 
 #define SL_READS_PER_EVENT 4
 #define SL_READ_SUGGEST 65536
 #define SL_PIPE_RBUF 65536
-/* ERROR_PIPE_BUSY: retry CreateFile after this, up to the connect timeout
- * (never WaitNamedPipe on a loop thread). */
-#define SL_PIPE_BUSY_RETRY_MS 10
-#define SL_PIPE_BUSY_DEFAULT_MS 10000
 /* STATUS_BUFFER_OVERFLOW: a message longer than the read; the bytes read
  * are good (message-type pipe read as bytes never does it; defensive). */
 #define SL_STATUS_BUFFER_OVERFLOW 0x80000005u
-
-/* Flags of Windows streams only, after the common ones (stream_common.h). */
-enum {
-	ST_READ_POSTED = ST_OS(0), /* the read op is with the kernel */
-	ST_TIMED_OUT = ST_OS(1),
-	ST_EOF = ST_OS(2), /* read side ended */
-};
-
-struct sl_stream {
-	struct sl_stream_base b; /* first: see stream_common.h */
-	SOCKET sock;  /* SL_EP_TCP */
-	HANDLE pipe;  /* SL_EP_PIPE */
-	int pending;  /* operations the kernel still holds */
-
-	sl_op read_op;
-	char *rbuf; /* pipes: bytes read, not yet handed out */
-	size_t rbuf_off, rbuf_n;
-	int read_err; /* pipes: error/EOF to hand out after rbuf */
-
-	unsigned writes; /* sl_stream_write requests in flight */
-	sl_op shut_op;   /* pipes: the zero-byte write */
-
-	sl_op conn_op;
-	sl_timer retry;  /* pipes: ERROR_PIPE_BUSY */
-	uint64_t busy_deadline;
-
-	struct sockaddr_storage peer, local;
-	int peer_len, local_len;
-	char path[SL_EP_PATH_MAX];
-};
 
 /* A request's operation lives in its implementation slots. */
 _Static_assert(sizeof(sl_op) <= sizeof(((sl_write_req *)0)->impl),
@@ -131,33 +96,6 @@ static void stream_free(sl_stream *s)
 
 /* ---- names ----------------------------------------------------------------- */
 
-int sl_sockaddr_name(const struct sockaddr *sa, int len, char *buf,
-		     size_t buflen)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	buf[0] = '\0';
-	if (sa->sa_family == AF_INET && len >= (int)sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *in = (const void *)sa;
-
-		if (inet_ntop(AF_INET, &in->sin_addr, host, sizeof host) == NULL)
-			return -EINVAL;
-		snprintf(buf, buflen, "%s:%u", host, ntohs(in->sin_port));
-		return 0;
-	}
-	if (sa->sa_family == AF_INET6 &&
-	    len >= (int)sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-
-		if (inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host) ==
-		    NULL)
-			return -EINVAL;
-		snprintf(buf, buflen, "[%s]:%u", host, ntohs(in6->sin6_port));
-		return 0;
-	}
-	return -EAFNOSUPPORT;
-}
-
 /* What the stream keeps of its peer's (peer != 0) or its own address;
  * *len 0 when nothing. */
 static const struct sockaddr *sockaddr_of(const sl_stream *s, int peer,
@@ -198,20 +136,9 @@ int sl_os_stream_addr(const sl_stream *s, int peer, sl_ipaddr *out)
 
 /* ---- deferred completions ------------------------------------------------ */
 
-static void stream_task(sl_task *t, int status);
-
-static void schedule(sl_stream *s)
-{
-	if (s->b.flags & ST_TASK_QUEUED)
-		return;
-	s->b.flags |= ST_TASK_QUEUED;
-	sl_loop_defer(s->b.loop, &s->b.task);
-}
-
 static void deliver_pipe(sl_stream *s);
 
-/* Frees the stream when closing is complete; returns 1 then. */
-static int maybe_free(sl_stream *s)
+int sl_stream_maybe_free(sl_stream *s)
 {
 	if (!(s->b.flags & ST_CLOSING) || s->pending > 0 ||
 	    (s->b.flags & ST_TASK_QUEUED) || s->b.connect_ready ||
@@ -252,7 +179,7 @@ static void stream_task(sl_task *t, int status)
 	    (s->b.flags & ST_READING) && s->b.kind == SL_EP_PIPE &&
 	    !(s->b.flags & ST_READ_POSTED))
 		deliver_pipe(s);
-	maybe_free(s);
+	sl_stream_maybe_free(s);
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -387,7 +314,7 @@ static void on_read_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	s->pending--;
 	s->b.flags &= ~ST_READ_POSTED;
 	if (s->b.flags & ST_CLOSING) {
-		maybe_free(s);
+		sl_stream_maybe_free(s);
 		return;
 	}
 	if (s->b.kind == SL_EP_TCP) {
@@ -441,7 +368,7 @@ int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
 		 * never from inside this call. */
 		if (!(s->b.flags & ST_READ_POSTED)) {
 			if (s->rbuf_off < s->rbuf_n || s->read_err != 0)
-				schedule(s);
+				sl_stream_schedule(s);
 			else
 				post_read(s);
 		}
@@ -513,12 +440,12 @@ static void on_write_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	    !(s->b.flags & ST_CLOSING)) {
 		if (s->b.write_err != 0) {
 			sl_stream_shutdown_fail(&s->b, s->b.write_err);
-			schedule(s);
+			sl_stream_schedule(s);
 		} else {
 			do_shutdown(s);
 		}
 	}
-	maybe_free(s);
+	sl_stream_maybe_free(s);
 }
 
 int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
@@ -601,7 +528,7 @@ static void on_shut_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	s->pending--;
 	s->b.shutdown_status = (s->b.flags & ST_CLOSING) ? -ECANCELED : err;
 	s->b.shutdown_ready = 1;
-	schedule(s);
+	sl_stream_schedule(s);
 }
 
 static void do_shutdown(sl_stream *s)
@@ -613,7 +540,7 @@ static void do_shutdown(sl_stream *s)
 			? 0
 			: sl_win_err((unsigned long)WSAGetLastError());
 		s->b.shutdown_ready = 1;
-		schedule(s);
+		sl_stream_schedule(s);
 		return;
 	}
 	/* A zero-byte message: the reader's end of stream (see the top). */
@@ -622,7 +549,7 @@ static void do_shutdown(sl_stream *s)
 	    GetLastError() != ERROR_IO_PENDING) {
 		s->b.shutdown_status = sl_win_err(GetLastError());
 		s->b.shutdown_ready = 1;
-		schedule(s);
+		sl_stream_schedule(s);
 		return;
 	}
 	s->pending++;
@@ -635,15 +562,13 @@ int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 	if (s->b.flags & (ST_SHUT_WANTED | ST_SHUT_DONE))
 		return -EALREADY;
 	if (sl_stream_shutdown_set(&s->b, cb) != 0)
-		schedule(s); /* a write failed already */
+		sl_stream_schedule(s); /* a write failed already */
 	else if (s->writes == 0)
 		do_shutdown(s);
 	return 0;
 }
 
 /* ---- opening --------------------------------------------------------------- */
-
-static void on_busy_retry(sl_timer *t);
 
 sl_stream *sl_os_stream_new(sl_loop *loop, enum sl_ep_kind kind)
 {
@@ -654,27 +579,8 @@ sl_stream *sl_os_stream_new(sl_loop *loop, enum sl_ep_kind kind)
 	sl_stream_init(s, loop, kind, stream_task);
 	s->sock = INVALID_SOCKET;
 	s->pipe = INVALID_HANDLE_VALUE;
-	sl_timer_init(loop, &s->retry, on_busy_retry, s);
+	sl_timer_init(loop, &s->retry, sl_pipe_busy_retry, s);
 	return s;
-}
-
-SOCKET sl_win_socket(int family)
-{
-	return WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
-			  WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
-}
-
-/* Non-blocking (for recv/send outside overlapped operations), no Nagle. */
-static int socket_tune(SOCKET sock)
-{
-	u_long one = 1;
-	BOOL nodelay = TRUE;
-
-	if (ioctlsocket(sock, FIONBIO, &one) != 0)
-		return sl_win_err((unsigned long)WSAGetLastError());
-	setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, (const char *)&nodelay,
-		   sizeof nodelay);
-	return 0;
 }
 
 int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
@@ -685,7 +591,7 @@ int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
 	sl_stream *s;
 	int r;
 
-	if ((r = socket_tune(sock)) < 0 ||
+	if ((r = sl_win_socket_tune(sock)) < 0 ||
 	    (r = sl_loop_associate(loop, (HANDLE)sock)) < 0) {
 		closesocket(sock);
 		return r;
@@ -723,204 +629,6 @@ int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
 	snprintf(s->path, sizeof s->path, "%s", path);
 	*out = s;
 	return 0;
-}
-
-/* ---- connecting -------------------------------------------------------------- */
-
-void sl_os_connect_finish(sl_stream *s, int status)
-{
-	sl_connect_cb cb = s->b.connect_cb;
-
-	s->b.flags &= ~ST_CONNECTING;
-	sl_timer_stop(&s->b.timer);
-	sl_timer_stop(&s->retry);
-	free(s->b.addrs);
-	s->b.addrs = NULL;
-	s->b.connect_cb = NULL;
-	cb(s, status);
-}
-
-/* From inside sl_stream_connect: the callback must wait for the loop. */
-static void connect_finish_later(sl_stream *s, int status)
-{
-	s->b.flags &= ~ST_CONNECTING;
-	sl_timer_stop(&s->b.timer);
-	sl_timer_stop(&s->retry);
-	s->b.connect_status = status;
-	s->b.connect_ready = 1;
-	schedule(s);
-}
-
-static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
-{
-	sl_stream *s = op->data;
-	int len;
-
-	(void)loop;
-	(void)n;
-	s->pending--;
-	if (s->b.flags & ST_CLOSING) {
-		maybe_free(s);
-		return;
-	}
-	if (s->b.flags & ST_TIMED_OUT) {
-		sl_os_connect_finish(s, -ETIMEDOUT);
-		return;
-	}
-	if (err == 0) {
-		/* First, before SO_ERROR, getsockname, getpeername or
-		 * shutdown: they need the socket's connected state. */
-		if (setsockopt(s->sock, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT,
-			       NULL, 0) != 0)
-			err = sl_win_err((unsigned long)WSAGetLastError());
-	}
-	if (err == 0) {
-		len = sizeof s->local;
-		if (getsockname(s->sock, (struct sockaddr *)&s->local, &len) ==
-		    0)
-			s->local_len = len;
-		len = sizeof s->peer;
-		if (getpeername(s->sock, (struct sockaddr *)&s->peer, &len) ==
-		    0)
-			s->peer_len = len;
-		sl_os_connect_finish(s, 0);
-		return;
-	}
-	closesocket(s->sock);
-	s->sock = INVALID_SOCKET;
-	s->b.last_err = err;
-	sl_os_connect_next(s, 0);
-}
-
-void sl_os_connect_next(sl_stream *s, int inside)
-{
-	while (s->b.next_addr < s->b.naddrs) {
-		const struct sl_addr *a = &s->b.addrs[s->b.next_addr++];
-		struct sockaddr_storage any;
-		SOCKET sock;
-
-		sock = sl_win_socket(a->ss.ss_family);
-		if (sock == INVALID_SOCKET) {
-			s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
-			continue;
-		}
-		/* ConnectEx wants a bound socket. */
-		memset(&any, 0, sizeof any);
-		any.ss_family = a->ss.ss_family;
-		if (bind(sock, (struct sockaddr *)&any,
-			 a->ss.ss_family == AF_INET6
-				 ? (int)sizeof(struct sockaddr_in6)
-				 : (int)sizeof(struct sockaddr_in)) != 0 ||
-		    socket_tune(sock) < 0 ||
-		    sl_loop_associate(s->b.loop, (HANDLE)sock) < 0) {
-			s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
-			closesocket(sock);
-			continue;
-		}
-		s->sock = sock;
-		sl_op_init(&s->conn_op, on_connect_done, s);
-		if (sl_ConnectEx(sock, (const struct sockaddr *)&a->ss,
-				 (int)a->len, NULL, 0, NULL, &s->conn_op.ov) ||
-		    WSAGetLastError() == ERROR_IO_PENDING) {
-			s->pending++;
-			return;
-		}
-		s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
-		closesocket(sock);
-		s->sock = INVALID_SOCKET;
-	}
-	if (inside)
-		connect_finish_later(s, s->b.last_err != 0 ? s->b.last_err
-							 : -ECONNREFUSED);
-	else
-		sl_os_connect_finish(s, s->b.last_err != 0 ? s->b.last_err
-							   : -ECONNREFUSED);
-}
-
-int sl_os_connect_timeout(sl_stream *s)
-{
-	if (s->pending > 0 && s->sock != INVALID_SOCKET) {
-		/* ConnectEx in flight: closing it makes it complete. */
-		s->b.flags |= ST_TIMED_OUT;
-		closesocket(s->sock);
-		s->sock = INVALID_SOCKET;
-		return 1;
-	}
-	return 0;
-}
-
-/* One CreateFile on the pipe: 1 connected, 0 busy (retry), -errno. */
-static int pipe_try_open(sl_stream *s)
-{
-	wchar_t wpath[SL_EP_PATH_MAX];
-	HANDLE h;
-	int r;
-
-	if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s->path, -1,
-				wpath, SL_EP_PATH_MAX) == 0)
-		return -EINVAL;
-	h = CreateFileW(wpath, GENERIC_READ | GENERIC_WRITE, 0, NULL,
-			OPEN_EXISTING,
-			FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT |
-				SECURITY_IDENTIFICATION,
-			NULL);
-	if (h == INVALID_HANDLE_VALUE) {
-		DWORD e = GetLastError();
-
-		if (e == ERROR_PIPE_BUSY)
-			return 0;
-		if (e == ERROR_FILE_NOT_FOUND)
-			return -ECONNREFUSED; /* nobody serves that name */
-		return sl_win_err(e);
-	}
-	if ((r = sl_loop_associate(s->b.loop, h)) < 0) {
-		CloseHandle(h);
-		return r;
-	}
-	s->pipe = h;
-	return 1;
-}
-
-static void on_busy_retry(sl_timer *t)
-{
-	sl_stream *s = t->data;
-	int r;
-
-	if (!(s->b.flags & ST_CONNECTING))
-		return;
-	r = pipe_try_open(s);
-	if (r > 0) {
-		sl_os_connect_finish(s, 0);
-	} else if (r < 0) {
-		sl_os_connect_finish(s, r);
-	} else if (sl_loop_now(s->b.loop) >= s->busy_deadline) {
-		sl_os_connect_finish(s, -ETIMEDOUT);
-	} else {
-		sl_timer_start(&s->retry, SL_PIPE_BUSY_RETRY_MS);
-	}
-}
-
-int sl_os_connect_local(sl_stream *s, const sl_endpoint *ep,
-			uint64_t timeout_ms)
-{
-	int r;
-
-	snprintf(s->path, sizeof s->path, "%s", ep->path);
-	r = pipe_try_open(s);
-	if (r > 0) {
-		connect_finish_later(s, 0);
-	} else if (r < 0) {
-		connect_finish_later(s, r);
-	} else {
-		/* All instances busy: try again on a timer until the connect
-		 * timeout. */
-		s->busy_deadline =
-			sl_loop_now(s->b.loop) + (timeout_ms > 0
-							  ? timeout_ms
-							  : SL_PIPE_BUSY_DEFAULT_MS);
-		sl_timer_start(&s->retry, SL_PIPE_BUSY_RETRY_MS);
-	}
-	return 1;
 }
 
 /* ---- closing ------------------------------------------------------------------ */
@@ -961,7 +669,7 @@ void sl_os_stream_close(sl_stream *s, int reset)
 		CloseHandle(s->pipe);
 		s->pipe = INVALID_HANDLE_VALUE;
 	}
-	schedule(s);
+	sl_stream_schedule(s);
 }
 
 /* ---- the rest of the API ----------------------------------------------------- */
@@ -985,59 +693,4 @@ int sl_stream_can_forward(const sl_stream *src, const sl_stream *dst)
 void sl_net_set_pipe_limit(unsigned long n)
 {
 	(void)n;
-}
-
-/* ---- process-wide ------------------------------------------------------------ */
-
-LPFN_ACCEPTEX sl_AcceptEx;
-LPFN_GETACCEPTEXSOCKADDRS sl_GetAcceptExSockaddrs;
-LPFN_CONNECTEX sl_ConnectEx;
-
-static int load_ext(SOCKET s, GUID guid, void *fn, size_t fnlen)
-{
-	DWORD n = 0;
-
-	if (WSAIoctl(s, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof guid,
-		     fn, (DWORD)fnlen, &n, NULL, NULL) != 0)
-		return sl_win_err((unsigned long)WSAGetLastError());
-	return 0;
-}
-
-int sl_net_init(void)
-{
-	WSADATA wd;
-	SOCKET s;
-	int r;
-
-	if (WSAStartup(MAKEWORD(2, 2), &wd) != 0)
-		return -EIO;
-	s = sl_win_socket(AF_INET);
-	if (s == INVALID_SOCKET) {
-		r = sl_win_err((unsigned long)WSAGetLastError());
-		WSACleanup();
-		return r;
-	}
-	if ((r = load_ext(s, (GUID)WSAID_ACCEPTEX, &sl_AcceptEx,
-			  sizeof sl_AcceptEx)) < 0 ||
-	    (r = load_ext(s, (GUID)WSAID_GETACCEPTEXSOCKADDRS,
-			  &sl_GetAcceptExSockaddrs,
-			  sizeof sl_GetAcceptExSockaddrs)) < 0 ||
-	    (r = load_ext(s, (GUID)WSAID_CONNECTEX, &sl_ConnectEx,
-			  sizeof sl_ConnectEx)) < 0) {
-		closesocket(s);
-		WSACleanup();
-		return r;
-	}
-	closesocket(s);
-	if ((r = sl_resolver_init()) < 0) {
-		WSACleanup();
-		return r;
-	}
-	return 0;
-}
-
-void sl_net_shutdown(void)
-{
-	sl_resolver_shutdown();
-	WSACleanup();
 }

@@ -21,6 +21,10 @@ extern LPFN_CONNECTEX sl_ConnectEx;
 /* An overlapped, non-inheritable TCP socket.  INVALID_SOCKET, error set. */
 SOCKET sl_win_socket(int family);
 
+/* Non-blocking (for recv/send outside overlapped operations), no Nagle.
+ * 0 or -errno. */
+int sl_win_socket_tune(SOCKET sock);
+
 /*
  * A stream for a socket AcceptEx accepted (its accept context already
  * updated), with the addresses GetAcceptExSockaddrs gave; loop must be the

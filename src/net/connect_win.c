@@ -1,0 +1,212 @@
+/*
+ * Connecting Windows streams: ConnectEx on a socket for each address in
+ * turn, or CreateFile on a named pipe, retried on a timer while every
+ * instance is busy.  stream_common.c resolves and keeps the time.
+ */
+#include "stream_win.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ERROR_PIPE_BUSY: retry CreateFile after this, up to the connect timeout
+ * (never WaitNamedPipe on a loop thread). */
+#define SL_PIPE_BUSY_RETRY_MS 10
+#define SL_PIPE_BUSY_DEFAULT_MS 10000
+
+void sl_os_connect_finish(sl_stream *s, int status)
+{
+	sl_connect_cb cb = s->b.connect_cb;
+
+	s->b.flags &= ~ST_CONNECTING;
+	sl_timer_stop(&s->b.timer);
+	sl_timer_stop(&s->retry);
+	free(s->b.addrs);
+	s->b.addrs = NULL;
+	s->b.connect_cb = NULL;
+	cb(s, status);
+}
+
+/* From inside sl_stream_connect: the callback must wait for the loop. */
+static void connect_finish_later(sl_stream *s, int status)
+{
+	s->b.flags &= ~ST_CONNECTING;
+	sl_timer_stop(&s->b.timer);
+	sl_timer_stop(&s->retry);
+	s->b.connect_status = status;
+	s->b.connect_ready = 1;
+	sl_stream_schedule(s);
+}
+
+static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
+{
+	sl_stream *s = op->data;
+	int len;
+
+	(void)loop;
+	(void)n;
+	s->pending--;
+	if (s->b.flags & ST_CLOSING) {
+		sl_stream_maybe_free(s);
+		return;
+	}
+	if (s->b.flags & ST_TIMED_OUT) {
+		sl_os_connect_finish(s, -ETIMEDOUT);
+		return;
+	}
+	if (err == 0) {
+		/* First, before SO_ERROR, getsockname, getpeername or
+		 * shutdown: they need the socket's connected state. */
+		if (setsockopt(s->sock, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT,
+			       NULL, 0) != 0)
+			err = sl_win_err((unsigned long)WSAGetLastError());
+	}
+	if (err == 0) {
+		len = sizeof s->local;
+		if (getsockname(s->sock, (struct sockaddr *)&s->local, &len) ==
+		    0)
+			s->local_len = len;
+		len = sizeof s->peer;
+		if (getpeername(s->sock, (struct sockaddr *)&s->peer, &len) ==
+		    0)
+			s->peer_len = len;
+		sl_os_connect_finish(s, 0);
+		return;
+	}
+	closesocket(s->sock);
+	s->sock = INVALID_SOCKET;
+	s->b.last_err = err;
+	sl_os_connect_next(s, 0);
+}
+
+void sl_os_connect_next(sl_stream *s, int inside)
+{
+	while (s->b.next_addr < s->b.naddrs) {
+		const struct sl_addr *a = &s->b.addrs[s->b.next_addr++];
+		struct sockaddr_storage any;
+		SOCKET sock;
+
+		sock = sl_win_socket(a->ss.ss_family);
+		if (sock == INVALID_SOCKET) {
+			s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
+			continue;
+		}
+		/* ConnectEx wants a bound socket. */
+		memset(&any, 0, sizeof any);
+		any.ss_family = a->ss.ss_family;
+		if (bind(sock, (struct sockaddr *)&any,
+			 a->ss.ss_family == AF_INET6
+				 ? (int)sizeof(struct sockaddr_in6)
+				 : (int)sizeof(struct sockaddr_in)) != 0 ||
+		    sl_win_socket_tune(sock) < 0 ||
+		    sl_loop_associate(s->b.loop, (HANDLE)sock) < 0) {
+			s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
+			closesocket(sock);
+			continue;
+		}
+		s->sock = sock;
+		sl_op_init(&s->conn_op, on_connect_done, s);
+		if (sl_ConnectEx(sock, (const struct sockaddr *)&a->ss,
+				 (int)a->len, NULL, 0, NULL, &s->conn_op.ov) ||
+		    WSAGetLastError() == ERROR_IO_PENDING) {
+			s->pending++;
+			return;
+		}
+		s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
+		closesocket(sock);
+		s->sock = INVALID_SOCKET;
+	}
+	if (inside)
+		connect_finish_later(s, s->b.last_err != 0 ? s->b.last_err
+							 : -ECONNREFUSED);
+	else
+		sl_os_connect_finish(s, s->b.last_err != 0 ? s->b.last_err
+							   : -ECONNREFUSED);
+}
+
+int sl_os_connect_timeout(sl_stream *s)
+{
+	if (s->pending > 0 && s->sock != INVALID_SOCKET) {
+		/* ConnectEx in flight: closing it makes it complete. */
+		s->b.flags |= ST_TIMED_OUT;
+		closesocket(s->sock);
+		s->sock = INVALID_SOCKET;
+		return 1;
+	}
+	return 0;
+}
+
+/* One CreateFile on the pipe: 1 connected, 0 busy (retry), -errno. */
+static int pipe_try_open(sl_stream *s)
+{
+	wchar_t wpath[SL_EP_PATH_MAX];
+	HANDLE h;
+	int r;
+
+	if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s->path, -1,
+				wpath, SL_EP_PATH_MAX) == 0)
+		return -EINVAL;
+	h = CreateFileW(wpath, GENERIC_READ | GENERIC_WRITE, 0, NULL,
+			OPEN_EXISTING,
+			FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT |
+				SECURITY_IDENTIFICATION,
+			NULL);
+	if (h == INVALID_HANDLE_VALUE) {
+		DWORD e = GetLastError();
+
+		if (e == ERROR_PIPE_BUSY)
+			return 0;
+		if (e == ERROR_FILE_NOT_FOUND)
+			return -ECONNREFUSED; /* nobody serves that name */
+		return sl_win_err(e);
+	}
+	if ((r = sl_loop_associate(s->b.loop, h)) < 0) {
+		CloseHandle(h);
+		return r;
+	}
+	s->pipe = h;
+	return 1;
+}
+
+void sl_pipe_busy_retry(sl_timer *t)
+{
+	sl_stream *s = t->data;
+	int r;
+
+	if (!(s->b.flags & ST_CONNECTING))
+		return;
+	r = pipe_try_open(s);
+	if (r > 0) {
+		sl_os_connect_finish(s, 0);
+	} else if (r < 0) {
+		sl_os_connect_finish(s, r);
+	} else if (sl_loop_now(s->b.loop) >= s->busy_deadline) {
+		sl_os_connect_finish(s, -ETIMEDOUT);
+	} else {
+		sl_timer_start(&s->retry, SL_PIPE_BUSY_RETRY_MS);
+	}
+}
+
+int sl_os_connect_local(sl_stream *s, const sl_endpoint *ep,
+			uint64_t timeout_ms)
+{
+	int r;
+
+	snprintf(s->path, sizeof s->path, "%s", ep->path);
+	r = pipe_try_open(s);
+	if (r > 0) {
+		connect_finish_later(s, 0);
+	} else if (r < 0) {
+		connect_finish_later(s, r);
+	} else {
+		/* All instances busy: try again on a timer until the connect
+		 * timeout. */
+		s->busy_deadline =
+			sl_loop_now(s->b.loop) + (timeout_ms > 0
+							  ? timeout_ms
+							  : SL_PIPE_BUSY_DEFAULT_MS);
+		sl_timer_start(&s->retry, SL_PIPE_BUSY_RETRY_MS);
+	}
+	return 1;
+}
