@@ -89,7 +89,8 @@ void sl_os_connect_next(sl_stream *s, int inside)
 
 		sock = sl_win_socket(a->ss.ss_family);
 		if (sock == INVALID_SOCKET) {
-			s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
+			s->b.last_err =
+				sl_win_err((unsigned long)WSAGetLastError());
 			continue;
 		}
 		/* ConnectEx wants a bound socket. */
@@ -101,7 +102,8 @@ void sl_os_connect_next(sl_stream *s, int inside)
 				 : (int)sizeof(struct sockaddr_in)) != 0 ||
 		    sl_win_socket_tune(sock) < 0 ||
 		    sl_loop_associate(s->b.loop, (HANDLE)sock) < 0) {
-			s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
+			s->b.last_err =
+				sl_win_err((unsigned long)WSAGetLastError());
 			closesocket(sock);
 			continue;
 		}
@@ -202,10 +204,9 @@ int sl_os_connect_local(sl_stream *s, const sl_endpoint *ep,
 	} else {
 		/* All instances busy: try again on a timer until the connect
 		 * timeout. */
-		s->busy_deadline =
-			sl_loop_now(s->b.loop) + (timeout_ms > 0
-							  ? timeout_ms
-							  : SL_PIPE_BUSY_DEFAULT_MS);
+		s->busy_deadline = sl_loop_now(s->b.loop) +
+				   (timeout_ms > 0 ? timeout_ms
+						   : SL_PIPE_BUSY_DEFAULT_MS);
 		sl_timer_start(&s->retry, SL_PIPE_BUSY_RETRY_MS);
 	}
 	return 1;

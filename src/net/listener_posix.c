@@ -152,10 +152,10 @@ static int lookup_id(const char *s, int user, unsigned *id, char *err,
 	free(buf);
 	if (r != 0)
 		return sl_fail(err, errlen, -r, "%s: looking up %s '%s': %s",
-			    name, user ? "user" : "group", s, strerror(r));
+			       name, user ? "user" : "group", s, strerror(r));
 	if (pwp == NULL && grp == NULL)
-		return sl_fail(err, errlen, -ENOENT, "%s: no such %s '%s'", name,
-			    user ? "user" : "group", s);
+		return sl_fail(err, errlen, -ENOENT, "%s: no such %s '%s'",
+			       name, user ? "user" : "group", s);
 	return 0;
 }
 
@@ -216,10 +216,11 @@ static int unix_address(const sl_listener *l, struct sockaddr_un *sa,
 
 	if (r == SL_EUNSUPP)
 		return sl_fail(err, errlen, r,
-			    "%s: abstract Unix sockets exist on Linux only",
-			    l->b.name);
+			       "%s: abstract Unix sockets exist on Linux only",
+			       l->b.name);
 	if (r < 0)
-		return sl_fail(err, errlen, r, "%s: %s", l->b.name, sl_strerror(r));
+		return sl_fail(err, errlen, r, "%s: %s", l->b.name,
+			       sl_strerror(r));
 	return 0;
 }
 
@@ -253,20 +254,21 @@ static int inspect_path(const sl_listener *l, const struct sockaddr_un *sa,
 		if (errno == ENOENT)
 			return 0;
 		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
-			    strerror(errno));
+			       strerror(errno));
 	}
 	if (!S_ISSOCK(st.st_mode))
 		return sl_fail(err, errlen, -EEXIST,
-			    "%s: exists and is not a socket; not removing it",
-			    l->b.name);
+			       "%s: exists and is not a socket; "
+			       "not removing it",
+			       l->b.name);
 	r = unix_probe(sa, len);
 	if (r > 0)
 		return sl_fail(err, errlen, -EADDRINUSE,
-			    "%s: another process is listening", l->b.name);
+			       "%s: another process is listening", l->b.name);
 	if (r < 0)
 		return sl_fail(err, errlen, r,
-			    "%s: cannot check the existing socket: %s", l->b.name,
-			    sl_strerror(r));
+			       "%s: cannot check the existing socket: %s",
+			       l->b.name, sl_strerror(r));
 	return 1;
 }
 
@@ -313,11 +315,11 @@ static int private_template(const sl_listener *l, char *buf, size_t len,
 			     strcmp(parent, "/") == 0 ? "" : "/");
 	if (n < 0 || (size_t)n >= len)
 		return sl_fail(err, errlen, -ENAMETOOLONG,
-			    "%s: with owner or group, the socket is first "
-			    "bound in a new directory beside it, and that "
-			    "path would be too long for a Unix socket: use a "
-			    "directory of at most %zu bytes",
-			    l->b.name, (size_t)PRIVATE_PARENT_MAX);
+			       "%s: with owner or group, the socket is first "
+			       "bound in a new directory beside it, and "
+			       "that path would be too long for a Unix "
+			       "socket: use a directory of at most %zu bytes",
+			       l->b.name, (size_t)PRIVATE_PARENT_MAX);
 	return 0;
 }
 
@@ -354,19 +356,19 @@ static int bind_in_place(sl_listener *l, const struct sockaddr_un *sa,
 	r = bind_mode(l->fd, sa, len, mode);
 	if (r < 0)
 		return sl_fail(err, errlen, r, "%s: bind: %s", l->b.name,
-			    strerror(-r));
+			       strerror(-r));
 	if (sl_unix_bound_hook != NULL)
 		sl_unix_bound_hook(l->b.ep.path);
 	/* Not stat(2): through a link swapped in, that would remember (and
 	 * at close compare with) another file. */
 	if (lstat(l->b.ep.path, &st) < 0)
 		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
-			    strerror(errno));
+			       strerror(errno));
 	if (!S_ISSOCK(st.st_mode))
 		return sl_fail(err, errlen, -EEXIST,
-			    "%s: replaced by something else right after "
-			    "bind; not using it",
-			    l->b.name);
+			       "%s: replaced by something else right after "
+			       "bind; not using it",
+			       l->b.name);
 	l->dev = st.st_dev;
 	l->ino = st.st_ino;
 	return 0;
@@ -395,8 +397,8 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 		return r;
 	if (mkdtemp(dir) == NULL)
 		return sl_fail(err, errlen, -errno,
-			    "%s: creating a directory to bind in: %s", l->b.name,
-			    strerror(errno));
+			       "%s: creating a directory to bind in: %s",
+			       l->b.name, strerror(errno));
 	/*
 	 * Whoever can write the parent may have renamed it and put a link
 	 * or a directory of their own at its name since mkdtemp: from here
@@ -406,16 +408,16 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 	 */
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0) {
-		r = sl_fail(err, errlen, -errno, "%s: opening %s: %s", l->b.name,
-			 dir, strerror(errno));
+		r = sl_fail(err, errlen, -errno, "%s: opening %s: %s",
+			    l->b.name, dir, strerror(errno));
 		goto out;
 	}
 	if (fstat(dfd, &st) < 0 || !S_ISDIR(st.st_mode) ||
 	    st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
 		r = sl_fail(err, errlen, -EPERM,
-			 "%s: %s was replaced right after it was created; "
-			 "not binding in it",
-			 l->b.name, dir);
+			    "%s: %s was replaced right after it was created; "
+			    "not binding in it",
+			    l->b.name, dir);
 		goto out;
 	}
 
@@ -431,7 +433,7 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 	r = bind_mode(l->fd, &sa, len, mode);
 	if (r < 0) {
 		r = sl_fail(err, errlen, r, "%s: bind: %s", l->b.name,
-			 strerror(-r));
+			    strerror(-r));
 		goto out;
 	}
 	bound = 1;
@@ -441,9 +443,9 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 	if (fstatat(dfd, PRIVATE_SOCK, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    !S_ISSOCK(st.st_mode)) {
 		r = sl_fail(err, errlen, -ENOENT,
-			 "%s: the socket is not in %s after bind (was the "
-			 "directory replaced?); not using it",
-			 l->b.name, dir);
+			    "%s: the socket is not in %s after bind (was the "
+			    "directory replaced?); not using it",
+			    l->b.name, dir);
 		goto out;
 	}
 	l->dev = st.st_dev;
@@ -451,9 +453,9 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 	if (fchownat(dfd, PRIVATE_SOCK, (uid_t)uid, (gid_t)gid,
 		     AT_SYMLINK_NOFOLLOW) < 0) {
 		r = sl_fail(err, errlen, -errno, "%s: chown to %s:%s: %s",
-			 l->b.name, opts->owner != NULL ? opts->owner : "-",
-			 opts->group != NULL ? opts->group : "-",
-			 strerror(errno));
+			    l->b.name, opts->owner != NULL ? opts->owner : "-",
+			    opts->group != NULL ? opts->group : "-",
+			    strerror(errno));
 		goto out;
 	}
 
@@ -471,19 +473,19 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 		r = 0;
 	} else if (errno == EEXIST) {
 		r = sl_fail(err, errlen, -EEXIST,
-			 "%s: exists: another process created it while this "
-			 "one was binding; not replacing it",
-			 l->b.name);
+			    "%s: exists: another process created it while this "
+			    "one was binding; not replacing it",
+			    l->b.name);
 	} else if (errno != EPERM && errno != EOPNOTSUPP &&
 		   errno != ENOTSUP && errno != ENOSYS && errno != EMLINK) {
 		r = sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
-			 strerror(errno));
+			    strerror(errno));
 	} else if (renameat(dfd, PRIVATE_SOCK, AT_FDCWD, l->b.ep.path) == 0) {
 		r = 0;
 		bound = 0; /* moved: nothing left in dir */
 	} else {
 		r = sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
-			 strerror(errno));
+			    strerror(errno));
 	}
 out:
 	if (bound)
@@ -515,10 +517,10 @@ static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
 		l->fd = sl_socket(AF_UNIX, SOCK_STREAM);
 		if (l->fd < 0)
 			return sl_fail(err, errlen, l->fd, "%s: socket: %s",
-				    l->b.name, sl_strerror(l->fd));
+				       l->b.name, sl_strerror(l->fd));
 		if (bind(l->fd, (struct sockaddr *)&sa, len) < 0)
 			return sl_fail(err, errlen, -errno, "%s: bind: %s",
-				    l->b.name, strerror(errno));
+				       l->b.name, strerror(errno));
 		goto listen;
 	}
 
@@ -532,18 +534,18 @@ static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
 	 * whatever it is by now, and never what a link points to. */
 	if (r == 1 && unlink(l->b.ep.path) < 0 && errno != ENOENT)
 		return sl_fail(err, errlen, -errno,
-			    "%s: removing the stale socket: %s", l->b.name,
-			    strerror(errno));
+			       "%s: removing the stale socket: %s", l->b.name,
+			       strerror(errno));
 	/* Before binding: once the socket is at its path nothing may fail
 	 * before close_fd knows to remove it. */
 	abs = absolute(l->b.ep.path);
 	if (abs == NULL)
 		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
-			    strerror(errno));
+			       strerror(errno));
 	l->fd = sl_socket(AF_UNIX, SOCK_STREAM);
 	if (l->fd < 0)
 		r = sl_fail(err, errlen, l->fd, "%s: socket: %s", l->b.name,
-			 sl_strerror(l->fd));
+			    sl_strerror(l->fd));
 	else if (uid == (unsigned)-1 && gid == (unsigned)-1)
 		r = bind_in_place(l, &sa, len, mode, err, errlen);
 	else
@@ -556,7 +558,7 @@ static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
 listen:
 	if (listen(l->fd, l->b.backlog) < 0)
 		return sl_fail(err, errlen, -errno, "%s: listen: %s", l->b.name,
-			    strerror(errno));
+			       strerror(errno));
 	return 0;
 }
 
@@ -625,14 +627,14 @@ int sl_os_listener_check_path(sl_listener *l, const sl_listen_opts *opts,
 	(void)parent_dir(l->b.ep.path, parent, sizeof parent);
 	if (stat(parent, &st) < 0)
 		return sl_fail(msg, msglen, -errno, "%s: directory %s: %s",
-			    l->b.name, parent, strerror(errno));
+			       l->b.name, parent, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return sl_fail(msg, msglen, -ENOTDIR, "%s: %s is not a directory",
-			    l->b.name, parent);
+		return sl_fail(msg, msglen, -ENOTDIR,
+			       "%s: %s is not a directory", l->b.name, parent);
 	if (faccessat(AT_FDCWD, parent, W_OK | X_OK, AT_EACCESS) < 0)
 		return sl_fail(msg, msglen, -errno,
-			    "%s: cannot create the socket in %s: %s", l->b.name,
-			    parent, strerror(errno));
+			       "%s: cannot create the socket in %s: %s",
+			       l->b.name, parent, strerror(errno));
 	r = inspect_path(l, &sa, len, msg, msglen);
 	if (r < 0)
 		return r;
@@ -706,7 +708,8 @@ static void pause_accepting(sl_listener *l, int err, int count)
 	if (!l->pause_logged) {
 		l->pause_logged = 1;
 		sl_warn("%s: accept: %s; pausing for %d ms, and again until "
-			"it works", l->b.name, strerror(err), SL_ACCEPT_PAUSE_MS);
+			"it works",
+			l->b.name, strerror(err), SL_ACCEPT_PAUSE_MS);
 	}
 	sl_timer_start(&l->timer, SL_ACCEPT_PAUSE_MS);
 }

@@ -109,7 +109,8 @@ void sl_os_listener_free(sl_listener *l)
 
 int sl_os_listener_is_open(const sl_listener *l)
 {
-	return l->sock != INVALID_SOCKET || l->first_pipe != INVALID_HANDLE_VALUE;
+	return l->sock != INVALID_SOCKET ||
+	       l->first_pipe != INVALID_HANDLE_VALUE;
 }
 
 void sl_os_listener_close(sl_listener *l)
@@ -264,9 +265,9 @@ static int open_pipe(sl_listener *l, const sl_listen_opts *opts, char *err,
 			    opts->security, SDDL_REVISION_1, &l->sd, NULL)) {
 			e = GetLastError();
 			return sl_fail(err, errlen, -EINVAL,
-				    "%s: security '%s' is not a valid SDDL "
-				    "string: %s",
-				    l->b.name, opts->security, win_text(e));
+				       "%s: security '%s' is not a valid SDDL "
+				       "string: %s",
+				       l->b.name, opts->security, win_text(e));
 		}
 		l->sa.nLength = sizeof l->sa;
 		l->sa.lpSecurityDescriptor = l->sd;
@@ -280,11 +281,11 @@ static int open_pipe(sl_listener *l, const sl_listen_opts *opts, char *err,
 		e = GetLastError();
 		if (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY)
 			return sl_fail(err, errlen, -EADDRINUSE,
-				    "%s: the pipe name is already in use by "
-				    "another process",
-				    l->b.name);
+				       "%s: the pipe name is already in use by "
+				       "another process",
+				       l->b.name);
 		return sl_fail(err, errlen, sl_win_err(e), "%s: %s", l->b.name,
-			    win_text(e));
+			       win_text(e));
 	}
 	return 0;
 }
@@ -324,8 +325,8 @@ static void pause_accepting(sl_listener *l, int err, int count)
 	l->paused = 1;
 	if (count)
 		atomic_fetch_add(&l->b.fd_pauses, 1);
-	sl_warn("%s: accept: %s; pausing for %d ms", l->b.name, sl_strerror(err),
-		SL_ACCEPT_PAUSE_MS);
+	sl_warn("%s: accept: %s; pausing for %d ms", l->b.name,
+		sl_strerror(err), SL_ACCEPT_PAUSE_MS);
 	sl_timer_start(&l->timer, SL_ACCEPT_PAUSE_MS);
 }
 
@@ -444,7 +445,8 @@ static int deliver(sl_listener *l, struct accept_slot *a)
 		a->pipe = INVALID_HANDLE_VALUE;
 		/* The instance is attached to this loop's port for good: the
 		 * stream lives here. */
-		if ((r = sl_stream_open_pipe(l->b.loop, h, l->b.ep.path, &s)) < 0) {
+		r = sl_stream_open_pipe(l->b.loop, h, l->b.ep.path, &s);
+		if (r < 0) {
 			sl_warn("%s: dropping a pipe client: %s", l->b.name,
 				sl_strerror(r));
 			if (l->b.gate != NULL)
@@ -525,8 +527,8 @@ static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n)
 		a->pipe = INVALID_HANDLE_VALUE;
 		/* A client that gave up before we took it costs nothing;
 		 * running out of something pauses. */
-		if (!l->b.closed && err != -ECONNRESET && err != -ECONNABORTED &&
-		    err != -ECANCELED && err != -EPIPE)
+		if (!l->b.closed && err != -ECONNRESET &&
+		    err != -ECONNABORTED && err != -ECANCELED && err != -EPIPE)
 			pause_accepting(l, err, err == -ENOBUFS ||
 							err == -EMFILE ||
 							err == -ENOMEM);

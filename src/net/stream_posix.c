@@ -58,8 +58,8 @@ static void schedule(sl_stream *s)
 
 static int pending(const sl_stream *s)
 {
-	return s->b.connect_ready || s->done_head != NULL || s->b.shutdown_ready ||
-	       s->shutdown_due;
+	return s->b.connect_ready || s->done_head != NULL ||
+	       s->b.shutdown_ready || s->shutdown_due;
 }
 
 /* Run the completions present now; the ones they cause run next time. */
@@ -70,7 +70,8 @@ static void run_completions(sl_stream *s)
 	if (s->shutdown_due) {
 		s->shutdown_due = 0;
 		s->b.flags &= ~ST_CORKED; /* the FIN goes with the held bytes */
-		s->b.shutdown_status = shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
+		s->b.shutdown_status =
+			shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
 		s->b.shutdown_ready = 1;
 	}
 	if ((s->b.flags & ST_CORKED) && !(s->b.flags & ST_CLOSING)) {
@@ -147,10 +148,12 @@ int sl_stream_update_io(sl_stream *s)
 			want |= SL_IO_READ;
 		if (s->wq_head != NULL)
 			want |= SL_IO_WRITE;
-		if ((s->b.flags & (ST_FORWARDING | ST_FWD_BLOCKED | ST_FWD_EOF)) ==
+		if ((s->b.flags &
+		     (ST_FORWARDING | ST_FWD_BLOCKED | ST_FWD_EOF)) ==
 		    ST_FORWARDING)
 			want |= SL_IO_READ;
-		if (s->fwd_src != NULL && (s->fwd_src->b.flags & ST_FWD_BLOCKED))
+		if (s->fwd_src != NULL &&
+		    (s->fwd_src->b.flags & ST_FWD_BLOCKED))
 			want |= SL_IO_WRITE;
 	}
 	if (want == s->io.want)
@@ -561,7 +564,8 @@ int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
 		return -EINVAL;
 	if (s->b.flags & ST_CLOSING)
 		return -EBADF;
-	if ((s->b.flags & (ST_SHUT_WANTED | ST_SHUT_DONE)) || s->b.shutdown_ready)
+	if ((s->b.flags & (ST_SHUT_WANTED | ST_SHUT_DONE)) ||
+	    s->b.shutdown_ready)
 		return -EALREADY;
 	if (s->fd < 0 && !(s->b.flags & ST_CONNECTING))
 		return -ENOTCONN;
@@ -584,7 +588,8 @@ void sl_os_stream_close(sl_stream *s, int reset)
 		    !(s->b.flags & ST_CONNECTING)) {
 			struct linger lg = {1, 0};
 
-			setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+			setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg,
+				   sizeof lg);
 		}
 		close(s->fd);
 		s->fd = -1;

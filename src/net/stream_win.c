@@ -399,7 +399,8 @@ static void on_write_done(sl_loop *loop, sl_op *op, int err, size_t n)
 
 	(void)loop;
 	s->pending--;
-	if (err == 0 && !(s->b.flags & ST_CLOSING) && n < req->len - req->done) {
+	if (err == 0 && !(s->b.flags & ST_CLOSING) &&
+	    n < req->len - req->done) {
 		/* A short overlapped write: send the rest the same way. */
 		BOOL ok;
 		DWORD e;
