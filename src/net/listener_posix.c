@@ -375,6 +375,126 @@ static int bind_in_place(sl_listener *l, const struct sockaddr_un *sa,
 }
 
 /*
+ * The private directory dir, made by mkdtemp, as a descriptor checked to
+ * be ours and closed to others.  0 with *dfd, or -errno (*dfd may be open:
+ * the caller closes it).
+ */
+static int open_private(const sl_listener *l, const char *dir, int *dfd,
+			char *err, size_t errlen)
+{
+	struct stat st;
+
+	/*
+	 * Whoever can write the parent may have renamed it and put a link
+	 * or a directory of their own at its name since mkdtemp: from here
+	 * on the directory is this descriptor, checked to be ours and
+	 * closed to others (mode 0700 less the umask: no bits for group or
+	 * others is what matters).
+	 */
+	*dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (*dfd < 0)
+		return sl_fail(err, errlen, -errno, "%s: opening %s: %s",
+			       l->b.name, dir, strerror(errno));
+	if (fstat(*dfd, &st) < 0 || !S_ISDIR(st.st_mode) ||
+	    st.st_uid != geteuid() || (st.st_mode & 077) != 0)
+		return sl_fail(err, errlen, -EPERM,
+			       "%s: %s was replaced right after it was "
+			       "created; not binding in it",
+			       l->b.name, dir);
+	return 0;
+}
+
+/*
+ * Bind l's socket as PRIVATE_SOCK in dir (the descriptor dfd), under the
+ * umask for mode, and remember the file.  *bound: there is a socket file
+ * in dir to remove if what follows fails.
+ */
+static int bind_in_private(sl_listener *l, const char *dir, int dfd,
+			   int mode, int *bound, char *err, size_t errlen)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	socklen_t len;
+	int r;
+
+	/* bind(2) takes a path, not a directory descriptor.  Should the
+	 * directory's name be swapped for a link right now, the socket
+	 * lands elsewhere, is not found in dfd below, and nothing is
+	 * chowned. */
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s/" PRIVATE_SOCK, dir);
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+			  strlen(sa.sun_path) + 1);
+	r = bind_mode(l->fd, &sa, len, mode);
+	if (r < 0)
+		return sl_fail(err, errlen, r, "%s: bind: %s", l->b.name,
+			       strerror(-r));
+	*bound = 1;
+	if (sl_unix_bound_hook != NULL)
+		sl_unix_bound_hook(l->b.ep.path);
+	/* Only we can make entries in dfd: a socket there is ours. */
+	if (fstatat(dfd, PRIVATE_SOCK, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISSOCK(st.st_mode))
+		return sl_fail(err, errlen, -ENOENT,
+			       "%s: the socket is not in %s after bind (was "
+			       "the directory replaced?); not using it",
+			       l->b.name, dir);
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
+	return 0;
+}
+
+/* The socket in dfd gets uid and gid (either may be (unsigned)-1). */
+static int set_owner(const sl_listener *l, int dfd, const sl_listen_opts *opts,
+		     unsigned uid, unsigned gid, char *err, size_t errlen)
+{
+	if (fchownat(dfd, PRIVATE_SOCK, (uid_t)uid, (gid_t)gid,
+		     AT_SYMLINK_NOFOLLOW) < 0)
+		return sl_fail(err, errlen, -errno, "%s: chown to %s:%s: %s",
+			       l->b.name,
+			       opts->owner != NULL ? opts->owner : "-",
+			       opts->group != NULL ? opts->group : "-",
+			       strerror(errno));
+	return 0;
+}
+
+/*
+ * The socket in dfd into place at l's path.  *bound becomes 0 when it was
+ * moved there (nothing is left in the directory).
+ */
+static int put_in_place(const sl_listener *l, int dfd, int *bound, char *err,
+			size_t errlen)
+{
+	/*
+	 * linkat(2) never follows a link at the path and never replaces
+	 * anything there: what appeared since the stale socket was removed
+	 * (a link, another process's socket) stays, and this open fails.
+	 * Where the filesystem has no hard links, renameat(2) does it
+	 * instead.  That replaces what is at the path: a link itself, never
+	 * its target, so still nothing is chowned through it, but a socket
+	 * another process bound there since the stale check would lose its
+	 * name; hence linkat first.
+	 */
+	if (linkat(dfd, PRIVATE_SOCK, AT_FDCWD, l->b.ep.path, 0) == 0)
+		return 0;
+	if (errno == EEXIST)
+		return sl_fail(err, errlen, -EEXIST,
+			       "%s: exists: another process created it while "
+			       "this one was binding; not replacing it",
+			       l->b.name);
+	if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOTSUP &&
+	    errno != ENOSYS && errno != EMLINK)
+		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
+			       strerror(errno));
+	if (renameat(dfd, PRIVATE_SOCK, AT_FDCWD, l->b.ep.path) < 0)
+		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
+			       strerror(errno));
+	*bound = 0; /* moved: nothing left in dir */
+	return 0;
+}
+
+/*
  * Owner or group to set: chown(path) after bind(path) would chown whatever
  * a user who can write the directory put at the path in between (a
  * symbolic or a hard link to any file; fchownat(AT_SYMLINK_NOFOLLOW) alone
@@ -387,9 +507,6 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 			size_t errlen)
 {
 	char dir[SUN_PATH_SIZE - sizeof("/" PRIVATE_SOCK) + 1];
-	struct sockaddr_un sa;
-	struct stat st;
-	socklen_t len;
 	int dfd = -1, bound = 0, r;
 
 	r = private_template(l, dir, sizeof dir, err, errlen);
@@ -399,95 +516,11 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 		return sl_fail(err, errlen, -errno,
 			       "%s: creating a directory to bind in: %s",
 			       l->b.name, strerror(errno));
-	/*
-	 * Whoever can write the parent may have renamed it and put a link
-	 * or a directory of their own at its name since mkdtemp: from here
-	 * on the directory is this descriptor, checked to be ours and
-	 * closed to others (mode 0700 less the umask: no bits for group or
-	 * others is what matters).
-	 */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0) {
-		r = sl_fail(err, errlen, -errno, "%s: opening %s: %s",
-			    l->b.name, dir, strerror(errno));
-		goto out;
-	}
-	if (fstat(dfd, &st) < 0 || !S_ISDIR(st.st_mode) ||
-	    st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
-		r = sl_fail(err, errlen, -EPERM,
-			    "%s: %s was replaced right after it was created; "
-			    "not binding in it",
-			    l->b.name, dir);
-		goto out;
-	}
-
-	/* bind(2) takes a path, not a directory descriptor.  Should the
-	 * directory's name be swapped for a link right now, the socket
-	 * lands elsewhere, is not found in dfd below, and nothing is
-	 * chowned. */
-	memset(&sa, 0, sizeof sa);
-	sa.sun_family = AF_UNIX;
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s/" PRIVATE_SOCK, dir);
-	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
-			  strlen(sa.sun_path) + 1);
-	r = bind_mode(l->fd, &sa, len, mode);
-	if (r < 0) {
-		r = sl_fail(err, errlen, r, "%s: bind: %s", l->b.name,
-			    strerror(-r));
-		goto out;
-	}
-	bound = 1;
-	if (sl_unix_bound_hook != NULL)
-		sl_unix_bound_hook(l->b.ep.path);
-	/* Only we can make entries in dfd: a socket there is ours. */
-	if (fstatat(dfd, PRIVATE_SOCK, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    !S_ISSOCK(st.st_mode)) {
-		r = sl_fail(err, errlen, -ENOENT,
-			    "%s: the socket is not in %s after bind (was the "
-			    "directory replaced?); not using it",
-			    l->b.name, dir);
-		goto out;
-	}
-	l->dev = st.st_dev;
-	l->ino = st.st_ino;
-	if (fchownat(dfd, PRIVATE_SOCK, (uid_t)uid, (gid_t)gid,
-		     AT_SYMLINK_NOFOLLOW) < 0) {
-		r = sl_fail(err, errlen, -errno, "%s: chown to %s:%s: %s",
-			    l->b.name, opts->owner != NULL ? opts->owner : "-",
-			    opts->group != NULL ? opts->group : "-",
-			    strerror(errno));
-		goto out;
-	}
-
-	/*
-	 * Into place.  linkat(2) never follows a link at the path and never
-	 * replaces anything there: what appeared since the stale socket was
-	 * removed (a link, another process's socket) stays, and this open
-	 * fails.  Where the filesystem has no hard links, renameat(2) does
-	 * it instead.  That replaces what is at the path: a link itself,
-	 * never its target, so still nothing is chowned through it, but a
-	 * socket another process bound there since the stale check would
-	 * lose its name; hence linkat first.
-	 */
-	if (linkat(dfd, PRIVATE_SOCK, AT_FDCWD, l->b.ep.path, 0) == 0) {
-		r = 0;
-	} else if (errno == EEXIST) {
-		r = sl_fail(err, errlen, -EEXIST,
-			    "%s: exists: another process created it while this "
-			    "one was binding; not replacing it",
-			    l->b.name);
-	} else if (errno != EPERM && errno != EOPNOTSUPP &&
-		   errno != ENOTSUP && errno != ENOSYS && errno != EMLINK) {
-		r = sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
-			    strerror(errno));
-	} else if (renameat(dfd, PRIVATE_SOCK, AT_FDCWD, l->b.ep.path) == 0) {
-		r = 0;
-		bound = 0; /* moved: nothing left in dir */
-	} else {
-		r = sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
-			    strerror(errno));
-	}
-out:
+	if ((r = open_private(l, dir, &dfd, err, errlen)) == 0 &&
+	    (r = bind_in_private(l, dir, dfd, mode, &bound, err,
+				 errlen)) == 0 &&
+	    (r = set_owner(l, dfd, opts, uid, gid, err, errlen)) == 0)
+		r = put_in_place(l, dfd, &bound, err, errlen);
 	if (bound)
 		(void)unlinkat(dfd, PRIVATE_SOCK, 0);
 	if (dfd >= 0)
@@ -500,44 +533,56 @@ out:
 	return r;
 }
 
-static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
-		     size_t errlen)
+/*
+ * Make room at l's path: nothing there, or a stale socket (left by a
+ * process that died) removed.  A live socket or anything else stays, and
+ * the open fails.
+ */
+static int reclaim_path(const sl_listener *l, const struct sockaddr_un *sa,
+			socklen_t len, char *err, size_t errlen)
 {
-	struct sockaddr_un sa;
-	socklen_t len;
-	unsigned uid, gid;
-	char *abs;
-	int r, mode = opts != NULL ? opts->mode : -1;
+	int r = inspect_path(l, sa, len, err, errlen);
 
-	r = unix_address(l, &sa, &len, err, errlen);
 	if (r < 0)
 		return r;
-	if (l->b.ep.abstract) {
-		/* No file: no mode, owner, stale socket or unlink. */
-		l->fd = sl_socket(AF_UNIX, SOCK_STREAM);
-		if (l->fd < 0)
-			return sl_fail(err, errlen, l->fd, "%s: socket: %s",
-				       l->b.name, sl_strerror(l->fd));
-		if (bind(l->fd, (struct sockaddr *)&sa, len) < 0)
-			return sl_fail(err, errlen, -errno, "%s: bind: %s",
-				       l->b.name, strerror(errno));
-		goto listen;
-	}
-
-	r = lookup_ids(l, opts, &uid, &gid, err, errlen);
-	if (r < 0)
-		return r;
-	r = inspect_path(l, &sa, len, err, errlen);
-	if (r < 0)
-		return r;
-	/* Stale: left by a process that died.  unlink(2) removes the name,
-	 * whatever it is by now, and never what a link points to. */
+	/* unlink(2) removes the name, whatever it is by now, and never what
+	 * a link points to. */
 	if (r == 1 && unlink(l->b.ep.path) < 0 && errno != ENOENT)
 		return sl_fail(err, errlen, -errno,
 			       "%s: removing the stale socket: %s", l->b.name,
 			       strerror(errno));
+	return 0;
+}
+
+/* An abstract name (Linux): no file, so no mode, owner, stale socket or
+ * unlink. */
+static int bind_abstract(sl_listener *l, const struct sockaddr_un *sa,
+			 socklen_t len, char *err, size_t errlen)
+{
+	l->fd = sl_socket(AF_UNIX, SOCK_STREAM);
+	if (l->fd < 0)
+		return sl_fail(err, errlen, l->fd, "%s: socket: %s", l->b.name,
+			       sl_strerror(l->fd));
+	if (bind(l->fd, (const struct sockaddr *)sa, len) < 0)
+		return sl_fail(err, errlen, -errno, "%s: bind: %s", l->b.name,
+			       strerror(errno));
+	return 0;
+}
+
+/* A socket file at the path: made room for, bound, owned, remembered. */
+static int bind_path(sl_listener *l, const sl_listen_opts *opts,
+		     const struct sockaddr_un *sa, socklen_t len, char *err,
+		     size_t errlen)
+{
+	unsigned uid, gid;
+	char *abs;
+	int r, mode = opts != NULL ? opts->mode : -1;
+
+	if ((r = lookup_ids(l, opts, &uid, &gid, err, errlen)) < 0 ||
+	    (r = reclaim_path(l, sa, len, err, errlen)) < 0)
+		return r;
 	/* Before binding: once the socket is at its path nothing may fail
-	 * before close_fd knows to remove it. */
+	 * before sl_os_listener_close knows to remove it. */
 	abs = absolute(l->b.ep.path);
 	if (abs == NULL)
 		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
@@ -547,7 +592,7 @@ static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
 		r = sl_fail(err, errlen, l->fd, "%s: socket: %s", l->b.name,
 			    sl_strerror(l->fd));
 	else if (uid == (unsigned)-1 && gid == (unsigned)-1)
-		r = bind_in_place(l, &sa, len, mode, err, errlen);
+		r = bind_in_place(l, sa, len, mode, err, errlen);
 	else
 		r = bind_private(l, opts, uid, gid, mode, err, errlen);
 	if (r < 0) {
@@ -555,7 +600,25 @@ static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
 		return r;
 	}
 	l->unlink_path = abs; /* with l->dev and l->ino */
-listen:
+	return 0;
+}
+
+static int open_unix(sl_listener *l, const sl_listen_opts *opts, char *err,
+		     size_t errlen)
+{
+	struct sockaddr_un sa;
+	socklen_t len;
+	int r;
+
+	r = unix_address(l, &sa, &len, err, errlen);
+	if (r < 0)
+		return r;
+	if (l->b.ep.abstract)
+		r = bind_abstract(l, &sa, len, err, errlen);
+	else
+		r = bind_path(l, opts, &sa, len, err, errlen);
+	if (r < 0)
+		return r;
 	if (listen(l->fd, l->b.backlog) < 0)
 		return sl_fail(err, errlen, -errno, "%s: listen: %s", l->b.name,
 			       strerror(errno));
