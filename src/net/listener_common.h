@@ -1,8 +1,8 @@
 /*
  * The contract between listener_common.c (what listeners do alike on every
- * platform) and the platform's listeners (listener_posix.c,
- * listener_win.c).  Nothing outside src/net includes this file but the
- * tests, through posix.h and win.h, for sl_listener_port.
+ * platform) and the platform's listeners (listener_posix.c and
+ * listener_unix.c, listener_win.c).  Nothing outside src/net includes this
+ * file but the tests, through posix.h and win.h, for sl_listener_port.
  *
  * Every platform's struct sl_listener starts with a struct
  * sl_listener_base, as streams start with theirs (stream_common.h).

@@ -94,6 +94,11 @@ int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
 		return sl_fail(err, errlen, -errno, "%s: bind: %s", l->b.name,
 			       strerror(errno));
 	sl_listen_tune(l->fd, SL_EP_TCP);
+	return sl_listen_fd(l, err, errlen);
+}
+
+int sl_listen_fd(sl_listener *l, char *err, size_t errlen)
+{
 	if (listen(l->fd, l->b.backlog) < 0)
 		return sl_fail(err, errlen, -errno, "%s: listen: %s", l->b.name,
 			       strerror(errno));

@@ -36,6 +36,10 @@ struct sl_listener {
 int sl_unix_listen(sl_listener *l, const sl_listen_opts *opts, char *err,
 		   size_t errlen);
 
+/* listen(2) on l's bound socket with its backlog.  0 or -errno with the
+ * message in err. */
+int sl_listen_fd(sl_listener *l, char *err, size_t errlen);
+
 /* Remove the socket file l created, if it is still the one it bound. */
 void sl_unix_unlink(sl_listener *l);
 

@@ -184,7 +184,7 @@ static int inspect_path(const sl_listener *l, const struct sockaddr_un *sa,
 }
 
 /*
- * The directory part of path, as open_unix binds in it: "." for a bare
+ * The directory part of path, as bind_private binds in it: "." for a bare
  * name.  0, or -ENAMETOOLONG.
  */
 static int parent_dir(const char *path, char *buf, size_t len)
@@ -530,14 +530,11 @@ int sl_unix_listen(sl_listener *l, const sl_listen_opts *opts, char *err,
 		r = bind_path(l, opts, &sa, len, err, errlen);
 	if (r < 0)
 		return r;
-	if (listen(l->fd, l->b.backlog) < 0)
-		return sl_fail(err, errlen, -errno, "%s: listen: %s", l->b.name,
-			       strerror(errno));
-	return 0;
+	return sl_listen_fd(l, err, errlen);
 }
 
 /*
- * sl_listener_check for a Unix socket path: everything open_unix would
+ * sl_listener_check for a Unix socket path: everything sl_unix_listen would
  * meet, found out with lstat, stat, access and a connect, never with bind,
  * unlink or chown.
  */

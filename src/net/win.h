@@ -1,6 +1,6 @@
 /*
- * What stream_win.c and listener_win.c share (internal to src/net, and to
- * the Windows tests).
+ * What the Windows files of src/net share (internal to src/net, and to the
+ * Windows tests).
  */
 #ifndef SL_NET_WIN_H
 #define SL_NET_WIN_H
