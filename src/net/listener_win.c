@@ -386,7 +386,7 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 		return 0;
 	}
 	if (l->first_pipe != INVALID_HANDLE_VALUE) {
-		a->pipe = l->first_pipe; /* attached by start_run */
+		a->pipe = l->first_pipe; /* attached by sl_os_listener_start */
 		l->first_pipe = INVALID_HANDLE_VALUE;
 	} else {
 		int r;
