@@ -168,10 +168,8 @@ static int inspect_path(const sl_listener *l, const struct sockaddr_un *sa,
 			       strerror(errno));
 	}
 	if (!S_ISSOCK(st.st_mode))
-		return sl_fail(err, errlen, -EEXIST,
-			       "%s: exists and is not a socket; "
-			       "not removing it",
-			       l->b.name);
+		return sl_fail(err, errlen, -EEXIST, "%s: exists and is "
+			       "not a socket; not removing it", l->b.name);
 	r = unix_probe(sa, len);
 	if (r > 0)
 		return sl_fail(err, errlen, -EADDRINUSE,
