@@ -6,10 +6,10 @@
  * address from a host name.
  */
 #include "endpoint.h"
+#include "errf.h"
 #include "hset.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,23 +39,6 @@
 #define EXPECTED_FORMS "expected tcp://HOST:PORT, unix:PATH or pipe:\\\\.\\pipe\\NAME"
 #define EXPECTED_PIPE "expected pipe:\\\\.\\pipe\\NAME or pipe://./pipe/NAME"
 
-#if defined(__GNUC__)
-__attribute__((format(SL_FMT_PRINTF, 3, 4)))
-#endif
-static int fail(char *err, size_t errlen, const char *fmt, ...);
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 static int lower(int c)
 {
 	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
@@ -83,18 +66,21 @@ static int parse_port(const char *s, uint16_t *port, char *err, size_t errlen)
 	const char *p;
 
 	if (*s == '\0')
-		return fail(err, errlen, "missing port after ':' (1-65535)");
+		return sl_errf(err, errlen, -EINVAL,
+			       "missing port after ':' (1-65535)");
 	for (p = s; *p != '\0'; p++) {
 		if (*p < '0' || *p > '9')
-			return fail(err, errlen,
-				    "port '%.32s' is not a number (1-65535)", s);
+			return sl_errf(err, errlen, -EINVAL,
+				       "port '%.32s' is not a number (1-65535)",
+				       s);
 		/* Saturate instead of overflowing on absurd digit strings. */
 		if (v <= 65535)
 			v = v * 10 + (unsigned long)(*p - '0');
 	}
 	if (v < 1 || v > 65535)
-		return fail(err, errlen, "port %.32s out of range (1-65535)",
-			    s);
+		return sl_errf(err, errlen, -EINVAL,
+			       "port %.32s out of range (1-65535)",
+			       s);
 	*port = (uint16_t)v;
 	return 0;
 }
@@ -122,69 +108,73 @@ static int parse_tcp(const char *s, sl_endpoint *out, char *err, size_t errlen)
 	size_t hlen;
 
 	if (*s == '\0')
-		return fail(err, errlen,
-			    "empty host (expected tcp://HOST:PORT or "
-			    "tcp://[IPV6]:PORT)");
+		return sl_errf(err, errlen, -EINVAL,
+			       "empty host (expected tcp://HOST:PORT or "
+			       "tcp://[IPV6]:PORT)");
 	if (*s == '[') {
 		hend = strchr(s, ']');
 		if (hend == NULL)
-			return fail(err, errlen,
-				    "unbalanced brackets: '[' without ']' "
-				    "(expected tcp://[IPV6]:PORT)");
+			return sl_errf(err, errlen, -EINVAL,
+				       "unbalanced brackets: '[' without ']' "
+				       "(expected tcp://[IPV6]:PORT)");
 		s++;
 		hlen = (size_t)(hend - s);
 		if (hlen == 0)
-			return fail(err, errlen,
-				    "empty host in brackets (expected "
-				    "tcp://[IPV6]:PORT)");
+			return sl_errf(err, errlen, -EINVAL,
+				       "empty host in brackets (expected "
+				       "tcp://[IPV6]:PORT)");
 		if (hlen >= sizeof out->host)
-			return fail(err, errlen,
-				    "host too long (at most %d characters)",
-				    SL_EP_HOST_MAX - 1);
+			return sl_errf(err, errlen, -EINVAL,
+				       "host too long (at most %d characters)",
+				       SL_EP_HOST_MAX - 1);
 		memcpy(out->host, s, hlen);
 		out->host[hlen] = '\0';
 		if (strchr(out->host, '[') != NULL)
-			return fail(err, errlen,
-				    "unbalanced brackets: '[' inside brackets");
+			return sl_errf(err, errlen, -EINVAL,
+				       "unbalanced brackets: '[' inside "
+				       "brackets");
 		if (!is_v6_literal(out->host))
-			return fail(err, errlen,
-				    "'%.64s' in brackets is not an IPv6 address "
-				    "(brackets are for IPv6 literals only)",
-				    out->host);
+			return sl_errf(err, errlen, -EINVAL,
+				       "'%.64s' in brackets is not an IPv6 address "
+				       "(brackets are for IPv6 literals only)",
+				       out->host);
 		if (hend[1] == '\0')
-			return fail(err, errlen,
-				    "missing port (expected tcp://[IPV6]:PORT)");
+			return sl_errf(err, errlen, -EINVAL,
+				       "missing port (expected "
+				       "tcp://[IPV6]:PORT)");
 		if (hend[1] != ':')
-			return fail(err, errlen,
-				    "expected ':' and a port after ']'");
+			return sl_errf(err, errlen, -EINVAL,
+				       "expected ':' and a port after ']'");
 		out->host_is_literal = 1;
 		return parse_port(hend + 2, &out->port, err, errlen);
 	}
 
 	if (strchr(s, ']') != NULL)
-		return fail(err, errlen, "unbalanced brackets: ']' without '['");
+		return sl_errf(err, errlen, -EINVAL,
+			       "unbalanced brackets: ']' without '['");
 	port = strrchr(s, ':');
 	if (port == NULL)
-		return fail(err, errlen,
-			    "missing port (expected tcp://HOST:PORT)");
+		return sl_errf(err, errlen, -EINVAL,
+			       "missing port (expected tcp://HOST:PORT)");
 	if (memchr(s, ':', (size_t)(port - s)) != NULL)
-		return fail(err, errlen,
-			    "IPv6 address without brackets (expected "
-			    "tcp://[IPV6]:PORT)");
+		return sl_errf(err, errlen, -EINVAL,
+			       "IPv6 address without brackets (expected "
+			       "tcp://[IPV6]:PORT)");
 	hlen = (size_t)(port - s);
 	if (hlen == 0)
-		return fail(err, errlen,
-			    "empty host (expected tcp://HOST:PORT)");
+		return sl_errf(err, errlen, -EINVAL,
+			       "empty host (expected tcp://HOST:PORT)");
 	if (hlen >= sizeof out->host)
-		return fail(err, errlen,
-			    "host too long (at most %d characters)",
-			    SL_EP_HOST_MAX - 1);
+		return sl_errf(err, errlen, -EINVAL,
+			       "host too long (at most %d characters)",
+			       SL_EP_HOST_MAX - 1);
 	for (size_t i = 0; i < hlen; i++)
 		if (!is_host_char((unsigned char)s[i]))
-			return fail(err, errlen,
-				    "invalid character '%c' in host (letters, "
-				    "digits, '-', '.' and '_' only)",
-				    s[i]);
+			return sl_errf(err, errlen, -EINVAL,
+				       "invalid character '%c' in host "
+				       "(letters, "
+				       "digits, '-', '.' and '_' only)",
+				       s[i]);
 	memcpy(out->host, s, hlen);
 	out->host[hlen] = '\0';
 	{
@@ -202,26 +192,29 @@ static int parse_unix(const char *s, sl_endpoint *out, char *err,
 
 	if (*s == '@') {
 		if (s[1] == '\0')
-			return fail(err, errlen,
-				    "empty abstract socket name (expected "
-				    "unix:@NAME)");
+			return sl_errf(err, errlen, -EINVAL,
+				       "empty abstract socket name (expected "
+				       "unix:@NAME)");
 		/* The name takes sun_path after its leading NUL. */
 		if (n - 1 > SL_SUN_PATH_MAX - 1)
-			return fail(err, errlen,
-				    "abstract socket name too long (at most %d "
-				    "bytes)",
-				    SL_SUN_PATH_MAX - 1);
+			return sl_errf(err, errlen, -EINVAL,
+				       "abstract socket name too long (at most "
+				       "%d "
+				       "bytes)",
+				       SL_SUN_PATH_MAX - 1);
 		out->abstract = 1;
 	} else {
 		if (n == 0)
-			return fail(err, errlen,
-				    "empty path (expected unix:/path/to/socket "
-				    "or unix:@NAME)");
+			return sl_errf(err, errlen, -EINVAL,
+				       "empty path (expected "
+				       "unix:/path/to/socket "
+				       "or unix:@NAME)");
 		if (n > SL_SUN_PATH_MAX - 1)
-			return fail(err, errlen,
-				    "socket path too long: %zu bytes (at most "
-				    "%d)",
-				    n, SL_SUN_PATH_MAX - 1);
+			return sl_errf(err, errlen, -EINVAL,
+				       "socket path too long: %zu bytes (at "
+				       "most "
+				       "%d)",
+				       n, SL_SUN_PATH_MAX - 1);
 	}
 	memcpy(out->path, s, n + 1);
 	return 0;
@@ -238,24 +231,25 @@ static int parse_pipe(const char *s, sl_endpoint *out, char *err,
 	else if (has_prefix(s, "//./pipe/"))
 		name = s + sizeof "//./pipe/" - 1;
 	else
-		return fail(err, errlen, "bad pipe name (" EXPECTED_PIPE ")");
+		return sl_errf(err, errlen, -EINVAL,
+			       "bad pipe name (" EXPECTED_PIPE ")");
 	n = strlen(name);
 	if (n == 0)
-		return fail(err, errlen,
-			    "empty pipe name (" EXPECTED_PIPE ")");
+		return sl_errf(err, errlen, -EINVAL,
+			       "empty pipe name (" EXPECTED_PIPE ")");
 	/* Windows: the name may hold any character but a backslash; '/'
 	 * is refused too, as pipe://./pipe/a/b is surely a typo. */
 	if (strpbrk(name, "\\/") != NULL)
-		return fail(err, errlen,
-			    "bad pipe name: '\\' or '/' inside NAME ("
-			    EXPECTED_PIPE ")");
+		return sl_errf(err, errlen, -EINVAL,
+			       "bad pipe name: '\\' or '/' inside NAME ("
+			       EXPECTED_PIPE ")");
 	if (pre + n > SL_PIPE_NAME_MAX || pre + n >= sizeof out->path)
-		return fail(err, errlen,
-			    "pipe name too long (at most %d characters in "
-			    "all)",
-			    (int)(sizeof out->path - 1 < SL_PIPE_NAME_MAX
-					  ? sizeof out->path - 1
-					  : SL_PIPE_NAME_MAX));
+		return sl_errf(err, errlen, -EINVAL,
+			       "pipe name too long (at most %d characters in "
+			       "all)",
+			       (int)(sizeof out->path - 1 < SL_PIPE_NAME_MAX
+			       ? sizeof out->path - 1
+			       : SL_PIPE_NAME_MAX));
 	memcpy(out->path, SL_PIPE_PREFIX, pre);
 	memcpy(out->path + pre, name, n + 1);
 	return 0;
@@ -273,15 +267,16 @@ int sl_endpoint_parse(const char *s, sl_endpoint *out, char *err,
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (s == NULL || *s == '\0')
-		return fail(err, errlen, "empty endpoint (" EXPECTED_FORMS ")");
+		return sl_errf(err, errlen, -EINVAL,
+			       "empty endpoint (" EXPECTED_FORMS ")");
 
 	if (has_prefix(s, "tcp://")) {
 		out->kind = SL_EP_TCP;
 		r = parse_tcp(s + 6, out, err, errlen);
 	} else if (has_prefix(s, "tcp:")) {
-		return fail(err, errlen,
-			    "expected tcp://HOST:PORT ('//' missing after "
-			    "'tcp:')");
+		return sl_errf(err, errlen, -EINVAL,
+			       "expected tcp://HOST:PORT ('//' missing after "
+			       "'tcp:')");
 	} else if (has_prefix(s, "unix:")) {
 		out->kind = SL_EP_UNIX;
 		r = parse_unix(s + 5, out, err, errlen);
@@ -295,13 +290,14 @@ int sl_endpoint_parse(const char *s, sl_endpoint *out, char *err,
 			      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.") ==
 			    (size_t)(colon - s) &&
 		    colon[1] == '/' && colon[2] == '/')
-			return fail(err, errlen,
-				    "unknown scheme '%.*s' (expected tcp://, "
-				    "unix: or pipe:)",
-				    (int)(colon - s), s);
-		return fail(err, errlen,
-			    "missing scheme (expected tcp://, unix: or "
-			    "pipe:)");
+			return sl_errf(err, errlen, -EINVAL,
+				       "unknown scheme '%.*s' (expected "
+				       "tcp://, "
+				       "unix: or pipe:)",
+				       (int)(colon - s), s);
+		return sl_errf(err, errlen, -EINVAL,
+			       "missing scheme (expected tcp://, unix: or "
+			       "pipe:)");
 	}
 	if (r < 0) {
 		enum sl_ep_kind kind = out->kind;

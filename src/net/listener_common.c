@@ -12,18 +12,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-int sl_fail(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 void sl_listener_unref(sl_listener *l)
 {
 	struct sl_listener_base *b = sl_listener_base(l);
@@ -74,7 +62,7 @@ static int open_tcp(sl_listener *l, char *err, size_t errlen)
 		r = sl_resolve_sync(b->ep.host, b->ep.port, 1, addrs,
 				    SL_RESOLVE_MAX_ADDRS, &n);
 	if (r < 0)
-		return sl_fail(err, errlen, r, "%s: host '%s' did not resolve",
+		return sl_errf(err, errlen, r, "%s: host '%s' did not resolve",
 			       b->name, b->ep.host);
 	r = sl_os_listener_open_tcp(l, &addrs[0], err, errlen);
 	if (r < 0)
@@ -99,10 +87,10 @@ int sl_listener_open(sl_listener **out, const sl_endpoint *ep,
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (out == NULL || ep == NULL)
-		return sl_fail(err, errlen, -EINVAL, "no endpoint");
+		return sl_errf(err, errlen, -EINVAL, "no endpoint");
 	l = listener_new(ep, opts);
 	if (l == NULL)
-		return sl_fail(err, errlen, -ENOMEM, "out of memory");
+		return sl_errf(err, errlen, -ENOMEM, "out of memory");
 	if (ep->kind == SL_EP_TCP)
 		r = open_tcp(l, err, errlen);
 	else
@@ -125,7 +113,7 @@ int sl_listener_check(const sl_endpoint *ep, const sl_listen_opts *opts,
 	if (msg != NULL && msglen > 0)
 		msg[0] = '\0';
 	if (ep == NULL)
-		return sl_fail(msg, msglen, -EINVAL, "no endpoint");
+		return sl_errf(msg, msglen, -EINVAL, "no endpoint");
 	/* A TCP address, an abstract name or a named pipe: binding creates
 	 * no file, so bind and let go, which tells whether it is free. */
 	if (ep->kind != SL_EP_UNIX || ep->abstract) {
@@ -136,7 +124,7 @@ int sl_listener_check(const sl_endpoint *ep, const sl_listen_opts *opts,
 	}
 	l = listener_new(ep, opts);
 	if (l == NULL)
-		return sl_fail(msg, msglen, -ENOMEM, "out of memory");
+		return sl_errf(msg, msglen, -ENOMEM, "out of memory");
 	r = sl_os_listener_check_path(l, opts, msg, msglen);
 	sl_os_listener_free(l);
 	return r;

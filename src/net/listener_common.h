@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errf.h"
 #include "net.h"
 #include "resolver.h"
 
@@ -60,10 +61,6 @@ static inline void sl_listener_ref(sl_listener *l)
 /* Drop a reference; the last one calls the close callback and frees. */
 void sl_listener_unref(sl_listener *l);
 
-/* Write the message for the operator into err (when there is room) and
- * return r. */
-int sl_fail(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(SL_FMT_PRINTF, 4, 5)));
 
 /* The bound TCP port of a listener (tests bind port 0), or -errno. */
 int sl_listener_port(const sl_listener *l);

@@ -80,7 +80,7 @@ int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
 
 	l->fd = sl_socket(a->ss.ss_family, SOCK_STREAM);
 	if (l->fd < 0)
-		return sl_fail(err, errlen, l->fd, "%s: socket: %s", l->b.name,
+		return sl_errf(err, errlen, l->fd, "%s: socket: %s", l->b.name,
 			       sl_strerror(l->fd));
 	/* Rebind at once after a restart despite TIME_WAIT connections. */
 	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -88,10 +88,10 @@ int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
 	 * (Linux defaults to dual-stack, bindv6only=0). */
 	if (a->ss.ss_family == AF_INET6 &&
 	    setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
-		return sl_fail(err, errlen, -errno, "%s: IPV6_V6ONLY: %s",
+		return sl_errf(err, errlen, -errno, "%s: IPV6_V6ONLY: %s",
 			       l->b.name, strerror(errno));
 	if (bind(l->fd, (const struct sockaddr *)&a->ss, a->len) < 0)
-		return sl_fail(err, errlen, -errno, "%s: bind: %s", l->b.name,
+		return sl_errf(err, errlen, -errno, "%s: bind: %s", l->b.name,
 			       strerror(errno));
 	sl_listen_tune(l->fd, SL_EP_TCP);
 	return sl_listen_fd(l, err, errlen);
@@ -100,7 +100,7 @@ int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
 int sl_listen_fd(sl_listener *l, char *err, size_t errlen)
 {
 	if (listen(l->fd, l->b.backlog) < 0)
-		return sl_fail(err, errlen, -errno, "%s: listen: %s", l->b.name,
+		return sl_errf(err, errlen, -errno, "%s: listen: %s", l->b.name,
 			       strerror(errno));
 	return 0;
 }
@@ -110,7 +110,7 @@ int sl_os_listener_open(sl_listener *l, const sl_listen_opts *opts,
 {
 	if (l->b.ep.kind == SL_EP_UNIX)
 		return sl_unix_listen(l, opts, err, errlen);
-	return sl_fail(err, errlen, SL_EUNSUPP,
+	return sl_errf(err, errlen, SL_EUNSUPP,
 		       "%s: named pipes exist on Windows only", l->b.name);
 }
 

@@ -6,6 +6,7 @@
  * at the path is ever followed.
  */
 #include "listener_posix.h"
+#include "path.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,34 +63,12 @@ static int lookup_id(const char *s, int user, unsigned *id, char *err,
 		*id = grp->gr_gid;
 	free(buf);
 	if (r != 0)
-		return sl_fail(err, errlen, -r, "%s: looking up %s '%s': %s",
+		return sl_errf(err, errlen, -r, "%s: looking up %s '%s': %s",
 			       name, user ? "user" : "group", s, strerror(r));
 	if (pwp == NULL && grp == NULL)
-		return sl_fail(err, errlen, -ENOENT, "%s: no such %s '%s'",
+		return sl_errf(err, errlen, -ENOENT, "%s: no such %s '%s'",
 			       name, user ? "user" : "group", s);
 	return 0;
-}
-
-/*
- * path made absolute without resolving links (the daemon may chdir
- * later): the name to unlink at close is the one that was bound, not
- * whatever a link in it pointed to then.
- */
-static char *absolute(const char *path)
-{
-	char cwd[PATH_MAX];
-	size_t n;
-	char *p;
-
-	if (path[0] == '/')
-		return strdup(path);
-	if (getcwd(cwd, sizeof cwd) == NULL)
-		return NULL;
-	n = strlen(cwd) + 1 + strlen(path) + 1;
-	p = malloc(n);
-	if (p != NULL)
-		snprintf(p, n, "%s/%s", cwd, path);
-	return p;
 }
 
 /*
@@ -126,11 +105,11 @@ static int unix_address(const sl_listener *l, struct sockaddr_un *sa,
 	int r = sl_unix_sockaddr(&l->b.ep, sa, len);
 
 	if (r == SL_EUNSUPP)
-		return sl_fail(err, errlen, r,
+		return sl_errf(err, errlen, r,
 			       "%s: abstract Unix sockets exist on Linux only",
 			       l->b.name);
 	if (r < 0)
-		return sl_fail(err, errlen, r, "%s: %s", l->b.name,
+		return sl_errf(err, errlen, r, "%s: %s", l->b.name,
 			       sl_strerror(r));
 	return 0;
 }
@@ -164,18 +143,18 @@ static int inspect_path(const sl_listener *l, const struct sockaddr_un *sa,
 	if (lstat(l->b.ep.path, &st) < 0) {
 		if (errno == ENOENT)
 			return 0;
-		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
+		return sl_errf(err, errlen, -errno, "%s: %s", l->b.name,
 			       strerror(errno));
 	}
 	if (!S_ISSOCK(st.st_mode))
-		return sl_fail(err, errlen, -EEXIST, "%s: exists and is "
+		return sl_errf(err, errlen, -EEXIST, "%s: exists and is "
 			       "not a socket; not removing it", l->b.name);
 	r = unix_probe(sa, len);
 	if (r > 0)
-		return sl_fail(err, errlen, -EADDRINUSE,
+		return sl_errf(err, errlen, -EADDRINUSE,
 			       "%s: another process is listening", l->b.name);
 	if (r < 0)
-		return sl_fail(err, errlen, r,
+		return sl_errf(err, errlen, r,
 			       "%s: cannot check the existing socket: %s",
 			       l->b.name, sl_strerror(r));
 	return 1;
@@ -223,7 +202,7 @@ static int private_template(const sl_listener *l, char *buf, size_t len,
 		n = snprintf(buf, len, "%s%s" PRIVATE_DIR, parent,
 			     strcmp(parent, "/") == 0 ? "" : "/");
 	if (n < 0 || (size_t)n >= len)
-		return sl_fail(err, errlen, -ENAMETOOLONG,
+		return sl_errf(err, errlen, -ENAMETOOLONG,
 			       "%s: with owner or group, the socket is first "
 			       "bound in a new directory beside it, and "
 			       "that path would be too long for a Unix "
@@ -264,17 +243,17 @@ static int bind_in_place(sl_listener *l, const struct sockaddr_un *sa,
 
 	r = bind_mode(l->fd, sa, len, mode);
 	if (r < 0)
-		return sl_fail(err, errlen, r, "%s: bind: %s", l->b.name,
+		return sl_errf(err, errlen, r, "%s: bind: %s", l->b.name,
 			       strerror(-r));
 	if (sl_unix_bound_hook != NULL)
 		sl_unix_bound_hook(l->b.ep.path);
 	/* Not stat(2): through a link swapped in, that would remember (and
 	 * at close compare with) another file. */
 	if (lstat(l->b.ep.path, &st) < 0)
-		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
+		return sl_errf(err, errlen, -errno, "%s: %s", l->b.name,
 			       strerror(errno));
 	if (!S_ISSOCK(st.st_mode))
-		return sl_fail(err, errlen, -EEXIST,
+		return sl_errf(err, errlen, -EEXIST,
 			       "%s: replaced by something else right after "
 			       "bind; not using it",
 			       l->b.name);
@@ -302,11 +281,11 @@ static int open_private(const sl_listener *l, const char *dir, int *dfd,
 	 */
 	*dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (*dfd < 0)
-		return sl_fail(err, errlen, -errno, "%s: opening %s: %s",
+		return sl_errf(err, errlen, -errno, "%s: opening %s: %s",
 			       l->b.name, dir, strerror(errno));
 	if (fstat(*dfd, &st) < 0 || !S_ISDIR(st.st_mode) ||
 	    st.st_uid != geteuid() || (st.st_mode & 077) != 0)
-		return sl_fail(err, errlen, -EPERM,
+		return sl_errf(err, errlen, -EPERM,
 			       "%s: %s was replaced right after it was "
 			       "created; not binding in it",
 			       l->b.name, dir);
@@ -337,7 +316,7 @@ static int bind_in_private(sl_listener *l, const char *dir, int dfd,
 			  strlen(sa.sun_path) + 1);
 	r = bind_mode(l->fd, &sa, len, mode);
 	if (r < 0)
-		return sl_fail(err, errlen, r, "%s: bind: %s", l->b.name,
+		return sl_errf(err, errlen, r, "%s: bind: %s", l->b.name,
 			       strerror(-r));
 	*bound = 1;
 	if (sl_unix_bound_hook != NULL)
@@ -345,7 +324,7 @@ static int bind_in_private(sl_listener *l, const char *dir, int dfd,
 	/* Only we can make entries in dfd: a socket there is ours. */
 	if (fstatat(dfd, PRIVATE_SOCK, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    !S_ISSOCK(st.st_mode))
-		return sl_fail(err, errlen, -ENOENT,
+		return sl_errf(err, errlen, -ENOENT,
 			       "%s: the socket is not in %s after bind (was "
 			       "the directory replaced?); not using it",
 			       l->b.name, dir);
@@ -360,7 +339,7 @@ static int set_owner(const sl_listener *l, int dfd, const sl_listen_opts *opts,
 {
 	if (fchownat(dfd, PRIVATE_SOCK, (uid_t)uid, (gid_t)gid,
 		     AT_SYMLINK_NOFOLLOW) < 0)
-		return sl_fail(err, errlen, -errno, "%s: chown to %s:%s: %s",
+		return sl_errf(err, errlen, -errno, "%s: chown to %s:%s: %s",
 			       l->b.name,
 			       opts->owner != NULL ? opts->owner : "-",
 			       opts->group != NULL ? opts->group : "-",
@@ -388,16 +367,16 @@ static int put_in_place(const sl_listener *l, int dfd, int *bound, char *err,
 	if (linkat(dfd, PRIVATE_SOCK, AT_FDCWD, l->b.ep.path, 0) == 0)
 		return 0;
 	if (errno == EEXIST)
-		return sl_fail(err, errlen, -EEXIST,
+		return sl_errf(err, errlen, -EEXIST,
 			       "%s: exists: another process created it while "
 			       "this one was binding; not replacing it",
 			       l->b.name);
 	if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOTSUP &&
 	    errno != ENOSYS && errno != EMLINK)
-		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
+		return sl_errf(err, errlen, -errno, "%s: %s", l->b.name,
 			       strerror(errno));
 	if (renameat(dfd, PRIVATE_SOCK, AT_FDCWD, l->b.ep.path) < 0)
-		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
+		return sl_errf(err, errlen, -errno, "%s: %s", l->b.name,
 			       strerror(errno));
 	*bound = 0; /* moved: nothing left in dir */
 	return 0;
@@ -422,7 +401,7 @@ static int bind_private(sl_listener *l, const sl_listen_opts *opts,
 	if (r < 0)
 		return r;
 	if (mkdtemp(dir) == NULL)
-		return sl_fail(err, errlen, -errno,
+		return sl_errf(err, errlen, -errno,
 			       "%s: creating a directory to bind in: %s",
 			       l->b.name, strerror(errno));
 	if ((r = open_private(l, dir, &dfd, err, errlen)) == 0 &&
@@ -457,7 +436,7 @@ static int reclaim_path(const sl_listener *l, const struct sockaddr_un *sa,
 	/* unlink(2) removes the name, whatever it is by now, and never what
 	 * a link points to. */
 	if (r == 1 && unlink(l->b.ep.path) < 0 && errno != ENOENT)
-		return sl_fail(err, errlen, -errno,
+		return sl_errf(err, errlen, -errno,
 			       "%s: removing the stale socket: %s", l->b.name,
 			       strerror(errno));
 	return 0;
@@ -470,10 +449,10 @@ static int bind_abstract(sl_listener *l, const struct sockaddr_un *sa,
 {
 	l->fd = sl_socket(AF_UNIX, SOCK_STREAM);
 	if (l->fd < 0)
-		return sl_fail(err, errlen, l->fd, "%s: socket: %s", l->b.name,
+		return sl_errf(err, errlen, l->fd, "%s: socket: %s", l->b.name,
 			       sl_strerror(l->fd));
 	if (bind(l->fd, (const struct sockaddr *)sa, len) < 0)
-		return sl_fail(err, errlen, -errno, "%s: bind: %s", l->b.name,
+		return sl_errf(err, errlen, -errno, "%s: bind: %s", l->b.name,
 			       strerror(errno));
 	return 0;
 }
@@ -492,13 +471,13 @@ static int bind_path(sl_listener *l, const sl_listen_opts *opts,
 		return r;
 	/* Before binding: once the socket is at its path nothing may fail
 	 * before sl_os_listener_close knows to remove it. */
-	abs = absolute(l->b.ep.path);
+	abs = sl_path_join_cwd(l->b.ep.path);
 	if (abs == NULL)
-		return sl_fail(err, errlen, -errno, "%s: %s", l->b.name,
+		return sl_errf(err, errlen, -errno, "%s: %s", l->b.name,
 			       strerror(errno));
 	l->fd = sl_socket(AF_UNIX, SOCK_STREAM);
 	if (l->fd < 0)
-		r = sl_fail(err, errlen, l->fd, "%s: socket: %s", l->b.name,
+		r = sl_errf(err, errlen, l->fd, "%s: socket: %s", l->b.name,
 			    sl_strerror(l->fd));
 	else if (uid == (unsigned)-1 && gid == (unsigned)-1)
 		r = bind_in_place(l, sa, len, mode, err, errlen);
@@ -559,13 +538,13 @@ int sl_os_listener_check_path(sl_listener *l, const sl_listen_opts *opts,
 	/* sl_unix_sockaddr took the path: its directory part fits. */
 	(void)parent_dir(l->b.ep.path, parent, sizeof parent);
 	if (stat(parent, &st) < 0)
-		return sl_fail(msg, msglen, -errno, "%s: directory %s: %s",
+		return sl_errf(msg, msglen, -errno, "%s: directory %s: %s",
 			       l->b.name, parent, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return sl_fail(msg, msglen, -ENOTDIR,
+		return sl_errf(msg, msglen, -ENOTDIR,
 			       "%s: %s is not a directory", l->b.name, parent);
 	if (faccessat(AT_FDCWD, parent, W_OK | X_OK, AT_EACCESS) < 0)
-		return sl_fail(msg, msglen, -errno,
+		return sl_errf(msg, msglen, -errno,
 			       "%s: cannot create the socket in %s: %s",
 			       l->b.name, parent, strerror(errno));
 	r = inspect_path(l, &sa, len, msg, msglen);

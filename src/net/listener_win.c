@@ -222,7 +222,7 @@ int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
 	if (l->sock == INVALID_SOCKET) {
 		DWORD e = (DWORD)WSAGetLastError();
 
-		return sl_fail(err, errlen, sl_win_err(e), "%s: socket: %s",
+		return sl_errf(err, errlen, sl_win_err(e), "%s: socket: %s",
 			       l->b.name, win_text(e));
 	}
 	/*
@@ -243,13 +243,13 @@ int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
 	if (bind(l->sock, (const struct sockaddr *)&a->ss, (int)a->len) != 0) {
 		DWORD e = (DWORD)WSAGetLastError();
 
-		return sl_fail(err, errlen, sl_win_err(e), "%s: bind: %s",
+		return sl_errf(err, errlen, sl_win_err(e), "%s: bind: %s",
 			       l->b.name, win_text(e));
 	}
 	if (listen(l->sock, l->b.backlog) != 0) {
 		DWORD e = (DWORD)WSAGetLastError();
 
-		return sl_fail(err, errlen, sl_win_err(e), "%s: listen: %s",
+		return sl_errf(err, errlen, sl_win_err(e), "%s: listen: %s",
 			       l->b.name, win_text(e));
 	}
 	return 0;
@@ -264,7 +264,7 @@ static int open_pipe(sl_listener *l, const sl_listen_opts *opts, char *err,
 		if (!ConvertStringSecurityDescriptorToSecurityDescriptorA(
 			    opts->security, SDDL_REVISION_1, &l->sd, NULL)) {
 			e = GetLastError();
-			return sl_fail(err, errlen, -EINVAL,
+			return sl_errf(err, errlen, -EINVAL,
 				       "%s: security '%s' is not a valid SDDL "
 				       "string: %s",
 				       l->b.name, opts->security, win_text(e));
@@ -280,11 +280,11 @@ static int open_pipe(sl_listener *l, const sl_listen_opts *opts, char *err,
 	if (l->first_pipe == INVALID_HANDLE_VALUE) {
 		e = GetLastError();
 		if (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY)
-			return sl_fail(err, errlen, -EADDRINUSE,
+			return sl_errf(err, errlen, -EADDRINUSE,
 				       "%s: the pipe name is already in use by "
 				       "another process",
 				       l->b.name);
-		return sl_fail(err, errlen, sl_win_err(e), "%s: %s", l->b.name,
+		return sl_errf(err, errlen, sl_win_err(e), "%s: %s", l->b.name,
 			       win_text(e));
 	}
 	return 0;
@@ -292,7 +292,7 @@ static int open_pipe(sl_listener *l, const sl_listen_opts *opts, char *err,
 
 static int no_unix(const sl_listener *l, char *err, size_t errlen)
 {
-	return sl_fail(err, errlen, SL_EUNSUPP,
+	return sl_errf(err, errlen, SL_EUNSUPP,
 		       "%s: Unix sockets are not served on Windows; use a "
 		       "named pipe (pipe:\\\\.\\pipe\\NAME)",
 		       l->b.name);
