@@ -288,26 +288,78 @@ static int walk_map(struct ctx *c, const struct ynode *map, const char *where,
 /* ---- values, one function per type ---- */
 
 /*
- * A decimal integer in [min, max]: digits only, so "0x10", "+4", "-1",
- * "1_000" and "1e3" are refused, and so is "010", which YAML 1.1 reads as
- * octal and a reader might not.
+ * The three kinds of number a key may take.  parse() gives 0 with the
+ * value, -1 for text that is no such number, or -2 for one of the right
+ * form that is too large (so the message can say "out of range").
  */
-static int get_uint(struct ctx *c, const struct ynode *k,
-		    const struct ynode *v, uint64_t min, uint64_t max,
-		    const char *expect, uint64_t *out)
+struct measure {
+	const char *what; /* "is not WHAT" */
+	int (*parse)(const char *s, uint64_t *out);
+};
+
+/*
+ * A decimal integer: digits only, so "0x10", "+4", "-1", "1_000" and
+ * "1e3" are refused, and so is "010", which YAML 1.1 reads as octal and a
+ * reader might not.
+ */
+static int parse_uint(const char *s, uint64_t *out)
+{
+	if (s[0] == '\0' || strspn(s, "0123456789") != strlen(s) ||
+	    (s[0] == '0' && s[1] != '\0'))
+		return -1;
+	return parse_digits(s, s + strlen(s), out) < 0 ? -2 : 0;
+}
+
+/* A duration ("250ms", "5s", ...); max at most DURATION_MAX_MS.  Digits
+ * and a known unit that do not parse are an overflow. */
+static int parse_duration(const char *s, uint64_t *out)
+{
+	size_t d = strspn(s, "0123456789");
+	const char *u = s + d;
+
+	if (s[0] >= '0' && s[0] <= '9' && sl_parse_duration(s, out) == 0)
+		return 0;
+	if (d > 0 && (strcmp(u, "") == 0 || strcmp(u, "ms") == 0 ||
+		      (u[0] != '\0' && u[1] == '\0' &&
+		       strchr("smhd", u[0]) != NULL)))
+		return -2;
+	return -1;
+}
+
+/* A size in bytes ("16384", "16k", "1m", "1g"). */
+static int parse_size(const char *s, uint64_t *out)
+{
+	size_t d = strspn(s, "0123456789");
+
+	if (sl_parse_size(s, out) == 0)
+		return 0;
+	if (d > 0 &&
+	    (s[d] == '\0' || (strchr("kKmMgG", s[d]) && s[d + 1] == '\0')))
+		return -2;
+	return -1;
+}
+
+static const struct measure M_UINT = {"a decimal integer", parse_uint};
+static const struct measure M_DURATION = {"a duration", parse_duration};
+static const struct measure M_SIZE = {"a size", parse_size};
+
+/* A number of kind m in [min, max]. */
+static int get_measure(struct ctx *c, const struct ynode *k,
+		       const struct ynode *v, const struct measure *m,
+		       uint64_t min, uint64_t max, const char *expect,
+		       uint64_t *out)
 {
 	const char *s = yscalar(&c->e, k, v, expect);
 	struct yquote q;
 	uint64_t n;
+	int r;
 
 	if (s == NULL)
 		return -1;
-	if (s[0] == '\0' || strspn(s, "0123456789") != strlen(s) ||
-	    (s[0] == '0' && s[1] != '\0'))
-		return fail(c, v, "%s: '%s' is not a decimal integer "
-				  "(expected %s)",
-			    k->text, yquote(&q, s), expect);
-	if (parse_digits(s, s + strlen(s), &n) < 0 || n < min || n > max)
+	if ((r = m->parse(s, &n)) == -1)
+		return fail(c, v, "%s: '%s' is not %s (expected %s)", k->text,
+			    yquote(&q, s), m->what, expect);
+	if (r < 0 || n < min || n > max)
 		return fail(c, v, "%s: '%s' is out of range (expected %s)",
 			    k->text, yquote(&q, s), expect);
 	*out = n;
@@ -326,68 +378,8 @@ static int get_number(struct ctx *c, const struct key *row,
 			return 0;
 		}
 	}
-	return get_uint(c, k, v, row->min, row->max, row->expect, out);
-}
-
-/* A duration in [min, max], max at most DURATION_MAX_MS. */
-static int get_duration(struct ctx *c, const struct ynode *k,
-			const struct ynode *v, uint64_t min, uint64_t max,
-			const char *expect, uint64_t *out)
-{
-	const char *s = yscalar(&c->e, k, v, expect);
-	struct yquote q;
-	uint64_t ms;
-
-	if (s == NULL)
-		return -1;
-	if (s[0] < '0' || s[0] > '9' || sl_parse_duration(s, &ms) < 0) {
-		/* Tell overflow from nonsense: digits and a known unit. */
-		size_t d = strspn(s, "0123456789");
-		const char *u = s + d;
-
-		if (d > 0 && (strcmp(u, "") == 0 || strcmp(u, "ms") == 0 ||
-			      (u[0] != '\0' && u[1] == '\0' &&
-			       strchr("smhd", u[0]) != NULL)))
-			return fail(c, v, "%s: '%s' is out of range "
-					  "(expected %s)",
-				    k->text, yquote(&q, s), expect);
-		return fail(c, v, "%s: '%s' is not a duration (expected %s)",
-			    k->text, yquote(&q, s), expect);
-	}
-	if (ms < min || ms > max)
-		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, yquote(&q, s), expect);
-	*out = ms;
-	return 0;
-}
-
-/* A size in bytes, in [min, max]. */
-static int get_size(struct ctx *c, const struct ynode *k,
-		    const struct ynode *v, uint64_t min, uint64_t max,
-		    const char *expect, uint64_t *out)
-{
-	const char *s = yscalar(&c->e, k, v, expect);
-	struct yquote q;
-	uint64_t n;
-
-	if (s == NULL)
-		return -1;
-	if (sl_parse_size(s, &n) < 0) {
-		size_t d = strspn(s, "0123456789");
-
-		if (d > 0 && (s[d] == '\0' || (strchr("kKmMgG", s[d]) &&
-					       s[d + 1] == '\0')))
-			return fail(c, v, "%s: '%s' is out of range "
-					  "(expected %s)",
-				    k->text, yquote(&q, s), expect);
-		return fail(c, v, "%s: '%s' is not a size (expected %s)",
-			    k->text, yquote(&q, s), expect);
-	}
-	if (n < min || n > max)
-		return fail(c, v, "%s: '%s' is out of range (expected %s)",
-			    k->text, yquote(&q, s), expect);
-	*out = n;
-	return 0;
+	return get_measure(c, k, v, &M_UINT, row->min, row->max, row->expect,
+			   out);
 }
 
 /* A string of 1..max bytes without control characters. */
@@ -543,8 +535,8 @@ static int get_port_endpoint(struct ctx *c, const struct ynode *k,
 	if (v->kind != YN_SCALAR || v->null || v->text[0] < '0' ||
 	    v->text[0] > '9')
 		return get_endpoint(c, k, v, expect, ep, address, mark);
-	if (get_uint(c, k, v, 1, 65535, "a port 1-65535 or an endpoint",
-		     &n) < 0)
+	if (get_measure(c, k, v, &M_UINT, 1, 65535,
+			"a port 1-65535 or an endpoint", &n) < 0)
 		return -1;
 	snprintf(text, sizeof text, "tcp://127.0.0.1:%u", (unsigned)n);
 	port = *v;
@@ -647,10 +639,11 @@ static int set_key(struct ctx *c, const struct key *row,
 			*(int *)field = (int)n;
 		return 0;
 	case K_DURATION:
-		return get_duration(c, k, v, row->min, row->max, row->expect,
-				    field);
+		return get_measure(c, k, v, &M_DURATION, row->min, row->max,
+				   row->expect, field);
 	case K_SIZE:
-		if (get_size(c, k, v, row->min, row->max, row->expect, &n) < 0)
+		if (get_measure(c, k, v, &M_SIZE, row->min, row->max,
+				row->expect, &n) < 0)
 			return -1;
 		*(size_t *)field = (size_t)n;
 		return 0;

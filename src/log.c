@@ -306,6 +306,25 @@ int sl_access_open(const char *to, int json)
 	return 0;
 }
 
+/* The time now, UTC, as "2026-12-07T13:11:03.042Z", at line+n (cap
+ * bytes, at least 25 of them free); the new length. */
+static size_t utc_stamp(char *line, size_t n, size_t cap)
+{
+	struct timespec ts;
+	struct tm tm;
+	int k;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+#ifdef _WIN32
+	gmtime_s(&tm, &ts.tv_sec);
+#else
+	gmtime_r(&ts.tv_sec, &tm);
+#endif
+	n += strftime(line + n, cap - n, "%Y-%m-%dT%H:%M:%S", &tm);
+	k = snprintf(line + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+	return n + (k > 0 ? (size_t)k : 0);
+}
+
 static const char hex[] = "0123456789abcdef";
 
 /*
@@ -502,19 +521,9 @@ void sl_access(const struct sl_access_rec *r)
 							 : sizeof text - 1;
 		n = line_text(line, 0, cap, text, n);
 	} else {
-		struct timespec ts;
-		struct tm tm;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-#ifdef _WIN32
-		gmtime_s(&tm, &ts.tv_sec);
-#else
-		gmtime_r(&ts.tv_sec, &tm);
-#endif
-		n = strftime(line, cap, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
-		k = snprintf(line + n, cap - n, ".%03ldZ\",\"route\":",
-			     ts.tv_nsec / 1000000L);
-		n += (size_t)k;
+		n = (size_t)snprintf(line, cap, "{\"time\":\"");
+		n = utc_stamp(line, n, cap);
+		n += (size_t)snprintf(line + n, cap - n, "\",\"route\":");
 		n = json_str(line, n, cap, r->route);
 		n += (size_t)snprintf(line + n, cap - n, ",\"client\":");
 		n = json_str(line, n, cap, r->client);
@@ -637,18 +646,8 @@ void sl_log(int level, const char *fmt, ...)
 	n = 0;
 	if (log_fd > 2) {
 		/* A file has no journal or terminal to stamp the time. */
-		struct timespec ts;
-		struct tm tm;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-#ifdef _WIN32
-		gmtime_s(&tm, &ts.tv_sec);
-#else
-		gmtime_r(&ts.tv_sec, &tm);
-#endif
-		n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-		n += snprintf(line + n, sizeof line - (size_t)n, ".%03ldZ ",
-			      ts.tv_nsec / 1000000L);
+		n = (int)utc_stamp(line, 0, sizeof line);
+		line[n++] = ' ';
 	}
 	n += snprintf(line + n, sizeof line - (size_t)n, "sluice[%ld]: %s: ",
 		      cached_pid(), sl_log_level_name(level));

@@ -134,6 +134,10 @@ static void test_text_line_escaped(void **state)
 	sl_log_use_stderr();
 	text = slurp(path);
 	assert_int_equal(lines(text), 2);
+	/* a file's lines begin with the UTC time: 2026-12-07T13:11:03.042Z */
+	assert_true(text[4] == '-' && text[10] == 'T' && text[19] == '.' &&
+		    text[23] == 'Z' && text[24] == ' ');
+	assert_memory_equal(text + 25, "sluice[", 7);
 	assert_non_null(strstr(text, "client unix:/tmp/x\\x0asluice[1]: "
 				     "error: forged \\xff\\xc2\\x9b line\n"));
 	assert_null(strstr(text, "\nsluice[1]: error: forged"));
@@ -184,6 +188,10 @@ static void test_access_json_escaped(void **state)
 	assert_int_equal(sl_access_open("off", 0), 0);
 	text = slurp(path);
 	assert_int_equal(lines(text), 1);
+	assert_memory_equal(text, "{\"time\":\"", 9);
+	assert_true(text[9 + 4] == '-' && text[9 + 10] == 'T' &&
+		    text[9 + 23] == 'Z');
+	assert_memory_equal(text + 9 + 24, "\",\"route\":\"web\"", 15);
 	/* JSON's own escape for C0 controls; the rest as the text format
 	 * shows it (its backslash escaped), so the line is valid UTF-8 */
 	assert_non_null(strstr(text, "\"client\":\"unix:/tmp/x\\u000asluice[1]: "
