@@ -214,7 +214,18 @@ struct sl_io {
 	int error;
 };
 
-void sl_io_init(sl_loop *loop, sl_io *io, int fd, sl_io_cb cb, void *data);
+/* A stopped watcher on fd (no backend state yet: nothing to undo). */
+static inline void sl_io_init(sl_loop *loop, sl_io *io, int fd, sl_io_cb cb,
+			      void *data)
+{
+	io->loop = loop;
+	io->cb = cb;
+	io->data = data;
+	io->fd = fd;
+	io->want = 0;
+	io->registered = 0;
+	io->error = 0;
+}
 /* Set the events of interest; 0 stops watching.  Returns 0 or -errno. */
 int sl_io_set(sl_io *io, unsigned want);
 /* Remove from the kernel (call before close(fd)); the watcher is reusable. */

@@ -198,17 +198,6 @@ int sl_backend_poll(sl_loop *loop, int timeout_ms)
 
 /* ---- watchers ----------------------------------------------------------- */
 
-void sl_io_init(sl_loop *loop, sl_io *io, int fd, sl_io_cb cb, void *data)
-{
-	io->loop = loop;
-	io->cb = cb;
-	io->data = data;
-	io->fd = fd;
-	io->want = 0;
-	io->registered = 0;
-	io->error = 0; /* epoll carries no error: the descriptor has it */
-}
-
 int sl_io_set(sl_io *io, unsigned want)
 {
 	struct sl_backend *be = io->loop->be;

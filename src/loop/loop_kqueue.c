@@ -289,17 +289,6 @@ int sl_backend_poll(sl_loop *loop, int timeout_ms)
 
 /* ---- watchers ----------------------------------------------------------- */
 
-void sl_io_init(sl_loop *loop, sl_io *io, int fd, sl_io_cb cb, void *data)
-{
-	io->loop = loop;
-	io->cb = cb;
-	io->data = data;
-	io->fd = fd;
-	io->want = 0;
-	io->registered = 0;
-	io->error = 0;
-}
-
 /*
  * EV_ADD one filter.  ENOENT never comes from a BSD kernel for EV_ADD; it
  * comes from libkqueue when a descriptor was closed without its filters
