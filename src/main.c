@@ -485,7 +485,18 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (test_only) {
+		/* The checks open sockets: on Windows, only after WSAStartup
+		 * (each failed with WSANOTINITIALISED, 10093, before). */
+		int r = sl_net_init();
+
+		if (r < 0) {
+			fprintf(stderr, "sluice: network setup failed: %s\n",
+				sl_strerror(r));
+			sl_config_free(ds.cfg);
+			return 1;
+		}
 		preflight(ds.cfg);
+		sl_net_shutdown();
 		fprintf(stderr, "sluice: %s: configuration OK\n", ds.conf_path);
 		sl_config_free(ds.cfg);
 		return 0;
