@@ -205,12 +205,7 @@ static int open_log(const char *path)
 		close(fd);
 		return -SL_LOG_ENOTREG;
 	}
-#ifndef _WIN32
-	/* Writes to a regular file ignore O_NONBLOCK; clear it anyway, the
-	 * descriptor may be dup2()ed over stderr. */
-	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-#endif
-	return fd;
+	return fd; /* O_NONBLOCK changes nothing for a regular file */
 }
 
 const char *sl_log_open_strerror(int r)

@@ -274,9 +274,7 @@ static int accept_gate(sl_listener *l, void **token)
 		return 0;
 	}
 	if (r->rate_count != 0 && !rate_admit(b->proxy, r)) {
-		/* Undone at once: nobody waited on this reservation. */
-		atomic_fetch_sub(&r->st->active, 1);
-		atomic_fetch_sub(&b->proxy->adm.active, 1);
+		route_unadmit(r); /* nobody waited on this reservation */
 		route_unref(r);
 		return 0;
 	}

@@ -292,11 +292,16 @@ int route_admit(struct route *r)
 
 	if ((gmax != 0 && g >= gmax) ||
 	    (r->max_connections != 0 && a >= r->max_connections)) {
-		atomic_fetch_sub(&r->st->active, 1);
-		atomic_fetch_sub(&adm->active, 1);
+		route_unadmit(r);
 		return 0;
 	}
 	return 1;
+}
+
+void route_unadmit(struct route *r)
+{
+	atomic_fetch_sub(&r->st->active, 1);
+	atomic_fetch_sub(&r->adm->active, 1);
 }
 
 void route_release(struct route *r)

@@ -230,6 +230,12 @@ void route_unref(struct route *r);
  */
 int route_admit(struct route *r);
 void route_release(struct route *r);
+/*
+ * Undo a route_admit() no session used (a gate that said no after it):
+ * the counts only.  Not route_release(), whose resume would run the gate
+ * again at once, to say no again, in a loop.
+ */
+void route_unadmit(struct route *r);
 
 /*
  * r is running now: its state remembers r's upstream states, for the next
