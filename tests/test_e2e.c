@@ -40,6 +40,7 @@ static char *unix_path(const char *name)
  */
 static void test_free_port_reserved(void **state)
 {
+	ST_NATIVE_ONLY();
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
 	uint16_t port = st_free_port(), got;
@@ -89,6 +90,7 @@ static void test_free_port_reserved(void **state)
  */
 static void test_cfg_builder(void **state)
 {
+	ST_NATIVE_ONLY();
 	st_cfg *cfg = st_cfg_new();
 	char *yaml, *conf, *out, *want;
 
@@ -251,6 +253,7 @@ static int64_t dir_changed_ns(const char *dir)
  */
 static void test_check_unix(void **state)
 {
+	ST_NATIVE_ONLY();
 	const char *dir = st_tmpdir();
 	char *path = unix_path("check"), *yaml, *conf, *out;
 	int root = geteuid() == 0;
@@ -400,12 +403,14 @@ static void test_bulk_tcp_tcp(void **state)
 
 static void test_bulk_tcp_unix(void **state)
 {
+	ST_NATIVE_ONLY();
 	(void)state;
 	bulk(TCP, UNIX);
 }
 
 static void test_bulk_unix_tcp(void **state)
 {
+	ST_NATIVE_ONLY();
 	(void)state;
 	bulk(UNIX, TCP);
 }
@@ -941,6 +946,7 @@ static void test_max_connections(void **state)
  */
 static void test_descriptor_limit(void **state)
 {
+	ST_NATIVE_ONLY();
 	uint16_t uport, lport = st_free_port();
 	st_server *srv;
 	st_daemon *d;
@@ -1053,6 +1059,7 @@ static void assert_same_file(const char *a, const char *b)
 
 static void test_pipe_tcp_to_pipe(void **state)
 {
+	ST_WINE_ONLY();
 	char *name = pipe_name("up"), *yaml;
 	uint16_t lport = st_free_port();
 	pid_t echo;
@@ -1106,6 +1113,7 @@ static void pipe_client_bulk(const char *listen_name, uint64_t len)
 
 static void test_pipe_pipe_to_tcp(void **state)
 {
+	ST_WINE_ONLY();
 	char *name = pipe_name("front"), *yaml;
 	uint16_t uport;
 	st_server *srv;
@@ -1132,6 +1140,7 @@ static void test_pipe_pipe_to_tcp(void **state)
 
 static void test_pipe_pipe_to_pipe(void **state)
 {
+	ST_WINE_ONLY();
 	char *front = pipe_name("front"), *back = pipe_name("back"), *yaml;
 	pid_t echo;
 	st_daemon *d;
@@ -1167,6 +1176,7 @@ static void test_pipe_pipe_to_pipe(void **state)
  */
 static void test_pipe_concurrent(void **state)
 {
+	ST_WINE_ONLY();
 	char *front = pipe_name("many"), *back = pipe_name("echo"), *yaml;
 	uint16_t lport = st_free_port(), uport;
 	char n[16];
@@ -1231,6 +1241,10 @@ int main(void)
 		ST_TEST(test_check_quiet),
 		ST_TEST(test_check_unix),
 		ST_TEST(test_bulk_tcp_tcp),
+		ST_TEST(test_pipe_tcp_to_pipe),
+		ST_TEST(test_pipe_pipe_to_tcp),
+		ST_TEST(test_pipe_pipe_to_pipe),
+		ST_TEST(test_pipe_concurrent),
 		ST_TEST(test_bulk_tcp_unix),
 		ST_TEST(test_bulk_unix_tcp),
 		ST_TEST(test_half_close),
@@ -1243,36 +1257,13 @@ int main(void)
 		ST_TEST(test_max_connections),
 		ST_TEST(test_descriptor_limit),
 	};
-	/*
-	 * sluice.exe under wine (SLUICE_WINE_EXE): the same tests where the
-	 * platform has the feature, named pipes in place of Unix sockets,
-	 * and no descriptor limit to test.
-	 */
-	const struct CMUnitTest wine_tests[] = {
-		ST_TEST(test_check_config),
-		ST_TEST(test_check_quiet),
-		ST_TEST(test_bulk_tcp_tcp),
-		ST_TEST(test_pipe_tcp_to_pipe),
-		ST_TEST(test_pipe_pipe_to_tcp),
-		ST_TEST(test_pipe_pipe_to_pipe),
-		ST_TEST(test_pipe_concurrent),
-		ST_TEST(test_half_close),
-		ST_TEST(test_failover),
-		ST_TEST(test_connect_timeout),
-		ST_TEST(test_idle_timeout),
-		ST_TEST(test_concurrent),
-		ST_TEST(test_reload_under_traffic),
-		ST_TEST(test_sigterm_drain),
-		ST_TEST(test_max_connections),
-	};
 	int rc;
 
 	st_init();
-	if (st_wine())
-		rc = cmocka_run_group_tests_name("e2e-wine", wine_tests, NULL,
-						 NULL);
-	else
-		rc = cmocka_run_group_tests(tests, NULL, NULL);
+	/* One list for both runs: the tests that need one of them skip in
+	 * the other (ST_NATIVE_ONLY, ST_WINE_ONLY). */
+	rc = cmocka_run_group_tests_name(st_wine() ? "e2e-wine" : "e2e", tests,
+					 NULL, NULL);
 	st_cleanup();
 	return rc;
 }

@@ -729,6 +729,7 @@ static void set_nofile(pid_t pid, rlim_t soft, rlim_t hard)
  */
 static void test_descriptor_exhaustion(void **state)
 {
+	ST_NATIVE_ONLY();
 #ifdef __linux__
 	uint16_t uport, lport = st_free_port(), aport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 256), ST_ECHO, 0);
@@ -1230,32 +1231,16 @@ int main(void)
 		ST_TEST(test_sighup_storm),
 		ST_TEST(test_sigterm_transfers),
 	};
-	/*
-	 * sluice.exe under wine (SLUICE_WINE_EXE): the same tests but one.
-	 * Left out:
-	 *  - test_descriptor_exhaustion: Windows has no descriptor limit to
-	 *    lower (sockets are handles, bounded by memory), so there is no
-	 *    EMFILE to run into and no prlimit(2) to cause it.
-	 */
-	const struct CMUnitTest wine_tests[] = {
-		ST_TEST(test_upstream_reset),
-		ST_TEST(test_upstream_never_reads),
-		ST_TEST(test_client_never_reads),
-		ST_TEST(test_slowloris),
-		ST_TEST(test_sighup_storm),
-		ST_TEST(test_sigterm_transfers),
-	};
 	int rc;
 
 	st_init();
 	/* SL_TEST_FILTER=test_slow* runs the matching tests only. */
 	if (getenv("SL_TEST_FILTER") != NULL)
 		cmocka_set_test_filter(getenv("SL_TEST_FILTER"));
-	if (st_wine())
-		rc = cmocka_run_group_tests_name("faults-wine", wine_tests,
-						 NULL, NULL);
-	else
-		rc = cmocka_run_group_tests_name("faults", tests, NULL, NULL);
+	/* One list for both runs: the tests that need one of them skip in
+	 * the other (ST_NATIVE_ONLY, ST_WINE_ONLY). */
+	rc = cmocka_run_group_tests_name(st_wine() ? "faults-wine" : "faults", tests,
+					 NULL, NULL);
 	st_cleanup();
 	return rc;
 }

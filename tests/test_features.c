@@ -1265,6 +1265,7 @@ static void test_send_proxy_v6(void **state)
  */
 static void test_send_proxy_unix(void **state)
 {
+	ST_NATIVE_ONLY();
 	uint16_t u1, u2;
 	struct pp_seen s1, s2;
 	st_server *srv1, *srv2;
@@ -1869,6 +1870,7 @@ static char *wait_file_with(const char *path, const char *a, const char *b)
  */
 static void test_log_injection(void **state)
 {
+	ST_NATIVE_ONLY();
 	uint16_t uport, lport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
 	char *sock = st_fmt("%s/inj.sock", st_tmpdir());
@@ -2676,6 +2678,7 @@ static void test_admin_metrics(void **state)
 /* The admin listener on a Unix socket (curl --unix-socket). */
 static void test_admin_unix(void **state)
 {
+	ST_NATIVE_ONLY();
 	uint16_t uport, lport = st_free_port();
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
 	char *path = st_fmt("%s/admin.sock", st_tmpdir());
@@ -3256,69 +3259,16 @@ int main(void)
 		ST_TEST(test_reload_admin_move),
 		ST_TEST(test_reload_storm),
 	};
-	/*
-	 * sluice.exe under wine (SLUICE_WINE_EXE): the same tests, but for
-	 * the two on Unix sockets (a PROXY header for a Unix client, the
-	 * admin listener on one), which the Windows build does not have.
-	 */
-	const struct CMUnitTest wine_tests[] = {
-		ST_TEST(test_balance_weighted),
-		ST_TEST(test_balance_first),
-		ST_TEST(test_balance_least_conn),
-		ST_TEST(test_balance_source_hash),
-		ST_TEST(test_source_hash_failover),
-		ST_TEST(test_balance_random),
-		ST_TEST(test_backup),
-		ST_TEST(test_backup_last),
-		ST_TEST(test_passive_trial),
-		ST_TEST(test_health_check),
-		ST_TEST(test_secrets_not_logged),
-		ST_TEST(test_reload_drops_checks),
-		ST_TEST(test_no_upstream),
-		ST_TEST(test_queue),
-		ST_TEST(test_queue_concurrent),
-		ST_TEST(test_accept_proxy_queued),
-		ST_TEST(test_drain_queued),
-		ST_TEST(test_queue_timeout),
-		ST_TEST(test_send_proxy_v1),
-		ST_TEST(test_send_proxy_v2),
-		ST_TEST(test_send_proxy_v6),
-		ST_TEST(test_accept_proxy),
-		ST_TEST(test_accept_proxy_gates),
-		ST_TEST(test_accept_proxy_client),
-		ST_TEST(test_accept_proxy_unix_judged),
-		ST_TEST(test_accept_proxy_small_buffer),
-		ST_TEST(test_acl),
-		ST_TEST(test_acl_global),
-		ST_TEST(test_acl_mapped),
-		ST_TEST(test_per_client_limit),
-		ST_TEST(test_per_client_concurrent),
-		ST_TEST(test_rate_limit),
-		ST_TEST(test_rate_limit_per_route),
-		ST_TEST(test_half_closed_timeout),
-		ST_TEST(test_max_duration),
-		ST_TEST(test_resolve_interval),
-		ST_TEST(test_admin_status),
-		ST_TEST(test_admin_metrics),
-		ST_TEST(test_admin_acl),
-		ST_TEST(test_admin_busy),
-		ST_TEST(test_admin_denied_burst),
-		ST_TEST(test_admin_reload),
-		ST_TEST(test_reload_admin_move),
-		ST_TEST(test_reload_storm),
-	};
 	int rc;
 
 	st_init();
 	/* SL_TEST_FILTER=test_queue* runs the matching tests only. */
 	if (getenv("SL_TEST_FILTER") != NULL)
 		cmocka_set_test_filter(getenv("SL_TEST_FILTER"));
-	if (st_wine())
-		rc = cmocka_run_group_tests_name("features-wine", wine_tests,
-						 NULL, NULL);
-	else
-		rc = cmocka_run_group_tests_name("features", tests, NULL,
-						 NULL);
+	/* One list for both runs: the tests that need one of them skip in
+	 * the other (ST_NATIVE_ONLY, ST_WINE_ONLY). */
+	rc = cmocka_run_group_tests_name(st_wine() ? "features-wine" : "features", tests,
+					 NULL, NULL);
 	st_cleanup();
 	return rc;
 }

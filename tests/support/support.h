@@ -379,6 +379,22 @@ void st_wait_metric(uint16_t aport, long long want, const char *fmt, ...)
 int st_teardown(void **state);
 /* A cmocka test with that teardown (in a file that includes cmocka.h). */
 #define ST_TEST(f) cmocka_unit_test_teardown(f, st_teardown)
+/*
+ * First in a test that needs the native daemon (Unix sockets, the -d
+ * fork, prlimit): skipped where the tests drive sluice.exe under wine.
+ * ST_WINE_ONLY: first in one that needs sluice.exe (named pipes).  One
+ * list of tests then serves both runs.
+ */
+#define ST_NATIVE_ONLY()                                                       \
+	do {                                                                   \
+		if (st_wine() != NULL)                                         \
+			skip();                                                \
+	} while (0)
+#define ST_WINE_ONLY()                                                         \
+	do {                                                                   \
+		if (st_wine() == NULL)                                         \
+			skip();                                                \
+	} while (0)
 
 /* malloc'd printf. */
 char *st_fmt(const char *fmt, ...)
