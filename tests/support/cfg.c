@@ -42,22 +42,6 @@ static void *grow(void *p, size_t n, size_t size)
 	return p;
 }
 
-static char *vfmt(const char *fmt, va_list ap)
-{
-	va_list aq;
-	char *s;
-	int n;
-
-	va_copy(aq, ap);
-	n = vsnprintf(NULL, 0, fmt, aq);
-	va_end(aq);
-	s = malloc((size_t)n + 1);
-	if (s == NULL)
-		st_fail("out of memory");
-	vsnprintf(s, (size_t)n + 1, fmt, ap);
-	return s;
-}
-
 static void kvs_set(struct kvs *k, const char *key, char *val)
 {
 	size_t i;
@@ -133,7 +117,7 @@ void st_cfg_set(st_cfg *c, const char *key, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	kvs_set(&c->top, key, vfmt(fmt, ap));
+	kvs_set(&c->top, key, st_vfmt(fmt, ap));
 	va_end(ap);
 }
 
@@ -158,7 +142,7 @@ void st_cfg_route_set(st_cfg *c, const char *key, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	kvs_set(&r->opts, key, vfmt(fmt, ap));
+	kvs_set(&r->opts, key, st_vfmt(fmt, ap));
 	va_end(ap);
 }
 
@@ -169,7 +153,7 @@ void st_cfg_listen(st_cfg *c, const char *fmt, ...)
 
 	free(r->listen);
 	va_start(ap, fmt);
-	r->listen = vfmt(fmt, ap);
+	r->listen = st_vfmt(fmt, ap);
 	va_end(ap);
 }
 
@@ -179,7 +163,7 @@ void st_cfg_listen_set(st_cfg *c, const char *key, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	kvs_set(&r->listen_opts, key, vfmt(fmt, ap));
+	kvs_set(&r->listen_opts, key, st_vfmt(fmt, ap));
 	va_end(ap);
 }
 
@@ -193,7 +177,7 @@ void st_cfg_upstream(st_cfg *c, const char *fmt, ...)
 	u = &r->up[r->nup++];
 	memset(u, 0, sizeof *u);
 	va_start(ap, fmt);
-	u->address = vfmt(fmt, ap);
+	u->address = st_vfmt(fmt, ap);
 	va_end(ap);
 }
 
@@ -206,7 +190,7 @@ void st_cfg_upstream_set(st_cfg *c, const char *key, const char *fmt, ...)
 		st_fail("st_cfg_upstream_set: route %s has no upstream yet",
 			r->name);
 	va_start(ap, fmt);
-	kvs_set(&r->up[r->nup - 1].opts, key, vfmt(fmt, ap));
+	kvs_set(&r->up[r->nup - 1].opts, key, st_vfmt(fmt, ap));
 	va_end(ap);
 }
 
@@ -226,7 +210,7 @@ static void put(struct text *t, const char *fmt, ...)
 	size_t n;
 
 	va_start(ap, fmt);
-	s = vfmt(fmt, ap);
+	s = st_vfmt(fmt, ap);
 	va_end(ap);
 	n = strlen(s);
 	if (t->len + n + 1 > t->cap) {

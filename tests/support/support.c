@@ -37,20 +37,29 @@ void st_fail(const char *fmt, ...)
 	exit(1);
 }
 
+char *st_vfmt(const char *fmt, va_list ap)
+{
+	va_list aq;
+	char *s;
+	int n;
+
+	va_copy(aq, ap);
+	n = vsnprintf(NULL, 0, fmt, aq);
+	va_end(aq);
+	s = malloc((size_t)n + 1);
+	if (s == NULL)
+		st_fail("out of memory");
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	return s;
+}
+
 char *st_fmt(const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	s = malloc((size_t)n + 1);
-	if (!s)
-		st_fail("out of memory");
-	va_start(ap, fmt);
-	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	s = st_vfmt(fmt, ap);
 	va_end(ap);
 	return s;
 }

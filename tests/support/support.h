@@ -13,6 +13,7 @@
 #ifndef SL_TEST_SUPPORT_H
 #define SL_TEST_SUPPORT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -396,6 +397,12 @@ int st_teardown(void **state);
 			skip();                                                \
 	} while (0)
 
+/* malloc'd vprintf; ap is used up. */
+char *st_vfmt(const char *fmt, va_list ap)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 1, 0)))
+#endif
+	;
 /* malloc'd printf. */
 char *st_fmt(const char *fmt, ...)
 #if defined(__GNUC__)
