@@ -24,6 +24,7 @@
 #include "errf.h"
 #include "hset.h"
 #include "log.h"
+#include "path.h"
 #include "yamltree.h"
 
 /* A config is read into memory whole; nothing sane comes near this. */
@@ -1461,7 +1462,7 @@ int sl_config_load(const char *path, sl_config **out, char *err,
 	*out = NULL;
 	if (path == NULL)
 		return fail_at(&c, 0, 0, "no config file given");
-	if ((f = fopen(path, "rb")) == NULL)
+	if ((f = sl_path_fopen(path, "rb")) == NULL)
 		return fail_at(&c, 0, 0, "cannot open: %s", strerror(errno));
 	for (;;) {
 		size_t n;

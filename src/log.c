@@ -17,6 +17,7 @@
 #ifdef _WIN32
 #include <windows.h> /* the Event Log stands in for syslog */
 #include <io.h>
+#include <stdint.h>
 #include <process.h>
 #define write _write
 #define getpid _getpid
@@ -33,17 +34,60 @@ static int log_syslog;
 #ifdef _WIN32
 static HANDLE log_event;
 
-/* Not registered under EventLog\Application, the lines still land in the
- * Application log, prefixed by a note about the unknown source. */
+static HANDLE log_events; /* errors and warnings there too (a service) */
+static wchar_t *event_name;
+
+/*
+ * The Event Log source: the service's name, registered by `sluice
+ * service install` under EventLog\Application with sluice.exe as its
+ * message file (src/proc/sluice-msg.mc), so Event Viewer shows the line
+ * itself.  An unregistered source still reaches the Application log,
+ * with a note that the description cannot be found.
+ */
 static HANDLE event_source(void)
 {
 	static HANDLE source;
 
 	if (source == NULL)
-		source = RegisterEventSourceA(NULL, "sluice");
+		source = RegisterEventSourceW(
+			NULL, event_name != NULL ? event_name : L"sluice");
 	return source;
 }
+
+/* Message ids of src/proc/sluice-msg.mc, severity bits included: each
+ * is "%1", the line. */
+#define SL_MSG_ERROR 0xC0000001UL
+#define SL_MSG_WARNING 0x80000002UL
+#define SL_MSG_INFO 0x40000003UL
+
+/* One line (UTF-8) to the Event Log at level. */
+static void event_report(HANDLE source, int level, const char *line)
+{
+	static const WORD type[] = {EVENTLOG_ERROR_TYPE,
+				    EVENTLOG_WARNING_TYPE,
+				    EVENTLOG_INFORMATION_TYPE,
+				    EVENTLOG_INFORMATION_TYPE};
+	static const DWORD id[] = {SL_MSG_ERROR, SL_MSG_WARNING, SL_MSG_INFO,
+				   SL_MSG_INFO};
+	wchar_t *w = sl_path_wide(line);
+	const wchar_t *msg = w != NULL ? w : L"(a line that is not UTF-8)";
+
+	ReportEventW(source, type[level], 0, id[level], NULL, 1, 0, &msg,
+		     NULL);
+	free(w);
+}
 #endif
+
+void sl_log_events(const char *source)
+{
+#ifdef _WIN32
+	if (event_name == NULL && source != NULL)
+		event_name = sl_path_wide(source);
+	log_events = source != NULL ? event_source() : NULL;
+#else
+	(void)source;
+#endif
+}
 /* Where lines are written when not to syslog: stderr or the log file.
  * Reopening swaps the file in with dup2, so writers never see a closed
  * descriptor. */
@@ -157,8 +201,9 @@ void sl_log_use_syslog(const char *ident, int facility)
 	openlog(ident, LOG_PID | LOG_NDELAY, facility ? facility : LOG_DAEMON);
 	log_syslog = 1;
 #else
-	(void)ident;
 	(void)facility;
+	if (event_name == NULL)
+		event_name = sl_path_wide(ident);
 	log_event = event_source();
 	log_syslog = log_event != NULL;
 #endif
@@ -185,6 +230,33 @@ void sl_log_use_syslog(const char *ident, int facility)
  * would stall the daemon on a write (O_NONBLOCK keeps the open itself
  * from waiting for a reader), a device is not a log.
  */
+#ifdef _WIN32
+/*
+ * Windows: the same rules, checked on the handle (sl_path_open_file: no
+ * reparse point followed, a disk file with one name, or -EMLINK for a
+ * hard link).  FILE_APPEND_DATA alone: every write lands at the end.
+ * FILE_SHARE_DELETE lets the file be rotated by renaming it while it is
+ * open (then sl_log_reopen); the name is UTF-8, opened with CreateFileW.
+ */
+static int open_log(const char *path)
+{
+	void *h;
+	int fd, r;
+
+	r = sl_path_open_file(path, FILE_APPEND_DATA | SYNCHRONIZE,
+			      FILE_SHARE_READ | FILE_SHARE_WRITE |
+				      FILE_SHARE_DELETE,
+			      OPEN_ALWAYS, &h);
+	if (r < 0)
+		return r;
+	fd = _open_osfhandle((intptr_t)h, _O_WRONLY | _O_APPEND | _O_BINARY);
+	if (fd < 0) {
+		CloseHandle(h);
+		return -EMFILE;
+	}
+	return fd;
+}
+#else
 static int open_log(const char *path)
 {
 	struct stat st;
@@ -207,6 +279,7 @@ static int open_log(const char *path)
 	}
 	return fd; /* O_NONBLOCK changes nothing for a regular file */
 }
+#endif
 
 const char *sl_log_open_strerror(int r)
 {
@@ -214,6 +287,8 @@ const char *sl_log_open_strerror(int r)
 		return "is a symbolic link; not following it";
 	if (r == -SL_LOG_ENOTREG)
 		return "is not a regular file";
+	if (r == -EMLINK)
+		return "has more than one name (a hard link); not opening it";
 	return strerror(-r);
 }
 
@@ -545,12 +620,7 @@ void sl_access(const struct sl_access_rec *r)
 	if (acc_to == ACC_SYSLOG) {
 		line[n] = '\0';
 #ifdef _WIN32
-		{
-			const char *msg = line;
-
-			ReportEventA(event_source(), EVENTLOG_INFORMATION_TYPE,
-				     0, 0, NULL, 1, 0, &msg, NULL);
-		}
+		event_report(event_source(), SL_LOG_INFO, line);
 #else
 		syslog(LOG_INFO, "%s", line);
 #endif
@@ -598,7 +668,7 @@ void sl_log(int level, const char *fmt, ...)
 {
 	char line[2048];
 	va_list ap;
-	int n;
+	int n, text;
 
 	if (level > log_level)
 		return;
@@ -609,16 +679,7 @@ void sl_log(int level, const char *fmt, ...)
 		va_end(ap);
 		line[n] = '\0';
 #ifdef _WIN32
-		{
-			static const WORD type[] = {
-				EVENTLOG_ERROR_TYPE, EVENTLOG_WARNING_TYPE,
-				EVENTLOG_INFORMATION_TYPE,
-				EVENTLOG_INFORMATION_TYPE};
-			const char *msg = line;
-
-			ReportEventA(log_event, type[level], 0, 0, NULL, 1, 0,
-				     &msg, NULL);
-		}
+		event_report(log_event, level, line);
 #else
 		{
 			static const int prio[] = {LOG_ERR, LOG_WARNING,
@@ -646,6 +707,7 @@ void sl_log(int level, const char *fmt, ...)
 	}
 	n += snprintf(line + n, sizeof line - (size_t)n, "sluice[%ld]: %s: ",
 		      cached_pid(), sl_log_level_name(level));
+	text = n;
 	va_start(ap, fmt);
 	/* truncated if need be, with room for the newline */
 	n = (int)format_text(line, (size_t)n, sizeof line - 1, fmt, ap);
@@ -656,4 +718,12 @@ void sl_log(int level, const char *fmt, ...)
 		return;
 	if (log_mirror && log_fd != 2 && level <= SL_LOG_WARN)
 		(void)!write(2, line, (unsigned)n);
+#ifdef _WIN32
+	if (log_events != NULL && level <= SL_LOG_WARN) {
+		line[n - 1] = '\0'; /* the Event Log stamps its own time */
+		event_report(log_events, level, line + text);
+	}
+#else
+	(void)text;
+#endif
 }

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "path.h"
+
 enum {
 	SL_LOG_ERROR = 0,
 	SL_LOG_WARN,
@@ -32,7 +34,7 @@ int sl_log_facility_parse(const char *name, int *facility);
  * link (-ELOOP) and must be regular files (-SL_LOG_ENOTREG otherwise);
  * sl_log_open_strerror() says either for the operator.
  */
-#define SL_LOG_ENOTREG 0x7f01
+#define SL_LOG_ENOTREG SL_PATH_ENOTREG
 int sl_log_use_file(const char *path);
 int sl_log_reopen(void);
 const char *sl_log_open_strerror(int r);
@@ -53,6 +55,12 @@ char *sl_log_escape(char *dst, size_t cap, const char *src, size_t len);
  * operator's terminal sees what went wrong), or stop.
  */
 void sl_log_mirror_stderr(int on);
+/*
+ * Windows: errors and warnings also to the Event Log, as source (the
+ * service's name), whatever the log's destination; NULL stops.  The
+ * source of sl_log_use_syslog() is the same name.  Elsewhere nothing.
+ */
+void sl_log_events(const char *source);
 /* Back to stderr. */
 void sl_log_use_stderr(void);
 /* In a fork()ed child, before it logs: lines then carry its own pid. */
