@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,9 @@
 #include "proc/proc.h"
 #include "proxy.h"
 
-#ifndef SL_CONF_PATH
-#define SL_CONF_PATH "/etc/sluice/sluice.yaml"
-#endif
-
 struct daemon_state {
 	const char *conf_path;
+	const char *service; /* the Windows service's name, or NULL */
 	const char *pidfile; /* -p, else the config's */
 	int verbose;
 	int foreground;
@@ -48,11 +46,16 @@ static void usage(FILE *f)
 		"  -p file    write and lock a pid file (overrides pidfile:)\n"
 		"  -t         check the configuration and exit\n"
 		"  -v         verbose: log at debug level\n"
-		"  -V         print the version and the event loop, then exit\n"
+		"  -V         print the version, the event loop and the "
+		"default\n"
+		"             configuration file, then exit\n"
 		"  -h         this help\n"
 		"       sluice service install|uninstall|start|stop|reload|run\n"
-		"              [-c file] [--name name]   (Windows)\n",
-		SL_CONF_PATH);
+		"              [-c file] [--name name]   (Windows)\n"
+		"       sluice service install [-c file] [--name name]\n"
+		"              [--account LocalService|NetworkService|NAME "
+		"[--password pw]]\n",
+		sl_path_default_conf());
 }
 
 static void apply_log_level(const struct daemon_state *ds)
@@ -220,26 +223,52 @@ static void reload(struct daemon_state *ds)
 	sl_notify("READY=1");
 }
 
+/*
+ * A stop: drain for drain_timeout (SL_CTL_STOP), for no longer than the
+ * OS allows (SL_CTL_STOP_SOON: Windows' console closing, a service's
+ * preshutdown), or not at all (SL_CTL_STOP_NOW: shutdown).  A second
+ * SIGTERM or Ctrl-C closes the sessions at once; the service manager's
+ * second STOP never gets here (proc_win.c).
+ */
+static void stop(struct daemon_state *ds, enum sl_ctl ev)
+{
+	uint64_t ms = ds->cfg->drain_timeout_ms;
+
+	if (ev == SL_CTL_STOP_SOON && sl_ctl_deadline_ms() < ms)
+		ms = sl_ctl_deadline_ms();
+	if (ev == SL_CTL_STOP_NOW)
+		ms = 0;
+	if (ds->stopping) {
+		if (ev == SL_CTL_STOP_SOON)
+			return; /* a drain runs already */
+		sl_warn("%s: closing %lu session(s) now",
+			ev == SL_CTL_STOP_NOW ? "system shutdown"
+					      : "second stop request",
+			sl_proxy_active(ds->proxy));
+		sl_proxy_abort_sessions(ds->proxy);
+		return;
+	}
+	ds->stopping = 1;
+	sl_notify("STOPPING=1");
+	sl_info("stopping%s: no new connections; draining %lu session(s) "
+		"for up to %llu ms",
+		ev == SL_CTL_STOP_SOON  ? " (the system allows no longer)"
+		: ev == SL_CTL_STOP_NOW ? " (system shutdown)"
+					: "",
+		sl_proxy_active(ds->proxy), (unsigned long long)ms);
+	sl_timer_start(&ds->drain_timer, ms);
+	sl_proxy_drain(ds->proxy, on_idle, ds); /* 0 ms: closes at once */
+}
+
 static void on_ctl(enum sl_ctl ev, void *arg)
 {
 	struct daemon_state *ds = arg;
 
 	switch (ev) {
 	case SL_CTL_STOP:
-		if (ds->stopping) {
-			sl_warn("second stop request: closing %lu session(s) now",
-				sl_proxy_active(ds->proxy));
-			sl_proxy_abort_sessions(ds->proxy);
-			return;
-		}
-		ds->stopping = 1;
-		sl_notify("STOPPING=1");
-		sl_info("stopping: no new connections; draining %lu session(s) "
-			"for up to %llu ms",
-			sl_proxy_active(ds->proxy),
-			(unsigned long long)ds->cfg->drain_timeout_ms);
-		sl_timer_start(&ds->drain_timer, ds->cfg->drain_timeout_ms);
-		sl_proxy_drain(ds->proxy, on_idle, ds);
+	case SL_CTL_STOP_SOON:
+	case SL_CTL_STOP_NOW:
+		stop(ds, ev);
 		break;
 	case SL_CTL_RELOAD:
 		if (ds->stopping)
@@ -348,25 +377,57 @@ static int serve(struct daemon_state *ds)
 	return rc;
 }
 
+/*
+ * The service's thread, once the service manager is connected: every
+ * check happens here, so a bad config ends as STOPPED with an exit code
+ * of its own (SL_EXIT_*) and its reason in the Event Log (and in the log
+ * file once the config names one), not as a start that timed out.
+ */
 static int service_body(void *arg)
 {
-	return serve(arg);
+	struct daemon_state *ds = arg;
+	char err[1024];
+	int rc;
+
+	/* Nobody sees stderr here: the Event Log is the first witness. */
+	sl_log_use_syslog(ds->service, 0);
+	if (sl_service_check_conf(ds->conf_path, err, sizeof err) < 0) {
+		sl_error("refusing to start: %s", err);
+		return SL_EXIT_CONFIG_ACL;
+	}
+	if (sl_config_load(ds->conf_path, &ds->cfg, err, sizeof err) < 0) {
+		sl_error("%s", err);
+		return SL_EXIT_CONFIG;
+	}
+	apply_log_level(ds);
+	ds->pidfile = ds->cfg->pidfile;
+	sl_service_set_stop_hint((unsigned long)ds->cfg->drain_timeout_ms);
+	/* Errors and warnings reach the Event Log whatever log: says. */
+	sl_log_events(ds->service);
+	rc = serve(ds);
+	sl_config_free(ds->cfg);
+	ds->cfg = NULL;
+	return rc == 0 ? 0 : SL_EXIT_FAILED;
 }
 
 /*
- * sluice service CMD [-c FILE] [--name NAME]: the Windows service.  "run"
- * is what the service manager starts (sluice service install writes it
- * into the service's command line); the others talk to the manager.
+ * sluice service CMD [-c FILE] [--name NAME] [--account A [--password P]]:
+ * the Windows service.  "run" is what the service manager starts (sluice
+ * service install writes it into the service's command line); the others
+ * talk to the manager.
  */
 static int service_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"name", required_argument, NULL, 'n'},
+		{"account", required_argument, NULL, 'a'},
+		{"password", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct daemon_state ds;
 	const char *name = "sluice", *conf = NULL, *cmd;
+	const char *account = NULL, *password = NULL;
 	char err[1024];
 	int c, rc;
 
@@ -384,6 +445,12 @@ static int service_main(int argc, char **argv)
 		case 'n':
 			name = optarg;
 			break;
+		case 'a':
+			account = optarg;
+			break;
+		case 'P':
+			password = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -392,13 +459,17 @@ static int service_main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || ((account != NULL || password != NULL) &&
+			       strcmp(cmd, "install") != 0)) {
 		usage(stderr);
 		return 2;
 	}
 	if (strcmp(cmd, "run") != 0) {
 		if (strcmp(cmd, "install") == 0 && conf == NULL)
-			conf = SL_CONF_PATH;
+			conf = sl_path_default_conf();
+#ifdef _WIN32
+		sl_service_set_account(account, password);
+#endif
 		if (sl_service_command(cmd, name, conf, err, sizeof err) < 0) {
 			fprintf(stderr, "sluice: %s\n", err);
 			return 1;
@@ -407,16 +478,8 @@ static int service_main(int argc, char **argv)
 	}
 
 	memset(&ds, 0, sizeof ds);
-	ds.conf_path = conf != NULL ? conf : SL_CONF_PATH;
-	if (sl_config_load(ds.conf_path, &ds.cfg, err, sizeof err) < 0) {
-		/* Nobody sees stderr here: the Event Log is the one witness. */
-		sl_log_use_syslog("sluice", 0);
-		sl_error("%s", err);
-		return 1;
-	}
-	apply_log_level(&ds);
-	ds.pidfile = ds.cfg->pidfile;
-	sl_service_set_stop_hint((unsigned long)ds.cfg->drain_timeout_ms);
+	ds.conf_path = conf != NULL ? conf : sl_path_default_conf();
+	ds.service = name;
 	rc = sl_service_run(name, service_body, &ds);
 	if (rc < 0) {
 		fprintf(stderr,
@@ -425,7 +488,6 @@ static int service_main(int argc, char **argv)
 			sl_strerror(rc));
 		rc = 1;
 	}
-	sl_config_free(ds.cfg);
 	return rc;
 }
 
@@ -440,11 +502,18 @@ int main(int argc, char **argv)
 	int foreground = 0, test_only = 0, c, rc;
 	char err[1024];
 
+#ifdef _WIN32
+	/* Names as typed, whatever the code page: UTF-8 from here on. */
+	if (sl_win_utf8_argv(&argc, &argv) < 0) {
+		fprintf(stderr, "sluice: cannot read the command line\n");
+		return 2;
+	}
+#endif
 	if (argc >= 2 && strcmp(argv[1], "service") == 0)
 		return service_main(argc - 1, argv + 1);
 
 	memset(&ds, 0, sizeof ds);
-	ds.conf_path = SL_CONF_PATH;
+	ds.conf_path = sl_path_default_conf();
 	while ((c = getopt_long(argc, argv, "c:dhp:tvV", longopts, NULL)) !=
 	       -1) {
 		switch (c) {
@@ -464,8 +533,10 @@ int main(int argc, char **argv)
 			ds.verbose = 1;
 			break;
 		case 'V':
-			printf("sluice %s (event loop: %s)\n", PACKAGE_VERSION,
-			       sl_loop_backend());
+			printf("sluice %s (event loop: %s)\ndefault config: "
+			       "%s\n",
+			       PACKAGE_VERSION, sl_loop_backend(),
+			       sl_path_default_conf());
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -14,6 +14,10 @@ enum sl_ctl {
 	SL_CTL_STOP = 1, /* SIGTERM, SIGINT; Ctrl-C; service stop */
 	SL_CTL_RELOAD,   /* SIGHUP; service reload control */
 	SL_CTL_REOPEN,   /* SIGUSR1: reopen log files */
+	/* Windows: drain, but within sl_ctl_deadline_ms() (the console
+	 * closed: about 5 s; the service's preshutdown timeout) */
+	SL_CTL_STOP_SOON,
+	SL_CTL_STOP_NOW, /* Windows: the system shuts down: no drain */
 };
 
 typedef void (*sl_ctl_cb)(enum sl_ctl ev, void *data);
@@ -25,6 +29,19 @@ typedef void (*sl_ctl_cb)(enum sl_ctl ev, void *data);
 int sl_ctl_start(sl_loop *loop, sl_ctl_cb cb, void *data);
 /* Stop delivering and restore the default handlers. */
 void sl_ctl_stop(void);
+
+/*
+ * For SL_CTL_STOP_SOON: how long the OS lets the drain take, in ms, a
+ * margin for the exit already taken off.
+ */
+#ifdef _WIN32
+unsigned long sl_ctl_deadline_ms(void);
+#else
+static inline unsigned long sl_ctl_deadline_ms(void)
+{
+	return 0;
+}
+#endif
 
 /*
  * Become a daemon, in two halves.  sl_daemon_start(): fork; the parent
@@ -82,27 +99,88 @@ unsigned long sl_fd_limit_raise(void);
 /*
  * Serve as the service `name` of the service control manager: this thread
  * connects to it (StartServiceCtrlDispatcher) and run(arg) is called on the
- * service's thread, with START_PENDING reported.  Inside run(),
- * sl_notify("READY=1") reports RUNNING, sl_notify("STOPPING=1")
- * STOP_PENDING (with checkpoints and a wait hint until run() returns), and
- * the STOP and SHUTDOWN controls arrive as SL_CTL_STOP, the reload control
- * (SL_SERVICE_CONTROL_RELOAD) as SL_CTL_RELOAD, through sl_ctl_start().
- * run()'s return value is the exit code reported with STOPPED.  Returns
- * run()'s value, or -errno when the process was not started by the SCM.
+ * service's thread, with START_PENDING reported (a new checkpoint every
+ * second until RUNNING: loading the config, resolving names).  Inside
+ * run(), sl_notify("READY=1") reports RUNNING, sl_notify("STOPPING=1")
+ * STOP_PENDING (with checkpoints and a wait hint until run() returns).
+ * Controls arrive through sl_ctl_start(): STOP as SL_CTL_STOP (reported
+ * STOP_PENDING by the handler itself; a STOP during the drain changes
+ * nothing), PRESHUTDOWN as SL_CTL_STOP_SOON (the drain within the
+ * service's preshutdown timeout), SHUTDOWN as SL_CTL_STOP_NOW, the reload
+ * control (SL_SERVICE_CONTROL_RELOAD) as SL_CTL_RELOAD.  run()'s return
+ * value is the service-specific exit code reported with STOPPED
+ * (SL_EXIT_*).  Returns run()'s value, or -errno when the process was not
+ * started by the SCM.
  */
+#define SL_EXIT_FAILED 1 /* could not start (a listener, the pid file) */
+#define SL_EXIT_CONFIG 2 /* the config does not load */
+#define SL_EXIT_CONFIG_ACL 3 /* the config may be changed by others */
 #define SL_SERVICE_CONTROL_RELOAD 128
 int sl_service_run(const char *name, int (*run)(void *arg), void *arg);
 
 /*
- * `sluice service ...`: install (auto start, running this executable with
- * "service run -c CONF --name NAME"), uninstall, start, stop (waits for
+ * `sluice service ...`: install, uninstall, start, stop (waits for
  * STOPPED, bounded), reload (sends SL_SERVICE_CONTROL_RELOAD).  0, or -1
  * with err set.
+ *
+ * install: the config's folder is created if missing, with the DACL
+ * SL_CONF_DIR_SDDL; the config and its folder are checked
+ * (sl_service_check_conf); the service runs this executable with
+ * "service run -c CONF --name NAME" under the account set by
+ * sl_service_set_account() (LocalSystem by default), delayed auto-start,
+ * with a description, failure actions (restart after 5 s, three times,
+ * the count reset after a day), a preshutdown timeout
+ * (SL_PRESHUTDOWN_MS) and an Event Log source named NAME whose messages
+ * are in this executable.  uninstall removes the service and the source.
  */
+#define SL_CONF_DIR_SDDL                                                       \
+	"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)"
+#define SL_PRESHUTDOWN_MS 30000
 int sl_service_command(const char *cmd, const char *name, const char *conf,
 		       char *err, size_t errlen);
 
 /* Upper bound the service manager is told a drain may take, in ms. */
 void sl_service_set_stop_hint(unsigned long ms);
+
+#ifdef _WIN32
+/*
+ * The account `service install` gives the service: "LocalService",
+ * "NetworkService", "LocalSystem" (the default, NULL), or a name (a
+ * virtual account "NT SERVICE\NAME" needs no password; a user does).
+ */
+void sl_service_set_account(const char *account, const char *password);
+
+/*
+ * Refuse a config that someone other than SYSTEM, Administrators,
+ * TrustedInstaller or the account running this check may change: the
+ * file's DACL and its folder's.  0, or -1 with err naming the trustee of
+ * the first such ACE and its rights.  A missing file is not checked (its
+ * folder is).
+ */
+int sl_service_check_conf(const char *conf, char *err, size_t errlen);
+
+/*
+ * The check of one security descriptor (a SECURITY_DESCRIPTOR *), what
+ * naming the object in the message; self (a SID, or NULL) is trusted
+ * too.  0, or -1 with err set.  Exposed for the tests.
+ */
+int sl_win_sd_check(const void *sd, const void *self, const char *what,
+		    char *err, size_t errlen);
+
+/*
+ * The command line as UTF-8 (from GetCommandLineW), whatever the code
+ * page: *argc and *argv replaced, for the life of the process.  0 or -1.
+ */
+int sl_win_utf8_argv(int *argc, char ***argv);
+#else
+static inline int sl_service_check_conf(const char *conf, char *err,
+					size_t errlen)
+{
+	(void)conf;
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+#endif
 
 #endif

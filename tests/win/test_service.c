@@ -7,18 +7,41 @@
  *    the forwarded port, SERVICE_CONTROL_STOP, STOPPED with exit code 0,
  *    DeleteService; the log file shows the drain.
  * 2. The same life through sluice's own commands: sluice service install,
- *    start, stop, uninstall.
+ *    start, stop, uninstall, with a config and a log whose names hold
+ *    non-ASCII characters (issue 18.16).
+ * 3. What install sets (issue 18.15, 18.1): description, preshutdown
+ *    timeout, the account, the Event Log source's registry key (gone
+ *    after uninstall), the message table in sluice.exe, the config folder
+ *    it creates.
+ * 4. A config that does not load, or a start that fails, ends STOPPED
+ *    with a service-specific exit code and the reason in the log file
+ *    (issue 18.13); a second STOP during a drain does not cut it short
+ *    (issue 18.14); a config folder others may write is refused (18.1).
+ * 5. Through seams, in this process: the DACL check on SDDL strings, and
+ *    log and pid files never opened through a link, a hard link or a
+ *    directory (issue 18, the project's file rules).
  *
  * What wine cannot show: it ends services.exe, and the services with it,
  * as soon as no ordinary wine process is left, so this program stays alive
  * while the service runs (it does anyway); and wine's sc.exe did not
  * deliver a user-defined control code (128, the reload) to the handler, so
  * reload through the SCM is not tested here (the named reload event is, by
- * tests/e2e-wine).
+ * tests/e2e-wine).  Wine 8 keeps no DACL set on a file (it maps one to
+ * the Unix mode bits and synthesizes a DACL from them when asked: owner,
+ * SYSTEM, Everyone), does not know the failure actions and delayed
+ * auto-start levels of QueryServiceConfig2W, ignores the Event Log (its
+ * ReportEventW only traces), and has no console window to close: the
+ * exact DACL install gives the config folder, failure actions, delayed
+ * auto-start, events in Event Viewer and the console-close drain are
+ * shown by Windows only.
  */
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <windows.h>
+#include <aclapi.h>
+#include <sddl.h>
+#include <shlobj.h>
+#include <knownfolders.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +53,10 @@
 #include <wchar.h>
 
 #include <cmocka.h>
+
+#include "log.h"
+#include "path.h"
+#include "proc/proc.h"
 
 static char sluice_exe[MAX_PATH];
 static char tmp[MAX_PATH];
@@ -140,9 +167,10 @@ static DWORD wait_state(SC_HANDLE svc, DWORD want, unsigned ms,
 	return 0;
 }
 
+/* The file's bytes, NUL-terminated (path UTF-8); NULL if unreadable. */
 static char *read_all(const char *path)
 {
-	FILE *f = fopen(path, "rb");
+	FILE *f = sl_path_fopen(path, "rb");
 	char *buf;
 	long n;
 
@@ -158,34 +186,74 @@ static char *read_all(const char *path)
 	return buf;
 }
 
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = sl_path_fopen(path, "wb");
+
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* A config forwarding lport to uport, logging to log; extra is more
+ * top-level YAML (or ""). */
+static void write_config_x(const char *conf, const char *log, uint16_t lport,
+			   uint16_t uport, const char *extra)
+{
+	char text[4 * MAX_PATH];
+
+	snprintf(text, sizeof text,
+		 "log: '%s'\n"
+		 "drain_timeout: 5s\n"
+		 "%s"
+		 "routes:\n"
+		 "  - name: svc\n"
+		 "    listen: tcp://127.0.0.1:%u\n"
+		 "    upstreams: [tcp://127.0.0.1:%u]\n",
+		 log, extra, lport, uport);
+	write_file(conf, text);
+}
+
 static void write_config(const char *conf, const char *log, uint16_t lport,
 			 uint16_t uport)
 {
-	FILE *f = fopen(conf, "w");
+	write_config_x(conf, log, lport, uport, "");
+}
 
-	assert_non_null(f);
-	fprintf(f,
-		"log: '%s'\n"
-		"drain_timeout: 5s\n"
-		"routes:\n"
-		"  - name: svc\n"
-		"    listen: tcp://127.0.0.1:%u\n"
-		"    upstreams: [tcp://127.0.0.1:%u]\n",
-		log, lport, uport);
-	assert_int_equal(fclose(f), 0);
+static void delete_file(const char *path)
+{
+	wchar_t *w = sl_path_wide(path);
+
+	DeleteFileW(w);
+	free(w);
+}
+
+/* The echo server's port (started on first use). */
+static uint16_t echo_port(void)
+{
+	struct sockaddr_in sa;
+	int len = sizeof sa;
+
+	if (echo_l == 0 || echo_l == INVALID_SOCKET) {
+		uint16_t p = listen_any(&echo_l);
+
+		CloseHandle(CreateThread(NULL, 0, echo_main, NULL, 0, NULL));
+		return p;
+	}
+	getsockname(echo_l, (struct sockaddr *)&sa, &len);
+	return ntohs(sa.sin_port);
 }
 
 static void test_service_through_scm(void **state)
 {
 	char conf[MAX_PATH], log[MAX_PATH], cmd[3 * MAX_PATH];
 	wchar_t wname[64], wcmd[3 * MAX_PATH];
-	uint16_t uport = listen_any(&echo_l), lport = free_port();
+	uint16_t uport = echo_port(), lport = free_port();
 	SC_HANDLE scm, svc;
 	SERVICE_STATUS st;
 	char *text;
 
 	(void)state;
-	CloseHandle(CreateThread(NULL, 0, echo_main, NULL, 0, NULL));
 	snprintf(conf, sizeof conf, "%ssluice-svc-%lu.yaml", tmp,
 		 (unsigned long)GetCurrentProcessId());
 	snprintf(log, sizeof log, "%ssluice-svc-%lu.log", tmp,
@@ -248,20 +316,49 @@ static void test_service_through_scm(void **state)
 	DeleteFileA(log);
 }
 
-/* sluice.exe ARGS..., waited for; its exit status. */
-static int run_sluice(const char *args)
+/*
+ * sluice.exe ARGS... (UTF-8), waited for; its exit status.  Its stdout
+ * and stderr into out (outlen bytes, NUL-terminated) when out is given.
+ */
+static int run_sluice_out(const char *args, char *out, size_t outlen)
 {
-	char line[3 * MAX_PATH];
-	STARTUPINFOA si;
+	char line[4 * MAX_PATH];
+	wchar_t *wline;
+	STARTUPINFOW si;
 	PROCESS_INFORMATION pi;
-	DWORD code = 999;
+	SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
+	HANDLE rd = NULL, wr = NULL;
+	DWORD code = 999, n;
+	size_t got = 0;
 
 	snprintf(line, sizeof line, "\"%s\" %s", sluice_exe, args);
+	wline = sl_path_wide(line);
 	memset(&si, 0, sizeof si);
 	si.cb = sizeof si;
-	if (!CreateProcessA(NULL, line, NULL, NULL, FALSE, 0, NULL, NULL, &si,
-			    &pi))
+	if (out != NULL) {
+		CreatePipe(&rd, &wr, &sa, 0);
+		SetHandleInformation(rd, HANDLE_FLAG_INHERIT, 0);
+		si.dwFlags = STARTF_USESTDHANDLES;
+		si.hStdOutput = wr;
+		si.hStdError = wr;
+		si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
+	}
+	if (!CreateProcessW(NULL, wline, NULL, NULL, TRUE, 0, NULL, NULL, &si,
+			    &pi)) {
+		free(wline);
 		return -1;
+	}
+	free(wline);
+	if (out != NULL) {
+		CloseHandle(wr);
+		while (got + 1 < outlen &&
+		       ReadFile(rd, out + got, (DWORD)(outlen - got - 1), &n,
+				NULL) &&
+		       n > 0)
+			got += n;
+		out[got] = '\0';
+		CloseHandle(rd);
+	}
 	if (WaitForSingleObject(pi.hProcess, 60000) != WAIT_OBJECT_0)
 		TerminateProcess(pi.hProcess, 998);
 	GetExitCodeProcess(pi.hProcess, &code);
@@ -270,37 +367,34 @@ static int run_sluice(const char *args)
 	return (int)code;
 }
 
+static int run_sluice(const char *args)
+{
+	return run_sluice_out(args, NULL, 0);
+}
+
+/* "é" and a CJK character, in UTF-8: names sluice must take as typed. */
+#define NON_ASCII "\xc3\xa9\xe4\xb8\xad"
+
 static void test_service_commands(void **state)
 {
 	char conf[MAX_PATH], log[MAX_PATH], args[2 * MAX_PATH], name[64];
-	uint16_t lport = free_port(), uport;
+	uint16_t lport = free_port(), uport = echo_port();
 	char *text;
 
 	(void)state;
-	/* The echo thread of the first test still serves echo_l. */
-	uport = 0;
-	{
-		struct sockaddr_in sa;
-		int len = sizeof sa;
-
-		if (echo_l == 0 || echo_l == INVALID_SOCKET) {
-			uport = listen_any(&echo_l);
-			CloseHandle(CreateThread(NULL, 0, echo_main, NULL, 0,
-						 NULL));
-		} else {
-			getsockname(echo_l, (struct sockaddr *)&sa, &len);
-			uport = ntohs(sa.sin_port);
-		}
-	}
 	snprintf(name, sizeof name, "sluice-cmd-%lu",
 		 (unsigned long)GetCurrentProcessId());
-	snprintf(conf, sizeof conf, "%s%s.yaml", tmp, name);
-	snprintf(log, sizeof log, "%s%s.log", tmp, name);
-	DeleteFileA(log);
+	/* Non-ASCII config and log names (issue 18.16): the command line
+	 * and the service's read as UTF-16, the files opened wide. */
+	snprintf(conf, sizeof conf, "%s%s-" NON_ASCII ".yaml", tmp, name);
+	snprintf(log, sizeof log, "%s%s-" NON_ASCII ".log", tmp, name);
+	delete_file(log);
 	write_config(conf, log, lport, uport);
 
 	snprintf(args, sizeof args, "service uninstall --name %s", name);
 	run_sluice(args); /* a leftover of a failed run, as above */
+	snprintf(args, sizeof args, "-t -c \"%s\"", conf);
+	assert_int_equal(run_sluice(args), 0);
 	snprintf(args, sizeof args, "service install -c \"%s\" --name %s",
 		 conf, name);
 	assert_int_equal(run_sluice(args), 0);
@@ -325,15 +419,593 @@ static void test_service_commands(void **state)
 	assert_non_null(text);
 	assert_non_null(strstr(text, "exiting"));
 	free(text);
-	DeleteFileA(conf);
-	DeleteFileA(log);
+	delete_file(conf);
+	delete_file(log);
 }
 
+/* sluice -V and -h name the default config, resolved: %ProgramData%. */
+static void test_default_conf(void **state)
+{
+	char out[2048], want[3 * MAX_PATH];
+	PWSTR pd = NULL;
+	char *s;
+
+	(void)state;
+	assert_int_equal(SHGetKnownFolderPath(&FOLDERID_ProgramData, 0, NULL,
+					      &pd),
+			 S_OK);
+	s = sl_path_utf8(pd);
+	CoTaskMemFree(pd);
+	snprintf(want, sizeof want, "%s\\sluice\\sluice.yaml", s);
+	free(s);
+	assert_int_equal(run_sluice_out("-V", out, sizeof out), 0);
+	assert_non_null(strstr(out, want));
+	assert_int_equal(run_sluice_out("-h", out, sizeof out), 0);
+	assert_non_null(strstr(out, want));
+	assert_string_equal(sl_path_default_conf(), want);
+}
+
+#define EVENTLOG_KEY                                                           \
+	L"SYSTEM\\CurrentControlSet\\Services\\EventLog\\Application\\"
+
+/* sluice service install: what it sets, and what uninstall takes away. */
+static void test_install_settings(void **state)
+{
+	char dir[MAX_PATH], conf[MAX_PATH], log[MAX_PATH], args[3 * MAX_PATH];
+	char name[64], out[4096];
+	wchar_t wname[64], key[300], val[MAX_PATH], exe[MAX_PATH];
+	BYTE buf[8192];
+	DWORD n, type, types;
+	SC_HANDLE scm, svc;
+	HKEY k;
+
+	(void)state;
+	snprintf(name, sizeof name, "sluice-inst-%lu",
+		 (unsigned long)GetCurrentProcessId());
+	swprintf(wname, 64, L"%hs", name);
+	/* A config folder that does not exist: install creates it. */
+	snprintf(dir, sizeof dir, "%s%s", tmp, name);
+	snprintf(conf, sizeof conf, "%s\\sluice.yaml", dir);
+	snprintf(log, sizeof log, "%s%s.log", tmp, name);
+	snprintf(args, sizeof args, "service uninstall --name %s", name);
+	run_sluice(args);
+	snprintf(args, sizeof args,
+		 "service install -c \"%s\" --name %s --account LocalService",
+		 conf, name);
+	assert_int_equal(run_sluice_out(args, out, sizeof out), 0);
+	/* The config did not exist yet: said. */
+	assert_non_null(strstr(out, "does not exist yet"));
+	assert_true(GetFileAttributesA(dir) & FILE_ATTRIBUTE_DIRECTORY);
+	{
+		/* Windows: exactly SL_CONF_DIR_SDDL, protected.  Wine maps it
+		 * to mode 0750 and reads back owner, SYSTEM: no write for
+		 * others either way, which the check confirms. */
+		PSECURITY_DESCRIPTOR sd;
+		PACL dacl;
+		char err[1024];
+		wchar_t *wdir = sl_path_wide(dir);
+
+		assert_int_equal(GetNamedSecurityInfoW(
+					 wdir, SE_FILE_OBJECT,
+					 DACL_SECURITY_INFORMATION, NULL, NULL,
+					 &dacl, NULL, &sd),
+				 ERROR_SUCCESS);
+		free(wdir);
+		assert_int_equal(sl_win_sd_check(sd, NULL, dir, err,
+						 sizeof err) == 0 ||
+					 strstr(err, "S-1-5-21-") != NULL,
+				 1);
+		LocalFree(sd);
+	}
+
+	scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_ALL_ACCESS);
+	assert_non_null(scm);
+	svc = OpenServiceW(scm, wname, SERVICE_ALL_ACCESS);
+	assert_non_null(svc);
+	assert_true(QueryServiceConfigW(svc, (QUERY_SERVICE_CONFIGW *)buf,
+					sizeof buf, &n));
+	{
+		QUERY_SERVICE_CONFIGW *qc = (QUERY_SERVICE_CONFIGW *)buf;
+
+		assert_int_equal(qc->dwStartType, SERVICE_AUTO_START);
+		assert_true(wcscmp(qc->lpServiceStartName,
+				   L"NT AUTHORITY\\LocalService") == 0);
+		assert_non_null(wcsstr(qc->lpBinaryPathName,
+				       L"service run -c"));
+	}
+	assert_true(QueryServiceConfig2W(svc, SERVICE_CONFIG_DESCRIPTION, buf,
+					 sizeof buf, &n));
+	assert_non_null(((SERVICE_DESCRIPTIONW *)buf)->lpDescription);
+	assert_non_null(wcsstr(((SERVICE_DESCRIPTIONW *)buf)->lpDescription,
+			       L"sluice"));
+	assert_true(QueryServiceConfig2W(svc, SERVICE_CONFIG_PRESHUTDOWN_INFO,
+					 buf, sizeof buf, &n));
+	assert_int_equal(((SERVICE_PRESHUTDOWN_INFO *)buf)->dwPreshutdownTimeout,
+			 SL_PRESHUTDOWN_MS);
+	/* Failure actions: Windows reads back 3 restarts after 5 s, reset
+	 * after 86400 s; wine 8 stores them but fails this query level. */
+	if (QueryServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, buf,
+				 sizeof buf, &n)) {
+		SERVICE_FAILURE_ACTIONSW *fa = (SERVICE_FAILURE_ACTIONSW *)buf;
+
+		assert_int_equal(fa->dwResetPeriod, 86400);
+		assert_int_equal(fa->cActions, 3);
+		assert_int_equal(fa->lpsaActions[0].Type, SC_ACTION_RESTART);
+		assert_int_equal(fa->lpsaActions[0].Delay, 5000);
+	}
+	CloseServiceHandle(svc);
+	CloseServiceHandle(scm);
+
+	/* The Event Log source, with sluice.exe's messages. */
+	swprintf(key, 300, L"%ls%ls", EVENTLOG_KEY, wname);
+	assert_int_equal(RegOpenKeyExW(HKEY_LOCAL_MACHINE, key, 0,
+				       KEY_QUERY_VALUE, &k),
+			 ERROR_SUCCESS);
+	n = sizeof val;
+	assert_int_equal(RegQueryValueExW(k, L"EventMessageFile", NULL, &type,
+					  (BYTE *)val, &n),
+			 ERROR_SUCCESS);
+	assert_int_equal(type, REG_EXPAND_SZ);
+	assert_non_null(wcsstr(val, L"sluice.exe"));
+	n = sizeof types;
+	assert_int_equal(RegQueryValueExW(k, L"TypesSupported", NULL, &type,
+					  (BYTE *)&types, &n),
+			 ERROR_SUCCESS);
+	assert_int_equal(types, 7);
+	RegCloseKey(k);
+	{
+		/* The message file has the table: each id formats to the
+		 * line itself (what Event Viewer shows). */
+		HMODULE m = LoadLibraryExW(val, NULL,
+					   LOAD_LIBRARY_AS_DATAFILE);
+		const wchar_t *ins[] = {L"a line " L"\u00e9"};
+		static const DWORD ids[] = {0xC0000001, 0x80000002,
+					    0x40000003};
+		size_t i;
+
+		assert_non_null(m);
+		for (i = 0; i < 3; i++) {
+			assert_true(FormatMessageW(
+				FORMAT_MESSAGE_FROM_HMODULE |
+					FORMAT_MESSAGE_ARGUMENT_ARRAY,
+				m, ids[i], 0, exe, MAX_PATH, (va_list *)ins));
+			assert_non_null(wcsstr(exe, L"a line \u00e9"));
+		}
+		FreeLibrary(m);
+	}
+
+	snprintf(args, sizeof args, "service uninstall --name %s", name);
+	assert_int_equal(run_sluice(args), 0);
+	assert_int_equal(RegOpenKeyExW(HKEY_LOCAL_MACHINE, key, 0,
+				       KEY_QUERY_VALUE, &k),
+			 ERROR_FILE_NOT_FOUND);
+	RemoveDirectoryA(dir);
+	(void)log;
+}
+
+/* Create a service running sluice with conf; its handle (scm kept). */
+static SC_HANDLE create_service(SC_HANDLE scm, const char *name,
+				const char *conf)
+{
+	char cmd[3 * MAX_PATH];
+	wchar_t *wname = sl_path_wide(name), *wcmd;
+	SC_HANDLE svc;
+
+	snprintf(cmd, sizeof cmd, "\"%s\" service run -c \"%s\" --name %s",
+		 sluice_exe, conf, name);
+	wcmd = sl_path_wide(cmd);
+	svc = OpenServiceW(scm, wname, DELETE);
+	if (svc != NULL) { /* left by a failed run */
+		DeleteService(svc);
+		CloseServiceHandle(svc);
+	}
+	svc = CreateServiceW(scm, wname, wname, SERVICE_ALL_ACCESS,
+			     SERVICE_WIN32_OWN_PROCESS, SERVICE_DEMAND_START,
+			     SERVICE_ERROR_NORMAL, wcmd, NULL, NULL, NULL,
+			     NULL, NULL);
+	free(wname);
+	free(wcmd);
+	assert_non_null(svc);
+	return svc;
+}
+
+/* Start conf's service and expect it STOPPED with exit code want. */
+static void expect_start_fails(const char *name, const char *conf,
+			       DWORD want)
+{
+	SC_HANDLE scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_ALL_ACCESS);
+	SC_HANDLE svc = create_service(scm, name, conf);
+	SERVICE_STATUS st;
+
+	assert_true(StartServiceW(svc, 0, NULL));
+	assert_int_equal(wait_state(svc, SERVICE_STOPPED, 30000, &st),
+			 SERVICE_STOPPED);
+	assert_int_equal(st.dwWin32ExitCode, ERROR_SERVICE_SPECIFIC_ERROR);
+	assert_int_equal(st.dwServiceSpecificExitCode, want);
+	DeleteService(svc);
+	CloseServiceHandle(svc);
+	CloseServiceHandle(scm);
+}
+
+/*
+ * A config that does not load stops the service with SL_EXIT_CONFIG
+ * (its message goes to the Event Log: wine does not keep it); a config
+ * that loads but cannot start (here: its pid file has a second name)
+ * with SL_EXIT_FAILED and the reason in the log file.  Before, the config
+ * was read before the SCM was connected: the start failed with error
+ * 1053 and nothing said.
+ */
+static void test_bad_config(void **state)
+{
+	char conf[MAX_PATH], log[MAX_PATH], pid[MAX_PATH], link[MAX_PATH];
+	char name[64], extra[MAX_PATH + 32];
+	wchar_t *wpid, *wlink;
+	char *text;
+
+	(void)state;
+	snprintf(name, sizeof name, "sluice-bad-%lu",
+		 (unsigned long)GetCurrentProcessId());
+	snprintf(conf, sizeof conf, "%s%s.yaml", tmp, name);
+	snprintf(log, sizeof log, "%s%s.log", tmp, name);
+	snprintf(pid, sizeof pid, "%s%s.pid", tmp, name);
+	snprintf(link, sizeof link, "%s%s.pid2", tmp, name);
+	delete_file(log);
+
+	write_file(conf, "routes: [\n");
+	expect_start_fails(name, conf, SL_EXIT_CONFIG);
+
+	/* A pid file with two names (a hard link a user made to a file of
+	 * theirs): refused, not truncated. */
+	delete_file(pid);
+	delete_file(link);
+	write_file(pid, "not ours\n");
+	wpid = sl_path_wide(pid);
+	wlink = sl_path_wide(link);
+	assert_true(CreateHardLinkW(wlink, wpid, NULL));
+	snprintf(extra, sizeof extra, "pidfile: '%s'\n", pid);
+	write_config_x(conf, log, free_port(), echo_port(), extra);
+	expect_start_fails(name, conf, SL_EXIT_FAILED);
+	text = read_all(log);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "more than one name"));
+	free(text);
+	text = read_all(pid);
+	assert_string_equal(text, "not ours\n");
+	free(text);
+	DeleteFileW(wlink);
+	DeleteFileW(wpid);
+	free(wpid);
+	free(wlink);
+	delete_file(conf);
+	delete_file(log);
+}
+
+/*
+ * STOP: the handler reports STOP_PENDING before it returns (before, the
+ * status ControlService returned still said RUNNING: this test failed
+ * there).  More STOPs while the service drains: the drain goes on (the
+ * held session still relays, then closes as its client wants) and the
+ * service stops with 0, no session cut.  Wine's SCM, as Windows', refuses
+ * a control to a service in STOP_PENDING (ERROR_SERVICE_CANNOT_ACCEPT_CTRL)
+ * so the handler's own guard against a second STOP (svc_begin_stop) is
+ * not reached from here.
+ */
+static void test_second_stop(void **state)
+{
+	static const char msg[] = "still here";
+	char conf[MAX_PATH], log[MAX_PATH], name[64], got[sizeof msg];
+	uint16_t lport = free_port();
+	struct sockaddr_in sa;
+	SC_HANDLE scm, svc;
+	SERVICE_STATUS st;
+	DWORD tmo = 10000;
+	SOCKET c;
+	int i, n;
+	char *text;
+
+	(void)state;
+	snprintf(name, sizeof name, "sluice-stop2-%lu",
+		 (unsigned long)GetCurrentProcessId());
+	snprintf(conf, sizeof conf, "%s%s.yaml", tmp, name);
+	snprintf(log, sizeof log, "%s%s.log", tmp, name);
+	delete_file(log);
+	write_config(conf, log, lport, echo_port());
+	scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_ALL_ACCESS);
+	svc = create_service(scm, name, conf);
+	assert_true(StartServiceW(svc, 0, NULL));
+	assert_int_equal(wait_state(svc, SERVICE_RUNNING, 30000, &st),
+			 SERVICE_RUNNING);
+	assert_true(st.dwControlsAccepted & SERVICE_ACCEPT_PRESHUTDOWN);
+
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons(lport);
+	c = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, (const char *)&tmo, sizeof tmo);
+	assert_int_equal(send(c, msg, sizeof msg, 0), (int)sizeof msg);
+	assert_int_equal(recv(c, got, sizeof got, MSG_WAITALL), (int)sizeof msg);
+
+	/* The handler answers STOP_PENDING itself. */
+	assert_true(ControlService(svc, SERVICE_CONTROL_STOP, &st));
+	assert_int_equal(st.dwCurrentState, SERVICE_STOP_PENDING);
+	/* Whatever the SCM makes of the second one, the drain goes on. */
+	ControlService(svc, SERVICE_CONTROL_STOP, &st);
+	for (i = 0; i < 3; i++) {
+		Sleep(300);
+		assert_int_equal(send(c, msg, sizeof msg, 0), (int)sizeof msg);
+		n = recv(c, got, sizeof got, MSG_WAITALL);
+		assert_int_equal(n, (int)sizeof msg);
+		assert_memory_equal(got, msg, sizeof msg);
+		ControlService(svc, SERVICE_CONTROL_STOP, &st);
+	}
+	assert_int_equal(wait_state(svc, SERVICE_STOPPED, 500, &st),
+			 SERVICE_STOP_PENDING);
+	closesocket(c);
+	assert_int_equal(wait_state(svc, SERVICE_STOPPED, 30000, &st),
+			 SERVICE_STOPPED);
+	assert_int_equal(st.dwWin32ExitCode, NO_ERROR);
+	DeleteService(svc);
+	CloseServiceHandle(svc);
+	CloseServiceHandle(scm);
+	text = read_all(log);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "all sessions closed"));
+	assert_null(strstr(text, "second stop request"));
+	assert_null(strstr(text, "drain timeout"));
+	free(text);
+	delete_file(conf);
+	delete_file(log);
+}
+
+/* Set path's DACL from SDDL (wine: mapped to the Unix mode bits). */
+static void set_dacl(const char *path, const wchar_t *sddl)
+{
+	PSECURITY_DESCRIPTOR sd;
+	BOOL present, defaulted;
+	PACL dacl;
+	wchar_t *w = sl_path_wide(path);
+
+	assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorW(
+		sddl, SDDL_REVISION_1, &sd, NULL));
+	assert_true(GetSecurityDescriptorDacl(sd, &present, &dacl,
+					      &defaulted));
+	assert_int_equal(SetNamedSecurityInfoW(
+				 w, SE_FILE_OBJECT,
+				 DACL_SECURITY_INFORMATION |
+					 PROTECTED_DACL_SECURITY_INFORMATION,
+				 NULL, NULL, dacl, NULL),
+			 ERROR_SUCCESS);
+	LocalFree(sd);
+	free(w);
+}
+
+/*
+ * A config folder everyone may write: install refuses, naming the ACE,
+ * and so does the service when it starts (SL_EXIT_CONFIG_ACL).
+ */
+static void test_conf_acl_refused(void **state)
+{
+	char dir[MAX_PATH], conf[MAX_PATH], log[MAX_PATH], name[64];
+	char args[3 * MAX_PATH], out[4096];
+
+	(void)state;
+	snprintf(name, sizeof name, "sluice-acl-%lu",
+		 (unsigned long)GetCurrentProcessId());
+	snprintf(dir, sizeof dir, "%s%s", tmp, name);
+	CreateDirectoryA(dir, NULL);
+	snprintf(conf, sizeof conf, "%s\\sluice.yaml", dir);
+	snprintf(log, sizeof log, "%s%s.log", tmp, name);
+	write_config(conf, log, free_port(), echo_port());
+	set_dacl(dir, L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;WD)");
+
+	snprintf(args, sizeof args, "service install -c \"%s\" --name %s",
+		 conf, name);
+	assert_int_equal(run_sluice_out(args, out, sizeof out), 1);
+	assert_non_null(strstr(out, "config folder"));
+	assert_non_null(strstr(out, "S-1-1-0")); /* Everyone */
+	assert_non_null(strstr(out, "may change it"));
+	assert_non_null(strstr(out, "write data"));
+	expect_start_fails(name, conf, SL_EXIT_CONFIG_ACL);
+
+	/* Users may read, no more: accepted. */
+	set_dacl(dir,
+		 L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)");
+	assert_int_equal(run_sluice_out(args, out, sizeof out), 0);
+	snprintf(args, sizeof args, "service uninstall --name %s", name);
+	assert_int_equal(run_sluice(args), 0);
+	delete_file(conf);
+	RemoveDirectoryA(dir);
+}
+
+/* ---- seams, in this process ----------------------------------------------- */
+
+static int sd_check(const wchar_t *sddl, const wchar_t *self, char *err,
+		    size_t errlen)
+{
+	PSECURITY_DESCRIPTOR sd;
+	PSID sid = NULL;
+	int r;
+
+	assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorW(
+		sddl, SDDL_REVISION_1, &sd, NULL));
+	if (self != NULL)
+		assert_true(ConvertStringSidToSidW(self, &sid));
+	err[0] = '\0';
+	r = sl_win_sd_check(sd, sid, "config folder X", err, errlen);
+	LocalFree(sd);
+	LocalFree(sid);
+	return r;
+}
+
+/* The DACL check on its own: which ACEs let someone else change it. */
+static void test_sd_check(void **state)
+{
+	char err[1024];
+
+	(void)state;
+	/* What install creates: SYSTEM, Administrators full, Users read. */
+	assert_int_equal(sd_check(L"D:P(A;;FA;;;SY)(A;;FA;;;BA)"
+				  L"(A;;0x1200a9;;;BU)",
+				  NULL, err, sizeof err),
+			 0);
+	/* Users may write: refused, with the trustee and the rights. */
+	assert_int_equal(sd_check(L"D:P(A;;FA;;;SY)(A;;FA;;;BA)"
+				  L"(A;;FW;;;BU)",
+				  NULL, err, sizeof err),
+			 -1);
+	assert_non_null(strstr(err, "config folder X"));
+	assert_non_null(strstr(err, "S-1-5-32-545"));
+	assert_non_null(strstr(err, "ACE 3"));
+	assert_non_null(strstr(err, "write data"));
+	/* Authenticated Users with modify (what C:\ gives them). */
+	assert_int_equal(sd_check(L"D:(A;;0x1301bf;;;AU)", NULL, err,
+				  sizeof err),
+			 -1);
+	assert_non_null(strstr(err, "S-1-5-11"));
+	assert_non_null(strstr(err, "delete"));
+	/* Generic rights count; so do "change permissions" alone. */
+	assert_int_equal(sd_check(L"D:(A;;GA;;;WD)", NULL, err, sizeof err),
+			 -1);
+	assert_non_null(strstr(err, "full control"));
+	assert_int_equal(sd_check(L"D:(A;;WD;;;BU)", NULL, err, sizeof err),
+			 -1);
+	assert_non_null(strstr(err, "change permissions"));
+	/* No DACL at all: everyone.  (Built by hand: wine's SDDL parser
+	 * makes "D:NO_ACCESS_CONTROL" an empty DACL.) */
+	{
+		SECURITY_DESCRIPTOR sd;
+
+		InitializeSecurityDescriptor(&sd, SECURITY_DESCRIPTOR_REVISION);
+		SetSecurityDescriptorDacl(&sd, TRUE, NULL, FALSE);
+		assert_int_equal(sl_win_sd_check(&sd, NULL, "x", err,
+						 sizeof err),
+				 -1);
+		assert_non_null(strstr(err, "no DACL"));
+	}
+	/* An ACE only for children, a deny ACE: no write here. */
+	assert_int_equal(sd_check(L"D:P(A;;FA;;;SY)(A;OICIIO;FA;;;BU)"
+				  L"(D;;FA;;;WD)",
+				  NULL, err, sizeof err),
+			 0);
+	/* TrustedInstaller; the service's own account. */
+	assert_int_equal(sd_check(L"D:(A;;FA;;;S-1-5-80-956008885-3418522649-"
+				  L"1831038044-1853292631-2271478464)",
+				  NULL, err, sizeof err),
+			 0);
+	assert_int_equal(sd_check(L"D:(A;;FA;;;S-1-5-21-1-2-3-1001)",
+				  L"S-1-5-21-1-2-3-1001", err, sizeof err),
+			 0);
+	assert_int_equal(sd_check(L"D:(A;;FA;;;S-1-5-21-1-2-3-1001)",
+				  L"S-1-5-21-1-2-3-1002", err, sizeof err),
+			 -1);
+}
+
+/*
+ * Log files and the pid file, as sluice opens them with its own rights:
+ * no hard link, no directory or device; a log is renamed while open
+ * (rotation), and the pid file is deleted at exit through its handle.
+ */
+static void test_file_rules(void **state)
+{
+	char a[MAX_PATH], b[MAX_PATH], d[MAX_PATH], err[512];
+	wchar_t *wa, *wb;
+	void *h;
+	char *text;
+
+	(void)state;
+	snprintf(a, sizeof a, "%ssluice-fr-%lu-" NON_ASCII ".log", tmp,
+		 (unsigned long)GetCurrentProcessId());
+	snprintf(b, sizeof b, "%s.1", a);
+	snprintf(d, sizeof d, "%ssluice-fr-%lu.d", tmp,
+		 (unsigned long)GetCurrentProcessId());
+	wa = sl_path_wide(a);
+	wb = sl_path_wide(b);
+	DeleteFileW(wa);
+	DeleteFileW(wb);
+
+	/* A name with non-ASCII characters, created and written. */
+	assert_int_equal(sl_log_use_file(a), 0);
+	sl_error("first line");
+	/* Rotation by renaming the open file (FILE_SHARE_DELETE). */
+	assert_true(MoveFileW(wa, wb));
+	sl_error("after the rename");
+	assert_int_equal(sl_log_reopen(), 0);
+	sl_error("in the new file");
+	sl_log_use_stderr();
+	text = read_all(b);
+	assert_non_null(strstr(text, "first line"));
+	assert_non_null(strstr(text, "after the rename"));
+	free(text);
+	text = read_all(a);
+	assert_non_null(strstr(text, "in the new file"));
+	free(text);
+
+	/* A second name: refused, on the handle. */
+	DeleteFileW(wb);
+	assert_true(CreateHardLinkW(wb, wa, NULL));
+	assert_int_equal(sl_log_use_file(a), -EMLINK);
+	assert_int_equal(sl_access_open(b, 0), -EMLINK);
+	assert_int_equal(sl_pidfile_create(a, err, sizeof err), -1);
+	assert_non_null(strstr(err, "more than one name"));
+	text = read_all(a); /* not truncated */
+	assert_non_null(strstr(text, "in the new file"));
+	free(text);
+	DeleteFileW(wb);
+
+	/* A directory, a device. */
+	CreateDirectoryA(d, NULL);
+	assert_int_equal(sl_log_use_file(d), -SL_LOG_ENOTREG);
+	assert_int_equal(sl_log_use_file("NUL"), -SL_LOG_ENOTREG);
+	assert_int_equal(sl_pidfile_create(d, err, sizeof err), -1);
+	assert_non_null(strstr(err, "not a regular file"));
+	RemoveDirectoryA(d);
+
+	/* The pid file: written, held, and deleted through its handle. */
+	DeleteFileW(wa);
+	assert_int_equal(sl_pidfile_create(a, err, sizeof err), 0);
+	{
+		/* Readable by one who shares writing and deletion. */
+		HANDLE r = CreateFileW(wa, GENERIC_READ,
+				       FILE_SHARE_READ | FILE_SHARE_WRITE |
+					       FILE_SHARE_DELETE,
+				       NULL, OPEN_EXISTING, 0, NULL);
+		char buf[32];
+		DWORD n = 0;
+
+		assert_true(r != INVALID_HANDLE_VALUE);
+		assert_true(ReadFile(r, buf, sizeof buf - 1, &n, NULL));
+		buf[n] = '\0';
+		CloseHandle(r);
+		assert_int_equal(strtol(buf, NULL, 10),
+				 (long)GetCurrentProcessId());
+	}
+	/* Held: a second sluice cannot take it, nobody renames, replaces
+	 * or deletes it meanwhile (so the file deleted at exit through
+	 * sluice's handle is the one it wrote). */
+	assert_int_equal(sl_path_open_file(a, GENERIC_READ | GENERIC_WRITE,
+					   FILE_SHARE_READ, OPEN_ALWAYS, &h),
+			 -EBUSY);
+	assert_false(MoveFileW(wa, wb));
+	assert_false(DeleteFileW(wa));
+	sl_pidfile_remove();
+	assert_int_equal(GetFileAttributesW(wa), INVALID_FILE_ATTRIBUTES);
+	free(wa);
+	free(wb);
+}
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sd_check),
+		cmocka_unit_test(test_file_rules),
+		cmocka_unit_test(test_default_conf),
 		cmocka_unit_test(test_service_through_scm),
 		cmocka_unit_test(test_service_commands),
+		cmocka_unit_test(test_install_settings),
+		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_second_stop),
+		cmocka_unit_test(test_conf_acl_refused),
 	};
 	const char *bin = getenv("SLUICE_BIN");
 	WSADATA wd;
@@ -344,7 +1016,17 @@ int main(void)
 		return 1;
 	}
 	windows_path(bin, sluice_exe, sizeof sluice_exe);
-	GetTempPathA(sizeof tmp, tmp);
+	{
+		wchar_t wt[MAX_PATH];
+		char *t;
+
+		GetTempPathW(MAX_PATH, wt);
+		t = sl_path_utf8(wt);
+		snprintf(tmp, sizeof tmp, "%s", t);
+		free(t);
+	}
 	WSAStartup(MAKEWORD(2, 2), &wd);
+	if (getenv("SL_TEST_FILTER") != NULL) /* as the end-to-end tests */
+		cmocka_set_test_filter(getenv("SL_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
