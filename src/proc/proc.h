@@ -168,6 +168,13 @@ int sl_win_sd_check(const void *sd, const void *self, const char *what,
 		    char *err, size_t errlen);
 
 /*
+ * The service's control handler, called as the SCM would call it: for the
+ * tests, since neither Windows nor wine lets a program send PRESHUTDOWN
+ * or SHUTDOWN (ControlService: ERROR_INVALID_PARAMETER).  Its result.
+ */
+unsigned long sl_service_control(unsigned long ctl);
+
+/*
  * The command line as UTF-8 (from GetCommandLineW), whatever the code
  * page: *argc and *argv replaced, for the life of the process.  0 or -1.
  */

@@ -736,6 +736,21 @@ static void WINAPI svc_main(DWORD argc, LPWSTR *argv)
 			   (DWORD)svc_rc, 0);
 }
 
+static void svc_lock_init(void)
+{
+	static int done;
+
+	if (!done)
+		InitializeCriticalSection(&svc_lock);
+	done = 1;
+}
+
+unsigned long sl_service_control(unsigned long ctl)
+{
+	svc_lock_init();
+	return svc_control((DWORD)ctl, 0, NULL, NULL);
+}
+
 int sl_service_run(const char *name, int (*run)(void *arg), void *arg)
 {
 	SERVICE_TABLE_ENTRYW table[] = {
@@ -743,7 +758,7 @@ int sl_service_run(const char *name, int (*run)(void *arg), void *arg)
 		{NULL, NULL},
 	};
 
-	InitializeCriticalSection(&svc_lock);
+	svc_lock_init();
 	if ((svc_name = sl_path_wide(name)) == NULL)
 		return -EINVAL;
 	table[0].lpServiceName = svc_name;

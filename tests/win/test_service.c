@@ -17,9 +17,11 @@
  *    with a service-specific exit code and the reason in the log file
  *    (issue 18.13); a second STOP during a drain does not cut it short
  *    (issue 18.14); a config folder others may write is refused (18.1).
- * 5. Through seams, in this process: the DACL check on SDDL strings, and
- *    log and pid files never opened through a link, a hard link or a
- *    directory (issue 18, the project's file rules).
+ * 5. Through seams, in this process: the DACL check on SDDL strings; the
+ *    control handler's PRESHUTDOWN, SHUTDOWN and repeated STOP, which no
+ *    program may send through the SCM (issue 18.14); log and pid files
+ *    never opened through a link, a hard link or a directory (issue 18,
+ *    the project's file rules).
  *
  * What wine cannot show: it ends services.exe, and the services with it,
  * as soon as no ordinary wine process is left, so this program stays alive
@@ -195,29 +197,29 @@ static void write_file(const char *path, const char *text)
 	assert_int_equal(fclose(f), 0);
 }
 
-/* A config forwarding lport to uport, logging to log; extra is more
- * top-level YAML (or ""). */
+/* A config forwarding lport to uport, logging to log, draining for
+ * drain; extra is more top-level YAML (or ""). */
 static void write_config_x(const char *conf, const char *log, uint16_t lport,
-			   uint16_t uport, const char *extra)
+			   uint16_t uport, const char *drain, const char *extra)
 {
 	char text[4 * MAX_PATH];
 
 	snprintf(text, sizeof text,
 		 "log: '%s'\n"
-		 "drain_timeout: 5s\n"
+		 "drain_timeout: %s\n"
 		 "%s"
 		 "routes:\n"
 		 "  - name: svc\n"
 		 "    listen: tcp://127.0.0.1:%u\n"
 		 "    upstreams: [tcp://127.0.0.1:%u]\n",
-		 log, extra, lport, uport);
+		 log, drain, extra, lport, uport);
 	write_file(conf, text);
 }
 
 static void write_config(const char *conf, const char *log, uint16_t lport,
 			 uint16_t uport)
 {
-	write_config_x(conf, log, lport, uport, "");
+	write_config_x(conf, log, lport, uport, "5s", "");
 }
 
 static void delete_file(const char *path)
@@ -663,7 +665,7 @@ static void test_bad_config(void **state)
 	wlink = sl_path_wide(link);
 	assert_true(CreateHardLinkW(wlink, wpid, NULL));
 	snprintf(extra, sizeof extra, "pidfile: '%s'\n", pid);
-	write_config_x(conf, log, free_port(), echo_port(), extra);
+	write_config_x(conf, log, free_port(), echo_port(), "5s", extra);
 	expect_start_fails(name, conf, SL_EXIT_FAILED);
 	text = read_all(log);
 	assert_non_null(text);
@@ -757,6 +759,67 @@ static void test_second_stop(void **state)
 	free(text);
 	delete_file(conf);
 	delete_file(log);
+}
+
+/* ---- the control handler, through sl_service_control() ------------------ */
+
+static sl_loop *ctl_loop;
+static enum sl_ctl ctl_seen[8];
+static int ctl_nseen, ctl_want;
+
+static void on_ctl_event(enum sl_ctl ev, void *data)
+{
+	(void)data;
+	if (ctl_nseen < 8)
+		ctl_seen[ctl_nseen++] = ev;
+	if (ctl_nseen == ctl_want)
+		sl_loop_stop(ctl_loop);
+}
+
+static void on_ctl_timeout(sl_timer *t)
+{
+	(void)t;
+	sl_loop_stop(ctl_loop);
+}
+
+/*
+ * PRESHUTDOWN drains within the preshutdown timeout (SL_PRESHUTDOWN_MS
+ * when the SCM cannot be asked, as here) less 3 s for the exit; a STOP
+ * while stopping adds nothing; SHUTDOWN closes every session at once.
+ * Neither Windows nor wine lets a program send PRESHUTDOWN or SHUTDOWN
+ * (ControlService refuses with error 87), hence the handler called here
+ * directly; the control loop receives what a service's would.
+ */
+static void test_control_handler(void **state)
+{
+	sl_timer guard;
+
+	(void)state;
+	assert_int_equal(sl_loop_new(&ctl_loop), 0);
+	assert_int_equal(sl_ctl_start(ctl_loop, on_ctl_event, NULL), 0);
+	sl_timer_init(ctl_loop, &guard, on_ctl_timeout, NULL);
+	assert_int_equal(sl_service_control(SERVICE_CONTROL_INTERROGATE),
+			 NO_ERROR);
+	assert_int_equal(sl_service_control(SERVICE_CONTROL_PRESHUTDOWN),
+			 NO_ERROR);
+	assert_int_equal(sl_ctl_deadline_ms(), SL_PRESHUTDOWN_MS - 3000);
+	assert_int_equal(sl_service_control(SERVICE_CONTROL_STOP), NO_ERROR);
+	assert_int_equal(sl_service_control(SERVICE_CONTROL_STOP), NO_ERROR);
+	assert_int_equal(sl_service_control(SERVICE_CONTROL_SHUTDOWN),
+			 NO_ERROR);
+	assert_int_equal(sl_service_control(0x55), ERROR_CALL_NOT_IMPLEMENTED);
+	/* Two events, then a second to see that no third comes. */
+	ctl_want = 3;
+	sl_timer_start(&guard, 1000);
+	assert_int_equal(sl_loop_run(ctl_loop), 0);
+	assert_int_equal(ctl_nseen, 2);
+	assert_true((ctl_seen[0] == SL_CTL_STOP_SOON &&
+		     ctl_seen[1] == SL_CTL_STOP_NOW) ||
+		    (ctl_seen[1] == SL_CTL_STOP_SOON &&
+		     ctl_seen[0] == SL_CTL_STOP_NOW));
+	sl_timer_stop(&guard);
+	sl_ctl_stop();
+	sl_loop_free(ctl_loop);
 }
 
 /* Set path's DACL from SDDL (wine: mapped to the Unix mode bits). */
@@ -1005,6 +1068,7 @@ int main(void)
 		cmocka_unit_test(test_install_settings),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_second_stop),
+		cmocka_unit_test(test_control_handler),
 		cmocka_unit_test(test_conf_acl_refused),
 	};
 	const char *bin = getenv("SLUICE_BIN");
