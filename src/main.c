@@ -185,6 +185,14 @@ static void reload(struct daemon_state *ds)
 
 	sl_info("reloading %s", ds->conf_path);
 	sl_notify("RELOADING=1");
+	/* A service checks who may change its config at every read. */
+	if (ds->service != NULL &&
+	    sl_service_check_conf(ds->conf_path, err, sizeof err) < 0) {
+		sl_error("reload refused: %s; keeping the running config", err);
+		sl_proxy_reload_failed(ds->proxy);
+		sl_notify("READY=1");
+		return;
+	}
 	if (sl_config_load(ds->conf_path, &cfg, err, sizeof err) < 0) {
 		sl_error("reload failed: %s; keeping the running config", err);
 		sl_proxy_reload_failed(ds->proxy);

@@ -876,9 +876,54 @@ static void test_conf_acl_refused(void **state)
 	set_dacl(dir,
 		 L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)");
 	assert_int_equal(run_sluice_out(args, out, sizeof out), 0);
+	snprintf(args, sizeof args, "service start --name %s", name);
+	assert_int_equal(run_sluice(args), 0);
+	/* The folder opened to everyone while it runs: a reload (the
+	 * named event, as sltool sig does) is refused, and it serves on. */
+	set_dacl(dir, L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;WD)");
+	{
+		SC_HANDLE scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT);
+		wchar_t *wname = sl_path_wide(name);
+		SC_HANDLE svc = OpenServiceW(scm, wname, SERVICE_QUERY_STATUS);
+		SERVICE_STATUS_PROCESS sp;
+		char ev[64], *text = NULL;
+		HANDLE e;
+		DWORD n;
+		int i;
+
+		assert_true(QueryServiceStatusEx(svc, SC_STATUS_PROCESS_INFO,
+						 (BYTE *)&sp, sizeof sp, &n));
+		snprintf(ev, sizeof ev, "sluice-%lu-reload",
+			 (unsigned long)sp.dwProcessId);
+		e = OpenEventA(EVENT_MODIFY_STATE, FALSE, ev);
+		assert_non_null(e);
+		assert_true(SetEvent(e));
+		CloseHandle(e);
+		for (i = 0; i < 100; i++) {
+			free(text);
+			text = read_all(log);
+			if (text != NULL && strstr(text, "reload refused"))
+				break;
+			Sleep(100);
+		}
+		assert_non_null(strstr(text, "reload refused: config folder"));
+		assert_non_null(strstr(text, "S-1-1-0"));
+		free(text);
+		QueryServiceStatusEx(svc, SC_STATUS_PROCESS_INFO, (BYTE *)&sp,
+				     sizeof sp, &n);
+		assert_int_equal(sp.dwCurrentState, SERVICE_RUNNING);
+		CloseServiceHandle(svc);
+		CloseServiceHandle(scm);
+		free(wname);
+	}
+	set_dacl(dir,
+		 L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)");
+	snprintf(args, sizeof args, "service stop --name %s", name);
+	assert_int_equal(run_sluice(args), 0);
 	snprintf(args, sizeof args, "service uninstall --name %s", name);
 	assert_int_equal(run_sluice(args), 0);
 	delete_file(conf);
+	delete_file(log);
 	RemoveDirectoryA(dir);
 }
 
