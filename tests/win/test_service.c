@@ -122,15 +122,14 @@ static uint16_t free_port(void)
 	return p;
 }
 
-/* Connect (retrying while sluice starts), send, expect the echo. */
-static void round_trip(uint16_t port)
+/* A client of 127.0.0.1:port (retrying while sluice starts), with a
+ * receive timeout. */
+static SOCKET connect_port(uint16_t port)
 {
-	static const char msg[] = "through the service";
 	struct sockaddr_in sa;
-	char got[sizeof msg];
 	DWORD tmo = 10000;
 	SOCKET c = INVALID_SOCKET;
-	int i, n = 0, r;
+	int i;
 
 	memset(&sa, 0, sizeof sa);
 	sa.sin_family = AF_INET;
@@ -146,6 +145,17 @@ static void round_trip(uint16_t port)
 	}
 	assert_true(c != INVALID_SOCKET);
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, (const char *)&tmo, sizeof tmo);
+	return c;
+}
+
+/* Connect, send, expect the echo. */
+static void round_trip(uint16_t port)
+{
+	static const char msg[] = "through the service";
+	char got[sizeof msg];
+	SOCKET c = connect_port(port);
+	int n = 0, r;
+
 	assert_int_equal(send(c, msg, sizeof msg, 0), (int)sizeof msg);
 	while (n < (int)sizeof msg &&
 	       (r = recv(c, got + n, (int)sizeof msg - n, 0)) > 0)
@@ -167,6 +177,19 @@ static DWORD wait_state(SC_HANDLE svc, DWORD want, unsigned ms,
 		waited += 100;
 	}
 	return 0;
+}
+
+/* The service stops with exit code 0; then it is deleted, handles closed. */
+static void expect_stopped_ok(SC_HANDLE scm, SC_HANDLE svc)
+{
+	SERVICE_STATUS st;
+
+	assert_int_equal(wait_state(svc, SERVICE_STOPPED, 30000, &st),
+			 SERVICE_STOPPED);
+	assert_int_equal(st.dwWin32ExitCode, NO_ERROR);
+	assert_true(DeleteService(svc));
+	CloseServiceHandle(svc);
+	CloseServiceHandle(scm);
 }
 
 /* The file's bytes, NUL-terminated (path UTF-8); NULL if unreadable. */
@@ -300,12 +323,7 @@ static void test_service_through_scm(void **state)
 	round_trip(lport);
 
 	assert_true(ControlService(svc, SERVICE_CONTROL_STOP, &st));
-	assert_int_equal(wait_state(svc, SERVICE_STOPPED, 30000, &st),
-			 SERVICE_STOPPED);
-	assert_int_equal(st.dwWin32ExitCode, NO_ERROR);
-	assert_true(DeleteService(svc));
-	CloseServiceHandle(svc);
-	CloseServiceHandle(scm);
+	expect_stopped_ok(scm, svc);
 
 	text = read_all(log);
 	assert_non_null(text);
@@ -697,10 +715,8 @@ static void test_second_stop(void **state)
 	static const char msg[] = "still here";
 	char conf[MAX_PATH], log[MAX_PATH], name[64], got[sizeof msg];
 	uint16_t lport = free_port();
-	struct sockaddr_in sa;
 	SC_HANDLE scm, svc;
 	SERVICE_STATUS st;
-	DWORD tmo = 10000;
 	SOCKET c;
 	int i, n;
 	char *text;
@@ -719,13 +735,7 @@ static void test_second_stop(void **state)
 			 SERVICE_RUNNING);
 	assert_true(st.dwControlsAccepted & SERVICE_ACCEPT_PRESHUTDOWN);
 
-	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sa.sin_port = htons(lport);
-	c = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
-	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
-	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, (const char *)&tmo, sizeof tmo);
+	c = connect_port(lport);
 	assert_int_equal(send(c, msg, sizeof msg, 0), (int)sizeof msg);
 	assert_int_equal(recv(c, got, sizeof got, MSG_WAITALL), (int)sizeof msg);
 
@@ -745,12 +755,7 @@ static void test_second_stop(void **state)
 	assert_int_equal(wait_state(svc, SERVICE_STOPPED, 500, &st),
 			 SERVICE_STOP_PENDING);
 	closesocket(c);
-	assert_int_equal(wait_state(svc, SERVICE_STOPPED, 30000, &st),
-			 SERVICE_STOPPED);
-	assert_int_equal(st.dwWin32ExitCode, NO_ERROR);
-	DeleteService(svc);
-	CloseServiceHandle(svc);
-	CloseServiceHandle(scm);
+	expect_stopped_ok(scm, svc);
 	text = read_all(log);
 	assert_non_null(text);
 	assert_non_null(strstr(text, "all sessions closed"));
