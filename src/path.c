@@ -114,6 +114,20 @@ FILE *sl_path_fopen(const char *path, const char *mode)
 	return f;
 }
 
+int sl_path_check_file(unsigned long type, unsigned long attributes,
+		       unsigned long links)
+{
+	if (type != FILE_TYPE_DISK) /* NUL, CON, a pipe */
+		return -SL_PATH_ENOTREG;
+	if (attributes & FILE_ATTRIBUTE_REPARSE_POINT)
+		return -ELOOP;
+	if (attributes & FILE_ATTRIBUTE_DIRECTORY)
+		return -SL_PATH_ENOTREG;
+	if (links != 1)
+		return -EMLINK;
+	return 0;
+}
+
 /*
  * What POSIX gets from O_NOFOLLOW and fstat(2), on the handle: the last
  * component is opened itself, not followed (FILE_FLAG_OPEN_REPARSE_POINT:
@@ -149,16 +163,14 @@ int sl_path_open_file(const char *path, unsigned long access,
 		return open_err(e);
 	}
 	free(w);
-	if (GetFileType(h) != FILE_TYPE_DISK) /* NUL, CON, a pipe */
-		r = -SL_PATH_ENOTREG;
+	/* A device (NUL) has no file information: its type says enough. */
+	if (GetFileType(h) != FILE_TYPE_DISK)
+		r = sl_path_check_file(GetFileType(h), 0, 1);
 	else if (!GetFileInformationByHandle(h, &bi))
 		r = open_err(GetLastError());
-	else if (bi.dwFileAttributes & FILE_ATTRIBUTE_REPARSE_POINT)
-		r = -ELOOP;
-	else if (bi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY)
-		r = -SL_PATH_ENOTREG;
-	else if (bi.nNumberOfLinks != 1)
-		r = -EMLINK;
+	else
+		r = sl_path_check_file(FILE_TYPE_DISK, bi.dwFileAttributes,
+				       bi.nNumberOfLinks);
 	if (r < 0) {
 		CloseHandle(h);
 		return r;

@@ -58,6 +58,16 @@ char *sl_path_utf8(const wchar_t *w);
 int sl_path_open_file(const char *path, unsigned long access,
 		      unsigned long share, unsigned long disposition,
 		      void **handle);
+
+/*
+ * The check sl_path_open_file() makes on the handle, from GetFileType()
+ * and GetFileInformationByHandle()'s attributes and link count: 0 or the
+ * -errno above.  On its own for the tests: wine 8 follows Unix symbolic
+ * links and its CreateSymbolicLinkW creates nothing, so a reparse point
+ * (-ELOOP) is shown by Windows only.
+ */
+int sl_path_check_file(unsigned long type, unsigned long attributes,
+		       unsigned long links);
 #endif
 
 #endif

@@ -1067,6 +1067,26 @@ static void test_file_rules(void **state)
 	free(text);
 	DeleteFileW(wb);
 
+	/* A symbolic link or a junction: wine 8 cannot make one (its
+	 * CreateSymbolicLinkW creates nothing and a Unix link is followed),
+	 * so the check on the handle's attributes stands in. */
+	assert_int_equal(sl_path_check_file(FILE_TYPE_DISK,
+					    FILE_ATTRIBUTE_REPARSE_POINT |
+						    FILE_ATTRIBUTE_ARCHIVE,
+					    1),
+			 -ELOOP);
+	assert_int_equal(sl_path_check_file(FILE_TYPE_DISK,
+					    FILE_ATTRIBUTE_REPARSE_POINT |
+						    FILE_ATTRIBUTE_DIRECTORY,
+					    1),
+			 -ELOOP);
+	assert_int_equal(sl_path_check_file(FILE_TYPE_DISK,
+					    FILE_ATTRIBUTE_ARCHIVE, 1),
+			 0);
+	assert_int_equal(sl_path_check_file(FILE_TYPE_PIPE,
+					    FILE_ATTRIBUTE_NORMAL, 1),
+			 -SL_LOG_ENOTREG);
+
 	/* A directory, a device. */
 	CreateDirectoryA(d, NULL);
 	assert_int_equal(sl_log_use_file(d), -SL_LOG_ENOTREG);
