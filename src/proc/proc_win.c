@@ -1006,10 +1006,13 @@ static int install(SC_HANDLE scm, const char *name, const char *conf,
 		svc_err(err, errlen, "cannot install", name);
 		goto out;
 	}
-	if (configure_service(svc, name, err, errlen) < 0 ||
-	    (register_source(wname, exe) < 0 &&
-	     svc_err(err, errlen, "cannot register the Event Log source",
-		     name) < 0)) {
+	if (configure_service(svc, name, err, errlen) < 0) {
+		DeleteService(svc);
+		goto out;
+	}
+	if (register_source(wname, exe) < 0) {
+		svc_err(err, errlen, "cannot register the Event Log source",
+			name);
 		DeleteService(svc);
 		goto out;
 	}
@@ -1034,6 +1037,7 @@ int sl_service_command(const char *cmd, const char *name, const char *conf,
 	wchar_t *wname;
 	int rc = 0;
 
+	memset(&st, 0, sizeof st);
 	if ((wname = sl_path_wide(name)) == NULL) {
 		snprintf(err, errlen, "service name: not UTF-8");
 		return -1;
@@ -1079,9 +1083,17 @@ int sl_service_command(const char *cmd, const char *name, const char *conf,
 					 name,
 					 (unsigned long)
 						 st.dwServiceSpecificExitCode);
+			else if (st.dwCurrentState == SERVICE_STOPPED)
+				snprintf(err, errlen,
+					 "service %s: stopped (error %lu)",
+					 name,
+					 (unsigned long)st.dwWin32ExitCode);
 			else
-				rc = svc_err(err, errlen,
-					     "did not report RUNNING", name);
+				snprintf(err, errlen,
+					 "service %s: not RUNNING after 30 s "
+					 "(state %lu)",
+					 name,
+					 (unsigned long)st.dwCurrentState);
 			rc = -1;
 		}
 	} else if (strcmp(cmd, "stop") == 0) {

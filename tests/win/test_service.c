@@ -866,6 +866,8 @@ static void test_conf_acl_refused(void **state)
 	snprintf(conf, sizeof conf, "%s\\sluice.yaml", dir);
 	snprintf(log, sizeof log, "%s%s.log", tmp, name);
 	write_config(conf, log, free_port(), echo_port());
+	snprintf(args, sizeof args, "service uninstall --name %s", name);
+	run_sluice(args); /* a leftover of a failed run */
 	set_dacl(dir, L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;WD)");
 
 	snprintf(args, sizeof args, "service install -c \"%s\" --name %s",
