@@ -211,6 +211,31 @@ static char *read_all(const char *path)
 	return buf;
 }
 
+/* The log file holds each of want and none of unwanted (NULL-ended
+ * lists, or NULL); then the config and the log are deleted. */
+static void expect_log_then_delete(const char *conf, const char *log,
+				   const char *const *want,
+				   const char *const *unwanted)
+{
+	char *text = read_all(log);
+	wchar_t *w;
+
+	assert_non_null(text);
+	for (; want != NULL && *want != NULL; want++)
+		if (strstr(text, *want) == NULL)
+			fail_msg("%s: no \"%s\" in:\n%s", log, *want, text);
+	for (; unwanted != NULL && *unwanted != NULL; unwanted++)
+		if (strstr(text, *unwanted) != NULL)
+			fail_msg("%s: \"%s\" in:\n%s", log, *unwanted, text);
+	free(text);
+	w = sl_path_wide(conf);
+	DeleteFileW(w);
+	free(w);
+	w = sl_path_wide(log);
+	DeleteFileW(w);
+	free(w);
+}
+
 static void write_file(const char *path, const char *text)
 {
 	FILE *f = sl_path_fopen(path, "wb");
@@ -269,14 +294,38 @@ static uint16_t echo_port(void)
 	return ntohs(sa.sin_port);
 }
 
+/* Create a service running sluice with conf; its handle (scm kept). */
+static SC_HANDLE create_service(SC_HANDLE scm, const char *name,
+				const char *conf)
+{
+	char cmd[3 * MAX_PATH];
+	wchar_t *wname = sl_path_wide(name), *wcmd;
+	SC_HANDLE svc;
+
+	snprintf(cmd, sizeof cmd, "\"%s\" service run -c \"%s\" --name %s",
+		 sluice_exe, conf, name);
+	wcmd = sl_path_wide(cmd);
+	svc = OpenServiceW(scm, wname, DELETE);
+	if (svc != NULL) { /* wine reuses ids: left by a failed run */
+		DeleteService(svc);
+		CloseServiceHandle(svc);
+	}
+	svc = CreateServiceW(scm, wname, wname, SERVICE_ALL_ACCESS,
+			     SERVICE_WIN32_OWN_PROCESS, SERVICE_DEMAND_START,
+			     SERVICE_ERROR_NORMAL, wcmd, NULL, NULL, NULL,
+			     NULL, NULL);
+	free(wname);
+	free(wcmd);
+	assert_non_null(svc);
+	return svc;
+}
+
 static void test_service_through_scm(void **state)
 {
-	char conf[MAX_PATH], log[MAX_PATH], cmd[3 * MAX_PATH];
-	wchar_t wname[64], wcmd[3 * MAX_PATH];
+	char conf[MAX_PATH], log[MAX_PATH], name[64];
 	uint16_t uport = echo_port(), lport = free_port();
 	SC_HANDLE scm, svc;
 	SERVICE_STATUS st;
-	char *text;
 
 	(void)state;
 	snprintf(conf, sizeof conf, "%ssluice-svc-%lu.yaml", tmp,
@@ -286,26 +335,11 @@ static void test_service_through_scm(void **state)
 	DeleteFileA(log);
 	write_config(conf, log, lport, uport);
 
-	swprintf(wname, 64, L"sluice-test-%lu",
+	snprintf(name, sizeof name, "sluice-test-%lu",
 		 (unsigned long)GetCurrentProcessId());
-	snprintf(cmd, sizeof cmd, "\"%s\" service run -c \"%s\" --name %ls",
-		 sluice_exe, conf, wname);
-	MultiByteToWideChar(CP_ACP, 0, cmd, -1, wcmd, 3 * MAX_PATH);
-
 	scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_ALL_ACCESS);
 	assert_non_null(scm);
-	/* Wine reuses process ids: a service left by a failed earlier run
-	 * may carry this name. */
-	svc = OpenServiceW(scm, wname, DELETE);
-	if (svc != NULL) {
-		DeleteService(svc);
-		CloseServiceHandle(svc);
-	}
-	svc = CreateServiceW(scm, wname, wname, SERVICE_ALL_ACCESS,
-			     SERVICE_WIN32_OWN_PROCESS, SERVICE_DEMAND_START,
-			     SERVICE_ERROR_NORMAL, wcmd, NULL, NULL, NULL,
-			     NULL, NULL);
-	assert_non_null(svc);
+	svc = create_service(scm, name, conf);
 	if (!StartServiceW(svc, 0, NULL)) {
 		/* 1053 or 1055 under wine: a new prefix that is still
 		 * booting (scripts/check waits for it). */
@@ -325,15 +359,12 @@ static void test_service_through_scm(void **state)
 	assert_true(ControlService(svc, SERVICE_CONTROL_STOP, &st));
 	expect_stopped_ok(scm, svc);
 
-	text = read_all(log);
-	assert_non_null(text);
-	assert_non_null(strstr(text, " started: "));
-	assert_non_null(strstr(text, "reason=done"));
-	assert_non_null(strstr(text, "stopping: no new connections"));
-	assert_non_null(strstr(text, "exiting"));
-	free(text);
-	DeleteFileA(conf);
-	DeleteFileA(log);
+	expect_log_then_delete(conf, log,
+			       (const char *const[]){
+				       " started: ", "reason=done",
+				       "stopping: no new connections",
+				       "exiting", NULL},
+			       NULL);
 }
 
 /*
@@ -399,7 +430,6 @@ static void test_service_commands(void **state)
 {
 	char conf[MAX_PATH], log[MAX_PATH], args[2 * MAX_PATH], name[64];
 	uint16_t lport = free_port(), uport = echo_port();
-	char *text;
 
 	(void)state;
 	snprintf(name, sizeof name, "sluice-cmd-%lu",
@@ -435,12 +465,8 @@ static void test_service_commands(void **state)
 	/* Gone: a second uninstall says so and fails. */
 	assert_int_equal(run_sluice(args), 1);
 
-	text = read_all(log);
-	assert_non_null(text);
-	assert_non_null(strstr(text, "exiting"));
-	free(text);
-	delete_file(conf);
-	delete_file(log);
+	expect_log_then_delete(conf, log, (const char *const[]){"exiting", NULL},
+			       NULL);
 }
 
 /* sluice -V and -h name the default config, resolved: %ProgramData%. */
@@ -603,32 +629,6 @@ static void test_install_settings(void **state)
 	(void)log;
 }
 
-/* Create a service running sluice with conf; its handle (scm kept). */
-static SC_HANDLE create_service(SC_HANDLE scm, const char *name,
-				const char *conf)
-{
-	char cmd[3 * MAX_PATH];
-	wchar_t *wname = sl_path_wide(name), *wcmd;
-	SC_HANDLE svc;
-
-	snprintf(cmd, sizeof cmd, "\"%s\" service run -c \"%s\" --name %s",
-		 sluice_exe, conf, name);
-	wcmd = sl_path_wide(cmd);
-	svc = OpenServiceW(scm, wname, DELETE);
-	if (svc != NULL) { /* left by a failed run */
-		DeleteService(svc);
-		CloseServiceHandle(svc);
-	}
-	svc = CreateServiceW(scm, wname, wname, SERVICE_ALL_ACCESS,
-			     SERVICE_WIN32_OWN_PROCESS, SERVICE_DEMAND_START,
-			     SERVICE_ERROR_NORMAL, wcmd, NULL, NULL, NULL,
-			     NULL, NULL);
-	free(wname);
-	free(wcmd);
-	assert_non_null(svc);
-	return svc;
-}
-
 /* Start conf's service and expect it STOPPED with exit code want. */
 static void expect_start_fails(const char *name, const char *conf,
 			       DWORD want)
@@ -719,7 +719,6 @@ static void test_second_stop(void **state)
 	SERVICE_STATUS st;
 	SOCKET c;
 	int i, n;
-	char *text;
 
 	(void)state;
 	snprintf(name, sizeof name, "sluice-stop2-%lu",
@@ -756,14 +755,10 @@ static void test_second_stop(void **state)
 			 SERVICE_STOP_PENDING);
 	closesocket(c);
 	expect_stopped_ok(scm, svc);
-	text = read_all(log);
-	assert_non_null(text);
-	assert_non_null(strstr(text, "all sessions closed"));
-	assert_null(strstr(text, "second stop request"));
-	assert_null(strstr(text, "drain timeout"));
-	free(text);
-	delete_file(conf);
-	delete_file(log);
+	expect_log_then_delete(
+		conf, log, (const char *const[]){"all sessions closed", NULL},
+		(const char *const[]){"second stop request", "drain timeout",
+				      NULL});
 }
 
 /* ---- the control handler, through sl_service_control() ------------------ */
@@ -957,64 +952,57 @@ static int sd_check(const wchar_t *sddl, const wchar_t *self, char *err,
 /* The DACL check on its own: which ACEs let someone else change it. */
 static void test_sd_check(void **state)
 {
+	static const struct {
+		const wchar_t *sddl, *self;
+		int rc;
+		const char *says[4];
+	} cases[] = {
+		/* What install creates: SYSTEM, Administrators full, Users
+		 * read. */
+		{L"D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;0x1200a9;;;BU)", NULL, 0,
+		 {NULL}},
+		/* Users may write: refused, with the trustee and rights. */
+		{L"D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FW;;;BU)", NULL, -1,
+		 {"config folder X", "S-1-5-32-545", "ACE 3", "write data"}},
+		/* Authenticated Users with modify (what C:\ gives them). */
+		{L"D:(A;;0x1301bf;;;AU)", NULL, -1, {"S-1-5-11", "delete"}},
+		/* Generic rights count; so does "change permissions" alone. */
+		{L"D:(A;;GA;;;WD)", NULL, -1, {"full control"}},
+		{L"D:(A;;WD;;;BU)", NULL, -1, {"change permissions"}},
+		/* An ACE only for children, a deny ACE: no write here. */
+		{L"D:P(A;;FA;;;SY)(A;OICIIO;FA;;;BU)(D;;FA;;;WD)", NULL, 0,
+		 {NULL}},
+		/* TrustedInstaller; the service's own account. */
+		{L"D:(A;;FA;;;S-1-5-80-956008885-3418522649-1831038044-"
+		 L"1853292631-2271478464)",
+		 NULL, 0, {NULL}},
+		{L"D:(A;;FA;;;S-1-5-21-1-2-3-1001)", L"S-1-5-21-1-2-3-1001",
+		 0, {NULL}},
+		{L"D:(A;;FA;;;S-1-5-21-1-2-3-1001)", L"S-1-5-21-1-2-3-1002",
+		 -1, {"S-1-5-21-1-2-3-1001"}},
+	};
+	SECURITY_DESCRIPTOR nulldacl;
 	char err[1024];
+	size_t i, k;
 
 	(void)state;
-	/* What install creates: SYSTEM, Administrators full, Users read. */
-	assert_int_equal(sd_check(L"D:P(A;;FA;;;SY)(A;;FA;;;BA)"
-				  L"(A;;0x1200a9;;;BU)",
-				  NULL, err, sizeof err),
-			 0);
-	/* Users may write: refused, with the trustee and the rights. */
-	assert_int_equal(sd_check(L"D:P(A;;FA;;;SY)(A;;FA;;;BA)"
-				  L"(A;;FW;;;BU)",
-				  NULL, err, sizeof err),
-			 -1);
-	assert_non_null(strstr(err, "config folder X"));
-	assert_non_null(strstr(err, "S-1-5-32-545"));
-	assert_non_null(strstr(err, "ACE 3"));
-	assert_non_null(strstr(err, "write data"));
-	/* Authenticated Users with modify (what C:\ gives them). */
-	assert_int_equal(sd_check(L"D:(A;;0x1301bf;;;AU)", NULL, err,
-				  sizeof err),
-			 -1);
-	assert_non_null(strstr(err, "S-1-5-11"));
-	assert_non_null(strstr(err, "delete"));
-	/* Generic rights count; so do "change permissions" alone. */
-	assert_int_equal(sd_check(L"D:(A;;GA;;;WD)", NULL, err, sizeof err),
-			 -1);
-	assert_non_null(strstr(err, "full control"));
-	assert_int_equal(sd_check(L"D:(A;;WD;;;BU)", NULL, err, sizeof err),
-			 -1);
-	assert_non_null(strstr(err, "change permissions"));
+	for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+		if (sd_check(cases[i].sddl, cases[i].self, err, sizeof err) !=
+		    cases[i].rc)
+			fail_msg("%ls: not %d (%s)", cases[i].sddl,
+				 cases[i].rc, err);
+		for (k = 0; k < 4 && cases[i].says[k] != NULL; k++)
+			if (strstr(err, cases[i].says[k]) == NULL)
+				fail_msg("%ls: no \"%s\" in %s",
+					 cases[i].sddl, cases[i].says[k], err);
+	}
 	/* No DACL at all: everyone.  (Built by hand: wine's SDDL parser
 	 * makes "D:NO_ACCESS_CONTROL" an empty DACL.) */
-	{
-		SECURITY_DESCRIPTOR sd;
-
-		InitializeSecurityDescriptor(&sd, SECURITY_DESCRIPTOR_REVISION);
-		SetSecurityDescriptorDacl(&sd, TRUE, NULL, FALSE);
-		assert_int_equal(sl_win_sd_check(&sd, NULL, "x", err,
-						 sizeof err),
-				 -1);
-		assert_non_null(strstr(err, "no DACL"));
-	}
-	/* An ACE only for children, a deny ACE: no write here. */
-	assert_int_equal(sd_check(L"D:P(A;;FA;;;SY)(A;OICIIO;FA;;;BU)"
-				  L"(D;;FA;;;WD)",
-				  NULL, err, sizeof err),
-			 0);
-	/* TrustedInstaller; the service's own account. */
-	assert_int_equal(sd_check(L"D:(A;;FA;;;S-1-5-80-956008885-3418522649-"
-				  L"1831038044-1853292631-2271478464)",
-				  NULL, err, sizeof err),
-			 0);
-	assert_int_equal(sd_check(L"D:(A;;FA;;;S-1-5-21-1-2-3-1001)",
-				  L"S-1-5-21-1-2-3-1001", err, sizeof err),
-			 0);
-	assert_int_equal(sd_check(L"D:(A;;FA;;;S-1-5-21-1-2-3-1001)",
-				  L"S-1-5-21-1-2-3-1002", err, sizeof err),
+	InitializeSecurityDescriptor(&nulldacl, SECURITY_DESCRIPTOR_REVISION);
+	SetSecurityDescriptorDacl(&nulldacl, TRUE, NULL, FALSE);
+	assert_int_equal(sl_win_sd_check(&nulldacl, NULL, "x", err, sizeof err),
 			 -1);
+	assert_non_null(strstr(err, "no DACL"));
 }
 
 /*
