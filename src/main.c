@@ -21,6 +21,7 @@
 #include "path.h"
 #include "proc/proc.h"
 #include "proxy.h"
+#include "tls.h"
 
 struct daemon_state {
 	const char *conf_path;
@@ -46,9 +47,8 @@ static void usage(FILE *f)
 		"  -p file    write and lock a pid file (overrides pidfile:)\n"
 		"  -t         check the configuration and exit\n"
 		"  -v         verbose: log at debug level\n"
-		"  -V         print the version, the event loop and the "
-		"default\n"
-		"             configuration file, then exit\n"
+		"  -V         print the version, the event loop, the TLS library\n"
+		"             and the default configuration file, then exit\n"
 		"  -h         this help\n"
 		"       sluice service install|uninstall|start|stop|reload|run\n"
 		"              [-c file] [--name name]   (Windows)\n"
@@ -541,9 +541,9 @@ int main(int argc, char **argv)
 			ds.verbose = 1;
 			break;
 		case 'V':
-			printf("sluice %s (event loop: %s)\ndefault config: "
-			       "%s\n",
-			       PACKAGE_VERSION, sl_loop_backend(),
+			printf("sluice %s (event loop: %s)\nTLS: %s\n"
+			       "default config: %s\n",
+			       PACKAGE_VERSION, sl_loop_backend(), sl_tls_library(),
 			       sl_path_default_conf());
 			return 0;
 		case 'h':

@@ -2,7 +2,7 @@
 # The layer rule of src/ (src/README), checked on what was built:
 #
 #   main.c > proxy layer (proxy, session, route, health, balance, admin)
-#          > config, yamltree, acl, proxyproto > net/ > loop/
+#          > config, yamltree, acl, proxyproto, tls > net/ > loop/
 #   log.c, path.c, hset.c and errf.c: usable by every layer; proc/: by
 #   main.c alone
 #
@@ -77,7 +77,7 @@ function layer(m) {
 	if (m == "loop" || m == "net" || m == "proc" || m == "main")
 		return m
 	if (m == "config" || m == "yamltree" || m == "acl" ||
-	    m == "proxyproto")
+	    m == "proxyproto" || m == "tls")
 		return "config"
 	if (m == "proxy" || m == "session" || m == "route" ||
 	    m == "health" || m == "balance" || m == "admin")
@@ -167,7 +167,7 @@ BEGIN {
 	rank["loop"] = 1; lname["loop"] = "loop/"
 	rank["net"] = 2; lname["net"] = "net/"
 	rank["config"] = 3; lname["config"] = \
-		"config.c, yamltree.c, acl.c, proxyproto.c"
+		"config.c, yamltree.c, acl.c, proxyproto.c, tls.c"
 	rank["proxy"] = 4; lname["proxy"] = "the proxy layer"
 	rank["main"] = 6; lname["main"] = "main.c"
 	lname["proc"] = "proc/"

@@ -133,6 +133,26 @@ static void test_cfg_builder(void **state)
 	free(yaml);
 }
 
+/* ---- sluice -V ------------------------------------------------------------ */
+
+/* -V names the TLS library and its version, or says there is none. */
+static void test_version(void **state)
+{
+	char *out;
+
+	(void)state;
+	assert_int_equal(st_run_sluice(&out, "-V", NULL), 0);
+	assert_non_null(strstr(out, "sluice "));
+#ifdef SL_HAVE_TLS
+	if (strstr(out, "\nTLS: OpenSSL 3.") == NULL)
+		fail_msg("sluice -V should name OpenSSL 3:\n%s", out);
+#else
+	if (strstr(out, "\nTLS: none") == NULL)
+		fail_msg("sluice -V should say TLS: none:\n%s", out);
+#endif
+	free(out);
+}
+
 /* ---- sluice -t ------------------------------------------------------------ */
 
 static void test_check_config(void **state)
@@ -1237,6 +1257,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		ST_TEST(test_free_port_reserved),
 		ST_TEST(test_cfg_builder),
+		ST_TEST(test_version),
 		ST_TEST(test_check_config),
 		ST_TEST(test_check_quiet),
 		ST_TEST(test_check_unix),
