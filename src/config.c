@@ -34,6 +34,7 @@
 #define ROUTE_NAME_MAX 64
 #define USER_NAME_MAX 256
 #define SECURITY_MAX 4096
+#define FILE_PATH_MAX 4095
 #define ATTEMPTS_MAX 16
 
 /* ---- durations and sizes ---------------------------------------------- */
@@ -167,6 +168,8 @@ enum key_type {
 	K_PATH,	    /* char *: one of words, or an absolute path */
 	K_ENUM,	    /* int: one of words, or a name parse() knows */
 	K_CIDRS,    /* sl_cidr *, and its size_t count at off_n */
+	K_STRINGS,  /* char **, and its size_t count at off_n: a string of
+		     * 1-max bytes or a list of such */
 	K_ENDPOINT, /* sl_endpoint; its text (char *) at off_n, its
 		     * sl_conf_mark at off_mark */
 	K_MAP,	    /* a mapping of the keys in sub, filling the object at
@@ -598,6 +601,40 @@ static int get_cidrs(struct ctx *c, const struct ynode *k,
 	return 0;
 }
 
+#define STRINGS_MAX 1000
+
+/* One string or a list of them, each as get_string() reads one. */
+static int get_strings(struct ctx *c, const struct key *row,
+		       const struct ynode *k, const struct ynode *v,
+		       char ***out, size_t *nout)
+{
+	const struct ynode *const *item = NULL;
+	size_t n = 1;
+
+	if (v->kind == YN_SEQ) {
+		item = (const struct ynode *const *)v->kid;
+		n = v->nkid;
+		if (n == 0)
+			return fail(c, v, "%s: empty list (expected %s)",
+				    k->text, row->expect);
+		if (n > STRINGS_MAX)
+			return fail(c, v, "%s: %zu entries (expected at most "
+					  "%u)",
+				    k->text, n, STRINGS_MAX);
+	}
+	if ((*out = calloc(n, sizeof **out)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const struct ynode *e = item != NULL ? item[i] : v;
+
+		if (get_string(c, k, e, (size_t)row->max, row->expect,
+			       &(*out)[i]) < 0)
+			return -1;
+		*nout = i + 1;
+	}
+	return 0;
+}
+
 /* A mapping of the row's sub-keys, filling obj. */
 static int get_map(struct ctx *c, const struct key *row,
 		   const struct ynode *k, const struct ynode *v, void *obj)
@@ -662,6 +699,8 @@ static int set_key(struct ctx *c, const struct key *row,
 		return get_enum(c, row, k, v, field);
 	case K_CIDRS:
 		return get_cidrs(c, k, v, field, AT(row->off_n, size_t));
+	case K_STRINGS:
+		return get_strings(c, row, k, v, field, AT(row->off_n, size_t));
 	case K_ENDPOINT:
 		if (row->flags & KF_PORT)
 			return get_port_endpoint(
@@ -680,6 +719,250 @@ static int set_key(struct ctx *c, const struct key *row,
 }
 
 #undef AT
+
+/* ---- tls ---- */
+
+#define EXP_TLS_LISTEN "a mapping with cert (and key, client_ca, " \
+		       "verify_client, allow, min_version, handshake_timeout, " \
+		       "ciphers, ciphersuites)"
+#define EXP_TLS_UPSTREAM "a mapping with ca, server_name, verify, cert, key, " \
+			 "min_version, ciphers or ciphersuites"
+#define EXP_TLS_FILE "an absolute file path"
+#define EXP_VERIFY_CLIENT "none, optional or required"
+#define EXP_ALLOW "any, or a mapping with cn, dns and uri"
+#define EXP_TLS_NAME "a name of 1-255 characters, or a list of those"
+#define EXP_URI "a URI such as spiffe://example.com/ci, or a list of those"
+#define EXP_MIN_VERSION "\"1.2\" or \"1.3\""
+#define EXP_HANDSHAKE "a duration 1ms-1h such as 10s"
+#define EXP_CIPHERS "an OpenSSL cipher list of 1-1024 characters"
+#define EXP_SERVER_NAME "a host name of 1-253 characters"
+#define TLS_NAME_MAX 255
+#define CIPHERS_MAX 1024
+
+#define TA(m, ft) FIELD(sl_tls_allow_conf, m, ft)
+#define TL(m, ft) FIELD(sl_tls_listen_conf, m, ft)
+#define TU(m, ft) FIELD(sl_tls_upstream_conf, m, ft)
+
+static const struct keyword verify_client_words[] = {
+	{ "none", SL_TLS_VERIFY_NONE },
+	{ "optional", SL_TLS_VERIFY_OPTIONAL },
+	{ "required", SL_TLS_VERIFY_REQUIRED },
+	{ NULL, 0 },
+};
+static const struct keyword min_version_words[] = {
+	{ "1.2", 0x0303 },
+	{ "1.3", 0x0304 },
+	{ NULL, 0 },
+};
+
+static const struct key allow_keys[] = {
+	{ "cn", K_STRINGS, TA(cn, char **), .off_n = TA(ncn, size_t),
+	  .max = TLS_NAME_MAX, .expect = EXP_TLS_NAME },
+	{ "dns", K_STRINGS, TA(dns, char **), .off_n = TA(ndns, size_t),
+	  .max = TLS_NAME_MAX, .expect = EXP_TLS_NAME },
+	{ "uri", K_STRINGS, TA(uri, char **), .off_n = TA(nuri, size_t),
+	  .max = 2048, .expect = EXP_URI },
+};
+
+/* allow: any, the one word that admits every verified client. */
+static int set_allow_any(struct ctx *c, const struct ynode *k,
+			 const struct ynode *v, void *obj)
+{
+	sl_tls_allow_conf *a = obj;
+	const char *s = yscalar(&c->e, k, v, EXP_ALLOW);
+	struct yquote q;
+
+	if (s == NULL)
+		return -1;
+	if (strcmp(s, "any") != 0)
+		return fail(c, v, "%s: '%s' is not a list of names (expected "
+				  "%s)",
+			    k->text, yquote(&q, s), EXP_ALLOW);
+	a->any = 1;
+	return 0;
+}
+static const struct key allow_alt = { "allow", K_FUNC, 0,
+				      .set = set_allow_any,
+				      .expect = EXP_ALLOW };
+
+/* A mapping that names nobody would read as "nobody" and act as "any". */
+static int allow_check(struct ctx *c, const struct ynode *map,
+		       const struct ynode *const *seen, void *obj)
+{
+	const sl_tls_allow_conf *a = obj;
+
+	(void)seen;
+	if (a->ncn + a->ndns + a->nuri == 0)
+		return fail(c, map, "allow names nobody (expected %s)",
+			    EXP_ALLOW);
+	return 0;
+}
+
+enum {
+	TK_CERT,
+	TK_KEY,
+	TK_CLIENT_CA,
+	TK_VERIFY_CLIENT,
+	TK_ALLOW,
+	TK_MIN_VERSION,
+	TK_HANDSHAKE,
+	TK_CIPHERS,
+	TK_CIPHERSUITES,
+};
+
+static const struct key tls_listen_keys[] = {
+	[TK_CERT] = { "cert", K_PATH, TL(cert, char *), .max = FILE_PATH_MAX,
+		      .expect = EXP_TLS_FILE, .what = "an absolute path",
+		      .flags = KF_REQUIRED },
+	[TK_KEY] = { "key", K_PATH, TL(key, char *), .max = FILE_PATH_MAX,
+		     .expect = EXP_TLS_FILE, .what = "an absolute path" },
+	[TK_CLIENT_CA] = { "client_ca", K_PATH, TL(client_ca, char *),
+			   .max = FILE_PATH_MAX, .expect = EXP_TLS_FILE,
+			   .what = "an absolute path" },
+	[TK_VERIFY_CLIENT] = { "verify_client", K_ENUM,
+			       TL(verify_client, int),
+			       .expect = EXP_VERIFY_CLIENT,
+			       .what = "a client verification mode",
+			       .words = verify_client_words },
+	[TK_ALLOW] = { "allow", K_MAP, TL(allow, sl_tls_allow_conf),
+		       SUB(allow_keys), .where = "in allow", .alt = &allow_alt,
+		       .check = allow_check, .expect = EXP_ALLOW },
+	[TK_MIN_VERSION] = { "min_version", K_ENUM, TL(min_version, int),
+			     .expect = EXP_MIN_VERSION,
+			     .what = "a TLS version",
+			     .words = min_version_words },
+	[TK_HANDSHAKE] = { "handshake_timeout", K_DURATION,
+			   TL(handshake_timeout_ms, uint64_t), .min = 1,
+			   .max = 3600000, .expect = EXP_HANDSHAKE },
+	[TK_CIPHERS] = { "ciphers", K_STRING, TL(ciphers, char *),
+			 .max = CIPHERS_MAX, .expect = EXP_CIPHERS },
+	[TK_CIPHERSUITES] = { "ciphersuites", K_STRING,
+			      TL(ciphersuites, char *), .max = CIPHERS_MAX,
+			      .expect = EXP_CIPHERS },
+};
+
+/* What only a listener's whole tls mapping can judge. */
+static int tls_listen_check(struct ctx *c, const struct ynode *map,
+			    const struct ynode *const *seen, void *obj)
+{
+	sl_tls_listen_conf *t = obj;
+
+	(void)map;
+	if (t->verify_client != SL_TLS_VERIFY_NONE && t->client_ca == NULL)
+		return fail(c, seen[TK_VERIFY_CLIENT],
+			    "verify_client: %s needs client_ca (expected the "
+			    "CAs client certificates are verified against)",
+			    verify_client_words[t->verify_client].name);
+	if (t->verify_client == SL_TLS_VERIFY_NONE) {
+		if (seen[TK_CLIENT_CA] != NULL)
+			return fail(c, seen[TK_CLIENT_CA],
+				    "client_ca is only for verify_client: "
+				    "optional or required");
+		if (seen[TK_ALLOW] != NULL)
+			return fail(c, seen[TK_ALLOW],
+				    "allow is only for verify_client: "
+				    "optional or required");
+	}
+	/* A CA alone admits everyone it ever signed: rarely what is meant,
+	 * so that is said in so many words. */
+	if (t->verify_client == SL_TLS_VERIFY_REQUIRED &&
+	    seen[TK_ALLOW] == NULL)
+		return fail(c, seen[TK_VERIFY_CLIENT],
+			    "verify_client: required without allow admits "
+			    "every certificate client_ca ever signed "
+			    "(expected allow: with cn, dns or uri, or allow: "
+			    "any)");
+	t->on = 1;
+	return 0;
+}
+
+static const struct key tls_listen_row = {
+	"tls", K_MAP, 0, SUB(tls_listen_keys), .where = "in tls",
+	.check = tls_listen_check, .expect = EXP_TLS_LISTEN
+};
+
+enum { TU_CA, TU_SERVER_NAME, TU_VERIFY, TU_CERT, TU_KEY };
+
+static const struct key tls_upstream_keys[] = {
+	[TU_CA] = { "ca", K_PATH, TU(ca, char *), .max = FILE_PATH_MAX,
+		    .expect = EXP_TLS_FILE, .what = "an absolute path" },
+	[TU_SERVER_NAME] = { "server_name", K_STRING, TU(server_name, char *),
+			     .max = 253, .expect = EXP_SERVER_NAME },
+	[TU_VERIFY] = { "verify", K_BOOL, TU(verify, int),
+			.expect = "true or false" },
+	[TU_CERT] = { "cert", K_PATH, TU(cert, char *), .max = FILE_PATH_MAX,
+		      .expect = EXP_TLS_FILE, .what = "an absolute path" },
+	[TU_KEY] = { "key", K_PATH, TU(key, char *), .max = FILE_PATH_MAX,
+		     .expect = EXP_TLS_FILE, .what = "an absolute path" },
+	{ "min_version", K_ENUM, TU(min_version, int),
+	  .expect = EXP_MIN_VERSION, .what = "a TLS version",
+	  .words = min_version_words },
+	{ "ciphers", K_STRING, TU(ciphers, char *), .max = CIPHERS_MAX,
+	  .expect = EXP_CIPHERS },
+	{ "ciphersuites", K_STRING, TU(ciphersuites, char *),
+	  .max = CIPHERS_MAX, .expect = EXP_CIPHERS },
+};
+
+static int tls_upstream_check(struct ctx *c, const struct ynode *map,
+			      const struct ynode *const *seen, void *obj)
+{
+	sl_tls_upstream_conf *t = obj;
+
+	(void)map;
+	if (seen[TU_KEY] != NULL && t->cert == NULL)
+		return fail(c, seen[TU_KEY],
+			    "key is only for a client certificate (expected "
+			    "cert with it)");
+	t->on = 1;
+	return 0;
+}
+
+static const struct key tls_upstream_row = {
+	"tls", K_MAP, 0, SUB(tls_upstream_keys), .where = "in upstream tls",
+	.check = tls_upstream_check, .expect = EXP_TLS_UPSTREAM
+};
+
+/*
+ * tls: on a listener or an upstream.  Read only where this sluice has
+ * TLS; elsewhere the key is an error that says why, at the key.
+ */
+static int set_tls(struct ctx *c, const struct key *row, const struct ynode *k,
+		   const struct ynode *v, void *tls, sl_conf_mark *mark)
+{
+#ifdef SL_HAVE_TLS
+	mark->line = k->line;
+	mark->col = k->col;
+	return set_key(c, row, k, v, tls);
+#else
+	(void)row;
+	(void)v;
+	(void)tls;
+	(void)mark;
+	return fail(c, k, "tls: this sluice was built without TLS "
+			  "(configure found no OpenSSL 3, or was given "
+			  "--without-tls)");
+#endif
+}
+
+static int set_listen_tls(struct ctx *c, const struct ynode *k,
+			  const struct ynode *v, void *obj)
+{
+	sl_listen_conf *lc = obj;
+
+	lc->tls.min_version = 0x0303;
+	lc->tls.handshake_timeout_ms = 10000;
+	return set_tls(c, &tls_listen_row, k, v, &lc->tls, &lc->tls.mark);
+}
+
+static int set_upstream_tls(struct ctx *c, const struct ynode *k,
+			    const struct ynode *v, void *obj)
+{
+	sl_upstream_conf *uc = obj;
+
+	uc->tls.min_version = 0x0303;
+	uc->tls.verify = 1;
+	return set_tls(c, &tls_upstream_row, k, v, &uc->tls, &uc->tls.mark);
+}
 
 /* ---- listeners ---- */
 
@@ -778,6 +1061,7 @@ enum {
 	LK_ACCEPT_PROXY,
 	LK_PROXY_TIMEOUT,
 	LK_TRUSTED,
+	LK_TLS,
 };
 
 #define LC(m, ft) FIELD(sl_listen_conf, m, ft)
@@ -804,6 +1088,8 @@ static const struct key listen_keys[] = {
 			       .max = 3600000, .expect = EXP_PROXY_TIMEOUT },
 	[LK_TRUSTED] = { "trusted_proxies", K_CIDRS, LC(trusted, sl_cidr *),
 			 .off_n = LC(ntrusted, size_t), .expect = EXP_CIDRS },
+	[LK_TLS] = { "tls", K_FUNC, 0, .set = set_listen_tls,
+		     .expect = EXP_TLS_LISTEN },
 };
 
 static int listen_one(struct ctx *c, const struct ynode *k,
@@ -881,6 +1167,8 @@ static const struct key upstream_keys[] = {
 	{ "backup", K_BOOL, UC(backup, int), .expect = "true or false" },
 	{ "send_proxy", K_ENUM, UC(send_proxy, int), .expect = EXP_SEND_PROXY,
 	  .what = "a PROXY protocol version", .words = send_proxy_words },
+	{ "tls", K_FUNC, 0, .set = set_upstream_tls,
+	  .expect = EXP_TLS_UPSTREAM },
 };
 
 static int upstream_one(struct ctx *c, const struct ynode *k,
@@ -896,8 +1184,19 @@ static int upstream_one(struct ctx *c, const struct ynode *k,
 		return fail(c, v, "%s item is %s (expected an endpoint or an "
 				  "upstream mapping)",
 			    k->text, ykind_name(v->kind));
-	return walk_map(c, v, "in upstream", upstream_keys,
-			NKEYS(upstream_keys), uc, seen);
+	if (walk_map(c, v, "in upstream", upstream_keys, NKEYS(upstream_keys),
+		     uc, seen) < 0)
+		return -1;
+	/* A TCP upstream's host is the name its certificate is verified
+	 * against; a socket file or a pipe has no such name to offer. */
+	if (uc->tls.on && uc->tls.verify && uc->tls.server_name == NULL &&
+	    uc->ep.kind != SL_EP_TCP)
+		return fail_at(c, uc->tls.mark.line, uc->tls.mark.col,
+			       "tls: an upstream at '%s' has no host name to "
+			       "verify its certificate against (expected "
+			       "server_name, or verify: false)",
+			       uc->address);
+	return 0;
 }
 
 /* ---- routes ---- */
@@ -1245,7 +1544,6 @@ static int set_routes(struct ctx *c, const struct ynode *k,
 #define EXP_LOG "stderr, syslog, or an absolute file path"
 #define EXP_FACILITY "daemon, user or local0-local7"
 #define EXP_PIDFILE "an absolute file path"
-#define FILE_PATH_MAX 4095
 #define EXP_ACCESS "off, stderr, syslog, an absolute file path, or a mapping " \
 		   "with to and format"
 #define EXP_ACCESS_TO "off, stderr, syslog, or an absolute file path"
@@ -1371,6 +1669,35 @@ static void acl_conf_free(sl_acl_conf *a)
 {
 	free(a->allow);
 	free(a->deny);
+}
+
+static void strings_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void tls_listen_free(sl_tls_listen_conf *t)
+{
+	free(t->cert);
+	free(t->key);
+	free(t->client_ca);
+	strings_free(t->allow.cn, t->allow.ncn);
+	strings_free(t->allow.dns, t->allow.ndns);
+	strings_free(t->allow.uri, t->allow.nuri);
+	free(t->ciphers);
+	free(t->ciphersuites);
+}
+
+static void tls_upstream_free(sl_tls_upstream_conf *t)
+{
+	free(t->ca);
+	free(t->server_name);
+	free(t->cert);
+	free(t->key);
+	free(t->ciphers);
+	free(t->ciphersuites);
 }
 
 /* ---- entry points ----------------------------------------------------- */
@@ -1517,10 +1844,13 @@ void sl_config_free(sl_config *cfg)
 			free(rc->listen[j].group);
 			free(rc->listen[j].security);
 			free(rc->listen[j].trusted);
+			tls_listen_free(&rc->listen[j].tls);
 		}
 		free(rc->listen);
-		for (size_t j = 0; j < rc->nupstreams; j++)
+		for (size_t j = 0; j < rc->nupstreams; j++) {
 			free(rc->upstreams[j].address);
+			tls_upstream_free(&rc->upstreams[j].tls);
+		}
 		free(rc->upstreams);
 		free(rc->name);
 		free(rc->health.send);

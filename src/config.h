@@ -17,6 +17,51 @@ typedef struct sl_conf_mark {
 	unsigned line, col; /* 1-based */
 } sl_conf_mark;
 
+/* TLS names a peer's certificate may be admitted by (any match admits). */
+typedef struct sl_tls_allow_conf {
+	int any;           /* allow: any */
+	char **cn;         /* subject common names */
+	size_t ncn;
+	char **dns;        /* DNS subjectAltNames */
+	size_t ndns;
+	char **uri;        /* URI subjectAltNames (spiffe://...) */
+	size_t nuri;
+} sl_tls_allow_conf;
+
+enum sl_tls_verify_client {
+	SL_TLS_VERIFY_NONE = 0, /* the default */
+	SL_TLS_VERIFY_OPTIONAL,
+	SL_TLS_VERIFY_REQUIRED,
+};
+
+/* A listener's tls: terminating TLS from its clients.  on == 0: none. */
+typedef struct sl_tls_listen_conf {
+	int on;
+	char *cert;      /* PEM chain; the key may be in it too */
+	char *key;       /* NULL: in cert */
+	char *client_ca; /* CAs client certificates are verified against */
+	int verify_client; /* enum sl_tls_verify_client */
+	sl_tls_allow_conf allow;
+	int min_version;  /* 0x0303 (TLS 1.2, default) or 0x0304 (1.3) */
+	uint64_t handshake_timeout_ms; /* default 10000 */
+	char *ciphers;      /* TLS 1.2 cipher list; NULL: OpenSSL's */
+	char *ciphersuites; /* TLS 1.3 suites; NULL: OpenSSL's */
+	sl_conf_mark mark;  /* of the tls key */
+} sl_tls_listen_conf;
+
+/* An upstream's tls: originating TLS toward it.  on == 0: none. */
+typedef struct sl_tls_upstream_conf {
+	int on;
+	char *ca;          /* NULL: the system's store */
+	char *server_name; /* SNI and the name verified; NULL: the host */
+	int verify;        /* default 1; 0 only with a warning at start */
+	char *cert;        /* client certificate; NULL: none */
+	char *key;         /* NULL: in cert */
+	int min_version;   /* as a listener's */
+	char *ciphers, *ciphersuites;
+	sl_conf_mark mark;
+} sl_tls_upstream_conf;
+
 typedef struct sl_listen_conf {
 	sl_endpoint ep;
 	char *address;  /* as written */
@@ -30,6 +75,7 @@ typedef struct sl_listen_conf {
 	uint64_t proxy_timeout_ms; /* to receive it; default 5000 */
 	sl_cidr *trusted; /* peers that may send it; none = any */
 	size_t ntrusted;
+	sl_tls_listen_conf tls;
 	sl_conf_mark mark;
 } sl_listen_conf;
 
@@ -39,6 +85,7 @@ typedef struct sl_upstream_conf {
 	unsigned weight; /* 1-256; default 1 */
 	int backup;      /* used only while every primary is down */
 	int send_proxy;  /* PROXY protocol version to send: 0 (none), 1, 2 */
+	sl_tls_upstream_conf tls;
 	sl_conf_mark mark;
 } sl_upstream_conf;
 

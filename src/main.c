@@ -141,6 +141,31 @@ static void preflight(const sl_config *cfg)
 	}
 }
 
+#ifdef SL_HAVE_TLS
+static void tls_warn(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "sluice: warning: %s\n", msg);
+}
+#endif
+
+/* sluice -t: every TLS certificate, key and CA loads (an error if not);
+ * warnings for those that expire soon and for unverified upstreams. */
+static int preflight_tls(const sl_config *cfg)
+{
+#ifdef SL_HAVE_TLS
+	char err[1024];
+
+	if (sl_tls_check(cfg, tls_warn, NULL, err, sizeof err) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		return -1;
+	}
+#else
+	(void)cfg;
+#endif
+	return 0;
+}
+
 static void on_idle(sl_proxy *p, void *arg)
 {
 	struct daemon_state *ds = arg;
@@ -575,6 +600,11 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		preflight(ds.cfg);
+		if (preflight_tls(ds.cfg) < 0) {
+			sl_net_shutdown();
+			sl_config_free(ds.cfg);
+			return 1;
+		}
 		sl_net_shutdown();
 		fprintf(stderr, "sluice: %s: configuration OK\n", ds.conf_path);
 		sl_config_free(ds.cfg);

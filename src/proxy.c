@@ -92,12 +92,15 @@ struct lbind {
 /* New snapshot of rc, sharing the state of old (the running route of the
  * same name, or NULL). */
 static struct route *route_make(struct sl_proxy *p, const sl_config *cfg,
-				const sl_route_conf *rc, const struct route *old)
+				const sl_route_conf *rc, const struct route *old,
+				char *err, size_t errlen)
 {
-	struct route *r = route_new(cfg, rc, old, p->nloops, &p->adm);
+	struct route *r = route_new(cfg, rc, old, p->nloops, &p->adm, err,
+				    errlen);
 
 	if (r != NULL && balance_init(r) < 0) {
 		route_unref(r);
+		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	return r;
@@ -659,8 +662,9 @@ static int apply_open(struct sl_proxy *p, struct attempt *a, char *err,
 			&a->run_routes, name_hash(rc->name), route_is_named,
 			rc->name);
 
-		if ((a->routes[i] = route_make(p, cfg, rc, old)) == NULL)
-			return no_memory(err, errlen);
+		if ((a->routes[i] = route_make(p, cfg, rc, old, err,
+					       errlen)) == NULL)
+			return -1;
 		for (size_t j = 0; j < rc->nlisten; j++) {
 			struct pending_bind *pb = &a->pb[a->npb];
 

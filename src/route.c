@@ -5,10 +5,12 @@
  */
 #include "route.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "tls.h"
 
 #define CLIENT_BUCKETS 1024
 
@@ -114,19 +116,86 @@ void route_ref(struct route *r)
 	atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
 }
 
+static void tls_unref(struct sl_tls_ctx *c)
+{
+#ifdef SL_HAVE_TLS
+	sl_tls_ctx_unref(c);
+#else
+	(void)c;
+#endif
+}
+
+/* Until sessions relay TLS, a route with tls does not start: its
+ * clients would otherwise be served in cleartext. */
+#define SL_TLS_NOT_YET(e)                                                      \
+	(snprintf((e), sizeof(e), "sessions do not relay TLS yet in this "     \
+				  "build (sluice -t checks the files)") > 0)
+
+/*
+ * The TLS contexts of r's listeners and upstreams, each file read now.
+ * 0, or -1 with "FILE:LINE:COL: tls: ..." in err.
+ */
+static int route_tls(struct route *r, const sl_config *cfg,
+		     const sl_route_conf *rc, char *err, size_t errlen)
+{
+#ifdef SL_HAVE_TLS
+	char e[768];
+
+	for (size_t i = 0; i < r->nlistens; i++) {
+		const sl_tls_listen_conf *t = &rc->listen[i].tls;
+
+		if (!t->on)
+			continue;
+		r->listens[i].handshake_timeout_ms = t->handshake_timeout_ms;
+		if ((r->listens[i].tls = sl_tls_ctx_server(t, e, sizeof e)) ==
+		    NULL ||
+		    SL_TLS_NOT_YET(e)) {
+			snprintf(err, errlen, "%s:%u:%u: tls: %s", cfg->path,
+				 t->mark.line, t->mark.col, e);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < r->nups; i++) {
+		const sl_tls_upstream_conf *t = &rc->upstreams[i].tls;
+
+		if (!t->on)
+			continue;
+		if ((r->ups[i].tls = sl_tls_ctx_client(
+			     t, &rc->upstreams[i].ep, e, sizeof e)) == NULL ||
+		    SL_TLS_NOT_YET(e)) {
+			snprintf(err, errlen, "%s:%u:%u: tls: %s", cfg->path,
+				 t->mark.line, t->mark.col, e);
+			return -1;
+		}
+	}
+	return 0;
+#else
+	(void)r;
+	(void)cfg;
+	(void)rc;
+	(void)err;
+	(void)errlen;
+	return 0;
+#endif
+}
+
 void route_unref(struct route *r)
 {
 	if (r == NULL)
 		return;
 	if (atomic_fetch_sub(&r->refs, 1) != 1)
 		return;
-	for (size_t i = 0; r->ups != NULL && i < r->nups; i++)
+	for (size_t i = 0; r->ups != NULL && i < r->nups; i++) {
 		ustate_unref(r->ups[i].st);
+		tls_unref(r->ups[i].tls);
+	}
 	free(r->ups);
 	free(r->sched[0]);
 	free(r->sched[1]);
-	for (size_t i = 0; r->listens != NULL && i < r->nlistens; i++)
+	for (size_t i = 0; r->listens != NULL && i < r->nlistens; i++) {
 		sl_acl_free(&r->listens[i].trusted);
+		tls_unref(r->listens[i].tls);
+	}
 	free(r->listens);
 	sl_acl_free(&r->gacl);
 	sl_acl_free(&r->acl);
@@ -158,11 +227,12 @@ static struct upstream_state *ustate_for(struct route *r, size_t upto,
 
 struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 			const struct route *old, unsigned nloops,
-			struct admission *adm)
+			struct admission *adm, char *err, size_t errlen)
 {
 	struct route *r = calloc(1, sizeof *r);
 	struct route_state *st;
 
+	snprintf(err, errlen, "out of memory");
 	if (r == NULL)
 		return NULL;
 	atomic_init(&r->refs, 1);
@@ -226,6 +296,8 @@ struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 	r->rate_count = rc->rate_count;
 	r->rate_period_ms = rc->rate_period_ms;
 	r->buffer_size = rc->buffer_size ? rc->buffer_size : 65536;
+	if (route_tls(r, cfg, rc, err, errlen) < 0)
+		goto fail;
 	return r;
 fail:
 	route_unref(r);

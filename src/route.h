@@ -104,6 +104,7 @@ struct upstream {
 	unsigned weight;
 	int backup;
 	int send_proxy; /* 0, 1, 2 */
+	struct sl_tls_ctx *tls; /* NULL: cleartext */
 	uint64_t hash;  /* of the name: source-hash's identity */
 	struct upstream_state *st;
 };
@@ -169,6 +170,8 @@ struct route_state {
 /* One listen entry of a route snapshot, and what it asks of a session. */
 struct route_listen {
 	struct route *route;
+	struct sl_tls_ctx *tls; /* NULL: cleartext */
+	uint64_t handshake_timeout_ms;
 	int accept_proxy;
 	uint64_t proxy_timeout_ms;
 	sl_acl trusted; /* peers that may send a PROXY header; empty: any */
@@ -213,12 +216,14 @@ struct route {
  * admitting its sessions through adm.  It shares the state of old (the
  * running config's route of the same name, NULL when there is none), and
  * each upstream's state with that route's upstream of the same address.
- * The schedules are left empty: they are balance_init()'s.  NULL when out
- * of memory.  Control loop.
+ * The schedules are left empty: they are balance_init()'s.  Its TLS
+ * contexts read every certificate, key and CA again.  NULL with a
+ * message in err (out of memory; "FILE:LINE:COL: tls: ..." for a TLS
+ * file).  Control loop.
  */
 struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 			const struct route *old, unsigned nloops,
-			struct admission *adm);
+			struct admission *adm, char *err, size_t errlen);
 
 /* Any thread; route_unref(NULL) does nothing. */
 void route_ref(struct route *r);

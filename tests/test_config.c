@@ -102,13 +102,14 @@ static char *slurp(const char *path, size_t *len)
 	return buf;
 }
 
-static void test_good_fixtures(void **state)
+/* Every file of tests/conf/<sub> loads. */
+static void run_good_fixtures(const char *sub, size_t min)
 {
 	char **names;
 	char dir[1024], path[1300], err[1024];
-	size_t n = list_fixtures("good", dir, sizeof dir, &names);
+	size_t n = list_fixtures(sub, dir, sizeof dir, &names);
 
-	assert_true(n >= 5);
+	assert_true(n >= min);
 	for (size_t i = 0; i < n; i++) {
 		sl_config *cfg = (sl_config *)&cfg; /* must become NULL or a config */
 
@@ -128,6 +129,11 @@ static void test_good_fixtures(void **state)
 	free_names(names, n);
 }
 
+static void test_good_fixtures(void **state)
+{
+	run_good_fixtures("good", 5);
+}
+
 /* The sample config the daemon installs must load too. */
 static void test_sample_config(void **state)
 {
@@ -142,14 +148,15 @@ static void test_sample_config(void **state)
 	sl_config_free(cfg);
 }
 
-static void test_bad_fixtures(void **state)
+/* Every file of tests/conf/<sub> fails with the message it expects. */
+static void run_bad_fixtures(const char *sub, size_t min)
 {
 	char **names;
 	char dir[1024], path[1300], want[2048], err[2048], err2[2048];
-	size_t n = list_fixtures("bad", dir, sizeof dir, &names);
+	size_t n = list_fixtures(sub, dir, sizeof dir, &names);
 	int failed = 0;
 
-	assert_true(n >= 30);
+	assert_true(n >= min);
 	for (size_t i = 0; i < n; i++) {
 		sl_config *cfg = (sl_config *)&cfg;
 		size_t len;
@@ -193,6 +200,11 @@ static void test_bad_fixtures(void **state)
 	}
 	free_names(names, n);
 	assert_int_equal(failed, 0);
+}
+
+static void test_bad_fixtures(void **state)
+{
+	run_bad_fixtures("bad", 30);
 }
 
 static const char full_yaml[] =
@@ -864,6 +876,145 @@ static void test_node_cap(void **state)
 	free(y);
 }
 
+/* ---- tls ---------------------------------------------------------------- */
+
+static const char tls_yaml[] =
+	"routes:\n"
+	"  - name: in\n"
+	"    listen:\n"
+	"      - address: tcp://127.0.0.1:8443\n"
+	"        tls:\n"
+	"          cert: /etc/s/server.pem\n"
+	"          key: /etc/s/server.key\n"
+	"          client_ca: /etc/s/ca.pem\n"
+	"          verify_client: required\n"
+	"          allow:\n"
+	"            cn: [ci-runner, deploy]\n"
+	"            dns: ci.example.com\n"
+	"            uri: [\"spiffe://example.com/ci\"]\n"
+	"          min_version: \"1.3\"\n"
+	"          handshake_timeout: 2500ms\n"
+	"          ciphers: ECDHE+AESGCM\n"
+	"          ciphersuites: TLS_AES_128_GCM_SHA256\n"
+	"      - address: tcp://127.0.0.1:8444\n"
+	"        tls: {cert: /etc/s/both.pem}\n"
+	"      - tcp://127.0.0.1:8445\n"
+	"    upstreams:\n"
+	"      - address: tcp://api.example.com:443\n"
+	"        tls:\n"
+	"          ca: /etc/ssl/ca.pem\n"
+	"          server_name: api.internal\n"
+	"          verify: false\n"
+	"          cert: /etc/s/client.pem\n"
+	"          key: /etc/s/client.key\n"
+	"      - address: tcp://b.example.com:443\n"
+	"        tls: {}\n"
+	"      - tcp://127.0.0.1:80\n";
+
+#ifdef SL_HAVE_TLS
+/* Every tls key lands in its field; what is not written has its default. */
+static void test_tls_fields(void **state)
+{
+	char err[512];
+	sl_config *cfg = NULL;
+	const sl_route_conf *rc;
+	const sl_tls_listen_conf *t;
+	const sl_tls_upstream_conf *u;
+
+	(void)state;
+	if (sl_config_load_string(tls_yaml, strlen(tls_yaml), "tls.yaml",
+				  &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	rc = &cfg->routes[0];
+	t = &rc->listen[0].tls;
+	assert_int_equal(t->on, 1);
+	assert_string_equal(t->cert, "/etc/s/server.pem");
+	assert_string_equal(t->key, "/etc/s/server.key");
+	assert_string_equal(t->client_ca, "/etc/s/ca.pem");
+	assert_int_equal(t->verify_client, SL_TLS_VERIFY_REQUIRED);
+	assert_int_equal(t->allow.any, 0);
+	assert_int_equal(t->allow.ncn, 2);
+	assert_string_equal(t->allow.cn[1], "deploy");
+	assert_int_equal(t->allow.ndns, 1);
+	assert_string_equal(t->allow.dns[0], "ci.example.com");
+	assert_int_equal(t->allow.nuri, 1);
+	assert_string_equal(t->allow.uri[0], "spiffe://example.com/ci");
+	assert_int_equal(t->min_version, 0x0304);
+	assert_int_equal(t->handshake_timeout_ms, 2500);
+	assert_string_equal(t->ciphers, "ECDHE+AESGCM");
+	assert_string_equal(t->ciphersuites, "TLS_AES_128_GCM_SHA256");
+	assert_int_equal(t->mark.line, 5);
+	assert_int_equal(t->mark.col, 9);
+
+	t = &rc->listen[1].tls;
+	assert_int_equal(t->on, 1);
+	assert_string_equal(t->cert, "/etc/s/both.pem");
+	assert_null(t->key);
+	assert_null(t->client_ca);
+	assert_int_equal(t->verify_client, SL_TLS_VERIFY_NONE);
+	assert_int_equal(t->min_version, 0x0303);
+	assert_int_equal(t->handshake_timeout_ms, 10000);
+	assert_null(t->ciphers);
+	assert_int_equal(rc->listen[2].tls.on, 0);
+
+	u = &rc->upstreams[0].tls;
+	assert_int_equal(u->on, 1);
+	assert_string_equal(u->ca, "/etc/ssl/ca.pem");
+	assert_string_equal(u->server_name, "api.internal");
+	assert_int_equal(u->verify, 0);
+	assert_string_equal(u->cert, "/etc/s/client.pem");
+	assert_string_equal(u->key, "/etc/s/client.key");
+	u = &rc->upstreams[1].tls;
+	assert_int_equal(u->on, 1);
+	assert_null(u->ca);
+	assert_null(u->server_name);
+	assert_int_equal(u->verify, 1);
+	assert_int_equal(u->min_version, 0x0303);
+	assert_int_equal(rc->upstreams[2].tls.on, 0);
+	sl_config_free(cfg);
+}
+
+static void test_tls_good_fixtures(void **state)
+{
+	(void)state;
+	run_good_fixtures("good-tls", 2);
+}
+
+static void test_tls_bad_fixtures(void **state)
+{
+	(void)state;
+	run_bad_fixtures("bad-tls", 15);
+}
+#else
+/* Built without TLS: any tls key is an error that says so, at the key. */
+static void test_tls_absent(void **state)
+{
+	static const char up[] = "routes:\n"
+				 "  - name: a\n"
+				 "    listen: tcp://127.0.0.1:1\n"
+				 "    upstreams:\n"
+				 "      - {address: tcp://127.0.0.1:2, tls: {}}\n";
+	char err[512];
+	sl_config *cfg = NULL;
+
+	(void)state;
+	assert_int_equal(sl_config_load_string(tls_yaml, strlen(tls_yaml),
+					       "tls.yaml", &cfg, err,
+					       sizeof err),
+			 -1);
+	assert_null(cfg);
+	assert_string_equal(err, "tls.yaml:5:9: tls: this sluice was built "
+				 "without TLS (configure found no OpenSSL 3, "
+				 "or was given --without-tls)");
+	assert_int_equal(sl_config_load_string(up, strlen(up), "up.yaml", &cfg,
+					       err, sizeof err),
+			 -1);
+	assert_string_equal(err, "up.yaml:5:38: tls: this sluice was built "
+				 "without TLS (configure found no OpenSSL 3, "
+				 "or was given --without-tls)");
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -884,6 +1035,13 @@ int main(void)
 		cmocka_unit_test(test_good_fixtures),
 		cmocka_unit_test(test_sample_config),
 		cmocka_unit_test(test_bad_fixtures),
+#ifdef SL_HAVE_TLS
+		cmocka_unit_test(test_tls_fields),
+		cmocka_unit_test(test_tls_good_fixtures),
+		cmocka_unit_test(test_tls_bad_fixtures),
+#else
+		cmocka_unit_test(test_tls_absent),
+#endif
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
