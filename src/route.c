@@ -125,11 +125,9 @@ static void tls_unref(struct sl_tls_ctx *c)
 #endif
 }
 
-/* Until sessions relay TLS, a route with tls does not start: its
- * clients would otherwise be served in cleartext. */
-#define SL_TLS_NOT_YET(e)                                                      \
-	(snprintf((e), sizeof(e), "sessions do not relay TLS yet in this "     \
-				  "build (sluice -t checks the files)") > 0)
+/* What this build does not do yet is refused, never done half. */
+#define TLS_NOT_YET(e, cond, what)                                             \
+	((cond) && snprintf((e), sizeof(e), "%s", (what)) > 0)
 
 /*
  * The TLS contexts of r's listeners and upstreams, each file read now.
@@ -149,7 +147,10 @@ static int route_tls(struct route *r, const sl_config *cfg,
 		r->listens[i].handshake_timeout_ms = t->handshake_timeout_ms;
 		if ((r->listens[i].tls = sl_tls_ctx_server(t, e, sizeof e)) ==
 		    NULL ||
-		    SL_TLS_NOT_YET(e)) {
+		    TLS_NOT_YET(e, t->allow.ncn + t->allow.ndns +
+					   t->allow.nuri >
+				   0,
+				"allow by name is not enforced yet")) {
 			snprintf(err, errlen, "%s:%u:%u: tls: %s", cfg->path,
 				 t->mark.line, t->mark.col, e);
 			return -1;
@@ -162,7 +163,7 @@ static int route_tls(struct route *r, const sl_config *cfg,
 			continue;
 		if ((r->ups[i].tls = sl_tls_ctx_client(
 			     t, &rc->upstreams[i].ep, e, sizeof e)) == NULL ||
-		    SL_TLS_NOT_YET(e)) {
+		    TLS_NOT_YET(e, 1, "TLS to upstreams is not enabled yet")) {
 			snprintf(err, errlen, "%s:%u:%u: tls: %s", cfg->path,
 				 t->mark.line, t->mark.col, e);
 			return -1;

@@ -31,13 +31,17 @@
 #include "balance.h"
 #include "log.h"
 #include "proxyproto.h"
+#include "tls.h"
 
 enum { C2U = 0, U2C = 1 };
 
 enum phase {
 	PH_HEADER,     /* reading the client's PROXY header */
+	PH_TLS,        /* the client's TLS handshake, within its timeout */
 	PH_QUEUED,     /* every upstream down: waiting in the route's queue */
 	PH_CONNECTING, /* a connect attempt is under way */
+	PH_UP_TLS,     /* the upstream's TLS handshake, within the connect
+			* timeout */
 	PH_RELAY,
 };
 
@@ -95,6 +99,7 @@ struct session {
 	unsigned queued : 1;    /* counted in the route's queue */
 	unsigned quiet : 1;     /* no access-log line (denied: rate-limited) */
 	int pending_closes;
+	int tls_shuts; /* TLS shutdowns asked for, not done */
 	const char *reason;
 	int err;
 	/* The client's name for logs when it has no IP address (a Unix
@@ -254,7 +259,7 @@ static void session_finish(struct session *s)
 			.client = client_name(s, name, sizeof name),
 			.upstream = up,
 			.reason = s->reason,
-			.error = s->err != 0 ? sl_strerror(s->err) : NULL,
+			.error = s->err != 0 ? sl_tls_strerror(s->err) : NULL,
 			.bytes_in = s->d[C2U].bytes,
 			.bytes_out = s->d[U2C].bytes,
 			.duration_ms = dur,
@@ -309,19 +314,23 @@ static void session_close(struct session *s, const char *reason, int err,
 
 	s->pending_closes = 1 + (s->upstream != NULL);
 	if (abort_peer) {
-		sl_stream_close_reset(s->client, on_stream_closed);
+		sl_tls_close_reset(s->client, on_stream_closed);
 		if (s->upstream != NULL)
-			sl_stream_close_reset(s->upstream, on_stream_closed);
+			sl_tls_close_reset(s->upstream, on_stream_closed);
 	} else {
-		sl_stream_close(s->client, on_stream_closed);
+		sl_tls_close(s->client, on_stream_closed);
 		if (s->upstream != NULL)
-			sl_stream_close(s->upstream, on_stream_closed);
+			sl_tls_close(s->upstream, on_stream_closed);
 	}
 }
 
 static void close_on_error(struct session *s, sl_stream *where, int err)
 {
-	if (where == s->client)
+	/* A TLS peer's end without close_notify: the bytes before it may
+	 * not be all it meant to send, so it is no orderly end. */
+	if (err == SL_TLS_ETRUNC)
+		session_close(s, "tls-truncated", 0, 1);
+	else if (where == s->client)
 		session_close(s, "client-error", err, 1);
 	else
 		session_close(s, "upstream-error", err, 1);
@@ -389,6 +398,12 @@ static void on_timer(sl_timer *t)
 		count(s, CTR_BAD_PROXY);
 		session_close(s, "proxy-timeout", 0, 1);
 		return;
+	case PH_TLS:
+		session_close(s, "tls-handshake-timeout", 0, 1);
+		return;
+	case PH_UP_TLS:
+		session_close(s, "upstream-tls-timeout", 0, 1);
+		return;
 	case PH_QUEUED:
 		queue_recheck(s);
 		return;
@@ -443,7 +458,7 @@ static void on_forward(sl_stream *st, ptrdiff_t n, sl_stream *side);
 static void relay_forward(struct session *s, struct dir *d, sl_stream *src,
 			  sl_stream *dst)
 {
-	int r = sl_stream_read_stop(src);
+	int r = sl_tls_read_stop(src);
 
 	if (r == 0)
 		r = sl_stream_forward(src, dst, on_forward);
@@ -482,9 +497,15 @@ static void on_shutdown(sl_stream *st, int status)
 	if (status == -ECANCELED || s->closing)
 		return;
 	/* Success needs nothing: the other direction's end closes the
-	 * session (dir_shutdown). */
-	if (status < 0 && status != -ENOTCONN)
+	 * session (dir_shutdown); but a TLS stream's close_notify is out
+	 * only now, and the session waits for it. */
+	if (status < 0 && status != -ENOTCONN) {
 		close_on_error(s, st, status);
+		return;
+	}
+	if (sl_tls_on(st) && --s->tls_shuts == 0 && s->d[C2U].shut &&
+	    s->d[U2C].shut)
+		session_close(s, "done", 0, 0);
 }
 
 static void dir_shutdown(struct session *s, struct dir *d)
@@ -499,18 +520,24 @@ static void dir_shutdown(struct session *s, struct dir *d)
 	 * whose two ends finish in one round of events makes no shutdown(2)
 	 * at all, and one that finishes in two rounds makes one.
 	 */
-	if (o->shut) {
+	sl_stream *dst = dir_dst(s, d);
+
+	/* A TLS end owes its peer a close_notify first, made by a
+	 * shutdown: the session ends once those are out (on_shutdown). */
+	if (o->shut && !sl_tls_on(dst) && s->tls_shuts == 0) {
 		session_close(s, "done", 0, 0);
 		return;
 	}
-	sl_stream *dst = dir_dst(s, d);
-	int r = sl_stream_shutdown(dst, on_shutdown);
+	int r = sl_tls_shutdown(dst, on_shutdown);
 
 	if (r < 0) {
 		close_on_error(s, dst, r);
 		return;
 	}
 	d->shut = 1;
+	s->tls_shuts += sl_tls_on(dst) != 0;
+	if (o->shut)
+		return;
 	/* Half closed from here: its own deadline may be the nearest. */
 	if (s->half_ms == 0) {
 		s->half_ms = sl_loop_now(s->lc->loop);
@@ -570,7 +597,7 @@ static void on_write(sl_write_req *req, int status)
 		(void)pp_queue_rest(s);
 		return;
 	}
-	status = sl_stream_read_start(dir_src(s, d), on_alloc, on_read);
+	status = sl_tls_read_start(dir_src(s, d), on_alloc, on_read);
 	if (status < 0)
 		close_on_error(s, dir_src(s, d), status);
 }
@@ -593,7 +620,7 @@ static int dir_queue(struct session *s, struct dir *d, const char *data,
 	}
 	memcpy(d->pend, data, len);
 	d->req.data = d;
-	r = sl_stream_write(dst, &d->req, d->pend, len, on_write);
+	r = sl_tls_write(dst, &d->req, d->pend, len, on_write);
 	if (r < 0) {
 		buf_put(s->lc, d->pend, s->route->buffer_size);
 		d->pend = NULL;
@@ -629,13 +656,12 @@ static void on_read(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
 
 	dir_count(s, d, (uint64_t)n);
 	dst = dir_dst(s, d);
-	w = sl_stream_try_write(dst, buf->base, (size_t)n,
-				sl_stream_end_follows(st) ? SL_WRITE_END_NEXT
-							  : 0);
+	w = sl_tls_try_write(dst, buf->base, (size_t)n,
+			     sl_tls_end_follows(st) ? SL_WRITE_END_NEXT : 0);
 	if (w == n) {
 		/* A full buffer: a bulk transfer.  Move it inside the
 		 * network layer from now on where it can (splice). */
-		if ((size_t)n == buf->len && sl_stream_can_forward(st, dst))
+		if ((size_t)n == buf->len && sl_tls_can_forward(st, dst))
 			relay_forward(s, d, st, dst);
 		return;
 	}
@@ -649,7 +675,7 @@ static void on_read(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
 	/* The receiver is full: keep the rest, stop reading this side. */
 	if (dir_queue(s, d, buf->base + w, (size_t)(n - w)) < 0)
 		return;
-	r = sl_stream_read_stop(st);
+	r = sl_tls_read_stop(st);
 	if (r < 0)
 		close_on_error(s, st, r);
 }
@@ -677,7 +703,7 @@ static void on_forward(sl_stream *st, ptrdiff_t n, sl_stream *side)
 	}
 	if (n == SL_EFWD) { /* no pipe to be had: copy again */
 		d->fwd = 0;
-		r = sl_stream_read_start(st, on_alloc, on_read);
+		r = sl_tls_read_start(st, on_alloc, on_read);
 		if (r < 0)
 			close_on_error(s, st, r);
 		return;
@@ -694,7 +720,7 @@ static void on_forward(sl_stream *st, ptrdiff_t n, sl_stream *side)
  */
 static int relay_start(struct session *s, sl_stream *src)
 {
-	int r = sl_stream_read_start(src, on_alloc, on_read);
+	int r = sl_tls_read_start(src, on_alloc, on_read);
 
 	if (r < 0) {
 		close_on_error(s, src, r);
@@ -802,7 +828,31 @@ static int send_proxy_header(struct session *s, int version)
 
 static void connect_to(struct session *s, int i);
 
-/* Connected: tell the upstream whom for, pass early bytes, relay. */
+static void relay_begin(struct session *s);
+
+#ifdef SL_HAVE_TLS
+/* The upstream's TLS handshake ended. */
+static void on_up_tls(sl_stream *st, int status)
+{
+	struct session *s = sl_stream_get_data(st);
+
+	if (status == -ECANCELED || s->closing)
+		return;
+	sl_timer_stop(&s->timer);
+	if (status < 0) {
+		sl_warn("route %s: TLS to %s failed: %s%s%s", s->route->name,
+			s->route->ups[s->up_index].name,
+			sl_tls_strerror(status), sl_tls_why(st)[0] ? ": " : "",
+			sl_tls_why(st));
+		ctr_add(s->route->st->ctr, s->lc->index, CTR_CONNECT_FAILS, 1);
+		session_close(s, "upstream-tls", status, 1);
+		return;
+	}
+	relay_begin(s);
+}
+#endif
+
+/* Connected: tell the upstream whom for, [TLS], then relay. */
 static void session_connected(struct session *s)
 {
 	struct route *r = s->route;
@@ -811,11 +861,31 @@ static void session_connected(struct session *s)
 	balance_connect_ok(r, u);
 	ctr_add(u->st->ctr, s->lc->index, CTR_SESSIONS, 1);
 	s->connected = 1;
+	/* The PROXY header goes first, in the clear, as HAProxy sends it. */
+	if (u->send_proxy && send_proxy_header(s, u->send_proxy) < 0)
+		return;
+#ifdef SL_HAVE_TLS
+	if (u->tls != NULL) {
+		int err = sl_tls_connect(s->upstream, u->tls, on_up_tls);
+
+		if (err < 0) {
+			session_close(s, "upstream-tls", err, 1);
+			return;
+		}
+		s->phase = PH_UP_TLS;
+		sl_timer_start(&s->timer, r->connect_timeout_ms);
+		return;
+	}
+#endif
+	relay_begin(s);
+}
+
+/* Pass early bytes, relay. */
+static void relay_begin(struct session *s)
+{
 	s->phase = PH_RELAY;
 	s->last_ms = sl_loop_now(s->lc->loop);
 	relay_timer_arm(s);
-	if (u->send_proxy && send_proxy_header(s, u->send_proxy) < 0)
-		return;
 	/* Bytes that came with the client's PROXY header go first; the
 	 * client is read again once they are out (on_write). */
 	if (pp_rest(s)) {
@@ -976,7 +1046,28 @@ static void log_denied(struct session *s, const struct sl_acl_rule *rule)
 			rule != NULL ? "deny " : "not allowed", text, more);
 }
 
-/* Access lists, then the per-client limit, then an upstream. */
+#ifdef SL_HAVE_TLS
+/* The client's TLS handshake ended: on to an upstream, or the end. */
+static void on_tls_accepted(sl_stream *st, int status)
+{
+	struct session *s = sl_stream_get_data(st);
+
+	if (status == -ECANCELED || s->closing)
+		return;
+	sl_timer_stop(&s->timer);
+	if (status < 0) {
+		sl_debug("route %s: TLS handshake failed: %s%s%s",
+			 s->route->name, sl_tls_strerror(status),
+			 sl_tls_why(st)[0] ? ": " : "", sl_tls_why(st));
+		session_close(s, "tls-handshake", status, 1);
+		return;
+	}
+	s->phase = PH_CONNECTING;
+	choose(s);
+}
+#endif
+
+/* Access lists, then the per-client limit, [TLS], then an upstream. */
 static void admit(struct session *s)
 {
 	struct route *r = s->route;
@@ -999,6 +1090,22 @@ static void admit(struct session *s)
 		}
 		s->per_client = 1;
 	}
+#ifdef SL_HAVE_TLS
+	/* TLS once the address may come in: a refused client costs no
+	 * handshake.  Its slots (route, per-client) are held until the
+	 * session ends, as any session's. */
+	if (s->rl->tls != NULL) {
+		int err = sl_tls_accept(s->client, s->rl->tls, on_tls_accepted);
+
+		if (err < 0) {
+			session_close(s, "tls-handshake", err, 1);
+			return;
+		}
+		s->phase = PH_TLS;
+		sl_timer_start(&s->timer, s->rl->handshake_timeout_ms);
+		return;
+	}
+#endif
 	choose(s);
 }
 

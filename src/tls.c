@@ -18,6 +18,7 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -445,6 +446,750 @@ int sl_tls_check(const sl_config *cfg,
 		}
 	}
 	return 0;
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+enum {
+	T_HANDSHAKE = 1u << 0, /* handshaking: done_cb is due */
+	T_READY = 1u << 1,     /* the handshake succeeded */
+	T_READING = 1u << 2,   /* the caller reads */
+	T_RAW_READING = 1u << 3,
+	T_RAW_END = 1u << 4,   /* the stream ended (raw_err) */
+	T_ENDED = 1u << 5,     /* the caller got its end */
+	T_SHUT_WANTED = 1u << 6,
+	T_SHUT_SENT = 1u << 7, /* close_notify made, the stream's shutdown asked */
+	T_CLOSING = 1u << 8,
+	T_TASK = 1u << 9,      /* the task is posted */
+	T_FREE = 1u << 10,     /* the stream is gone: the task frees */
+};
+
+struct sl_tls {
+	sl_stream *raw;
+	sl_tls_ctx *ctx;
+	SSL *ssl;
+	BIO *rbio; /* what the peer sent, for OpenSSL */
+	BIO *wbio; /* what OpenSSL has for the peer */
+	unsigned flags;
+	int raw_err;   /* how the stream ended: SL_EOF or an error */
+	int write_err; /* sticky */
+	const char *why; /* OpenSSL's reason for a failure, static text */
+	sl_tls_done_cb done_cb;
+	sl_alloc_cb alloc_cb;
+	sl_read_cb read_cb;
+	/* The one buffer of ciphertext the stream could not take at once. */
+	char *obuf;
+	sl_write_req oreq;
+	int owriting;
+	/* The caller's writes: queued (wq, not encrypted yet), then
+	 * encrypted and waiting for their ciphertext to leave (wd). */
+	sl_write_req *wq, **wq_tail;
+	sl_write_req *wd, **wd_tail;
+	sl_shutdown_cb shutdown_cb;
+	sl_close_cb close_cb;
+	sl_task task;
+};
+
+/*
+ * One buffer per loop thread for what passes through at once: a read of
+ * the stream (copied into the read BIO in its callback) and ciphertext on
+ * its way to sl_stream_try_write().  A read's buffer is asked for only
+ * when its bytes are there on every platform (stream_win.c waits with a
+ * zero-byte read), so no read holds it across callbacks.
+ */
+#define SCRATCH (32 * 1024)
+static _Thread_local char scratch[SCRATCH];
+
+static sl_tls *tls_of(const sl_stream *st)
+{
+	return sl_stream_get_layer(st);
+}
+
+int sl_tls_on(const sl_stream *st)
+{
+	return tls_of(st) != NULL;
+}
+
+static void tls_free(sl_tls *t)
+{
+	SSL_free(t->ssl); /* and its BIOs */
+	sl_tls_ctx_unref(t->ctx);
+	free(t->obuf);
+	free(t);
+}
+
+static void tls_task(sl_task *task, int status);
+
+static void post(sl_tls *t)
+{
+	if (t->flags & T_TASK)
+		return;
+	t->flags |= T_TASK;
+	sl_loop_post(sl_stream_loop(t->raw), &t->task);
+}
+
+static void tls_alloc(sl_stream *st, size_t suggested, sl_buf *buf)
+{
+	(void)st;
+	(void)suggested;
+	buf->base = scratch;
+	buf->len = sizeof scratch;
+}
+
+static void tls_on_raw(sl_stream *st, ptrdiff_t n, const sl_buf *buf);
+
+static int raw_read(sl_tls *t, int on)
+{
+	int r = 0;
+
+	if (on && !(t->flags & (T_RAW_READING | T_RAW_END))) {
+		r = sl_stream_read_start(t->raw, tls_alloc, tls_on_raw);
+		if (r == 0)
+			t->flags |= T_RAW_READING;
+	} else if (!on && (t->flags & T_RAW_READING)) {
+		t->flags &= ~T_RAW_READING;
+		r = sl_stream_read_stop(t->raw);
+	}
+	return r;
+}
+
+static void on_out(sl_write_req *req, int status);
+
+/*
+ * Send what OpenSSL wrote into the write BIO: at once where the stream
+ * takes it, the rest in one buffer, queued.  0 or -errno.
+ */
+static int flush(sl_tls *t)
+{
+	size_t p;
+
+	if (t->owriting)
+		return 0;
+	while ((p = BIO_ctrl_pending(t->wbio)) > 0) {
+		int n = BIO_read(t->wbio, scratch,
+				 (int)(p < sizeof scratch ? p : sizeof scratch));
+		ptrdiff_t w;
+		size_t rest, left;
+		int r;
+
+		if (n <= 0)
+			return SL_TLS_EPROTO;
+		w = sl_stream_try_write(t->raw, scratch, (size_t)n, 0);
+		if (w == n)
+			continue;
+		if (w < 0 && w != -EAGAIN)
+			return (int)w;
+		if (w < 0)
+			w = 0;
+		left = BIO_ctrl_pending(t->wbio);
+		rest = (size_t)(n - w) + left;
+		if ((t->obuf = malloc(rest)) == NULL)
+			return -ENOMEM;
+		memcpy(t->obuf, scratch + w, (size_t)(n - w));
+		if (left > 0 &&
+		    BIO_read(t->wbio, t->obuf + (n - w), (int)left) != (int)left)
+			return SL_TLS_EPROTO;
+		t->oreq.data = t;
+		r = sl_stream_write(t->raw, &t->oreq, t->obuf, rest, on_out);
+		if (r < 0) {
+			free(t->obuf);
+			t->obuf = NULL;
+			return r;
+		}
+		t->owriting = 1;
+		return 0;
+	}
+	return 0;
+}
+
+/* Why the last SSL call failed, as this API's error; t->why the text. */
+static int ssl_failure(sl_tls *t, int ret)
+{
+	int e = SSL_get_error(t->ssl, ret);
+	unsigned long code = ERR_peek_error();
+	long vr = SSL_get_verify_result(t->ssl);
+	int err = SL_TLS_EPROTO;
+
+	if (code != 0) {
+		t->why = ERR_reason_error_string(code);
+		if (ERR_GET_REASON(code) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+			err = SL_TLS_ENOCERT;
+		else if (ERR_GET_REASON(code) ==
+			 SSL_R_CERTIFICATE_VERIFY_FAILED)
+			err = SL_TLS_EVERIFY;
+	} else if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN) {
+		t->why = "unexpected end of the stream";
+	}
+	if (vr != X509_V_OK && err != SL_TLS_ENOCERT) {
+		t->why = X509_verify_cert_error_string(vr);
+		err = SL_TLS_EVERIFY;
+	}
+	ERR_clear_error();
+	return err;
+}
+
+static void handshake_end(sl_tls *t, int status)
+{
+	t->flags &= ~T_HANDSHAKE;
+	if (status == 0)
+		t->flags |= T_READY;
+	(void)raw_read(t, 0);
+	t->done_cb(t->raw, status);
+}
+
+/* A step of the handshake with what has come so far. */
+static void handshake(sl_tls *t)
+{
+	int r = SSL_do_handshake(t->ssl), f;
+
+	if (r == 1) {
+		if ((f = flush(t)) < 0)
+			t->write_err = f;
+		handshake_end(t, f);
+		return;
+	}
+	if (SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
+		int err = ssl_failure(t, r);
+
+		(void)flush(t); /* the alert, where it can go */
+		handshake_end(t, err);
+		return;
+	}
+	if ((f = flush(t)) < 0) {
+		handshake_end(t, f);
+		return;
+	}
+	if (t->flags & T_RAW_END) {
+		t->why = "the peer ended the stream in the handshake";
+		handshake_end(t, t->raw_err == SL_EOF ? SL_TLS_EPROTO
+						      : t->raw_err);
+		return;
+	}
+	if ((f = raw_read(t, 1)) < 0)
+		handshake_end(t, f);
+}
+
+/* The caller's end of reading: SL_EOF, SL_TLS_ETRUNC or an error. */
+static void read_end(sl_tls *t, int err)
+{
+	sl_buf b = {NULL, 0};
+
+	t->flags &= ~T_READING;
+	t->flags |= T_ENDED;
+	(void)raw_read(t, 0);
+	t->read_cb(t->raw, err, &b);
+}
+
+/* Plaintext to the caller for as long as it reads and there is some. */
+static void deliver(sl_tls *t)
+{
+	while ((t->flags & (T_READING | T_CLOSING | T_ENDED)) == T_READING) {
+		sl_buf b = {NULL, 0};
+		size_t want;
+		int n;
+
+		if (!SSL_has_pending(t->ssl) &&
+		    BIO_ctrl_pending(t->rbio) == 0) {
+			if (!(t->flags & T_RAW_END)) {
+				int r = raw_read(t, 1);
+
+				if (r < 0)
+					read_end(t, r);
+				return;
+			}
+			/* The stream ended: after close_notify, the end;
+			 * without it, a truncation. */
+			if (t->raw_err != SL_EOF)
+				read_end(t, t->raw_err);
+			else
+				read_end(t, (SSL_get_shutdown(t->ssl) &
+					     SSL_RECEIVED_SHUTDOWN)
+						    ? SL_EOF
+						    : SL_TLS_ETRUNC);
+			return;
+		}
+		t->alloc_cb(t->raw, 65536, &b);
+		if (b.len == 0 || b.base == NULL) {
+			read_end(t, -ENOBUFS);
+			return;
+		}
+		want = b.len < 1u << 30 ? b.len : 1u << 30;
+		n = SSL_read(t->ssl, b.base, (int)want);
+		if (n > 0) {
+			t->read_cb(t->raw, n, &b);
+			continue;
+		}
+		t->read_cb(t->raw, 0, &b); /* the buffer back */
+		switch (SSL_get_error(t->ssl, n)) {
+		case SSL_ERROR_WANT_READ:
+			/* A record not whole yet, or one that was no
+			 * data (a ticket, a key update): read on. */
+			if (BIO_ctrl_pending(t->rbio) > 0)
+				continue;
+			if (t->flags & T_RAW_END)
+				continue; /* the end, above */
+			if ((n = raw_read(t, 1)) < 0)
+				read_end(t, n);
+			return;
+		case SSL_ERROR_ZERO_RETURN: /* close_notify */
+			ERR_clear_error();
+			read_end(t, SL_EOF);
+			return;
+		default:
+			if (t->flags & (T_READING | T_CLOSING))
+				read_end(t, ssl_failure(t, n));
+			return;
+		}
+	}
+	if (!(t->flags & T_READING) && !(t->flags & T_HANDSHAKE))
+		(void)raw_read(t, 0);
+}
+
+static void tls_on_raw(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
+{
+	sl_tls *t = tls_of(st);
+
+	if (n == 0 || (t->flags & T_CLOSING))
+		return;
+	if (n > 0) {
+		if (BIO_write(t->rbio, buf->base, (int)n) != (int)n)
+			n = -ENOMEM;
+	}
+	if (n < 0) {
+		t->flags |= T_RAW_END;
+		t->flags &= ~T_RAW_READING; /* reading stopped by itself */
+		t->raw_err = (int)n;
+	}
+	if (t->flags & T_HANDSHAKE) {
+		handshake(t);
+		return;
+	}
+	deliver(t);
+	/* What reading made OpenSSL say (a key update's answer). */
+	if (!(t->flags & T_CLOSING)) {
+		int r = flush(t);
+
+		if (r < 0 && t->write_err == 0)
+			t->write_err = r;
+	}
+}
+
+/* Every write of the caller ends with err. */
+static void fail_writes(sl_tls *t, int err)
+{
+	sl_write_req *q[2] = {t->wd, t->wq};
+
+	t->wd = t->wq = NULL;
+	t->wd_tail = &t->wd;
+	t->wq_tail = &t->wq;
+	for (int i = 0; i < 2; i++)
+		while (q[i] != NULL) {
+			sl_write_req *req = q[i];
+
+			q[i] = req->next;
+			req->cb(req, err);
+		}
+}
+
+static void on_raw_shut(sl_stream *st, int status)
+{
+	sl_tls *t = tls_of(st);
+	sl_shutdown_cb cb = t->shutdown_cb;
+
+	t->shutdown_cb = NULL;
+	if (cb != NULL)
+		cb(st, status);
+}
+
+/*
+ * The caller's writes, in order: encrypt those queued, send, and once
+ * every byte of them is out, call them done; then a shutdown asked for.
+ */
+static void pump(sl_tls *t)
+{
+	int r;
+
+	while (!(t->flags & T_CLOSING)) {
+		if (t->write_err != 0) {
+			fail_writes(t, t->write_err);
+			if (t->shutdown_cb != NULL &&
+			    !(t->flags & T_SHUT_SENT)) {
+				sl_shutdown_cb cb = t->shutdown_cb;
+
+				t->shutdown_cb = NULL;
+				cb(t->raw, t->write_err);
+			}
+			return;
+		}
+		if ((r = flush(t)) < 0) {
+			t->write_err = r;
+			continue;
+		}
+		if (t->owriting)
+			return; /* on_out comes back here */
+		if (t->wd != NULL) {
+			sl_write_req *req = t->wd;
+
+			t->wd = req->next;
+			if (t->wd == NULL)
+				t->wd_tail = &t->wd;
+			req->done = req->len;
+			req->cb(req, 0);
+			continue;
+		}
+		if (t->wq != NULL) {
+			sl_write_req *req = t->wq;
+
+			t->wq = req->next;
+			if (t->wq == NULL)
+				t->wq_tail = &t->wq;
+			req->next = NULL;
+			*t->wd_tail = req;
+			t->wd_tail = &req->next;
+			if (req->len > 0 &&
+			    SSL_write(t->ssl, req->buf, (int)req->len) <= 0)
+				t->write_err = ssl_failure(t, 0);
+			continue;
+		}
+		if ((t->flags & (T_SHUT_WANTED | T_SHUT_SENT)) ==
+		    T_SHUT_WANTED) {
+			t->flags |= T_SHUT_SENT;
+			(void)SSL_shutdown(t->ssl); /* close_notify */
+			ERR_clear_error();
+			if ((r = flush(t)) == 0)
+				r = sl_stream_shutdown(t->raw, on_raw_shut);
+			if (r < 0)
+				on_raw_shut(t->raw, r);
+		}
+		return;
+	}
+}
+
+static void on_out(sl_write_req *req, int status)
+{
+	sl_tls *t = req->data;
+
+	free(t->obuf);
+	t->obuf = NULL;
+	t->owriting = 0;
+	if (status == -ECANCELED || (t->flags & T_CLOSING))
+		return;
+	if (status < 0 && t->write_err == 0)
+		t->write_err = status;
+	if (t->flags & T_HANDSHAKE) {
+		int r = status < 0 ? status : flush(t);
+
+		if (r < 0)
+			handshake_end(t, r);
+		return;
+	}
+	pump(t);
+}
+
+static void tls_task(sl_task *task, int status)
+{
+	sl_tls *t = task->data;
+
+	t->flags &= ~T_TASK;
+	if (t->flags & T_FREE) {
+		tls_free(t);
+		return;
+	}
+	if (status < 0 || (t->flags & (T_CLOSING | T_HANDSHAKE)))
+		return;
+	deliver(t);
+	pump(t);
+}
+
+static void tls_closed(sl_stream *st)
+{
+	sl_tls *t = tls_of(st);
+	sl_close_cb cb = t->close_cb;
+
+	if (t->flags & T_HANDSHAKE) {
+		t->flags &= ~T_HANDSHAKE;
+		t->done_cb(st, -ECANCELED);
+	}
+	fail_writes(t, -ECANCELED);
+	on_raw_shut(st, -ECANCELED); /* one not passed to the stream yet */
+	sl_stream_set_layer(st, NULL);
+	if (cb != NULL)
+		cb(st);
+	if (t->flags & T_TASK)
+		t->flags |= T_FREE;
+	else
+		tls_free(t);
+}
+
+static sl_tls *tls_new(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb)
+{
+	sl_tls *t;
+
+	if (tls_of(st) != NULL || (t = calloc(1, sizeof *t)) == NULL)
+		return NULL;
+	t->raw = st;
+	t->ssl = SSL_new(ctx->ssl);
+	t->rbio = BIO_new(BIO_s_mem());
+	t->wbio = BIO_new(BIO_s_mem());
+	if (t->ssl == NULL || t->rbio == NULL || t->wbio == NULL) {
+		BIO_free(t->rbio);
+		BIO_free(t->wbio);
+		SSL_free(t->ssl);
+		free(t);
+		ERR_clear_error();
+		return NULL;
+	}
+	/* An empty read BIO is "more to come", not the end. */
+	BIO_set_mem_eof_return(t->rbio, -1);
+	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	sl_tls_ctx_ref(ctx);
+	t->ctx = ctx;
+	t->wq_tail = &t->wq;
+	t->wd_tail = &t->wd;
+	t->done_cb = cb;
+	t->flags = T_HANDSHAKE;
+	sl_task_init(&t->task, tls_task, t);
+	sl_stream_set_layer(st, t);
+	return t;
+}
+
+int sl_tls_accept(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb)
+{
+	sl_tls *t = tls_new(st, ctx, cb);
+	int r;
+
+	if (t == NULL)
+		return -ENOMEM;
+	SSL_set_accept_state(t->ssl);
+	if ((r = raw_read(t, 1)) < 0) {
+		sl_stream_set_layer(st, NULL);
+		tls_free(t);
+	}
+	return r;
+}
+
+int sl_tls_connect(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb)
+{
+	sl_tls *t = tls_new(st, ctx, cb);
+	int r;
+
+	if (t == NULL)
+		return -ENOMEM;
+	SSL_set_connect_state(t->ssl);
+	if (ctx->server_name != NULL) {
+		if (!ctx->name_is_ip)
+			SSL_set_tlsext_host_name(t->ssl, ctx->server_name);
+		if (ctx->verify) {
+			X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+
+			X509_VERIFY_PARAM_set_hostflags(
+				vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			if (ctx->name_is_ip)
+				X509_VERIFY_PARAM_set1_ip_asc(
+					vp, ctx->server_name);
+			else
+				X509_VERIFY_PARAM_set1_host(
+					vp, ctx->server_name, 0);
+		}
+	}
+	/* The ClientHello: into the write BIO, and out. */
+	r = SSL_do_handshake(t->ssl);
+	if (r != 1 && SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ)
+		r = ssl_failure(t, r);
+	else
+		r = flush(t);
+	if (r == 0)
+		r = raw_read(t, 1);
+	if (r < 0) {
+		if (t->owriting) { /* the stream's close ends that write */
+			t->flags &= ~T_HANDSHAKE;
+			t->flags |= T_CLOSING;
+			return r;
+		}
+		sl_stream_set_layer(st, NULL);
+		tls_free(t);
+	}
+	return r;
+}
+
+const char *sl_tls_why(const sl_stream *st)
+{
+	const sl_tls *t = tls_of(st);
+
+	return t != NULL && t->why != NULL ? t->why : "";
+}
+
+const char *sl_tls_version(const sl_stream *st)
+{
+	return SSL_get_version(tls_of(st)->ssl);
+}
+
+const char *sl_tls_cipher(const sl_stream *st)
+{
+	return SSL_get_cipher_name(tls_of(st)->ssl);
+}
+
+const char *sl_tls_sni(const sl_stream *st)
+{
+	return SSL_get_servername(tls_of(st)->ssl, TLSEXT_NAMETYPE_host_name);
+}
+
+void sl_tls_peer_subject(const sl_stream *st, char *buf, size_t len)
+{
+	X509 *x = SSL_get0_peer_certificate(tls_of(st)->ssl);
+	BIO *b;
+	int n;
+
+	buf[0] = '\0';
+	if (x == NULL || (b = BIO_new(BIO_s_mem())) == NULL)
+		return;
+	X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
+	n = BIO_read(b, buf, (int)(len - 1));
+	buf[n > 0 ? n : 0] = '\0';
+	BIO_free(b);
+}
+
+/* ---- the stream calls ------------------------------------------------------ */
+
+int sl_tls_read_start(sl_stream *st, sl_alloc_cb alloc, sl_read_cb cb)
+{
+	sl_tls *t = tls_of(st);
+
+	if (t == NULL)
+		return sl_stream_read_start(st, alloc, cb);
+	if (t->flags & (T_CLOSING | T_HANDSHAKE))
+		return -EINVAL;
+	t->alloc_cb = alloc;
+	t->read_cb = cb;
+	if (t->flags & (T_READING | T_ENDED))
+		return 0;
+	t->flags |= T_READING;
+	/* Plaintext already here (or the end): from the task. */
+	if (SSL_has_pending(t->ssl) || BIO_ctrl_pending(t->rbio) > 0 ||
+	    (t->flags & T_RAW_END)) {
+		post(t);
+		return 0;
+	}
+	return raw_read(t, 1);
+}
+
+int sl_tls_read_stop(sl_stream *st)
+{
+	sl_tls *t = tls_of(st);
+
+	if (t == NULL)
+		return sl_stream_read_stop(st);
+	t->flags &= ~T_READING;
+	return (t->flags & T_HANDSHAKE) ? 0 : raw_read(t, 0);
+}
+
+int sl_tls_write(sl_stream *st, sl_write_req *req, const void *buf,
+		 size_t len, sl_write_cb cb)
+{
+	sl_tls *t = tls_of(st);
+
+	if (t == NULL)
+		return sl_stream_write(st, req, buf, len, cb);
+	if (t->flags & (T_CLOSING | T_HANDSHAKE))
+		return -EINVAL;
+	if (t->flags & T_SHUT_WANTED)
+		return -EPIPE;
+	if (len > INT_MAX)
+		return -EINVAL;
+	req->cb = cb;
+	req->stream = st;
+	req->buf = buf;
+	req->len = len;
+	req->done = 0;
+	req->next = NULL;
+	*t->wq_tail = req;
+	t->wq_tail = &req->next;
+	post(t);
+	return 0;
+}
+
+ptrdiff_t sl_tls_try_write(sl_stream *st, const void *buf, size_t len,
+			   unsigned flags)
+{
+	sl_tls *t = tls_of(st);
+	int r;
+
+	if (t == NULL)
+		return sl_stream_try_write(st, buf, len, flags);
+	if (t->write_err != 0)
+		return t->write_err;
+	if (t->flags & (T_CLOSING | T_SHUT_WANTED))
+		return -EPIPE;
+	if (!(t->flags & T_READY) || t->owriting || t->wq != NULL ||
+	    t->wd != NULL)
+		return -EAGAIN;
+	if (len == 0)
+		return 0;
+	if (len > INT_MAX)
+		len = INT_MAX;
+	/* Into memory: taken whole; what the stream cannot take now waits
+	 * in t->obuf, and the next try says -EAGAIN until it is out. */
+	if (SSL_write(t->ssl, buf, (int)len) <= 0)
+		return t->write_err = ssl_failure(t, 0);
+	if ((r = flush(t)) < 0)
+		return t->write_err = r;
+	return (ptrdiff_t)len;
+}
+
+int sl_tls_end_follows(const sl_stream *st)
+{
+	return tls_of(st) != NULL ? 0 : sl_stream_end_follows(st);
+}
+
+int sl_tls_can_forward(const sl_stream *src, const sl_stream *dst)
+{
+	/* Bytes that need the cipher cannot move by splice(2). */
+	if (tls_of(src) != NULL || tls_of(dst) != NULL)
+		return 0;
+	return sl_stream_can_forward(src, dst);
+}
+
+int sl_tls_shutdown(sl_stream *st, sl_shutdown_cb cb)
+{
+	sl_tls *t = tls_of(st);
+
+	if (t == NULL)
+		return sl_stream_shutdown(st, cb);
+	if (t->flags & (T_CLOSING | T_HANDSHAKE | T_SHUT_WANTED))
+		return -EINVAL;
+	t->flags |= T_SHUT_WANTED;
+	t->shutdown_cb = cb;
+	post(t);
+	return 0;
+}
+
+static void tls_close(sl_stream *st, sl_close_cb cb, int reset)
+{
+	sl_tls *t = tls_of(st);
+
+	if (t == NULL) {
+		if (reset)
+			sl_stream_close_reset(st, cb);
+		else
+			sl_stream_close(st, cb);
+		return;
+	}
+	t->flags |= T_CLOSING;
+	t->close_cb = cb;
+	if (reset)
+		sl_stream_close_reset(st, tls_closed);
+	else
+		sl_stream_close(st, tls_closed);
+}
+
+void sl_tls_close(sl_stream *st, sl_close_cb cb)
+{
+	tls_close(st, cb, 0);
+}
+
+void sl_tls_close_reset(sl_stream *st, sl_close_cb cb)
+{
+	tls_close(st, cb, 1);
 }
 
 #endif /* SL_HAVE_TLS */

@@ -62,6 +62,7 @@ const char *sl_tls_strerror(int err);
 #ifdef SL_HAVE_TLS
 
 typedef struct sl_tls_ctx sl_tls_ctx;
+typedef struct sl_tls sl_tls;
 
 /*
  * A listener's context from its tls mapping, or an upstream's (ep: its
@@ -116,6 +117,8 @@ int sl_tls_on(const sl_stream *st);
  * subject ("CN=x,O=y"; "" without one) into buf.
  */
 const char *sl_tls_version(const sl_stream *st);
+/* OpenSSL's words for why the handshake or a read failed ("" if none). */
+const char *sl_tls_why(const sl_stream *st);
 const char *sl_tls_cipher(const sl_stream *st);
 const char *sl_tls_sni(const sl_stream *st);
 void sl_tls_peer_subject(const sl_stream *st, char *buf, size_t len);

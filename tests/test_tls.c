@@ -213,12 +213,205 @@ static void test_check_warnings(void **state)
 	free(conf), free(yaml);
 }
 
+/* ---- termination: TLS client -> sluice -> cleartext upstream ------------- */
+
+#define MiB (1024ull * 1024)
+
+/* A route that terminates TLS on lport in front of 127.0.0.1:uport. */
+static char *terminate_conf(uint16_t lport, uint16_t uport, const char *more)
+{
+	return st_fmt("routes:\n"
+		      "  - name: tls\n"
+		      "    listen:\n"
+		      "      address: tcp://127.0.0.1:%u\n"
+		      "      tls:\n"
+		      "        cert: %s\n"
+		      "        key: %s\n"
+		      "%s"
+		      "    upstreams: tcp://127.0.0.1:%u\n",
+		      lport, certs.server->cert_path, certs.server->key_path,
+		      more != NULL ? more : "", uport);
+}
+
+/* A TLS session to lport verified against the test CA, as localhost. */
+static SSL *tls_open(SSL_CTX *ctx, uint16_t lport, st_sock *fd)
+{
+	char why[256];
+	SSL *ssl;
+
+	*fd = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	assert_true(*fd != ST_BAD_SOCK);
+	ssl = st_tls_handshake(ctx, *fd, "localhost", why, sizeof why);
+	if (ssl == NULL)
+		fail_msg("TLS handshake with sluice failed: %s", why);
+	return ssl;
+}
+
+/*
+ * 64 MiB each way at once through a TLS listener to an echo upstream,
+ * byte-exact, and both half-closes carried: the client's close_notify
+ * becomes the upstream's EOF, the upstream's EOF (after the echo) becomes
+ * close_notify to the client.
+ */
+static void test_terminate_bulk(void **state)
+{
+	uint16_t lport = st_free_port(), uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *yaml = terminate_conf(lport, uport, NULL), *want;
+	SSL_CTX *ctx = st_tls_client_ctx(certs.ca, NULL, 0, 0);
+	st_daemon *d = st_daemon_start(yaml);
+	st_sock fd;
+	SSL *ssl;
+
+	(void)state;
+	ssl = tls_open(ctx, lport, &fd);
+	st_tls_exchange(ssl, fd, 42, 42, 64 * MiB);
+	SSL_free(ssl);
+	st_close(fd);
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, ST_WAIT_MS),
+			 0);
+	want = st_fmt("bytes_in=%llu bytes_out=%llu", 64 * MiB, 64 * MiB);
+	assert_int_equal(st_daemon_log_count(d, want), 1);
+	free(want);
+	st_daemon_stop(d);
+	st_server_stop(srv);
+	SSL_CTX_free(ctx);
+	free(yaml);
+}
+
+/* The same with openssl s_client as the client: a real one, not ours. */
+static void test_terminate_s_client(void **state)
+{
+	uint16_t lport = st_free_port(), uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *yaml = terminate_conf(lport, uport, NULL), *cmd, *out;
+	st_daemon *d = st_daemon_start(yaml);
+	int rc;
+
+	(void)state;
+	/* The line out, time for its echo, then the end of input, which
+	 * makes s_client close. */
+	cmd = st_fmt("(printf 'ping through tls\\n'; sleep 2) | openssl "
+		     "s_client -connect 127.0.0.1:%u -servername localhost "
+		     "-verify_hostname localhost -CAfile %s "
+		     "-verify_return_error -quiet -no_ign_eof",
+		     lport, certs.ca->cert_path);
+	rc = st_run_cmd(&out, "sh", "-c", cmd, NULL);
+	if (rc == 127)
+		skip(); /* no openssl command here */
+	if (rc != 0 || strstr(out, "ping through tls") == NULL)
+		fail_msg("s_client exited %d:\n%s", rc, out);
+	free(out);
+	free(cmd);
+	assert_int_equal(
+		st_daemon_wait_log(d, "route=tls", 1, ST_WAIT_MS), 0);
+	st_daemon_stop(d);
+	st_server_stop(srv);
+	free(yaml);
+}
+
+/* The peer closed s, or reset it, within ST_WAIT_MS, sending nothing. */
+static int ended(st_sock s)
+{
+	int r = st_wait_closed(s, ST_WAIT_MS);
+
+	return r == 0 || r == -1;
+}
+
+/*
+ * A client that says nothing, one that sends a partial ClientHello, and
+ * one that sends garbage: the first two end at handshake_timeout, the
+ * third at once; none holds up a TLS session running beside them, and
+ * none reaches the upstream.
+ */
+static void test_handshake_timeout(void **state)
+{
+	static const char partial[] = "\x16\x03\x01\x02\x00\x01\x00\x01";
+	uint16_t lport = st_free_port(), uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *yaml = terminate_conf(lport, uport,
+				    "        handshake_timeout: 3s\n");
+	SSL_CTX *ctx = st_tls_client_ctx(certs.ca, NULL, 0, 0);
+	st_daemon *d = st_daemon_start(yaml);
+	st_sock silent, half, junk, fd;
+	SSL *ssl;
+
+	(void)state;
+	silent = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	half = st_connect_tcp(lport);
+	junk = st_connect_tcp(lport);
+	assert_true(silent != ST_BAD_SOCK && half != ST_BAD_SOCK &&
+		    junk != ST_BAD_SOCK);
+	st_send_all(half, partial, sizeof partial - 1);
+	st_send_all(junk, "GET / HTTP/1.0\r\n\r\n", 18);
+	/* The garbage ends its session at once (a reset, as every
+	 * refusal; the order of the log lines below shows "at once"). */
+	assert_true(ended(junk));
+	assert_int_equal(st_daemon_log_count(d, "reason=tls-handshake-"), 0);
+
+	ssl = tls_open(ctx, lport, &fd);
+	st_tls_exchange(ssl, fd, 7, 7, 4 * MiB);
+	SSL_free(ssl);
+	st_close(fd);
+
+	assert_true(ended(silent));
+	assert_true(ended(half));
+	assert_int_equal(st_daemon_wait_log(d, "reason=tls-handshake-timeout",
+					    2, ST_WAIT_MS),
+			 0);
+	assert_int_equal(st_daemon_log_count(d, "reason=tls-handshake "), 1);
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, ST_WAIT_MS),
+			 0);
+	/* Only the TLS session reached the upstream. */
+	assert_int_equal(st_server_accepted(srv), 1);
+	st_close(silent);
+	st_close(half);
+	st_close(junk);
+	st_daemon_stop(d);
+	st_server_stop(srv);
+	SSL_CTX_free(ctx);
+	free(yaml);
+}
+
+/*
+ * A TLS client that ends its connection without close_notify: the
+ * session ends as tls-truncated, not as an orderly end.
+ */
+static void test_truncated(void **state)
+{
+	uint16_t lport = st_free_port(), uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *yaml = terminate_conf(lport, uport, NULL);
+	SSL_CTX *ctx = st_tls_client_ctx(certs.ca, NULL, 0, 0);
+	st_daemon *d = st_daemon_start(yaml);
+	st_sock fd;
+	SSL *ssl;
+
+	(void)state;
+	ssl = tls_open(ctx, lport, &fd);
+	assert_int_equal(SSL_write(ssl, "abc", 3), 3);
+	st_shutdown_wr(fd); /* a FIN, no close_notify before it */
+	assert_int_equal(st_daemon_wait_log(d, "reason=tls-truncated", 1,
+					    ST_WAIT_MS),
+			 0);
+	SSL_free(ssl);
+	st_close(fd);
+	st_daemon_stop(d);
+	st_server_stop(srv);
+	SSL_CTX_free(ctx);
+	free(yaml);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		ST_TEST(test_check_good),
 		ST_TEST(test_check_files),
 		ST_TEST(test_check_warnings),
+		ST_TEST(test_terminate_bulk),
+		ST_TEST(test_terminate_s_client),
+		ST_TEST(test_handshake_timeout),
+		ST_TEST(test_truncated),
 	};
 	int rc;
 

@@ -91,6 +91,13 @@ typedef void (*sl_close_cb)(sl_stream *s);
 
 void sl_stream_set_data(sl_stream *s, void *data);
 void *sl_stream_get_data(const sl_stream *s);
+/*
+ * A second slot, for a layer written above this API that takes the
+ * stream's callbacks (TLS): the layer's state, while data stays the
+ * caller's, so the caller's callbacks read it as for any stream.
+ */
+void sl_stream_set_layer(sl_stream *s, void *layer);
+void *sl_stream_get_layer(const sl_stream *s);
 sl_loop *sl_stream_loop(const sl_stream *s);
 enum sl_ep_kind sl_stream_kind(const sl_stream *s);
 

@@ -34,6 +34,16 @@ void *sl_stream_get_data(const sl_stream *s)
 	return sl_stream_cbase(s)->data;
 }
 
+void sl_stream_set_layer(sl_stream *s, void *layer)
+{
+	sl_stream_base(s)->layer = layer;
+}
+
+void *sl_stream_get_layer(const sl_stream *s)
+{
+	return sl_stream_cbase(s)->layer;
+}
+
 sl_loop *sl_stream_loop(const sl_stream *s)
 {
 	return sl_stream_cbase(s)->loop;

@@ -38,6 +38,7 @@ struct sl_stream_base {
 	enum sl_ep_kind kind;
 	sl_loop *loop;
 	void *data;
+	void *layer; /* sl_stream_set_layer() */
 
 	sl_alloc_cb alloc_cb;
 	sl_read_cb read_cb;
