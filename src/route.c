@@ -162,12 +162,15 @@ static int route_tls(struct route *r, const sl_config *cfg,
 		if (!t->on)
 			continue;
 		if ((r->ups[i].tls = sl_tls_ctx_client(
-			     t, &rc->upstreams[i].ep, e, sizeof e)) == NULL ||
-		    TLS_NOT_YET(e, 1, "TLS to upstreams is not enabled yet")) {
+			     t, &rc->upstreams[i].ep, e, sizeof e)) == NULL) {
 			snprintf(err, errlen, "%s:%u:%u: tls: %s", cfg->path,
 				 t->mark.line, t->mark.col, e);
 			return -1;
 		}
+		if (!t->verify)
+			sl_warn("route %s: upstream %s: tls verify: false: its "
+				"certificate is not checked",
+				rc->name, rc->upstreams[i].address);
 	}
 	return 0;
 #else

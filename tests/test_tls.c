@@ -402,6 +402,139 @@ static void test_truncated(void **state)
 	free(yaml);
 }
 
+/* ---- origination: cleartext client -> sluice -> TLS upstream ------------- */
+
+/*
+ * One daemon, two routes: "out" takes cleartext on oport and speaks TLS
+ * to "in" (TLS on iport, server certificate of the test CA), which hands
+ * the plaintext to an echo server.  up_tls is the mapping of out's
+ * upstream, up the upstream's address (tcp://127.0.0.1:IPORT if NULL).
+ */
+static char *chain_conf(uint16_t oport, uint16_t iport, uint16_t eport,
+			const st_cert *server, const char *up,
+			const char *up_tls)
+{
+	char *addr = up != NULL ? st_fmt("%s", up)
+				: st_fmt("tcp://127.0.0.1:%u", iport);
+	char *yaml = st_fmt("routes:\n"
+			    "  - name: out\n"
+			    "    listen: tcp://127.0.0.1:%u\n"
+			    "    upstreams:\n"
+			    "      - address: %s\n"
+			    "        tls: %s\n"
+			    "  - name: in\n"
+			    "    listen:\n"
+			    "      address: tcp://127.0.0.1:%u\n"
+			    "      tls: {cert: %s, key: %s}\n"
+			    "    upstreams: tcp://127.0.0.1:%u\n",
+			    oport, addr, up_tls, iport, server->cert_path,
+			    server->key_path, eport);
+
+	free(addr);
+	return yaml;
+}
+
+/*
+ * TCP -> TLS -> TCP: 64 MiB each way at once, byte-exact, with both
+ * half-closes carried across the TLS hop; the upstream verified by its
+ * IP address (the address's host, no server_name).
+ */
+static void test_originate_bulk(void **state)
+{
+	uint16_t oport = st_free_port(), iport = st_free_port(), eport;
+	st_server *srv = st_server_start(st_listen_tcp(&eport, 16), ST_ECHO, 0);
+	char *tls = st_fmt("{ca: %s}", certs.ca->cert_path);
+	char *yaml = chain_conf(oport, iport, eport, certs.server, NULL, tls);
+	st_daemon *d = st_daemon_start(yaml);
+	st_sock c;
+
+	(void)state;
+	c = st_connect_tcp_retry(oport, ST_WAIT_MS);
+	assert_true(c != ST_BAD_SOCK);
+	assert_int_equal(st_exchange(c, 9, 9, 64 * MiB, ST_STALL_MS), 0);
+	st_close(c);
+	/* Both routes end as done: every half-close was carried. */
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 2, ST_WAIT_MS),
+			 0);
+	st_daemon_stop(d);
+	st_server_stop(srv);
+	free(yaml);
+	free(tls);
+}
+
+/* One short echo through oport must fail: the session is cut. */
+static void expect_refused(uint16_t oport)
+{
+	st_sock c = st_connect_tcp_retry(oport, ST_WAIT_MS);
+
+	assert_true(c != ST_BAD_SOCK);
+	st_send_all(c, "hello", 5);
+	assert_true(ended(c));
+	st_close(c);
+}
+
+/*
+ * Verification of the upstream: a server_name its certificate does not
+ * carry is refused; a self-signed certificate is refused, unless verify:
+ * false; the name defaults to the address's host (localhost: a DNS
+ * name).
+ */
+static void test_originate_verify(void **state)
+{
+	uint16_t eport;
+	st_server *srv = st_server_start(st_listen_tcp(&eport, 16), ST_ECHO, 0);
+	st_cert *self = st_cert_make(
+		"self", &(st_cert_opts){.cn = "localhost", .dns = "localhost",
+					.ip = "127.0.0.1"});
+	char *ca = st_fmt("{ca: %s}", certs.ca->cert_path);
+	char *wrong = st_fmt("{ca: %s, server_name: wrong.example}",
+			     certs.ca->cert_path);
+	struct {
+		const st_cert *server;
+		const char *tls;
+		int by_name; /* tcp://localhost:IPORT */
+		int ok;
+		const char *log;
+	} cases[] = {
+		{certs.server, wrong, 0, 0, "did not verify: hostname mismatch"},
+		{self, ca, 0, 0,
+		 "did not verify: self-signed certificate"},
+		{self, "{verify: false}", 0, 1, "tls verify: false"},
+		{certs.server, ca, 1, 1, "reason=done"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		uint16_t oport = st_free_port(), iport = st_free_port();
+		char *up = cases[i].by_name
+				   ? st_fmt("tcp://localhost:%u", iport)
+				   : NULL;
+		char *yaml = chain_conf(oport, iport, eport, cases[i].server,
+					up, cases[i].tls);
+		st_daemon *d = st_daemon_start(yaml);
+
+		if (cases[i].ok)
+			st_echo_once(oport, "through verified tls");
+		else
+			expect_refused(oport);
+		if (st_daemon_wait_log(d, cases[i].log, 1, ST_WAIT_MS) != 0 ||
+		    (!cases[i].ok &&
+		     st_daemon_wait_log(d, "reason=upstream-tls", 1,
+					ST_WAIT_MS) != 0)) {
+			st_print_logs();
+			fail_msg("case %zu: no '%s' in the log", i,
+				 cases[i].log);
+		}
+		st_daemon_stop(d);
+		free(yaml);
+		free(up);
+	}
+	st_cert_free(self);
+	st_server_stop(srv);
+	free(ca);
+	free(wrong);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -412,6 +545,8 @@ int main(void)
 		ST_TEST(test_terminate_s_client),
 		ST_TEST(test_handshake_timeout),
 		ST_TEST(test_truncated),
+		ST_TEST(test_originate_bulk),
+		ST_TEST(test_originate_verify),
 	};
 	int rc;
 
