@@ -140,6 +140,9 @@ static const struct metric route_metrics[] = {
 	  "Clients waiting for an upstream to come up." },
 	{ "sluice_route_rate_limited_total", "counter",
 	  "Times rate_limit paused accepting." },
+	{ "sluice_route_tls_refused_total", "counter",
+	  "TLS clients refused: handshake failed or timed out, no "
+	  "certificate, not verified, or not in allow." },
 	{ "sluice_route_accept_pauses_total", "counter",
 	  "Times accepting paused for want of descriptors or memory." },
 };
@@ -156,6 +159,7 @@ enum {
 	RM_BADPP,
 	RM_QUEUED,
 	RM_RATE,
+	RM_TLS,
 	RM_PAUSES,
 	RM_COUNT
 };
@@ -207,6 +211,8 @@ static uint64_t route_value(const struct admin_view *v, size_t i, int m)
 		return atomic_load(&st->queued);
 	case RM_RATE:
 		return atomic_load(&st->rate_pauses);
+	case RM_TLS:
+		return ctr_sum(st->ctr, n, CTR_TLS_REFUSED);
 	default:
 		return v->fd_pauses[i];
 	}

@@ -125,10 +125,6 @@ static void tls_unref(struct sl_tls_ctx *c)
 #endif
 }
 
-/* What this build does not do yet is refused, never done half. */
-#define TLS_NOT_YET(e, cond, what)                                             \
-	((cond) && snprintf((e), sizeof(e), "%s", (what)) > 0)
-
 /*
  * The TLS contexts of r's listeners and upstreams, each file read now.
  * 0, or -1 with "FILE:LINE:COL: tls: ..." in err.
@@ -146,11 +142,7 @@ static int route_tls(struct route *r, const sl_config *cfg,
 			continue;
 		r->listens[i].handshake_timeout_ms = t->handshake_timeout_ms;
 		if ((r->listens[i].tls = sl_tls_ctx_server(t, e, sizeof e)) ==
-		    NULL ||
-		    TLS_NOT_YET(e, t->allow.ncn + t->allow.ndns +
-					   t->allow.nuri >
-				   0,
-				"allow by name is not enforced yet")) {
+		    NULL) {
 			snprintf(err, errlen, "%s:%u:%u: tls: %s", cfg->path,
 				 t->mark.line, t->mark.col, e);
 			return -1;

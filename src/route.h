@@ -47,6 +47,9 @@ enum ctr_id {
 	CTR_LIMITED,       /* route: refused by max_connections_per_client */
 	CTR_NO_UPSTREAM,   /* route: refused or timed out, every upstream down */
 	CTR_BAD_PROXY,     /* route: bad, late or untrusted PROXY header */
+	CTR_TLS_REFUSED,   /* route: TLS client refused (handshake failed or
+			    * timed out, no certificate, not verified, not
+			    * in allow) */
 	CTR_COUNT
 };
 

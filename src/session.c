@@ -399,6 +399,7 @@ static void on_timer(sl_timer *t)
 		session_close(s, "proxy-timeout", 0, 1);
 		return;
 	case PH_TLS:
+		count(s, CTR_TLS_REFUSED);
 		session_close(s, "tls-handshake-timeout", 0, 1);
 		return;
 	case PH_UP_TLS:
@@ -1013,20 +1014,30 @@ static void queue_recheck(struct session *s)
 
 /* ---- admission --------------------------------------------------------------- */
 
-static void log_denied(struct session *s, const struct sl_acl_rule *rule)
+/* A refusal may be logged now: at most one line per route per second;
+ * those not logged are counted for the next line. */
+static int deny_log_due(struct route_state *st)
 {
-	struct route_state *st = s->route->st;
 	uint64_t now = sl_clock_ms();
 	uint64_t last = atomic_load(&st->deny_log_ms);
-	char text[SL_CIDR_TEXT_MAX] = "", name[CLIENT_NAME_MAX];
-	char via[CLIENT_NAME_MAX + 8] = "", ip[CLIENT_NAME_MAX];
-	unsigned long more;
 
 	if (now - last < DENY_LOG_MS ||
 	    !atomic_compare_exchange_strong(&st->deny_log_ms, &last, now)) {
 		atomic_fetch_add(&st->deny_unlogged, 1);
-		return;
+		return 0;
 	}
+	return 1;
+}
+
+static void log_denied(struct session *s, const struct sl_acl_rule *rule)
+{
+	struct route_state *st = s->route->st;
+	char text[SL_CIDR_TEXT_MAX] = "", name[CLIENT_NAME_MAX];
+	char via[CLIENT_NAME_MAX + 8] = "", ip[CLIENT_NAME_MAX];
+	unsigned long more;
+
+	if (!deny_log_due(st))
+		return;
 	more = atomic_exchange(&st->deny_unlogged, 0);
 	if (rule != NULL)
 		sl_cidr_format(&rule->cidr, text, sizeof text);
@@ -1047,6 +1058,47 @@ static void log_denied(struct session *s, const struct sl_acl_rule *rule)
 }
 
 #ifdef SL_HAVE_TLS
+static const char *tls_reason(int status)
+{
+	switch (status) {
+	case SL_TLS_ENOCERT:
+		return "tls-no-cert";
+	case SL_TLS_EVERIFY:
+		return "tls-verify-failed";
+	case SL_TLS_ENOTALLOWED:
+		return "tls-not-allowed";
+	default:
+		return "tls-handshake";
+	}
+}
+
+/*
+ * A refused TLS client, with the certificate's subject it showed (the
+ * peer's text: escaped here, as every name a peer chose), at most one
+ * line per route per second as for access lists.  A handshake that
+ * failed on its own (garbage, a scan) is only the access-log line.
+ */
+static void tls_log_refused(struct session *s, sl_stream *st, int status)
+{
+	char subj[256], safe[4 * sizeof subj], name[CLIENT_NAME_MAX];
+
+	if (status != SL_TLS_ENOCERT && status != SL_TLS_EVERIFY &&
+	    status != SL_TLS_ENOTALLOWED) {
+		sl_debug("route %s: TLS handshake failed: %s%s%s",
+			 s->route->name, sl_tls_strerror(status),
+			 sl_tls_why(st)[0] ? ": " : "", sl_tls_why(st));
+		return;
+	}
+	if (!deny_log_due(s->route->st))
+		return;
+	sl_tls_peer_subject(st, subj, sizeof subj);
+	sl_info("route %s: TLS client %s refused: %s (%s)%s%s",
+		s->route->name, client_name(s, name, sizeof name),
+		sl_tls_strerror(status), sl_tls_why(st),
+		subj[0] ? " subject=" : "",
+		sl_log_escape(safe, sizeof safe, subj, strlen(subj)));
+}
+
 /* The client's TLS handshake ended: on to an upstream, or the end. */
 static void on_tls_accepted(sl_stream *st, int status)
 {
@@ -1056,10 +1108,9 @@ static void on_tls_accepted(sl_stream *st, int status)
 		return;
 	sl_timer_stop(&s->timer);
 	if (status < 0) {
-		sl_debug("route %s: TLS handshake failed: %s%s%s",
-			 s->route->name, sl_tls_strerror(status),
-			 sl_tls_why(st)[0] ? ": " : "", sl_tls_why(st));
-		session_close(s, "tls-handshake", status, 1);
+		count(s, CTR_TLS_REFUSED);
+		tls_log_refused(s, st, status);
+		session_close(s, tls_reason(status), status, 1);
 		return;
 	}
 	s->phase = PH_CONNECTING;

@@ -74,6 +74,9 @@ struct sl_tls_ctx {
 	int verify;
 	char *cert_file;   /* for sl_tls_ctx_days_left */
 	long days_left;
+	/* Server: who may connect once verified; NULL lists (allow: any,
+	 * or none given) admit every verified client. */
+	sl_tls_allow_conf allow;
 };
 
 /* OpenSSL's reason for the first error of this thread (the cause; later
@@ -272,6 +275,41 @@ static sl_tls_ctx *ctx_new(int server, char *err, size_t errlen)
 	return c;
 }
 
+static void strings_free(char **v, size_t n)
+{
+	for (size_t i = 0; v != NULL && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int strings_copy(char ***to, size_t *nto, char *const *from,
+			size_t n)
+{
+	*nto = 0;
+	if (n == 0)
+		return 0;
+	if ((*to = calloc(n, sizeof **to)) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (((*to)[i] = strdup(from[i])) == NULL)
+			return -1;
+		*nto = i + 1;
+	}
+	return 0;
+}
+
+static int allow_copy(sl_tls_allow_conf *to, const sl_tls_allow_conf *from)
+{
+	to->any = from->any;
+	return strings_copy(&to->cn, &to->ncn, from->cn, from->ncn) < 0 ||
+			       strings_copy(&to->dns, &to->ndns, from->dns,
+					    from->ndns) < 0 ||
+			       strings_copy(&to->uri, &to->nuri, from->uri,
+					    from->nuri) < 0
+		       ? -1
+		       : 0;
+}
+
 sl_tls_ctx *sl_tls_ctx_server(const sl_tls_listen_conf *t, char *err,
 			      size_t errlen)
 {
@@ -292,6 +330,10 @@ sl_tls_ctx *sl_tls_ctx_server(const sl_tls_listen_conf *t, char *err,
 		names = SSL_load_client_CA_file(t->client_ca);
 		if (names != NULL)
 			SSL_CTX_set_client_CA_list(c->ssl, names);
+		if (allow_copy(&c->allow, &t->allow) < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
 		SSL_CTX_set_verify(c->ssl,
 				   t->verify_client == SL_TLS_VERIFY_REQUIRED
 					   ? SSL_VERIFY_PEER |
@@ -366,6 +408,9 @@ void sl_tls_ctx_unref(sl_tls_ctx *c)
 	SSL_CTX_free(c->ssl);
 	free(c->server_name);
 	free(c->cert_file);
+	strings_free(c->allow.cn, c->allow.ncn);
+	strings_free(c->allow.dns, c->allow.ndns);
+	strings_free(c->allow.uri, c->allow.nuri);
 	free(c);
 }
 
@@ -474,6 +519,8 @@ struct sl_tls {
 	int raw_err;   /* how the stream ended: SL_EOF or an error */
 	int write_err; /* sticky */
 	const char *why; /* OpenSSL's reason for a failure, static text */
+	char *matched;   /* "cn:NAME", "dns:NAME", "uri:NAME" that allow
+			  * admitted by, as the certificate has it */
 	sl_tls_done_cb done_cb;
 	sl_alloc_cb alloc_cb;
 	sl_read_cb read_cb;
@@ -514,6 +561,7 @@ static void tls_free(sl_tls *t)
 {
 	SSL_free(t->ssl); /* and its BIOs */
 	sl_tls_ctx_unref(t->ctx);
+	free(t->matched);
 	free(t->obuf);
 	free(t);
 }
@@ -637,6 +685,94 @@ static void handshake_end(sl_tls *t, int status)
 	t->done_cb(t->raw, status);
 }
 
+/* s (len bytes, not NUL-terminated: a certificate may hold a NUL to
+ * fool a strcmp) is one of list's n names. */
+static int name_in(const unsigned char *s, int len, char *const *list,
+		   size_t n, int nocase)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(list[i]);
+
+		if (len < 0 || (size_t)len != l)
+			continue;
+		if (nocase ? OPENSSL_strncasecmp((const char *)s, list[i], l) == 0
+			   : memcmp(s, list[i], l) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void set_matched(sl_tls *t, const char *kind,
+			const unsigned char *s, int len)
+{
+	free(t->matched);
+	t->matched = malloc(strlen(kind) + (size_t)len + 1);
+	if (t->matched != NULL) {
+		strcpy(t->matched, kind);
+		memcpy(t->matched + strlen(kind), s, (size_t)len);
+		t->matched[strlen(kind) + (size_t)len] = '\0';
+	}
+}
+
+/*
+ * A verified client against the listener's allow: its subject's common
+ * name, then its DNS and URI subjectAltNames; the first match admits.
+ * 0, SL_TLS_ENOCERT (allow names some, the client showed none), or
+ * SL_TLS_ENOTALLOWED.
+ */
+static int check_allow(sl_tls *t)
+{
+	const sl_tls_allow_conf *a = &t->ctx->allow;
+	X509 *x;
+	GENERAL_NAMES *names;
+	X509_NAME *subj;
+	int i, ok = 0;
+
+	if (a->ncn + a->ndns + a->nuri == 0)
+		return 0; /* allow: any, or nothing asked */
+	if ((x = SSL_get0_peer_certificate(t->ssl)) == NULL) {
+		t->why = "no client certificate";
+		return SL_TLS_ENOCERT;
+	}
+	subj = X509_get_subject_name(x);
+	for (i = -1; !ok && (i = X509_NAME_get_index_by_NID(
+				     subj, NID_commonName, i)) >= 0;) {
+		ASN1_STRING *d =
+			X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
+		unsigned char *u = NULL;
+		int n = ASN1_STRING_to_UTF8(&u, d);
+
+		if (n >= 0 && name_in(u, n, a->cn, a->ncn, 0)) {
+			set_matched(t, "cn:", u, n);
+			ok = 1;
+		}
+		OPENSSL_free(u);
+	}
+	names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (i = 0; !ok && i < sk_GENERAL_NAME_num(names); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+		const ASN1_IA5STRING *v;
+
+		if (g->type == GEN_DNS) {
+			v = g->d.dNSName;
+			if (name_in(v->data, v->length, a->dns, a->ndns, 1)) {
+				set_matched(t, "dns:", v->data, v->length);
+				ok = 1;
+			}
+		} else if (g->type == GEN_URI) {
+			v = g->d.uniformResourceIdentifier;
+			if (name_in(v->data, v->length, a->uri, a->nuri, 0)) {
+				set_matched(t, "uri:", v->data, v->length);
+				ok = 1;
+			}
+		}
+	}
+	GENERAL_NAMES_free(names);
+	if (!ok)
+		t->why = "certificate not in allow";
+	return ok ? 0 : SL_TLS_ENOTALLOWED;
+}
+
 /* A step of the handshake with what has come so far. */
 static void handshake(sl_tls *t)
 {
@@ -645,6 +781,8 @@ static void handshake(sl_tls *t)
 	if (r == 1) {
 		if ((f = flush(t)) < 0)
 			t->write_err = f;
+		else if (t->ctx->server)
+			f = check_allow(t);
 		handshake_end(t, f);
 		return;
 	}
@@ -1017,6 +1155,13 @@ const char *sl_tls_why(const sl_stream *st)
 	const sl_tls *t = tls_of(st);
 
 	return t != NULL && t->why != NULL ? t->why : "";
+}
+
+const char *sl_tls_matched(const sl_stream *st)
+{
+	const sl_tls *t = tls_of(st);
+
+	return t != NULL ? t->matched : NULL;
 }
 
 const char *sl_tls_version(const sl_stream *st)

@@ -535,6 +535,135 @@ static void test_originate_verify(void **state)
 	free(wrong);
 }
 
+/* ---- mTLS: client certificates and allow ----------------------------------- */
+
+/* A TLS session with cert (NULL: none) to lport: 1 when an echo goes
+ * through it, 0 when the session is refused (in the handshake or, in TLS
+ * 1.3, just after the client's end of it). */
+static int mtls_echo(uint16_t lport, const st_cert *cert)
+{
+	SSL_CTX *ctx = st_tls_client_ctx(certs.ca, cert, 0, 0);
+	st_sock fd = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	char why[256], buf[16];
+	SSL *ssl;
+	int ok = 0;
+
+	assert_true(fd != ST_BAD_SOCK);
+	ssl = st_tls_handshake(ctx, fd, "localhost", why, sizeof why);
+	if (ssl != NULL) {
+		uint64_t end = st_now_ms() + ST_WAIT_MS;
+		int n = 0;
+
+		if (SSL_write(ssl, "ping", 4) == 4) {
+			while (n <= 0 && st_now_ms() < end) {
+				n = SSL_read(ssl, buf, sizeof buf);
+				if (n <= 0 && SSL_get_error(ssl, n) !=
+						      SSL_ERROR_WANT_READ)
+					break;
+				if (n <= 0)
+					st_sleep_ms(10);
+			}
+			ok = n == 4 && memcmp(buf, "ping", 4) == 0;
+		}
+		/* An orderly end: close_notify, and the peer's back. */
+		if (ok && SSL_shutdown(ssl) >= 0) {
+			while (st_now_ms() < end) {
+				n = SSL_read(ssl, buf, sizeof buf);
+				if (n <= 0 && SSL_get_error(ssl, n) !=
+						      SSL_ERROR_WANT_READ)
+					break;
+				st_sleep_ms(10);
+			}
+		}
+		SSL_free(ssl);
+	}
+	st_close(fd);
+	SSL_CTX_free(ctx);
+	return ok;
+}
+
+/*
+ * verify_client: required with allow by cn, dns and uri: clients admitted
+ * by each; refused, each counted and logged with its reason: a
+ * certificate outside allow, one from another CA, an expired one, none.
+ * A refused subject with control characters reaches the log escaped.
+ */
+static void test_mtls_allow(void **state)
+{
+	uint16_t lport = st_free_port(), aport = st_free_port(), uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	st_cert *by_dns = st_cert_make(
+		"by-dns", &(st_cert_opts){.cn = "someone",
+					  .dns = "Deploy.Example.com",
+					  .issuer = certs.ca});
+	st_cert *by_uri = st_cert_make(
+		"by-uri", &(st_cert_opts){.cn = "someone-else",
+					  .uri = "spiffe://test/deploy",
+					  .issuer = certs.ca});
+	st_cert *stranger = st_cert_make(
+		"stranger", &(st_cert_opts){.cn = "evil\x1b[2Jname",
+					    .dns = "ci.example.com.evil",
+					    .issuer = certs.ca});
+	st_cert *old = st_cert_make(
+		"old-client", &(st_cert_opts){.cn = "ci-runner",
+					      .issuer = certs.ca,
+					      .not_before_days = -30,
+					      .not_after_days = -1});
+	char *more = st_fmt("        client_ca: %s\n"
+			    "        verify_client: required\n"
+			    "        allow:\n"
+			    "          cn: [ci-runner]\n"
+			    "          dns: [deploy.example.com]\n"
+			    "          uri: [\"spiffe://test/deploy\"]\n",
+			    certs.ca->cert_path);
+	char *route = terminate_conf(lport, uport, more);
+	char *yaml = st_fmt("admin: %u\n%s", aport, route);
+	st_daemon *d = st_daemon_start(yaml);
+	char *log;
+
+	(void)state;
+	assert_int_equal(mtls_echo(lport, certs.client), 1); /* cn */
+	assert_int_equal(mtls_echo(lport, by_dns), 1);       /* dns */
+	assert_int_equal(mtls_echo(lport, by_uri), 1);       /* uri */
+	assert_int_equal(mtls_echo(lport, stranger), 0);
+	assert_int_equal(mtls_echo(lport, certs.other_client), 0);
+	assert_int_equal(mtls_echo(lport, old), 0);
+	assert_int_equal(mtls_echo(lport, NULL), 0);
+
+	assert_int_equal(st_daemon_wait_log(d, "reason=tls-not-allowed", 1,
+					    ST_WAIT_MS),
+			 0);
+	assert_int_equal(st_daemon_wait_log(d, "reason=tls-verify-failed", 2,
+					    ST_WAIT_MS),
+			 0);
+	assert_int_equal(st_daemon_wait_log(d, "reason=tls-no-cert", 1,
+					    ST_WAIT_MS),
+			 0);
+	st_wait_metric(aport, 4, "sluice_route_tls_refused_total{route=\"tls\"}");
+	assert_int_equal(st_daemon_log_count(d, "reason=done"), 3);
+	/* The first refusal's line names the subject, escaped. */
+	assert_int_equal(st_daemon_wait_log(d, "refused: TLS client certificate "
+					       "not allowed",
+					    1, ST_WAIT_MS),
+			 0);
+	log = st_daemon_log(d);
+	assert_null(strchr(log, '\x1b'));
+	/* RFC 2253 text: OpenSSL writes a control character as \1B. */
+	assert_non_null(strstr(log, "subject=CN=evil\\1B[2Jname"));
+	free(log);
+	/* Only the admitted sessions reached the upstream. */
+	assert_int_equal(st_server_accepted(srv), 3);
+	st_daemon_stop(d);
+	st_server_stop(srv);
+	st_cert_free(by_dns);
+	st_cert_free(by_uri);
+	st_cert_free(stranger);
+	st_cert_free(old);
+	free(more);
+	free(route);
+	free(yaml);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -547,6 +676,7 @@ int main(void)
 		ST_TEST(test_truncated),
 		ST_TEST(test_originate_bulk),
 		ST_TEST(test_originate_verify),
+		ST_TEST(test_mtls_allow),
 	};
 	int rc;
 
