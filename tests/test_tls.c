@@ -217,11 +217,13 @@ static void test_check_warnings(void **state)
 
 #define MiB (1024ull * 1024)
 
-/* A route that terminates TLS on lport in front of 127.0.0.1:uport. */
-static char *terminate_conf(uint16_t lport, uint16_t uport, const char *more)
+/* A route that terminates TLS on lport in front of 127.0.0.1:uport, its
+ * tls mapping with more lines; terminate_conf: a config of that one,
+ * named "tls". */
+static char *terminate_route(const char *name, uint16_t lport,
+			     uint16_t uport, const char *more)
 {
-	return st_fmt("routes:\n"
-		      "  - name: tls\n"
+	return st_fmt("  - name: %s\n"
 		      "    listen:\n"
 		      "      address: tcp://127.0.0.1:%u\n"
 		      "      tls:\n"
@@ -229,8 +231,17 @@ static char *terminate_conf(uint16_t lport, uint16_t uport, const char *more)
 		      "        key: %s\n"
 		      "%s"
 		      "    upstreams: tcp://127.0.0.1:%u\n",
-		      lport, certs.server->cert_path, certs.server->key_path,
-		      more != NULL ? more : "", uport);
+		      name, lport, certs.server->cert_path,
+		      certs.server->key_path, more != NULL ? more : "", uport);
+}
+
+static char *terminate_conf(uint16_t lport, uint16_t uport, const char *more)
+{
+	char *r = terminate_route("tls", lport, uport, more);
+	char *yaml = st_fmt("routes:\n%s", r);
+
+	free(r);
+	return yaml;
 }
 
 /* A TLS session to lport verified against the test CA, as localhost. */
@@ -373,6 +384,55 @@ static void test_handshake_timeout(void **state)
 	free(yaml);
 }
 
+/* A handshake to lport with a client of versions [min, max]: 1 when it
+ * succeeds, 0 when it is refused. */
+static int version_ok(uint16_t lport, int min, int max)
+{
+	SSL_CTX *ctx = st_tls_client_ctx(certs.ca, NULL, min, max);
+	st_sock fd = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	char why[256];
+	SSL *ssl;
+	int ok;
+
+	assert_true(fd != ST_BAD_SOCK);
+	ssl = st_tls_handshake(ctx, fd, "localhost", why, sizeof why);
+	ok = ssl != NULL;
+	if (ssl != NULL) {
+		assert_int_equal(SSL_version(ssl), max != 0 ? max : min);
+		SSL_free(ssl);
+	}
+	st_close(fd);
+	SSL_CTX_free(ctx);
+	return ok;
+}
+
+/* TLS 1.2 and 1.3 clients; one below min_version is refused. */
+static void test_versions(void **state)
+{
+	uint16_t lport = st_free_port(), strict = st_free_port(), uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *a = terminate_route("any", lport, uport, NULL);
+	char *b = terminate_route("strict", strict, uport,
+				  "        min_version: \"1.3\"\n");
+	char *yaml = st_fmt("routes:\n%s%s", a, b);
+	st_daemon *d = st_daemon_start(yaml);
+
+	(void)state;
+	assert_int_equal(version_ok(lport, TLS1_2_VERSION, TLS1_2_VERSION), 1);
+	assert_int_equal(version_ok(lport, TLS1_3_VERSION, TLS1_3_VERSION), 1);
+	assert_int_equal(version_ok(strict, TLS1_3_VERSION, TLS1_3_VERSION),
+			 1);
+	assert_int_equal(version_ok(strict, TLS1_2_VERSION, TLS1_2_VERSION),
+			 0);
+	/* TLS 1.1 is refused everywhere. */
+	assert_int_equal(version_ok(lport, TLS1_1_VERSION, TLS1_1_VERSION), 0);
+	st_daemon_stop(d);
+	st_server_stop(srv);
+	free(a);
+	free(b);
+	free(yaml);
+}
+
 /*
  * A TLS client that ends its connection without close_notify: the
  * session ends as tls-truncated, not as an orderly end.
@@ -460,6 +520,52 @@ static void test_originate_bulk(void **state)
 	st_server_stop(srv);
 	free(yaml);
 	free(tls);
+}
+
+/*
+ * TLS over the local kind of stream: route "out" takes cleartext TCP and
+ * speaks TLS to a Unix socket (natively) or a named pipe (sluice.exe
+ * under wine), where route "in" terminates it in front of a TCP echo
+ * server.  So the filter runs over that kind's streams on both ends,
+ * accepted and connected: 64 MiB each way at once, byte-exact, both
+ * half-closes carried.
+ */
+static void test_tls_over_local(void **state)
+{
+	uint16_t oport = st_free_port(), eport;
+	st_server *srv = st_server_start(st_listen_tcp(&eport, 16), ST_ECHO, 0);
+	char *mid = st_wine() != NULL
+			    ? st_fmt("'pipe:\\\\.\\pipe\\sluice-tls-%ld'",
+				     (long)getpid())
+			    : st_fmt("unix:%s/mid.sock", st_tmpdir());
+	char *yaml = st_fmt("routes:\n"
+			    "  - name: out\n"
+			    "    listen: tcp://127.0.0.1:%u\n"
+			    "    upstreams:\n"
+			    "      - address: %s\n"
+			    "        tls: {ca: %s, server_name: localhost}\n"
+			    "  - name: in\n"
+			    "    listen:\n"
+			    "      address: %s\n"
+			    "      tls: {cert: %s, key: %s}\n"
+			    "    upstreams: tcp://127.0.0.1:%u\n",
+			    oport, mid, certs.ca->cert_path, mid,
+			    certs.server->cert_path, certs.server->key_path,
+			    eport);
+	st_daemon *d = st_daemon_start(yaml);
+	st_sock c;
+
+	(void)state;
+	c = st_connect_tcp_retry(oport, ST_WAIT_MS);
+	assert_true(c != ST_BAD_SOCK);
+	assert_int_equal(st_exchange(c, 11, 11, 64 * MiB, ST_STALL_MS), 0);
+	st_close(c);
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 2, ST_WAIT_MS),
+			 0);
+	st_daemon_stop(d);
+	st_server_stop(srv);
+	free(yaml);
+	free(mid);
 }
 
 /* One short echo through oport must fail: the session is cut. */
@@ -674,8 +780,10 @@ int main(void)
 		ST_TEST(test_terminate_s_client),
 		ST_TEST(test_handshake_timeout),
 		ST_TEST(test_truncated),
+		ST_TEST(test_versions),
 		ST_TEST(test_originate_bulk),
 		ST_TEST(test_originate_verify),
+		ST_TEST(test_tls_over_local),
 		ST_TEST(test_mtls_allow),
 	};
 	int rc;
