@@ -557,6 +557,52 @@ static size_t json_str(char *line, size_t n, size_t cap, const char *s)
 	return n;
 }
 
+/* A TLS session's facts as text: " tls=V cipher=C sni="S" ...". */
+static size_t access_tls_text(char *buf, size_t cap,
+			      const struct sl_access_rec *r)
+{
+	int k = snprintf(buf, cap, " tls=%s cipher=%s%s%s%s%s%s%s%s%s%s%s",
+			 r->tls_version, r->tls_cipher ? r->tls_cipher : "-",
+			 r->tls_sni ? " sni=\"" : "",
+			 r->tls_sni ? r->tls_sni : "", r->tls_sni ? "\"" : "",
+			 r->tls_subject ? " subject=\"" : "",
+			 r->tls_subject ? r->tls_subject : "",
+			 r->tls_subject ? "\"" : "",
+			 r->tls_san ? " san=\"" : "", r->tls_san ? r->tls_san : "",
+			 r->tls_san ? "\"" : "",
+			 r->tls_sha256 ? " sha256=" : "");
+
+	if (k < 0)
+		return 0;
+	if ((size_t)k < cap && r->tls_sha256 != NULL)
+		k += snprintf(buf + k, cap - (size_t)k, "%s", r->tls_sha256);
+	return (size_t)k < cap ? (size_t)k : cap - 1;
+}
+
+/* The same as a "tls" object of the JSON record. */
+static size_t access_tls_json(char *line, size_t n, size_t cap,
+			      const struct sl_access_rec *r)
+{
+	const char *keys[] = {"version", "cipher", "sni",
+			      "subject", "san",    "sha256"};
+	const char *vals[] = {r->tls_version, r->tls_cipher, r->tls_sni,
+			      r->tls_subject, r->tls_san,    r->tls_sha256};
+	int first = 1;
+
+	n += (size_t)snprintf(line + n, n < cap ? cap - n : 0, ",\"tls\":{");
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		if (vals[i] == NULL || n >= cap)
+			continue;
+		n += (size_t)snprintf(line + n, cap - n, "%s\"%s\":",
+				      first ? "" : ",", keys[i]);
+		n = json_str(line, n, cap, vals[i]);
+		first = 0;
+	}
+	if (n < cap)
+		line[n++] = '}';
+	return n;
+}
+
 void sl_access(const struct sl_access_rec *r)
 {
 	char line[2048];
@@ -566,10 +612,14 @@ void sl_access(const struct sl_access_rec *r)
 	if (acc_to == ACC_OFF)
 		return;
 	if (!acc_json) {
-		char err[600] = "";
+		char err[1400] = "";
+		size_t e = 0;
 
+		if (r->tls_version != NULL)
+			e = access_tls_text(err, sizeof err, r);
 		if (r->error != NULL)
-			snprintf(err, sizeof err, " error=\"%s\"", r->error);
+			snprintf(err + e, sizeof err - e, " error=\"%s\"",
+				 r->error);
 		if (acc_to == ACC_LOG) {
 			sl_log(SL_LOG_INFO,
 			       "session route=%s client=%s upstream=%s "
@@ -609,6 +659,8 @@ void sl_access(const struct sl_access_rec *r)
 					      ",\"error\":");
 			n = json_str(line, n, cap, r->error);
 		}
+		if (r->tls_version != NULL)
+			n = access_tls_json(line, n, cap, r);
 		if (n < cap)
 			line[n++] = '}';
 		if (acc_to == ACC_LOG) {

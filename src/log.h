@@ -72,6 +72,13 @@ struct sl_access_rec {
 	const char *route, *client, *upstream, *reason;
 	const char *error; /* NULL: none */
 	unsigned long long bytes_in, bytes_out, duration_ms;
+	/* A TLS client's session (tls_version NULL: none): the version and
+	 * cipher; the name it asked for (SNI), its certificate's subject,
+	 * the name allow admitted it by and the certificate's SHA-256, each
+	 * NULL when there is none.  The peer's text comes escaped, its '"'
+	 * and '\\' as \\xHH too, so the text format can quote it. */
+	const char *tls_version, *tls_cipher, *tls_sni, *tls_subject,
+		*tls_san, *tls_sha256;
 };
 
 /*

@@ -87,6 +87,7 @@ struct session {
 	 * per-client limit and source hashing judge. */
 	sl_ipaddr client_ip;
 	struct pp_state *pp; /* accept_proxy listeners only */
+	struct tls_facts *tls; /* a TLS client's, for the access log */
 	enum phase phase;
 	unsigned attempts;
 	unsigned up_index; /* index into route->ups of this attempt */
@@ -110,6 +111,14 @@ struct session {
 };
 
 #define CLIENT_NAME_MAX 128
+
+/* A TLS client's facts for its access-log line, taken when its handshake
+ * ends (the TLS layer is gone by the time the line is written). */
+struct tls_facts {
+	const char *version, *cipher; /* OpenSSL's own names */
+	char *sni, *subject, *san;    /* the peer's text, escaped; NULL: none */
+	char sha256[65];
+};
 
 #define POOL_MAX_FREE 64 /* per loop: 4 MiB of 64k buffers at most */
 
@@ -265,6 +274,16 @@ static void session_finish(struct session *s)
 			.duration_ms = dur,
 		};
 
+		if (s->tls != NULL) {
+			rec.tls_version = s->tls->version;
+			rec.tls_cipher = s->tls->cipher;
+			rec.tls_sni = s->tls->sni;
+			rec.tls_subject = s->tls->subject;
+			rec.tls_san = s->tls->san;
+			rec.tls_sha256 =
+				s->tls->sha256[0] ? s->tls->sha256 : NULL;
+		}
+
 		sl_access(&rec);
 	}
 
@@ -283,6 +302,12 @@ static void session_finish(struct session *s)
 	if (s->queued)
 		atomic_fetch_sub(&r->st->queued, 1);
 	free(s->pp);
+	if (s->tls != NULL) {
+		free(s->tls->sni);
+		free(s->tls->subject);
+		free(s->tls->san);
+		free(s->tls);
+	}
 	free(s->client_text);
 	route_release(r);
 	route_unref(r);
@@ -1099,6 +1124,47 @@ static void tls_log_refused(struct session *s, sl_stream *st, int status)
 		sl_log_escape(safe, sizeof safe, subj, strlen(subj)));
 }
 
+/*
+ * A peer's text for the access log: escaped as every name a peer chose,
+ * and its quotes and backslashes as \xHH too, so that the text format
+ * can quote it.  NULL for none (or without memory).
+ */
+static char *tls_text(const char *src)
+{
+	char raw[4 * 256], safe[4 * sizeof raw];
+	size_t n = 0;
+
+	if (src == NULL || src[0] == '\0')
+		return NULL;
+	for (; *src != '\0' && n + 5 < sizeof raw / 4; src++) {
+		if (*src == '"' || *src == '\\')
+			n += (size_t)snprintf(raw + n, sizeof raw - n, "\\x%02x",
+					      (unsigned char)*src);
+		else
+			raw[n++] = *src;
+	}
+	raw[n] = '\0';
+	return strdup(sl_log_escape(safe, sizeof safe, raw, n));
+}
+
+/* What the access log says of a TLS client, taken now. */
+static void tls_facts_take(struct session *s, sl_stream *st)
+{
+	struct tls_facts *f = calloc(1, sizeof *f);
+	char subj[256];
+
+	if (f == NULL)
+		return;
+	f->version = sl_tls_version(st);
+	f->cipher = sl_tls_cipher(st);
+	f->sni = tls_text(sl_tls_sni(st));
+	sl_tls_peer_subject(st, subj, sizeof subj);
+	f->subject = tls_text(subj);
+	f->san = tls_text(sl_tls_matched(st));
+	sl_tls_peer_sha256(st, f->sha256, sizeof f->sha256);
+	s->tls = f;
+}
+
 /* The client's TLS handshake ended: on to an upstream, or the end. */
 static void on_tls_accepted(sl_stream *st, int status)
 {
@@ -1113,6 +1179,7 @@ static void on_tls_accepted(sl_stream *st, int status)
 		session_close(s, tls_reason(status), status, 1);
 		return;
 	}
+	tls_facts_take(s, st);
 	s->phase = PH_CONNECTING;
 	choose(s);
 }

@@ -1164,6 +1164,19 @@ const char *sl_tls_matched(const sl_stream *st)
 	return t != NULL ? t->matched : NULL;
 }
 
+void sl_tls_peer_sha256(const sl_stream *st, char *buf, size_t len)
+{
+	X509 *x = SSL_get0_peer_certificate(tls_of(st)->ssl);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned n = 0;
+
+	buf[0] = '\0';
+	if (x == NULL || !X509_digest(x, EVP_sha256(), md, &n))
+		return;
+	for (unsigned i = 0; i < n && 2 * i + 2 < len; i++)
+		snprintf(buf + 2 * i, 3, "%02x", md[i]);
+}
+
 const char *sl_tls_version(const sl_stream *st)
 {
 	return SSL_get_version(tls_of(st)->ssl);

@@ -122,6 +122,9 @@ const char *sl_tls_why(const sl_stream *st);
 const char *sl_tls_cipher(const sl_stream *st);
 const char *sl_tls_sni(const sl_stream *st);
 void sl_tls_peer_subject(const sl_stream *st, char *buf, size_t len);
+/* The SHA-256 of the peer's certificate in hex ("" without one); len
+ * at least 65. */
+void sl_tls_peer_sha256(const sl_stream *st, char *buf, size_t len);
 /* The name allow admitted the client by ("cn:x", "dns:x", "uri:x", as
  * the certificate has it: the peer's text, not escaped), or NULL. */
 const char *sl_tls_matched(const sl_stream *st);

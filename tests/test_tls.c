@@ -756,6 +756,13 @@ static void test_mtls_allow(void **state)
 	assert_null(strchr(log, '\x1b'));
 	/* RFC 2253 text: OpenSSL writes a control character as \1B. */
 	assert_non_null(strstr(log, "subject=CN=evil\\1B[2Jname"));
+	/* The access log of each admitted session: version, cipher, SNI,
+	 * the subject, the name allow admitted it by, the fingerprint. */
+	assert_non_null(strstr(log, " tls=TLSv1.3 cipher=TLS_"));
+	assert_non_null(strstr(log, "sni=\"localhost\" subject=\"CN=ci-runner\" "
+				    "san=\"cn:ci-runner\" sha256="));
+	assert_non_null(strstr(log, "san=\"dns:Deploy.Example.com\""));
+	assert_non_null(strstr(log, "san=\"uri:spiffe://test/deploy\""));
 	free(log);
 	/* Only the admitted sessions reached the upstream. */
 	assert_int_equal(st_server_accepted(srv), 3);
@@ -766,6 +773,58 @@ static void test_mtls_allow(void **state)
 	st_cert_free(stranger);
 	st_cert_free(old);
 	free(more);
+	free(route);
+	free(yaml);
+}
+
+/*
+ * The JSON access log of a TLS session: a "tls" object; a name the client
+ * chose (SNI with a quote and an escape character) stays one JSON string,
+ * and in the text format one quoted value.
+ */
+static void test_access_log_tls(void **state)
+{
+	uint16_t lport = st_free_port(), uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *file = st_fmt("%s/access.json", st_tmpdir());
+	char *route = terminate_conf(lport, uport, NULL);
+	char *yaml = st_fmt("access_log: {to: %s, format: json}\n%s", file,
+			    route);
+	SSL_CTX *ctx = st_tls_client_ctx(NULL, NULL, 0, 0);
+	st_daemon *d = st_daemon_start(yaml);
+	st_sock fd = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	char why[256], *json = NULL;
+	uint64_t end = st_now_ms() + ST_WAIT_MS;
+	SSL *ssl;
+
+	(void)state;
+	assert_true(fd != ST_BAD_SOCK);
+	/* A name no verification would pass: this client verifies none. */
+	ssl = st_tls_handshake(ctx, fd, "ev\"il\x1b.example", why,
+			       sizeof why);
+	if (ssl == NULL)
+		fail_msg("handshake: %s", why);
+	st_tls_exchange(ssl, fd, 3, 3, 1024);
+	SSL_free(ssl);
+	st_close(fd);
+	while (st_now_ms() < end) {
+		free(json);
+		json = st_read_file(file);
+		if (json != NULL && strstr(json, "\"reason\"") != NULL)
+			break;
+		st_sleep_ms(50);
+	}
+	assert_non_null(json);
+	if (strstr(json, ",\"tls\":{\"version\":\"TLSv1.3\",\"cipher\":\"TLS_") ==
+		    NULL ||
+	    strstr(json, "\"sni\":\"ev\\\\x22il\\\\x1b.example\"") == NULL ||
+	    strchr(json, '\x1b') != NULL)
+		fail_msg("access log: %s", json);
+	free(json);
+	st_daemon_stop(d);
+	st_server_stop(srv);
+	SSL_CTX_free(ctx);
+	free(file);
 	free(route);
 	free(yaml);
 }
@@ -785,6 +844,7 @@ int main(void)
 		ST_TEST(test_originate_verify),
 		ST_TEST(test_tls_over_local),
 		ST_TEST(test_mtls_allow),
+		ST_TEST(test_access_log_tls),
 	};
 	int rc;
 
