@@ -1673,9 +1673,47 @@ static void acl_conf_free(sl_acl_conf *a)
 
 static void strings_free(char **v, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; v != NULL && i < n; i++)
 		free(v[i]);
 	free(v);
+}
+
+void sl_tls_allow_free(sl_tls_allow_conf *a)
+{
+	strings_free(a->cn, a->ncn);
+	strings_free(a->dns, a->ndns);
+	strings_free(a->uri, a->nuri);
+	memset(a, 0, sizeof *a);
+}
+
+static int strings_copy(char ***to, size_t *nto, char *const *from,
+			size_t n)
+{
+	*to = NULL;
+	*nto = 0;
+	if (n == 0)
+		return 0;
+	if ((*to = calloc(n, sizeof **to)) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (((*to)[i] = strdup(from[i])) == NULL)
+			return -1;
+		*nto = i + 1;
+	}
+	return 0;
+}
+
+int sl_tls_allow_copy(sl_tls_allow_conf *to, const sl_tls_allow_conf *from)
+{
+	memset(to, 0, sizeof *to);
+	to->any = from->any;
+	if (strings_copy(&to->cn, &to->ncn, from->cn, from->ncn) < 0 ||
+	    strings_copy(&to->dns, &to->ndns, from->dns, from->ndns) < 0 ||
+	    strings_copy(&to->uri, &to->nuri, from->uri, from->nuri) < 0) {
+		sl_tls_allow_free(to);
+		return -1;
+	}
+	return 0;
 }
 
 static void tls_listen_free(sl_tls_listen_conf *t)
@@ -1683,9 +1721,7 @@ static void tls_listen_free(sl_tls_listen_conf *t)
 	free(t->cert);
 	free(t->key);
 	free(t->client_ca);
-	strings_free(t->allow.cn, t->allow.ncn);
-	strings_free(t->allow.dns, t->allow.ndns);
-	strings_free(t->allow.uri, t->allow.nuri);
+	sl_tls_allow_free(&t->allow);
 	free(t->ciphers);
 	free(t->ciphersuites);
 }

@@ -28,6 +28,11 @@ typedef struct sl_tls_allow_conf {
 	size_t nuri;
 } sl_tls_allow_conf;
 
+/* A copy of from's lists (0, or -1 without memory, to then empty), and
+ * freeing one (for whoever keeps a copy past the config: tls.c). */
+int sl_tls_allow_copy(sl_tls_allow_conf *to, const sl_tls_allow_conf *from);
+void sl_tls_allow_free(sl_tls_allow_conf *a);
+
 enum sl_tls_verify_client {
 	SL_TLS_VERIFY_NONE = 0, /* the default */
 	SL_TLS_VERIFY_OPTIONAL,

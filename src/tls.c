@@ -275,41 +275,6 @@ static sl_tls_ctx *ctx_new(int server, char *err, size_t errlen)
 	return c;
 }
 
-static void strings_free(char **v, size_t n)
-{
-	for (size_t i = 0; v != NULL && i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static int strings_copy(char ***to, size_t *nto, char *const *from,
-			size_t n)
-{
-	*nto = 0;
-	if (n == 0)
-		return 0;
-	if ((*to = calloc(n, sizeof **to)) == NULL)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (((*to)[i] = strdup(from[i])) == NULL)
-			return -1;
-		*nto = i + 1;
-	}
-	return 0;
-}
-
-static int allow_copy(sl_tls_allow_conf *to, const sl_tls_allow_conf *from)
-{
-	to->any = from->any;
-	return strings_copy(&to->cn, &to->ncn, from->cn, from->ncn) < 0 ||
-			       strings_copy(&to->dns, &to->ndns, from->dns,
-					    from->ndns) < 0 ||
-			       strings_copy(&to->uri, &to->nuri, from->uri,
-					    from->nuri) < 0
-		       ? -1
-		       : 0;
-}
-
 sl_tls_ctx *sl_tls_ctx_server(const sl_tls_listen_conf *t, char *err,
 			      size_t errlen)
 {
@@ -330,7 +295,7 @@ sl_tls_ctx *sl_tls_ctx_server(const sl_tls_listen_conf *t, char *err,
 		names = SSL_load_client_CA_file(t->client_ca);
 		if (names != NULL)
 			SSL_CTX_set_client_CA_list(c->ssl, names);
-		if (allow_copy(&c->allow, &t->allow) < 0) {
+		if (sl_tls_allow_copy(&c->allow, &t->allow) < 0) {
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
@@ -408,9 +373,7 @@ void sl_tls_ctx_unref(sl_tls_ctx *c)
 	SSL_CTX_free(c->ssl);
 	free(c->server_name);
 	free(c->cert_file);
-	strings_free(c->allow.cn, c->allow.ncn);
-	strings_free(c->allow.dns, c->allow.ndns);
-	strings_free(c->allow.uri, c->allow.nuri);
+	sl_tls_allow_free(&c->allow);
 	free(c);
 }
 
@@ -438,6 +401,24 @@ static void check_expiry(const sl_config *cfg, const sl_conf_mark *m,
 	warn(arg, msg);
 }
 
+/*
+ * sluice -t on one tls mapping (at m): its context c, made (NULL: e says
+ * why, which goes to err), and the expiry of its certificate.
+ */
+static int check_ctx(const sl_config *cfg, const sl_conf_mark *m,
+		     sl_tls_ctx *c, const char *e, char *err, size_t errlen,
+		     void (*warn)(void *arg, const char *msg), void *arg)
+{
+	if (c == NULL) {
+		snprintf(err, errlen, "%s:%u:%u: tls: %s", cfg->path, m->line,
+			 m->col, e);
+		return -1;
+	}
+	check_expiry(cfg, m, c, warn, arg);
+	sl_tls_ctx_unref(c);
+	return 0;
+}
+
 int sl_tls_check(const sl_config *cfg,
 		 void (*warn)(void *arg, const char *msg), void *arg,
 		 char *err, size_t errlen)
@@ -448,44 +429,32 @@ int sl_tls_check(const sl_config *cfg,
 		const sl_route_conf *rc = &cfg->routes[i];
 
 		for (size_t j = 0; j < rc->nlisten; j++) {
-			const sl_listen_conf *lc = &rc->listen[j];
-			sl_tls_ctx *c;
+			const sl_tls_listen_conf *t = &rc->listen[j].tls;
 
-			if (!lc->tls.on)
-				continue;
-			if ((c = sl_tls_ctx_server(&lc->tls, e, sizeof e)) ==
-			    NULL) {
-				snprintf(err, errlen, "%s:%u:%u: tls: %s",
-					 cfg->path, lc->tls.mark.line,
-					 lc->tls.mark.col, e);
+			if (t->on &&
+			    check_ctx(cfg, &t->mark,
+				      sl_tls_ctx_server(t, e, sizeof e), e, err,
+				      errlen, warn, arg) < 0)
 				return -1;
-			}
-			check_expiry(cfg, &lc->tls.mark, c, warn, arg);
-			sl_tls_ctx_unref(c);
 		}
 		for (size_t j = 0; j < rc->nupstreams; j++) {
 			const sl_upstream_conf *uc = &rc->upstreams[j];
-			sl_tls_ctx *c;
+			const sl_tls_upstream_conf *t = &uc->tls;
 
-			if (!uc->tls.on)
+			if (!t->on)
 				continue;
-			if ((c = sl_tls_ctx_client(&uc->tls, &uc->ep, e,
-						   sizeof e)) == NULL) {
-				snprintf(err, errlen, "%s:%u:%u: tls: %s",
-					 cfg->path, uc->tls.mark.line,
-					 uc->tls.mark.col, e);
+			if (check_ctx(cfg, &t->mark,
+				      sl_tls_ctx_client(t, &uc->ep, e, sizeof e),
+				      e, err, errlen, warn, arg) < 0)
 				return -1;
-			}
-			check_expiry(cfg, &uc->tls.mark, c, warn, arg);
-			sl_tls_ctx_unref(c);
-			if (!uc->tls.verify) {
+			if (!t->verify) {
 				snprintf(msg, sizeof msg,
 					 "%s:%u:%u: tls: verify: false: the "
 					 "certificate of upstream %s is not "
 					 "checked (anyone in the path can "
 					 "read and change the traffic)",
-					 cfg->path, uc->tls.mark.line,
-					 uc->tls.mark.col, uc->address);
+					 cfg->path, t->mark.line, t->mark.col,
+					 uc->address);
 				warn(arg, msg);
 			}
 		}
@@ -807,48 +776,62 @@ static void handshake(sl_tls *t)
 		handshake_end(t, f);
 }
 
-/* The caller's end of reading: SL_EOF, SL_TLS_ETRUNC or an error. */
-static void read_end(sl_tls *t, int err)
+/* The caller's end of reading: SL_EOF, SL_TLS_ETRUNC or an error, with
+ * the buffer it gave (or none). */
+static void read_end(sl_tls *t, int err, const sl_buf *buf)
 {
-	sl_buf b = {NULL, 0};
+	sl_buf none = {NULL, 0};
 
 	t->flags &= ~T_READING;
 	t->flags |= T_ENDED;
 	(void)raw_read(t, 0);
-	t->read_cb(t->raw, err, &b);
+	t->read_cb(t->raw, err, buf != NULL ? buf : &none);
+}
+
+/* How reading ends once nothing is left to decrypt and the stream has
+ * ended: after close_notify, the end; without it, a truncation. */
+static int end_of(const sl_tls *t)
+{
+	if (t->raw_err != SL_EOF)
+		return t->raw_err;
+	return (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN)
+		       ? SL_EOF
+		       : SL_TLS_ETRUNC;
+}
+
+static int reading(const sl_tls *t)
+{
+	return (t->flags & (T_READING | T_CLOSING | T_ENDED)) == T_READING;
+}
+
+/* Nothing to decrypt until the stream says more: the end if it has
+ * ended, else read it. */
+static void read_more(sl_tls *t)
+{
+	int r;
+
+	if (t->flags & T_RAW_END)
+		read_end(t, end_of(t), NULL);
+	else if ((r = raw_read(t, 1)) < 0)
+		read_end(t, r, NULL);
 }
 
 /* Plaintext to the caller for as long as it reads and there is some. */
 static void deliver(sl_tls *t)
 {
-	while ((t->flags & (T_READING | T_CLOSING | T_ENDED)) == T_READING) {
+	while (reading(t)) {
 		sl_buf b = {NULL, 0};
 		size_t want;
-		int n;
+		int n, e;
 
 		if (!SSL_has_pending(t->ssl) &&
 		    BIO_ctrl_pending(t->rbio) == 0) {
-			if (!(t->flags & T_RAW_END)) {
-				int r = raw_read(t, 1);
-
-				if (r < 0)
-					read_end(t, r);
-				return;
-			}
-			/* The stream ended: after close_notify, the end;
-			 * without it, a truncation. */
-			if (t->raw_err != SL_EOF)
-				read_end(t, t->raw_err);
-			else
-				read_end(t, (SSL_get_shutdown(t->ssl) &
-					     SSL_RECEIVED_SHUTDOWN)
-						    ? SL_EOF
-						    : SL_TLS_ETRUNC);
+			read_more(t);
 			return;
 		}
 		t->alloc_cb(t->raw, 65536, &b);
 		if (b.len == 0 || b.base == NULL) {
-			read_end(t, -ENOBUFS);
+			read_end(t, -ENOBUFS, &b);
 			return;
 		}
 		want = b.len < 1u << 30 ? b.len : 1u << 30;
@@ -857,29 +840,28 @@ static void deliver(sl_tls *t)
 			t->read_cb(t->raw, n, &b);
 			continue;
 		}
-		t->read_cb(t->raw, 0, &b); /* the buffer back */
-		switch (SSL_get_error(t->ssl, n)) {
-		case SSL_ERROR_WANT_READ:
-			/* A record not whole yet, or one that was no
-			 * data (a ticket, a key update): read on. */
-			if (BIO_ctrl_pending(t->rbio) > 0)
-				continue;
-			if (t->flags & T_RAW_END)
-				continue; /* the end, above */
-			if ((n = raw_read(t, 1)) < 0)
-				read_end(t, n);
-			return;
-		case SSL_ERROR_ZERO_RETURN: /* close_notify */
+		e = SSL_get_error(t->ssl, n);
+		if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify */
 			ERR_clear_error();
-			read_end(t, SL_EOF);
-			return;
-		default:
-			if (t->flags & (T_READING | T_CLOSING))
-				read_end(t, ssl_failure(t, n));
+			read_end(t, SL_EOF, &b);
 			return;
 		}
+		if (e != SSL_ERROR_WANT_READ) {
+			read_end(t, ssl_failure(t, n), &b);
+			return;
+		}
+		/* A record not whole yet, or one that was no data (a
+		 * ticket, a key update): the buffer back, and read on. */
+		t->read_cb(t->raw, 0, &b);
+		if (!reading(t))
+			break;
+		if (BIO_ctrl_pending(t->rbio) > 0)
+			continue; /* OpenSSL takes some each time */
+		/* (The stream may have ended in the middle of a record.) */
+		read_more(t);
+		return;
 	}
-	if (!(t->flags & T_READING) && !(t->flags & T_HANDSHAKE))
+	if (!(t->flags & (T_READING | T_HANDSHAKE | T_CLOSING)))
 		(void)raw_read(t, 0);
 }
 
@@ -1059,7 +1041,8 @@ static void tls_closed(sl_stream *st)
 		tls_free(t);
 }
 
-static sl_tls *tls_new(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb)
+static sl_tls *tls_new(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb,
+		       int server)
 {
 	sl_tls *t;
 
@@ -1088,32 +1071,36 @@ static sl_tls *tls_new(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb)
 	t->flags = T_HANDSHAKE;
 	sl_task_init(&t->task, tls_task, t);
 	sl_stream_set_layer(st, t);
+	if (server)
+		SSL_set_accept_state(t->ssl);
+	else
+		SSL_set_connect_state(t->ssl);
 	return t;
+}
+
+/* A connection that failed to start: gone, the stream as it was. */
+static int tls_drop(sl_tls *t, int err)
+{
+	sl_stream_set_layer(t->raw, NULL);
+	tls_free(t);
+	return err;
 }
 
 int sl_tls_accept(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb)
 {
-	sl_tls *t = tls_new(st, ctx, cb);
-	int r;
+	sl_tls *t = tls_new(st, ctx, cb, 1);
+	int r = t != NULL ? raw_read(t, 1) : -ENOMEM;
 
-	if (t == NULL)
-		return -ENOMEM;
-	SSL_set_accept_state(t->ssl);
-	if ((r = raw_read(t, 1)) < 0) {
-		sl_stream_set_layer(st, NULL);
-		tls_free(t);
-	}
-	return r;
+	return r < 0 && t != NULL ? tls_drop(t, r) : r;
 }
 
 int sl_tls_connect(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb)
 {
-	sl_tls *t = tls_new(st, ctx, cb);
+	sl_tls *t = tls_new(st, ctx, cb, 0);
 	int r;
 
 	if (t == NULL)
 		return -ENOMEM;
-	SSL_set_connect_state(t->ssl);
 	if (ctx->server_name != NULL) {
 		if (!ctx->name_is_ip)
 			SSL_set_tlsext_host_name(t->ssl, ctx->server_name);
@@ -1138,16 +1125,14 @@ int sl_tls_connect(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb)
 		r = flush(t);
 	if (r == 0)
 		r = raw_read(t, 1);
-	if (r < 0) {
-		if (t->owriting) { /* the stream's close ends that write */
-			t->flags &= ~T_HANDSHAKE;
-			t->flags |= T_CLOSING;
-			return r;
-		}
-		sl_stream_set_layer(st, NULL);
-		tls_free(t);
+	if (r < 0 && t->owriting) {
+		/* A write is under way: the stream's close ends it, then
+		 * the connection. */
+		t->flags &= ~T_HANDSHAKE;
+		t->flags |= T_CLOSING;
+		return r;
 	}
-	return r;
+	return r < 0 ? tls_drop(t, r) : 0;
 }
 
 const char *sl_tls_why(const sl_stream *st)
