@@ -65,6 +65,12 @@ const char *sl_tls_library(void)
 
 /* ---- contexts ------------------------------------------------------------ */
 
+#ifdef _WIN32
+#define SL_NO_SYSTEM_STORE 1
+#else
+#define SL_NO_SYSTEM_STORE 0
+#endif
+
 struct sl_tls_ctx {
 	atomic_int refs;
 	SSL_CTX *ssl;
@@ -334,6 +340,15 @@ sl_tls_ctx *sl_tls_ctx_client(const sl_tls_upstream_conf *t,
 		if (t->ca != NULL) {
 			if (load_ca(c, "ca", t->ca, err, errlen) < 0)
 				goto fail;
+		} else if (SL_NO_SYSTEM_STORE) {
+			/* OpenSSL 3.0 reads no Windows certificate store
+			 * (3.2's winstore: URI would): without ca, every
+			 * handshake would fail to verify. */
+			snprintf(err, errlen,
+				 "no ca: file given, and this build cannot read "
+				 "the Windows certificate store (expected ca: "
+				 "with the CAs to trust)");
+			goto fail;
 		} else if (SSL_CTX_set_default_verify_paths(c->ssl) != 1) {
 			char rb[256];
 

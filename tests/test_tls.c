@@ -176,6 +176,23 @@ static void test_check_files(void **state)
 	check_t(conf, 1, want, NULL);
 	free(want), free(conf), free(tls);
 
+	/* Under wine, an upstream without ca: (no system store there). */
+	if (st_wine() != NULL) {
+		char *yaml = st_fmt("routes:\n"
+				    "  - name: t\n"
+				    "    listen: tcp://127.0.0.1:%u\n"
+				    "    upstreams:\n"
+				    "      - address: tcp://127.0.0.1:%u\n"
+				    "        tls: {}\n",
+				    st_free_port(), st_free_port());
+
+		conf = st_write_tmp("noca.yaml", yaml);
+		check_t(conf, 1, ":6:9: tls: no ca: file given, and this build "
+				 "cannot read the Windows certificate store",
+			NULL);
+		free(conf), free(yaml);
+	}
+
 	/* Ciphers OpenSSL does not know. */
 	tls = st_fmt("{cert: %s, key: %s, ciphers: NOSUCHCIPHER}",
 		     certs.server->cert_path, certs.server->key_path);
