@@ -1213,7 +1213,14 @@ static void admit(struct session *s)
 	 * handshake.  Its slots (route, per-client) are held until the
 	 * session ends, as any session's. */
 	if (s->rl->tls != NULL) {
-		int err = sl_tls_accept(s->client, s->rl->tls, on_tls_accepted);
+		/* What came after a PROXY header is the handshake's. */
+		size_t n = pp_rest(s) ? s->pp->len - s->pp->hlen : 0;
+		int err = sl_tls_accept(s->client, s->rl->tls,
+					n ? s->pp->buf + s->pp->hlen : NULL,
+					n, on_tls_accepted);
+
+		if (s->pp != NULL)
+			s->pp->hlen = s->pp->len;
 
 		if (err < 0) {
 			session_close(s, "tls-handshake", err, 1);

@@ -1030,8 +1030,12 @@ static void tls_task(sl_task *task, int status)
 		tls_free(t);
 		return;
 	}
-	if (status < 0 || (t->flags & (T_CLOSING | T_HANDSHAKE)))
+	if (status < 0 || (t->flags & T_CLOSING))
 		return;
+	if (t->flags & T_HANDSHAKE) {
+		handshake(t); /* bytes that came before (sl_tls_accept) */
+		return;
+	}
 	deliver(t);
 	pump(t);
 }
@@ -1101,11 +1105,22 @@ static int tls_drop(sl_tls *t, int err)
 	return err;
 }
 
-int sl_tls_accept(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb)
+int sl_tls_accept(sl_stream *st, sl_tls_ctx *ctx, const void *early,
+		  size_t early_len, sl_tls_done_cb cb)
 {
 	sl_tls *t = tls_new(st, ctx, cb, 1);
 	int r = t != NULL ? raw_read(t, 1) : -ENOMEM;
 
+	if (r == 0 && early_len > 0) {
+		/* The handshake takes them from the task: its callback
+		 * may not run from here. */
+		if (early_len > INT_MAX ||
+		    BIO_write(t->rbio, early, (int)early_len) !=
+			    (int)early_len)
+			r = -ENOMEM;
+		else
+			post(t);
+	}
 	return r < 0 && t != NULL ? tls_drop(t, r) : r;
 }
 

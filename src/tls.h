@@ -104,8 +104,11 @@ typedef void (*sl_tls_done_cb)(sl_stream *st, int status);
  * Begin TLS on st as the server (accept) or as the client (connect, with
  * SNI and the name verified from ctx).  st must not be reading.  cb runs
  * once, later, from the loop; until then use no other call but close.
+ * early: bytes of the client's already read from st (after a PROXY
+ * header, in the same read), the start of its handshake.
  */
-int sl_tls_accept(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb);
+int sl_tls_accept(sl_stream *st, sl_tls_ctx *ctx, const void *early,
+		  size_t early_len, sl_tls_done_cb cb);
 int sl_tls_connect(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb);
 
 /* Non-zero when st carries TLS (sl_tls_accept or sl_tls_connect). */

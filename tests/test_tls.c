@@ -406,6 +406,71 @@ static void test_handshake_timeout(void **state)
 	free(yaml);
 }
 
+/*
+ * A listener with accept_proxy and tls: the PROXY header and the
+ * ClientHello in one segment, so that one read takes both; the handshake
+ * gets the bytes after the header, the upstream only plaintext, and the
+ * log the client the header names.
+ */
+static void test_proxy_then_tls(void **state)
+{
+	static const char hdr[] = "PROXY TCP4 192.0.2.7 127.0.0.1 5000 443\r\n";
+	uint16_t lport = st_free_port(), uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *yaml = terminate_conf(lport, uport, NULL), *seg;
+	SSL_CTX *ctx = st_tls_client_ctx(certs.ca, NULL, 0, 0);
+	st_daemon *d;
+	st_sock fd;
+	char why[256], *hello;
+	BIO *mem, *sock;
+	SSL *ssl;
+	long n;
+
+	(void)state;
+	/* accept_proxy on the listener: after its address line. */
+	seg = strstr(yaml, "      tls:\n");
+	assert_non_null(seg);
+	{
+		char *with = st_fmt("%.*s      accept_proxy: true\n%s",
+				    (int)(seg - yaml), yaml, seg);
+
+		free(yaml);
+		yaml = with;
+	}
+	d = st_daemon_start(yaml);
+	fd = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	assert_true(fd != ST_BAD_SOCK);
+	/* The ClientHello into memory first, then out with the header. */
+	ssl = st_tls_new(ctx, fd, "localhost");
+	mem = BIO_new(BIO_s_mem());
+	sock = SSL_get_rbio(ssl);
+	BIO_up_ref(sock);
+	SSL_set0_wbio(ssl, mem);
+	assert_true(SSL_connect(ssl) <= 0);
+	n = BIO_get_mem_data(mem, &hello);
+	assert_true(n > 0);
+	seg = malloc(sizeof hdr - 1 + (size_t)n);
+	assert_non_null(seg);
+	memcpy(seg, hdr, sizeof hdr - 1);
+	memcpy(seg + sizeof hdr - 1, hello, (size_t)n);
+	st_send_all(fd, seg, sizeof hdr - 1 + (size_t)n);
+	free(seg);
+	SSL_set0_wbio(ssl, sock); /* the socket from here on */
+	ssl = st_tls_finish(ssl, fd, why, sizeof why);
+	if (ssl == NULL)
+		fail_msg("handshake after the PROXY header: %s", why);
+	st_tls_exchange(ssl, fd, 5, 5, MiB);
+	SSL_free(ssl);
+	st_close(fd);
+	assert_int_equal(st_daemon_wait_log(d, "client=192.0.2.7:5000", 1,
+					    ST_WAIT_MS),
+			 0);
+	assert_int_equal(st_daemon_log_count(d, "reason=done"), 1);
+	stop_both(d, srv);
+	SSL_CTX_free(ctx);
+	free(yaml);
+}
+
 /* A handshake to lport with a client of versions [min, max]: 1 when it
  * succeeds, 0 when it is refused. */
 static int version_ok(uint16_t lport, int min, int max)
@@ -848,6 +913,7 @@ int main(void)
 		ST_TEST(test_handshake_timeout),
 		ST_TEST(test_truncated),
 		ST_TEST(test_versions),
+		ST_TEST(test_proxy_then_tls),
 		ST_TEST(test_originate_bulk),
 		ST_TEST(test_originate_verify),
 		ST_TEST(test_tls_over_local),

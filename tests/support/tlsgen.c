@@ -161,18 +161,31 @@ static int wait_ssl(SSL *ssl, int fd, int ret, unsigned ms)
 	return poll(&p, 1, (int)ms);
 }
 
-SSL *st_tls_handshake(SSL_CTX *ctx, int fd, const char *sni, char *why,
-		      size_t whylen)
+SSL *st_tls_new(SSL_CTX *ctx, int fd, const char *sni)
 {
 	SSL *ssl = SSL_new(ctx);
-	uint64_t end = st_now_ms() + ST_WAIT_MS;
 
+	if (ssl == NULL)
+		st_fail("tls client: SSL_new");
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	SSL_set_fd(ssl, fd);
 	if (sni != NULL) {
 		SSL_set_tlsext_host_name(ssl, sni);
 		SSL_set1_host(ssl, sni);
 	}
+	return ssl;
+}
+
+SSL *st_tls_handshake(SSL_CTX *ctx, int fd, const char *sni, char *why,
+		      size_t whylen)
+{
+	return st_tls_finish(st_tls_new(ctx, fd, sni), fd, why, whylen);
+}
+
+SSL *st_tls_finish(SSL *ssl, int fd, char *why, size_t whylen)
+{
+	uint64_t end = st_now_ms() + ST_WAIT_MS;
+
 	for (;;) {
 		int r = SSL_connect(ssl), e;
 

@@ -52,6 +52,10 @@ SSL_CTX *st_tls_client_ctx(const st_cert *ca, const st_cert *cert, int min,
  */
 SSL *st_tls_handshake(SSL_CTX *ctx, int fd, const char *sni, char *why,
 		      size_t whylen);
+/* The same in two steps: the SSL on fd (non-blocking), and its handshake
+ * to the end (the SSL freed when it fails). */
+SSL *st_tls_new(SSL_CTX *ctx, int fd, const char *sni);
+SSL *st_tls_finish(SSL *ssl, int fd, char *why, size_t whylen);
 /*
  * As st_exchange over TLS: total bytes of the stream seed out while the
  * same number of the stream expect come in and are checked, both at once;
