@@ -9,6 +9,7 @@
  * Built only with TLS (configure found OpenSSL 3).
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -471,6 +472,99 @@ static void test_proxy_then_tls(void **state)
 	free(yaml);
 }
 
+/* Copy cert's files to live.pem and live.key in the scratch directory. */
+static void put_live(const st_cert *cert, char **pem, char **key)
+{
+	char *text = st_read_file(cert->cert_path);
+
+	assert_non_null(text);
+	free(*pem);
+	*pem = st_write_tmp("live.pem", text);
+	free(text);
+	text = st_read_file(cert->key_path);
+	assert_non_null(text);
+	free(*key);
+	*key = st_write_tmp("live.key", text);
+	free(text);
+}
+
+/* The common name of the certificate a new TLS session to lport gets. */
+static void expect_cn(SSL_CTX *ctx, uint16_t lport, const char *cn)
+{
+	char name[128] = "";
+	st_sock fd;
+	SSL *ssl = tls_open(ctx, lport, &fd);
+	X509 *x = SSL_get1_peer_certificate(ssl);
+
+	assert_non_null(x);
+	X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName,
+				  name, sizeof name);
+	X509_free(x);
+	SSL_free(ssl);
+	st_close(fd);
+	assert_string_equal(name, cn);
+}
+
+/*
+ * A reload reads the certificate again though its file name did not
+ * change: new sessions get the new one, a session open across the
+ * reload goes on (and ends as done).  A new certificate that does not
+ * load fails the reload and keeps the running one.
+ */
+static void test_reload_cert(void **state)
+{
+	uint16_t lport = st_free_port(), uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	st_cert *next = st_cert_make(
+		"next", &(st_cert_opts){.cn = "localhost-next",
+					.dns = "localhost",
+					.issuer = certs.ca});
+	SSL_CTX *ctx = st_tls_client_ctx(certs.ca, NULL, 0, 0);
+	char *pem = NULL, *key = NULL, *yaml, *junk;
+	st_daemon *d;
+	st_sock fd;
+	SSL *open;
+
+	(void)state;
+	put_live(certs.server, &pem, &key);
+	yaml = st_fmt("routes:\n"
+		      "  - name: tls\n"
+		      "    listen:\n"
+		      "      address: tcp://127.0.0.1:%u\n"
+		      "      tls: {cert: %s, key: %s}\n"
+		      "    upstreams: tcp://127.0.0.1:%u\n",
+		      lport, pem, key, uport);
+	d = st_daemon_start(yaml);
+	expect_cn(ctx, lport, "localhost");
+	open = tls_open(ctx, lport, &fd);
+
+	put_live(next, &pem, &key);
+	st_daemon_signal(d, SIGHUP);
+	assert_int_equal(st_daemon_wait_log(d, "reloaded ", 1, ST_WAIT_MS), 0);
+	expect_cn(ctx, lport, "localhost-next");
+
+	junk = st_write_tmp("live.pem", "not a certificate\n");
+	st_daemon_signal(d, SIGHUP);
+	assert_int_equal(st_daemon_wait_log(d, "reload failed", 1, ST_WAIT_MS),
+			 0);
+	assert_int_equal(st_daemon_log_count(d, "live.pem: no start line"), 1);
+	expect_cn(ctx, lport, "localhost-next");
+
+	/* The session from before both reloads, whole to its end. */
+	st_tls_exchange(open, fd, 21, 21, 4 * MiB);
+	SSL_free(open);
+	st_close(fd);
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, ST_WAIT_MS),
+			 0);
+	stop_both(d, srv);
+	st_cert_free(next);
+	SSL_CTX_free(ctx);
+	free(pem);
+	free(key);
+	free(junk);
+	free(yaml);
+}
+
 /* A handshake to lport with a client of versions [min, max]: 1 when it
  * succeeds, 0 when it is refused. */
 static int version_ok(uint16_t lport, int min, int max)
@@ -914,6 +1008,7 @@ int main(void)
 		ST_TEST(test_truncated),
 		ST_TEST(test_versions),
 		ST_TEST(test_proxy_then_tls),
+		ST_TEST(test_reload_cert),
 		ST_TEST(test_originate_bulk),
 		ST_TEST(test_originate_verify),
 		ST_TEST(test_tls_over_local),
