@@ -125,40 +125,88 @@ static void tls_unref(struct sl_tls_ctx *c)
 #endif
 }
 
+#ifdef SL_HAVE_TLS
 /*
- * The TLS contexts of r's listeners and upstreams, each file read now.
- * 0, or -1 with "FILE:LINE:COL: tls: ..." in err.
+ * A context that did not load (e says why): at a reload, the one the
+ * running route has for the same address (an open endpoint, or an
+ * upstream) stays, with a warning, and the rest of the reload applies;
+ * at a start (no such context), the error.  0 with *ctx, or -1.
  */
-static int route_tls(struct route *r, const sl_config *cfg,
-		     const sl_route_conf *rc, char *err, size_t errlen)
+static int tls_or_old(const sl_config *cfg, const sl_conf_mark *m,
+		      const char *route, const char *e,
+		      struct sl_tls_ctx *old, struct sl_tls_ctx **ctx,
+		      char *err, size_t errlen)
+{
+	if (old == NULL) {
+		snprintf(err, errlen, "%s:%u:%u: tls: %s", cfg->path, m->line,
+			 m->col, e);
+		return -1;
+	}
+	sl_warn("route %s: %s:%u:%u: tls: %s; keeping the certificates "
+		"loaded before",
+		route, cfg->path, m->line, m->col, e);
+	sl_tls_ctx_ref(old);
+	*ctx = old;
+	return 0;
+}
+
+/* The running route's context for a listener or an upstream at ep. */
+static struct sl_tls_ctx *old_listen_tls(const struct route *old,
+					 const sl_endpoint *ep)
+{
+	for (size_t j = 0; old != NULL && j < old->nlistens; j++)
+		if (sl_endpoint_equal(&old->listens[j].ep, ep))
+			return old->listens[j].tls;
+	return NULL;
+}
+
+static struct sl_tls_ctx *old_up_tls(const struct route *old,
+				     const sl_endpoint *ep)
+{
+	for (size_t j = 0; old != NULL && j < old->nups; j++)
+		if (sl_endpoint_equal(&old->ups[j].ep, ep))
+			return old->ups[j].tls;
+	return NULL;
+}
+#endif
+
+/*
+ * The TLS contexts of r's listeners and upstreams, each file read now
+ * (old: the running route of the same name, or NULL).  0, or -1 with
+ * "FILE:LINE:COL: tls: ..." in err.
+ */
+static int route_tls(struct route *r, const struct route *old,
+		     const sl_config *cfg, const sl_route_conf *rc, char *err,
+		     size_t errlen)
 {
 #ifdef SL_HAVE_TLS
 	char e[768];
 
 	for (size_t i = 0; i < r->nlistens; i++) {
 		const sl_tls_listen_conf *t = &rc->listen[i].tls;
+		struct route_listen *rl = &r->listens[i];
 
 		if (!t->on)
 			continue;
-		r->listens[i].handshake_timeout_ms = t->handshake_timeout_ms;
-		if ((r->listens[i].tls = sl_tls_ctx_server(t, e, sizeof e)) ==
-		    NULL) {
-			snprintf(err, errlen, "%s:%u:%u: tls: %s", cfg->path,
-				 t->mark.line, t->mark.col, e);
+		rl->handshake_timeout_ms = t->handshake_timeout_ms;
+		if ((rl->tls = sl_tls_ctx_server(t, e, sizeof e)) == NULL &&
+		    tls_or_old(cfg, &t->mark, rc->name, e,
+			       old_listen_tls(old, &rl->ep), &rl->tls, err,
+			       errlen) < 0)
 			return -1;
-		}
 	}
 	for (size_t i = 0; i < r->nups; i++) {
 		const sl_tls_upstream_conf *t = &rc->upstreams[i].tls;
+		struct upstream *u = &r->ups[i];
 
 		if (!t->on)
 			continue;
-		if ((r->ups[i].tls = sl_tls_ctx_client(
-			     t, &rc->upstreams[i].ep, e, sizeof e)) == NULL) {
-			snprintf(err, errlen, "%s:%u:%u: tls: %s", cfg->path,
-				 t->mark.line, t->mark.col, e);
+		if ((u->tls = sl_tls_ctx_client(t, &u->ep, e, sizeof e)) ==
+			    NULL &&
+		    tls_or_old(cfg, &t->mark, rc->name, e,
+			       old_up_tls(old, &u->ep), &u->tls, err,
+			       errlen) < 0)
 			return -1;
-		}
 		if (!t->verify)
 			sl_warn("route %s: upstream %s: tls verify: false: its "
 				"certificate is not checked",
@@ -167,6 +215,7 @@ static int route_tls(struct route *r, const sl_config *cfg,
 	return 0;
 #else
 	(void)r;
+	(void)old;
 	(void)cfg;
 	(void)rc;
 	(void)err;
@@ -266,6 +315,7 @@ struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 		struct route_listen *rl = &r->listens[i];
 
 		rl->route = r;
+		rl->ep = lc->ep;
 		rl->accept_proxy = lc->accept_proxy;
 		rl->proxy_timeout_ms = lc->proxy_timeout_ms;
 		r->nlistens = i + 1;
@@ -292,7 +342,7 @@ struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 	r->rate_count = rc->rate_count;
 	r->rate_period_ms = rc->rate_period_ms;
 	r->buffer_size = rc->buffer_size ? rc->buffer_size : 65536;
-	if (route_tls(r, cfg, rc, err, errlen) < 0)
+	if (route_tls(r, old, cfg, rc, err, errlen) < 0)
 		goto fail;
 	return r;
 fail:

@@ -173,6 +173,7 @@ struct route_state {
 /* One listen entry of a route snapshot, and what it asks of a session. */
 struct route_listen {
 	struct route *route;
+	sl_endpoint ep;
 	struct sl_tls_ctx *tls; /* NULL: cleartext */
 	uint64_t handshake_timeout_ms;
 	int accept_proxy;
@@ -220,7 +221,8 @@ struct route {
  * running config's route of the same name, NULL when there is none), and
  * each upstream's state with that route's upstream of the same address.
  * The schedules are left empty: they are balance_init()'s.  Its TLS
- * contexts read every certificate, key and CA again.  NULL with a
+ * contexts read every certificate, key and CA again (one that does not
+ * load keeps old's for the same address, with a warning).  NULL with a
  * message in err (out of memory; "FILE:LINE:COL: tls: ..." for a TLS
  * file).  Control loop.
  */

@@ -509,11 +509,12 @@ static void expect_cn(SSL_CTX *ctx, uint16_t lport, const char *cn)
  * A reload reads the certificate again though its file name did not
  * change: new sessions get the new one, a session open across the
  * reload goes on (and ends as done).  A new certificate that does not
- * load fails the reload and keeps the running one.
+ * load keeps the one the listener had, and the rest of the reload
+ * applies.
  */
 static void test_reload_cert(void **state)
 {
-	uint16_t lport = st_free_port(), uport;
+	uint16_t lport = st_free_port(), plain = st_free_port(), uport;
 	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
 	st_cert *next = st_cert_make(
 		"next", &(st_cert_opts){.cn = "localhost-next",
@@ -543,12 +544,29 @@ static void test_reload_cert(void **state)
 	assert_int_equal(st_daemon_wait_log(d, "reloaded ", 1, ST_WAIT_MS), 0);
 	expect_cn(ctx, lport, "localhost-next");
 
+	/* A broken one: the rest of the reload applies (a new route), the
+	 * listener keeps the certificate it had, and the log says why. */
 	junk = st_write_tmp("live.pem", "not a certificate\n");
+	free(yaml);
+	yaml = st_fmt("routes:\n"
+		      "  - name: tls\n"
+		      "    listen:\n"
+		      "      address: tcp://127.0.0.1:%u\n"
+		      "      tls: {cert: %s, key: %s}\n"
+		      "    upstreams: tcp://127.0.0.1:%u\n"
+		      "  - name: plain\n"
+		      "    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams: tcp://127.0.0.1:%u\n",
+		      lport, pem, key, uport, plain, uport);
+	st_daemon_write_config(d, yaml);
 	st_daemon_signal(d, SIGHUP);
-	assert_int_equal(st_daemon_wait_log(d, "reload failed", 1, ST_WAIT_MS),
-			 0);
-	assert_int_equal(st_daemon_log_count(d, "live.pem: no start line"), 1);
+	assert_int_equal(st_daemon_wait_log(d, "reloaded ", 2, ST_WAIT_MS), 0);
+	assert_int_equal(st_daemon_log_count(d, "live.pem: no start line; "
+						"keeping the certificates "
+						"loaded before"),
+			 1);
 	expect_cn(ctx, lport, "localhost-next");
+	st_echo_once(plain, "the rest of the reload");
 
 	/* The session from before both reloads, whole to its end. */
 	st_tls_exchange(open, fd, 21, 21, 4 * MiB);
