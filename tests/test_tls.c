@@ -753,6 +753,50 @@ static void test_tls_over_local(void **state)
 	free(tls);
 }
 
+/*
+ * TLS -> TLS: one route terminates the client's TLS and speaks TLS to
+ * its upstream (a second route, which terminates it in front of an echo
+ * server): 64 MiB each way at once through both, byte-exact, every
+ * close_notify carried as a half-close.
+ */
+static void test_tls_to_tls(void **state)
+{
+	uint16_t lport = st_free_port(), iport = st_free_port(), eport;
+	st_server *srv = st_server_start(st_listen_tcp(&eport, 16), ST_ECHO, 0);
+	char *yaml = st_fmt("routes:\n"
+			    "  - name: both\n"
+			    "    listen:\n"
+			    "      address: tcp://127.0.0.1:%u\n"
+			    "      tls: {cert: %s, key: %s}\n"
+			    "    upstreams:\n"
+			    "      - address: tcp://localhost:%u\n"
+			    "        tls: {ca: %s}\n"
+			    "  - name: in\n"
+			    "    listen:\n"
+			    "      address: tcp://127.0.0.1:%u\n"
+			    "      tls: {cert: %s, key: %s}\n"
+			    "    upstreams: tcp://127.0.0.1:%u\n",
+			    lport, certs.server->cert_path,
+			    certs.server->key_path, iport, certs.ca->cert_path,
+			    iport, certs.server->cert_path,
+			    certs.server->key_path, eport);
+	SSL_CTX *ctx = st_tls_client_ctx(certs.ca, NULL, 0, 0);
+	st_daemon *d = st_daemon_start(yaml);
+	st_sock fd;
+	SSL *ssl;
+
+	(void)state;
+	ssl = tls_open(ctx, lport, &fd);
+	st_tls_exchange(ssl, fd, 13, 13, 64 * MiB);
+	SSL_free(ssl);
+	st_close(fd);
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 2, ST_WAIT_MS),
+			 0);
+	stop_both(d, srv);
+	SSL_CTX_free(ctx);
+	free(yaml);
+}
+
 /* One short echo through oport must fail: the session is cut. */
 static void expect_refused(uint16_t oport)
 {
@@ -1030,6 +1074,7 @@ int main(void)
 		ST_TEST(test_originate_bulk),
 		ST_TEST(test_originate_verify),
 		ST_TEST(test_tls_over_local),
+		ST_TEST(test_tls_to_tls),
 		ST_TEST(test_mtls_allow),
 		ST_TEST(test_access_log_tls),
 	};
