@@ -700,6 +700,90 @@ static void test_pipe_busy_times_out(void **state)
 	busy_case(0, -ETIMEDOUT);
 }
 
+/* ==== IOCP core and TCP ================================================== */
+
+/* A TCP listener on 127.0.0.1, port 0 (no valid config: built by hand). */
+static void open_tcp_listener(sl_listener **l)
+{
+	sl_endpoint ep;
+	char err[256];
+
+	memset(&ep, 0, sizeof ep);
+	ep.kind = SL_EP_TCP;
+	strcpy(ep.host, "127.0.0.1");
+	ep.host_is_literal = 1;
+	assert_int_equal(sl_listener_open(l, &ep, NULL, err, sizeof err), 0);
+}
+
+static SOCKET connect_to_port(int port)
+{
+	struct sockaddr_in sa;
+	SOCKET c = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+
+	assert_true(c != INVALID_SOCKET);
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)port);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
+	return c;
+}
+
+static void wait_flag(volatile int *flag, unsigned ms)
+{
+	unsigned i;
+
+	for (i = 0; i < ms / 10 && !*flag; i++)
+		Sleep(10);
+	assert_true(*flag);
+}
+
+static volatile int listener_done;
+
+static void on_listener_closed(sl_listener *l, void *arg)
+{
+	(void)l;
+	(void)arg;
+	listener_done = 1;
+}
+
+/*
+ * Issue 18.3: a TCP listener closed with its accepts posted.  Each
+ * cancelled accept's completion drops a reference; the last one frees the
+ * listener, and nothing may look at it after that (the old code read
+ * l->b.closed after the drop, and a reload could then refill a freed
+ * listener).  The listener is allocated in the quarantine's guarded pages:
+ * a read after its free counts, as a write does.
+ */
+static void test_listener_close_accepts_posted(void **state)
+{
+	struct pair_ctx p;
+	sl_listener *l;
+	sl_group *g;
+	SOCKET c;
+
+	(void)state;
+	memset(&p, 0, sizeof p);
+	sl_net_quarantine(1);
+	open_tcp_listener(&l);
+	assert_int_equal(sl_group_new(&g, 1), 0);
+	assert_int_equal(sl_group_start(g), 0);
+	assert_int_equal(sl_listener_start(l, g, on_accept, NULL, &p), 0);
+	/* One connection taken: the accepts are posted, and reposted. */
+	c = connect_to_port(sl_listener_port(l));
+	wait_flag(&p.accepted, 5000);
+	closesocket(c);
+
+	listener_done = 0;
+	sl_listener_close(l, on_listener_closed, NULL);
+	wait_flag(&listener_done, 5000);
+	/* The thread goes on after the close callback: stop it first. */
+	sl_group_stop(g);
+	sl_group_free(g);
+	assert_int_equal(sl_net_quarantine_check(), 0);
+	sl_net_quarantine(0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -722,6 +806,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_busy_times_out,
 						setup, teardown),
+		/* IOCP core and TCP */
+		cmocka_unit_test(test_listener_close_accepts_posted),
 	};
 	int r;
 

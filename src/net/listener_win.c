@@ -63,6 +63,7 @@ struct sl_listener {
 	int paused; /* out of resources: the timer refills */
 	int gated;  /* the gate said no: sl_listener_resume refills */
 	int attached;
+	int guarded; /* tests: allocated in the quarantine's pages */
 };
 
 struct handoff {
@@ -91,9 +92,11 @@ static const char *win_text(DWORD e)
 
 sl_listener *sl_os_listener_new(void)
 {
-	sl_listener *l = calloc(1, sizeof *l);
+	int guarded;
+	sl_listener *l = sl_net_qalloc(sizeof *l, &guarded);
 
 	if (l != NULL) {
+		l->guarded = guarded;
 		l->sock = INVALID_SOCKET;
 		l->first_pipe = INVALID_HANDLE_VALUE;
 	}
@@ -104,7 +107,7 @@ void sl_os_listener_free(sl_listener *l)
 {
 	if (l->sd != NULL)
 		LocalFree(l->sd);
-	free(l);
+	sl_net_qfree(l, sizeof *l, l->guarded);
 }
 
 int sl_os_listener_is_open(const sl_listener *l)
@@ -561,9 +564,11 @@ static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n)
 	}
 	deliver(l, a);
 out:
-	sl_listener_unref(l); /* the posted accept's reference */
+	/* Refill while the posted accept's reference still holds l: once
+	 * closed, that reference may be the last, and l is gone after it. */
 	if (!l->b.closed)
 		fill(l);
+	sl_listener_unref(l);
 }
 
 static void on_pause_over(sl_timer *t)

@@ -7,7 +7,10 @@
 #include "win.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "resolver.h"
 
@@ -54,6 +57,127 @@ int sl_sockaddr_name(const struct sockaddr *sa, int len, char *buf,
 		return 0;
 	}
 	return -EAFNOSUPPORT;
+}
+
+/* ---- quarantine (tests) ------------------------------------------------ */
+
+#define QUAR_BYTE 0xDB
+#define QUAR_MAX 4096
+
+static struct quar {
+	void *p;
+	size_t size;
+	int guarded; /* its own pages, inaccessible since its free */
+	int touched; /* a guarded block was read or written after its free */
+} quar[QUAR_MAX];
+static unsigned quar_n;
+static int quar_on;
+static SRWLOCK quar_lock = SRWLOCK_INIT;
+static PVOID quar_handler;
+
+/* An access to a guarded block after its free: count it, open the pages
+ * and let the access go on (it then reads the poison). */
+static LONG CALLBACK quar_fault(EXCEPTION_POINTERS *ep)
+{
+	const EXCEPTION_RECORD *er = ep->ExceptionRecord;
+	uintptr_t at;
+	unsigned i;
+	LONG r = EXCEPTION_CONTINUE_SEARCH;
+
+	if (er->ExceptionCode != EXCEPTION_ACCESS_VIOLATION ||
+	    er->NumberParameters < 2)
+		return r;
+	at = (uintptr_t)er->ExceptionInformation[1];
+	AcquireSRWLockExclusive(&quar_lock);
+	for (i = 0; i < quar_n; i++) {
+		struct quar *q = &quar[i];
+		DWORD old;
+
+		if (!q->guarded || q->touched || at < (uintptr_t)q->p ||
+		    at >= (uintptr_t)q->p + q->size)
+			continue;
+		q->touched = 1;
+		VirtualProtect(q->p, q->size, PAGE_READWRITE, &old);
+		r = EXCEPTION_CONTINUE_EXECUTION;
+		break;
+	}
+	ReleaseSRWLockExclusive(&quar_lock);
+	return r;
+}
+
+void sl_net_quarantine(int on)
+{
+	AcquireSRWLockExclusive(&quar_lock);
+	if (on && quar_handler == NULL)
+		quar_handler = AddVectoredExceptionHandler(1, quar_fault);
+	quar_on = on;
+	ReleaseSRWLockExclusive(&quar_lock);
+}
+
+unsigned sl_net_quarantine_check(void)
+{
+	unsigned bad = 0, i;
+
+	AcquireSRWLockExclusive(&quar_lock);
+	for (i = 0; i < quar_n; i++) {
+		struct quar *q = &quar[i];
+		const unsigned char *p = q->p;
+		size_t k;
+		DWORD old;
+
+		if (q->guarded)
+			VirtualProtect(q->p, q->size, PAGE_READWRITE, &old);
+		for (k = 0; k < q->size && !q->touched; k++)
+			q->touched = p[k] != QUAR_BYTE;
+		bad += q->touched != 0;
+		if (q->guarded)
+			VirtualFree(q->p, 0, MEM_RELEASE);
+		else
+			free(q->p);
+	}
+	quar_n = 0;
+	ReleaseSRWLockExclusive(&quar_lock);
+	return bad;
+}
+
+void *sl_net_qalloc(size_t size, int *guarded)
+{
+	*guarded = 0;
+	if (quar_on) {
+		/* Zeroed, as calloc's; its own pages, which a free can make
+		 * inaccessible without touching a neighbour. */
+		void *p = VirtualAlloc(NULL, size, MEM_COMMIT | MEM_RESERVE,
+				       PAGE_READWRITE);
+
+		if (p != NULL)
+			*guarded = 1;
+		return p;
+	}
+	return calloc(1, size);
+}
+
+void sl_net_qfree(void *p, size_t size, int guarded)
+{
+	AcquireSRWLockExclusive(&quar_lock);
+	if ((quar_on || guarded) && quar_n < QUAR_MAX) {
+		struct quar *q = &quar[quar_n++];
+		DWORD old;
+
+		memset(p, QUAR_BYTE, size);
+		q->p = p;
+		q->size = size;
+		q->guarded = guarded;
+		q->touched = 0;
+		if (guarded)
+			VirtualProtect(p, size, PAGE_NOACCESS, &old);
+		ReleaseSRWLockExclusive(&quar_lock);
+		return;
+	}
+	ReleaseSRWLockExclusive(&quar_lock);
+	if (guarded)
+		VirtualFree(p, 0, MEM_RELEASE);
+	else
+		free(p);
 }
 
 /* ---- process-wide ------------------------------------------------------ */

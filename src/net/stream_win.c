@@ -49,49 +49,11 @@ static sl_op *req_op(sl_write_req *req)
 	return (sl_op *)(void *)req->impl;
 }
 
-/* ---- quarantine (tests) ------------------------------------------------ */
-
-#define QUAR_BYTE 0xDB
-#define QUAR_MAX 4096
-static int quar_on;
-static void *quar[QUAR_MAX];
-static unsigned quar_n;
-
-void sl_net_quarantine(int on)
-{
-	quar_on = on;
-}
-
-unsigned sl_net_quarantine_check(void)
-{
-	unsigned bad = 0, i;
-
-	for (i = 0; i < quar_n; i++) {
-		const unsigned char *p = quar[i];
-		size_t k;
-
-		for (k = 0; k < sizeof(sl_stream); k++) {
-			if (p[k] != QUAR_BYTE) {
-				bad++;
-				break;
-			}
-		}
-		free(quar[i]);
-	}
-	quar_n = 0;
-	return bad;
-}
-
 static void stream_free(sl_stream *s)
 {
 	free(s->rbuf);
 	free(s->b.addrs);
-	if (quar_on && quar_n < QUAR_MAX) {
-		memset(s, QUAR_BYTE, sizeof *s);
-		quar[quar_n++] = s;
-		return;
-	}
-	free(s);
+	sl_net_qfree(s, sizeof *s, 0);
 }
 
 /* ---- names ----------------------------------------------------------------- */

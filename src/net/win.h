@@ -74,9 +74,21 @@ extern sl_pipe_create_fn sl_pipe_create_hook;
 HANDLE sl_pipe_create_instance(const char *path, int first,
 			       const SECURITY_ATTRIBUTES *sa);
 
-/* Debug aid for tests: freed streams are poisoned and kept (quarantine);
- * sl_net_quarantine_check() counts those written to after their free. */
+/*
+ * Debug aid for tests (mingw has no ASan): while the quarantine is on,
+ * freed streams and listeners are poisoned and kept, not freed.
+ * sl_net_quarantine_check() counts those written to after their free,
+ * plus every read or write of a guarded block after its free (listeners
+ * allocated while the quarantine is on: their pages are made
+ * inaccessible at free, and a vectored exception handler counts the
+ * access and lets it go on), then frees them all.
+ */
 void sl_net_quarantine(int on);
 unsigned sl_net_quarantine_check(void);
+/* calloc, or, while the quarantine is on, zeroed pages of their own
+ * (*guarded set to 1) that sl_net_qfree can guard. */
+void *sl_net_qalloc(size_t size, int *guarded);
+/* free, or, while the quarantine is on, poison and keep. */
+void sl_net_qfree(void *p, size_t size, int guarded);
 
 #endif
