@@ -784,6 +784,82 @@ static void test_listener_close_accepts_posted(void **state)
 	sl_net_quarantine(0);
 }
 
+/* ---- what a connect does to its socket before ConnectEx -------------------- */
+
+#define STEPS_MAX 16
+
+static struct steps {
+	int n;
+	enum sl_connect_step step[STEPS_MAX];
+	int refuse_reuse; /* answer the option as a system without it */
+} ST;
+
+static int record_step(SOCKET s, enum sl_connect_step step,
+		       const struct sockaddr *dest, int destlen)
+{
+	if (ST.n < STEPS_MAX)
+		ST.step[ST.n++] = step;
+	if (step == SL_CONNECT_REUSE_PORT && ST.refuse_reuse)
+		return WSAENOPROTOOPT;
+	return sl_connect_step(s, step, dest, destlen);
+}
+
+static int step_index(enum sl_connect_step step)
+{
+	int i;
+
+	for (i = 0; i < ST.n; i++)
+		if (ST.step[i] == step)
+			return i;
+	return -1;
+}
+
+/* Connect to a fresh loopback listener through the seam; the status. */
+static int connect_recorded(const char *host)
+{
+	struct pair_ctx p;
+	sl_endpoint ep;
+	char text[128], err[128];
+	uint16_t port;
+	SOCKET l;
+
+	memset(&p, 0, sizeof p);
+	l = raw_listener(&port);
+	snprintf(text, sizeof text, "tcp://%s:%u", host, port);
+	assert_int_equal(sl_endpoint_parse(text, &ep, err, sizeof err), 0);
+	sl_connect_step_hook = record_step;
+	assert_int_equal(sl_stream_connect(L, &ep, 5000, on_connect, &p,
+					   &p.client), 0);
+	run_until(&p.connected, 5000);
+	sl_connect_step_hook = sl_connect_step;
+	sl_stream_close(p.client, NULL);
+	run_for(20);
+	closesocket(l);
+	return p.cstatus;
+}
+
+/*
+ * Issue 18.4: SO_REUSE_UNICASTPORT is set on the connect socket before its
+ * bind, and a system without the option (WSAENOPROTOOPT) still connects.
+ * Wine 8 accepts the option but its getsockopt does not know it, so the
+ * order is seen through the seam, not read back; only Windows shows what
+ * it saves (no port reserved at bind time).
+ */
+static void test_connect_reuse_unicastport(void **state)
+{
+	(void)state;
+	memset(&ST, 0, sizeof ST);
+	assert_int_equal(connect_recorded("127.0.0.1"), 0);
+	assert_true(step_index(SL_CONNECT_REUSE_PORT) >= 0);
+	assert_true(step_index(SL_CONNECT_REUSE_PORT) <
+		    step_index(SL_CONNECT_BIND));
+
+	memset(&ST, 0, sizeof ST);
+	ST.refuse_reuse = 1;
+	assert_int_equal(connect_recorded("127.0.0.1"), 0);
+	assert_true(step_index(SL_CONNECT_BIND) > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -808,6 +884,8 @@ int main(void)
 						setup, teardown),
 		/* IOCP core and TCP */
 		cmocka_unit_test(test_listener_close_accepts_posted),
+		cmocka_unit_test_setup_teardown(test_connect_reuse_unicastport,
+						setup, teardown),
 	};
 	int r;
 

@@ -80,33 +80,90 @@ static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	sl_os_connect_next(s, 0);
 }
 
+/*
+ * SO_REUSE_UNICASTPORT (Windows 10 1703 and later; mingw's headers may lack
+ * it): a socket bound to port 0 before connecting gets its port when it
+ * connects, from the ports not in use towards that destination, instead of
+ * reserving one from the machine-wide range at bind time.  Without it,
+ * about 16k upstream connections exhaust the range (WSAENOBUFS: .NET met
+ * it, dotnet/runtime#47531, and sets the option for the same reason).
+ * Wine 8 accepts the option and does nothing with it (its getsockopt
+ * does not know it).
+ */
+#ifndef SO_REUSE_UNICASTPORT
+#define SO_REUSE_UNICASTPORT 0x3007
+#endif
+
+int sl_connect_step(SOCKET s, enum sl_connect_step step,
+		    const struct sockaddr *dest, int destlen)
+{
+	struct sockaddr_storage any;
+	DWORD on = 1;
+	int r = 0;
+
+	(void)destlen;
+	switch (step) {
+	case SL_CONNECT_REUSE_PORT:
+		r = setsockopt(s, SOL_SOCKET, SO_REUSE_UNICASTPORT,
+			       (const char *)&on, sizeof on);
+		break;
+	case SL_CONNECT_BIND:
+		memset(&any, 0, sizeof any);
+		any.ss_family = dest->sa_family;
+		r = bind(s, (struct sockaddr *)&any,
+			 dest->sa_family == AF_INET6
+				 ? (int)sizeof(struct sockaddr_in6)
+				 : (int)sizeof(struct sockaddr_in));
+		break;
+	}
+	return r == 0 ? 0 : WSAGetLastError();
+}
+
+sl_connect_step_fn sl_connect_step_hook = sl_connect_step;
+
+/* The socket for one attempt on a, bound and attached to the loop. */
+static SOCKET connect_socket(sl_stream *s, const struct sl_addr *a)
+{
+	const struct sockaddr *dest = (const struct sockaddr *)&a->ss;
+	SOCKET sock;
+	int e, r;
+
+	sock = sl_win_socket(a->ss.ss_family);
+	if (sock == INVALID_SOCKET) {
+		s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
+		return INVALID_SOCKET;
+	}
+	/* Before the bind.  A system that does not know the option (older
+	 * than Windows 10 1703) binds as before. */
+	e = sl_connect_step_hook(sock, SL_CONNECT_REUSE_PORT, dest,
+				 (int)a->len);
+	if (e != 0 && e != WSAENOPROTOOPT && e != WSAEINVAL)
+		goto fail;
+	/* ConnectEx wants a bound socket. */
+	e = sl_connect_step_hook(sock, SL_CONNECT_BIND, dest, (int)a->len);
+	if (e != 0)
+		goto fail;
+	if ((r = sl_win_socket_tune(sock)) < 0 ||
+	    (r = sl_loop_associate(s->b.loop, (HANDLE)sock)) < 0) {
+		s->b.last_err = r;
+		closesocket(sock);
+		return INVALID_SOCKET;
+	}
+	return sock;
+fail:
+	s->b.last_err = sl_win_err((unsigned long)e);
+	closesocket(sock);
+	return INVALID_SOCKET;
+}
+
 void sl_os_connect_next(sl_stream *s, int inside)
 {
 	while (s->b.next_addr < s->b.naddrs) {
 		const struct sl_addr *a = &s->b.addrs[s->b.next_addr++];
-		struct sockaddr_storage any;
-		SOCKET sock;
+		SOCKET sock = connect_socket(s, a);
 
-		sock = sl_win_socket(a->ss.ss_family);
-		if (sock == INVALID_SOCKET) {
-			s->b.last_err =
-				sl_win_err((unsigned long)WSAGetLastError());
+		if (sock == INVALID_SOCKET)
 			continue;
-		}
-		/* ConnectEx wants a bound socket. */
-		memset(&any, 0, sizeof any);
-		any.ss_family = a->ss.ss_family;
-		if (bind(sock, (struct sockaddr *)&any,
-			 a->ss.ss_family == AF_INET6
-				 ? (int)sizeof(struct sockaddr_in6)
-				 : (int)sizeof(struct sockaddr_in)) != 0 ||
-		    sl_win_socket_tune(sock) < 0 ||
-		    sl_loop_associate(s->b.loop, (HANDLE)sock) < 0) {
-			s->b.last_err =
-				sl_win_err((unsigned long)WSAGetLastError());
-			closesocket(sock);
-			continue;
-		}
 		s->sock = sock;
 		sl_op_init(&s->conn_op, on_connect_done, s);
 		if (sl_ConnectEx(sock, (const struct sockaddr *)&a->ss,

@@ -75,6 +75,26 @@ HANDLE sl_pipe_create_instance(const char *path, int first,
 			       const SECURITY_ATTRIBUTES *sa);
 
 /*
+ * What a TCP connect does to its socket before ConnectEx, step by step
+ * (sl_connect_step does it; 0 or a Winsock error code):
+ * SL_CONNECT_REUSE_PORT  SO_REUSE_UNICASTPORT, so that the bind does not
+ *                        reserve a port for good (optional: a system
+ *                        without it is not an error);
+ * SL_CONNECT_BIND        the bind to the wildcard address ConnectEx wants.
+ * The seam sl_connect_step_hook (tests) sees each step before it is made,
+ * in order, with the destination, and may make it fail.
+ */
+enum sl_connect_step {
+	SL_CONNECT_REUSE_PORT,
+	SL_CONNECT_BIND,
+};
+typedef int (*sl_connect_step_fn)(SOCKET s, enum sl_connect_step step,
+				  const struct sockaddr *dest, int destlen);
+extern sl_connect_step_fn sl_connect_step_hook;
+int sl_connect_step(SOCKET s, enum sl_connect_step step,
+		    const struct sockaddr *dest, int destlen);
+
+/*
  * Debug aid for tests (mingw has no ASan): while the quarantine is on,
  * freed streams and listeners are poisoned and kept, not freed.
  * sl_net_quarantine_check() counts those written to after their free,
