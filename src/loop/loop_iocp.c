@@ -10,11 +10,15 @@
  * - the cross-thread wake-up is a packet with no OVERLAPPED, so it can never
  *   be mistaken for an operation.
  */
+/* windows.h without its few STATUS_ values, then ntstatus.h with all. */
+#define WIN32_NO_STATUS
 #include "loop_internal.h"
+#undef WIN32_NO_STATUS
 
 #include <errno.h>
 #include <stdlib.h>
 
+#include <ntstatus.h>
 #include <winternl.h> /* RtlNtStatusToDosError */
 
 /* Packets taken per GetQueuedCompletionStatusEx; the rest wait their turn. */
@@ -115,11 +119,98 @@ int sl_backend_poll(sl_loop *loop, int timeout_ms)
 
 /* ---- error codes ---------------------------------------------------------- */
 
+/*
+ * The statuses that sockets (AFD) complete with, read as libuv reads them
+ * (uv__ntstatus_to_winsock_error in its src/win/winsock.c).
+ * RtlNtStatusToDosError knows few of them: a resource shortage on an
+ * accept (STATUS_INSUFFICIENT_RESOURCES) came out as -EIO, and the
+ * listener paused uncounted, logging "I/O error".  0 for a status not
+ * listed here.
+ */
+static int socket_status_err(uint32_t status)
+{
+	switch (status) {
+	case (uint32_t)STATUS_INSUFFICIENT_RESOURCES:
+	case (uint32_t)STATUS_PAGEFILE_QUOTA:
+	case (uint32_t)STATUS_COMMITMENT_LIMIT:
+	case (uint32_t)STATUS_WORKING_SET_QUOTA:
+	case (uint32_t)STATUS_NO_MEMORY:
+	case (uint32_t)STATUS_QUOTA_EXCEEDED:
+	case (uint32_t)STATUS_TOO_MANY_PAGING_FILES:
+	case (uint32_t)STATUS_REMOTE_RESOURCES:
+		return -ENOBUFS;
+	case (uint32_t)STATUS_TOO_MANY_ADDRESSES:
+	case (uint32_t)STATUS_ADDRESS_ALREADY_EXISTS:
+		return -EADDRINUSE;
+	case (uint32_t)STATUS_LINK_TIMEOUT:
+	case (uint32_t)STATUS_IO_TIMEOUT:
+		return -ETIMEDOUT;
+	/* The peer closed before the operation could finish (an accept
+	 * whose client left, a send after its FIN): as a broken pipe. */
+	case (uint32_t)STATUS_GRACEFUL_DISCONNECT:
+		return -EPIPE;
+	case (uint32_t)STATUS_REMOTE_DISCONNECT:
+	case (uint32_t)STATUS_CONNECTION_RESET:
+	case (uint32_t)STATUS_LINK_FAILED:
+	case (uint32_t)STATUS_CONNECTION_DISCONNECTED:
+	case (uint32_t)STATUS_PORT_UNREACHABLE:
+	case (uint32_t)STATUS_HOPLIMIT_EXCEEDED:
+		return -ECONNRESET;
+	case (uint32_t)STATUS_LOCAL_DISCONNECT:
+	case (uint32_t)STATUS_TRANSACTION_ABORTED:
+	case (uint32_t)STATUS_CONNECTION_ABORTED:
+		return -ECONNABORTED;
+	case (uint32_t)STATUS_BAD_NETWORK_PATH:
+	case (uint32_t)STATUS_NETWORK_UNREACHABLE:
+	case (uint32_t)STATUS_PROTOCOL_UNREACHABLE:
+		return -ENETUNREACH;
+	case (uint32_t)STATUS_HOST_UNREACHABLE:
+		return -EHOSTUNREACH;
+	case (uint32_t)STATUS_CANCELLED:
+	case (uint32_t)STATUS_REQUEST_ABORTED:
+		return -ECANCELED;
+	/* A warning, not an error severity: on a socket a message longer
+	 * than the buffer; a pipe read takes it as bytes that are good
+	 * (stream_win.c reads the status itself). */
+	case (uint32_t)STATUS_BUFFER_OVERFLOW:
+	case (uint32_t)STATUS_INVALID_BUFFER_SIZE:
+		return -EMSGSIZE;
+	case (uint32_t)STATUS_DEVICE_NOT_READY:
+	case (uint32_t)STATUS_REQUEST_NOT_ACCEPTED:
+		return -EAGAIN;
+	case (uint32_t)STATUS_INVALID_NETWORK_RESPONSE:
+	case (uint32_t)STATUS_NETWORK_BUSY:
+	case (uint32_t)STATUS_UNEXPECTED_NETWORK_ERROR:
+		return -ENETDOWN;
+	case (uint32_t)STATUS_INVALID_CONNECTION:
+		return -ENOTCONN;
+	case (uint32_t)STATUS_REMOTE_NOT_LISTENING:
+	case (uint32_t)STATUS_CONNECTION_REFUSED:
+		return -ECONNREFUSED;
+	case (uint32_t)STATUS_CONFLICTING_ADDRESSES:
+	case (uint32_t)STATUS_INVALID_ADDRESS:
+	case (uint32_t)STATUS_INVALID_ADDRESS_COMPONENT:
+		return -EADDRNOTAVAIL;
+	case (uint32_t)STATUS_NOT_SUPPORTED:
+	case (uint32_t)STATUS_NOT_IMPLEMENTED:
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
 int sl_ntstatus_err(uint32_t status)
 {
-	/* NT_SUCCESS: severity success or informational (the top bit clear). */
+	int r;
+
+	/* NT_SUCCESS: severity success or informational (the top bit
+	 * clear).  Warnings (0x8...) are not successes. */
 	if ((int32_t)status >= 0)
 		return 0;
+	if ((r = socket_status_err(status)) != 0)
+		return r;
+	/* The rest (pipes and files: STATUS_PIPE_BROKEN is -EPIPE, a
+	 * Win32 error carried as FACILITY_NTWIN32 is that error) as the
+	 * system translates them. */
 	return sl_win_err(RtlNtStatusToDosError((NTSTATUS)status));
 }
 
@@ -158,6 +249,7 @@ int sl_win_err(unsigned long code)
 	case ERROR_NO_DATA:
 	case ERROR_PIPE_NOT_CONNECTED:
 	case WSAESHUTDOWN:
+	case WSAEDISCON:
 		return -EPIPE;
 	case ERROR_PIPE_BUSY:
 		return -EBUSY;
@@ -172,8 +264,18 @@ int sl_win_err(unsigned long code)
 	case ERROR_OUTOFMEMORY:
 		return -ENOMEM;
 	case ERROR_INSUFFICIENT_BUFFER:
+	case ERROR_NO_SYSTEM_RESOURCES:
+	case ERROR_NONPAGED_SYSTEM_RESOURCES:
+	case ERROR_PAGED_SYSTEM_RESOURCES:
+	case ERROR_WORKING_SET_QUOTA:
+	case ERROR_PAGEFILE_QUOTA:
+	case ERROR_COMMITMENT_LIMIT:
 	case WSAENOBUFS:
 		return -ENOBUFS;
+	case WSAEMSGSIZE:
+		return -EMSGSIZE;
+	case WSAENETDOWN:
+		return -ENETDOWN;
 	case ERROR_TOO_MANY_OPEN_FILES:
 	case WSAEMFILE:
 		return -EMFILE;

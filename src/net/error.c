@@ -35,6 +35,8 @@ static const struct {
 	{EISCONN, "Transport endpoint is already connected"},
 	{EALREADY, "Operation already in progress"},
 	{ENOBUFS, "No buffer space available"},
+	{ENETDOWN, "Network is down"},
+	{EMSGSIZE, "Message too long"},
 	{EOPNOTSUPP, "Operation not supported"},
 	{EWOULDBLOCK, "Resource temporarily unavailable"},
 };
