@@ -5,6 +5,8 @@
  */
 #include "stream_win.h"
 
+#include <mstcpip.h> /* SIO_TCP_INITIAL_RTO */
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,11 +96,42 @@ static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
 #define SO_REUSE_UNICASTPORT 0x3007
 #endif
 
+/*
+ * Windows answers a refused connect (RST) by retransmitting the SYN, twice
+ * by default, and reports the refusal after about 2 s; on loopback that
+ * only delays failover and health checks.  SIO_TCP_INITIAL_RTO (Windows 10
+ * 1607 and later; libuv does the same in uv__tcp_try_connect) turns those
+ * retransmissions off for the socket.  Wine 8 does not know the ioctl
+ * (WSAEOPNOTSUPP) and its refusals come at once anyway: only Windows shows
+ * the time saved.
+ */
+static int is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		const unsigned char *b = in6->sin6_addr.s6_addr;
+
+		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127;
+	}
+	return 0;
+}
+
 int sl_connect_step(SOCKET s, enum sl_connect_step step,
 		    const struct sockaddr *dest, int destlen)
 {
 	struct sockaddr_storage any;
-	DWORD on = 1;
+	TCP_INITIAL_RTO_PARAMETERS rto = {
+		TCP_INITIAL_RTO_UNSPECIFIED_RTT,
+		TCP_INITIAL_RTO_NO_SYN_RETRANSMISSIONS,
+	};
+	DWORD on = 1, n = 0;
 	int r = 0;
 
 	(void)destlen;
@@ -114,6 +147,10 @@ int sl_connect_step(SOCKET s, enum sl_connect_step step,
 			 dest->sa_family == AF_INET6
 				 ? (int)sizeof(struct sockaddr_in6)
 				 : (int)sizeof(struct sockaddr_in));
+		break;
+	case SL_CONNECT_NO_SYN_RETRY:
+		r = WSAIoctl(s, SIO_TCP_INITIAL_RTO, &rto, sizeof rto, NULL, 0,
+			     &n, NULL, NULL);
 		break;
 	}
 	return r == 0 ? 0 : WSAGetLastError();
@@ -143,6 +180,10 @@ static SOCKET connect_socket(sl_stream *s, const struct sl_addr *a)
 	e = sl_connect_step_hook(sock, SL_CONNECT_BIND, dest, (int)a->len);
 	if (e != 0)
 		goto fail;
+	/* Where the system has no such ioctl, SYNs are retried as before. */
+	if (is_loopback(dest))
+		(void)sl_connect_step_hook(sock, SL_CONNECT_NO_SYN_RETRY, dest,
+					   (int)a->len);
 	if ((r = sl_win_socket_tune(sock)) < 0 ||
 	    (r = sl_loop_associate(s->b.loop, (HANDLE)sock)) < 0) {
 		s->b.last_err = r;

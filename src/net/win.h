@@ -80,13 +80,17 @@ HANDLE sl_pipe_create_instance(const char *path, int first,
  * SL_CONNECT_REUSE_PORT  SO_REUSE_UNICASTPORT, so that the bind does not
  *                        reserve a port for good (optional: a system
  *                        without it is not an error);
- * SL_CONNECT_BIND        the bind to the wildcard address ConnectEx wants.
+ * SL_CONNECT_BIND        the bind to the wildcard address ConnectEx wants;
+ * SL_CONNECT_NO_SYN_RETRY  loopback destinations only: no SYN
+ *                        retransmission (SIO_TCP_INITIAL_RTO), so a
+ *                        refused connect fails at once (optional too).
  * The seam sl_connect_step_hook (tests) sees each step before it is made,
  * in order, with the destination, and may make it fail.
  */
 enum sl_connect_step {
 	SL_CONNECT_REUSE_PORT,
 	SL_CONNECT_BIND,
+	SL_CONNECT_NO_SYN_RETRY,
 };
 typedef int (*sl_connect_step_fn)(SOCKET s, enum sl_connect_step step,
 				  const struct sockaddr *dest, int destlen);
