@@ -21,6 +21,7 @@
  */
 #include <winsock2.h>
 #include <ws2tcpip.h>
+#include <mswsock.h>
 #include <windows.h>
 
 #include <errno.h>
@@ -1007,6 +1008,335 @@ static void test_status_warning_kept(void **state)
 	assert_int_equal(a.bytes, 5);
 }
 
+/* ---- skip mode: operations that succeed at once ----------------------------- */
+
+/*
+ * Issue 18.11.  Wine 8 takes SetFileCompletionNotificationModes on a socket
+ * and honours it: a WSASend or WSARecv that succeeds at once queues no
+ * packet.  Its AcceptEx and ConnectEx always answer ERROR_IO_PENDING (then
+ * a packet), even with a client waiting, so those two take the at-once
+ * path only through fakes of the extension functions below.  Windows can
+ * complete all four at once.
+ */
+struct once {
+	int calls, err, inside;
+	size_t bytes;
+};
+
+static int in_start; /* set around the call that started the operation */
+
+static void count_once(sl_loop *loop, sl_op *op, int err, size_t bytes)
+{
+	struct once *o = op->data;
+
+	(void)loop;
+	o->calls++;
+	o->err = err;
+	o->bytes = bytes;
+	o->inside |= in_start;
+}
+
+/* Start a WSASend of len bytes on sock through sl_op_started. 1 when the
+ * send succeeded at once. */
+static int send_op(SOCKET sock, int skip, sl_op *op, struct once *o,
+		   size_t len)
+{
+	static char buf[256];
+	WSABUF b = {(ULONG)len, buf};
+	int ok;
+
+	memset(o, 0, sizeof *o);
+	sl_op_init(op, count_once, o);
+	in_start = 1;
+	ok = WSASend(sock, &b, 1, NULL, 0, &op->ov, NULL) == 0;
+	assert_int_equal(sl_op_started(L, op, ok,
+				       ok ? 0 : (unsigned long)WSAGetLastError(),
+				       skip),
+			 0);
+	in_start = 0;
+	return ok;
+}
+
+static void test_skip_op_once(void **state)
+{
+	struct sockaddr_in sa;
+	int len = sizeof sa, sync;
+	uint16_t port;
+	SOCKET l, c, a;
+	struct once o;
+	sl_op op;
+	WSABUF z = {0, NULL};
+	DWORD fl = 0;
+	char in[512];
+
+	(void)state;
+	l = raw_listener(&port);
+	c = sl_win_socket(AF_INET);
+	assert_true(c != INVALID_SOCKET);
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons(port);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, len), 0);
+	a = accept(l, NULL, NULL);
+	assert_true(a != INVALID_SOCKET);
+	assert_int_equal(sl_loop_associate(L, (HANDLE)c), 0);
+	assert_int_equal(sl_loop_associate(L, (HANDLE)a), 0);
+	assert_int_equal(sl_loop_skip_on_success((HANDLE)c), 1);
+
+	/* Skip mode, a send that succeeds at once: no packet, the loop runs
+	 * the callback, once, after the call. */
+	sync = send_op(c, 1, &op, &o, 100);
+	assert_int_equal(o.calls, 0);
+	run_for(100);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.err, 0);
+	assert_int_equal(o.bytes, 100);
+	assert_false(o.inside);
+	assert_true(sync); /* wine takes this path by itself */
+
+	/* Skip mode, a receive that waits: its packet, once. */
+	memset(&o, 0, sizeof o);
+	sl_op_init(&op, count_once, &o);
+	fl = 0;
+	assert_int_equal(recv(a, in, sizeof in, 0), 100);
+	sync = WSARecv(c, &z, 1, NULL, &fl, &op.ov, NULL) == 0;
+	assert_false(sync);
+	assert_int_equal(sl_op_started(L, &op, 0,
+				       (unsigned long)WSAGetLastError(), 1),
+			 0);
+	run_for(50);
+	assert_int_equal(o.calls, 0);
+	assert_int_equal(send(a, "x", 1, 0), 1);
+	run_for(100);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.err, 0);
+
+	/* No skip mode (a): an at-once success has its packet, once. */
+	send_op(a, 0, &op, &o, 10);
+	run_for(100);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.bytes, 10);
+	assert_false(o.inside);
+
+	closesocket(a);
+	closesocket(c);
+	closesocket(l);
+}
+
+/*
+ * The fakes: the real call with an event whose low bit is set (no packet
+ * then, on Windows as on wine), waited for, and reported as an at-once
+ * success, as Windows may report it.  Armed for a number of calls.
+ */
+static LPFN_ACCEPTEX real_AcceptEx;
+static LPFN_CONNECTEX real_ConnectEx;
+static volatile LONG accept_forced, connect_forced;
+
+static BOOL finish_forced(SOCKET s, BOOL ok, OVERLAPPED *mine, HANDLE ev,
+			  OVERLAPPED *theirs)
+{
+	DWORD n = 0, fl = 0;
+
+	if (!ok && WSAGetLastError() == WSA_IO_PENDING)
+		ok = WSAGetOverlappedResult(s, mine, &n, TRUE, &fl);
+	CloseHandle(ev);
+	theirs->Internal = mine->Internal;
+	theirs->InternalHigh = mine->InternalHigh;
+	return ok;
+}
+
+static BOOL PASCAL fake_AcceptEx(SOCKET ls, SOCKET as, PVOID buf, DWORD dlen,
+				 DWORD llen, DWORD rlen, LPDWORD got,
+				 LPOVERLAPPED ov)
+{
+	OVERLAPPED mine;
+	HANDLE ev;
+
+	if (InterlockedDecrement(&accept_forced) < 0)
+		return real_AcceptEx(ls, as, buf, dlen, llen, rlen, got, ov);
+	memset(&mine, 0, sizeof mine);
+	ev = CreateEventA(NULL, TRUE, FALSE, NULL);
+	mine.hEvent = (HANDLE)((uintptr_t)ev | 1);
+	return finish_forced(ls, real_AcceptEx(ls, as, buf, dlen, llen, rlen,
+					       got, &mine),
+			     &mine, ev, ov);
+}
+
+static BOOL PASCAL fake_ConnectEx(SOCKET s, const struct sockaddr *name,
+				  int namelen, PVOID buf, DWORD len,
+				  LPDWORD sent, LPOVERLAPPED ov)
+{
+	OVERLAPPED mine;
+	HANDLE ev;
+
+	if (InterlockedDecrement(&connect_forced) < 0)
+		return real_ConnectEx(s, name, namelen, buf, len, sent, ov);
+	memset(&mine, 0, sizeof mine);
+	ev = CreateEventA(NULL, TRUE, FALSE, NULL);
+	mine.hEvent = (HANDLE)((uintptr_t)ev | 1);
+	return finish_forced(s, real_ConnectEx(s, name, namelen, buf, len,
+					       sent, &mine),
+			     &mine, ev, ov);
+}
+
+static volatile LONG accepts_seen;
+
+static void on_accept_count(sl_listener *l, sl_stream *s, void *token)
+{
+	(void)l;
+	(void)token;
+	if (s == NULL)
+		return;
+	InterlockedIncrement(&accepts_seen);
+	sl_stream_close(s, NULL);
+}
+
+/*
+ * AcceptEx and ConnectEx that succeed at once (in skip mode: no packet):
+ * each accept and the connect complete exactly once, the listener's
+ * references hold (it is freed once, after its last accept, as the
+ * quarantine checks), and the connected stream has its addresses.
+ */
+static void test_skip_forced_accept_connect(void **state)
+{
+	enum { K = 3 };
+	struct pair_ctx p;
+	sl_listener *l;
+	sl_group *g;
+	SOCKET c[K], rl;
+	sl_endpoint ep;
+	char text[64], err[128], peer[96];
+	uint16_t port;
+	int i, lport;
+
+	(void)state;
+	real_AcceptEx = sl_AcceptEx;
+	real_ConnectEx = sl_ConnectEx;
+	sl_AcceptEx = fake_AcceptEx;
+	sl_ConnectEx = fake_ConnectEx;
+	sl_net_quarantine(1);
+
+	/* K clients wait in the backlog before the listener starts: its
+	 * first K accepts find them at once. */
+	open_tcp_listener(&l);
+	lport = sl_listener_port(l);
+	for (i = 0; i < K; i++)
+		c[i] = connect_to_port(lport);
+	accepts_seen = 0;
+	accept_forced = K;
+	assert_int_equal(sl_group_new(&g, 1), 0);
+	assert_int_equal(sl_group_start(g), 0);
+	assert_int_equal(sl_listener_start(l, g, on_accept_count, NULL, NULL),
+			 0);
+	for (i = 0; i < 500 && accepts_seen < K; i++)
+		Sleep(10);
+	Sleep(100); /* a second completion of any would show by now */
+	assert_int_equal(accepts_seen, K);
+	assert_true(accept_forced <= 0); /* the fakes took them */
+	listener_done = 0;
+	sl_listener_close(l, on_listener_closed, NULL);
+	wait_flag(&listener_done, 5000);
+	sl_group_stop(g);
+	sl_group_free(g);
+	for (i = 0; i < K; i++)
+		closesocket(c[i]);
+
+	/* The connect: at once, and its callback once, from the loop. */
+	memset(&p, 0, sizeof p);
+	rl = raw_listener(&port);
+	snprintf(text, sizeof text, "tcp://127.0.0.1:%u", port);
+	assert_int_equal(sl_endpoint_parse(text, &ep, err, sizeof err), 0);
+	connect_forced = 1;
+	assert_int_equal(sl_stream_connect(L, &ep, 5000, on_connect, &p,
+					   &p.client), 0);
+	assert_int_equal(p.connected, 0);
+	run_until(&p.connected, 5000);
+	assert_true(connect_forced <= 0);
+	assert_int_equal(p.cstatus, 0);
+	p.connected = 0;
+	run_for(100);
+	assert_int_equal(p.connected, 0); /* not a second time */
+	snprintf(text, sizeof text, "127.0.0.1:%u", port);
+	assert_int_equal(sl_stream_peer_name(p.client, peer, sizeof peer), 0);
+	assert_string_equal(peer, text);
+	sl_stream_close(p.client, NULL);
+	run_for(50);
+	closesocket(rl);
+
+	sl_AcceptEx = real_AcceptEx;
+	sl_ConnectEx = real_ConnectEx;
+	assert_int_equal(sl_net_quarantine_check(), 0);
+	sl_net_quarantine(0);
+}
+
+/* Traffic one way, then the close with operations in flight. */
+static struct traffic {
+	sl_write_req req[64];
+	int calls[64];
+	size_t got;
+	char rbuf[4096];
+} T;
+
+static void tr_write(sl_write_req *req, int status)
+{
+	assert_int_equal(status, 0);
+	T.calls[req - T.req]++;
+}
+
+static void tr_alloc(sl_stream *s, size_t n, sl_buf *b)
+{
+	(void)s;
+	(void)n;
+	b->base = T.rbuf;
+	b->len = sizeof T.rbuf;
+}
+
+static void tr_read(sl_stream *s, ptrdiff_t n, const sl_buf *b)
+{
+	(void)s;
+	(void)b;
+	if (n > 0)
+		T.got += (size_t)n;
+}
+
+static void traffic_case(int skip_allowed)
+{
+	static char msg[64][1000];
+	struct pair_ctx p;
+	int i;
+
+	sl_win_skip_allowed = skip_allowed;
+	make_tcp_pair(&p);
+	memset(&T, 0, sizeof T);
+	assert_int_equal(sl_stream_read_start(p.server, tr_alloc, tr_read), 0);
+	for (i = 0; i < 64; i++)
+		assert_int_equal(sl_stream_write(p.client, &T.req[i], msg[i],
+						 sizeof msg[i], tr_write),
+				 0);
+	for (i = 0; i < 250 && T.got < sizeof msg; i++)
+		run_for(20);
+	run_for(50);
+	assert_int_equal(T.got, sizeof msg);
+	for (i = 0; i < 64; i++)
+		assert_int_equal(T.calls[i], 1);
+	sl_stream_read_stop(p.server);
+	close_in_flight(&p);
+	sl_win_skip_allowed = 1;
+}
+
+static void test_skip_stream_traffic(void **state)
+{
+	(void)state;
+	traffic_case(1);
+}
+
+static void test_noskip_stream_traffic(void **state)
+{
+	(void)state;
+	traffic_case(0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1036,6 +1366,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_connect_loopback_no_syn_retry, setup, teardown),
 		cmocka_unit_test(test_status_table),
+		cmocka_unit_test_setup_teardown(test_skip_op_once, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_skip_forced_accept_connect,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_skip_stream_traffic, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_noskip_stream_traffic,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_warning_kept, setup,
 						teardown),
 	};

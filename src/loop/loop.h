@@ -268,6 +268,7 @@ struct sl_op {
 	OVERLAPPED ov; /* the address the kernel hands back */
 	sl_op_cb cb;
 	void *data;
+	sl_op *next; /* the loop's, while it waits to run without a packet */
 };
 
 /* Set cb and data and clear the OVERLAPPED (before every new operation). */
@@ -276,10 +277,37 @@ static inline void sl_op_init(sl_op *op, sl_op_cb cb, void *data)
 	memset(&op->ov, 0, sizeof op->ov);
 	op->cb = cb;
 	op->data = data;
+	op->next = NULL;
 }
 
 /* Attach a handle (socket or pipe) to loop's port, once.  0 or -errno. */
 int sl_loop_associate(sl_loop *loop, HANDLE h);
+
+/*
+ * Skip mode: an operation on h that succeeds at once queues no packet
+ * (FILE_SKIP_COMPLETION_PORT_ON_SUCCESS; FILE_SKIP_SET_EVENT_ON_HANDLE
+ * spares the handle's event too), which saves a trip through the port
+ * for most sends and many receives.  Once, after sl_loop_associate, on a
+ * handle whose driver honours it (sockets: no non-IFS layered provider,
+ * see socket_win.c).  1 when h is in skip mode: every operation started
+ * on h must then go through sl_op_started(..., skip = 1); 0 when the
+ * system refused it (the handle works as before).
+ */
+int sl_loop_skip_on_success(HANDLE h);
+
+/*
+ * What to do after starting an overlapped operation on op, on loop's
+ * thread, for any handle: ok is non-zero when the call succeeded at once,
+ * err the error it gave otherwise (GetLastError, WSAGetLastError), skip
+ * whether the handle is in skip mode.  0 when op's callback will run:
+ * from its packet, or, for an at-once success in skip mode (no packet
+ * then), from the loop with the status and byte count the system wrote
+ * into op->ov, after the packets of the current batch and never inside
+ * the caller's call.  Otherwise the failure as -errno, and the callback
+ * will not run.  Cannot fail for an operation that was started.
+ */
+int sl_op_started(sl_loop *loop, sl_op *op, int ok, unsigned long err,
+		  int skip);
 
 /*
  * Queue a completion for op on loop as if the kernel had finished it: its

@@ -8,7 +8,13 @@
  *   32-bit NTSTATUS; OVERLAPPED_ENTRY.Internal is reserved and never read;
  * - packets are taken in batches with GetQueuedCompletionStatusEx;
  * - the cross-thread wake-up is a packet with no OVERLAPPED, so it can never
- *   be mistaken for an operation.
+ *   be mistaken for an operation;
+ * - an operation that succeeded at once on a handle in skip mode has no
+ *   packet: it waits in the ready list, and runs after the packets of the
+ *   next batch as if it had come with them (libuv queues such a request
+ *   itself the same way, uv__insert_pending_req).  A packet queued before
+ *   it started is in that batch (up to the batch size), so operations of
+ *   one handle complete in the order they were started.
  */
 /* windows.h without its few STATUS_ values, then ntstatus.h with all. */
 #define WIN32_NO_STATUS
@@ -26,6 +32,7 @@
 
 struct sl_backend {
 	HANDLE port;
+	sl_op *ready, *ready_tail; /* completed at once, no packet */
 	OVERLAPPED_ENTRY entries[SL_IOCP_BATCH];
 };
 
@@ -41,6 +48,7 @@ int sl_backend_init(sl_loop *loop)
 	if (be == NULL)
 		return -ENOMEM;
 	/* One thread dequeues: concurrency 1. */
+	be->ready = be->ready_tail = NULL;
 	be->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
 	if (be->port == NULL) {
 		int r = sl_win_err(GetLastError());
@@ -77,6 +85,55 @@ int sl_loop_associate(sl_loop *loop, HANDLE h)
 	return 0;
 }
 
+int sl_loop_skip_on_success(HANDLE h)
+{
+	return SetFileCompletionNotificationModes(
+		       h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
+				  FILE_SKIP_SET_EVENT_ON_HANDLE)
+		       ? 1
+		       : 0;
+}
+
+int sl_op_started(sl_loop *loop, sl_op *op, int ok, unsigned long err,
+		  int skip)
+{
+	struct sl_backend *be = loop->be;
+
+	if (!ok)
+		return err == ERROR_IO_PENDING ? 0 : sl_win_err(err);
+	if (!skip)
+		return 0; /* its packet is queued */
+	op->next = NULL;
+	if (be->ready_tail != NULL)
+		be->ready_tail->next = op;
+	else
+		be->ready = op;
+	be->ready_tail = op;
+	return 0;
+}
+
+static void run_op(sl_loop *loop, sl_op *op, size_t bytes)
+{
+	op->cb(loop, op, sl_ntstatus_err((uint32_t)op->ov.Internal), bytes);
+}
+
+/* The operations that completed at once so far; those they start in
+ * turn wait for the next round. */
+static void run_ready(sl_loop *loop)
+{
+	struct sl_backend *be = loop->be;
+	sl_op *op = be->ready;
+
+	be->ready = be->ready_tail = NULL;
+	while (op != NULL) {
+		sl_op *next = op->next;
+
+		op->next = NULL;
+		run_op(loop, op, (size_t)op->ov.InternalHigh);
+		op = next;
+	}
+}
+
 int sl_loop_post_op(sl_loop *loop, sl_op *op, uint32_t ntstatus, size_t bytes)
 {
 	op->ov.Internal = (ULONG_PTR)ntstatus;
@@ -92,6 +149,8 @@ int sl_backend_poll(sl_loop *loop, int timeout_ms)
 	struct sl_backend *be = loop->be;
 	ULONG n = 0, i;
 
+	if (be->ready != NULL)
+		timeout_ms = 0; /* completions are due already */
 	if (!GetQueuedCompletionStatusEx(be->port, be->entries, SL_IOCP_BATCH,
 					 &n, timeout_ms < 0 ? INFINITE
 							    : (DWORD)timeout_ms,
@@ -99,21 +158,22 @@ int sl_backend_poll(sl_loop *loop, int timeout_ms)
 		DWORD e = GetLastError();
 
 		sl_loop_update_time(loop);
-		return e == WAIT_TIMEOUT ? 0 : sl_win_err(e);
+		if (e != WAIT_TIMEOUT)
+			return sl_win_err(e);
+		n = 0;
+	} else {
+		sl_loop_update_time(loop);
 	}
-	sl_loop_update_time(loop);
 	for (i = 0; i < n; i++) {
 		OVERLAPPED_ENTRY *ent = &be->entries[i];
-		sl_op *op;
-		uint32_t st;
 
 		if (ent->lpOverlapped == NULL)
 			continue; /* a wake-up: the run loop takes the tasks */
-		op = CONTAINING_RECORD(ent->lpOverlapped, sl_op, ov);
-		st = (uint32_t)op->ov.Internal;
-		op->cb(loop, op, sl_ntstatus_err(st),
+		run_op(loop, CONTAINING_RECORD(ent->lpOverlapped, sl_op, ov),
 		       (size_t)ent->dwNumberOfBytesTransferred);
 	}
+	if (be->ready != NULL)
+		run_ready(loop);
 	return 0;
 }
 

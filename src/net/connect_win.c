@@ -190,6 +190,7 @@ static SOCKET connect_socket(sl_stream *s, const struct sl_addr *a)
 		closesocket(sock);
 		return INVALID_SOCKET;
 	}
+	s->skip = sl_win_socket_skip(sock, dest->sa_family);
 	return sock;
 fail:
 	s->b.last_err = sl_win_err((unsigned long)e);
@@ -202,18 +203,23 @@ void sl_os_connect_next(sl_stream *s, int inside)
 	while (s->b.next_addr < s->b.naddrs) {
 		const struct sl_addr *a = &s->b.addrs[s->b.next_addr++];
 		SOCKET sock = connect_socket(s, a);
+		BOOL ok;
+		int r;
 
 		if (sock == INVALID_SOCKET)
 			continue;
 		s->sock = sock;
 		sl_op_init(&s->conn_op, on_connect_done, s);
-		if (sl_ConnectEx(sock, (const struct sockaddr *)&a->ss,
-				 (int)a->len, NULL, 0, NULL, &s->conn_op.ov) ||
-		    WSAGetLastError() == ERROR_IO_PENDING) {
+		ok = sl_ConnectEx(sock, (const struct sockaddr *)&a->ss,
+				  (int)a->len, NULL, 0, NULL, &s->conn_op.ov);
+		r = sl_op_started(s->b.loop, &s->conn_op, ok,
+				  ok ? 0 : (unsigned long)WSAGetLastError(),
+				  s->skip);
+		if (r == 0) {
 			s->pending++;
 			return;
 		}
-		s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
+		s->b.last_err = r;
 		closesocket(sock);
 		s->sock = INVALID_SOCKET;
 	}

@@ -64,6 +64,7 @@ struct sl_listener {
 	int gated;  /* the gate said no: sl_listener_resume refills */
 	int attached;
 	int guarded; /* tests: allocated in the quarantine's pages */
+	int skip;    /* TCP: the socket is in skip mode (sl_op_started) */
 };
 
 struct handoff {
@@ -373,16 +374,22 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 	sl_op_init(&a->op, on_accepted, a);
 	if (l->b.ep.kind == SL_EP_TCP) {
 		DWORD got = 0;
+		BOOL ok;
+		int r;
 
 		a->sock = sl_win_socket(l->family);
 		if (a->sock == INVALID_SOCKET)
 			return sl_win_err((unsigned long)WSAGetLastError());
-		if (!sl_AcceptEx(l->sock, a->sock, a->buf, 0, SL_ADDR_ROOM,
-				 SL_ADDR_ROOM, &got, &a->op.ov) &&
-		    (e = (DWORD)WSAGetLastError()) != ERROR_IO_PENDING) {
+		ok = sl_AcceptEx(l->sock, a->sock, a->buf, 0, SL_ADDR_ROOM,
+				 SL_ADDR_ROOM, &got, &a->op.ov);
+		e = ok ? 0 : (DWORD)WSAGetLastError();
+		/* A client already waiting: in skip mode, no packet; the
+		 * loop runs on_accepted after this batch, not in here. */
+		if ((r = sl_op_started(l->b.loop, &a->op, ok, e, l->skip)) <
+		    0) {
 			closesocket(a->sock);
 			a->sock = INVALID_SOCKET;
-			return sl_win_err(e);
+			return r;
 		}
 		a->state = SLOT_POSTED;
 		sl_listener_ref(l);
@@ -589,10 +596,13 @@ void sl_os_listener_start(sl_listener *l)
 		l->slots[i].sock = INVALID_SOCKET;
 		l->slots[i].pipe = INVALID_HANDLE_VALUE;
 	}
-	if (l->sock != INVALID_SOCKET)
+	if (l->sock != INVALID_SOCKET) {
 		r = sl_loop_associate(l->b.loop, (HANDLE)l->sock);
-	else if (l->first_pipe != INVALID_HANDLE_VALUE)
+		if (r == 0)
+			l->skip = sl_win_socket_skip(l->sock, l->family);
+	} else if (l->first_pipe != INVALID_HANDLE_VALUE) {
 		r = sl_loop_associate(l->b.loop, l->first_pipe);
+	}
 	l->attached = 1;
 	if (r < 0)
 		sl_error("%s: cannot attach to the loop: %s", l->b.name,

@@ -32,6 +32,40 @@ int sl_win_socket_tune(SOCKET sock)
 	return 0;
 }
 
+/*
+ * Skip mode needs the socket handle to be the base provider's own (an
+ * installable file system handle).  A layered service provider without
+ * XP1_IFS_HANDLES hands out handles of its own and would lose the
+ * at-once completions (libuv makes the same check at start).  Found once
+ * per family by sl_net_init.
+ */
+int sl_win_skip_allowed = 1;
+static int ifs_v4, ifs_v6;
+
+static int family_is_ifs(int family)
+{
+	WSAPROTOCOL_INFOW pi;
+	int len = sizeof pi;
+	SOCKET s = sl_win_socket(family);
+	int ifs;
+
+	if (s == INVALID_SOCKET)
+		return 0; /* no such family here */
+	ifs = getsockopt(s, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&pi,
+			 &len) == 0 &&
+	      (pi.dwServiceFlags1 & XP1_IFS_HANDLES) != 0;
+	closesocket(s);
+	return ifs;
+}
+
+int sl_win_socket_skip(SOCKET sock, int family)
+{
+	if (!sl_win_skip_allowed ||
+	    !(family == AF_INET6 ? ifs_v6 : ifs_v4))
+		return 0;
+	return sl_loop_skip_on_success((HANDLE)sock);
+}
+
 int sl_sockaddr_name(const struct sockaddr *sa, int len, char *buf,
 		     size_t buflen)
 {
@@ -222,6 +256,8 @@ int sl_net_init(void)
 		return r;
 	}
 	closesocket(s);
+	ifs_v4 = family_is_ifs(AF_INET);
+	ifs_v6 = family_is_ifs(AF_INET6);
 	if ((r = sl_resolver_init()) < 0) {
 		WSACleanup();
 		return r;

@@ -10,6 +10,13 @@
  * and then waits for those completions; the stream is freed when the last
  * one has been consumed and every callback has run.
  *
+ * Sockets are in skip mode where the provider allows it (socket_win.c): a
+ * WSARecv or WSASend that succeeds at once queues no packet, and
+ * sl_op_started() has the loop run its completion instead.  A pipe's
+ * operations could take the same path: put the handle in skip mode after
+ * attaching it, set s->skip, and pass each ReadFile, WriteFile and
+ * ConnectNamedPipe result to sl_op_started.
+ *
  * Reading sockets: a zero-byte WSARecv waits for data without holding a
  * buffer (an idle connection costs no buffer, as with readiness loops);
  * when it completes, non-blocking recv() calls read into the buffer the
@@ -163,8 +170,8 @@ static void post_read(sl_stream *s)
 		ok = WSARecv(s->sock, &b, 1, NULL, &fl, &s->read_op.ov,
 			     NULL) == 0;
 		e = ok ? 0 : (DWORD)WSAGetLastError();
-		if (!ok && e == WSA_IO_PENDING)
-			ok = TRUE;
+		ok = sl_op_started(s->b.loop, &s->read_op, ok, e, s->skip) ==
+		     0;
 	} else {
 		ok = ReadFile(s->pipe, s->rbuf, SL_PIPE_RBUF, NULL,
 			      &s->read_op.ov);
@@ -376,7 +383,7 @@ static void on_write_done(sl_loop *loop, sl_op *op, int err, size_t n)
 			ok = WSASend(s->sock, &b, 1, NULL, 0, &op->ov, NULL) ==
 			     0;
 			e = ok ? 0 : (DWORD)WSAGetLastError();
-			ok = ok || e == WSA_IO_PENDING;
+			ok = sl_op_started(s->b.loop, op, ok, e, s->skip) == 0;
 		} else {
 			ok = WriteFile(s->pipe, req->buf + req->done,
 				       (DWORD)(req->len - req->done), NULL,
@@ -434,7 +441,7 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 
 		ok = WSASend(s->sock, &b, 1, NULL, 0, &op->ov, NULL) == 0;
 		e = ok ? 0 : (DWORD)WSAGetLastError();
-		ok = ok || e == WSA_IO_PENDING;
+		ok = sl_op_started(s->b.loop, op, ok, e, s->skip) == 0;
 	} else {
 		ok = WriteFile(s->pipe, buf, (DWORD)len, NULL, &op->ov);
 		e = ok ? 0 : GetLastError();
@@ -565,6 +572,9 @@ int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
 		return -ENOMEM;
 	}
 	s->sock = sock;
+	s->skip = sl_win_socket_skip(sock, peer != NULL ? peer->sa_family
+					 : local != NULL ? local->sa_family
+							 : AF_INET);
 	if (peer != NULL && peer_len > 0 &&
 	    (size_t)peer_len <= sizeof s->peer) {
 		memcpy(&s->peer, peer, (size_t)peer_len);

@@ -21,6 +21,7 @@ struct sl_stream {
 	SOCKET sock;  /* SL_EP_TCP */
 	HANDLE pipe;  /* SL_EP_PIPE */
 	int pending;  /* operations the kernel still holds */
+	int skip;     /* the handle is in skip mode (sl_op_started) */
 
 	sl_op read_op;
 	char *rbuf; /* pipes: bytes read, not yet handed out */

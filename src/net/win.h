@@ -26,6 +26,16 @@ SOCKET sl_win_socket(int family);
 int sl_win_socket_tune(SOCKET sock);
 
 /*
+ * Put sock (already attached to a loop) in skip mode where its provider
+ * allows it (sl_loop_skip_on_success): 1 when it is, and every operation
+ * on it then goes through sl_op_started(..., 1); 0 otherwise.
+ * sl_win_skip_allowed (tests, a bench): 0 keeps every new socket out of
+ * skip mode.
+ */
+int sl_win_socket_skip(SOCKET sock, int family);
+extern int sl_win_skip_allowed;
+
+/*
  * A stream for a socket AcceptEx accepted (its accept context already
  * updated), with the addresses GetAcceptExSockaddrs gave; loop must be the
  * calling thread's loop, whose port the socket is attached to here.  Takes
