@@ -85,6 +85,7 @@ struct lbind {
 	pthread_mutex_t lock;
 	struct route_listen *rl; /* under lock; holds a route reference */
 	int claimed;             /* during apply */
+	char *security;          /* what it was opened with (a copy) */
 };
 
 /* ---- routes ------------------------------------------------------------- */
@@ -290,6 +291,7 @@ static void lbind_free(struct lbind *b)
 	if (b->rl != NULL)
 		route_unref(b->rl->route);
 	pthread_mutex_destroy(&b->lock);
+	free(b->security);
 	free(b);
 }
 
@@ -562,15 +564,31 @@ static int index_running(struct sl_proxy *p, struct attempt *a)
 	return 0;
 }
 
-/* A running listener on ep that no entry of this config has claimed yet,
- * claimed now; NULL if none (running listeners have distinct endpoints). */
-static struct lbind *lbind_claim(struct attempt *a, const sl_endpoint *ep)
+static int same_text(const char *x, const char *y)
+{
+	return x == y || (x != NULL && y != NULL && strcmp(x, y) == 0);
+}
+
+/*
+ * A running listener on lc's endpoint that no entry of this config has
+ * claimed yet, claimed now; NULL if none (running listeners have distinct
+ * endpoints).  One whose security lc changes is not kept (the descriptor
+ * is the pipe's, set when it is created): *replace is set, and a new
+ * listener replaces it.
+ */
+static struct lbind *lbind_claim(struct attempt *a, const sl_listen_conf *lc,
+				 int *replace)
 {
 	struct lbind *b = (struct lbind *)sl_hset_find(
-		&a->run_binds, sl_endpoint_hash(ep), bind_is_on, ep);
+		&a->run_binds, sl_endpoint_hash(&lc->ep), bind_is_on, &lc->ep);
 
+	*replace = 0;
 	if (b == NULL || b->claimed)
 		return NULL;
+	if (!same_text(b->security, lc->security)) {
+		*replace = 1;
+		return NULL;
+	}
 	b->claimed = 1;
 	return b;
 }
@@ -578,8 +596,8 @@ static struct lbind *lbind_claim(struct attempt *a, const sl_endpoint *ep)
 /* A new listener for entry lc of route rc, claimed, not accepting yet.
  * NULL with err set. */
 static struct lbind *lbind_open(struct sl_proxy *p, const sl_route_conf *rc,
-				const sl_listen_conf *lc, char *err,
-				size_t errlen)
+				const sl_listen_conf *lc, int replace,
+				char *err, size_t errlen)
 {
 	sl_listen_opts o = {
 		.backlog = lc->backlog,
@@ -587,6 +605,7 @@ static struct lbind *lbind_open(struct sl_proxy *p, const sl_route_conf *rc,
 		.owner = lc->owner,
 		.group = lc->group,
 		.security = lc->security,
+		.replace = replace,
 	};
 	char lerr[256] = "";
 	struct lbind *b = calloc(1, sizeof *b);
@@ -597,6 +616,12 @@ static struct lbind *lbind_open(struct sl_proxy *p, const sl_route_conf *rc,
 		return NULL;
 	}
 	b->proxy = p;
+	if (lc->security != NULL &&
+	    (b->security = strdup(lc->security)) == NULL) {
+		free(b);
+		no_memory(err, errlen);
+		return NULL;
+	}
 	pthread_mutex_init(&b->lock, NULL);
 	r = sl_listener_open(&b->l, &lc->ep, &o, lerr, sizeof lerr);
 	if (r == -EADDRINUSE && wait_gone(p, &lc->ep)) {
@@ -609,9 +634,14 @@ static struct lbind *lbind_open(struct sl_proxy *p, const sl_route_conf *rc,
 			 rc->name, lc->address,
 			 lerr[0] ? lerr : sl_strerror(r));
 		pthread_mutex_destroy(&b->lock);
+		free(b->security);
 		free(b);
 		return NULL;
 	}
+	if (replace)
+		sl_info("route %s: re-creating the listener on %s (its "
+			"security changed)",
+			rc->name, lc->address);
 	b->claimed = 1;
 	return b;
 }
@@ -667,11 +697,12 @@ static int apply_open(struct sl_proxy *p, struct attempt *a, char *err,
 			return -1;
 		for (size_t j = 0; j < rc->nlisten; j++) {
 			struct pending_bind *pb = &a->pb[a->npb];
+			int replace;
 
-			pb->b = lbind_claim(a, &rc->listen[j].ep);
+			pb->b = lbind_claim(a, &rc->listen[j], &replace);
 			if (pb->b == NULL) {
-				pb->b = lbind_open(p, rc, &rc->listen[j], err,
-						   errlen);
+				pb->b = lbind_open(p, rc, &rc->listen[j],
+						   replace, err, errlen);
 				if (pb->b == NULL)
 					return -1;
 				pb->is_new = 1;

@@ -5,6 +5,7 @@
  * byte.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1188,6 +1189,181 @@ static void test_pipe_pipe_to_pipe(void **state)
 
 #define PIPE_CLIENTS 64
 
+/* `sltool dacl NAME`: the pipe's DACL as a client reads it, in SDDL. */
+static char *pipe_dacl(const char *name)
+{
+	char *out = st_fmt("%s/dacl.txt", st_tmpdir()), *text;
+
+	assert_int_equal(st_tool_wait(st_tool_start(NULL, out, "dacl", name,
+						    NULL),
+				      20000),
+			 0);
+	text = st_read_file(out);
+	unlink(out);
+	free(out);
+	return text;
+}
+
+/* Wait until path holds want (a pipe client's output so far). */
+static void wait_file_is(const char *path, const char *want)
+{
+	uint64_t end = st_now_ms() + 10000;
+
+	for (;;) {
+		char *got = st_read_file(path);
+		int same = got != NULL && strcmp(got, want) == 0;
+
+		free(got);
+		if (same)
+			return;
+		if (st_now_ms() > end)
+			st_fail("%s never held '%s'", path, want);
+		st_sleep_ms(20);
+	}
+}
+
+/*
+ * A reload that changes only a pipe listener's security re-creates the
+ * listener (the descriptor belongs to the pipe, set when it is created):
+ * the log says so, the old listener closes, a client connected before
+ * the reload keeps going, new clients come through, and the pipe's DACL
+ * is the new one.  (Wine does not enforce it; it does keep and show it.)
+ */
+static void test_pipe_reload_security(void **state)
+{
+	ST_WINE_ONLY();
+	char *name = pipe_name("sec"), *before, *after, *dacl, *closed;
+	char *fifo = st_fmt("%s/cat-in", st_tmpdir());
+	char *out = st_fmt("%s/cat-out", st_tmpdir());
+	uint16_t uport;
+	st_server *srv;
+	st_daemon *d;
+	st_cfg *cfg;
+	pid_t cat;
+	int w;
+
+	(void)state;
+	srv = st_server_start(st_listen_tcp(&uport, 128), ST_ECHO, 0);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "sec", 0, uport);
+	st_cfg_listen(cfg, "'pipe:%s'", name);
+	before = st_cfg_done(cfg);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "sec", 0, uport);
+	st_cfg_listen(cfg, "'pipe:%s'", name);
+	st_cfg_listen_set(cfg, "security",
+			  "'D:(A;;FA;;;SY)(A;;0x0012019b;;;BU)'");
+	after = st_cfg_done(cfg);
+	closed = st_fmt("listener pipe:%s closed", name);
+	d = st_daemon_start(before);
+	assert_int_equal(st_daemon_wait_log(d, "listening on", 1, 10000), 0);
+
+	/* The default DACL: interactive users, not Everyone. */
+	dacl = pipe_dacl(name);
+	assert_non_null(strstr(dacl, ";IU)"));
+	assert_null(strstr(dacl, ";WD)"));
+	free(dacl);
+
+	/* A client that stays connected across the reload. */
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	cat = st_tool_start(fifo, out, "cat", name, NULL);
+	w = open(fifo, O_WRONLY);
+	assert_true(w >= 0);
+	assert_int_equal(write(w, "before;", 7), 7);
+	wait_file_is(out, "before;");
+
+	st_daemon_write_config(d, after);
+	st_daemon_signal(d, SIGHUP);
+	assert_int_equal(st_daemon_wait_log(d, "reloaded ", 1, 10000), 0);
+	assert_int_equal(st_daemon_log_count(d, "re-creating the listener"),
+			 1);
+	assert_int_equal(st_daemon_wait_log(d, closed, 1, 10000), 0);
+	dacl = pipe_dacl(name);
+	assert_non_null(strstr(dacl, ";BU)"));
+	assert_null(strstr(dacl, ";IU)"));
+	free(dacl);
+
+	assert_int_equal(write(w, "after", 5), 5);
+	wait_file_is(out, "before;after");
+	close(w); /* cat's stdin ends: its half-close, then the echo's */
+	assert_int_equal(st_tool_wait(cat, 20000), 0);
+	pipe_client_bulk(name, 1 * MiB);
+	assert_int_equal(st_daemon_log_count(d, "reason=client-error"), 0);
+
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 20000), 0);
+	st_daemon_free(d);
+	st_server_stop(srv);
+	unlink(fifo);
+	unlink(out);
+	free(fifo);
+	free(out);
+	free(closed);
+	free(before);
+	free(after);
+	free(name);
+}
+
+/*
+ * A TCP client's end crosses to a pipe server as the zero-byte message,
+ * after every byte before it, and the server's answer, sent only once it
+ * has seen that end, comes back whole, then its own end.  (sltool collect
+ * reads to the end, then answers.)
+ */
+static void test_pipe_half_close_reply(void **state)
+{
+	ST_WINE_ONLY();
+	char *name = pipe_name("collect"), *yaml, *probe;
+	char *buf = malloc(MiB), *back = malloc(MiB);
+	uint16_t lport = st_free_port();
+	uint64_t count = 0, end = st_now_ms() + 20000;
+	pid_t srv;
+	st_daemon *d;
+	st_sock c;
+	st_cfg *cfg;
+	st_rng r;
+
+	(void)state;
+	srv = st_tool_start(NULL, NULL, "collect", name, NULL);
+	/* Up once a client gets in (`sltool dacl` opens and leaves). */
+	while (st_tool_wait(st_tool_start(NULL, NULL, "dacl", name, NULL),
+			    20000) != 0) {
+		if (st_now_ms() > end)
+			st_fail("sltool collect %s did not come up", name);
+		st_sleep_ms(100);
+	}
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "collect", lport, 0);
+	st_cfg_upstream(cfg, "'pipe:%s'", name);
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
+
+	c = st_connect_tcp_retry(lport, 5000);
+	st_rng_init(&r, 5);
+	st_rng_fill(&r, buf, MiB);
+	st_send_all(c, buf, MiB);
+	st_shutdown_wr(c);
+	st_recv_all(c, &count, sizeof count, ST_STALL_MS);
+	assert_int_equal(count, MiB);
+	st_recv_all(c, back, MiB, ST_STALL_MS);
+	assert_memory_equal(back, buf, MiB);
+	assert_int_equal(st_wait_closed(c, 5000), 0); /* orderly EOF */
+	st_close(c);
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, 10000), 0);
+	probe = st_fmt("bytes_in=%llu bytes_out=%llu", MiB, MiB + 8);
+	assert_int_equal(st_daemon_log_count(d, probe), 1);
+
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 20000), 0);
+	st_daemon_free(d);
+	st_tool_kill(srv);
+	free(probe);
+	free(yaml);
+	free(name);
+	free(buf);
+	free(back);
+}
+
 /*
  * Many at once, both sides: 64 pipe clients into sluice's pipe listener
  * (they wait for a free instance as pipe clients do), and 200 TCP clients
@@ -1266,6 +1442,8 @@ int main(void)
 		ST_TEST(test_pipe_pipe_to_tcp),
 		ST_TEST(test_pipe_pipe_to_pipe),
 		ST_TEST(test_pipe_concurrent),
+		ST_TEST(test_pipe_reload_security),
+		ST_TEST(test_pipe_half_close_reply),
 		ST_TEST(test_bulk_tcp_unix),
 		ST_TEST(test_bulk_unix_tcp),
 		ST_TEST(test_half_close),

@@ -23,6 +23,7 @@
 #include <ws2tcpip.h>
 #include <mswsock.h>
 #include <windows.h>
+#include <aclapi.h>
 
 #include <errno.h>
 #include <setjmp.h>
@@ -630,6 +631,314 @@ static void test_pipe_listener_security(void **state)
 	assert_int_equal(r, -EINVAL);
 	assert_non_null(strstr(err, "not a valid SDDL"));
 	assert_non_null(strstr(err, "everyone may connect"));
+}
+
+/* ---- pipe DACLs (issue 18.2) -------------------------------------------------- */
+
+/*
+ * Wine does not enforce pipe DACLs (nor FILE_FLAG_FIRST_PIPE_INSTANCE), so
+ * these tests read the descriptor back and look at its ACEs; on Windows
+ * the same ACEs are what the kernel checks.  FILE_CREATE_PIPE_INSTANCE
+ * (0x4) is what a rival server needs to create instances of the name.
+ */
+
+#define CLIENT_RW 0x0012019bu
+
+static ACCESS_ALLOWED_ACE *ace_at(PACL acl, DWORD i)
+{
+	void *ace = NULL;
+
+	assert_true(GetAce(acl, i, &ace));
+	assert_int_equal(((ACE_HEADER *)ace)->AceType,
+			 ACCESS_ALLOWED_ACE_TYPE);
+	return ace;
+}
+
+static PSID ace_sid(ACCESS_ALLOWED_ACE *a)
+{
+	return (PSID)&a->SidStart;
+}
+
+/* acl: the token user with everything first, then the default's. */
+static void check_default_acl(PACL acl, PSID me)
+{
+	ACL_SIZE_INFORMATION info;
+	ACCESS_ALLOWED_ACE *a;
+	DWORD i;
+
+	assert_true(GetAclInformation(acl, &info, sizeof info,
+				      AclSizeInformation));
+	assert_int_equal(info.AceCount, 5);
+	a = ace_at(acl, 0);
+	assert_true(EqualSid(ace_sid(a), me));
+	assert_int_equal(a->Mask & FILE_ALL_ACCESS, FILE_ALL_ACCESS);
+	assert_true(IsWellKnownSid(ace_sid(ace_at(acl, 1)),
+				   WinLocalSystemSid));
+	assert_true(IsWellKnownSid(ace_sid(ace_at(acl, 2)),
+				   WinBuiltinAdministratorsSid));
+	assert_true(IsWellKnownSid(ace_sid(ace_at(acl, 3)), WinInteractiveSid));
+	assert_true(IsWellKnownSid(ace_sid(ace_at(acl, 4)),
+				   WinAuthenticatedUserSid));
+	for (i = 3; i < 5; i++) {
+		a = ace_at(acl, i);
+		/* Read and write, never create-instance. */
+		assert_int_equal(a->Mask, CLIENT_RW);
+		assert_int_equal(a->Mask & FILE_CREATE_PIPE_INSTANCE, 0);
+	}
+	/* Nobody else: no Everyone, no anonymous. */
+	for (i = 0; i < info.AceCount; i++) {
+		assert_false(IsWellKnownSid(ace_sid(ace_at(acl, i)),
+					    WinWorldSid));
+		assert_false(IsWellKnownSid(ace_sid(ace_at(acl, i)),
+					    WinAnonymousSid));
+	}
+}
+
+static void test_pipe_security_default(void **state)
+{
+	struct sl_pipe_sd sd;
+	BOOL present = FALSE, dflt = FALSE;
+	PACL acl = NULL;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(sl_pipe_security(NULL, &sd, err, sizeof err), 0);
+	assert_int_equal(sd.rival, 0);
+	assert_true(GetSecurityDescriptorDacl(&sd.abs, &present, &acl, &dflt));
+	assert_true(present);
+	assert_non_null(acl);
+	check_default_acl(acl, sd.user->User.Sid);
+	sl_pipe_sd_free(&sd);
+
+	/* A string without a DACL gets the same. */
+	assert_int_equal(sl_pipe_security("O:BA", &sd, err, sizeof err), 0);
+	assert_true(GetSecurityDescriptorDacl(&sd.abs, &present, &acl, &dflt));
+	check_default_acl(acl, sd.user->User.Sid);
+	sl_pipe_sd_free(&sd);
+}
+
+static void test_pipe_security_string(void **state)
+{
+	struct sl_pipe_sd sd;
+	BOOL present = FALSE, dflt = FALSE;
+	PACL acl = NULL;
+	ACL_SIZE_INFORMATION info;
+	ACCESS_ALLOWED_ACE *a;
+	char err[256];
+
+	(void)state;
+	/* Taken as written, sluice's own account first (even before a
+	 * deny), nobody else may create instances: no warning. */
+	assert_int_equal(sl_pipe_security("D:(D;;FA;;;WD)(A;;0x0012019b;;;BU)",
+					  &sd, err, sizeof err), 0);
+	assert_int_equal(sd.rival, 0);
+	assert_true(GetSecurityDescriptorDacl(&sd.abs, &present, &acl, &dflt));
+	assert_true(GetAclInformation(acl, &info, sizeof info,
+				      AclSizeInformation));
+	assert_int_equal(info.AceCount, 3);
+	a = ace_at(acl, 0);
+	assert_true(EqualSid(ace_sid(a), sd.user->User.Sid));
+	assert_int_equal(a->Mask & FILE_ALL_ACCESS, FILE_ALL_ACCESS);
+	sl_pipe_sd_free(&sd);
+
+	/* The old man page's example: GW gives the users create-instance. */
+	assert_int_equal(sl_pipe_security("D:(A;;GA;;;SY)(A;;GRGW;;;BU)", &sd,
+					  err, sizeof err), 0);
+	assert_int_equal(sd.rival, 1);
+	assert_string_equal(sd.rival_sid, "S-1-5-32-545");
+	sl_pipe_sd_free(&sd);
+	/* FW, FA and the bare bit too. */
+	assert_int_equal(sl_pipe_security("D:(A;;FW;;;BU)", &sd, err,
+					  sizeof err), 0);
+	assert_int_equal(sd.rival, 1);
+	sl_pipe_sd_free(&sd);
+	assert_int_equal(sl_pipe_security("D:(A;;0x4;;;IU)", &sd, err,
+					  sizeof err), 0);
+	assert_int_equal(sd.rival, 1);
+	sl_pipe_sd_free(&sd);
+
+	assert_int_equal(sl_pipe_security("everyone", &sd, err, sizeof err),
+			 -EINVAL);
+	assert_non_null(strstr(err, "not a valid SDDL"));
+}
+
+/* A listener's instances carry the DACL that was built (read back from
+ * a client's handle, as anyone may). */
+static void test_pipe_listener_dacl_read_back(void **state)
+{
+	sl_listener *l;
+	sl_endpoint ep;
+	char err[256], name[128];
+	PSECURITY_DESCRIPTOR sd = NULL;
+	PACL acl = NULL;
+	TOKEN_USER *tu;
+	HANDLE tok, cli;
+	DWORD len = 0;
+
+	(void)state;
+	snprintf(name, sizeof name, "pipe:\\\\.\\pipe\\sluice-dacl-%lu",
+		 (unsigned long)GetCurrentProcessId());
+	assert_int_equal(sl_endpoint_parse(name, &ep, err, sizeof err), 0);
+	assert_int_equal(sl_listener_open(&l, &ep, NULL, err, sizeof err), 0);
+	cli = open_client(ep.path);
+	assert_true(cli != INVALID_HANDLE_VALUE);
+	assert_int_equal(GetSecurityInfo(cli, SE_KERNEL_OBJECT,
+					 DACL_SECURITY_INFORMATION, NULL, NULL,
+					 &acl, NULL, &sd),
+			 ERROR_SUCCESS);
+	assert_true(OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &tok));
+	GetTokenInformation(tok, TokenUser, NULL, 0, &len);
+	tu = malloc(len);
+	assert_true(GetTokenInformation(tok, TokenUser, tu, len, &len));
+	CloseHandle(tok);
+	check_default_acl(acl, tu->User.Sid);
+	free(tu);
+	LocalFree(sd);
+	CloseHandle(cli);
+	sl_listener_close(l, NULL, NULL);
+}
+
+/* Windows' answer to a later instance when the DACL does not give the
+ * creator FILE_CREATE_PIPE_INSTANCE (wine does not check). */
+static HANDLE refusing_second(const char *path, int first,
+			      const SECURITY_ATTRIBUTES *sa)
+{
+	if (!first) {
+		SetLastError(ERROR_ACCESS_DENIED);
+		return INVALID_HANDLE_VALUE;
+	}
+	return sl_pipe_create_instance(path, first, sa);
+}
+
+static void test_pipe_listener_second_instance(void **state)
+{
+	sl_listener *l;
+	sl_endpoint ep;
+	char err[256], name[128];
+	int r;
+
+	(void)state;
+	snprintf(name, sizeof name, "pipe:\\\\.\\pipe\\sluice-second-%lu",
+		 (unsigned long)GetCurrentProcessId());
+	assert_int_equal(sl_endpoint_parse(name, &ep, err, sizeof err), 0);
+	sl_pipe_create_hook = refusing_second;
+	r = sl_listener_open(&l, &ep, NULL, err, sizeof err);
+	sl_pipe_create_hook = sl_pipe_create_instance;
+	/* At open, with a sentence: not at the second client. */
+	assert_int_equal(r, -EACCES);
+	assert_non_null(strstr(err, "second instance"));
+	/* The name is free again. */
+	assert_int_equal(sl_listener_open(&l, &ep, NULL, err, sizeof err), 0);
+	sl_listener_close(l, NULL, NULL);
+}
+
+/* ---- pipe half-close after the reader took the bytes (issue 18.5) ------------------ */
+
+static void wr_done(sl_write_req *req, int status)
+{
+	(void)req;
+	assert_int_equal(status, 0);
+}
+
+/* One overlapped ReadFile on a raw client handle, waited for.  Bytes, or
+ * -1 on an error. */
+static long raw_read(HANDLE h, char *buf, DWORD len)
+{
+	OVERLAPPED ov;
+	DWORD got = 0;
+	long r;
+
+	memset(&ov, 0, sizeof ov);
+	ov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
+	if (!ReadFile(h, buf, len, NULL, &ov) &&
+	    GetLastError() != ERROR_IO_PENDING)
+		r = -1;
+	else
+		r = GetOverlappedResult(h, &ov, &got, TRUE) ? (long)got : -1;
+	CloseHandle(ov.hEvent);
+	return r;
+}
+
+/* Windows' answer to "has the reader taken every byte?" (wine 8 leaves
+ * WriteQuotaAvailable at 0 and cannot tell): not until the test read. */
+static volatile int reader_took;
+
+static int drained_after_read(HANDLE h)
+{
+	(void)h;
+	return reader_took;
+}
+
+/*
+ * The zero-byte message (the end) is written only once the reader has
+ * taken every byte: while a client leaves "abc" unread the shutdown does
+ * not complete; once it reads, the end follows, as a read of 0 on its own.
+ */
+static void test_pipe_shutdown_waits_for_reader(void **state)
+{
+	char path[128], buf[64];
+	sl_write_req req;
+	sl_stream *s;
+	HANDLE srv, cli;
+	int e;
+
+	(void)state;
+	shut_done = 0;
+	reader_took = 0;
+	sl_pipe_drained_hook = drained_after_read;
+	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &e);
+	assert_true(srv != INVALID_HANDLE_VALUE);
+	assert_int_equal(sl_loop_associate(L, srv), 0);
+	cli = open_client(path);
+	assert_true(cli != INVALID_HANDLE_VALUE);
+	assert_int_equal(sl_stream_open_pipe(L, srv, path, &s), 0);
+	assert_int_equal(sl_stream_write(s, &req, "abc", 3, wr_done), 0);
+	assert_int_equal(sl_stream_shutdown(s, on_shut), 0);
+	run_for(200);
+	assert_false(shut_done); /* "abc" is still in the pipe */
+	assert_int_equal(raw_read(cli, buf, sizeof buf), 3);
+	reader_took = 1;
+	run_until(&shut_done, 5000);
+	sl_pipe_drained_hook = sl_pipe_drained;
+	assert_int_equal(shut_status, 0);
+	assert_int_equal(raw_read(cli, buf, sizeof buf), 0); /* the end */
+	CloseHandle(cli);
+	sl_stream_close(s, NULL);
+	run_for(20);
+}
+
+/* Closing while the end waits for the reader: the shutdown callback
+ * runs, cancelled, and the stream goes. */
+static void test_pipe_shutdown_wait_closed(void **state)
+{
+	char path[128];
+	sl_write_req req;
+	sl_stream *s;
+	HANDLE srv, cli;
+	int e;
+
+	(void)state;
+	shut_done = 0;
+	reader_took = 0;
+	sl_pipe_drained_hook = drained_after_read;
+	sl_net_quarantine(1);
+	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &e);
+	assert_true(srv != INVALID_HANDLE_VALUE);
+	assert_int_equal(sl_loop_associate(L, srv), 0);
+	cli = open_client(path);
+	assert_int_equal(sl_stream_open_pipe(L, srv, path, &s), 0);
+	assert_int_equal(sl_stream_write(s, &req, "abc", 3, wr_done), 0);
+	assert_int_equal(sl_stream_shutdown(s, on_shut), 0);
+	run_for(50);
+	assert_false(shut_done);
+	sl_stream_close(s, NULL);
+	run_until(&shut_done, 5000);
+	sl_pipe_drained_hook = sl_pipe_drained;
+	assert_int_equal(shut_status, -ECANCELED);
+	run_for(100);
+	assert_int_equal(sl_net_quarantine_check(), 0);
+	sl_net_quarantine(0);
+	CloseHandle(cli);
 }
 
 /* ---- ERROR_PIPE_BUSY: retried on a timer, within the connect timeout ------------- */
@@ -1341,6 +1650,14 @@ int main(void)
 		cmocka_unit_test(test_pipe_unique_retries),
 		cmocka_unit_test(test_pipe_listener_name_taken),
 		cmocka_unit_test(test_pipe_listener_security),
+		cmocka_unit_test(test_pipe_security_default),
+		cmocka_unit_test(test_pipe_security_string),
+		cmocka_unit_test(test_pipe_listener_dacl_read_back),
+		cmocka_unit_test(test_pipe_listener_second_instance),
+		cmocka_unit_test_setup_teardown(
+			test_pipe_shutdown_waits_for_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipe_shutdown_wait_closed,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_busy_retried, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_busy_times_out,

@@ -54,8 +54,9 @@ struct sl_listener {
 	SOCKET sock;
 	int family;
 	HANDLE first_pipe; /* pipes: the instance that holds the name */
-	PSECURITY_DESCRIPTOR sd;
-	SECURITY_ATTRIBUTES sa;
+	HANDLE spare_pipe; /* pipes: the second, created at open */
+	struct sl_pipe_sd sd;
+	int replace; /* pipes: joined our own running listener's name */
 
 	/* Owner loop only: */
 	struct accept_slot slots[SL_ACCEPT_POSTED];
@@ -100,14 +101,14 @@ sl_listener *sl_os_listener_new(void)
 		l->guarded = guarded;
 		l->sock = INVALID_SOCKET;
 		l->first_pipe = INVALID_HANDLE_VALUE;
+		l->spare_pipe = INVALID_HANDLE_VALUE;
 	}
 	return l;
 }
 
 void sl_os_listener_free(sl_listener *l)
 {
-	if (l->sd != NULL)
-		LocalFree(l->sd);
+	sl_pipe_sd_free(&l->sd);
 	sl_net_qfree(l, sizeof *l, l->guarded);
 }
 
@@ -127,6 +128,10 @@ void sl_os_listener_close(sl_listener *l)
 		CloseHandle(l->first_pipe);
 		l->first_pipe = INVALID_HANDLE_VALUE;
 	}
+	if (l->spare_pipe != INVALID_HANDLE_VALUE) {
+		CloseHandle(l->spare_pipe);
+		l->spare_pipe = INVALID_HANDLE_VALUE;
+	}
 }
 
 /* ---- named pipe instances ------------------------------------------------- */
@@ -145,8 +150,11 @@ HANDLE sl_pipe_create_instance(const char *path, int first,
 		SetLastError(ERROR_INVALID_NAME);
 		return INVALID_HANDLE_VALUE;
 	}
+	/* WRITE_DAC: a reload may give the pipe a new descriptor
+	 * (pipe_start). */
 	return CreateNamedPipeW(wpath,
 				PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED |
+					WRITE_DAC |
 					(first ? FILE_FLAG_FIRST_PIPE_INSTANCE
 					       : 0),
 				PIPE_TYPE_MESSAGE | PIPE_READMODE_BYTE |
@@ -201,21 +209,6 @@ HANDLE sl_pipe_create_unique(char *path, size_t pathlen, sl_pipe_name_fn fn,
 
 /* ---- opening ------------------------------------------------------------ */
 
-/* Wine's ntdll exports wine_get_version; Windows' does not. */
-static int under_wine(void)
-{
-	static int known, wine;
-
-	if (!known) {
-		HMODULE nt = GetModuleHandleA("ntdll.dll");
-
-		wine = nt != NULL &&
-		       GetProcAddress(nt, "wine_get_version") != NULL;
-		known = 1;
-	}
-	return wine;
-}
-
 int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
 			    char *err, size_t errlen)
 {
@@ -238,7 +231,7 @@ int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
 	 * maps SO_REUSEADDR to Linux's, which allows exactly that rebind:
 	 * under wine, set it.
 	 */
-	if (under_wine())
+	if (sl_under_wine())
 		setsockopt(l->sock, SOL_SOCKET, SO_REUSEADDR,
 			   (const char *)&on, sizeof on);
 	if (l->family == AF_INET6)
@@ -259,28 +252,200 @@ int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
 	return 0;
 }
 
+/* ---- pipe security ------------------------------------------------------ */
+
+/*
+ * Every instance after the first needs FILE_CREATE_PIPE_INSTANCE on the
+ * pipe, which is FILE_APPEND_DATA (0x4) and so inside FILE_GENERIC_WRITE
+ * (GW maps to it), FILE_ALL_ACCESS and GENERIC_ALL: whoever holds it can
+ * create a rival instance of the name and serve sluice's clients.  What
+ * clients get by default is read and write without it (0x0012019b).  An
+ * administrator or SYSTEM can rewrite any DACL anyway: not worth a
+ * warning.
+ */
+#define SL_PIPE_SDDL_DEFAULT                                                   \
+	"D:(A;;FA;;;SY)(A;;FA;;;BA)(A;;0x0012019b;;;IU)(A;;0x0012019b;;;AU)"
+#define SL_PIPE_CREATE_RIGHTS                                                  \
+	(FILE_CREATE_PIPE_INSTANCE | GENERIC_WRITE | GENERIC_ALL |             \
+	 MAXIMUM_ALLOWED)
+
+void sl_pipe_sd_free(struct sl_pipe_sd *sd)
+{
+	if (sd->parsed != NULL)
+		LocalFree(sd->parsed);
+	if (sd->dflt != NULL)
+		LocalFree(sd->dflt);
+	free(sd->acl);
+	free(sd->user);
+	memset(sd, 0, sizeof *sd);
+}
+
+/* The process token's user: the account sluice runs as.  0 or -errno. */
+static int token_user(TOKEN_USER **out)
+{
+	HANDLE tok;
+	DWORD len = 0;
+	TOKEN_USER *tu;
+	int r = 0;
+
+	if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &tok))
+		return sl_win_err(GetLastError());
+	GetTokenInformation(tok, TokenUser, NULL, 0, &len);
+	tu = len > 0 ? malloc(len) : NULL;
+	if (tu == NULL)
+		r = -ENOMEM;
+	else if (!GetTokenInformation(tok, TokenUser, tu, len, &len))
+		r = sl_win_err(GetLastError());
+	CloseHandle(tok);
+	if (r < 0)
+		free(tu);
+	else
+		*out = tu;
+	return r;
+}
+
+/* Does the allowed ACE ace let someone other than me (or SYSTEM, or the
+ * administrators) create instances? */
+static int grants_create(const ACE_HEADER *ace, PSID me)
+{
+	const ACCESS_ALLOWED_ACE *a = (const ACCESS_ALLOWED_ACE *)ace;
+	PSID sid = (PSID)&a->SidStart;
+
+	return ace->AceType == ACCESS_ALLOWED_ACE_TYPE &&
+	       (a->Mask & SL_PIPE_CREATE_RIGHTS) != 0 && !EqualSid(sid, me) &&
+	       !IsWellKnownSid(sid, WinLocalSystemSid) &&
+	       !IsWellKnownSid(sid, WinBuiltinAdministratorsSid);
+}
+
+/* sd->acl: an allow-everything ACE for the token user, then src's ACEs
+ * in their order (ours first: no deny in src can lock sluice out of its
+ * own pipe).  0 or -errno. */
+static int build_acl(struct sl_pipe_sd *sd, const ACL *src)
+{
+	PSID me = sd->user->User.Sid;
+	DWORD size = sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) +
+		     GetLengthSid(me);
+	DWORD rev = src->AclRevision > ACL_REVISION ? src->AclRevision
+						    : ACL_REVISION;
+	WORD i;
+
+	size += src->AclSize > sizeof(ACL) ? src->AclSize - sizeof(ACL) : 0;
+	size = (size + 3) & ~3u;
+	if ((sd->acl = calloc(1, size)) == NULL)
+		return -ENOMEM;
+	if (!InitializeAcl(sd->acl, size, rev) ||
+	    !AddAccessAllowedAce(sd->acl, rev, FILE_ALL_ACCESS, me))
+		return sl_win_err(GetLastError());
+	for (i = 0; i < src->AceCount; i++) {
+		ACE_HEADER *ace;
+
+		if (!GetAce((PACL)src, i, (void **)&ace) ||
+		    !AddAce(sd->acl, rev, MAXDWORD, ace, ace->AceSize))
+			return sl_win_err(GetLastError());
+		if (grants_create(ace, me) && !sd->rival) {
+			LPSTR text = NULL;
+
+			sd->rival = 1;
+			if (ConvertSidToStringSidA(
+				    (PSID) & ((ACCESS_ALLOWED_ACE *)ace)->SidStart,
+				    &text)) {
+				snprintf(sd->rival_sid, sizeof sd->rival_sid,
+					 "%s", text);
+				LocalFree(text);
+			}
+		}
+	}
+	return 0;
+}
+
+int sl_pipe_security(const char *sddl, struct sl_pipe_sd *sd, char *err,
+		     size_t errlen)
+{
+	BOOL present = FALSE, defaulted = FALSE;
+	PACL dacl = NULL;
+	PSID sid;
+	int r;
+
+	memset(sd, 0, sizeof *sd);
+	if ((r = token_user(&sd->user)) < 0)
+		return sl_errf(err, errlen, r, "cannot tell sluice's account: %s",
+			       sl_strerror(r));
+	if (sddl != NULL &&
+	    !ConvertStringSecurityDescriptorToSecurityDescriptorA(
+		    sddl, SDDL_REVISION_1, &sd->parsed, NULL)) {
+		DWORD e = GetLastError();
+
+		sl_pipe_sd_free(sd);
+		return sl_errf(err, errlen, -EINVAL,
+			       "security '%s' is not a valid SDDL string: %s",
+			       sddl, win_text(e));
+	}
+	if (sd->parsed != NULL)
+		GetSecurityDescriptorDacl(sd->parsed, &present, &dacl,
+					  &defaulted);
+	if (!present) {
+		/* No D: part (or no string): the default DACL. */
+		if (!ConvertStringSecurityDescriptorToSecurityDescriptorA(
+			    SL_PIPE_SDDL_DEFAULT, SDDL_REVISION_1, &sd->dflt,
+			    NULL) ||
+		    !GetSecurityDescriptorDacl(sd->dflt, &present, &dacl,
+					       &defaulted)) {
+			r = sl_win_err(GetLastError());
+			goto fail;
+		}
+	}
+	InitializeSecurityDescriptor(&sd->abs, SECURITY_DESCRIPTOR_REVISION);
+	if (dacl == NULL) {
+		/* A NULL DACL ("D:NO_ACCESS_CONTROL") lets anyone do anything,
+		 * sluice included: taken as written. */
+		sd->rival = 1;
+		snprintf(sd->rival_sid, sizeof sd->rival_sid, "everyone");
+	} else if ((r = build_acl(sd, dacl)) < 0) {
+		goto fail;
+	}
+	SetSecurityDescriptorDacl(&sd->abs, TRUE, sd->acl, FALSE);
+	if (sd->parsed != NULL) {
+		if (GetSecurityDescriptorOwner(sd->parsed, &sid, &defaulted) &&
+		    sid != NULL)
+			SetSecurityDescriptorOwner(&sd->abs, sid, defaulted);
+		if (GetSecurityDescriptorGroup(sd->parsed, &sid, &defaulted) &&
+		    sid != NULL)
+			SetSecurityDescriptorGroup(&sd->abs, sid, defaulted);
+	}
+	sd->sa.nLength = sizeof sd->sa;
+	sd->sa.lpSecurityDescriptor = &sd->abs;
+	sd->sa.bInheritHandle = FALSE;
+	return 0;
+fail:
+	sl_pipe_sd_free(sd);
+	return sl_errf(err, errlen, r, "cannot build the pipe's security: %s",
+		       sl_strerror(r));
+}
+
 static int open_pipe(sl_listener *l, const sl_listen_opts *opts, char *err,
 		     size_t errlen)
 {
+	char why[256];
+	int r, replace = opts != NULL && opts->replace;
 	DWORD e;
 
-	if (opts != NULL && opts->security != NULL) {
-		if (!ConvertStringSecurityDescriptorToSecurityDescriptorA(
-			    opts->security, SDDL_REVISION_1, &l->sd, NULL)) {
-			e = GetLastError();
-			return sl_errf(err, errlen, -EINVAL,
-				       "%s: security '%s' is not a valid SDDL "
-				       "string: %s",
-				       l->b.name, opts->security, win_text(e));
-		}
-		l->sa.nLength = sizeof l->sa;
-		l->sa.lpSecurityDescriptor = l->sd;
-		l->sa.bInheritHandle = FALSE;
-	}
+	r = sl_pipe_security(opts != NULL ? opts->security : NULL, &l->sd, why,
+			     sizeof why);
+	if (r < 0)
+		return sl_errf(err, errlen, r, "%s: %s", l->b.name, why);
+	if (l->sd.rival)
+		sl_warn("%s: the security descriptor lets %s create instances "
+			"of the pipe (FILE_CREATE_PIPE_INSTANCE, part of GW, "
+			"GA, FA and FW): such an account can serve sluice's "
+			"clients itself",
+			l->b.name, l->sd.rival_sid[0] ? l->sd.rival_sid
+						       : "another account");
 	/* The first instance claims the name: no other process can have
-	 * created it before us, nor squat it while we run. */
-	l->first_pipe = sl_pipe_create_hook(l->b.ep.path, 1,
-					    l->sd != NULL ? &l->sa : NULL);
+	 * created it before us, nor squat it while we run.  A listener
+	 * that replaces our own running one joins the name it holds and
+	 * sets the new descriptor when it starts (set_new_dacl). */
+	l->first_pipe = sl_pipe_create_hook(l->b.ep.path, !replace,
+					    &l->sd.sa);
 	if (l->first_pipe == INVALID_HANDLE_VALUE) {
 		e = GetLastError();
 		if (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY)
@@ -290,6 +455,18 @@ static int open_pipe(sl_listener *l, const sl_listen_opts *opts, char *err,
 				       l->b.name);
 		return sl_errf(err, errlen, sl_win_err(e), "%s: %s", l->b.name,
 			       win_text(e));
+	}
+	l->replace = replace;
+	/* Every later instance needs FILE_CREATE_PIPE_INSTANCE: found out
+	 * now, not when the second client comes. */
+	l->spare_pipe = sl_pipe_create_hook(l->b.ep.path, 0, &l->sd.sa);
+	if (l->spare_pipe == INVALID_HANDLE_VALUE) {
+		e = GetLastError();
+		return sl_errf(err, errlen, sl_win_err(e),
+			       "%s: cannot create a second instance of the "
+			       "pipe (its security descriptor must let "
+			       "sluice's own account create instances): %s",
+			       l->b.name, win_text(e));
 	}
 	return 0;
 }
@@ -398,11 +575,13 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 	if (l->first_pipe != INVALID_HANDLE_VALUE) {
 		a->pipe = l->first_pipe; /* attached by sl_os_listener_start */
 		l->first_pipe = INVALID_HANDLE_VALUE;
+	} else if (l->spare_pipe != INVALID_HANDLE_VALUE) {
+		a->pipe = l->spare_pipe; /* the same */
+		l->spare_pipe = INVALID_HANDLE_VALUE;
 	} else {
 		int r;
 
-		a->pipe = sl_pipe_create_hook(l->b.ep.path, 0,
-					      l->sd != NULL ? &l->sa : NULL);
+		a->pipe = sl_pipe_create_hook(l->b.ep.path, 0, &l->sd.sa);
 		if (a->pipe == INVALID_HANDLE_VALUE)
 			return sl_win_err(GetLastError());
 		if ((r = sl_loop_associate(l->b.loop, a->pipe)) < 0) {
@@ -586,6 +765,29 @@ static void on_pause_over(sl_timer *t)
 	fill(l);
 }
 
+/*
+ * The pipe's two instances go to the loop's port.  A listener that
+ * replaces our own running one (a reload changed its security) joined
+ * that one's name, and on Windows an instance after the first keeps the
+ * descriptor the first gave the pipe: the new one is set on the pipe now,
+ * when the new listener takes over (the old one is closing).  0 or -errno.
+ */
+static int pipe_start(sl_listener *l)
+{
+	int r;
+
+	if ((r = sl_loop_associate(l->b.loop, l->first_pipe)) < 0 ||
+	    (r = sl_loop_associate(l->b.loop, l->spare_pipe)) < 0)
+		return r;
+	if (l->replace &&
+	    !SetKernelObjectSecurity(l->first_pipe, DACL_SECURITY_INFORMATION,
+				     &l->sd.abs))
+		sl_warn("%s: cannot set the new security descriptor on the "
+			"pipe: %s",
+			l->b.name, win_text(GetLastError()));
+	return 0;
+}
+
 void sl_os_listener_start(sl_listener *l)
 {
 	int i, r = 0;
@@ -601,7 +803,7 @@ void sl_os_listener_start(sl_listener *l)
 		if (r == 0)
 			l->skip = sl_win_socket_skip(l->sock, l->family);
 	} else if (l->first_pipe != INVALID_HANDLE_VALUE) {
-		r = sl_loop_associate(l->b.loop, l->first_pipe);
+		r = pipe_start(l);
 	}
 	l->attached = 1;
 	if (r < 0)

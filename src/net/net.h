@@ -225,6 +225,10 @@ typedef struct sl_listen_opts {
 	const char *group; /* group name or numeric gid, NULL: unchanged */
 	/* SL_EP_PIPE only: */
 	const char *security; /* SDDL string, NULL: default */
+	/* The endpoint is this process's own running listener, which the new
+	 * one replaces (a reload changed what the endpoint keeps, e.g. its
+	 * security): a pipe joins the name the running one holds. */
+	int replace;
 } sl_listen_opts;
 
 /*

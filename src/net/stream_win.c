@@ -29,6 +29,21 @@
  * where a zero-byte write arrives as a zero-byte read: that is the end of
  * stream both ways (the convention of go-winio's CloseWrite, which Docker's
  * pipes use).  A byte-type pipe of another server never sees it.
+ *
+ * That zero-byte message goes last, after every write has completed and
+ * the reader has taken every byte (go-winio: FlushFileBuffers, then the
+ * zero-byte write).  Queued behind unread bytes it can be lost: a reader
+ * in byte mode may take "abc", "" and a later "def" as one read of 6
+ * (wine 8 does), and the end would never be seen.  FlushFileBuffers
+ * blocks until the reader has read, which a loop thread must never do;
+ * libuv (uv__pipe_shutdown) first asks NtQueryInformationFile for
+ * FilePipeLocalInformation, where WriteQuotaAvailable == OutboundQuota
+ * means the other end has read everything, and only otherwise flushes on
+ * a thread-pool thread.  sluice has no thread pool on the data path and
+ * needs none: it asks the same question on a timer (1 ms, doubling up to
+ * 50 ms) until the answer is yes, for at most SL_PIPE_DRAIN_MS, after
+ * which the end is written anyway.  Closing the stream stops the timer,
+ * so nothing outlives it.
  */
 #include "stream_win.h"
 
@@ -38,6 +53,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <winternl.h> /* NtQueryInformationFile */
+
 #include "resolver.h"
 
 #define SL_READS_PER_EVENT 4
@@ -46,6 +63,18 @@
 /* STATUS_BUFFER_OVERFLOW: a message longer than the read; the bytes read
  * are good (message-type pipe read as bytes never does it; defensive). */
 #define SL_STATUS_BUFFER_OVERFLOW 0x80000005u
+/* The longest a half-close waits for the reader (see the top). */
+#define SL_PIPE_DRAIN_MS 30000
+#define SL_PIPE_DRAIN_POLL_MAX 50
+
+/* ntifs.h's FILE_PIPE_LOCAL_INFORMATION (FilePipeLocalInformation, 24),
+ * which mingw's winternl.h lacks. */
+struct pipe_local_info {
+	ULONG type, config, max_instances, cur_instances;
+	ULONG in_quota, read_avail, out_quota, write_quota_avail;
+	ULONG state, end;
+};
+#define SL_FILE_PIPE_LOCAL_INFO 24
 
 /* A request's operation lives in its implementation slots. */
 _Static_assert(sizeof(sl_op) <= sizeof(((sl_write_req *)0)->impl),
@@ -501,6 +530,76 @@ static void on_shut_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	sl_stream_schedule(s);
 }
 
+/* Wine's ntdll exports wine_get_version; Windows' does not. */
+int sl_under_wine(void)
+{
+	static int known, wine;
+
+	if (!known) {
+		HMODULE nt = GetModuleHandleA("ntdll.dll");
+
+		wine = nt != NULL &&
+		       GetProcAddress(nt, "wine_get_version") != NULL;
+		known = 1;
+	}
+	return wine;
+}
+
+/*
+ * Has the other end of the pipe read everything we wrote?  An error
+ * counts as yes: the zero-byte write will say what is wrong.  Wine 8
+ * reports WriteQuotaAvailable as 0 whatever is in the pipe (its server
+ * leaves it unset), so it could never say yes there: under wine the
+ * answer is yes, which is safe in wine, where "abc" then "" reads as 3
+ * then 0 (only a write after the end could take it in, and there is
+ * none).  The tests stand in for Windows through sl_pipe_drained_hook.
+ */
+int sl_pipe_drained(HANDLE h)
+{
+	struct pipe_local_info info;
+	IO_STATUS_BLOCK io;
+	NTSTATUS st;
+
+	if (sl_under_wine())
+		return 1;
+	memset(&info, 0, sizeof info);
+	st = NtQueryInformationFile(h, &io, &info, sizeof info,
+				    (FILE_INFORMATION_CLASS)
+					    SL_FILE_PIPE_LOCAL_INFO);
+	return st < 0 || info.write_quota_avail == info.out_quota;
+}
+
+sl_pipe_drained_fn sl_pipe_drained_hook = sl_pipe_drained;
+
+static void write_eof(sl_stream *s)
+{
+	s->b.flags &= ~ST_DRAINING;
+	/* A zero-byte message: the reader's end of stream (see the top). */
+	sl_op_init(&s->shut_op, on_shut_done, s);
+	if (!WriteFile(s->pipe, "", 0, NULL, &s->shut_op.ov) &&
+	    GetLastError() != ERROR_IO_PENDING) {
+		s->b.shutdown_status = sl_win_err(GetLastError());
+		s->b.shutdown_ready = 1;
+		sl_stream_schedule(s);
+		return;
+	}
+	s->pending++;
+}
+
+static void on_drain_poll(sl_timer *t)
+{
+	sl_stream *s = t->data;
+
+	if (sl_pipe_drained_hook(s->pipe) ||
+	    sl_clock_ms() >= s->drain_deadline) {
+		write_eof(s);
+		return;
+	}
+	if (s->drain_ms < SL_PIPE_DRAIN_POLL_MAX)
+		s->drain_ms *= 2;
+	sl_timer_start(&s->drain, s->drain_ms);
+}
+
 static void do_shutdown(sl_stream *s)
 {
 	s->b.flags &= ~ST_SHUT_WANTED;
@@ -513,16 +612,14 @@ static void do_shutdown(sl_stream *s)
 		sl_stream_schedule(s);
 		return;
 	}
-	/* A zero-byte message: the reader's end of stream (see the top). */
-	sl_op_init(&s->shut_op, on_shut_done, s);
-	if (!WriteFile(s->pipe, "", 0, NULL, &s->shut_op.ov) &&
-	    GetLastError() != ERROR_IO_PENDING) {
-		s->b.shutdown_status = sl_win_err(GetLastError());
-		s->b.shutdown_ready = 1;
-		sl_stream_schedule(s);
+	if (sl_pipe_drained_hook(s->pipe)) {
+		write_eof(s);
 		return;
 	}
-	s->pending++;
+	s->b.flags |= ST_DRAINING;
+	s->drain_ms = 1;
+	s->drain_deadline = sl_clock_ms() + SL_PIPE_DRAIN_MS;
+	sl_timer_start(&s->drain, s->drain_ms);
 }
 
 int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
@@ -550,6 +647,7 @@ sl_stream *sl_os_stream_new(sl_loop *loop, enum sl_ep_kind kind)
 	s->sock = INVALID_SOCKET;
 	s->pipe = INVALID_HANDLE_VALUE;
 	sl_timer_init(loop, &s->retry, sl_pipe_busy_retry, s);
+	sl_timer_init(loop, &s->drain, on_drain_poll, s);
 	return s;
 }
 
@@ -609,10 +707,12 @@ int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
 void sl_os_stream_close(sl_stream *s, int reset)
 {
 	sl_timer_stop(&s->retry);
-	/* Not with the kernel yet: ends here.  A pipe's zero-byte write
-	 * that is completes, cancelled (on_shut_done). */
+	sl_timer_stop(&s->drain);
+	/* Not with the kernel yet (also a pipe's end still waiting for the
+	 * reader): ends here.  A pipe's zero-byte write that is completes,
+	 * cancelled (on_shut_done). */
 	if (s->b.shutdown_cb != NULL && !s->b.shutdown_ready &&
-	    !(s->b.flags & ST_SHUT_DONE)) {
+	    (!(s->b.flags & ST_SHUT_DONE) || (s->b.flags & ST_DRAINING))) {
 		s->b.shutdown_status = -ECANCELED;
 		s->b.shutdown_ready = 1;
 	}

@@ -14,6 +14,7 @@ enum {
 	ST_READ_POSTED = ST_OS(0), /* the read op is with the kernel */
 	ST_TIMED_OUT = ST_OS(1),
 	ST_EOF = ST_OS(2), /* read side ended */
+	ST_DRAINING = ST_OS(3), /* pipes: the end waits for the reader */
 };
 
 struct sl_stream {
@@ -30,6 +31,9 @@ struct sl_stream {
 
 	unsigned writes; /* sl_stream_write requests in flight */
 	sl_op shut_op;   /* pipes: the zero-byte write */
+	sl_timer drain;  /* pipes: polls until the reader took our bytes */
+	unsigned drain_ms;
+	uint64_t drain_deadline;
 
 	sl_op conn_op;
 	sl_timer retry;  /* pipes: ERROR_PIPE_BUSY */

@@ -53,6 +53,16 @@ int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
 int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
 			sl_stream **out);
 
+/* Under wine (which differs from Windows in places, see the callers)? */
+int sl_under_wine(void);
+
+/* Has the other end of pipe h read everything written to it (or can
+ * that not be told)?  The half-close waits for it (stream_win.c).  Tests
+ * replace it through sl_pipe_drained_hook: wine cannot tell. */
+typedef int (*sl_pipe_drained_fn)(HANDLE h);
+extern sl_pipe_drained_fn sl_pipe_drained_hook;
+int sl_pipe_drained(HANDLE h);
+
 /* "127.0.0.1:80", "[::1]:80".  0 or -errno. */
 int sl_sockaddr_name(const struct sockaddr *sa, int len, char *buf,
 		     size_t buflen);
@@ -83,6 +93,27 @@ typedef HANDLE (*sl_pipe_create_fn)(const char *path, int first,
 extern sl_pipe_create_fn sl_pipe_create_hook;
 HANDLE sl_pipe_create_instance(const char *path, int first,
 			       const SECURITY_ATTRIBUTES *sa);
+
+/*
+ * The security of a pipe listener's instances: the SDDL string (NULL: the
+ * default DACL, also for a string without a D: part) with an ACE that
+ * allows everything to the process token's user put first, so sluice can
+ * always create its instances.  rival: someone other than that account,
+ * SYSTEM and the administrators may create instances (rival_sid names the
+ * first).  0, or -errno with a sentence in err.  sl_pipe_sd_free() after.
+ */
+struct sl_pipe_sd {
+	PSECURITY_DESCRIPTOR parsed, dflt; /* LocalFree */
+	TOKEN_USER *user;
+	PACL acl;
+	SECURITY_DESCRIPTOR abs; /* what instances are created with */
+	SECURITY_ATTRIBUTES sa;  /* pointing at abs */
+	int rival;
+	char rival_sid[192];
+};
+int sl_pipe_security(const char *sddl, struct sl_pipe_sd *sd, char *err,
+		     size_t errlen);
+void sl_pipe_sd_free(struct sl_pipe_sd *sd);
 
 /*
  * What a TCP connect does to its socket before ConnectEx, step by step

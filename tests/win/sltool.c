@@ -14,11 +14,20 @@
  *   sltool many PIPE N BYTES  N concurrent pipe clients, each sending
  *                             BYTES of its own pattern and checking the
  *                             echo; busy pipes are waited for, as clients do
+ *   sltool collect PIPE       a pipe server: reads a client's stream to its
+ *                             end (the zero-byte message), then answers
+ *                             with the count of bytes read (8 bytes, this
+ *                             machine's order), those bytes again, and
+ *                             its own end
+ *   sltool dacl PIPE          prints the pipe's DACL in SDDL, read through
+ *                             a client handle
  *
  * Exit status 0 on success, 1 on a failure (with a message on stderr),
  * 2 on bad usage.
  */
 #include <windows.h>
+#include <aclapi.h>
+#include <sddl.h>
 
 #include <fcntl.h>
 #include <io.h>
@@ -160,7 +169,43 @@ static DWORD WINAPI echo_client(LPVOID arg)
 	return 0;
 }
 
-static int cmd_echo(const char *name)
+static DWORD WINAPI collect_client(LPVOID arg)
+{
+	HANDLE h = arg;
+	char *all = NULL, buf[CHUNK];
+	uint64_t n = 0, off;
+	long r;
+
+	while ((r = io(h, 0, buf, sizeof buf, NULL)) > 0) {
+		char *more = realloc(all, (size_t)(n + (uint64_t)r));
+
+		if (more == NULL)
+			ExitProcess(1);
+		all = more;
+		memcpy(all + n, buf, (size_t)r);
+		n += (uint64_t)r;
+	}
+	if (r == 0) {
+		/* The client's end came: now the answer. */
+		io(h, 1, &n, sizeof n, NULL);
+		for (off = 0; off < n; off += CHUNK) {
+			DWORD k = n - off < CHUNK ? (DWORD)(n - off) : CHUNK;
+
+			if (io(h, 1, all + off, k, NULL) != (long)k)
+				break;
+		}
+		io(h, 1, buf, 0, NULL);
+		while (io(h, 0, buf, sizeof buf, NULL) >= 0)
+			;
+	}
+	free(all);
+	DisconnectNamedPipe(h);
+	CloseHandle(h);
+	return 0;
+}
+
+/* A pipe server running fn for each client (a thread each). */
+static int serve(const char *name, LPTHREAD_START_ROUTINE fn)
 {
 	for (;;) {
 		HANDLE h = CreateNamedPipeA(
@@ -171,7 +216,7 @@ static int cmd_echo(const char *name)
 		DWORD n;
 
 		if (h == INVALID_HANDLE_VALUE) {
-			fprintf(stderr, "sltool echo: create: %lu\n",
+			fprintf(stderr, "sltool: create %s: %lu\n", name,
 				(unsigned long)GetLastError());
 			return 1;
 		}
@@ -189,7 +234,7 @@ static int cmd_echo(const char *name)
 			}
 		}
 		CloseHandle(ov.hEvent);
-		CloseHandle(CreateThread(NULL, 0, echo_client, h, 0, NULL));
+		CloseHandle(CreateThread(NULL, 0, fn, h, 0, NULL));
 	}
 }
 
@@ -288,6 +333,35 @@ static int cmd_many(const char *name, unsigned n, uint64_t bytes)
 	return 0;
 }
 
+/* ---- the DACL a client sees ------------------------------------------------------ */
+
+static int cmd_dacl(const char *name)
+{
+	HANDLE h = open_pipe(name, 10000);
+	PSECURITY_DESCRIPTOR sd = NULL;
+	PACL acl = NULL;
+	LPSTR text = NULL;
+	DWORD e;
+
+	if (h == INVALID_HANDLE_VALUE)
+		return 1;
+	e = GetSecurityInfo(h, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION,
+			    NULL, NULL, &acl, NULL, &sd);
+	CloseHandle(h);
+	if (e != ERROR_SUCCESS ||
+	    !ConvertSecurityDescriptorToStringSecurityDescriptorA(
+		    sd, SDDL_REVISION_1, DACL_SECURITY_INFORMATION, &text,
+		    NULL)) {
+		fprintf(stderr, "sltool dacl %s: error %lu\n", name,
+			(unsigned long)(e ? e : GetLastError()));
+		return 1;
+	}
+	printf("%s\n", text);
+	LocalFree(text);
+	LocalFree(sd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "sig") == 0) {
@@ -302,12 +376,16 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && strcmp(argv[1], "cat") == 0)
 		return cmd_cat(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "dacl") == 0)
+		return cmd_dacl(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "echo") == 0)
-		return cmd_echo(argv[2]);
+		return serve(argv[2], echo_client);
+	if (argc == 3 && strcmp(argv[1], "collect") == 0)
+		return serve(argv[2], collect_client);
 	if (argc == 5 && strcmp(argv[1], "many") == 0)
 		return cmd_many(argv[2], (unsigned)atoi(argv[3]),
 				strtoull(argv[4], NULL, 10));
 	fprintf(stderr, "usage: sltool sig EVENT | cat PIPE | echo PIPE | "
-			"many PIPE N BYTES\n");
+			"many PIPE N BYTES | collect PIPE | dacl PIPE\n");
 	return 2;
 }
