@@ -36,6 +36,7 @@
 
 #include <cmocka.h>
 
+#include "log.h"
 #include "loop/loop.h"
 #include "net/net.h"
 #include "net/win.h"
@@ -840,6 +841,24 @@ static void wr_done(sl_write_req *req, int status)
 	assert_int_equal(status, 0);
 }
 
+/* One overlapped WriteFile on a raw handle, waited for.  Bytes, or -1. */
+static long raw_write(HANDLE h, const void *buf, DWORD len)
+{
+	OVERLAPPED ov;
+	DWORD put = 0;
+	long r;
+
+	memset(&ov, 0, sizeof ov);
+	ov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
+	if (!WriteFile(h, buf, len, NULL, &ov) &&
+	    GetLastError() != ERROR_IO_PENDING)
+		r = -1;
+	else
+		r = GetOverlappedResult(h, &ov, &put, TRUE) ? (long)put : -1;
+	CloseHandle(ov.hEvent);
+	return r;
+}
+
 /* One overlapped ReadFile on a raw client handle, waited for.  Bytes, or
  * -1 on an error. */
 static long raw_read(HANDLE h, char *buf, DWORD len)
@@ -939,6 +958,193 @@ static void test_pipe_shutdown_wait_closed(void **state)
 	assert_int_equal(sl_net_quarantine_check(), 0);
 	sl_net_quarantine(0);
 	CloseHandle(cli);
+}
+
+/* ---- one completion per operation (issue 18.7) ------------------------------------ */
+
+/* Counts the packets src/net makes itself (sl_win_post_hook). */
+static volatile LONG posts;
+
+static int counting_post(sl_loop *loop, sl_op *op, uint32_t ntstatus,
+			 size_t bytes)
+{
+	InterlockedIncrement(&posts);
+	return sl_loop_post_op(loop, op, ntstatus, bytes);
+}
+
+struct msg_read {
+	size_t total;
+	int reads, eof;
+	volatile int done;
+	char buf[8192];
+};
+
+static void mr_alloc(sl_stream *s, size_t n, sl_buf *b)
+{
+	struct msg_read *m = sl_stream_get_data(s);
+
+	(void)n;
+	b->base = m->buf;
+	b->len = sizeof m->buf;
+}
+
+static void mr_read(sl_stream *s, ptrdiff_t n, const sl_buf *b)
+{
+	struct msg_read *m = sl_stream_get_data(s);
+
+	(void)b;
+	if (n > 0) {
+		m->total += (size_t)n;
+		m->reads++;
+	} else if (n < 0) {
+		m->eof = n == SL_EOF;
+		m->done = 1;
+	}
+}
+
+/*
+ * A pipe read in message mode of a message longer than the read buffer
+ * fails at once with ERROR_MORE_DATA (STATUS_BUFFER_OVERFLOW, a warning):
+ * the kernel queues its packet.  sluice must not post one too: the bytes
+ * would come twice.  Every byte once, no packet made by sluice.
+ */
+static void test_pipe_more_data_once(void **state)
+{
+	enum { BIG = 70000 };
+	char path[128], *big = calloc(1, BIG);
+	struct msg_read m;
+	DWORD mode = PIPE_READMODE_MESSAGE, put = 0;
+	OVERLAPPED ov;
+	sl_stream *s;
+	HANDLE srv, cli;
+	int e;
+
+	(void)state;
+	memset(&m, 0, sizeof m);
+	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &e);
+	assert_true(srv != INVALID_HANDLE_VALUE);
+	assert_true(SetNamedPipeHandleState(srv, &mode, NULL, NULL));
+	assert_int_equal(sl_loop_associate(L, srv), 0);
+	cli = open_client(path);
+	assert_true(cli != INVALID_HANDLE_VALUE);
+	/* The message is there before the first read. */
+	memset(&ov, 0, sizeof ov);
+	ov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
+	if (!WriteFile(cli, big, BIG, NULL, &ov))
+		assert_int_equal(GetLastError(), ERROR_IO_PENDING);
+	assert_int_equal(sl_stream_open_pipe(L, srv, path, &s), 0);
+	sl_stream_set_data(s, &m);
+	posts = 0;
+	sl_win_post_hook = counting_post;
+	assert_int_equal(sl_stream_read_start(s, mr_alloc, mr_read), 0);
+	assert_true(GetOverlappedResult(cli, &ov, &put, TRUE));
+	assert_int_equal(put, BIG);
+	/* Then the end. */
+	assert_int_equal(raw_write(cli, "", 0), 0);
+	run_until(&m.done, 5000);
+	sl_win_post_hook = sl_loop_post_op;
+	assert_true(m.eof);
+	assert_int_equal(m.total, BIG);
+	assert_int_equal(posts, 0);
+	CloseHandle(ov.hEvent);
+	CloseHandle(cli);
+	sl_stream_close(s, NULL);
+	run_for(20);
+	free(big);
+}
+
+/* ---- pipe clients that come before the listener looks (issue 18.7, 18.8) ---------- */
+
+struct acc_count {
+	volatile LONG accepted;
+	sl_stream *streams[8];
+};
+
+static void count_accept(sl_listener *l, sl_stream *s, void *token)
+{
+	struct acc_count *c = sl_listener_get_data(l);
+	LONG i;
+
+	(void)token;
+	if (s == NULL)
+		return;
+	i = InterlockedIncrement(&c->accepted) - 1;
+	if (i < 8)
+		c->streams[i] = s;
+}
+
+static void wait_accepted(struct acc_count *c, LONG n)
+{
+	int i;
+
+	for (i = 0; i < 500 && c->accepted < n; i++)
+		Sleep(10);
+	assert_int_equal(c->accepted, n);
+}
+
+/*
+ * A client that connects before ConnectNamedPipe (ERROR_PIPE_CONNECTED:
+ * no packet queued, sluice makes one) and a client that came and went
+ * (ERROR_NO_DATA: the instance waits again at once, no pause, no
+ * warning).  Each connection is taken exactly once.
+ */
+static void test_pipe_clients_before_accept(void **state)
+{
+	char name[128], err[256], *logf, line[512];
+	struct acc_count c;
+	sl_listener *l;
+	sl_group *g;
+	sl_endpoint ep;
+	HANDLE early, gone, late;
+	FILE *f;
+	int paused = 0;
+
+	(void)state;
+	memset(&c, 0, sizeof c);
+	logf = _tempnam(NULL, "sltest");
+	assert_non_null(logf);
+	assert_int_equal(sl_log_use_file(logf), 0);
+	snprintf(name, sizeof name, "pipe:\\\\.\\pipe\\sluice-early-%lu",
+		 (unsigned long)GetCurrentProcessId());
+	assert_int_equal(sl_endpoint_parse(name, &ep, err, sizeof err), 0);
+	assert_int_equal(sl_listener_open(&l, &ep, NULL, err, sizeof err), 0);
+	/* Both instances exist from open on: one client stays, one goes. */
+	early = open_client(ep.path);
+	assert_true(early != INVALID_HANDLE_VALUE);
+	gone = open_client(ep.path);
+	assert_true(gone != INVALID_HANDLE_VALUE);
+	CloseHandle(gone);
+	posts = 0;
+	sl_win_post_hook = counting_post;
+	assert_int_equal(sl_group_new(&g, 1), 0);
+	assert_int_equal(sl_group_start(g), 0);
+	assert_int_equal(sl_listener_start(l, g, count_accept, NULL, &c), 0);
+	wait_accepted(&c, 1);
+	/* The instance the gone client left serves the next one. */
+	late = open_client(ep.path);
+	assert_true(late != INVALID_HANDLE_VALUE);
+	wait_accepted(&c, 2);
+	Sleep(100);
+	sl_win_post_hook = sl_loop_post_op;
+	assert_int_equal(c.accepted, 2); /* each once */
+	assert_int_equal(posts, 1);      /* for ERROR_PIPE_CONNECTED only */
+	assert_int_equal(sl_listener_fd_pauses(l), 0);
+
+	CloseHandle(early);
+	CloseHandle(late);
+	sl_listener_close(l, NULL, NULL);
+	sl_group_stop(g);
+	sl_group_free(g);
+	sl_log_use_stderr();
+	f = fopen(logf, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof line, f) != NULL)
+		if (strstr(line, "pausing") != NULL)
+			paused = 1;
+	fclose(f);
+	remove(logf);
+	free(logf);
+	assert_false(paused);
 }
 
 /* ---- ERROR_PIPE_BUSY: retried on a timer, within the connect timeout ------------- */
@@ -1658,6 +1864,9 @@ int main(void)
 			test_pipe_shutdown_waits_for_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_shutdown_wait_closed,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipe_more_data_once,
+						setup, teardown),
+		cmocka_unit_test(test_pipe_clients_before_accept),
 		cmocka_unit_test_setup_teardown(test_pipe_busy_retried, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_busy_times_out,

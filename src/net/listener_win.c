@@ -543,6 +543,30 @@ static void handoff_run(sl_task *t, int status)
 
 static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n);
 
+#define SL_PIPE_REARM_TRIES 8
+
+/*
+ * ConnectNamedPipe on a's instance; its error (0: TRUE).  ERROR_NO_DATA
+ * is a client that came and went before we looked: a normal event, not
+ * a failure.  DisconnectNamedPipe readies the instance for the next
+ * client and it waits again at once (the answer is the same after a few
+ * such clients in a row only if they keep coming and going).
+ */
+static DWORD connect_instance(struct accept_slot *a)
+{
+	DWORD e = 0;
+	int i;
+
+	for (i = 0; i < SL_PIPE_REARM_TRIES; i++) {
+		e = ConnectNamedPipe(a->pipe, &a->op.ov) ? 0 : GetLastError();
+		if (e != ERROR_NO_DATA)
+			break;
+		DisconnectNamedPipe(a->pipe);
+		sl_op_init(&a->op, on_accepted, a);
+	}
+	return e;
+}
+
 /* Post one AcceptEx or ConnectNamedPipe on a.  0, or -errno. */
 static int post_one(sl_listener *l, struct accept_slot *a)
 {
@@ -590,18 +614,19 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 			return r;
 		}
 	}
-	if (ConnectNamedPipe(a->pipe, &a->op.ov))
-		e = 0;
-	else
-		e = GetLastError();
-	if (e == 0 || e == ERROR_PIPE_CONNECTED) {
-		/* The client came first: no packet will come; make one. */
-		if (sl_loop_post_op(l->b.loop, &a->op, 0, 0) < 0) {
+	e = connect_instance(a);
+	/*
+	 * TRUE (e == 0) or ERROR_IO_PENDING: the kernel queues the packet
+	 * (only an NT_ERROR status skips the port).  ERROR_PIPE_CONNECTED,
+	 * the client came first, queues none: make one.
+	 */
+	if (e == ERROR_PIPE_CONNECTED) {
+		if (sl_win_post_hook(l->b.loop, &a->op, 0, 0) < 0) {
 			CloseHandle(a->pipe);
 			a->pipe = INVALID_HANDLE_VALUE;
 			return -ENOMEM;
 		}
-	} else if (e != ERROR_IO_PENDING) {
+	} else if (e != 0 && e != ERROR_IO_PENDING) {
 		CloseHandle(a->pipe);
 		a->pipe = INVALID_HANDLE_VALUE;
 		return sl_win_err(e);

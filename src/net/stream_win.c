@@ -205,7 +205,10 @@ static void post_read(sl_stream *s)
 		ok = ReadFile(s->pipe, s->rbuf, SL_PIPE_RBUF, NULL,
 			      &s->read_op.ov);
 		e = ok ? 0 : GetLastError();
-		if (!ok && e == ERROR_IO_PENDING)
+		/* ERROR_MORE_DATA is STATUS_BUFFER_OVERFLOW, a warning: like
+		 * a success or a pending read, its packet is queued (only an
+		 * NT_ERROR status skips the port). */
+		if (!ok && (e == ERROR_IO_PENDING || e == ERROR_MORE_DATA))
 			ok = TRUE;
 	}
 	if (!ok) {
@@ -214,7 +217,7 @@ static void post_read(sl_stream *s)
 		s->read_err = sl_win_err(e);
 		if (s->read_err == -EPIPE)
 			s->read_err = SL_EOF;
-		if (sl_loop_post_op(s->b.loop, &s->read_op, 0, 0) < 0)
+		if (sl_win_post_hook(s->b.loop, &s->read_op, 0, 0) < 0)
 			return; /* cannot happen but out of memory */
 	}
 	s->pending++;
@@ -570,6 +573,7 @@ int sl_pipe_drained(HANDLE h)
 }
 
 sl_pipe_drained_fn sl_pipe_drained_hook = sl_pipe_drained;
+sl_win_post_fn sl_win_post_hook = sl_loop_post_op;
 
 static void write_eof(sl_stream *s)
 {

@@ -53,6 +53,16 @@ int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
 int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
 			sl_stream **out);
 
+/*
+ * Where src/net makes a completion packet itself, for an operation that
+ * ended at once and queued none (sl_loop_post_op).  Tests count through
+ * it: an operation whose packet the kernel queues must never get one
+ * from here too.
+ */
+typedef int (*sl_win_post_fn)(sl_loop *loop, sl_op *op, uint32_t ntstatus,
+			      size_t bytes);
+extern sl_win_post_fn sl_win_post_hook;
+
 /* Under wine (which differs from Windows in places, see the callers)? */
 int sl_under_wine(void);
 
