@@ -973,9 +973,9 @@ static int counting_post(sl_loop *loop, sl_op *op, uint32_t ntstatus,
 }
 
 struct msg_read {
-	size_t total;
+	size_t total, want;
 	int reads, eof;
-	volatile int done;
+	volatile int done, got_all;
 	char buf[8192];
 };
 
@@ -996,6 +996,7 @@ static void mr_read(sl_stream *s, ptrdiff_t n, const sl_buf *b)
 	if (n > 0) {
 		m->total += (size_t)n;
 		m->reads++;
+		m->got_all = m->total >= m->want;
 	} else if (n < 0) {
 		m->eof = n == SL_EOF;
 		m->done = 1;
@@ -1021,6 +1022,7 @@ static void test_pipe_more_data_once(void **state)
 
 	(void)state;
 	memset(&m, 0, sizeof m);
+	m.want = BIG;
 	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &e);
 	assert_true(srv != INVALID_HANDLE_VALUE);
 	assert_true(SetNamedPipeHandleState(srv, &mode, NULL, NULL));
@@ -1037,6 +1039,7 @@ static void test_pipe_more_data_once(void **state)
 	posts = 0;
 	sl_win_post_hook = counting_post;
 	assert_int_equal(sl_stream_read_start(s, mr_alloc, mr_read), 0);
+	run_until(&m.got_all, 5000);
 	assert_true(GetOverlappedResult(cli, &ov, &put, TRUE));
 	assert_int_equal(put, BIG);
 	/* Then the end. */
@@ -1051,6 +1054,90 @@ static void test_pipe_more_data_once(void **state)
 	sl_stream_close(s, NULL);
 	run_for(20);
 	free(big);
+}
+
+/* ---- pipe reads without a buffer while idle (issue 18.10) --------------------------- */
+
+struct zr {
+	int allocs, eof;
+	size_t total;
+	volatile int done, some;
+	char buf[4096];
+};
+
+static void zr_alloc(sl_stream *s, size_t n, sl_buf *b)
+{
+	struct zr *z = sl_stream_get_data(s);
+
+	(void)n;
+	z->allocs++;
+	b->base = z->buf;
+	b->len = sizeof z->buf;
+}
+
+static void zr_read(sl_stream *s, ptrdiff_t n, const sl_buf *b)
+{
+	struct zr *z = sl_stream_get_data(s);
+
+	(void)b;
+	if (n > 0) {
+		z->total += (size_t)n;
+		z->some = 1;
+	} else if (n < 0) {
+		z->eof = n == SL_EOF;
+		z->done = 1;
+	}
+}
+
+/*
+ * An idle pipe stream asks for no buffer (a zero-byte read waits); bytes
+ * that come are read whole and are not the end; a zero-byte message is
+ * the end, also one that arrives while reading is stopped, and one right
+ * behind bytes.
+ */
+static void test_pipe_zero_byte_reads(void **state)
+{
+	char path[128];
+	struct zr z;
+	sl_stream *s;
+	HANDLE srv, cli;
+	int e;
+
+	(void)state;
+	memset(&z, 0, sizeof z);
+	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &e);
+	assert_true(srv != INVALID_HANDLE_VALUE);
+	assert_int_equal(sl_loop_associate(L, srv), 0);
+	cli = open_client(path);
+	assert_true(cli != INVALID_HANDLE_VALUE);
+	assert_int_equal(sl_stream_open_pipe(L, srv, path, &s), 0);
+	sl_stream_set_data(s, &z);
+	assert_int_equal(sl_stream_read_start(s, zr_alloc, zr_read), 0);
+	run_for(100);
+	assert_int_equal(z.allocs, 0); /* idle: no buffer asked for */
+
+	assert_int_equal(raw_write(cli, "abc", 3), 3);
+	assert_int_equal(raw_write(cli, "def", 3), 3);
+	run_until(&z.some, 5000);
+	run_for(100);
+	assert_int_equal(z.total, 6);
+	assert_false(z.done); /* bytes are not the end */
+
+	/* Stopped: the end comes meanwhile and waits for the next start. */
+	assert_int_equal(sl_stream_read_stop(s), 0);
+	assert_int_equal(raw_write(cli, "ghi", 3), 3);
+	assert_int_equal(raw_write(cli, "", 0), 0);
+	run_for(100);
+	assert_false(z.done);
+	assert_int_equal(z.total, 6);
+	assert_int_equal(sl_stream_read_start(s, zr_alloc, zr_read), 0);
+	run_until(&z.done, 5000);
+	assert_true(z.eof);
+	assert_int_equal(z.total, 9);
+
+	CloseHandle(cli);
+	sl_stream_close(s, NULL);
+	run_for(20);
 }
 
 /* ---- pipe clients that come before the listener looks (issue 18.7, 18.8) ---------- */
@@ -1867,6 +1954,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pipe_more_data_once,
 						setup, teardown),
 		cmocka_unit_test(test_pipe_clients_before_accept),
+		cmocka_unit_test_setup_teardown(test_pipe_zero_byte_reads, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_busy_retried, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_busy_times_out,

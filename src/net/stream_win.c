@@ -17,12 +17,26 @@
  * attaching it, set s->skip, and pass each ReadFile, WriteFile and
  * ConnectNamedPipe result to sl_op_started.
  *
- * Reading sockets: a zero-byte WSARecv waits for data without holding a
- * buffer (an idle connection costs no buffer, as with readiness loops);
- * when it completes, non-blocking recv() calls read into the buffer the
- * caller's alloc callback gives at that moment.  Pipes cannot do that (a
- * zero-byte ReadFile on a pipe completes at once), so a pipe stream owns a
- * read buffer while it reads, and copies out of it.
+ * Reading: a zero-byte read waits for data without holding a buffer (an
+ * idle connection costs no buffer, as with readiness loops); when it
+ * completes, the bytes there are read into the buffer the caller's alloc
+ * callback gives at that moment.  Sockets: a zero-byte WSARecv, then
+ * non-blocking recv().  Pipes: a zero-byte ReadFile, which stays pending
+ * on an empty pipe until data (or a zero-byte message) arrives, then
+ * PeekNamedPipe for how much is there and ReadFile of that much, which
+ * then completes at once; its OVERLAPPED's event has the low bit set, so
+ * no packet is queued for it.  Seen under wine 8: the zero-byte read pends
+ * while the pipe is empty and completes (a packet, 0 bytes) when bytes
+ * come; it completes at once when bytes are there; a zero-byte message
+ * completes it and is consumed by it.  Windows: a zero-byte ReadFile on a
+ * pipe in byte read mode also waits for data (libuv's
+ * uv_pipe_zero_readfile_thread_proc and its overlapped "zero reads"
+ * depend on it); whether NPFS removes a zero-length message at that read
+ * is not documented, and either way the peek below shows no bytes.  So:
+ * the zero-byte read completed and the pipe holds no bytes = a zero-byte
+ * message = the end.  (PeekNamedPipe cannot tell an empty pipe from one
+ * holding a zero-length message: both show 0 bytes and 0 left in the
+ * message.)  After bytes were taken, an empty pipe means wait again.
  *
  * Half-close on a pipe: byte-mode named pipes have no shutdown of one
  * direction.  sluice's pipe servers are message-type pipes read as bytes,
@@ -59,7 +73,6 @@
 
 #define SL_READS_PER_EVENT 4
 #define SL_READ_SUGGEST 65536
-#define SL_PIPE_RBUF 65536
 /* STATUS_BUFFER_OVERFLOW: a message longer than the read; the bytes read
  * are good (message-type pipe read as bytes never does it; defensive). */
 #define SL_STATUS_BUFFER_OVERFLOW 0x80000005u
@@ -87,7 +100,6 @@ static sl_op *req_op(sl_write_req *req)
 
 static void stream_free(sl_stream *s)
 {
-	free(s->rbuf);
 	free(s->b.addrs);
 	sl_net_qfree(s, sizeof *s, 0);
 }
@@ -134,7 +146,7 @@ int sl_os_stream_addr(const sl_stream *s, int peer, sl_ipaddr *out)
 
 /* ---- deferred completions ------------------------------------------------ */
 
-static void deliver_pipe(sl_stream *s);
+static void read_pipe(sl_stream *s);
 
 int sl_stream_maybe_free(sl_stream *s)
 {
@@ -176,7 +188,7 @@ static void stream_task(sl_task *t, int status)
 	if (status == 0 && !(s->b.flags & ST_CLOSING) &&
 	    (s->b.flags & ST_READING) && s->b.kind == SL_EP_PIPE &&
 	    !(s->b.flags & ST_READ_POSTED))
-		deliver_pipe(s);
+		read_pipe(s);
 	sl_stream_maybe_free(s);
 }
 
@@ -202,8 +214,9 @@ static void post_read(sl_stream *s)
 		ok = sl_op_started(s->b.loop, &s->read_op, ok, e, s->skip) ==
 		     0;
 	} else {
-		ok = ReadFile(s->pipe, s->rbuf, SL_PIPE_RBUF, NULL,
-			      &s->read_op.ov);
+		static char zero[1]; /* never written: the read is of 0 */
+
+		ok = ReadFile(s->pipe, zero, 0, NULL, &s->read_op.ov);
 		e = ok ? 0 : GetLastError();
 		/* ERROR_MORE_DATA is STATUS_BUFFER_OVERFLOW, a warning: like
 		 * a success or a pending read, its packet is queued (only an
@@ -275,34 +288,89 @@ static void read_socket(sl_stream *s)
 		post_read(s);
 }
 
-/* Hand out what a pipe read brought, then read again. */
-static void deliver_pipe(sl_stream *s)
+/* Bytes of the pipe read now (they are there), into buf: how many, or
+ * -errno (SL_EOF: the other end closed). */
+static ptrdiff_t read_now(sl_stream *s, char *buf, DWORD len)
 {
-	while (s->rbuf_off < s->rbuf_n) {
-		sl_buf buf = {NULL, 0};
-		size_t k;
+	/* One event per loop thread, for the case the read would wait
+	 * (never seen: PeekNamedPipe said the bytes are there). */
+	static _Thread_local HANDLE ev;
+	OVERLAPPED ov;
+	DWORD got = 0, e = 0;
+	int r;
 
-		s->b.alloc_cb(s, s->rbuf_n - s->rbuf_off, &buf);
+	if (ev == NULL && (ev = CreateEventA(NULL, TRUE, FALSE, NULL)) == NULL)
+		return sl_win_err(GetLastError());
+	memset(&ov, 0, sizeof ov);
+	/* The low bit: no completion packet for this read. */
+	ov.hEvent = (HANDLE)((ULONG_PTR)ev | 1);
+	if (!ReadFile(s->pipe, buf, len, NULL, &ov))
+		e = GetLastError();
+	if ((e == 0 || e == ERROR_IO_PENDING) &&
+	    !GetOverlappedResult(s->pipe, &ov, &got, TRUE))
+		e = GetLastError();
+	else if (e == ERROR_IO_PENDING)
+		e = 0;
+	/* A message longer than buf (message read mode): the rest is read
+	 * next time. */
+	if (e == ERROR_MORE_DATA) {
+		got = (DWORD)ov.InternalHigh;
+		e = 0;
+	}
+	if (e != 0) {
+		r = sl_win_err(e);
+		return r == -EPIPE ? SL_EOF : r;
+	}
+	return (ptrdiff_t)got;
+}
+
+/* Hand out what the pipe holds (see the top), then wait again. */
+static void read_pipe(sl_stream *s)
+{
+	int i;
+
+	for (i = 0; i < SL_READS_PER_EVENT; i++) {
+		sl_buf buf = {NULL, 0};
+		DWORD avail = 0;
+		ptrdiff_t n;
+		int err = s->read_err;
+
+		if (err == 0 &&
+		    !PeekNamedPipe(s->pipe, NULL, 0, NULL, &avail, NULL)) {
+			err = sl_win_err(GetLastError());
+			if (err == -EPIPE)
+				err = SL_EOF; /* the other end closed */
+		}
+		if (err == 0 && avail == 0) {
+			if (!(s->b.flags & ST_WOKE))
+				break; /* all taken: wait again */
+			err = SL_EOF; /* a zero-byte message: the end */
+		}
+		if (err != 0) {
+			s->read_err = 0;
+			s->b.flags &= ~ST_WOKE;
+			read_end(s, err);
+			return;
+		}
+		s->b.flags &= ~ST_WOKE;
+		s->b.alloc_cb(s, avail < SL_READ_SUGGEST ? avail
+							 : SL_READ_SUGGEST,
+			      &buf);
 		if (buf.base == NULL || buf.len == 0) {
 			s->b.flags &= ~ST_READING;
 			s->b.read_cb(s, -ENOBUFS, &buf);
 			return;
 		}
-		k = s->rbuf_n - s->rbuf_off;
-		if (k > buf.len)
-			k = buf.len;
-		memcpy(buf.base, s->rbuf + s->rbuf_off, k);
-		s->rbuf_off += k;
-		s->b.read_cb(s, (ptrdiff_t)k, &buf);
+		n = read_now(s, buf.base,
+			     (DWORD)(buf.len < avail ? buf.len : avail));
+		if (n < 0) {
+			s->b.flags &= ~ST_READING;
+			if (n == SL_EOF)
+				s->b.flags |= ST_EOF;
+		}
+		s->b.read_cb(s, n, &buf);
 		if ((s->b.flags & (ST_READING | ST_CLOSING)) != ST_READING)
 			return;
-	}
-	if (s->read_err != 0) {
-		int err = s->read_err;
-
-		s->read_err = 0;
-		read_end(s, err);
-		return;
 	}
 	post_read(s);
 }
@@ -329,22 +397,22 @@ static void on_read_done(sl_loop *loop, sl_op *op, int err, size_t n)
 		read_socket(s);
 		return;
 	}
-	/* Pipe: the bytes are in rbuf whether or not anyone reads now. */
+	/* Pipe: the zero-byte read is over (kept for the next start when
+	 * nobody reads now).  A message longer than the read (0 bytes, in
+	 * message read mode) is STATUS_BUFFER_OVERFLOW: bytes are there. */
+	(void)n;
 	if (sl_op_ntstatus(op) == SL_STATUS_BUFFER_OVERFLOW)
 		err = 0;
-	if (s->read_err == 0) {
-		if (err == -EPIPE)
-			err = SL_EOF; /* the other end closed */
-		if (err == 0 && n == 0)
-			err = SL_EOF; /* a zero-byte message: its half-close */
-		s->read_err = err;
+	if (err == -EPIPE)
+		err = SL_EOF; /* the other end closed */
+	if (err != 0) {
+		if (s->read_err == 0)
+			s->read_err = err;
+	} else {
+		s->b.flags |= ST_WOKE;
 	}
-	s->rbuf_off = 0;
-	s->rbuf_n = err == 0 ? n : 0;
-	if (err != 0 && err != SL_EOF)
-		s->rbuf_n = 0;
 	if (s->b.flags & ST_READING)
-		deliver_pipe(s);
+		read_pipe(s);
 }
 
 int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
@@ -358,17 +426,10 @@ int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
 	if (!sl_stream_read_set(&s->b, alloc, cb))
 		return 0;
 	if (s->b.kind == SL_EP_PIPE) {
-		if (s->rbuf == NULL) {
-			s->rbuf = malloc(SL_PIPE_RBUF);
-			if (s->rbuf == NULL) {
-				s->b.flags &= ~ST_READING;
-				return -ENOMEM;
-			}
-		}
-		/* Bytes or an end read before a stop go out from the task,
-		 * never from inside this call. */
+		/* A zero-byte read that completed, or an end, before a stop
+		 * goes out from the task, never from inside this call. */
 		if (!(s->b.flags & ST_READ_POSTED)) {
-			if (s->rbuf_off < s->rbuf_n || s->read_err != 0)
+			if ((s->b.flags & ST_WOKE) || s->read_err != 0)
 				sl_stream_schedule(s);
 			else
 				post_read(s);
@@ -383,8 +444,9 @@ int sl_stream_read_stop(sl_stream *s)
 {
 	if (s == NULL)
 		return -EINVAL;
-	/* A posted read stays with the kernel; its completion is kept for
-	 * the next start (pipes) or finds the data still there (sockets). */
+	/* A posted zero-byte read stays with the kernel; the bytes it
+	 * found wait there for the next start (pipes remember that it
+	 * completed: ST_WOKE). */
 	s->b.flags &= ~ST_READING;
 	return 0;
 }

@@ -15,6 +15,8 @@ enum {
 	ST_TIMED_OUT = ST_OS(1),
 	ST_EOF = ST_OS(2), /* read side ended */
 	ST_DRAINING = ST_OS(3), /* pipes: the end waits for the reader */
+	ST_WOKE = ST_OS(4), /* pipes: the zero-byte read completed, no
+			       byte taken since */
 };
 
 struct sl_stream {
@@ -25,9 +27,7 @@ struct sl_stream {
 	int skip;     /* the handle is in skip mode (sl_op_started) */
 
 	sl_op read_op;
-	char *rbuf; /* pipes: bytes read, not yet handed out */
-	size_t rbuf_off, rbuf_n;
-	int read_err; /* pipes: error/EOF to hand out after rbuf */
+	int read_err; /* pipes: error/EOF to hand out */
 
 	unsigned writes; /* sl_stream_write requests in flight */
 	sl_op shut_op;   /* pipes: the zero-byte write */

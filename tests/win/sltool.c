@@ -19,6 +19,8 @@
  *                             with the count of bytes read (8 bytes, this
  *                             machine's order), those bytes again, and
  *                             its own end
+ *   sltool hold PIPE N        N pipe clients that connect, say "held N" and
+ *                             stay idle until stdin ends (bench/win-idle)
  *   sltool dacl PIPE          prints the pipe's DACL in SDDL, read through
  *                             a client handle
  *
@@ -333,6 +335,29 @@ static int cmd_many(const char *name, unsigned n, uint64_t bytes)
 	return 0;
 }
 
+/* ---- idle clients -------------------------------------------------------------- */
+
+static int cmd_hold(const char *name, unsigned n)
+{
+	HANDLE *h = calloc(n ? n : 1, sizeof *h);
+	char buf[64];
+	unsigned i;
+
+	if (h == NULL)
+		return 1;
+	for (i = 0; i < n; i++)
+		if ((h[i] = open_pipe(name, 60000)) == INVALID_HANDLE_VALUE)
+			return 1;
+	printf("held %u\n", n);
+	fflush(stdout);
+	while (_read(0, buf, sizeof buf) > 0)
+		;
+	for (i = 0; i < n; i++)
+		CloseHandle(h[i]);
+	free(h);
+	return 0;
+}
+
 /* ---- the DACL a client sees ------------------------------------------------------ */
 
 static int cmd_dacl(const char *name)
@@ -376,6 +401,8 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && strcmp(argv[1], "cat") == 0)
 		return cmd_cat(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "hold") == 0)
+		return cmd_hold(argv[2], (unsigned)atoi(argv[3]));
 	if (argc == 3 && strcmp(argv[1], "dacl") == 0)
 		return cmd_dacl(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "echo") == 0)
@@ -386,6 +413,7 @@ int main(int argc, char **argv)
 		return cmd_many(argv[2], (unsigned)atoi(argv[3]),
 				strtoull(argv[4], NULL, 10));
 	fprintf(stderr, "usage: sltool sig EVENT | cat PIPE | echo PIPE | "
-			"many PIPE N BYTES | collect PIPE | dacl PIPE\n");
+			"many PIPE N BYTES | collect PIPE | hold PIPE N | "
+			"dacl PIPE\n");
 	return 2;
 }
