@@ -1290,9 +1290,7 @@ static void test_pipe_reload_security(void **state)
 	pipe_client_bulk(name, 1 * MiB);
 	assert_int_equal(st_daemon_log_count(d, "reason=client-error"), 0);
 
-	st_daemon_signal(d, SIGTERM);
-	assert_int_equal(st_daemon_wait(d, 20000), 0);
-	st_daemon_free(d);
+	st_daemon_stop(d);
 	st_server_stop(srv);
 	unlink(fifo);
 	unlink(out);
@@ -1353,9 +1351,7 @@ static void test_pipe_half_close_reply(void **state)
 	probe = st_fmt("bytes_in=%llu bytes_out=%llu", MiB, MiB + 8);
 	assert_int_equal(st_daemon_log_count(d, probe), 1);
 
-	st_daemon_signal(d, SIGTERM);
-	assert_int_equal(st_daemon_wait(d, 20000), 0);
-	st_daemon_free(d);
+	st_daemon_stop(d);
 	st_tool_kill(srv);
 	free(probe);
 	free(yaml);

@@ -634,6 +634,16 @@ static void test_pipe_listener_security(void **state)
 	assert_non_null(strstr(err, "everyone may connect"));
 }
 
+/* ep: the pipe \\.\pipe\sluice-WHAT-PID. */
+static void pipe_ep(sl_endpoint *ep, const char *what)
+{
+	char name[128], err[256];
+
+	snprintf(name, sizeof name, "pipe:\\\\.\\pipe\\sluice-%s-%lu", what,
+		 (unsigned long)GetCurrentProcessId());
+	assert_int_equal(sl_endpoint_parse(name, ep, err, sizeof err), 0);
+}
+
 /* ---- pipe DACLs (issue 18.2) -------------------------------------------------- */
 
 /*
@@ -769,7 +779,7 @@ static void test_pipe_listener_dacl_read_back(void **state)
 {
 	sl_listener *l;
 	sl_endpoint ep;
-	char err[256], name[128];
+	char err[256];
 	PSECURITY_DESCRIPTOR sd = NULL;
 	PACL acl = NULL;
 	TOKEN_USER *tu;
@@ -777,9 +787,7 @@ static void test_pipe_listener_dacl_read_back(void **state)
 	DWORD len = 0;
 
 	(void)state;
-	snprintf(name, sizeof name, "pipe:\\\\.\\pipe\\sluice-dacl-%lu",
-		 (unsigned long)GetCurrentProcessId());
-	assert_int_equal(sl_endpoint_parse(name, &ep, err, sizeof err), 0);
+	pipe_ep(&ep, "dacl");
 	assert_int_equal(sl_listener_open(&l, &ep, NULL, err, sizeof err), 0);
 	cli = open_client(ep.path);
 	assert_true(cli != INVALID_HANDLE_VALUE);
@@ -815,13 +823,11 @@ static void test_pipe_listener_second_instance(void **state)
 {
 	sl_listener *l;
 	sl_endpoint ep;
-	char err[256], name[128];
+	char err[256];
 	int r;
 
 	(void)state;
-	snprintf(name, sizeof name, "pipe:\\\\.\\pipe\\sluice-second-%lu",
-		 (unsigned long)GetCurrentProcessId());
-	assert_int_equal(sl_endpoint_parse(name, &ep, err, sizeof err), 0);
+	pipe_ep(&ep, "second");
 	sl_pipe_create_hook = refusing_second;
 	r = sl_listener_open(&l, &ep, NULL, err, sizeof err);
 	sl_pipe_create_hook = sl_pipe_create_instance;
@@ -841,41 +847,53 @@ static void wr_done(sl_write_req *req, int status)
 	assert_int_equal(status, 0);
 }
 
-/* One overlapped WriteFile on a raw handle, waited for.  Bytes, or -1. */
-static long raw_write(HANDLE h, const void *buf, DWORD len)
+/* One overlapped WriteFile (wr) or ReadFile on a raw handle, waited
+ * for.  Bytes, or -1 on an error. */
+static long raw_io(HANDLE h, int wr, void *buf, DWORD len)
 {
 	OVERLAPPED ov;
-	DWORD put = 0;
+	DWORD n = 0;
+	BOOL ok;
 	long r;
 
 	memset(&ov, 0, sizeof ov);
 	ov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
-	if (!WriteFile(h, buf, len, NULL, &ov) &&
-	    GetLastError() != ERROR_IO_PENDING)
+	ok = wr ? WriteFile(h, buf, len, NULL, &ov)
+		: ReadFile(h, buf, len, NULL, &ov);
+	if (!ok && GetLastError() != ERROR_IO_PENDING)
 		r = -1;
 	else
-		r = GetOverlappedResult(h, &ov, &put, TRUE) ? (long)put : -1;
+		r = GetOverlappedResult(h, &ov, &n, TRUE) ? (long)n : -1;
 	CloseHandle(ov.hEvent);
 	return r;
 }
 
-/* One overlapped ReadFile on a raw client handle, waited for.  Bytes, or
- * -1 on an error. */
+static long raw_write(HANDLE h, const char *text, DWORD len)
+{
+	return raw_io(h, 1, (void *)text, len);
+}
+
 static long raw_read(HANDLE h, char *buf, DWORD len)
 {
-	OVERLAPPED ov;
-	DWORD got = 0;
-	long r;
+	return raw_io(h, 0, buf, len);
+}
 
-	memset(&ov, 0, sizeof ov);
-	ov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
-	if (!ReadFile(h, buf, len, NULL, &ov) &&
-	    GetLastError() != ERROR_IO_PENDING)
-		r = -1;
-	else
-		r = GetOverlappedResult(h, &ov, &got, TRUE) ? (long)got : -1;
-	CloseHandle(ov.hEvent);
-	return r;
+/* A stream on a fresh server instance on L, and a raw client of it in
+ * *cli. */
+static sl_stream *stream_and_raw_client(HANDLE *cli)
+{
+	char path[128];
+	sl_stream *s;
+	HANDLE srv;
+	int e;
+
+	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &e);
+	assert_true(srv != INVALID_HANDLE_VALUE);
+	assert_int_equal(sl_loop_associate(L, srv), 0);
+	*cli = open_client(path);
+	assert_true(*cli != INVALID_HANDLE_VALUE);
+	assert_int_equal(sl_stream_open_pipe(L, srv, path, &s), 0);
+	return s;
 }
 
 /* Windows' answer to "has the reader taken every byte?" (wine 8 leaves
@@ -888,6 +906,22 @@ static int drained_after_read(HANDLE h)
 	return reader_took;
 }
 
+/* A stream that wrote "abc", which its raw client *cli leaves unread,
+ * and asked for its shutdown; "has the reader taken it?" says no until
+ * reader_took. */
+static sl_stream *shut_behind_unread(HANDLE *cli, sl_write_req *req)
+{
+	sl_stream *s;
+
+	shut_done = 0;
+	reader_took = 0;
+	sl_pipe_drained_hook = drained_after_read;
+	s = stream_and_raw_client(cli);
+	assert_int_equal(sl_stream_write(s, req, "abc", 3, wr_done), 0);
+	assert_int_equal(sl_stream_shutdown(s, on_shut), 0);
+	return s;
+}
+
 /*
  * The zero-byte message (the end) is written only once the reader has
  * taken every byte: while a client leaves "abc" unread the shutdown does
@@ -895,24 +929,13 @@ static int drained_after_read(HANDLE h)
  */
 static void test_pipe_shutdown_waits_for_reader(void **state)
 {
-	char path[128], buf[64];
+	char buf[64];
 	sl_write_req req;
 	sl_stream *s;
-	HANDLE srv, cli;
-	int e;
+	HANDLE cli;
 
 	(void)state;
-	shut_done = 0;
-	reader_took = 0;
-	sl_pipe_drained_hook = drained_after_read;
-	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &e);
-	assert_true(srv != INVALID_HANDLE_VALUE);
-	assert_int_equal(sl_loop_associate(L, srv), 0);
-	cli = open_client(path);
-	assert_true(cli != INVALID_HANDLE_VALUE);
-	assert_int_equal(sl_stream_open_pipe(L, srv, path, &s), 0);
-	assert_int_equal(sl_stream_write(s, &req, "abc", 3, wr_done), 0);
-	assert_int_equal(sl_stream_shutdown(s, on_shut), 0);
+	s = shut_behind_unread(&cli, &req);
 	run_for(200);
 	assert_false(shut_done); /* "abc" is still in the pipe */
 	assert_int_equal(raw_read(cli, buf, sizeof buf), 3);
@@ -930,24 +953,13 @@ static void test_pipe_shutdown_waits_for_reader(void **state)
  * runs, cancelled, and the stream goes. */
 static void test_pipe_shutdown_wait_closed(void **state)
 {
-	char path[128];
 	sl_write_req req;
 	sl_stream *s;
-	HANDLE srv, cli;
-	int e;
+	HANDLE cli;
 
 	(void)state;
-	shut_done = 0;
-	reader_took = 0;
-	sl_pipe_drained_hook = drained_after_read;
 	sl_net_quarantine(1);
-	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &e);
-	assert_true(srv != INVALID_HANDLE_VALUE);
-	assert_int_equal(sl_loop_associate(L, srv), 0);
-	cli = open_client(path);
-	assert_int_equal(sl_stream_open_pipe(L, srv, path, &s), 0);
-	assert_int_equal(sl_stream_write(s, &req, "abc", 3, wr_done), 0);
-	assert_int_equal(sl_stream_shutdown(s, on_shut), 0);
+	s = shut_behind_unread(&cli, &req);
 	run_for(50);
 	assert_false(shut_done);
 	sl_stream_close(s, NULL);
@@ -972,31 +984,33 @@ static int counting_post(sl_loop *loop, sl_op *op, uint32_t ntstatus,
 	return sl_loop_post_op(loop, op, ntstatus, bytes);
 }
 
-struct msg_read {
+/* A reader that counts: bytes, buffers asked for, the end. */
+struct counter {
 	size_t total, want;
-	int reads, eof;
-	volatile int done, got_all;
+	int allocs, eof;
+	volatile int done, some, got_all;
 	char buf[8192];
 };
 
-static void mr_alloc(sl_stream *s, size_t n, sl_buf *b)
+static void ct_alloc(sl_stream *s, size_t n, sl_buf *b)
 {
-	struct msg_read *m = sl_stream_get_data(s);
+	struct counter *m = sl_stream_get_data(s);
 
 	(void)n;
+	m->allocs++;
 	b->base = m->buf;
 	b->len = sizeof m->buf;
 }
 
-static void mr_read(sl_stream *s, ptrdiff_t n, const sl_buf *b)
+static void ct_read(sl_stream *s, ptrdiff_t n, const sl_buf *b)
 {
-	struct msg_read *m = sl_stream_get_data(s);
+	struct counter *m = sl_stream_get_data(s);
 
 	(void)b;
 	if (n > 0) {
 		m->total += (size_t)n;
-		m->reads++;
-		m->got_all = m->total >= m->want;
+		m->some = 1;
+		m->got_all = m->want > 0 && m->total >= m->want;
 	} else if (n < 0) {
 		m->eof = n == SL_EOF;
 		m->done = 1;
@@ -1013,7 +1027,7 @@ static void test_pipe_more_data_once(void **state)
 {
 	enum { BIG = 70000 };
 	char path[128], *big = calloc(1, BIG);
-	struct msg_read m;
+	struct counter m;
 	DWORD mode = PIPE_READMODE_MESSAGE, put = 0;
 	OVERLAPPED ov;
 	sl_stream *s;
@@ -1038,7 +1052,7 @@ static void test_pipe_more_data_once(void **state)
 	sl_stream_set_data(s, &m);
 	posts = 0;
 	sl_win_post_hook = counting_post;
-	assert_int_equal(sl_stream_read_start(s, mr_alloc, mr_read), 0);
+	assert_int_equal(sl_stream_read_start(s, ct_alloc, ct_read), 0);
 	run_until(&m.got_all, 5000);
 	assert_true(GetOverlappedResult(cli, &ov, &put, TRUE));
 	assert_int_equal(put, BIG);
@@ -1058,37 +1072,6 @@ static void test_pipe_more_data_once(void **state)
 
 /* ---- pipe reads without a buffer while idle (issue 18.10) --------------------------- */
 
-struct zr {
-	int allocs, eof;
-	size_t total;
-	volatile int done, some;
-	char buf[4096];
-};
-
-static void zr_alloc(sl_stream *s, size_t n, sl_buf *b)
-{
-	struct zr *z = sl_stream_get_data(s);
-
-	(void)n;
-	z->allocs++;
-	b->base = z->buf;
-	b->len = sizeof z->buf;
-}
-
-static void zr_read(sl_stream *s, ptrdiff_t n, const sl_buf *b)
-{
-	struct zr *z = sl_stream_get_data(s);
-
-	(void)b;
-	if (n > 0) {
-		z->total += (size_t)n;
-		z->some = 1;
-	} else if (n < 0) {
-		z->eof = n == SL_EOF;
-		z->done = 1;
-	}
-}
-
 /*
  * An idle pipe stream asks for no buffer (a zero-byte read waits); bytes
  * that come are read whole and are not the end; a zero-byte message is
@@ -1097,22 +1080,15 @@ static void zr_read(sl_stream *s, ptrdiff_t n, const sl_buf *b)
  */
 static void test_pipe_zero_byte_reads(void **state)
 {
-	char path[128];
-	struct zr z;
+	struct counter z;
 	sl_stream *s;
-	HANDLE srv, cli;
-	int e;
+	HANDLE cli;
 
 	(void)state;
 	memset(&z, 0, sizeof z);
-	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &e);
-	assert_true(srv != INVALID_HANDLE_VALUE);
-	assert_int_equal(sl_loop_associate(L, srv), 0);
-	cli = open_client(path);
-	assert_true(cli != INVALID_HANDLE_VALUE);
-	assert_int_equal(sl_stream_open_pipe(L, srv, path, &s), 0);
+	s = stream_and_raw_client(&cli);
 	sl_stream_set_data(s, &z);
-	assert_int_equal(sl_stream_read_start(s, zr_alloc, zr_read), 0);
+	assert_int_equal(sl_stream_read_start(s, ct_alloc, ct_read), 0);
 	run_for(100);
 	assert_int_equal(z.allocs, 0); /* idle: no buffer asked for */
 
@@ -1130,7 +1106,7 @@ static void test_pipe_zero_byte_reads(void **state)
 	run_for(100);
 	assert_false(z.done);
 	assert_int_equal(z.total, 6);
-	assert_int_equal(sl_stream_read_start(s, zr_alloc, zr_read), 0);
+	assert_int_equal(sl_stream_read_start(s, ct_alloc, ct_read), 0);
 	run_until(&z.done, 5000);
 	assert_true(z.eof);
 	assert_int_equal(z.total, 9);
@@ -1177,7 +1153,7 @@ static void wait_accepted(struct acc_count *c, LONG n)
  */
 static void test_pipe_clients_before_accept(void **state)
 {
-	char name[128], err[256], *logf, line[512];
+	char err[256], *logf, line[512];
 	struct acc_count c;
 	sl_listener *l;
 	sl_group *g;
@@ -1191,9 +1167,7 @@ static void test_pipe_clients_before_accept(void **state)
 	logf = _tempnam(NULL, "sltest");
 	assert_non_null(logf);
 	assert_int_equal(sl_log_use_file(logf), 0);
-	snprintf(name, sizeof name, "pipe:\\\\.\\pipe\\sluice-early-%lu",
-		 (unsigned long)GetCurrentProcessId());
-	assert_int_equal(sl_endpoint_parse(name, &ep, err, sizeof err), 0);
+	pipe_ep(&ep, "early");
 	assert_int_equal(sl_listener_open(&l, &ep, NULL, err, sizeof err), 0);
 	/* Both instances exist from open on: one client stays, one goes. */
 	early = open_client(ep.path);
@@ -1232,6 +1206,69 @@ static void test_pipe_clients_before_accept(void **state)
 	remove(logf);
 	free(logf);
 	assert_false(paused);
+}
+
+/* ---- pipe clients spread over the loop group (issue 18.12) -------------------------- */
+
+/*
+ * A pipe instance is attached to one port for good, when it is made: the
+ * listener makes each on the loop that will serve it, round robin, as
+ * sockets are handed out.  Clients of one listener end up on both loops
+ * of a group of two, each accepted once, each stream on the loop whose
+ * thread runs its accept callback.
+ */
+static sl_loop *seen_loops[8];
+static volatile LONG seen_on_own_loop;
+
+static void loop_accept(sl_listener *l, sl_stream *s, void *token)
+{
+	if (s != NULL && sl_loop_is_current(sl_stream_loop(s)))
+		InterlockedIncrement(&seen_on_own_loop);
+	count_accept(l, s, token);
+}
+
+static void test_pipe_clients_spread(void **state)
+{
+	char err[256];
+	struct acc_count c;
+	sl_listener *l;
+	sl_group *g;
+	sl_endpoint ep;
+	HANDLE cli[6];
+	int i, j, distinct = 0;
+
+	(void)state;
+	memset(&c, 0, sizeof c);
+	seen_on_own_loop = 0;
+	pipe_ep(&ep, "spread");
+	assert_int_equal(sl_listener_open(&l, &ep, NULL, err, sizeof err), 0);
+	assert_int_equal(sl_group_new(&g, 2), 0);
+	assert_int_equal(sl_group_start(g), 0);
+	assert_int_equal(sl_listener_start(l, g, loop_accept, NULL, &c), 0);
+	for (i = 0; i < 6; i++) {
+		for (j = 0; j < 500; j++) {
+			cli[i] = open_client(ep.path);
+			if (cli[i] != INVALID_HANDLE_VALUE)
+				break;
+			Sleep(10); /* busy, or not listening yet */
+		}
+		assert_true(cli[i] != INVALID_HANDLE_VALUE);
+		wait_accepted(&c, i + 1);
+	}
+	for (i = 0; i < 6; i++) {
+		seen_loops[i] = sl_stream_loop(c.streams[i]);
+		for (j = 0; j < i; j++)
+			if (seen_loops[j] == seen_loops[i])
+				break;
+		distinct += j == i;
+	}
+	assert_int_equal(distinct, 2);
+	assert_int_equal(seen_on_own_loop, 6);
+	for (i = 0; i < 6; i++)
+		CloseHandle(cli[i]);
+	sl_listener_close(l, NULL, NULL);
+	sl_group_stop(g);
+	sl_group_free(g);
 }
 
 /* ---- ERROR_PIPE_BUSY: retried on a timer, within the connect timeout ------------- */
@@ -1954,6 +1991,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pipe_more_data_once,
 						setup, teardown),
 		cmocka_unit_test(test_pipe_clients_before_accept),
+		cmocka_unit_test(test_pipe_clients_spread),
 		cmocka_unit_test_setup_teardown(test_pipe_zero_byte_reads, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_busy_retried, setup,

@@ -11,9 +11,12 @@
  * as it would wait in the backlog, and nothing more is posted until
  * sl_listener_resume().  An accepted socket is handed to a loop of the group (round
  * robin) and attached to that loop's port there, after AcceptEx completed.
- * A pipe instance is attached to a port when it is created, and a handle
- * can only ever have one port: pipe connections stay on the listener's
- * loop (each pipe listener picks its loop round robin).
+ * A pipe handle can be attached to one port only, for good, so a pipe
+ * instance is attached when it is made to the port of the loop that will
+ * serve its client (round robin over the group, as sockets are handed
+ * out); its ConnectNamedPipe completes on that loop, which sends the
+ * result to the owner loop in a task (the slots are the owner's), and the
+ * owner hands the connection back to that loop like a socket.
  *
  * Lifetime (listener_common.h): each posted accept (its OVERLAPPED is
  * inside the listener) and each hand-off holds a reference too.
@@ -44,6 +47,9 @@ struct accept_slot {
 	int state;
 	SOCKET sock; /* TCP: the socket AcceptEx fills */
 	HANDLE pipe; /* pipe: the instance ConnectNamedPipe waits on */
+	sl_loop *loop; /* pipe: whose port the instance is attached to */
+	sl_task done;  /* pipe: the completion, to the owner loop */
+	int err;       /* pipe: its status */
 	char buf[2 * (sizeof(struct sockaddr_storage) + 16)];
 	struct sockaddr_storage peer, local; /* a held connection's */
 	int peer_len, local_len;
@@ -55,6 +61,7 @@ struct sl_listener {
 	int family;
 	HANDLE first_pipe; /* pipes: the instance that holds the name */
 	HANDLE spare_pipe; /* pipes: the second, created at open */
+	sl_loop *spare_loop; /* pipes: whose port the spare is attached to */
 	struct sl_pipe_sd sd;
 	int replace; /* pipes: joined our own running listener's name */
 
@@ -543,6 +550,62 @@ static void handoff_run(sl_task *t, int status)
 
 static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n);
 
+/* A pipe client, on its way to the loop whose port has its instance. */
+struct pipe_handoff {
+	sl_task task;
+	sl_listener *l;
+	sl_loop *loop;
+	void *token;
+	HANDLE pipe;
+};
+
+static void pipe_handoff_run(sl_task *t, int status)
+{
+	struct pipe_handoff *h = t->data;
+	sl_listener *l = h->l;
+	sl_stream *s = NULL;
+	int r = -ECANCELED;
+
+	if (status == 0)
+		r = sl_stream_open_pipe(h->loop, h->pipe, l->b.ep.path, &s);
+	else
+		CloseHandle(h->pipe);
+	if (r == 0) {
+		l->b.cb(l, s, h->token);
+	} else {
+		if (status == 0)
+			sl_warn("%s: dropping a pipe client: %s", l->b.name,
+				sl_strerror(r));
+		if (l->b.gate != NULL)
+			l->b.cb(l, NULL, h->token);
+	}
+	free(h);
+	sl_listener_unref(l);
+}
+
+/* Owner loop: slot a's client goes to the loop that has its instance. */
+static void pipe_handoff(sl_listener *l, struct accept_slot *a, void *token)
+{
+	struct pipe_handoff *h = calloc(1, sizeof *h);
+
+	if (h == NULL) {
+		CloseHandle(a->pipe);
+		a->pipe = INVALID_HANDLE_VALUE;
+		if (l->b.gate != NULL)
+			l->b.cb(l, NULL, token);
+		pause_accepting(l, -ENOMEM, 1);
+		return;
+	}
+	h->l = l;
+	h->loop = a->loop;
+	h->token = token;
+	h->pipe = a->pipe;
+	a->pipe = INVALID_HANDLE_VALUE;
+	sl_task_init(&h->task, pipe_handoff_run, h);
+	sl_listener_ref(l);
+	sl_loop_post(h->loop, &h->task);
+}
+
 #define SL_PIPE_REARM_TRIES 8
 
 /*
@@ -598,9 +661,11 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 	}
 	if (l->first_pipe != INVALID_HANDLE_VALUE) {
 		a->pipe = l->first_pipe; /* attached by sl_os_listener_start */
+		a->loop = l->b.loop;
 		l->first_pipe = INVALID_HANDLE_VALUE;
 	} else if (l->spare_pipe != INVALID_HANDLE_VALUE) {
 		a->pipe = l->spare_pipe; /* the same */
+		a->loop = l->spare_loop;
 		l->spare_pipe = INVALID_HANDLE_VALUE;
 	} else {
 		int r;
@@ -608,7 +673,8 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 		a->pipe = sl_pipe_create_hook(l->b.ep.path, 0, &l->sd.sa);
 		if (a->pipe == INVALID_HANDLE_VALUE)
 			return sl_win_err(GetLastError());
-		if ((r = sl_loop_associate(l->b.loop, a->pipe)) < 0) {
+		a->loop = sl_group_next(l->b.group);
+		if ((r = sl_loop_associate(a->loop, a->pipe)) < 0) {
 			CloseHandle(a->pipe);
 			a->pipe = INVALID_HANDLE_VALUE;
 			return r;
@@ -621,7 +687,7 @@ static int post_one(sl_listener *l, struct accept_slot *a)
 	 * the client came first, queues none: make one.
 	 */
 	if (e == ERROR_PIPE_CONNECTED) {
-		if (sl_win_post_hook(l->b.loop, &a->op, 0, 0) < 0) {
+		if (sl_win_post_hook(a->loop, &a->op, 0, 0) < 0) {
 			CloseHandle(a->pipe);
 			a->pipe = INVALID_HANDLE_VALUE;
 			return -ENOMEM;
@@ -652,22 +718,7 @@ static int deliver(sl_listener *l, struct accept_slot *a)
 	}
 	a->state = SLOT_FREE;
 	if (l->b.ep.kind == SL_EP_PIPE) {
-		HANDLE h = a->pipe;
-		sl_stream *s;
-		int r;
-
-		a->pipe = INVALID_HANDLE_VALUE;
-		/* The instance is attached to this loop's port for good: the
-		 * stream lives here. */
-		r = sl_stream_open_pipe(l->b.loop, h, l->b.ep.path, &s);
-		if (r < 0) {
-			sl_warn("%s: dropping a pipe client: %s", l->b.name,
-				sl_strerror(r));
-			if (l->b.gate != NULL)
-				l->b.cb(l, NULL, token);
-		} else {
-			l->b.cb(l, s, token);
-		}
+		pipe_handoff(l, a, token);
 	} else {
 		struct handoff *h = calloc(1, sizeof *h);
 
@@ -724,13 +775,44 @@ static void fill(sl_listener *l)
 	}
 }
 
+static void accepted(struct accept_slot *a, int err);
+
+/* Owner loop: a pipe instance's completion, from its own loop. */
+static void pipe_done_run(sl_task *t, int status)
+{
+	struct accept_slot *a = t->data;
+
+	if (status != 0) {
+		/* The owner loop is going away: nothing more to accept. */
+		if (a->pipe != INVALID_HANDLE_VALUE)
+			CloseHandle(a->pipe);
+		a->pipe = INVALID_HANDLE_VALUE;
+		a->state = SLOT_FREE;
+		sl_listener_unref(a->l);
+		return;
+	}
+	accepted(a, a->err);
+}
+
 static void on_accepted(sl_loop *loop, sl_op *op, int err, size_t n)
 {
 	struct accept_slot *a = op->data;
+
+	(void)n;
+	if (loop != a->l->b.loop) {
+		/* A pipe instance's loop: the slot is the owner's. */
+		a->err = err;
+		sl_task_init(&a->done, pipe_done_run, a);
+		sl_loop_post(a->l->b.loop, &a->done);
+		return;
+	}
+	accepted(a, err);
+}
+
+static void accepted(struct accept_slot *a, int err)
+{
 	sl_listener *l = a->l;
 
-	(void)loop;
-	(void)n;
 	a->state = SLOT_FREE;
 	if (l->b.closed || err != 0) {
 		if (a->sock != INVALID_SOCKET)
@@ -801,8 +883,9 @@ static int pipe_start(sl_listener *l)
 {
 	int r;
 
+	l->spare_loop = sl_group_next(l->b.group);
 	if ((r = sl_loop_associate(l->b.loop, l->first_pipe)) < 0 ||
-	    (r = sl_loop_associate(l->b.loop, l->spare_pipe)) < 0)
+	    (r = sl_loop_associate(l->spare_loop, l->spare_pipe)) < 0)
 		return r;
 	if (l->replace &&
 	    !SetKernelObjectSecurity(l->first_pipe, DACL_SECURITY_INFORMATION,
