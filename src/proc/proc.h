@@ -153,8 +153,9 @@ void sl_service_set_account(const char *account, const char *password);
 /*
  * Refuse a config that someone other than SYSTEM, Administrators,
  * TrustedInstaller or the account running this check may change: the
- * file's DACL and its folder's.  0, or -1 with err naming the trustee of
- * the first such ACE and its rights.  A missing file is not checked (its
+ * file's DACL and its folder's, and their owners (an owner may always
+ * rewrite the DACL).  0, or -1 with err naming the owner, or the trustee
+ * of the first such ACE and its rights.  A missing file is not checked (its
  * folder is).
  */
 int sl_service_check_conf(const char *conf, char *err, size_t errlen);

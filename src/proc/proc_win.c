@@ -392,11 +392,29 @@ int sl_win_sd_check(const void *sd, const void *self, const char *what,
 {
 	BOOL present = FALSE, defaulted;
 	PACL dacl = NULL;
+	PSID owner = NULL;
 	DWORD i;
 
 	if (!GetSecurityDescriptorDacl((PSECURITY_DESCRIPTOR)sd, &present,
 				       &dacl, &defaulted)) {
 		snprintf(err, errlen, "%s: cannot read its permissions", what);
+		return -1;
+	}
+	/* The owner may always change the DACL (an implicit WRITE_DAC), so
+	 * an owner outside the trusted accounts could open the file to
+	 * itself: refused, as OpenSSH for Windows refuses sshd_config.  A
+	 * descriptor without an owner (built from SDDL) has none to judge. */
+	if (GetSecurityDescriptorOwner((PSECURITY_DESCRIPTOR)sd, &owner,
+				       &defaulted) &&
+	    owner != NULL && !sid_trusted(owner, (PSID)self)) {
+		char who[512];
+
+		sid_name(owner, who, sizeof who);
+		snprintf(err, errlen,
+			 "%s: owned by %s, who may change its permissions; "
+			 "make Administrators its owner (icacls NAME "
+			 "/setowner *S-1-5-32-544)",
+			 what, who);
 		return -1;
 	}
 	if (!present || dacl == NULL) {
@@ -476,8 +494,9 @@ static int check_object(const wchar_t *w, const char *what, PSID self,
 	int r;
 
 	e = GetNamedSecurityInfoW(w, SE_FILE_OBJECT,
-				  DACL_SECURITY_INFORMATION, NULL, NULL, &dacl,
-				  NULL, &sd);
+				  OWNER_SECURITY_INFORMATION |
+					  DACL_SECURITY_INFORMATION,
+				  NULL, NULL, &dacl, NULL, &sd);
 	if (e != ERROR_SUCCESS) {
 		snprintf(err, errlen, "%s: cannot read its permissions "
 				      "(error %lu)", what, (unsigned long)e);

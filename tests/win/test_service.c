@@ -978,6 +978,13 @@ static void test_sd_check(void **state)
 		 NULL, 0, {NULL}},
 		{L"D:(A;;FA;;;S-1-5-21-1-2-3-1001)", L"S-1-5-21-1-2-3-1001",
 		 0, {NULL}},
+		/* The owner may rewrite the DACL: only a trusted one. */
+		{L"O:BAD:P(A;;FA;;;SY)", NULL, 0, {NULL}},
+		{L"O:SYD:P(A;;FA;;;SY)", NULL, 0, {NULL}},
+		{L"O:S-1-5-21-1-2-3-1001D:P(A;;FA;;;SY)",
+		 L"S-1-5-21-1-2-3-1001", 0, {NULL}},
+		{L"O:BUD:P(A;;FA;;;SY)", NULL, -1,
+		 {"config folder X", "owned by", "S-1-5-32-545", "/setowner"}},
 		{L"D:(A;;FA;;;S-1-5-21-1-2-3-1001)", L"S-1-5-21-1-2-3-1002",
 		 -1, {"S-1-5-21-1-2-3-1001"}},
 	};
