@@ -18,9 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "admin.h"
 #include "log.h"
+#include "tls.h"
 
 #define ADMIN_REQ_MAX 8192
 #define ADMIN_TIMEOUT_MS 5000
@@ -238,6 +240,147 @@ static uint64_t up_value(const struct upstream_state *u, unsigned n, int m)
 	}
 }
 
+/* ---- TLS series ---------------------------------------------------------- */
+
+/* The result label of each TLS result (route.h's enum tls_result), as the
+ * log's reasons name them. */
+static const char *const tls_results[TLS_RESULTS] = {
+	[TLS_OK] = "ok",
+	[TLS_NO_CERT] = "no-cert",
+	[TLS_VERIFY] = "verify-failed",
+	[TLS_NOT_ALLOWED] = "not-allowed",
+	[TLS_TIMEOUT] = "timeout",
+	[TLS_PROTOCOL] = "protocol",
+};
+
+/* Whether r has a TLS listener (side 0) or a TLS upstream (side 1). */
+static int route_tls_side(const struct route *r, int side)
+{
+	for (size_t i = 0; side == 0 && i < r->nlistens; i++)
+		if (r->listens[i].tls != NULL)
+			return 1;
+	for (size_t i = 0; side == 1 && i < r->nups; i++)
+		if (r->ups[i].tls != NULL)
+			return 1;
+	return 0;
+}
+
+static void sb_route_label(struct sbuf *sb, const char *metric,
+			   const struct route *r)
+{
+	sb_printf(sb, "%s{route=\"", metric);
+	sb_quoted(sb, r->name, 0);
+	sb_printf(sb, "\"");
+}
+
+#ifdef SL_HAVE_TLS
+/* The TLS context of r's k-th endpoint: its listeners, then its
+ * upstreams. */
+static const struct sl_tls_ctx *route_ctx(const struct route *r, size_t k)
+{
+	return k < r->nlistens ? r->listens[k].tls
+			       : r->ups[k - r->nlistens].tls;
+}
+
+/* The certificate file of r's k-th endpoint, or NULL. */
+static const char *route_cert(const struct route *r, size_t k,
+			      long long *end)
+{
+	const struct sl_tls_ctx *c = route_ctx(r, k);
+	const char *file = NULL;
+
+	if (c != NULL)
+		*end = sl_tls_ctx_not_after(c, &file);
+	return file;
+}
+
+/* One expiry line per certificate file of r (the first endpoint that
+ * names it). */
+static void render_expiry(struct sbuf *sb, const struct route *r,
+			  long long now)
+{
+	size_t n = r->nlistens + r->nups;
+
+	for (size_t k = 0; k < n; k++) {
+		long long end = 0, e2;
+		const char *file = route_cert(r, k, &end), *f2;
+		size_t j;
+
+		for (j = 0; file != NULL && j < k; j++)
+			if ((f2 = route_cert(r, j, &e2)) != NULL &&
+			    strcmp(f2, file) == 0)
+				break;
+		if (file == NULL || j < k)
+			continue;
+		sb_route_label(sb, "sluice_tls_cert_expiry_seconds", r);
+		sb_printf(sb, ",file=\"");
+		sb_quoted(sb, file, 0);
+		sb_printf(sb, "\"} %lld\n", end - now);
+	}
+}
+#endif
+
+static void render_tls(const struct admin_view *v, struct sbuf *sb)
+{
+	static const char *const sides[2] = {"client", "upstream"};
+
+	sb_printf(sb, "# HELP sluice_tls_handshakes_total TLS handshakes by "
+		      "side (client: a TLS listener's clients; upstream: "
+		      "sluice's own to a TLS upstream) and result (ok, or "
+		      "why it failed).\n"
+		      "# TYPE sluice_tls_handshakes_total counter\n");
+	for (size_t i = 0; i < v->nroutes; i++) {
+		const struct route *r = v->routes[i];
+
+		for (int side = 0; side < 2; side++) {
+			if (!route_tls_side(r, side))
+				continue;
+			for (int res = 0; res < TLS_RESULTS; res++) {
+				/* Upstreams are asked for no certificate
+				 * and checked against no allow. */
+				if (side == 1 && (res == TLS_NO_CERT ||
+						  res == TLS_NOT_ALLOWED))
+					continue;
+				sb_route_label(sb, "sluice_tls_handshakes_total",
+					       r);
+				sb_printf(sb,
+					  ",side=\"%s\",result=\"%s\"} %" PRIu64
+					  "\n",
+					  sides[side], tls_results[res],
+					  ctr_sum(r->st->ctr, r->st->nloops,
+						  (enum ctr_id)((side
+								 ? CTR_TLS_UPSTREAM
+								 : CTR_TLS_CLIENT) +
+								res)));
+			}
+		}
+	}
+	sb_printf(sb, "# HELP sluice_tls_reload_refused_total TLS "
+		      "certificates, keys or CAs that did not load at a "
+		      "reload (the ones loaded before stayed).\n"
+		      "# TYPE sluice_tls_reload_refused_total counter\n");
+	for (size_t i = 0; i < v->nroutes; i++) {
+		const struct route *r = v->routes[i];
+
+		if (!route_tls_side(r, 0) && !route_tls_side(r, 1))
+			continue;
+		sb_route_label(sb, "sluice_tls_reload_refused_total", r);
+		sb_printf(sb, "} %llu\n",
+			  (unsigned long long)atomic_load(
+				  &r->st->tls_reload_refused));
+	}
+#ifdef SL_HAVE_TLS
+	long long now = (long long)time(NULL);
+
+	sb_printf(sb, "# HELP sluice_tls_cert_expiry_seconds Seconds until "
+		      "the certificate in file expires (negative: it has), "
+		      "as loaded at the start or the last reload.\n"
+		      "# TYPE sluice_tls_cert_expiry_seconds gauge\n");
+	for (size_t i = 0; i < v->nroutes; i++)
+		render_expiry(sb, v->routes[i], now);
+#endif
+}
+
 static void render_metrics(const struct admin_view *v, struct sbuf *sb)
 {
 	sb_printf(sb,
@@ -295,6 +438,7 @@ static void render_metrics(const struct admin_view *v, struct sbuf *sb)
 			}
 		}
 	}
+	render_tls(v, sb);
 }
 
 /* ---- /status ------------------------------------------------------------------- */

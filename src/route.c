@@ -133,7 +133,7 @@ static void tls_unref(struct sl_tls_ctx *c)
  * at a start (no such context), the error.  0 with *ctx, or -1.
  */
 static int tls_or_old(const sl_config *cfg, const sl_conf_mark *m,
-		      const char *route, const char *e,
+		      struct route_state *st, const char *e,
 		      struct sl_tls_ctx *old, struct sl_tls_ctx **ctx,
 		      char *err, size_t errlen)
 {
@@ -144,7 +144,8 @@ static int tls_or_old(const sl_config *cfg, const sl_conf_mark *m,
 	}
 	sl_warn("route %s: %s:%u:%u: tls: %s; keeping the certificates "
 		"loaded before",
-		route, cfg->path, m->line, m->col, e);
+		st->name, cfg->path, m->line, m->col, e);
+	atomic_fetch_add(&st->tls_reload_refused, 1);
 	sl_tls_ctx_ref(old);
 	*ctx = old;
 	return 0;
@@ -190,7 +191,7 @@ static int route_tls(struct route *r, const struct route *old,
 			continue;
 		rl->handshake_timeout_ms = t->handshake_timeout_ms;
 		if ((rl->tls = sl_tls_ctx_server(t, e, sizeof e)) == NULL &&
-		    tls_or_old(cfg, &t->mark, rc->name, e,
+		    tls_or_old(cfg, &t->mark, r->st, e,
 			       old_listen_tls(old, &rl->ep), &rl->tls, err,
 			       errlen) < 0)
 			return -1;
@@ -203,7 +204,7 @@ static int route_tls(struct route *r, const struct route *old,
 			continue;
 		if ((u->tls = sl_tls_ctx_client(t, &u->ep, e, sizeof e)) ==
 			    NULL &&
-		    tls_or_old(cfg, &t->mark, rc->name, e,
+		    tls_or_old(cfg, &t->mark, r->st, e,
 			       old_up_tls(old, &u->ep), &u->tls, err,
 			       errlen) < 0)
 			return -1;

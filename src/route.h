@@ -50,8 +50,26 @@ enum ctr_id {
 	CTR_TLS_REFUSED,   /* route: TLS client refused (handshake failed or
 			    * timed out, no certificate, not verified, not
 			    * in allow) */
-	CTR_COUNT
+	/* route: TLS handshakes by side and result, TLS_RESULTS each: the
+	 * clients' (a TLS listener's), then the upstreams'. */
+	CTR_TLS_CLIENT,
+	CTR_TLS_UPSTREAM = CTR_TLS_CLIENT + 6,
+	CTR_COUNT = CTR_TLS_UPSTREAM + 6
 };
+
+/* How a TLS handshake ended, as counted (CTR_TLS_CLIENT + result). */
+enum tls_result {
+	TLS_OK,
+	TLS_NO_CERT,     /* the client showed no certificate */
+	TLS_VERIFY,      /* the peer's certificate did not verify */
+	TLS_NOT_ALLOWED, /* verified, not in allow */
+	TLS_TIMEOUT,     /* handshake_timeout (connect_timeout upstream) */
+	TLS_PROTOCOL,    /* any other failure: garbage, versions, alerts */
+	TLS_RESULTS
+};
+_Static_assert(CTR_TLS_UPSTREAM - CTR_TLS_CLIENT == TLS_RESULTS &&
+		       CTR_COUNT - CTR_TLS_UPSTREAM == TLS_RESULTS,
+	       "one counter per TLS result and side");
 
 struct ctr_slot {
 	atomic_ullong v[CTR_COUNT];
@@ -156,6 +174,9 @@ struct route_state {
 	 * sl_clock_ms(), and how often the limit paused accepting. */
 	_Atomic uint64_t rate_tat;
 	atomic_ullong rate_pauses;
+	/* TLS files that did not load at a reload (the context loaded
+	 * before stayed); control loop. */
+	atomic_ullong tls_reload_refused;
 	/* Rate-limited log of denied clients. */
 	_Atomic uint64_t deny_log_ms;
 	atomic_ulong deny_unlogged;

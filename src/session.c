@@ -425,9 +425,11 @@ static void on_timer(sl_timer *t)
 		return;
 	case PH_TLS:
 		count(s, CTR_TLS_REFUSED);
+		count(s, CTR_TLS_CLIENT + TLS_TIMEOUT);
 		session_close(s, "tls-handshake-timeout", 0, 1);
 		return;
 	case PH_UP_TLS:
+		count(s, CTR_TLS_UPSTREAM + TLS_TIMEOUT);
 		session_close(s, "upstream-tls-timeout", 0, 1);
 		return;
 	case PH_QUEUED:
@@ -857,6 +859,23 @@ static void connect_to(struct session *s, int i);
 static void relay_begin(struct session *s);
 
 #ifdef SL_HAVE_TLS
+/* How a TLS handshake that ended with status is counted. */
+static enum tls_result tls_result_of(int status)
+{
+	switch (status) {
+	case 0:
+		return TLS_OK;
+	case SL_TLS_ENOCERT:
+		return TLS_NO_CERT;
+	case SL_TLS_EVERIFY:
+		return TLS_VERIFY;
+	case SL_TLS_ENOTALLOWED:
+		return TLS_NOT_ALLOWED;
+	default:
+		return TLS_PROTOCOL;
+	}
+}
+
 /* The upstream's TLS handshake ended. */
 static void on_up_tls(sl_stream *st, int status)
 {
@@ -865,6 +884,7 @@ static void on_up_tls(sl_stream *st, int status)
 	if (status == -ECANCELED || s->closing)
 		return;
 	sl_timer_stop(&s->timer);
+	count(s, CTR_TLS_UPSTREAM + tls_result_of(status));
 	if (status < 0) {
 		sl_warn("route %s: TLS to %s failed: %s%s%s", s->route->name,
 			s->route->ups[s->up_index].name,
@@ -1173,6 +1193,7 @@ static void on_tls_accepted(sl_stream *st, int status)
 	if (status == -ECANCELED || s->closing)
 		return;
 	sl_timer_stop(&s->timer);
+	count(s, CTR_TLS_CLIENT + tls_result_of(status));
 	if (status < 0) {
 		count(s, CTR_TLS_REFUSED);
 		tls_log_refused(s, st, status);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -80,6 +81,8 @@ struct sl_tls_ctx {
 	int verify;
 	char *cert_file;   /* for sl_tls_ctx_days_left */
 	long days_left;
+	long long not_after; /* the certificate's end, in seconds since the
+			      * epoch */
 	/* Server: who may connect once verified; NULL lists (allow: any,
 	 * or none given) admit every verified client. */
 	sl_tls_allow_conf allow;
@@ -116,12 +119,15 @@ static int file_readable(const char *what, const char *path, char *err,
 	return 0;
 }
 
-static long days_until(const ASN1_TIME *t)
+/* Days until t, and when t is in seconds since the epoch. */
+static long days_until(const ASN1_TIME *t, long long *when)
 {
 	int days = 0, secs = 0;
 
+	*when = (long long)time(NULL);
 	if (!ASN1_TIME_diff(&days, &secs, NULL, t))
 		return 0;
+	*when += (long long)days * 86400 + secs;
 	return days;
 }
 
@@ -167,7 +173,8 @@ static int load_cert_key(sl_tls_ctx *c, const char *cert, const char *key,
 	}
 	x = SSL_CTX_get0_certificate(c->ssl);
 	if (x != NULL) {
-		c->days_left = days_until(X509_get0_notAfter(x));
+		c->days_left = days_until(X509_get0_notAfter(x),
+					  &c->not_after);
 		if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0) {
 			snprintf(err, errlen, "cert %s: certificate has expired",
 				 cert);
@@ -396,6 +403,12 @@ long sl_tls_ctx_days_left(const sl_tls_ctx *c, const char **file)
 {
 	*file = c->cert_file;
 	return c->cert_file != NULL ? c->days_left : 0;
+}
+
+long long sl_tls_ctx_not_after(const sl_tls_ctx *c, const char **file)
+{
+	*file = c->cert_file;
+	return c->cert_file != NULL ? c->not_after : 0;
 }
 
 #define EXPIRY_WARN_DAYS 30

@@ -84,6 +84,9 @@ void sl_tls_ctx_unref(sl_tls_ctx *c);
  * 0 when it has none.  *file gets the certificate's file.
  */
 long sl_tls_ctx_days_left(const sl_tls_ctx *c, const char **file);
+/* When the context's own certificate expires, in seconds since the
+ * epoch; *file gets its file (NULL, and 0 returned, when it has none). */
+long long sl_tls_ctx_not_after(const sl_tls_ctx *c, const char **file);
 
 /*
  * sluice -t: every tls mapping of cfg made into its context, which loads

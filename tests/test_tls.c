@@ -1058,6 +1058,158 @@ static void test_access_log_tls(void **state)
 	free(yaml);
 }
 
+/* ---- metrics ------------------------------------------------------------- */
+
+/*
+ * The TLS series of /metrics: handshakes by side and result, one client
+ * for each result of a listener (ok, no-cert, verify-failed, not-allowed,
+ * timeout, protocol) and one upstream for each result sluice's own
+ * handshakes can have (ok, verify-failed, timeout, protocol); the seconds
+ * until the listener's certificate expires, by file; and a certificate
+ * that did not load at a reload, counted.
+ */
+static void test_tls_metrics(void **state)
+{
+	uint16_t mport = st_free_port(), sport = st_free_port();
+	uint16_t aport = st_free_port(), uport, hport;
+	uint16_t bad = st_free_port(), good = st_free_port();
+	uint16_t echo = st_free_port(), hold = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	st_server *silent = st_server_start(st_listen_tcp(&hport, 16), ST_HOLD,
+					    0);
+	st_cert *stranger = st_cert_make(
+		"stranger2", &(st_cert_opts){.cn = "stranger",
+					     .issuer = certs.ca});
+	char *pem = NULL, *key = NULL, *yaml, *junk, *series;
+	st_daemon *d;
+	st_sock quiet, junky;
+	long long left;
+
+	(void)state;
+	put_live(certs.soon, &pem, &key);
+	yaml = st_fmt(
+		"admin: %u\n"
+		"routes:\n"
+		"  - name: m\n"
+		"    listen:\n"
+		"      address: tcp://127.0.0.1:%u\n"
+		"      tls: {cert: %s, key: %s, client_ca: %s,\n"
+		"            verify_client: required, allow: {cn: [ci-runner]},\n"
+		"            handshake_timeout: 1s}\n"
+		"    upstreams: tcp://127.0.0.1:%u\n"
+		"  - name: srv\n"
+		"    listen:\n"
+		"      address: tcp://127.0.0.1:%u\n"
+		"      tls: {cert: %s, key: %s}\n"
+		"    upstreams: tcp://127.0.0.1:%u\n"
+		"  - name: up-bad\n"
+		"    listen: tcp://127.0.0.1:%u\n"
+		"    upstreams:\n"
+		"      - address: tcp://127.0.0.1:%u\n"
+		"        tls: {ca: %s, server_name: localhost}\n"
+		"  - name: up-good\n"
+		"    listen: tcp://127.0.0.1:%u\n"
+		"    upstreams:\n"
+		"      - address: tcp://127.0.0.1:%u\n"
+		"        tls: {ca: %s, server_name: localhost}\n"
+		"  - name: up-echo\n"
+		"    listen: tcp://127.0.0.1:%u\n"
+		"    upstreams:\n"
+		"      - address: tcp://127.0.0.1:%u\n"
+		"        tls: {ca: %s, server_name: localhost}\n"
+		"  - name: up-hold\n"
+		"    connect_timeout: 1s\n"
+		"    listen: tcp://127.0.0.1:%u\n"
+		"    upstreams:\n"
+		"      - address: tcp://127.0.0.1:%u\n"
+		"        tls: {ca: %s, server_name: localhost}\n",
+		aport, mport, pem, key, certs.ca->cert_path, uport, sport,
+		certs.server->cert_path, certs.server->key_path, uport, bad,
+		sport, certs.other_ca->cert_path, good, sport,
+		certs.ca->cert_path, echo, uport, certs.ca->cert_path, hold,
+		hport, certs.ca->cert_path);
+	d = st_daemon_start(yaml);
+
+	/* The listener's clients. */
+	assert_int_equal(mtls_echo(mport, certs.client), 1);
+	assert_int_equal(mtls_echo(mport, NULL), 0);
+	assert_int_equal(mtls_echo(mport, certs.other_client), 0);
+	assert_int_equal(mtls_echo(mport, stranger), 0);
+	quiet = st_connect_tcp_retry(mport, ST_WAIT_MS);
+	junky = st_connect_tcp(mport);
+	assert_true(quiet != ST_BAD_SOCK && junky != ST_BAD_SOCK);
+	st_send_all(junky, "GET / HTTP/1.0\r\n\r\n", 18);
+	assert_true(ended(quiet));
+	assert_true(ended(junky));
+	st_close(quiet);
+	st_close(junky);
+#define SERIES(route, side, result)                                        \
+	"sluice_tls_handshakes_total{route=\"" route "\",side=\"" side    \
+	"\",result=\"" result "\"}"
+	st_wait_metric(aport, 1, SERIES("m", "client", "ok"));
+	st_wait_metric(aport, 1, SERIES("m", "client", "no-cert"));
+	st_wait_metric(aport, 1, SERIES("m", "client", "verify-failed"));
+	st_wait_metric(aport, 1, SERIES("m", "client", "not-allowed"));
+	st_wait_metric(aport, 1, SERIES("m", "client", "timeout"));
+	st_wait_metric(aport, 1, SERIES("m", "client", "protocol"));
+	st_wait_metric(aport, 5, "sluice_route_tls_refused_total{route=\"m\"}");
+
+	/* sluice's own handshakes to its upstreams. */
+	st_echo_once(good, "to a verified upstream");
+	expect_refused(bad);  /* the server's CA is not the one given */
+	expect_refused(echo); /* the ClientHello comes back: not TLS */
+	expect_refused(hold); /* no answer within connect_timeout */
+	st_wait_metric(aport, 1, SERIES("up-good", "upstream", "ok"));
+	st_wait_metric(aport, 1, SERIES("up-bad", "upstream", "verify-failed"));
+	st_wait_metric(aport, 1, SERIES("up-echo", "upstream", "protocol"));
+	st_wait_metric(aport, 1, SERIES("up-hold", "upstream", "timeout"));
+	st_wait_metric(aport, 0, SERIES("up-hold", "upstream", "ok"));
+	/* An upstream has no allow and is asked for no certificate. */
+	assert_int_equal(st_metric_at(aport, "%s",
+				      SERIES("up-good", "upstream", "no-cert")),
+			 -1);
+	/* A route without a TLS listener has no client series. */
+	assert_int_equal(st_metric_at(aport, "%s",
+				      SERIES("up-good", "client", "ok")),
+			 -1);
+#undef SERIES
+
+	/* certs.soon ends in 10 days. */
+	series = st_fmt("sluice_tls_cert_expiry_seconds{route=\"m\",file=\"%s\"}",
+			pem);
+	left = st_metric_at(aport, "%s", series);
+	if (left < 10 * 86400 - 3600 || left > 10 * 86400 + 3600)
+		fail_msg("%s = %lld, want about %d", series, left, 10 * 86400);
+	free(series);
+	series = st_fmt("sluice_tls_cert_expiry_seconds{route=\"srv\","
+			"file=\"%s\"}",
+			certs.server->cert_path);
+	assert_true(st_metric_at(aport, "%s", series) > 300 * 86400);
+	free(series);
+
+	/* A reload whose certificate does not load: counted, and the
+	 * series keeps the certificate that stayed. */
+	st_wait_metric(aport, 0, "sluice_tls_reload_refused_total{route=\"m\"}");
+	junk = st_write_tmp("live.pem", "not a certificate\n");
+	st_daemon_signal(d, SIGHUP);
+	assert_int_equal(st_daemon_wait_log(d, "reloaded ", 1, ST_WAIT_MS), 0);
+	st_wait_metric(aport, 1, "sluice_tls_reload_refused_total{route=\"m\"}");
+	st_wait_metric(aport, 0,
+		       "sluice_tls_reload_refused_total{route=\"srv\"}");
+	assert_true(st_metric_at(aport,
+				 "sluice_tls_cert_expiry_seconds{route=\"m\","
+				 "file=\"%s\"}",
+				 pem) > 0);
+
+	stop_both(d, srv);
+	st_server_stop(silent);
+	st_cert_free(stranger);
+	free(pem);
+	free(key);
+	free(junk);
+	free(yaml);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1077,6 +1229,7 @@ int main(void)
 		ST_TEST(test_tls_to_tls),
 		ST_TEST(test_mtls_allow),
 		ST_TEST(test_access_log_tls),
+		ST_TEST(test_tls_metrics),
 	};
 	int rc;
 
