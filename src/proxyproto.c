@@ -49,6 +49,13 @@ static const uint8_t v2_sig[12] = {
 #define V2_INET6_LEN 36
 #define V2_UNIX_LEN (2 * SL_PP_PATH_MAX)
 #define V2_TLV_HDR_LEN 3
+#define PP2_TYPE_AUTHORITY 0x02
+#define PP2_TYPE_SSL 0x20
+#define PP2_SUBTYPE_SSL_VERSION 0x21
+#define PP2_SUBTYPE_SSL_CN 0x22
+#define PP2_SUBTYPE_SSL_CIPHER 0x23
+/* PP2_TYPE_SSL's value before its sub-TLVs: client (1), verify (4). */
+#define PP2_SSL_FIXED_LEN 5
 
 static const uint8_t mapped_prefix[12] = {
 	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
@@ -444,9 +451,57 @@ static void put_path(uint8_t *p, const char *path)
 	memset(p + n, 0, SL_PP_PATH_MAX - n);
 }
 
+/* One TLV at p (value v, n bytes) unless n is 0 or more than max: the
+ * bytes written. */
+static size_t put_tlv(uint8_t *p, uint8_t type, const void *v, size_t n,
+		      size_t max)
+{
+	if (v == NULL || n == 0 || n > max)
+		return 0;
+	p[0] = type;
+	put16(p + 1, (unsigned)n);
+	memcpy(p + V2_TLV_HDR_LEN, v, n);
+	return V2_TLV_HDR_LEN + n;
+}
+
+static size_t put_str_tlv(uint8_t *p, uint8_t type, const char *s)
+{
+	return s != NULL ? put_tlv(p, type, s, strlen(s), SL_PP_TLS_SHORT_MAX)
+			 : 0;
+}
+
+/* The TLS TLVs of t at p: the bytes written (at most V2_TLS_MAX). */
+static size_t put_tls(uint8_t *p, const sl_pp_tls *t)
+{
+	size_t n = put_tlv(p, PP2_TYPE_AUTHORITY, t->sni, t->sni_len,
+			   SL_PP_TLS_VALUE_MAX);
+	uint8_t *ssl = p + n, *q = ssl + V2_TLV_HDR_LEN;
+
+	q[0] = t->client;
+	q[1] = (uint8_t)(t->verify >> 24);
+	q[2] = (uint8_t)(t->verify >> 16);
+	q[3] = (uint8_t)(t->verify >> 8);
+	q[4] = (uint8_t)t->verify;
+	q += PP2_SSL_FIXED_LEN;
+	q += put_str_tlv(q, PP2_SUBTYPE_SSL_VERSION, t->version);
+	q += put_tlv(q, PP2_SUBTYPE_SSL_CN, t->cn, t->cn_len,
+		     SL_PP_TLS_VALUE_MAX);
+	q += put_str_tlv(q, PP2_SUBTYPE_SSL_CIPHER, t->cipher);
+	ssl[0] = PP2_TYPE_SSL;
+	put16(ssl + 1, (unsigned)(q - ssl - V2_TLV_HDR_LEN));
+	return (size_t)(q - p);
+}
+
+/* The most put_tls writes. */
+#define V2_TLS_MAX                                                         \
+	(2 * (V2_TLV_HDR_LEN + SL_PP_TLS_VALUE_MAX) + V2_TLV_HDR_LEN +      \
+	 PP2_SSL_FIXED_LEN + 2 * (V2_TLV_HDR_LEN + SL_PP_TLS_SHORT_MAX))
+_Static_assert(V2_UNIX_LEN + V2_TLS_MAX <= SL_PP_V2_DATA_MAX,
+	       "a built v2 header is one the parser takes");
+
 size_t sl_pp_build_v2(const sl_pp_info *in, char *buf, size_t cap)
 {
-	uint8_t h[V2_HDR_LEN + V2_UNIX_LEN];
+	uint8_t h[V2_HDR_LEN + V2_UNIX_LEN + V2_TLS_MAX];
 	uint8_t *a = h + V2_HDR_LEN;
 	sl_ipaddr src, dst;
 	unsigned dlen = 0;
@@ -480,6 +535,8 @@ size_t sl_pp_build_v2(const sl_pp_info *in, char *buf, size_t cap)
 		h[13] = V2_AF_UNSPEC << 4 | V2_PROTO_UNSPEC;
 		break;
 	}
+	if (in->tls != NULL)
+		dlen += (unsigned)put_tls(a + dlen, in->tls);
 	put16(h + 14, dlen);
 	if (V2_HDR_LEN + dlen > cap)
 		return 0;

@@ -35,6 +35,31 @@ enum sl_pp_family {
 	SL_PP_UNIX, /* v2 only */
 };
 
+/*
+ * What a v2 header can say of a TLS client (HAProxy's TLVs,
+ * doc/proxy-protocol.txt 2.2.5): PP2_TYPE_AUTHORITY with the name the
+ * client asked for (SNI), and PP2_TYPE_SSL with the client flags, the
+ * verify result and the sub-TLVs PP2_SUBTYPE_SSL_VERSION, _SSL_CN and
+ * _SSL_CIPHER.  Values are bytes with their lengths (a name from a
+ * certificate may hold any byte); a value longer than
+ * SL_PP_TLS_VALUE_MAX is left out, never cut (a cut name could be
+ * someone else's).  The TLVs fit SL_PP_MAX_LEN with any addresses.
+ */
+#define SL_PP_TLS_VALUE_MAX 255
+#define SL_PP_TLS_SHORT_MAX 64 /* version and cipher */
+
+#define SL_PP2_CLIENT_SSL 0x01
+#define SL_PP2_CLIENT_CERT_CONN 0x02 /* a certificate in this handshake */
+#define SL_PP2_CLIENT_CERT_SESS 0x04 /* one in the session (resumed too) */
+
+typedef struct sl_pp_tls {
+	uint8_t client;  /* SL_PP2_CLIENT_* */
+	uint32_t verify; /* 0: a certificate shown and verified */
+	const char *version, *cipher; /* NUL-terminated, or NULL */
+	const char *cn, *sni;         /* or NULL */
+	size_t cn_len, sni_len;
+} sl_pp_tls;
+
 typedef struct sl_pp_info {
 	int version; /* 1 or 2 (set by the parser; ignored by the builders) */
 	/* v2 LOCAL: the connection was made by the front proxy itself (a
@@ -46,6 +71,8 @@ typedef struct sl_pp_info {
 	sl_ipaddr src, dst; /* TCP4, TCP6: addresses and ports */
 	/* UNIX: the paths, NUL-terminated (v2 carries 108 bytes each) */
 	char src_path[SL_PP_PATH_MAX + 1], dst_path[SL_PP_PATH_MAX + 1];
+	/* v2 builder: the client's TLS, or NULL (not set by the parser). */
+	const sl_pp_tls *tls;
 } sl_pp_info;
 
 /*
@@ -65,8 +92,8 @@ ptrdiff_t sl_pp_parse(const void *buf, size_t len, sl_pp_info *out,
  * when cap is too small.  v1 writes "PROXY TCP4 ...\r\n" or "PROXY TCP6
  * ...\r\n", and "PROXY UNKNOWN\r\n" for SL_PP_UNKNOWN and SL_PP_UNIX
  * (which v1 cannot express); at most SL_PP_V1_MAX bytes.  v2 writes the
- * PROXY command (LOCAL when in->local) with the family's addresses and no
- * TLVs; at most 16 + 216 bytes.  For TCP4 and TCP6 the addresses decide
+ * PROXY command (LOCAL when in->local) with the family's addresses and,
+ * when in->tls, its TLVs (sl_pp_tls); at most SL_PP_MAX_LEN bytes.  For TCP4 and TCP6 the addresses decide
  * what is written: an IPv4-mapped IPv6 address is written as IPv4 when
  * both ends are (TCP4 then), an IPv4 end beside an IPv6 one as
  * IPv4-mapped (TCP6; v1 in hex groups, "::ffff:a00:1"), and an end

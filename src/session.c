@@ -826,9 +826,52 @@ static void pp_describe(const struct session *s, sl_pp_info *in)
 	}
 }
 
+#ifdef SL_HAVE_TLS
+/*
+ * A TLS client's facts for a v2 header (HAProxy's PP2_TYPE_SSL and
+ * PP2_TYPE_AUTHORITY): the version, the cipher, SNI, and for a client
+ * certificate whether it was shown in this handshake or only in the
+ * session resumed, whether it verified, and its common name.  As the
+ * specification says (HAProxy writes 0), verify is not 0 without a
+ * certificate: 0 means "shown and verified".  The names are the peer's
+ * bytes, bounded by the builder (SL_PP_TLS_VALUE_MAX: longer ones are
+ * left out); cn is the buffer for the common name.
+ */
+static const sl_pp_tls *pp_tls(struct session *s, sl_pp_tls *t, char *cn,
+			       size_t cnlen)
+{
+	long verify;
+	int resumed, n;
+
+	memset(t, 0, sizeof *t);
+	t->client = SL_PP2_CLIENT_SSL;
+	t->verify = 1;
+	t->version = sl_tls_version(s->client);
+	t->cipher = sl_tls_cipher(s->client);
+	if ((t->sni = sl_tls_sni(s->client)) != NULL)
+		t->sni_len = strlen(t->sni);
+	if (sl_tls_peer_cert_info(s->client, &verify, &resumed)) {
+		t->client |= SL_PP2_CLIENT_CERT_SESS;
+		if (!resumed)
+			t->client |= SL_PP2_CLIENT_CERT_CONN;
+		/* X509_V_* codes: small and not negative. */
+		t->verify = verify >= 0 ? (uint32_t)verify : UINT32_MAX;
+		if ((n = sl_tls_peer_cn(s->client, cn, cnlen)) > 0) {
+			t->cn = cn;
+			t->cn_len = (size_t)n;
+		}
+	}
+	return t;
+}
+#endif
+
 static int send_proxy_header(struct session *s, int version)
 {
 	struct pp_out *o = malloc(sizeof *o);
+#ifdef SL_HAVE_TLS
+	char cn[SL_PP_TLS_VALUE_MAX];
+	sl_pp_tls tls;
+#endif
 	sl_pp_info in;
 	size_t n;
 	int r;
@@ -838,6 +881,10 @@ static int send_proxy_header(struct session *s, int version)
 		return -1;
 	}
 	pp_describe(s, &in);
+#ifdef SL_HAVE_TLS
+	if (version == 2 && sl_tls_on(s->client))
+		in.tls = pp_tls(s, &tls, cn, sizeof cn);
+#endif
 	n = version == 1 ? sl_pp_build_v1(&in, o->buf, sizeof o->buf)
 			 : sl_pp_build_v2(&in, o->buf, sizeof o->buf);
 	o->req.data = s;

@@ -1205,6 +1205,39 @@ void sl_tls_peer_sha256(const sl_stream *st, char *buf, size_t len)
 		snprintf(buf + 2 * i, 3, "%02x", md[i]);
 }
 
+int sl_tls_peer_cert_info(const sl_stream *st, long *verify, int *resumed)
+{
+	const SSL *ssl = tls_of(st)->ssl;
+
+	if (SSL_get0_peer_certificate(ssl) == NULL)
+		return 0;
+	*verify = SSL_get_verify_result(ssl);
+	*resumed = SSL_session_reused(ssl);
+	return 1;
+}
+
+int sl_tls_peer_cn(const sl_stream *st, char *buf, size_t len)
+{
+	X509 *x = SSL_get0_peer_certificate(tls_of(st)->ssl);
+	const X509_NAME *subj;
+	unsigned char *u = NULL;
+	int i, n;
+
+	if (x == NULL)
+		return -1;
+	subj = X509_get_subject_name(x);
+	if ((i = X509_NAME_get_index_by_NID(subj, NID_commonName, -1)) < 0)
+		return -1;
+	n = ASN1_STRING_to_UTF8(
+		&u, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i)));
+	if (n < 0 || (size_t)n > len || memchr(u, '\0', (size_t)n) != NULL)
+		n = -1;
+	else
+		memcpy(buf, u, (size_t)n);
+	OPENSSL_free(u);
+	return n;
+}
+
 const char *sl_tls_version(const sl_stream *st)
 {
 	return SSL_get_version(tls_of(st)->ssl);

@@ -131,6 +131,20 @@ void sl_tls_peer_subject(const sl_stream *st, char *buf, size_t len);
 /* The SHA-256 of the peer's certificate in hex ("" without one); len
  * at least 65. */
 void sl_tls_peer_sha256(const sl_stream *st, char *buf, size_t len);
+/*
+ * The peer's certificate, for a PROXY v2 header: 0 when it showed none;
+ * else 1 with *verify (X509_V_OK, 0, when it verified) and *resumed
+ * (non-zero: it was shown in the session this one resumed, not in this
+ * handshake).
+ */
+int sl_tls_peer_cert_info(const sl_stream *st, long *verify, int *resumed);
+/*
+ * The first common name of the peer certificate's subject, as UTF-8
+ * bytes into buf (not NUL-terminated): its length, or -1 when there is
+ * none, it is longer than len, or it holds a NUL (a name that C code
+ * would read cut short).
+ */
+int sl_tls_peer_cn(const sl_stream *st, char *buf, size_t len);
 /* The name allow admitted the client by ("cn:x", "dns:x", "uri:x", as
  * the certificate has it: the peer's text, not escaped), or NULL. */
 const char *sl_tls_matched(const sl_stream *st);

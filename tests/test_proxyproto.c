@@ -445,6 +445,83 @@ static void expect_same(const sl_pp_info *a, const sl_pp_info *b)
 	assert_string_equal(a->dst_path, b->dst_path);
 }
 
+/*
+ * The TLS TLVs, byte for byte: PP2_TYPE_AUTHORITY (SNI), then PP2_TYPE_SSL
+ * with the client flags, the verify result and the version, CN and
+ * cipher sub-TLVs; a value over its bound is left out whole; the largest
+ * header the builder can write is one the parser takes.
+ */
+static void test_build_v2_tls(void **state)
+{
+	static const uint8_t want[] = {
+		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49,
+		0x54, 0x0a, 0x21, 0x11, 0x00, 12 + 3 + 4 + 3 + 5 + 3 + 7 + 3 + 3 +
+						  3 + 2,
+		10, 0, 0, 1, 10, 0, 0, 2, 0, 1, 0, 2,
+		0x02, 0x00, 0x04, 'h', 'o', 's', 't',
+		0x20, 0x00, 5 + 3 + 7 + 3 + 3 + 3 + 2,
+		0x07, 0x00, 0x00, 0x00, 0x00,
+		0x21, 0x00, 0x07, 'T', 'L', 'S', 'v', '1', '.', '3',
+		0x22, 0x00, 0x03, 'c', '\0', 'n',
+		0x23, 0x00, 0x02, 'c', 'x',
+	};
+	char big[SL_PP_TLS_VALUE_MAX + 1], buf[SL_PP_MAX_LEN];
+	char ver[SL_PP_TLS_SHORT_MAX + 2];
+	sl_pp_tls t = {
+		.client = SL_PP2_CLIENT_SSL | SL_PP2_CLIENT_CERT_CONN |
+			  SL_PP2_CLIENT_CERT_SESS,
+		.verify = 0,
+		.version = "TLSv1.3",
+		.cipher = "cx",
+		.cn = "c\0n",
+		.cn_len = 3,
+		.sni = "host",
+		.sni_len = 4,
+	};
+	sl_pp_info in, out;
+	size_t n;
+
+	(void)state;
+	in = pp_ip(SL_PP_TCP4, "10.0.0.1", 1, "10.0.0.2", 2);
+	in.tls = &t;
+	n = sl_pp_build_v2(&in, buf, sizeof buf);
+	assert_int_equal(n, sizeof want);
+	assert_memory_equal(buf, want, sizeof want);
+	assert_int_equal(sl_pp_build_v2(&in, buf, n - 1), 0);
+	parse_whole(buf, n, &out);
+	assert_int_equal(out.family, SL_PP_TCP4);
+
+	/* No certificate: verify says so (not 0), no CN; no SNI. */
+	t.client = SL_PP2_CLIENT_SSL;
+	t.verify = 1;
+	t.cn = NULL;
+	t.sni = NULL;
+	n = sl_pp_build_v2(&in, buf, sizeof buf);
+	assert_int_equal(n, 16 + 12 + 3 + 5 + 10 + 5);
+	assert_memory_equal(buf + 28, "\x20\x00\x14\x01\x00\x00\x00\x01", 8);
+
+	/* At the bounds: kept; one over: left out, never cut. */
+	memset(big, 'a', sizeof big);
+	t.sni = t.cn = big;
+	t.sni_len = t.cn_len = SL_PP_TLS_VALUE_MAX;
+	in.family = SL_PP_UNIX;
+	memset(in.src_path, 'p', SL_PP_PATH_MAX);
+	memset(in.dst_path, 'q', SL_PP_PATH_MAX);
+	memset(ver, 'v', sizeof ver);
+	ver[SL_PP_TLS_SHORT_MAX] = ver[SL_PP_TLS_SHORT_MAX + 1] = '\0';
+	t.version = ver;
+	n = sl_pp_build_v2(&in, buf, sizeof buf);
+	assert_int_equal(n, 16 + 216 + 3 + 255 + 3 + 5 + 3 + 64 + 3 + 255 +
+				    3 + 2);
+	parse_whole(buf, n, &out);
+	assert_int_equal(out.family, SL_PP_UNIX);
+	t.sni_len = t.cn_len = SL_PP_TLS_VALUE_MAX + 1;
+	ver[SL_PP_TLS_SHORT_MAX] = 'v';
+	n = sl_pp_build_v2(&in, buf, sizeof buf);
+	assert_int_equal(n, 16 + 216 + 3 + 5 + 3 + 2);
+	assert_int_equal((uint8_t)buf[16 + 216], 0x20);
+}
+
 static void test_round_trip(void **state)
 {
 	sl_pp_info ins[8], out;
@@ -717,6 +794,7 @@ int main(void)
 		cmocka_unit_test(test_v2_tlv),
 		cmocka_unit_test(test_build_v1),
 		cmocka_unit_test(test_build_v2),
+		cmocka_unit_test(test_build_v2_tls),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_early),

@@ -8,6 +8,7 @@
  *
  * Built only with TLS (configure found OpenSSL 3).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1058,6 +1059,201 @@ static void test_access_log_tls(void **state)
 	free(yaml);
 }
 
+/* ---- send_proxy: v2 with the TLS facts ------------------------------------ */
+
+/* The v2 headers an upstream got, whole (up to 8), under lock. */
+struct pp2_seen {
+	pthread_mutex_t lock;
+	unsigned n;
+	unsigned char hdr[8][1100];
+	size_t len[8];
+};
+
+/* Take a v2 header (16 bytes, then its length's worth), note it, echo
+ * the rest. */
+static void pp2_echo(st_sock c, void *arg)
+{
+	struct pp2_seen *seen = arg;
+	unsigned char h[1100];
+	size_t dlen;
+
+	st_recv_all(c, h, 16, ST_WAIT_MS);
+	dlen = (size_t)h[14] << 8 | h[15];
+	if (dlen > sizeof h - 16)
+		return; /* the test sees fewer headers than it expects */
+	st_recv_all(c, h + 16, dlen, ST_WAIT_MS);
+	pthread_mutex_lock(&seen->lock);
+	if (seen->n < 8) {
+		memcpy(seen->hdr[seen->n], h, 16 + dlen);
+		seen->len[seen->n++] = 16 + dlen;
+	}
+	pthread_mutex_unlock(&seen->lock);
+	st_echo_rest(c);
+}
+
+/* What a decoder finds in a header's TLVs (this test's own reading of
+ * doc/proxy-protocol.txt 2.2, not sluice's code). */
+struct pp2_tlvs {
+	char authority[300], version[80], cn[300], cipher[80];
+	int has_ssl, has_cn, has_authority;
+	unsigned client;
+	uint32_t verify;
+};
+
+static void tlv_text(char *out, size_t cap, const unsigned char *v, size_t n)
+{
+	assert_true(n < cap);
+	memcpy(out, v, n);
+	out[n] = '\0';
+}
+
+static void pp2_decode(const unsigned char *h, size_t len,
+		       struct pp2_tlvs *out)
+{
+	static const unsigned char sig[12] = {0x0d, 0x0a, 0x0d, 0x0a,
+					      0x00, 0x0d, 0x0a, 0x51,
+					      0x55, 0x49, 0x54, 0x0a};
+	size_t alen, p, end;
+
+	memset(out, 0, sizeof *out);
+	assert_true(len >= 16);
+	assert_memory_equal(h, sig, 12);
+	assert_int_equal(h[12], 0x21); /* v2, PROXY */
+	alen = h[13] >> 4 == 1 ? 12 : h[13] >> 4 == 2 ? 36 : h[13] >> 4 == 3 ? 216 : 0;
+	end = 16 + ((size_t)h[14] << 8 | h[15]);
+	assert_int_equal(end, len);
+	for (p = 16 + alen; p < end;) {
+		unsigned type = h[p];
+		size_t n;
+
+		assert_true(end - p >= 3);
+		n = (size_t)h[p + 1] << 8 | h[p + 2];
+		assert_true(end - p - 3 >= n);
+		if (type == 0x02) {
+			out->has_authority = 1;
+			tlv_text(out->authority, sizeof out->authority,
+				 h + p + 3, n);
+		} else if (type == 0x20) {
+			const unsigned char *v = h + p + 3;
+			size_t q = 5;
+
+			assert_true(n >= 5);
+			out->has_ssl = 1;
+			out->client = v[0];
+			out->verify = (uint32_t)v[1] << 24 |
+				      (uint32_t)v[2] << 16 |
+				      (uint32_t)v[3] << 8 | v[4];
+			while (q < n) {
+				size_t m;
+
+				assert_true(n - q >= 3);
+				m = (size_t)v[q + 1] << 8 | v[q + 2];
+				assert_true(n - q - 3 >= m);
+				if (v[q] == 0x21)
+					tlv_text(out->version,
+						 sizeof out->version,
+						 v + q + 3, m);
+				else if (v[q] == 0x22) {
+					out->has_cn = 1;
+					tlv_text(out->cn, sizeof out->cn,
+						 v + q + 3, m);
+				} else if (v[q] == 0x23)
+					tlv_text(out->cipher,
+						 sizeof out->cipher, v + q + 3,
+						 m);
+				q += 3 + m;
+			}
+		}
+		p += 3 + n;
+	}
+}
+
+/*
+ * send_proxy: v2 behind a TLS listener: the upstream's header carries
+ * PP2_TYPE_AUTHORITY (the client's SNI) and PP2_TYPE_SSL: for a client
+ * with a verified certificate the flags SSL, CERT_CONN and CERT_SESS,
+ * verify 0, the version, the certificate's CN and the cipher; for one
+ * without, the flag SSL alone, verify not 0, no CN.  A cleartext route's
+ * header has no TLS TLV.
+ */
+static void test_send_proxy_tls(void **state)
+{
+	uint16_t lport = st_free_port(), plain = st_free_port(), uport;
+	struct pp2_seen *seen = calloc(1, sizeof *seen);
+	st_server *srv;
+	char *route, *yaml;
+	st_daemon *d;
+	struct pp2_tlvs t;
+	SSL_CTX *ctx;
+	st_sock fd;
+	SSL *ssl;
+
+	(void)state;
+	assert_non_null(seen);
+	pthread_mutex_init(&seen->lock, NULL);
+	srv = st_server_start_fn(st_listen_tcp(&uport, 16), pp2_echo, seen);
+	route = st_fmt("  - name: tls\n"
+		       "    listen:\n"
+		       "      address: tcp://127.0.0.1:%u\n"
+		       "      tls: {cert: %s, key: %s, client_ca: %s,\n"
+		       "            verify_client: optional, allow: any}\n"
+		       "    upstreams:\n"
+		       "      - {address: tcp://127.0.0.1:%u, send_proxy: v2}\n"
+		       "  - name: plain\n"
+		       "    listen: tcp://127.0.0.1:%u\n"
+		       "    upstreams:\n"
+		       "      - {address: tcp://127.0.0.1:%u, send_proxy: v2}\n",
+		       lport, certs.server->cert_path, certs.server->key_path,
+		       certs.ca->cert_path, uport, plain, uport);
+	yaml = st_fmt("routes:\n%s", route);
+	d = st_daemon_start(yaml);
+
+	/* With a client certificate. */
+	ctx = st_tls_client_ctx(certs.ca, certs.client, 0, 0);
+	ssl = tls_open(ctx, lport, &fd);
+	st_tls_exchange(ssl, fd, 5, 5, 4096);
+	SSL_free(ssl);
+	st_close(fd);
+	SSL_CTX_free(ctx);
+	/* Without one. */
+	ctx = st_tls_client_ctx(certs.ca, NULL, 0, 0);
+	ssl = tls_open(ctx, lport, &fd);
+	st_tls_exchange(ssl, fd, 6, 6, 4096);
+	SSL_free(ssl);
+	st_close(fd);
+	SSL_CTX_free(ctx);
+	st_echo_once(plain, "cleartext");
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 3, ST_WAIT_MS),
+			 0);
+
+	pthread_mutex_lock(&seen->lock);
+	assert_int_equal(seen->n, 3);
+	pp2_decode(seen->hdr[0], seen->len[0], &t);
+	assert_true(t.has_authority && t.has_ssl && t.has_cn);
+	assert_string_equal(t.authority, "localhost");
+	assert_int_equal(t.client, 0x07); /* SSL, CERT_CONN, CERT_SESS */
+	assert_int_equal(t.verify, 0);
+	assert_string_equal(t.version, "TLSv1.3");
+	assert_string_equal(t.cn, "ci-runner");
+	assert_true(strncmp(t.cipher, "TLS_", 4) == 0);
+
+	pp2_decode(seen->hdr[1], seen->len[1], &t);
+	assert_true(t.has_authority && t.has_ssl && !t.has_cn);
+	assert_int_equal(t.client, 0x01);
+	assert_int_not_equal(t.verify, 0);
+	assert_string_equal(t.version, "TLSv1.3");
+
+	pp2_decode(seen->hdr[2], seen->len[2], &t);
+	assert_false(t.has_ssl || t.has_authority);
+	pthread_mutex_unlock(&seen->lock);
+
+	stop_both(d, srv);
+	pthread_mutex_destroy(&seen->lock);
+	free(seen);
+	free(route);
+	free(yaml);
+}
+
 /* ---- metrics ------------------------------------------------------------- */
 
 /*
@@ -1230,6 +1426,7 @@ int main(void)
 		ST_TEST(test_mtls_allow),
 		ST_TEST(test_access_log_tls),
 		ST_TEST(test_tls_metrics),
+		ST_TEST(test_send_proxy_tls),
 	};
 	int rc;
 
