@@ -53,11 +53,16 @@ const char *sl_tls_library(void)
 
 #else
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
+
+#include "loop/loop.h"
 
 const char *sl_tls_library(void)
 {
@@ -72,9 +77,37 @@ const char *sl_tls_library(void)
 #define SL_NO_SYSTEM_STORE 0
 #endif
 
+/*
+ * Session tickets (server): stateless resumption, with keys of our own so
+ * that they rotate.  A listener's context has a ring of two keys, shared
+ * by every loop thread that accepts on it (a mutex around a copy of a key:
+ * the cipher runs outside it): tickets are made with the current key;
+ * the previous one still opens tickets for one more period, and such a
+ * ticket is renewed with the current key.  The keys rotate every
+ * TICKET_PERIOD_S, lazily, at the first ticket made or opened after that;
+ * after two periods without one, both keys go.  A ticket's lifetime is
+ * one period, so every ticket that has not expired can be opened.  A
+ * reload makes new contexts, and with them new keys: a session does not
+ * resume across a reload, whose certificates, CAs and allow may differ.
+ * The keys live in memory only, never on disk.
+ */
+#define TICKET_PERIOD_S 3600
+
+struct ticket_key {
+	unsigned char name[16], aes[32], hmac[32];
+};
+
+struct ticket_ring {
+	pthread_mutex_t lock;
+	struct ticket_key cur, prev;
+	int has_prev;
+	uint64_t born_ms; /* cur's, sl_clock_ms() */
+};
+
 struct sl_tls_ctx {
 	atomic_int refs;
 	SSL_CTX *ssl;
+	struct ticket_ring *tickets; /* server; NULL: none (a client) */
 	int server;
 	char *server_name; /* client: SNI and the name verified, or NULL */
 	int name_is_ip;
@@ -265,6 +298,154 @@ static int ctx_common(sl_tls_ctx *c, int min_version, const char *ciphers,
 	return 0;
 }
 
+static int key_new(struct ticket_key *k)
+{
+	return RAND_bytes(k->name, sizeof k->name) == 1 &&
+			       RAND_priv_bytes(k->aes, sizeof k->aes) == 1 &&
+			       RAND_priv_bytes(k->hmac, sizeof k->hmac) == 1
+		       ? 0
+		       : -1;
+}
+
+/* The current key becomes the previous one; a new one is current (under
+ * the lock).  On a failure of the random source nothing changes. */
+static void ring_rotate(struct ticket_ring *r, uint64_t now)
+{
+	struct ticket_key k;
+
+	if (key_new(&k) < 0) {
+		ERR_clear_error();
+		return;
+	}
+	r->prev = r->cur;
+	r->has_prev = 1;
+	r->cur = k;
+	r->born_ms = now;
+	OPENSSL_cleanse(&k, sizeof k);
+}
+
+/* Rotate what is due at now (under the lock). */
+static void ring_due(struct ticket_ring *r, uint64_t now)
+{
+	uint64_t age = now - r->born_ms;
+
+	if (age < TICKET_PERIOD_S * 1000ull)
+		return;
+	ring_rotate(r, now);
+	if (age >= 2 * TICKET_PERIOD_S * 1000ull)
+		r->has_prev = 0; /* the old current key is past its time too */
+}
+
+static void ring_free(struct ticket_ring *r)
+{
+	if (r == NULL)
+		return;
+	pthread_mutex_destroy(&r->lock);
+	OPENSSL_cleanse(r, sizeof *r);
+	free(r);
+}
+
+static struct ticket_ring *ring_new(void)
+{
+	struct ticket_ring *r = calloc(1, sizeof *r);
+
+	if (r == NULL)
+		return NULL;
+	if (key_new(&r->cur) < 0) {
+		free(r);
+		return NULL;
+	}
+	r->born_ms = sl_clock_ms();
+	pthread_mutex_init(&r->lock, NULL);
+	return r;
+}
+
+/*
+ * OpenSSL's ticket callback (SSL_CTX_set_tlsext_ticket_key_evp_cb): enc,
+ * set up the cipher and MAC with the current key, and say its name; else
+ * find the key named: 1 with the current one, 2 with the previous one (the
+ * ticket is renewed), 0 for none (a full handshake), -1 on an error.
+ */
+static int ticket_cb(SSL *s, unsigned char name[16], unsigned char iv[16],
+		     EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+	const sl_tls_ctx *c = SSL_CTX_get_app_data(SSL_get_SSL_CTX(s));
+	struct ticket_ring *r = c->tickets;
+	struct ticket_key k;
+	OSSL_PARAM params[3];
+	int ret = 0, ok;
+
+	pthread_mutex_lock(&r->lock);
+	ring_due(r, sl_clock_ms());
+	if (enc || memcmp(name, r->cur.name, sizeof r->cur.name) == 0) {
+		k = r->cur;
+		ret = 1;
+	} else if (r->has_prev &&
+		   memcmp(name, r->prev.name, sizeof r->prev.name) == 0) {
+		k = r->prev;
+		ret = 2;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (ret == 0)
+		return 0;
+	params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY,
+						      k.hmac, sizeof k.hmac);
+	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+						     (char *)"SHA256", 0);
+	params[2] = OSSL_PARAM_construct_end();
+	if (enc) {
+		memcpy(name, k.name, sizeof k.name);
+		ok = RAND_bytes(iv, 16) == 1 &&
+		     EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes,
+					iv) == 1;
+	} else {
+		ok = EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes,
+					iv) == 1;
+	}
+	ok = ok && EVP_MAC_CTX_set_params(hctx, params) == 1;
+	OPENSSL_cleanse(&k, sizeof k);
+	return ok ? ret : -1;
+}
+
+void sl_tls_ctx_rotate_tickets(sl_tls_ctx *c)
+{
+	if (c->tickets == NULL)
+		return;
+	pthread_mutex_lock(&c->tickets->lock);
+	ring_rotate(c->tickets, sl_clock_ms());
+	pthread_mutex_unlock(&c->tickets->lock);
+}
+
+void *sl_tls_ctx_openssl(sl_tls_ctx *c)
+{
+	return c->ssl;
+}
+
+/* A listener's session resumption: tickets with the ring's keys, no
+ * server-side cache (memory and a lock shared by every thread, for
+ * nothing tickets do not do), and the session ID context every server
+ * that verifies clients must set (without it OpenSSL refuses a
+ * resumption to a listener with verify_client). */
+static int ctx_tickets(sl_tls_ctx *c, char *err, size_t errlen)
+{
+	unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+
+	if ((c->tickets = ring_new()) == NULL ||
+	    RAND_bytes(sid, sizeof sid) != 1 ||
+	    SSL_CTX_set_session_id_context(c->ssl, sid, sizeof sid) != 1 ||
+	    SSL_CTX_set_tlsext_ticket_key_evp_cb(c->ssl, ticket_cb) != 1) {
+		char rb[256];
+
+		snprintf(err, errlen, "session tickets: %s",
+			 ossl_reason(rb, sizeof rb));
+		return -1;
+	}
+	SSL_CTX_set_app_data(c->ssl, c);
+	SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_timeout(c->ssl, TICKET_PERIOD_S);
+	return 0;
+}
+
 static sl_tls_ctx *ctx_new(int server, char *err, size_t errlen)
 {
 	sl_tls_ctx *c = calloc(1, sizeof *c);
@@ -297,7 +478,8 @@ sl_tls_ctx *sl_tls_ctx_server(const sl_tls_listen_conf *t, char *err,
 		return NULL;
 	if (ctx_common(c, t->min_version, t->ciphers, t->ciphersuites, err,
 		       errlen) < 0 ||
-	    load_cert_key(c, t->cert, t->key, err, errlen) < 0)
+	    load_cert_key(c, t->cert, t->key, err, errlen) < 0 ||
+	    ctx_tickets(c, err, errlen) < 0)
 		goto fail;
 	if (t->verify_client != SL_TLS_VERIFY_NONE) {
 		STACK_OF(X509_NAME) *names;
@@ -393,6 +575,7 @@ void sl_tls_ctx_unref(sl_tls_ctx *c)
 	if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
 	SSL_CTX_free(c->ssl);
+	ring_free(c->tickets);
 	free(c->server_name);
 	free(c->cert_file);
 	sl_tls_allow_free(&c->allow);

@@ -77,6 +77,14 @@ sl_tls_ctx *sl_tls_ctx_client(const sl_tls_upstream_conf *t,
 			      const sl_endpoint *ep, char *err,
 			      size_t errlen);
 void sl_tls_ctx_ref(sl_tls_ctx *c);
+/*
+ * A listener's session-ticket keys rotate now, as they do every hour: the
+ * current key becomes the previous one (which still opens tickets), the
+ * one before goes.  For tests; nothing else calls it.
+ */
+void sl_tls_ctx_rotate_tickets(sl_tls_ctx *c);
+/* The context's SSL_CTX, for tests that drive OpenSSL against it. */
+void *sl_tls_ctx_openssl(sl_tls_ctx *c);
 void sl_tls_ctx_unref(sl_tls_ctx *c);
 
 /*

@@ -20,9 +20,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/err.h>
 
 #include "support/support.h"
 #include "support/tlsgen.h"
+
+#include "tls.h"
 
 /* The certificates every test shares, made once. */
 static struct {
@@ -1254,6 +1257,189 @@ static void test_send_proxy_tls(void **state)
 	free(yaml);
 }
 
+/* ---- session tickets ------------------------------------------------------- */
+
+/*
+ * One handshake between a client of cctx and the server context sctx, in
+ * memory (a BIO pair), resuming sess when not NULL; a byte from the
+ * server then makes the client take its tickets.  Returns 1 when the
+ * session was resumed, 0 when it was a full handshake; *out (if not NULL)
+ * gets the client's session to resume next time.
+ */
+static int mem_session(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess,
+		       SSL_SESSION **out)
+{
+	SSL *srv = SSL_new(sctx), *cli = SSL_new(cctx);
+	BIO *bs, *bc;
+	int sdone = 0, cdone = 0, reused;
+	char b;
+
+	assert_true(srv != NULL && cli != NULL);
+	assert_int_equal(BIO_new_bio_pair(&bs, 0, &bc, 0), 1);
+	SSL_set_bio(srv, bs, bs);
+	SSL_set_bio(cli, bc, bc);
+	SSL_set_accept_state(srv);
+	SSL_set_connect_state(cli);
+	SSL_set_tlsext_host_name(cli, "localhost");
+	if (sess != NULL)
+		assert_int_equal(SSL_set_session(cli, sess), 1);
+	for (int i = 0; i < 100 && !(sdone && cdone); i++) {
+		int r;
+
+		if (!cdone && (r = SSL_do_handshake(cli)) != 1 &&
+		    SSL_get_error(cli, r) != SSL_ERROR_WANT_READ)
+			fail_msg("client handshake: %s",
+				 ERR_reason_error_string(ERR_get_error()));
+		cdone = r == 1 || cdone;
+		if (!sdone && (r = SSL_do_handshake(srv)) != 1 &&
+		    SSL_get_error(srv, r) != SSL_ERROR_WANT_READ)
+			fail_msg("server handshake: %s",
+				 ERR_reason_error_string(ERR_get_error()));
+		sdone = r == 1 || sdone;
+	}
+	assert_true(sdone && cdone);
+	assert_int_equal(SSL_write(srv, "x", 1), 1);
+	assert_int_equal(SSL_read(cli, &b, 1), 1);
+	reused = SSL_session_reused(cli);
+	assert_int_equal(SSL_session_reused(srv), reused);
+	if (out != NULL) {
+		*out = SSL_get1_session(cli);
+		assert_true(SSL_SESSION_is_resumable(*out));
+	}
+	/* An orderly end: OpenSSL drops a session ended without one. */
+	(void)SSL_shutdown(cli);
+	(void)SSL_shutdown(srv);
+	SSL_free(cli);
+	SSL_free(srv);
+	return reused;
+}
+
+/*
+ * A listener's tickets, on its own context (no daemon): a session resumes
+ * with its ticket, in TLS 1.3 and 1.2, with and without client
+ * certificates (a listener that verifies clients needs a session ID
+ * context: without one OpenSSL refuses every resumption there); after a
+ * rotation the previous key still opens a ticket, after a second one it
+ * does not and the handshake is a full one; a ticket made after the
+ * first rotation still resumes after the second.
+ */
+static void test_tickets_rotate(void **state)
+{
+	sl_tls_listen_conf t;
+	char err[512];
+
+	(void)state;
+	for (int mtls = 0; mtls < 2; mtls++)
+		for (int v = TLS1_2_VERSION; v <= TLS1_3_VERSION; v++) {
+			SSL_SESSION *first, *later, *again;
+			SSL_CTX *cctx = st_tls_client_ctx(
+				certs.ca, mtls ? certs.client : NULL, v, v);
+			sl_tls_ctx *c;
+			SSL_CTX *sctx;
+
+			memset(&t, 0, sizeof t);
+			t.on = 1;
+			t.cert = certs.server->cert_path;
+			t.key = certs.server->key_path;
+			t.min_version = TLS1_2_VERSION;
+			if (mtls) {
+				t.client_ca = certs.ca->cert_path;
+				t.verify_client = SL_TLS_VERIFY_REQUIRED;
+			}
+			c = sl_tls_ctx_server(&t, err, sizeof err);
+			if (c == NULL)
+				fail_msg("context: %s", err);
+			sctx = sl_tls_ctx_openssl(c);
+
+			assert_int_equal(mem_session(sctx, cctx, NULL, &first),
+					 0);
+			assert_int_equal(mem_session(sctx, cctx, first, NULL),
+					 1);
+			sl_tls_ctx_rotate_tickets(c);
+			/* The previous key opens it, and a new ticket comes
+			 * with the current one. */
+			assert_int_equal(mem_session(sctx, cctx, first, &later),
+					 1);
+			sl_tls_ctx_rotate_tickets(c);
+			/* first's key is gone: a full handshake. */
+			assert_int_equal(mem_session(sctx, cctx, first, &again),
+					 0);
+			assert_int_equal(mem_session(sctx, cctx, later, NULL),
+					 1);
+			SSL_SESSION_free(first);
+			SSL_SESSION_free(later);
+			SSL_SESSION_free(again);
+			sl_tls_ctx_unref(c);
+			SSL_CTX_free(cctx);
+		}
+}
+
+/* A TLS session to lport (cert as the client's, sess to resume or NULL):
+ * an echo through it; 1 when it resumed.  *out: its session. */
+static int resume_echo(uint16_t lport, SSL_CTX *ctx, SSL_SESSION *sess,
+		       SSL_SESSION **out)
+{
+	st_sock fd = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	char why[256];
+	SSL *ssl;
+	int reused;
+
+	assert_true(fd != ST_BAD_SOCK);
+	ssl = st_tls_new(ctx, fd, "localhost");
+	assert_non_null(ssl);
+	if (sess != NULL)
+		assert_int_equal(SSL_set_session(ssl, sess), 1);
+	ssl = st_tls_finish(ssl, fd, why, sizeof why);
+	if (ssl == NULL)
+		fail_msg("handshake: %s", why);
+	st_tls_exchange(ssl, fd, 8, 8, 64 * 1024);
+	reused = SSL_session_reused(ssl);
+	if (out != NULL)
+		*out = SSL_get1_session(ssl);
+	SSL_free(ssl);
+	st_close(fd);
+	return reused;
+}
+
+/*
+ * Against the daemon, through a listener that verifies clients (allow by
+ * CN): a second session resumes with the ticket of the first, and is
+ * admitted by allow as the first was (the access log names the CN for
+ * both); after a reload (new contexts, new keys) the same ticket gets a
+ * full handshake, which works.
+ */
+static void test_resume(void **state)
+{
+	uint16_t lport = st_free_port(), uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *more = st_fmt("        client_ca: %s\n"
+			    "        verify_client: required\n"
+			    "        allow: {cn: [ci-runner]}\n",
+			    certs.ca->cert_path);
+	char *yaml = terminate_conf(lport, uport, more);
+	SSL_CTX *ctx = st_tls_client_ctx(certs.ca, certs.client, 0, 0);
+	st_daemon *d = st_daemon_start(yaml);
+	SSL_SESSION *first, *second;
+
+	(void)state;
+	assert_int_equal(resume_echo(lport, ctx, NULL, &first), 0);
+	assert_int_equal(resume_echo(lport, ctx, first, &second), 1);
+	assert_int_equal(st_daemon_wait_log(d, "san=\"cn:ci-runner\"", 2,
+					    ST_WAIT_MS),
+			 0);
+	st_daemon_signal(d, SIGHUP);
+	assert_int_equal(st_daemon_wait_log(d, "reloaded ", 1, ST_WAIT_MS), 0);
+	assert_int_equal(resume_echo(lport, ctx, second, NULL), 0);
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 3, ST_WAIT_MS),
+			 0);
+	SSL_SESSION_free(first);
+	SSL_SESSION_free(second);
+	stop_both(d, srv);
+	SSL_CTX_free(ctx);
+	free(more);
+	free(yaml);
+}
+
 /* ---- metrics ------------------------------------------------------------- */
 
 /*
@@ -1427,6 +1613,8 @@ int main(void)
 		ST_TEST(test_access_log_tls),
 		ST_TEST(test_tls_metrics),
 		ST_TEST(test_send_proxy_tls),
+		ST_TEST(test_tickets_rotate),
+		ST_TEST(test_resume),
 	};
 	int rc;
 
