@@ -1589,6 +1589,74 @@ static void test_s_server_upstream(void **state)
 	free(yaml);
 }
 
+/* ---- many sessions ------------------------------------------------------- */
+
+#define MANY 1000
+
+/*
+ * 1,000 TLS sessions open at once through one listener (made one after
+ * the other, all held): the route counts 1,000 active, every one echoes
+ * its own line, and each ends in order (close_notify both ways) as done.
+ * Bounded: each handshake within ST_WAIT_MS, the whole within 5 minutes.
+ */
+static void test_many_sessions(void **state)
+{
+	uint16_t lport = st_free_port(), aport = st_free_port(), uport;
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 128), ST_ECHO,
+					 0);
+	char *route = terminate_conf(lport, uport, NULL);
+	char *yaml = st_fmt("admin: %u\n%s", aport, route);
+	SSL_CTX *ctx = st_tls_client_ctx(certs.ca, NULL, 0, 0);
+	SSL **ssl = calloc(MANY, sizeof *ssl);
+	st_sock *fd = calloc(MANY, sizeof *fd);
+	uint64_t end = st_now_ms() + 300000;
+	st_daemon *d;
+
+	(void)state;
+	assert_true(ssl != NULL && fd != NULL);
+	d = st_daemon_start(yaml);
+	for (int i = 0; i < MANY; i++) {
+		ssl[i] = tls_open(ctx, lport, &fd[i]);
+		assert_true(st_now_ms() < end);
+	}
+	st_wait_metric(aport, MANY,
+		       "sluice_route_sessions_active{route=\"tls\"}");
+	for (int i = 0; i < MANY; i++) {
+		char line[32], back[32];
+		int n = snprintf(line, sizeof line, "session %04d\n", i), got = 0;
+
+		assert_int_equal(SSL_write(ssl[i], line, n), n);
+		while (got < n && st_now_ms() < end) {
+			int r = SSL_read(ssl[i], back + got, n - got);
+
+			if (r > 0)
+				got += r;
+			else if (SSL_get_error(ssl[i], r) == SSL_ERROR_WANT_READ)
+				st_sleep_ms(1);
+			else
+				fail_msg("session %d: read failed", i);
+		}
+		assert_int_equal(got, n);
+		assert_memory_equal(back, line, (size_t)n);
+	}
+	for (int i = 0; i < MANY; i++) {
+		(void)SSL_shutdown(ssl[i]); /* close_notify, then FIN */
+		SSL_free(ssl[i]);
+		st_close(fd[i]);
+	}
+	assert_int_equal(st_daemon_wait_log(d, "reason=", MANY, 60000), 0);
+	assert_int_equal(st_daemon_log_count(d, "reason=done"), MANY);
+	st_wait_metric(aport, MANY,
+		       "sluice_tls_handshakes_total{route=\"tls\","
+		       "side=\"client\",result=\"ok\"}");
+	stop_both(d, srv);
+	SSL_CTX_free(ctx);
+	free(ssl);
+	free(fd);
+	free(route);
+	free(yaml);
+}
+
 /* ---- metrics ------------------------------------------------------------- */
 
 /*
@@ -1766,6 +1834,7 @@ int main(void)
 		ST_TEST(test_resume),
 		ST_TEST(test_curl),
 		ST_TEST(test_s_server_upstream),
+		ST_TEST(test_many_sessions),
 	};
 	int rc;
 
