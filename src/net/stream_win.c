@@ -21,22 +21,20 @@
  * idle connection costs no buffer, as with readiness loops); when it
  * completes, the bytes there are read into the buffer the caller's alloc
  * callback gives at that moment.  Sockets: a zero-byte WSARecv, then
- * non-blocking recv().  Pipes: a zero-byte ReadFile, which stays pending
- * on an empty pipe until data (or a zero-byte message) arrives, then
- * PeekNamedPipe for how much is there and ReadFile of that much, which
- * then completes at once; its OVERLAPPED's event has the low bit set, so
- * no packet is queued for it.  Seen under wine 8: the zero-byte read pends
- * while the pipe is empty and completes (a packet, 0 bytes) when bytes
- * come; it completes at once when bytes are there; a zero-byte message
- * completes it and is consumed by it.  Windows: a zero-byte ReadFile on a
- * pipe in byte read mode also waits for data (libuv's
- * uv_pipe_zero_readfile_thread_proc and its overlapped "zero reads"
- * depend on it); whether NPFS removes a zero-length message at that read
- * is not documented, and either way the peek below shows no bytes.  So:
- * the zero-byte read completed and the pipe holds no bytes = a zero-byte
- * message = the end.  (PeekNamedPipe cannot tell an empty pipe from one
- * holding a zero-length message: both show 0 bytes and 0 left in the
- * message.)  After bytes were taken, an empty pipe means wait again.
+ * non-blocking recv().  Pipes: a one-byte ReadFile into the stream
+ * itself, which stays pending on an empty pipe until data or a zero-byte
+ * message arrives; then PeekNamedPipe for how much more is there and a
+ * ReadFile of that much into the caller's buffer (after the byte), which
+ * completes at once; its OVERLAPPED's event has the low bit set, so no
+ * packet is queued for it.  The waiting read takes one byte, not zero,
+ * because a zero-byte read cannot tell the end from data: a zero-byte
+ * message completes it with 0 bytes as data does (and under wine 8 is
+ * consumed by it), and PeekNamedPipe shows an empty pipe and one holding a
+ * zero-length message alike.  A read of one byte completes with 0 bytes
+ * only for the zero-byte message: the end, unambiguously.  (A zero-byte
+ * read, and the rule "it completed and the pipe holds nothing, so this is
+ * the end", saw ends that were not there under wine when both directions
+ * of a pipe were busy: TLS over a pipe, test_tls test_tls_over_local.)
  *
  * Half-close on a pipe: byte-mode named pipes have no shutdown of one
  * direction.  sluice's pipe servers are message-type pipes read as bytes,
@@ -214,9 +212,7 @@ static void post_read(sl_stream *s)
 		ok = sl_op_started(s->b.loop, &s->read_op, ok, e, s->skip) ==
 		     0;
 	} else {
-		static char zero[1]; /* never written: the read is of 0 */
-
-		ok = ReadFile(s->pipe, zero, 0, NULL, &s->read_op.ov);
+		ok = ReadFile(s->pipe, &s->first, 1, NULL, &s->read_op.ov);
 		e = ok ? 0 : GetLastError();
 		/* ERROR_MORE_DATA is STATUS_BUFFER_OVERFLOW, a warning: like
 		 * a success or a pending read, its packet is queued (only an
@@ -331,48 +327,71 @@ static void read_pipe(sl_stream *s)
 
 	for (i = 0; i < SL_READS_PER_EVENT; i++) {
 		sl_buf buf = {NULL, 0};
-		DWORD avail = 0;
-		ptrdiff_t n;
-		int err = s->read_err;
+		DWORD avail = 0, want;
+		ptrdiff_t n = 0;
+		int held = s->first_n;
 
-		if (err == 0 &&
-		    !PeekNamedPipe(s->pipe, NULL, 0, NULL, &avail, NULL)) {
-			err = sl_win_err(GetLastError());
-			if (err == -EPIPE)
-				err = SL_EOF; /* the other end closed */
-		}
-		if (err == 0 && avail == 0) {
-			if (!(s->b.flags & ST_WOKE))
-				break; /* all taken: wait again */
-			err = SL_EOF; /* a zero-byte message: the end */
-		}
-		if (err != 0) {
+		if (!held && s->read_err != 0) {
+			int err = s->read_err;
+
 			s->read_err = 0;
-			s->b.flags &= ~ST_WOKE;
 			read_end(s, err);
 			return;
 		}
-		s->b.flags &= ~ST_WOKE;
-		s->b.alloc_cb(s, avail < SL_READ_SUGGEST ? avail
-							 : SL_READ_SUGGEST,
+		if (s->read_err == 0 &&
+		    !PeekNamedPipe(s->pipe, NULL, 0, NULL, &avail, NULL)) {
+			int err = sl_win_err(GetLastError());
+
+			/* The other end closed: its bytes were all read. */
+			s->read_err = err == -EPIPE ? SL_EOF : err;
+			avail = 0;
+		}
+		if (!held) {
+			if (s->read_err != 0)
+				continue; /* handed out at the top */
+			if (avail == 0)
+				break; /* all taken: wait again */
+		}
+		s->b.alloc_cb(s, avail + (DWORD)held < SL_READ_SUGGEST
+					 ? avail + (DWORD)held
+					 : SL_READ_SUGGEST,
 			      &buf);
 		if (buf.base == NULL || buf.len == 0) {
 			s->b.flags &= ~ST_READING;
 			s->b.read_cb(s, -ENOBUFS, &buf);
 			return;
 		}
-		n = read_now(s, buf.base,
-			     (DWORD)(buf.len < avail ? buf.len : avail));
-		if (n < 0) {
-			s->b.flags &= ~ST_READING;
-			if (n == SL_EOF)
-				s->b.flags |= ST_EOF;
+		if (held) {
+			buf.base[0] = (char)s->first;
+			s->first_n = 0;
+		}
+		want = buf.len - (size_t)held < avail
+			       ? (DWORD)(buf.len - (size_t)held)
+			       : avail;
+		if (want > 0) {
+			n = read_now(s, buf.base + held, want);
+			if (n < 0) {
+				/* Handed out after the byte held, if any. */
+				if (s->read_err == 0)
+					s->read_err = (int)n;
+				n = 0;
+			}
+		}
+		n += held;
+		if (n == 0) {
+			s->b.read_cb(s, 0, &buf); /* the buffer back */
+			continue; /* the error, at the top */
 		}
 		s->b.read_cb(s, n, &buf);
 		if ((s->b.flags & (ST_READING | ST_CLOSING)) != ST_READING)
 			return;
 	}
-	post_read(s);
+	if ((s->b.flags & (ST_READING | ST_CLOSING)) != ST_READING)
+		return;
+	if (s->read_err != 0 || s->first_n)
+		sl_stream_schedule(s); /* the rest from the task */
+	else
+		post_read(s);
 }
 
 static void on_read_done(sl_loop *loop, sl_op *op, int err, size_t n)
@@ -397,19 +416,21 @@ static void on_read_done(sl_loop *loop, sl_op *op, int err, size_t n)
 		read_socket(s);
 		return;
 	}
-	/* Pipe: the zero-byte read is over (kept for the next start when
-	 * nobody reads now).  A message longer than the read (0 bytes, in
-	 * message read mode) is STATUS_BUFFER_OVERFLOW: bytes are there. */
-	(void)n;
+	/* Pipe: the one-byte read is over (its byte, or the end, kept for
+	 * the next start when nobody reads now).  A message longer than the
+	 * read (message read mode) is STATUS_BUFFER_OVERFLOW: the byte is
+	 * good.  Success with 0 bytes: a zero-byte message, the end. */
 	if (sl_op_ntstatus(op) == SL_STATUS_BUFFER_OVERFLOW)
 		err = 0;
 	if (err == -EPIPE)
 		err = SL_EOF; /* the other end closed */
+	if (err == 0 && n == 0)
+		err = SL_EOF; /* a zero-byte message: its half-close */
 	if (err != 0) {
 		if (s->read_err == 0)
 			s->read_err = err;
 	} else {
-		s->b.flags |= ST_WOKE;
+		s->first_n = 1;
 	}
 	if (s->b.flags & ST_READING)
 		read_pipe(s);
@@ -429,7 +450,7 @@ int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb)
 		/* A zero-byte read that completed, or an end, before a stop
 		 * goes out from the task, never from inside this call. */
 		if (!(s->b.flags & ST_READ_POSTED)) {
-			if ((s->b.flags & ST_WOKE) || s->read_err != 0)
+			if (s->first_n || s->read_err != 0)
 				sl_stream_schedule(s);
 			else
 				post_read(s);
@@ -444,9 +465,8 @@ int sl_stream_read_stop(sl_stream *s)
 {
 	if (s == NULL)
 		return -EINVAL;
-	/* A posted zero-byte read stays with the kernel; the bytes it
-	 * found wait there for the next start (pipes remember that it
-	 * completed: ST_WOKE). */
+	/* A posted read stays with the kernel; the bytes it found wait
+	 * there for the next start (a pipe's one byte in s->first). */
 	s->b.flags &= ~ST_READING;
 	return 0;
 }
@@ -583,6 +603,17 @@ ptrdiff_t sl_stream_try_write(sl_stream *s, const void *buf, size_t len,
 
 /* ---- shutdown ------------------------------------------------------------- */
 
+/*
+ * The zero-byte message found the reader gone (broken pipe): every write
+ * before it had completed, and the reader closed after it was done with
+ * them (a TLS peer after its close_notify, say).  As a TCP shutdown after
+ * the peer closed, that is no failure of the half-close.
+ */
+static int eof_status(int err)
+{
+	return err == -EPIPE ? 0 : err;
+}
+
 static void on_shut_done(sl_loop *loop, sl_op *op, int err, size_t n)
 {
 	sl_stream *s = op->data;
@@ -590,7 +621,8 @@ static void on_shut_done(sl_loop *loop, sl_op *op, int err, size_t n)
 	(void)loop;
 	(void)n;
 	s->pending--;
-	s->b.shutdown_status = (s->b.flags & ST_CLOSING) ? -ECANCELED : err;
+	s->b.shutdown_status = (s->b.flags & ST_CLOSING) ? -ECANCELED
+							  : eof_status(err);
 	s->b.shutdown_ready = 1;
 	sl_stream_schedule(s);
 }
@@ -644,7 +676,7 @@ static void write_eof(sl_stream *s)
 	sl_op_init(&s->shut_op, on_shut_done, s);
 	if (!WriteFile(s->pipe, "", 0, NULL, &s->shut_op.ov) &&
 	    GetLastError() != ERROR_IO_PENDING) {
-		s->b.shutdown_status = sl_win_err(GetLastError());
+		s->b.shutdown_status = eof_status(sl_win_err(GetLastError()));
 		s->b.shutdown_ready = 1;
 		sl_stream_schedule(s);
 		return;

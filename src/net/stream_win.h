@@ -15,8 +15,6 @@ enum {
 	ST_TIMED_OUT = ST_OS(1),
 	ST_EOF = ST_OS(2), /* read side ended */
 	ST_DRAINING = ST_OS(3), /* pipes: the end waits for the reader */
-	ST_WOKE = ST_OS(4), /* pipes: the zero-byte read completed, no
-			       byte taken since */
 };
 
 struct sl_stream {
@@ -28,6 +26,8 @@ struct sl_stream {
 
 	sl_op read_op;
 	int read_err; /* pipes: error/EOF to hand out */
+	unsigned char first; /* pipes: the byte the waiting read takes */
+	int first_n;         /* pipes: 1 while that byte is not handed out */
 
 	unsigned writes; /* sl_stream_write requests in flight */
 	sl_op shut_op;   /* pipes: the zero-byte write */
