@@ -1435,7 +1435,22 @@ static struct steps {
 	int n;
 	enum sl_connect_step step[STEPS_MAX];
 	int refuse_reuse; /* answer the option as a system without it */
+	int bind_dest_port; /* bind to the destination's own port */
 } ST;
+
+/* The bind to port 0 as it can turn out: the destination's own port, on
+ * the wildcard address (IPv4). */
+static int bind_dest_port(SOCKET s, const struct sockaddr *dest)
+{
+	struct sockaddr_in any;
+
+	memset(&any, 0, sizeof any);
+	any.sin_family = AF_INET;
+	any.sin_port = ((const struct sockaddr_in *)dest)->sin_port;
+	return bind(s, (struct sockaddr *)&any, sizeof any) == 0
+		       ? 0
+		       : WSAGetLastError();
+}
 
 static int record_step(SOCKET s, enum sl_connect_step step,
 		       const struct sockaddr *dest, int destlen)
@@ -1444,6 +1459,9 @@ static int record_step(SOCKET s, enum sl_connect_step step,
 		ST.step[ST.n++] = step;
 	if (step == SL_CONNECT_REUSE_PORT && ST.refuse_reuse)
 		return WSAENOPROTOOPT;
+	if (step == SL_CONNECT_BIND && ST.bind_dest_port &&
+	    dest->sa_family == AF_INET)
+		return bind_dest_port(s, dest);
 	return sl_connect_step(s, step, dest, destlen);
 }
 
@@ -1513,6 +1531,15 @@ static void test_connect_reuse_unicastport(void **state)
 	assert_true(step_index(SL_CONNECT_BIND) > 0);
 }
 
+/* tcp://127.0.0.1:PORT of a port just let go: nobody listens there. */
+static void let_go_port(char *text, size_t len, uint16_t *port)
+{
+	SOCKET l = raw_listener(port);
+
+	closesocket(l);
+	snprintf(text, len, "tcp://127.0.0.1:%u", *port);
+}
+
 /*
  * Issue 18.9: a loopback destination gets SIO_TCP_INITIAL_RTO without SYN
  * retransmissions after its bind (a refused loopback connect then fails at
@@ -1524,14 +1551,11 @@ static void test_connect_loopback_no_syn_retry(void **state)
 {
 	char text[64];
 	uint16_t port;
-	SOCKET l;
 	int r;
 
 	(void)state;
-	/* A refused loopback connect: a port that was just let go. */
-	l = raw_listener(&port);
-	closesocket(l);
-	snprintf(text, sizeof text, "tcp://127.0.0.1:%u", port);
+	/* A refused loopback connect. */
+	let_go_port(text, sizeof text, &port);
 	memset(&ST, 0, sizeof ST);
 	assert_int_equal(connect_text(text, 5000), -ECONNREFUSED);
 	assert_true(step_index(SL_CONNECT_NO_SYN_RETRY) >
@@ -1554,6 +1578,31 @@ static void test_connect_loopback_no_syn_retry(void **state)
 	assert_true(r < 0);
 	assert_true(step_index(SL_CONNECT_BIND) >= 0);
 	assert_int_equal(step_index(SL_CONNECT_NO_SYN_RETRY), -1);
+}
+
+/*
+ * A connect whose bind to port 0 gets the destination's own port, while
+ * nobody listens there, connects to itself (a TCP simultaneous open);
+ * wine 8 under load did it about once in 30 runs of the failover in
+ * test_features' test_balance_first, where Linux's bind(0) handed out the
+ * port of the upstream the test had just stopped, and the session echoed
+ * its client's bytes back from itself.  It is the refusal it stands for.
+ * The seam makes the bind pick that port every time: Linux (under wine)
+ * completes the open, so the old code saw a connected stream; whether
+ * Windows does too only Windows can show, and a refusal is right there
+ * either way.
+ */
+static void test_connect_self_refused(void **state)
+{
+	char text[64];
+	uint16_t port;
+
+	(void)state;
+	let_go_port(text, sizeof text, &port);
+	memset(&ST, 0, sizeof ST);
+	ST.bind_dest_port = 1;
+	assert_int_equal(connect_text(text, 5000), -ECONNREFUSED);
+	assert_true(step_index(SL_CONNECT_BIND) >= 0);
 }
 
 /* ---- NTSTATUS mapping -------------------------------------------------------- */
@@ -2004,6 +2053,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_connect_loopback_no_syn_retry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_self_refused,
+						setup, teardown),
 		cmocka_unit_test(test_status_table),
 		cmocka_unit_test_setup_teardown(test_skip_op_once, setup,
 						teardown),

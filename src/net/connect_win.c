@@ -41,6 +41,46 @@ static void connect_finish_later(sl_stream *s, int status)
 	sl_stream_schedule(s);
 }
 
+/*
+ * A TCP socket whose local address is its peer's connected to itself: a
+ * bind to port 0 picked the destination's own port, which can only happen
+ * while nobody listens there, and the SYN met itself (a simultaneous
+ * open).  Wine 8 passes the bind to Linux, whose bind(0) can hand out the
+ * port an upstream on the same host has just let go, and Linux completes
+ * the open: the session then talked to itself and its client read its own
+ * bytes back, and a health check saw the upstream up.  Go's net package
+ * meets the same in its dials (golang.org/issue/2690) and dials again;
+ * here it is the refusal it stands for, so failover and the passive
+ * health count see what a connect a moment earlier would have seen.
+ * Whether Windows' own stack ever completes such an open only Windows
+ * can show; the check costs a few compares there.
+ */
+static int self_connected(const sl_stream *s)
+{
+	const struct sockaddr *l = (const struct sockaddr *)&s->local;
+	const struct sockaddr *p = (const struct sockaddr *)&s->peer;
+
+	if (s->local_len == 0 || s->local_len != s->peer_len ||
+	    l->sa_family != p->sa_family)
+		return 0;
+	if (l->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)l,
+					 *b = (const void *)p;
+
+		return a->sin_port == b->sin_port &&
+		       a->sin_addr.s_addr == b->sin_addr.s_addr;
+	}
+	if (l->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)l,
+					  *b = (const void *)p;
+
+		return a->sin6_port == b->sin6_port &&
+		       memcmp(&a->sin6_addr, &b->sin6_addr,
+			      sizeof a->sin6_addr) == 0;
+	}
+	return 0;
+}
+
 static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
 {
 	sl_stream *s = op->data;
@@ -73,8 +113,12 @@ static void on_connect_done(sl_loop *loop, sl_op *op, int err, size_t n)
 		if (getpeername(s->sock, (struct sockaddr *)&s->peer, &len) ==
 		    0)
 			s->peer_len = len;
-		sl_os_connect_finish(s, 0);
-		return;
+		if (!self_connected(s)) {
+			sl_os_connect_finish(s, 0);
+			return;
+		}
+		err = -ECONNREFUSED;
+		s->local_len = s->peer_len = 0;
 	}
 	closesocket(s->sock);
 	s->sock = INVALID_SOCKET;
