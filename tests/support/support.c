@@ -1355,14 +1355,19 @@ void st_daemon_signal(st_daemon *d, int sig)
 						    : "stop";
 		char *ev;
 		pid_t t;
+		int rc;
 
 		if (p == NULL)
 			st_fail("no pid in the sluice.exe log:\n%s", log);
 		ev = st_fmt("sluice-%ld-%s", strtol(p + 7, NULL, 10), what);
 		free(log);
 		t = st_tool_start(NULL, NULL, "sig", ev, NULL);
-		if (st_tool_wait(t, 20000) != 0)
-			st_fail("sltool sig %s failed", ev);
+		rc = st_tool_wait(t, 20000);
+		/* A timeout and a failure have different causes: say which. */
+		if (rc < 0)
+			st_fail("sltool sig %s did not finish within 20 s", ev);
+		if (rc != 0)
+			st_fail("sltool sig %s failed (exit status %d)", ev, rc);
 		free(ev);
 		return;
 	}
