@@ -316,6 +316,7 @@ static int pipe_try_open(sl_stream *s)
 		return r;
 	}
 	s->pipe = h;
+	s->skip = sl_win_pipe_skip(h);
 	return 1;
 }
 

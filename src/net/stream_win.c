@@ -12,10 +12,30 @@
  *
  * Sockets are in skip mode where the provider allows it (socket_win.c): a
  * WSARecv or WSASend that succeeds at once queues no packet, and
- * sl_op_started() has the loop run its completion instead.  A pipe's
- * operations could take the same path: put the handle in skip mode after
- * attaching it, set s->skip, and pass each ReadFile, WriteFile and
- * ConnectNamedPipe result to sl_op_started.
+ * sl_op_started() has the loop run its completion instead.  Pipe handles
+ * are in skip mode too (sl_win_pipe_skip, once attached: the client's
+ * from CreateFile, the server's instances from the listener), and every
+ * ReadFile and WriteFile that queues a packet goes through sl_op_started:
+ * the zero-byte read, the writes, the half-close's zero-byte write.  The
+ * sized read after PeekNamedPipe (read_now) stays out: its event has the
+ * low bit set, so it never queues a packet, skip mode or not.
+ *
+ * Which at-once results queue a packet in skip mode (NPFS completes
+ * ReadFile, WriteFile and FSCTL_PIPE_LISTEN through the I/O manager, which
+ * skips the port only for a success; an error queues none in either mode):
+ * - TRUE (success): none.
+ * - ERROR_MORE_DATA (STATUS_BUFFER_OVERFLOW, a warning: a message longer
+ *   than the read, message read mode only, which sluice's own handles
+ *   never use): Windows queues its packet, as for a pending read.  Wine 8
+ *   does not: its server (async_set_result) skips the port for any
+ *   at-once status that is not an error, warnings included, as seen on a
+ *   zero-byte read of a 70000-byte message (0x80000005, no packet).  Under
+ *   wine it is taken as an at-once success, elsewhere as pending
+ *   (post_read); only Windows can show the packet.
+ * Seen under wine 8: SetFileCompletionNotificationModes succeeds on both
+ * ends of a named pipe and is honoured: ReadFile (also of 0 bytes) with
+ * bytes there and WriteFile that fits (also of 0 bytes) return TRUE and
+ * queue no packet; a read that waits completes with a packet as before.
  *
  * Reading: a zero-byte read waits for data without holding a buffer (an
  * idle connection costs no buffer, as with readiness loops); when it
@@ -214,11 +234,17 @@ static void post_read(sl_stream *s)
 	} else {
 		ok = ReadFile(s->pipe, &s->first, 1, NULL, &s->read_op.ov);
 		e = ok ? 0 : GetLastError();
-		/* ERROR_MORE_DATA is STATUS_BUFFER_OVERFLOW, a warning: like
-		 * a success or a pending read, its packet is queued (only an
-		 * NT_ERROR status skips the port). */
-		if (!ok && (e == ERROR_IO_PENDING || e == ERROR_MORE_DATA))
-			ok = TRUE;
+		/* ERROR_MORE_DATA is STATUS_BUFFER_OVERFLOW, a warning: its
+		 * packet is queued as for a pending read, also in skip mode;
+		 * wine 8 queues none in skip mode (see the top). */
+		if (!ok && e == ERROR_MORE_DATA) {
+			if (s->skip && sl_under_wine())
+				ok = TRUE; /* at once, no packet */
+			else
+				e = ERROR_IO_PENDING;
+		}
+		ok = sl_op_started(s->b.loop, &s->read_op, ok, e, s->skip) ==
+		     0;
 	}
 	if (!ok) {
 		/* Report it from the loop like any completion: sockets find
@@ -503,7 +529,7 @@ static void on_write_done(sl_loop *loop, sl_op *op, int err, size_t n)
 				       (DWORD)(req->len - req->done), NULL,
 				       &op->ov);
 			e = ok ? 0 : GetLastError();
-			ok = ok || e == ERROR_IO_PENDING;
+			ok = sl_op_started(s->b.loop, op, ok, e, s->skip) == 0;
 		}
 		if (ok) {
 			s->pending++;
@@ -559,7 +585,7 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 	} else {
 		ok = WriteFile(s->pipe, buf, (DWORD)len, NULL, &op->ov);
 		e = ok ? 0 : GetLastError();
-		ok = ok || e == ERROR_IO_PENDING;
+		ok = sl_op_started(s->b.loop, op, ok, e, s->skip) == 0;
 	}
 	if (!ok)
 		return sl_win_err(e);
@@ -671,12 +697,18 @@ sl_win_post_fn sl_win_post_hook = sl_loop_post_op;
 
 static void write_eof(sl_stream *s)
 {
+	BOOL ok;
+	int r;
+
 	s->b.flags &= ~ST_DRAINING;
-	/* A zero-byte message: the reader's end of stream (see the top). */
+	/* A zero-byte message: the reader's end of stream (see the top).
+	 * In skip mode it usually completes at once, with no packet. */
 	sl_op_init(&s->shut_op, on_shut_done, s);
-	if (!WriteFile(s->pipe, "", 0, NULL, &s->shut_op.ov) &&
-	    GetLastError() != ERROR_IO_PENDING) {
-		s->b.shutdown_status = eof_status(sl_win_err(GetLastError()));
+	ok = WriteFile(s->pipe, "", 0, NULL, &s->shut_op.ov);
+	r = sl_op_started(s->b.loop, &s->shut_op, ok, ok ? 0 : GetLastError(),
+			  s->skip);
+	if (r < 0) {
+		s->b.shutdown_status = eof_status(r);
 		s->b.shutdown_ready = 1;
 		sl_stream_schedule(s);
 		return;
@@ -795,9 +827,15 @@ int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
 		return -ENOMEM;
 	}
 	s->pipe = h;
+	s->skip = sl_win_pipe_skip(h);
 	snprintf(s->path, sizeof s->path, "%s", path);
 	*out = s;
 	return 0;
+}
+
+int sl_win_pipe_skip(HANDLE h)
+{
+	return sl_win_skip_allowed ? sl_loop_skip_on_success(h) : 0;
 }
 
 /* ---- closing ------------------------------------------------------------------ */

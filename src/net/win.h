@@ -29,8 +29,8 @@ int sl_win_socket_tune(SOCKET sock);
  * Put sock (already attached to a loop) in skip mode where its provider
  * allows it (sl_loop_skip_on_success): 1 when it is, and every operation
  * on it then goes through sl_op_started(..., 1); 0 otherwise.
- * sl_win_skip_allowed (tests, a bench): 0 keeps every new socket out of
- * skip mode.
+ * sl_win_skip_allowed (tests, a bench): 0 keeps every new socket and
+ * pipe handle out of skip mode; set it only while no listener runs.
  */
 int sl_win_socket_skip(SOCKET sock, int family);
 extern int sl_win_skip_allowed;
@@ -47,8 +47,16 @@ int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
 			  sl_stream **out);
 
 /*
+ * Put pipe handle h (already attached to a port) in skip mode unless
+ * sl_win_skip_allowed is 0: 1 when it is in skip mode.  Setting it again
+ * on a handle already in skip mode says 1 again.
+ */
+int sl_win_pipe_skip(HANDLE h);
+
+/*
  * A stream for a connected named-pipe server instance already attached to
- * loop's port.  Takes the handle over even on failure.
+ * loop's port; the handle is put in skip mode (sl_win_pipe_skip) here.
+ * Takes the handle over even on failure.
  */
 int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
 			sl_stream **out);
@@ -103,6 +111,13 @@ typedef HANDLE (*sl_pipe_create_fn)(const char *path, int first,
 extern sl_pipe_create_fn sl_pipe_create_hook;
 HANDLE sl_pipe_create_instance(const char *path, int first,
 			       const SECURITY_ATTRIBUTES *sa);
+
+/*
+ * The listener's ConnectNamedPipe.  Tests replace it to report an at-once
+ * success (TRUE), which Windows may give and wine 8 never does.
+ */
+typedef BOOL(WINAPI *sl_connect_pipe_fn)(HANDLE h, OVERLAPPED *ov);
+extern sl_connect_pipe_fn sl_ConnectNamedPipe;
 
 /*
  * The security of a pipe listener's instances: the SDDL string (NULL: the
