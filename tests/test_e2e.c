@@ -1187,6 +1187,51 @@ static void test_pipe_pipe_to_pipe(void **state)
 	free(back);
 }
 
+/*
+ * Pipe names beyond ASCII (issue 18.16): config text is UTF-8, Windows
+ * names are UTF-16; sluice converts both for its listener's instances
+ * and for a client's CreateFile.  A pipe listener named with é and 中
+ * forwarding to TCP, and a TCP listener forwarding to such a pipe, each
+ * carry a client's bytes both ways (sltool takes its arguments as UTF-8
+ * through the wide command line and uses the wide calls).
+ */
+static void test_pipe_non_ascii_name(void **state)
+{
+	ST_WINE_ONLY();
+	char *front = pipe_name("\xc3\xa9\xe4\xb8\xad-front");
+	char *back = pipe_name("\xc3\xa9\xe4\xb8\xad-back"), *yaml;
+	uint16_t uport, lport = st_free_port();
+	st_server *srv;
+	st_daemon *d;
+	st_cfg *cfg;
+	st_sock c;
+	pid_t echo;
+
+	(void)state;
+	srv = st_server_start(st_listen_tcp(&uport, 128), ST_ECHO, 0);
+	echo = pipe_echo_start(back);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "frompipe", 0, uport);
+	st_cfg_listen(cfg, "'pipe:%s'", front);
+	st_cfg_route(cfg, "topipe", lport, 0);
+	st_cfg_upstream(cfg, "'pipe:%s'", back);
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
+	pipe_client_bulk(front, 1 * MiB);
+	c = st_connect_tcp_retry(lport, 5000);
+	assert_int_equal(st_exchange(c, 5, 5, 1 * MiB, ST_STALL_MS), 0);
+	st_close(c);
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", 2, 10000), 0);
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 20000), 0);
+	st_daemon_free(d);
+	st_tool_kill(echo);
+	st_server_stop(srv);
+	free(yaml);
+	free(front);
+	free(back);
+}
+
 #define PIPE_CLIENTS 64
 
 /* `sltool dacl NAME`: the pipe's DACL as a client reads it, in SDDL. */
@@ -1437,6 +1482,7 @@ int main(void)
 		ST_TEST(test_pipe_tcp_to_pipe),
 		ST_TEST(test_pipe_pipe_to_tcp),
 		ST_TEST(test_pipe_pipe_to_pipe),
+		ST_TEST(test_pipe_non_ascii_name),
 		ST_TEST(test_pipe_concurrent),
 		ST_TEST(test_pipe_reload_security),
 		ST_TEST(test_pipe_half_close_reply),

@@ -26,9 +26,15 @@
  *
  * Exit status 0 on success, 1 on a failure (with a message on stderr),
  * 2 on bad usage.
+ *
+ * Arguments are taken as UTF-8 from the wide command line (main's argv is
+ * in the ANSI code page, which cannot hold every name; a wine program
+ * started from Linux gets its UTF-8 arguments through the wide command
+ * line whole), and pipe names go to the wide API calls.
  */
 #include <windows.h>
 #include <aclapi.h>
+#include <shellapi.h> /* CommandLineToArgvW */
 #include <sddl.h>
 
 #include <fcntl.h>
@@ -40,12 +46,25 @@
 
 #define CHUNK 65536
 
+/* A UTF-8 name as UTF-16 in w (exits on a name that is not UTF-8). */
+static const wchar_t *wide(const char *name, wchar_t *w, int len)
+{
+	if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name, -1, w,
+				len) == 0) {
+		fprintf(stderr, "sltool: %s: not a UTF-8 name\n", name);
+		ExitProcess(2);
+	}
+	return w;
+}
+
 static HANDLE open_pipe(const char *name, unsigned wait_ms)
 {
 	DWORD start = GetTickCount();
+	wchar_t w[MAX_PATH];
 
+	wide(name, w, MAX_PATH);
 	for (;;) {
-		HANDLE h = CreateFileA(name, GENERIC_READ | GENERIC_WRITE, 0,
+		HANDLE h = CreateFileW(w, GENERIC_READ | GENERIC_WRITE, 0,
 				       NULL, OPEN_EXISTING,
 				       FILE_FLAG_OVERLAPPED, NULL);
 		DWORD e;
@@ -60,7 +79,7 @@ static HANDLE open_pipe(const char *name, unsigned wait_ms)
 			return INVALID_HANDLE_VALUE;
 		}
 		if (e == ERROR_PIPE_BUSY)
-			WaitNamedPipeA(name, 1000);
+			WaitNamedPipeW(w, 1000);
 		else
 			Sleep(20);
 	}
@@ -209,9 +228,12 @@ static DWORD WINAPI collect_client(LPVOID arg)
 /* A pipe server running fn for each client (a thread each). */
 static int serve(const char *name, LPTHREAD_START_ROUTINE fn)
 {
+	wchar_t w[MAX_PATH];
+
+	wide(name, w, MAX_PATH);
 	for (;;) {
-		HANDLE h = CreateNamedPipeA(
-			name, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED,
+		HANDLE h = CreateNamedPipeW(
+			w, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED,
 			PIPE_TYPE_MESSAGE | PIPE_READMODE_BYTE | PIPE_WAIT,
 			PIPE_UNLIMITED_INSTANCES, CHUNK, CHUNK, 0, NULL);
 		OVERLAPPED ov;
@@ -387,8 +409,33 @@ static int cmd_dacl(const char *name)
 	return 0;
 }
 
+/* argv as UTF-8, from the wide command line; NULL on a failure. */
+static char **utf8_argv(int *argc)
+{
+	wchar_t **wv = CommandLineToArgvW(GetCommandLineW(), argc);
+	char **v;
+	int i;
+
+	if (wv == NULL || (v = calloc((size_t)*argc + 1, sizeof *v)) == NULL)
+		return NULL;
+	for (i = 0; i < *argc; i++) {
+		int n = WideCharToMultiByte(CP_UTF8, 0, wv[i], -1, NULL, 0,
+					    NULL, NULL);
+
+		if (n <= 0 || (v[i] = malloc((size_t)n)) == NULL)
+			return NULL;
+		WideCharToMultiByte(CP_UTF8, 0, wv[i], -1, v[i], n, NULL, NULL);
+	}
+	LocalFree(wv);
+	return v;
+}
+
 int main(int argc, char **argv)
 {
+	if ((argv = utf8_argv(&argc)) == NULL) {
+		fprintf(stderr, "sltool: cannot read the command line\n");
+		return 2;
+	}
 	if (argc == 3 && strcmp(argv[1], "sig") == 0) {
 		HANDLE e = OpenEventA(EVENT_MODIFY_STATE, FALSE, argv[2]);
 
