@@ -1033,6 +1033,15 @@ static pid_t pipe_echo_start(const char *name)
 	return pid;
 }
 
+/* Wait for n sessions to end well, then stop the daemon and free it. */
+static void daemon_done(st_daemon *d, unsigned n)
+{
+	assert_int_equal(st_daemon_wait_log(d, "reason=done", n, 10000), 0);
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 20000), 0);
+	st_daemon_free(d);
+}
+
 static char *make_input(uint64_t len, uint64_t seed)
 {
 	char *path = st_fmt("%s/in-%llu.bin", st_tmpdir(),
@@ -1151,10 +1160,7 @@ static void test_pipe_pipe_to_tcp(void **state)
 	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	pipe_client_bulk(name, 64 * MiB);
-	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, 10000), 0);
-	st_daemon_signal(d, SIGTERM);
-	assert_int_equal(st_daemon_wait(d, 20000), 0);
-	st_daemon_free(d);
+	daemon_done(d, 1);
 	st_server_stop(srv);
 	free(yaml);
 	free(name);
@@ -1178,10 +1184,7 @@ static void test_pipe_pipe_to_pipe(void **state)
 	yaml = st_cfg_done(cfg);
 	d = st_daemon_start(yaml);
 	pipe_client_bulk(front, 64 * MiB);
-	assert_int_equal(st_daemon_wait_log(d, "reason=done", 1, 10000), 0);
-	st_daemon_signal(d, SIGTERM);
-	assert_int_equal(st_daemon_wait(d, 20000), 0);
-	st_daemon_free(d);
+	daemon_done(d, 1);
 	st_tool_kill(echo);
 	free(yaml);
 	free(front);
@@ -1236,10 +1239,7 @@ static void test_pipe_non_ascii_name(void **state)
 	c = st_connect_tcp_retry(lport, 5000);
 	assert_int_equal(st_exchange(c, 5, 5, 1 * MiB, ST_STALL_MS), 0);
 	st_close(c);
-	assert_int_equal(st_daemon_wait_log(d, "reason=done", 2, 10000), 0);
-	st_daemon_signal(d, SIGTERM);
-	assert_int_equal(st_daemon_wait(d, 20000), 0);
-	st_daemon_free(d);
+	daemon_done(d, 2);
 	st_tool_kill(echo);
 	st_server_stop(srv);
 	if (saved != NULL)

@@ -308,7 +308,9 @@ static void make_pipe_pair(struct pair_ctx *p)
 	srv = sl_pipe_create_unique(path, sizeof path, NULL, NULL, &e);
 	assert_true(srv != INVALID_HANDLE_VALUE);
 	assert_int_equal(sl_loop_associate(L, srv), 0);
-	assert_int_equal(sl_stream_open_pipe(L, srv, path, &p->server), 0);
+	assert_int_equal(sl_stream_open_pipe(L, srv, sl_win_pipe_skip(srv),
+					     path, &p->server),
+			 0);
 	snprintf(text, sizeof text, "pipe:%s", path);
 	assert_int_equal(sl_endpoint_parse(text, &ep, err, sizeof err), 0);
 	assert_int_equal(sl_stream_connect(L, &ep, 5000, on_connect, p,
@@ -893,7 +895,9 @@ static sl_stream *stream_and_raw_client(HANDLE *cli)
 	assert_int_equal(sl_loop_associate(L, srv), 0);
 	*cli = open_client(path);
 	assert_true(*cli != INVALID_HANDLE_VALUE);
-	assert_int_equal(sl_stream_open_pipe(L, srv, path, &s), 0);
+	assert_int_equal(sl_stream_open_pipe(L, srv, sl_win_pipe_skip(srv),
+					     path, &s),
+			 0);
 	return s;
 }
 
@@ -1024,6 +1028,14 @@ static void ct_read(sl_stream *s, ptrdiff_t n, const sl_buf *b)
  * the kernel queues its packet.  sluice must not post one too: the bytes
  * would come twice.  Every byte once, no packet made by sluice.
  */
+/* The state of the tests run with skip mode allowed and not. */
+static int skip_on = 1, skip_off = 0;
+#define SKIP_ON (&skip_on)
+#define SKIP_OFF (&skip_off)
+/* A test on L with skip mode allowed or not, named for which. */
+#define SKIP_CASE(f, st)                                                       \
+	{ #f "(" #st ")", f, setup, teardown, st }
+
 static void more_data_case(int skip_allowed)
 {
 	enum { BIG = 70000 };
@@ -1049,7 +1061,9 @@ static void more_data_case(int skip_allowed)
 	ov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
 	if (!WriteFile(cli, big, BIG, NULL, &ov))
 		assert_int_equal(GetLastError(), ERROR_IO_PENDING);
-	assert_int_equal(sl_stream_open_pipe(L, srv, path, &s), 0);
+	assert_int_equal(sl_stream_open_pipe(L, srv, sl_win_pipe_skip(srv),
+					     path, &s),
+			 0);
 	assert_int_equal(s->skip, skip_allowed);
 	sl_stream_set_data(s, &m);
 	posts = 0;
@@ -1077,18 +1091,12 @@ static void more_data_case(int skip_allowed)
  * In skip mode too (issue 18.11): Windows queues the warning's packet,
  * wine 8 does not (stream_win.c); either way each byte comes once and the
  * read does not hang.  Under wine, taking the warning as pending (as on
- * Windows) leaves the read waiting for a packet that never comes.
+ * Windows) leaves the read waiting for a packet that never comes.  The
+ * test's state says whether skip mode is allowed (SKIP_ON, SKIP_OFF).
  */
 static void test_pipe_more_data_once(void **state)
 {
-	(void)state;
-	more_data_case(1);
-}
-
-static void test_pipe_more_data_once_noskip(void **state)
-{
-	(void)state;
-	more_data_case(0);
+	more_data_case(*(int *)*state);
 }
 
 /* ---- pipe reads without a buffer while idle (issue 18.10) --------------------------- */
@@ -2020,16 +2028,10 @@ static void traffic_case(int skip_allowed)
 	sl_win_skip_allowed = 1;
 }
 
-static void test_skip_stream_traffic(void **state)
+/* With skip mode allowed (SKIP_ON) and not (SKIP_OFF). */
+static void test_stream_traffic(void **state)
 {
-	(void)state;
-	traffic_case(1);
-}
-
-static void test_noskip_stream_traffic(void **state)
-{
-	(void)state;
-	traffic_case(0);
+	traffic_case(*(int *)*state);
 }
 
 /* ---- skip mode on pipes (issue 18.11) ---------------------------------------- */
@@ -2119,16 +2121,10 @@ static void pipe_traffic_case(int skip_allowed)
 	sl_win_skip_allowed = 1;
 }
 
-static void test_skip_pipe_traffic(void **state)
+/* With skip mode allowed (SKIP_ON) and not (SKIP_OFF). */
+static void test_pipe_traffic(void **state)
 {
-	(void)state;
-	pipe_traffic_case(1);
-}
-
-static void test_noskip_pipe_traffic(void **state)
-{
-	(void)state;
-	pipe_traffic_case(0);
+	pipe_traffic_case(*(int *)*state);
 }
 
 /*
@@ -2227,8 +2223,7 @@ int main(void)
 			test_pipe_shutdown_waits_for_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipe_shutdown_wait_closed,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pipe_more_data_once,
-						setup, teardown),
+		SKIP_CASE(test_pipe_more_data_once, SKIP_ON),
 		cmocka_unit_test(test_pipe_clients_before_accept),
 		cmocka_unit_test(test_pipe_clients_spread),
 		cmocka_unit_test_setup_teardown(test_pipe_zero_byte_reads, setup,
@@ -2250,18 +2245,13 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_skip_forced_accept_connect,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_skip_stream_traffic, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_noskip_stream_traffic,
-						setup, teardown),
+		SKIP_CASE(test_stream_traffic, SKIP_ON),
+		SKIP_CASE(test_stream_traffic, SKIP_OFF),
 		cmocka_unit_test_setup_teardown(test_status_warning_kept, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_pipe_more_data_once_noskip,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_skip_pipe_traffic, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_noskip_pipe_traffic, setup,
-						teardown),
+		SKIP_CASE(test_pipe_more_data_once, SKIP_OFF),
+		SKIP_CASE(test_pipe_traffic, SKIP_ON),
+		SKIP_CASE(test_pipe_traffic, SKIP_OFF),
 		cmocka_unit_test(test_skip_pipe_connect_at_once),
 	};
 	int r;

@@ -566,6 +566,7 @@ struct pipe_handoff {
 	sl_loop *loop;
 	void *token;
 	HANDLE pipe;
+	int skip;
 };
 
 static void pipe_handoff_run(sl_task *t, int status)
@@ -576,7 +577,8 @@ static void pipe_handoff_run(sl_task *t, int status)
 	int r = -ECANCELED;
 
 	if (status == 0)
-		r = sl_stream_open_pipe(h->loop, h->pipe, l->b.ep.path, &s);
+		r = sl_stream_open_pipe(h->loop, h->pipe, h->skip,
+					l->b.ep.path, &s);
 	else
 		CloseHandle(h->pipe);
 	if (r == 0) {
@@ -609,6 +611,7 @@ static void pipe_handoff(sl_listener *l, struct accept_slot *a, void *token)
 	h->loop = a->loop;
 	h->token = token;
 	h->pipe = a->pipe;
+	h->skip = a->skip;
 	a->pipe = INVALID_HANDLE_VALUE;
 	sl_task_init(&h->task, pipe_handoff_run, h);
 	sl_listener_ref(l);

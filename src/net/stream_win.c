@@ -20,9 +20,9 @@
  * sized read after PeekNamedPipe (read_now) stays out: its event has the
  * low bit set, so it never queues a packet, skip mode or not.
  *
- * Which at-once results queue a packet in skip mode (NPFS completes
- * ReadFile, WriteFile and FSCTL_PIPE_LISTEN through the I/O manager, which
- * skips the port only for a success; an error queues none in either mode):
+ * Which at-once results queue a packet in skip mode (the documented rule:
+ * the port is skipped for a request that returns success at once; an
+ * error status queues none in either mode):
  * - TRUE (success): none.
  * - ERROR_MORE_DATA (STATUS_BUFFER_OVERFLOW, a warning: a message longer
  *   than the read, message read mode only, which sluice's own handles
@@ -817,7 +817,7 @@ int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
 	return 0;
 }
 
-int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
+int sl_stream_open_pipe(sl_loop *loop, HANDLE h, int skip, const char *path,
 			sl_stream **out)
 {
 	sl_stream *s = sl_os_stream_new(loop, SL_EP_PIPE);
@@ -827,7 +827,7 @@ int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
 		return -ENOMEM;
 	}
 	s->pipe = h;
-	s->skip = sl_win_pipe_skip(h);
+	s->skip = skip;
 	snprintf(s->path, sizeof s->path, "%s", path);
 	*out = s;
 	return 0;

@@ -48,17 +48,16 @@ int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
 
 /*
  * Put pipe handle h (already attached to a port) in skip mode unless
- * sl_win_skip_allowed is 0: 1 when it is in skip mode.  Setting it again
- * on a handle already in skip mode says 1 again.
+ * sl_win_skip_allowed is 0: 1 when it is in skip mode.
  */
 int sl_win_pipe_skip(HANDLE h);
 
 /*
  * A stream for a connected named-pipe server instance already attached to
- * loop's port; the handle is put in skip mode (sl_win_pipe_skip) here.
- * Takes the handle over even on failure.
+ * loop's port; skip: whether h is in skip mode (sl_win_pipe_skip's
+ * answer).  Takes the handle over even on failure.
  */
-int sl_stream_open_pipe(sl_loop *loop, HANDLE h, const char *path,
+int sl_stream_open_pipe(sl_loop *loop, HANDLE h, int skip, const char *path,
 			sl_stream **out);
 
 /*
