@@ -71,11 +71,19 @@
  * libuv (uv__pipe_shutdown) first asks NtQueryInformationFile for
  * FilePipeLocalInformation, where WriteQuotaAvailable == OutboundQuota
  * means the other end has read everything, and only otherwise flushes on
- * a thread-pool thread.  sluice has no thread pool on the data path and
- * needs none: it asks the same question on a timer (1 ms, doubling up to
- * 50 ms) until the answer is yes, for at most SL_PIPE_DRAIN_MS, after
- * which the end is written anyway.  Closing the stream stops the timer,
- * so nothing outlives it.
+ * another thread.  sluice does the same: the quick question first, then,
+ * when the answer is no, FlushFileBuffers on a thread of its own for this
+ * one flush (on a duplicate of the handle, which that thread closes),
+ * whose end comes back to the loop as a packet (flush_op); then the
+ * zero-byte write.  The question alone cannot replace the flush: a read
+ * pending on the other end takes its size off WriteQuotaAvailable (as
+ * Cygwin found), so a reader that always keeps a read posted (go-winio's,
+ * .NET's, sluice's own) never looks drained although it has taken
+ * everything.  Closing the stream cancels the flush (CancelSynchronousIo,
+ * again every 10 ms until its packet came: the thread may not have
+ * entered the flush yet), and the stream waits for that packet like any
+ * operation.  Wine 8 flushes and cancels as Windows does (FlushFileBuffers
+ * waits for the reader; CancelSynchronousIo ends it).
  */
 #include "stream_win.h"
 
@@ -94,9 +102,8 @@
 /* STATUS_BUFFER_OVERFLOW: a message longer than the read; the bytes read
  * are good (message-type pipe read as bytes never does it; defensive). */
 #define SL_STATUS_BUFFER_OVERFLOW 0x80000005u
-/* The longest a half-close waits for the reader (see the top). */
-#define SL_PIPE_DRAIN_MS 30000
-#define SL_PIPE_DRAIN_POLL_MAX 50
+/* At close, how often a flush still running is cancelled again. */
+#define SL_PIPE_FLUSH_CANCEL_MS 10
 
 /* ntifs.h's FILE_PIPE_LOCAL_INFORMATION (FilePipeLocalInformation, 24),
  * which mingw's winternl.h lacks. */
@@ -669,13 +676,13 @@ int sl_under_wine(void)
 }
 
 /*
- * Has the other end of the pipe read everything we wrote?  An error
- * counts as yes: the zero-byte write will say what is wrong.  Wine 8
- * reports WriteQuotaAvailable as 0 whatever is in the pipe (its server
- * leaves it unset), so it could never say yes there: under wine the
- * answer is yes, which is safe in wine, where "abc" then "" reads as 3
- * then 0 (only a write after the end could take it in, and there is
- * none).  The tests stand in for Windows through sl_pipe_drained_hook.
+ * Has the other end of the pipe read everything we wrote?  The quick
+ * question before a flush (see the top): yes when WriteQuotaAvailable is
+ * the whole OutboundQuota; an error counts as yes (the zero-byte write
+ * will say what is wrong).  No is not sure: a read pending on the other
+ * end looks like unread bytes, and the flush then answers.  Wine 8 leaves
+ * WriteQuotaAvailable at 0, so under wine every end goes through the
+ * flush.  The tests stand in for Windows through sl_pipe_drained_hook.
  */
 int sl_pipe_drained(HANDLE h)
 {
@@ -683,8 +690,6 @@ int sl_pipe_drained(HANDLE h)
 	IO_STATUS_BLOCK io;
 	NTSTATUS st;
 
-	if (sl_under_wine())
-		return 1;
 	memset(&info, 0, sizeof info);
 	st = NtQueryInformationFile(h, &io, &info, sizeof info,
 				    (FILE_INFORMATION_CLASS)
@@ -716,18 +721,66 @@ static void write_eof(sl_stream *s)
 	s->pending++;
 }
 
-static void on_drain_poll(sl_timer *t)
+/* Another thread: the flush of the pipe (see the top), then its packet. */
+static DWORD WINAPI flush_proc(LPVOID arg)
+{
+	sl_stream *s = arg;
+	BOOL ok = FlushFileBuffers(s->flush_pipe);
+
+	CloseHandle(s->flush_pipe);
+	/* STATUS_CANCELLED when it did not flush; the zero-byte write says
+	 * what is wrong with the pipe, if anything. */
+	sl_loop_post_op(s->b.loop, &s->flush_op, ok ? 0 : 0xC0000120u, 0);
+	return 0;
+}
+
+static void on_flushed(sl_loop *loop, sl_op *op, int err, size_t n)
+{
+	sl_stream *s = op->data;
+
+	(void)loop;
+	(void)err;
+	(void)n;
+	s->pending--;
+	CloseHandle(s->flush_thread);
+	s->flush_thread = NULL;
+	sl_timer_stop(&s->drain);
+	if (s->b.flags & ST_CLOSING) {
+		sl_stream_maybe_free(s);
+		return;
+	}
+	write_eof(s);
+}
+
+/* At close: the flush is cancelled until its packet comes. */
+static void on_flush_cancel(sl_timer *t)
 {
 	sl_stream *s = t->data;
 
-	if (sl_pipe_drained_hook(s->pipe) ||
-	    sl_clock_ms() >= s->drain_deadline) {
-		write_eof(s);
+	if (s->flush_thread == NULL)
 		return;
+	CancelSynchronousIo(s->flush_thread);
+	sl_timer_start(&s->drain, SL_PIPE_FLUSH_CANCEL_MS);
+}
+
+/* The flush before the end, on its own thread.  0, or -1 when it could
+ * not start (the end is then written at once). */
+static int start_flush(sl_stream *s)
+{
+	if (!DuplicateHandle(GetCurrentProcess(), s->pipe, GetCurrentProcess(),
+			     &s->flush_pipe, 0, FALSE, DUPLICATE_SAME_ACCESS))
+		return -1;
+	sl_op_init(&s->flush_op, on_flushed, s);
+	s->flush_thread = CreateThread(NULL, 65536, flush_proc, s,
+				       STACK_SIZE_PARAM_IS_A_RESERVATION,
+				       NULL);
+	if (s->flush_thread == NULL) {
+		CloseHandle(s->flush_pipe);
+		return -1;
 	}
-	if (s->drain_ms < SL_PIPE_DRAIN_POLL_MAX)
-		s->drain_ms *= 2;
-	sl_timer_start(&s->drain, s->drain_ms);
+	s->pending++;
+	s->b.flags |= ST_DRAINING;
+	return 0;
 }
 
 static void do_shutdown(sl_stream *s)
@@ -742,14 +795,8 @@ static void do_shutdown(sl_stream *s)
 		sl_stream_schedule(s);
 		return;
 	}
-	if (sl_pipe_drained_hook(s->pipe)) {
+	if (sl_pipe_drained_hook(s->pipe) || start_flush(s) < 0)
 		write_eof(s);
-		return;
-	}
-	s->b.flags |= ST_DRAINING;
-	s->drain_ms = 1;
-	s->drain_deadline = sl_clock_ms() + SL_PIPE_DRAIN_MS;
-	sl_timer_start(&s->drain, s->drain_ms);
 }
 
 int sl_stream_shutdown(sl_stream *s, sl_shutdown_cb cb)
@@ -777,7 +824,7 @@ sl_stream *sl_os_stream_new(sl_loop *loop, enum sl_ep_kind kind)
 	s->sock = INVALID_SOCKET;
 	s->pipe = INVALID_HANDLE_VALUE;
 	sl_timer_init(loop, &s->retry, sl_pipe_busy_retry, s);
-	sl_timer_init(loop, &s->drain, on_drain_poll, s);
+	sl_timer_init(loop, &s->drain, on_flush_cancel, s);
 	return s;
 }
 
@@ -843,7 +890,11 @@ int sl_win_pipe_skip(HANDLE h)
 void sl_os_stream_close(sl_stream *s, int reset)
 {
 	sl_timer_stop(&s->retry);
-	sl_timer_stop(&s->drain);
+	if (s->flush_thread != NULL) {
+		/* The flush ends, cancelled; its packet frees the way. */
+		CancelSynchronousIo(s->flush_thread);
+		sl_timer_start(&s->drain, SL_PIPE_FLUSH_CANCEL_MS);
+	}
 	/* Not with the kernel yet (also a pipe's end still waiting for the
 	 * reader): ends here.  A pipe's zero-byte write that is completes,
 	 * cancelled (on_shut_done). */

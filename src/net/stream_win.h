@@ -31,9 +31,9 @@ struct sl_stream {
 
 	unsigned writes; /* sl_stream_write requests in flight */
 	sl_op shut_op;   /* pipes: the zero-byte write */
-	sl_timer drain;  /* pipes: polls until the reader took our bytes */
-	unsigned drain_ms;
-	uint64_t drain_deadline;
+	sl_op flush_op;  /* pipes: the flush before the end (its packet) */
+	HANDLE flush_thread, flush_pipe; /* the flush's thread, its handle */
+	sl_timer drain;  /* pipes: at close, cancels that flush again */
 
 	sl_op conn_op;
 	sl_timer retry;  /* pipes: ERROR_PIPE_BUSY */
