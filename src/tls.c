@@ -1,15 +1,20 @@
 /*
- * TLS over sl_stream with memory BIOs: see tls.h for the design.
+ * TLS over sl_stream with BIOs of its own: see tls.h for the design.
  *
  * A connection (struct sl_tls) lives in its stream's layer slot from
  * sl_tls_accept/connect until the stream's close callback.  Its raw
  * stream is read by the filter itself (tls_alloc, tls_on_raw): the bytes
- * go into the SSL's read BIO, and then either into the handshake or, as
- * plaintext, to the caller's read callback.  What OpenSSL writes into the
- * write BIO leaves by flush(): straight out with sl_stream_try_write()
- * where the stream takes it, the rest copied into one buffer and queued
- * (the only ciphertext a connection ever holds; none while idle, and
- * SSL_MODE_RELEASE_BUFFERS frees OpenSSL's own record buffers then too).
+ * are lent to the SSL's read BIO, and then go either into the handshake
+ * or, as plaintext, to the caller's read callback.  What OpenSSL writes
+ * into the write BIO goes straight out with sl_stream_try_write() where
+ * the stream takes it; the rest is copied into one buffer that flush()
+ * queues.  The two BIOs are sluice's own (bio_method), not memory BIOs:
+ * a memory BIO keeps the largest buffer it ever held, so a session that
+ * once moved a burst would hold tens of KB of it while idle.  Here the
+ * only bytes a connection holds are ciphertext that could not leave yet
+ * and ciphertext OpenSSL has not taken yet (a reader that paused); none
+ * while idle, and SSL_MODE_RELEASE_BUFFERS frees OpenSSL's own record
+ * buffers then too.
  *
  * Callbacks never run inside the call that asked for them (net.h's rule):
  * what is due from a call (queued writes to finish, plaintext already
@@ -693,10 +698,14 @@ struct sl_tls {
 	sl_stream *raw;
 	sl_tls_ctx *ctx;
 	SSL *ssl;
-	BIO *rbio; /* what the peer sent, for OpenSSL */
-	BIO *wbio; /* what OpenSSL has for the peer */
+	/* What the peer sent and OpenSSL has not taken: lent by the raw
+	 * read's callback while it runs, else a copy (in_heap) of the rest. */
+	const char *in;
+	size_t in_len;
+	char *in_heap;
 	unsigned flags;
 	int raw_err;   /* how the stream ended: SL_EOF or an error */
+	int read_err;  /* the end of reading, found after plaintext */
 	int write_err; /* sticky */
 	const char *why; /* OpenSSL's reason for a failure, static text */
 	char *matched;   /* "cn:NAME", "dns:NAME", "uri:NAME" that allow
@@ -704,7 +713,10 @@ struct sl_tls {
 	sl_tls_done_cb done_cb;
 	sl_alloc_cb alloc_cb;
 	sl_read_cb read_cb;
-	/* The one buffer of ciphertext the stream could not take at once. */
+	/* Ciphertext the stream could not take at once: out collects it,
+	 * obuf is the buffer being written (oreq). */
+	char *out;
+	size_t out_len, out_cap;
 	char *obuf;
 	sl_write_req oreq;
 	int owriting;
@@ -718,13 +730,13 @@ struct sl_tls {
 };
 
 /*
- * One buffer per loop thread for what passes through at once: a read of
- * the stream (copied into the read BIO in its callback) and ciphertext on
- * its way to sl_stream_try_write().  A read's buffer is asked for only
- * when its bytes are there on every platform (stream_win.c waits with a
- * zero-byte read), so no read holds it across callbacks.
+ * One buffer per loop thread for the reads of the stream: lent to the
+ * read BIO while the read's callback runs (in_add, in_keep).  A read's
+ * buffer is asked for only when its bytes are there on every platform
+ * (stream_win.c waits with a zero-byte read, or a one-byte read into the
+ * stream itself on a pipe), so no read holds it across callbacks.
  */
-#define SCRATCH (32 * 1024)
+#define SCRATCH (64 * 1024)
 static _Thread_local char scratch[SCRATCH];
 
 static sl_tls *tls_of(const sl_stream *st)
@@ -742,6 +754,8 @@ static void tls_free(sl_tls *t)
 	SSL_free(t->ssl); /* and its BIOs */
 	sl_tls_ctx_unref(t->ctx);
 	free(t->matched);
+	free(t->in_heap);
+	free(t->out);
 	free(t->obuf);
 	free(t);
 }
@@ -783,50 +797,203 @@ static int raw_read(sl_tls *t, int on)
 
 static void on_out(sl_write_req *req, int status);
 
-/*
- * Send what OpenSSL wrote into the write BIO: at once where the stream
- * takes it, the rest in one buffer, queued.  0 or -errno.
+/* ---- the BIOs -----------------------------------------------------------
+ *
+ * OpenSSL reads ciphertext from t->in and writes records through
+ * bio_write, which sends each at once where it can.  An empty t->in is
+ * "retry later" (more will come), not the end: the end is the raw
+ * stream's, handled above OpenSSL (end_of).
  */
-static int flush(sl_tls *t)
+
+/* The raw stream's n bytes at p, lent until the read callback returns
+ * (in_keep); after bytes OpenSSL has not taken yet, a copy.  0 or
+ * -ENOMEM. */
+static int in_add(sl_tls *t, const char *p, size_t n)
 {
-	size_t p;
+	char *h;
 
-	if (t->owriting)
-		return 0;
-	while ((p = BIO_ctrl_pending(t->wbio)) > 0) {
-		int n = BIO_read(t->wbio, scratch,
-				 (int)(p < sizeof scratch ? p : sizeof scratch));
-		ptrdiff_t w;
-		size_t rest, left;
-		int r;
-
-		if (n <= 0)
-			return SL_TLS_EPROTO;
-		w = sl_stream_try_write(t->raw, scratch, (size_t)n, 0);
-		if (w == n)
-			continue;
-		if (w < 0 && w != -EAGAIN)
-			return (int)w;
-		if (w < 0)
-			w = 0;
-		left = BIO_ctrl_pending(t->wbio);
-		rest = (size_t)(n - w) + left;
-		if ((t->obuf = malloc(rest)) == NULL)
-			return -ENOMEM;
-		memcpy(t->obuf, scratch + w, (size_t)(n - w));
-		if (left > 0 &&
-		    BIO_read(t->wbio, t->obuf + (n - w), (int)left) != (int)left)
-			return SL_TLS_EPROTO;
-		t->oreq.data = t;
-		r = sl_stream_write(t->raw, &t->oreq, t->obuf, rest, on_out);
-		if (r < 0) {
-			free(t->obuf);
-			t->obuf = NULL;
-			return r;
-		}
-		t->owriting = 1;
+	if (t->in_len == 0) {
+		t->in = p;
+		t->in_len = n;
 		return 0;
 	}
+	if ((h = malloc(t->in_len + n)) == NULL)
+		return -ENOMEM;
+	memcpy(h, t->in, t->in_len);
+	memcpy(h + t->in_len, p, n);
+	free(t->in_heap);
+	t->in_heap = h;
+	t->in = h;
+	t->in_len += n;
+	return 0;
+}
+
+/* Bytes still lent when their callback ends: copied.  0 or -ENOMEM. */
+static int in_keep(sl_tls *t)
+{
+	char *h;
+
+	if (t->in_len == 0 || t->in_heap != NULL)
+		return 0;
+	if ((h = malloc(t->in_len)) == NULL)
+		return -ENOMEM;
+	memcpy(h, t->in, t->in_len);
+	t->in_heap = h;
+	t->in = h;
+	return 0;
+}
+
+static int bio_read(BIO *b, char *p, int len)
+{
+	sl_tls *t = BIO_get_data(b);
+	size_t n;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	if (t->in_len == 0) {
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	n = t->in_len < (size_t)len ? t->in_len : (size_t)len;
+	memcpy(p, t->in, n);
+	t->in += n;
+	if ((t->in_len -= n) == 0) {
+		free(t->in_heap);
+		t->in_heap = NULL;
+	}
+	return (int)n;
+}
+
+/* Room for n more bytes in t->out.  0 or -ENOMEM. */
+static int out_room(sl_tls *t, size_t n)
+{
+	size_t cap = t->out_cap ? t->out_cap : 16 * 1024 + 256;
+	char *o;
+
+	if (t->out_len + n <= t->out_cap)
+		return 0;
+	while (cap < t->out_len + n)
+		cap *= 2;
+	if ((o = realloc(t->out, cap)) == NULL)
+		return -ENOMEM;
+	t->out = o;
+	t->out_cap = cap;
+	return 0;
+}
+
+/*
+ * A record (or a flight) from OpenSSL: to the stream now where it takes
+ * it and nothing is waiting before it; the rest into t->out for flush().
+ * It is always taken whole: a failure of the stream is kept in
+ * t->write_err, which every caller looks at next.
+ */
+static int bio_write(BIO *b, const char *p, int len)
+{
+	sl_tls *t = BIO_get_data(b);
+	size_t n = len > 0 ? (size_t)len : 0;
+	ptrdiff_t w = 0;
+
+	BIO_clear_retry_flags(b);
+	if (n == 0 || t->write_err != 0)
+		return len;
+	if (t->out_len == 0 && !t->owriting) {
+		w = sl_stream_try_write(t->raw, p, n, 0);
+		if (w == (ptrdiff_t)n)
+			return len;
+		if (w < 0 && w != -EAGAIN) {
+			t->write_err = (int)w;
+			return len;
+		}
+		if (w < 0)
+			w = 0;
+	}
+	if (out_room(t, n - (size_t)w) < 0) {
+		t->write_err = -ENOMEM;
+		return len;
+	}
+	memcpy(t->out + t->out_len, p + w, n - (size_t)w);
+	t->out_len += n - (size_t)w;
+	return len;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	sl_tls *t = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+		return (long)(t->in_len < LONG_MAX ? t->in_len : LONG_MAX);
+	case BIO_CTRL_WPENDING:
+		return (long)(t->out_len < LONG_MAX ? t->out_len : LONG_MAX);
+	case BIO_CTRL_FLUSH: /* bio_write sends or keeps all at once */
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static void bio_method_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+				     "sluice stream");
+
+	if (m == NULL || !BIO_meth_set_read(m, bio_read) ||
+	    !BIO_meth_set_write(m, bio_write) ||
+	    !BIO_meth_set_ctrl(m, bio_ctrl) ||
+	    !BIO_meth_set_create(m, bio_create)) {
+		BIO_meth_free(m);
+		return;
+	}
+	bio_method = m;
+}
+
+/* A BIO of the connection t, owned by its SSL once set.  NULL when out
+ * of memory. */
+static BIO *bio_new(sl_tls *t)
+{
+	BIO *b;
+
+	if (pthread_once(&bio_once, bio_method_init) != 0 ||
+	    bio_method == NULL || (b = BIO_new(bio_method)) == NULL)
+		return NULL;
+	BIO_set_data(b, t);
+	return b;
+}
+
+/* What bio_write could not send, queued in one write.  0 or -errno (the
+ * stream's sticky error included). */
+static int flush(sl_tls *t)
+{
+	int r;
+
+	if (t->write_err != 0)
+		return t->write_err;
+	if (t->owriting || t->out_len == 0)
+		return 0;
+	t->obuf = t->out;
+	t->out = NULL;
+	t->out_cap = 0;
+	t->oreq.data = t;
+	r = sl_stream_write(t->raw, &t->oreq, t->obuf, t->out_len, on_out);
+	t->out_len = 0;
+	if (r < 0) {
+		free(t->obuf);
+		t->obuf = NULL;
+		return r;
+	}
+	t->owriting = 1;
 	return 0;
 }
 
@@ -1027,16 +1194,24 @@ static void read_more(sl_tls *t)
 		read_end(t, r, NULL);
 }
 
-/* Plaintext to the caller for as long as it reads and there is some. */
+/*
+ * Plaintext to the caller for as long as it reads and there is some.
+ * Each of its buffers is filled with as many records as are here (as
+ * nginx's ngx_ssl_recv does), so the far side writes once per buffer
+ * rather than once per record.
+ */
 static void deliver(sl_tls *t)
 {
 	while (reading(t)) {
 		sl_buf b = {NULL, 0};
-		size_t want;
-		int n, e;
+		size_t want, got = 0;
+		int n = 1, err = 0;
 
-		if (!SSL_has_pending(t->ssl) &&
-		    BIO_ctrl_pending(t->rbio) == 0) {
+		if (t->read_err != 0) {
+			read_end(t, t->read_err, NULL);
+			return;
+		}
+		if (!SSL_has_pending(t->ssl) && t->in_len == 0) {
 			read_more(t);
 			return;
 		}
@@ -1046,19 +1221,31 @@ static void deliver(sl_tls *t)
 			return;
 		}
 		want = b.len < 1u << 30 ? b.len : 1u << 30;
-		n = SSL_read(t->ssl, b.base, (int)want);
-		if (n > 0) {
-			t->read_cb(t->raw, n, &b);
+		while (got < want &&
+		       (n = SSL_read(t->ssl, b.base + got, (int)(want - got))) >
+			       0) {
+			got += (size_t)n;
+			if (!SSL_has_pending(t->ssl) && t->in_len == 0)
+				break;
+		}
+		if (n <= 0) {
+			int e = SSL_get_error(t->ssl, n);
+
+			if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify */
+				ERR_clear_error();
+				err = SL_EOF;
+			} else if (e != SSL_ERROR_WANT_READ) {
+				err = ssl_failure(t, n);
+			}
+		}
+		if (got > 0) {
+			/* The end, if one came, after this buffer. */
+			t->read_err = err;
+			t->read_cb(t->raw, (ptrdiff_t)got, &b);
 			continue;
 		}
-		e = SSL_get_error(t->ssl, n);
-		if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify */
-			ERR_clear_error();
-			read_end(t, SL_EOF, &b);
-			return;
-		}
-		if (e != SSL_ERROR_WANT_READ) {
-			read_end(t, ssl_failure(t, n), &b);
+		if (err != 0) {
+			read_end(t, err, &b);
 			return;
 		}
 		/* A record not whole yet, or one that was no data (a
@@ -1066,7 +1253,7 @@ static void deliver(sl_tls *t)
 		t->read_cb(t->raw, 0, &b);
 		if (!reading(t))
 			break;
-		if (BIO_ctrl_pending(t->rbio) > 0)
+		if (t->in_len > 0)
 			continue; /* OpenSSL takes some each time */
 		/* (The stream may have ended in the middle of a record.) */
 		read_more(t);
@@ -1082,10 +1269,8 @@ static void tls_on_raw(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
 
 	if (n == 0 || (t->flags & T_CLOSING))
 		return;
-	if (n > 0) {
-		if (BIO_write(t->rbio, buf->base, (int)n) != (int)n)
-			n = -ENOMEM;
-	}
+	if (n > 0 && in_add(t, buf->base, (size_t)n) < 0)
+		n = -ENOMEM;
 	if (n < 0) {
 		t->flags |= T_RAW_END;
 		t->flags &= ~T_RAW_READING; /* reading stopped by itself */
@@ -1093,15 +1278,21 @@ static void tls_on_raw(sl_stream *st, ptrdiff_t n, const sl_buf *buf)
 	}
 	if (t->flags & T_HANDSHAKE) {
 		handshake(t);
-		return;
-	}
-	deliver(t);
-	/* What reading made OpenSSL say (a key update's answer). */
-	if (!(t->flags & T_CLOSING)) {
-		int r = flush(t);
+	} else {
+		deliver(t);
+		/* What reading made OpenSSL say (a key update's answer). */
+		if (!(t->flags & T_CLOSING)) {
+			int r = flush(t);
 
-		if (r < 0 && t->write_err == 0)
-			t->write_err = r;
+			if (r < 0 && t->write_err == 0)
+				t->write_err = r;
+		}
+	}
+	/* What OpenSSL did not take (a reader that paused, data right
+	 * after the handshake) outlives the stream's buffer. */
+	if (in_keep(t) < 0) {
+		t->in_len = 0;
+		t->write_err = t->write_err ? t->write_err : -ENOMEM;
 	}
 }
 
@@ -1260,24 +1451,23 @@ static sl_tls *tls_new(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb,
 		       int server)
 {
 	sl_tls *t;
+	BIO *rb, *wb;
 
 	if (tls_of(st) != NULL || (t = calloc(1, sizeof *t)) == NULL)
 		return NULL;
 	t->raw = st;
 	t->ssl = SSL_new(ctx->ssl);
-	t->rbio = BIO_new(BIO_s_mem());
-	t->wbio = BIO_new(BIO_s_mem());
-	if (t->ssl == NULL || t->rbio == NULL || t->wbio == NULL) {
-		BIO_free(t->rbio);
-		BIO_free(t->wbio);
+	rb = bio_new(t);
+	wb = bio_new(t);
+	if (t->ssl == NULL || rb == NULL || wb == NULL) {
+		BIO_free(rb);
+		BIO_free(wb);
 		SSL_free(t->ssl);
 		free(t);
 		ERR_clear_error();
 		return NULL;
 	}
-	/* An empty read BIO is "more to come", not the end. */
-	BIO_set_mem_eof_return(t->rbio, -1);
-	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	SSL_set_bio(t->ssl, rb, wb);
 	sl_tls_ctx_ref(ctx);
 	t->ctx = ctx;
 	t->wq_tail = &t->wq;
@@ -1310,9 +1500,7 @@ int sl_tls_accept(sl_stream *st, sl_tls_ctx *ctx, const void *early,
 	if (r == 0 && early_len > 0) {
 		/* The handshake takes them from the task: its callback
 		 * may not run from here. */
-		if (early_len > INT_MAX ||
-		    BIO_write(t->rbio, early, (int)early_len) !=
-			    (int)early_len)
+		if (in_add(t, early, early_len) < 0 || in_keep(t) < 0)
 			r = -ENOMEM;
 		else
 			post(t);
@@ -1467,7 +1655,7 @@ int sl_tls_read_start(sl_stream *st, sl_alloc_cb alloc, sl_read_cb cb)
 		return 0;
 	t->flags |= T_READING;
 	/* Plaintext already here (or the end): from the task. */
-	if (SSL_has_pending(t->ssl) || BIO_ctrl_pending(t->rbio) > 0 ||
+	if (SSL_has_pending(t->ssl) || t->in_len > 0 || t->read_err != 0 ||
 	    (t->flags & T_RAW_END)) {
 		post(t);
 		return 0;
@@ -1522,15 +1710,15 @@ ptrdiff_t sl_tls_try_write(sl_stream *st, const void *buf, size_t len,
 		return t->write_err;
 	if (t->flags & (T_CLOSING | T_SHUT_WANTED))
 		return -EPIPE;
-	if (!(t->flags & T_READY) || t->owriting || t->wq != NULL ||
-	    t->wd != NULL)
+	if (!(t->flags & T_READY) || t->owriting || t->out_len > 0 ||
+	    t->wq != NULL || t->wd != NULL)
 		return -EAGAIN;
 	if (len == 0)
 		return 0;
 	if (len > INT_MAX)
 		len = INT_MAX;
-	/* Into memory: taken whole; what the stream cannot take now waits
-	 * in t->obuf, and the next try says -EAGAIN until it is out. */
+	/* Taken whole: what the stream cannot take now waits in t->out,
+	 * and the next try says -EAGAIN until it is out. */
 	if (SSL_write(t->ssl, buf, (int)len) <= 0)
 		return t->write_err = ssl_failure(t, 0);
 	if ((r = flush(t)) < 0)

@@ -3,16 +3,17 @@
  * the same over every stream of src/net (TCP, Unix sockets, named pipes)
  * and every loop (epoll, kqueue, IOCP).
  *
- * Design: a filter with memory BIOs.  OpenSSL never sees a descriptor or
- * a handle: the filter reads the stream with sl_stream_read_start() and
- * writes what the peer sent into the SSL's read BIO; what OpenSSL has for
- * the peer it takes from the write BIO and writes with
- * sl_stream_try_write() / sl_stream_write().  That is how libuv-based
- * projects and HAProxy's xprt put TLS over a transport that is not a
- * socket OpenSSL could poll, and the only way that fits a completion API
- * (IOCP owns the buffer of a read in flight; OpenSSL's socket BIO would
- * want to read the handle itself).  The cost is one copy of the
- * ciphertext into the BIO, which is small beside the cipher.
+ * Design: a filter with BIOs of its own.  OpenSSL never sees a
+ * descriptor or a handle: the filter reads the stream with
+ * sl_stream_read_start() and lends what the peer sent to the SSL's read
+ * BIO; each record OpenSSL has for the peer its write BIO sends with
+ * sl_stream_try_write(), and what cannot leave at once with
+ * sl_stream_write().  That is how libuv-based projects and HAProxy's xprt
+ * put TLS over a transport that is not a socket OpenSSL could poll, and
+ * the only way that fits a completion API (IOCP owns the buffer of a read
+ * in flight; OpenSSL's socket BIO would want to read the handle itself).
+ * The ciphertext is copied once, from the stream's read buffer into
+ * OpenSSL's record buffer; none is copied on the way out.
  *
  * The filter presents the stream calls the relay uses, with the same
  * signatures and rules (net.h): sl_tls_read_start(st, ...) on a stream
