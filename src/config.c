@@ -839,6 +839,8 @@ static const struct key tls_listen_keys[] = {
 	[TK_CIPHERSUITES] = { "ciphersuites", K_STRING,
 			      TL(ciphersuites, char *), .max = CIPHERS_MAX,
 			      .expect = EXP_CIPHERS },
+	{ "session_tickets", K_BOOL, TL(tickets, int),
+	  .expect = "true or false" },
 };
 
 /* What only a listener's whole tls mapping can judge. */
@@ -901,6 +903,8 @@ static const struct key tls_upstream_keys[] = {
 	  .expect = EXP_CIPHERS },
 	{ "ciphersuites", K_STRING, TU(ciphersuites, char *),
 	  .max = CIPHERS_MAX, .expect = EXP_CIPHERS },
+	{ "session_reuse", K_BOOL, TU(session_reuse, int),
+	  .expect = "true or false" },
 };
 
 static int tls_upstream_check(struct ctx *c, const struct ynode *map,
@@ -951,6 +955,7 @@ static int set_listen_tls(struct ctx *c, const struct ynode *k,
 
 	lc->tls.min_version = 0x0303;
 	lc->tls.handshake_timeout_ms = 10000;
+	lc->tls.tickets = 1;
 	return set_tls(c, &tls_listen_row, k, v, &lc->tls, &lc->tls.mark);
 }
 
@@ -961,6 +966,7 @@ static int set_upstream_tls(struct ctx *c, const struct ynode *k,
 
 	uc->tls.min_version = 0x0303;
 	uc->tls.verify = 1;
+	uc->tls.session_reuse = 1;
 	return set_tls(c, &tls_upstream_row, k, v, &uc->tls, &uc->tls.mark);
 }
 

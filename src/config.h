@@ -51,6 +51,7 @@ typedef struct sl_tls_listen_conf {
 	uint64_t handshake_timeout_ms; /* default 10000 */
 	char *ciphers;      /* TLS 1.2 cipher list; NULL: OpenSSL's */
 	char *ciphersuites; /* TLS 1.3 suites; NULL: OpenSSL's */
+	int tickets;        /* session tickets; default 1 */
 	sl_conf_mark mark;  /* of the tls key */
 } sl_tls_listen_conf;
 
@@ -64,6 +65,7 @@ typedef struct sl_tls_upstream_conf {
 	char *key;         /* NULL: in cert */
 	int min_version;   /* as a listener's */
 	char *ciphers, *ciphersuites;
+	int session_reuse; /* offer the last session again; default 1 */
 	sl_conf_mark mark;
 } sl_tls_upstream_conf;
 

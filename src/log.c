@@ -576,6 +576,22 @@ static size_t access_tls_text(char *buf, size_t cap,
 		return 0;
 	if ((size_t)k < cap && r->tls_sha256 != NULL)
 		k += snprintf(buf + k, cap - (size_t)k, "%s", r->tls_sha256);
+	if ((size_t)k < cap && r->tls_resumed)
+		k += snprintf(buf + k, cap - (size_t)k, " resumed=1");
+	return (size_t)k < cap ? (size_t)k : cap - 1;
+}
+
+/* The upstream side's: " up_tls=V up_cipher=C[ up_resumed=1]". */
+static size_t access_up_tls_text(char *buf, size_t cap,
+				 const struct sl_access_rec *r)
+{
+	int k = snprintf(buf, cap, " up_tls=%s up_cipher=%s%s",
+			 r->up_tls_version,
+			 r->up_tls_cipher ? r->up_tls_cipher : "-",
+			 r->up_tls_resumed ? " up_resumed=1" : "");
+
+	if (k < 0)
+		return 0;
 	return (size_t)k < cap ? (size_t)k : cap - 1;
 }
 
@@ -599,7 +615,26 @@ static size_t access_tls_json(char *line, size_t n, size_t cap,
 		first = 0;
 	}
 	if (n < cap)
-		line[n++] = '}';
+		n += (size_t)snprintf(line + n, cap - n, ",\"resumed\":%s}",
+				      r->tls_resumed ? "true" : "false");
+	return n;
+}
+
+/* The upstream side's, as an "up_tls" object. */
+static size_t access_up_tls_json(char *line, size_t n, size_t cap,
+				 const struct sl_access_rec *r)
+{
+	if (n >= cap)
+		return n;
+	n += (size_t)snprintf(line + n, cap - n, ",\"up_tls\":{\"version\":");
+	n = json_str(line, n, cap, r->up_tls_version);
+	if (r->up_tls_cipher != NULL && n < cap) {
+		n += (size_t)snprintf(line + n, cap - n, ",\"cipher\":");
+		n = json_str(line, n, cap, r->up_tls_cipher);
+	}
+	if (n < cap)
+		n += (size_t)snprintf(line + n, cap - n, ",\"resumed\":%s}",
+				      r->up_tls_resumed ? "true" : "false");
 	return n;
 }
 
@@ -617,6 +652,8 @@ void sl_access(const struct sl_access_rec *r)
 
 		if (r->tls_version != NULL)
 			e = access_tls_text(err, sizeof err, r);
+		if (r->up_tls_version != NULL)
+			e += access_up_tls_text(err + e, sizeof err - e, r);
 		if (r->error != NULL)
 			snprintf(err + e, sizeof err - e, " error=\"%s\"",
 				 r->error);
@@ -661,6 +698,8 @@ void sl_access(const struct sl_access_rec *r)
 		}
 		if (r->tls_version != NULL)
 			n = access_tls_json(line, n, cap, r);
+		if (r->up_tls_version != NULL)
+			n = access_up_tls_json(line, n, cap, r);
 		if (n < cap)
 			line[n++] = '}';
 		if (acc_to == ACC_LOG) {

@@ -88,6 +88,10 @@ struct session {
 	sl_ipaddr client_ip;
 	struct pp_state *pp; /* accept_proxy listeners only */
 	struct tls_facts *tls; /* a TLS client's, for the access log */
+	/* TLS toward the upstream, for the access log: OpenSSL's static
+	 * names (NULL: none). */
+	const char *up_tls_version, *up_tls_cipher;
+	int up_tls_resumed;
 	enum phase phase;
 	unsigned attempts;
 	unsigned up_index; /* index into route->ups of this attempt */
@@ -118,6 +122,7 @@ struct tls_facts {
 	const char *version, *cipher; /* OpenSSL's own names */
 	char *sni, *subject, *san;    /* the peer's text, escaped; NULL: none */
 	char sha256[65];
+	int resumed;
 };
 
 #define POOL_MAX_FREE 64 /* per loop: 4 MiB of 64k buffers at most */
@@ -282,7 +287,11 @@ static void session_finish(struct session *s)
 			rec.tls_san = s->tls->san;
 			rec.tls_sha256 =
 				s->tls->sha256[0] ? s->tls->sha256 : NULL;
+			rec.tls_resumed = s->tls->resumed;
 		}
+		rec.up_tls_version = s->up_tls_version;
+		rec.up_tls_cipher = s->up_tls_cipher;
+		rec.up_tls_resumed = s->up_tls_resumed;
 
 		sl_access(&rec);
 	}
@@ -941,6 +950,9 @@ static void on_up_tls(sl_stream *st, int status)
 		session_close(s, "upstream-tls", status, 1);
 		return;
 	}
+	s->up_tls_version = sl_tls_version(st);
+	s->up_tls_cipher = sl_tls_cipher(st);
+	s->up_tls_resumed = sl_tls_resumed(st);
 	relay_begin(s);
 }
 #endif
@@ -1229,6 +1241,7 @@ static void tls_facts_take(struct session *s, sl_stream *st)
 	f->subject = tls_text(subj);
 	f->san = tls_text(sl_tls_matched(st));
 	sl_tls_peer_sha256(st, f->sha256, sizeof f->sha256);
+	f->resumed = sl_tls_resumed(st);
 	s->tls = f;
 }
 

@@ -124,6 +124,12 @@ struct sl_tls_ctx {
 	/* Server: who may connect once verified; NULL lists (allow: any,
 	 * or none given) admit every verified client. */
 	sl_tls_allow_conf allow;
+	/* Client: the session the last handshake with the upstream left,
+	 * offered by the next (NULL: none, or session_reuse: false).
+	 * Shared by every loop thread, so under its lock. */
+	int reuse;
+	pthread_mutex_t sess_lock;
+	SSL_SESSION *sess;
 };
 
 /* OpenSSL's reason for the first error of this thread (the cause; later
@@ -463,14 +469,16 @@ static sl_tls_ctx *ctx_new(int server, char *err, size_t errlen)
 	c->server = server;
 	c->ssl = SSL_CTX_new(server ? TLS_server_method()
 				    : TLS_client_method());
-	if (c->ssl == NULL) {
+	if (c->ssl == NULL || pthread_mutex_init(&c->sess_lock, NULL) != 0) {
 		char rb[256];
 
 		snprintf(err, errlen, "TLS context: %s",
 			 ossl_reason(rb, sizeof rb));
+		SSL_CTX_free(c->ssl);
 		free(c);
 		return NULL;
 	}
+	SSL_CTX_set_app_data(c->ssl, c);
 	return c;
 }
 
@@ -484,8 +492,14 @@ sl_tls_ctx *sl_tls_ctx_server(const sl_tls_listen_conf *t, char *err,
 	if (ctx_common(c, t->min_version, t->ciphers, t->ciphersuites, err,
 		       errlen) < 0 ||
 	    load_cert_key(c, t->cert, t->key, err, errlen) < 0 ||
-	    ctx_tickets(c, err, errlen) < 0)
+	    (t->tickets && ctx_tickets(c, err, errlen) < 0))
 		goto fail;
+	if (!t->tickets) {
+		/* No resumption at all: no tickets, and no cache. */
+		SSL_CTX_set_options(c->ssl, SSL_OP_NO_TICKET);
+		SSL_CTX_set_num_tickets(c->ssl, 0);
+		SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_OFF);
+	}
 	if (t->verify_client != SL_TLS_VERIFY_NONE) {
 		STACK_OF(X509_NAME) *names;
 
@@ -514,6 +528,29 @@ fail:
 	return NULL;
 }
 
+/*
+ * Upstream session resumption, as HAProxy does toward its servers: the
+ * session (or TLS 1.3 ticket) of the last handshake with an upstream is
+ * offered by the next connection to it, which then skips the
+ * certificate exchange and its signatures.  One per upstream context:
+ * the newest replaces the one before.  OpenSSL calls this on the loop
+ * thread that read the ticket; 1 keeps the reference.
+ */
+static int new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	sl_tls_ctx *c = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	SSL_SESSION *old;
+
+	if (!SSL_SESSION_is_resumable(sess))
+		return 0;
+	pthread_mutex_lock(&c->sess_lock);
+	old = c->sess;
+	c->sess = sess;
+	pthread_mutex_unlock(&c->sess_lock);
+	SSL_SESSION_free(old);
+	return 1;
+}
+
 sl_tls_ctx *sl_tls_ctx_client(const sl_tls_upstream_conf *t,
 			      const sl_endpoint *ep, char *err,
 			      size_t errlen)
@@ -530,6 +567,13 @@ sl_tls_ctx *sl_tls_ctx_client(const sl_tls_upstream_conf *t,
 	    load_cert_key(c, t->cert, t->key, err, errlen) < 0)
 		goto fail;
 	c->verify = t->verify;
+	if ((c->reuse = t->session_reuse) != 0) {
+		/* Sessions are kept by new_session(), not OpenSSL's cache. */
+		SSL_CTX_set_session_cache_mode(c->ssl,
+					       SSL_SESS_CACHE_CLIENT |
+						       SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(c->ssl, new_session);
+	}
 	if (t->verify) {
 		if (t->ca != NULL) {
 			if (load_ca(c, "ca", t->ca, err, errlen) < 0)
@@ -581,6 +625,8 @@ void sl_tls_ctx_unref(sl_tls_ctx *c)
 		return;
 	SSL_CTX_free(c->ssl);
 	ring_free(c->tickets);
+	SSL_SESSION_free(c->sess);
+	pthread_mutex_destroy(&c->sess_lock);
 	free(c->server_name);
 	free(c->cert_file);
 	sl_tls_allow_free(&c->allow);
@@ -692,6 +738,7 @@ enum {
 	T_CLOSING = 1u << 8,
 	T_TASK = 1u << 9,      /* the task is posted */
 	T_FREE = 1u << 10,     /* the stream is gone: the task frees */
+	T_OFFERED = 1u << 11,  /* a client that offered a kept session */
 };
 
 struct sl_tls {
@@ -1023,8 +1070,51 @@ static int ssl_failure(sl_tls *t, int ret)
 	return err;
 }
 
+/*
+ * The session to offer: a copy of the last one kept, if any.  A copy,
+ * because OpenSSL marks the session of a connection that ends without
+ * close_notify as not resumable (SSL_free, ssl_clear_bad_session), and
+ * one cut connection must not spoil the session for the others.
+ */
+static void session_offer(sl_tls *t)
+{
+	sl_tls_ctx *c = t->ctx;
+	SSL_SESSION *s = NULL;
+
+	if (!c->reuse)
+		return;
+	pthread_mutex_lock(&c->sess_lock);
+	if (c->sess != NULL)
+		s = SSL_SESSION_dup(c->sess);
+	pthread_mutex_unlock(&c->sess_lock);
+	if (s != NULL) {
+		if (SSL_set_session(t->ssl, s) == 1)
+			t->flags |= T_OFFERED;
+		SSL_SESSION_free(s);
+	}
+	ERR_clear_error();
+}
+
+/* A handshake that failed forgets the session it offered: the upstream
+ * may have changed its keys or certificate, and the next tries afresh. */
+static void session_forget(sl_tls *t)
+{
+	sl_tls_ctx *c = t->ctx;
+	SSL_SESSION *old;
+
+	if (!c->reuse || !(t->flags & T_OFFERED))
+		return;
+	pthread_mutex_lock(&c->sess_lock);
+	old = c->sess;
+	c->sess = NULL;
+	pthread_mutex_unlock(&c->sess_lock);
+	SSL_SESSION_free(old);
+}
+
 static void handshake_end(sl_tls *t, int status)
 {
+	if (status != 0 && !t->ctx->server)
+		session_forget(t);
 	t->flags &= ~T_HANDSHAKE;
 	if (status == 0)
 		t->flags |= T_READY;
@@ -1531,7 +1621,8 @@ int sl_tls_connect(sl_stream *st, sl_tls_ctx *ctx, sl_tls_done_cb cb)
 					vp, ctx->server_name, 0);
 		}
 	}
-	/* The ClientHello: into the write BIO, and out. */
+	session_offer(t);
+	/* The ClientHello: through the write BIO, out. */
 	r = SSL_do_handshake(t->ssl);
 	if (r != 1 && SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ)
 		r = ssl_failure(t, r);
@@ -1612,6 +1703,11 @@ int sl_tls_peer_cn(const sl_stream *st, char *buf, size_t len)
 const char *sl_tls_version(const sl_stream *st)
 {
 	return SSL_get_version(tls_of(st)->ssl);
+}
+
+int sl_tls_resumed(const sl_stream *st)
+{
+	return SSL_session_reused(tls_of(st)->ssl);
 }
 
 const char *sl_tls_cipher(const sl_stream *st)

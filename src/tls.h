@@ -135,6 +135,8 @@ const char *sl_tls_version(const sl_stream *st);
 /* OpenSSL's words for why the handshake or a read failed ("" if none). */
 const char *sl_tls_why(const sl_stream *st);
 const char *sl_tls_cipher(const sl_stream *st);
+/* 1 when the handshake resumed a session (a ticket), else 0. */
+int sl_tls_resumed(const sl_stream *st);
 const char *sl_tls_sni(const sl_stream *st);
 void sl_tls_peer_subject(const sl_stream *st, char *buf, size_t len);
 /* The SHA-256 of the peer's certificate in hex ("" without one); len

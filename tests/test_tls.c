@@ -1342,6 +1342,7 @@ static void test_tickets_rotate(void **state)
 			t.cert = certs.server->cert_path;
 			t.key = certs.server->key_path;
 			t.min_version = TLS1_2_VERSION;
+			t.tickets = 1;
 			if (mtls) {
 				t.client_ca = certs.ca->cert_path;
 				t.verify_client = SL_TLS_VERIFY_REQUIRED;
@@ -1471,6 +1472,65 @@ static void http_hello(st_sock c, void *arg)
 	(void)st_try_shutdown_wr(c);
 	while (st_recv_some(c, req, sizeof req, ST_WAIT_MS) > 0)
 		;
+}
+
+/*
+ * Session resumption toward an upstream (session_reuse, default on), as
+ * HAProxy does toward its servers: the second and third connections
+ * through "front" offer the session the one before left, and "back"
+ * resumes it; both access logs say so (up_resumed=1, resumed=1).  With
+ * session_reuse: false, or a listener with session_tickets: false, none
+ * resumes.
+ */
+static void upstream_resume(const char *up_more, const char *back_more,
+			    unsigned want)
+{
+	uint16_t fport = st_free_port(), bport = st_free_port(), eport;
+	st_server *srv = st_server_start(st_listen_tcp(&eport, 16), ST_ECHO, 0);
+	char *yaml = st_fmt("routes:\n"
+			    "  - name: front\n"
+			    "    listen: tcp://127.0.0.1:%u\n"
+			    "    upstreams:\n"
+			    "      - address: tcp://localhost:%u\n"
+			    "        tls: {ca: %s%s}\n"
+			    "  - name: back\n"
+			    "    listen:\n"
+			    "      address: tcp://127.0.0.1:%u\n"
+			    "      tls: {cert: %s, key: %s%s}\n"
+			    "    upstreams: tcp://127.0.0.1:%u\n",
+			    fport, bport, certs.ca->cert_path, up_more, bport,
+			    certs.server->cert_path, certs.server->key_path,
+			    back_more, eport);
+	st_daemon *d = st_daemon_start(yaml);
+
+	for (unsigned i = 1; i <= 3; i++) {
+		st_echo_once(fport, "resume me");
+		/* Both sessions over before the next: the ticket is kept. */
+		assert_int_equal(st_daemon_wait_log(d, "reason=done", 2 * i,
+						    ST_WAIT_MS),
+				 0);
+	}
+	if (st_daemon_log_count(d, " up_tls=TLSv1.3 ") != 3 ||
+	    st_daemon_log_count(d, " up_resumed=1") != want ||
+	    st_daemon_log_count(d, " resumed=1") != want) {
+		char *log = st_daemon_log(d);
+
+		fprintf(stderr, "%s", log);
+		fail_msg("want %u resumed of 3 (%s, %s): %u and %u", want,
+			 up_more, back_more,
+			 st_daemon_log_count(d, " up_resumed=1"),
+			 st_daemon_log_count(d, " resumed=1"));
+	}
+	stop_both(d, srv);
+	free(yaml);
+}
+
+static void test_upstream_resume(void **state)
+{
+	(void)state;
+	upstream_resume("", "", 2);
+	upstream_resume(", session_reuse: false", "", 0);
+	upstream_resume("", ", session_tickets: false", 0);
 }
 
 /*
@@ -1828,6 +1888,7 @@ int main(void)
 		ST_TEST(test_tls_to_tls),
 		ST_TEST(test_mtls_allow),
 		ST_TEST(test_access_log_tls),
+		ST_TEST(test_upstream_resume),
 		ST_TEST(test_tls_metrics),
 		ST_TEST(test_send_proxy_tls),
 		ST_TEST(test_tickets_rotate),
