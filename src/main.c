@@ -500,9 +500,7 @@ static int service_main(int argc, char **argv)
 	if (strcmp(cmd, "run") != 0) {
 		if (strcmp(cmd, "install") == 0 && conf == NULL)
 			conf = sl_path_default_conf();
-#ifdef _WIN32
 		sl_service_set_account(account, password);
-#endif
 		if (sl_service_command(cmd, name, conf, err, sizeof err) < 0) {
 			fprintf(stderr, "sluice: %s\n", err);
 			return 1;
@@ -535,13 +533,11 @@ int main(int argc, char **argv)
 	int foreground = 0, test_only = 0, c, rc;
 	char err[1024];
 
-#ifdef _WIN32
 	/* Names as typed, whatever the code page: UTF-8 from here on. */
-	if (sl_win_utf8_argv(&argc, &argv) < 0) {
+	if (sl_utf8_argv(&argc, &argv) < 0) {
 		fprintf(stderr, "sluice: cannot read the command line\n");
 		return 2;
 	}
-#endif
 	if (argc >= 2 && strcmp(argv[1], "service") == 0)
 		return service_main(argc - 1, argv + 1);
 

@@ -142,14 +142,23 @@ int sl_service_command(const char *cmd, const char *name, const char *conf,
 /* Upper bound the service manager is told a drain may take, in ms. */
 void sl_service_set_stop_hint(unsigned long ms);
 
-#ifdef _WIN32
 /*
  * The account `service install` gives the service: "LocalService",
  * "NetworkService", "LocalSystem" (the default, NULL), or a name (a
  * virtual account "NT SERVICE\NAME" needs no password; a user does).
+ * Elsewhere nothing (sl_service_command() refuses every command).
  */
 void sl_service_set_account(const char *account, const char *password);
 
+/*
+ * The command line as UTF-8: on Windows from GetCommandLineW, whatever
+ * the code page, *argc and *argv replaced for the life of the process;
+ * elsewhere the arguments are the bytes given and nothing changes.  0 or
+ * -1.
+ */
+int sl_utf8_argv(int *argc, char ***argv);
+
+#ifdef _WIN32
 /*
  * Refuse a config that someone other than SYSTEM, Administrators,
  * TrustedInstaller or the account running this check may change: the
@@ -174,12 +183,6 @@ int sl_win_sd_check(const void *sd, const void *self, const char *what,
  * or SHUTDOWN (ControlService: ERROR_INVALID_PARAMETER).  Its result.
  */
 unsigned long sl_service_control(unsigned long ctl);
-
-/*
- * The command line as UTF-8 (from GetCommandLineW), whatever the code
- * page: *argc and *argv replaced, for the life of the process.  0 or -1.
- */
-int sl_win_utf8_argv(int *argc, char ***argv);
 #else
 static inline int sl_service_check_conf(const char *conf, char *err,
 					size_t errlen)

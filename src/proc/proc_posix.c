@@ -372,6 +372,14 @@ unsigned long sl_fd_limit_raise(void)
 	return (unsigned long)rl.rlim_cur;
 }
 
+/* The arguments are the bytes the command was given: names as typed. */
+int sl_utf8_argv(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	return 0;
+}
+
 int sl_drop_privileges(const char *user, const char *group, char *err,
 		       size_t errlen)
 {
@@ -472,4 +480,10 @@ int sl_service_command(const char *cmd, const char *name, const char *conf,
 void sl_service_set_stop_hint(unsigned long ms)
 {
 	(void)ms;
+}
+
+void sl_service_set_account(const char *account, const char *password)
+{
+	(void)account;
+	(void)password;
 }

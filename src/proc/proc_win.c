@@ -292,7 +292,7 @@ unsigned long sl_fd_limit_raise(void)
 
 /* ---- the command line ------------------------------------------------------ */
 
-int sl_win_utf8_argv(int *argc, char ***argv)
+int sl_utf8_argv(int *argc, char ***argv)
 {
 	int n, i;
 	wchar_t **wv = CommandLineToArgvW(GetCommandLineW(), &n);
