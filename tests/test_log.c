@@ -13,6 +13,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <syslog.h>
+#endif
 
 #include <cmocka.h>
 
@@ -65,6 +68,36 @@ static void test_escape_truncates_whole(void **state)
 	assert_string_equal(out, "ab");
 	sl_log_escape(out, 1, "abc", 3);
 	assert_string_equal(out, "");
+}
+
+/* The facility names give syslog.h's codes; on Windows 0 each (the
+ * Event Log has none), so a config checks alike on every OS. */
+static void test_facility_codes(void **state)
+{
+	static const char *const names[] = {
+		"daemon", "user",   "local0", "local1", "local2",
+		"local3", "local4", "local5", "local6", "local7",
+	};
+#ifndef _WIN32
+	static const int codes[] = {
+		LOG_DAEMON, LOG_USER,	LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2,
+		LOG_LOCAL3, LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7,
+	};
+#endif
+	int code;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		code = -1;
+		assert_int_equal(sl_log_facility_parse(names[i], &code), 0);
+#ifndef _WIN32
+		assert_int_equal(code, codes[i]);
+#else
+		assert_int_equal(code, 0);
+#endif
+	}
+	assert_int_equal(sl_log_facility_parse("kern", &code), -1);
+	assert_int_equal(sl_log_facility_parse("Daemon", &code), -1);
 }
 
 #ifndef _WIN32
@@ -290,6 +323,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_escape_truncates_whole),
+		cmocka_unit_test(test_facility_codes),
 #ifndef _WIN32
 		cmocka_unit_test(test_text_line_escaped),
 		cmocka_unit_test(test_access_text_escaped),
