@@ -7,87 +7,24 @@
 #include "log.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/stat.h>
-#ifdef _WIN32
-#include <windows.h> /* the Event Log stands in for syslog */
-#include <io.h>
-#include <stdint.h>
-#include <process.h>
-#define write _write
-#define getpid _getpid
-#define close _close
-#define open _open
-#define dup2 _dup2
-#else
-#include <syslog.h>
 #include <unistd.h>
-#endif
+
+#include "os/os.h"
 
 static _Atomic int log_level = SL_LOG_INFO; /* read by every thread */
 static int log_syslog;
-#ifdef _WIN32
-static HANDLE log_event;
-
-static HANDLE log_events; /* errors and warnings there too (a service) */
-static wchar_t *event_name;
-
-/*
- * The Event Log source: the service's name, registered by `sluice
- * service install` under EventLog\Application with sluice.exe as its
- * message file (src/proc/sluice-msg.mc), so Event Viewer shows the line
- * itself.  An unregistered source still reaches the Application log,
- * with a note that the description cannot be found.
- */
-static HANDLE event_source(void)
-{
-	static HANDLE source;
-
-	if (source == NULL)
-		source = RegisterEventSourceW(
-			NULL, event_name != NULL ? event_name : L"sluice");
-	return source;
-}
-
-/* Message ids of src/proc/sluice-msg.mc, severity bits included: each
- * is "%1", the line. */
-#define SL_MSG_ERROR 0xC0000001UL
-#define SL_MSG_WARNING 0x80000002UL
-#define SL_MSG_INFO 0x40000003UL
-
-/* One line (UTF-8) to the Event Log at level. */
-static void event_report(HANDLE source, int level, const char *line)
-{
-	static const WORD type[] = {EVENTLOG_ERROR_TYPE,
-				    EVENTLOG_WARNING_TYPE,
-				    EVENTLOG_INFORMATION_TYPE,
-				    EVENTLOG_INFORMATION_TYPE};
-	static const DWORD id[] = {SL_MSG_ERROR, SL_MSG_WARNING, SL_MSG_INFO,
-				   SL_MSG_INFO};
-	wchar_t *w = sl_path_wide(line);
-	const wchar_t *msg = w != NULL ? w : L"(a line that is not UTF-8)";
-
-	ReportEventW(source, type[level], 0, id[level], NULL, 1, 0, &msg,
-		     NULL);
-	free(w);
-}
-#endif
+static int log_events; /* errors and warnings there too (a service) */
 
 void sl_log_events(const char *source)
 {
-#ifdef _WIN32
-	if (event_name == NULL && source != NULL)
-		event_name = sl_path_wide(source);
-	log_events = source != NULL ? event_source() : NULL;
-#else
-	(void)source;
-#endif
+	log_events = sl_os_syslog_events(source);
 }
+
 /* Where lines are written when not to syslog: stderr or the log file.
  * Reopening swaps the file in with dup2, so writers never see a closed
  * descriptor. */
@@ -160,35 +97,22 @@ const char *sl_log_level_name(int level)
 	return level_names[level];
 }
 
-/* The same names everywhere, so a config checks alike on every OS; on
- * Windows the facility has no use (the Event Log has none). */
-#ifdef _WIN32
-#define LOG_DAEMON 0
-#define LOG_USER 0
-#define LOG_LOCAL0 0
-#define LOG_LOCAL1 0
-#define LOG_LOCAL2 0
-#define LOG_LOCAL3 0
-#define LOG_LOCAL4 0
-#define LOG_LOCAL5 0
-#define LOG_LOCAL6 0
-#define LOG_LOCAL7 0
-#endif
+/* The same names everywhere, so a config checks alike on every OS: their
+ * numbers (RFC 5424), each made the OS's code by sl_os_syslog_facility(). */
 static const struct {
 	const char *name;
-	int code;
+	int number;
 } facilities[] = {
-	{"daemon", LOG_DAEMON}, {"user", LOG_USER},	{"local0", LOG_LOCAL0},
-	{"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},
-	{"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},
-	{"local7", LOG_LOCAL7},
+	{"daemon", 3},  {"user", 1},    {"local0", 16}, {"local1", 17},
+	{"local2", 18}, {"local3", 19}, {"local4", 20}, {"local5", 21},
+	{"local6", 22}, {"local7", 23},
 };
 
 int sl_log_facility_parse(const char *name, int *facility)
 {
 	for (size_t i = 0; i < sizeof facilities / sizeof facilities[0]; i++) {
 		if (strcmp(name, facilities[i].name) == 0) {
-			*facility = facilities[i].code;
+			*facility = sl_os_syslog_facility(facilities[i].number);
 			return 0;
 		}
 	}
@@ -197,89 +121,8 @@ int sl_log_facility_parse(const char *name, int *facility)
 
 void sl_log_use_syslog(const char *ident, int facility)
 {
-#ifndef _WIN32
-	openlog(ident, LOG_PID | LOG_NDELAY, facility ? facility : LOG_DAEMON);
-	log_syslog = 1;
-#else
-	(void)facility;
-	if (event_name == NULL)
-		event_name = sl_path_wide(ident);
-	log_event = event_source();
-	log_syslog = log_event != NULL;
-#endif
+	log_syslog = sl_os_syslog_open(ident, facility) == 0;
 }
-
-#ifndef O_CLOEXEC
-#define O_CLOEXEC 0
-#endif
-#ifndef O_NOFOLLOW
-#define O_NOFOLLOW 0 /* Windows: no links a user could plant (issue 18) */
-#endif
-#ifndef O_NOCTTY
-#define O_NOCTTY 0
-#endif
-#ifndef O_NONBLOCK
-#define O_NONBLOCK 0
-#endif
-
-/*
- * Open a log file for appending: a descriptor, or -errno.  sluice often
- * opens its logs as root in a directory its service user may write, so
- * the last component is never followed through a symbolic link (-ELOOP),
- * and anything but a regular file is refused (-SL_LOG_ENOTREG): a FIFO
- * would stall the daemon on a write (O_NONBLOCK keeps the open itself
- * from waiting for a reader), a device is not a log.
- */
-#ifdef _WIN32
-/*
- * Windows: the same rules, checked on the handle (sl_path_open_file: no
- * reparse point followed, a disk file with one name, or -EMLINK for a
- * hard link).  FILE_APPEND_DATA alone: every write lands at the end.
- * FILE_SHARE_DELETE lets the file be rotated by renaming it while it is
- * open (then sl_log_reopen); the name is UTF-8, opened with CreateFileW.
- */
-static int open_log(const char *path)
-{
-	void *h;
-	int fd, r;
-
-	r = sl_path_open_file(path, FILE_APPEND_DATA | SYNCHRONIZE,
-			      FILE_SHARE_READ | FILE_SHARE_WRITE |
-				      FILE_SHARE_DELETE,
-			      OPEN_ALWAYS, &h);
-	if (r < 0)
-		return r;
-	fd = _open_osfhandle((intptr_t)h, _O_WRONLY | _O_APPEND | _O_BINARY);
-	if (fd < 0) {
-		CloseHandle(h);
-		return -EMFILE;
-	}
-	return fd;
-}
-#else
-static int open_log(const char *path)
-{
-	struct stat st;
-	int fd, e;
-
-	fd = open(path,
-		  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
-			  O_NOCTTY | O_NONBLOCK,
-		  0640);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		e = errno;
-		close(fd);
-		return -e;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		return -SL_LOG_ENOTREG;
-	}
-	return fd; /* O_NONBLOCK changes nothing for a regular file */
-}
-#endif
 
 const char *sl_log_open_strerror(int r)
 {
@@ -294,7 +137,7 @@ const char *sl_log_open_strerror(int r)
 
 int sl_log_use_file(const char *path)
 {
-	int fd = open_log(path);
+	int fd = sl_os_open_log(path);
 	char *copy;
 
 	if (fd < 0)
@@ -319,7 +162,7 @@ static int reopen_over(const char *path, int old)
 {
 	int fd, r = 0;
 
-	fd = open_log(path);
+	fd = sl_os_open_log(path);
 	if (fd < 0)
 		return fd;
 	if (dup2(fd, old) < 0)
@@ -350,16 +193,13 @@ int sl_access_open(const char *to, int json)
 		acc_to = ACC_FD;
 		acc_fd = 2;
 	} else if (strcmp(to, "syslog") == 0) {
-#ifndef _WIN32
-		if (!log_syslog)
-			openlog("sluice", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-#else
-		if (event_source() == NULL)
-			return -EIO;
-#endif
+		int r;
+
+		if (!log_syslog && (r = sl_os_syslog_open("sluice", 0)) < 0)
+			return r;
 		acc_to = ACC_SYSLOG;
 	} else {
-		int fd = open_log(to);
+		int fd = sl_os_open_log(to);
 		char *copy;
 
 		if (fd < 0)
@@ -385,11 +225,7 @@ static size_t utc_stamp(char *line, size_t n, size_t cap)
 	int k;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-#ifdef _WIN32
-	gmtime_s(&tm, &ts.tv_sec);
-#else
-	gmtime_r(&ts.tv_sec, &tm);
-#endif
+	sl_os_gmtime(ts.tv_sec, &tm);
 	n += strftime(line + n, cap - n, "%Y-%m-%dT%H:%M:%S", &tm);
 	k = snprintf(line + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000L);
 	return n + (k > 0 ? (size_t)k : 0);
@@ -710,11 +546,7 @@ void sl_access(const struct sl_access_rec *r)
 	}
 	if (acc_to == ACC_SYSLOG) {
 		line[n] = '\0';
-#ifdef _WIN32
-		event_report(event_source(), SL_LOG_INFO, line);
-#else
-		syslog(LOG_INFO, "%s", line);
-#endif
+		sl_os_syslog(SL_LOG_INFO, line);
 		return;
 	}
 	line[n++] = '\n';
@@ -769,16 +601,7 @@ void sl_log(int level, const char *fmt, ...)
 		n = (int)format_text(line, 0, sizeof line - 1, fmt, ap);
 		va_end(ap);
 		line[n] = '\0';
-#ifdef _WIN32
-		event_report(log_event, level, line);
-#else
-		{
-			static const int prio[] = {LOG_ERR, LOG_WARNING,
-						   LOG_INFO, LOG_DEBUG};
-
-			syslog(prio[level], "%s", line);
-		}
-#endif
+		sl_os_syslog(level, line);
 		if (log_mirror && level <= SL_LOG_WARN) {
 			n = (int)strlen(line);
 			if (n > (int)sizeof line - 2)
@@ -809,12 +632,8 @@ void sl_log(int level, const char *fmt, ...)
 		return;
 	if (log_mirror && log_fd != 2 && level <= SL_LOG_WARN)
 		(void)!write(2, line, (unsigned)n);
-#ifdef _WIN32
-	if (log_events != NULL && level <= SL_LOG_WARN) {
+	if (log_events && level <= SL_LOG_WARN) {
 		line[n - 1] = '\0'; /* the Event Log stamps its own time */
-		event_report(log_events, level, line + text);
+		sl_os_syslog(level, line + text);
 	}
-#else
-	(void)text;
-#endif
 }

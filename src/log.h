@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "path.h"
+#include "os/os.h"
 
 enum {
 	SL_LOG_ERROR = 0,
@@ -34,7 +34,7 @@ int sl_log_facility_parse(const char *name, int *facility);
  * link (-ELOOP) and must be regular files (-SL_LOG_ENOTREG otherwise);
  * sl_log_open_strerror() says either for the operator.
  */
-#define SL_LOG_ENOTREG SL_PATH_ENOTREG
+#define SL_LOG_ENOTREG SL_OS_ENOTREG
 int sl_log_use_file(const char *path);
 int sl_log_reopen(void);
 const char *sl_log_open_strerror(int r);

@@ -1,15 +1,13 @@
 /*
  * File names: absolute names for a process that may change directory (a
- * daemon works in "/"), and on Windows UTF-8 names for the system's
- * UTF-16 calls.  Usable from every layer, like log.h.
+ * daemon works in "/"), and UTF-8 names opened whatever the code page
+ * (Windows; os/os.h turns them into the system's UTF-16).  Usable from
+ * every layer, like log.h.
  */
 #ifndef SL_PATH_H
 #define SL_PATH_H
 
 #include <stdio.h>
-#ifdef _WIN32
-#include <wchar.h>
-#endif
 
 /*
  * The absolute form of path with every link resolved (so a daemon that
@@ -36,38 +34,5 @@ FILE *sl_path_fopen(const char *path, const char *mode);
  * (SHGetKnownFolderPath).  Static storage.
  */
 const char *sl_path_default_conf(void);
-
-/* Not a regular file (a directory, a device, a FIFO). */
-#define SL_PATH_ENOTREG 0x7f01
-
-#ifdef _WIN32
-/* UTF-8 <-> UTF-16, malloc'd; NULL with errno set (EINVAL: not UTF-8). */
-wchar_t *sl_path_wide(const char *s);
-char *sl_path_utf8(const wchar_t *w);
-
-/*
- * CreateFileW(path, access, share, disposition) for a file sluice opens
- * with its own rights (a log, the pid file): the last component is never
- * followed (FILE_FLAG_OPEN_REPARSE_POINT) and, checked on the handle, it
- * must be a disk file with exactly one name: -ELOOP for a reparse point
- * (a symbolic link, a junction), -EMLINK for a file with more than one
- * hard link, -SL_PATH_ENOTREG for a directory or a device (NUL, CON).
- * Nothing is truncated here, so a refused file is left as it was.  0
- * with *handle (a HANDLE) set, or -errno (-EBUSY: a sharing violation).
- */
-int sl_path_open_file(const char *path, unsigned long access,
-		      unsigned long share, unsigned long disposition,
-		      void **handle);
-
-/*
- * The check sl_path_open_file() makes on the handle, from GetFileType()
- * and GetFileInformationByHandle()'s attributes and link count: 0 or the
- * -errno above.  On its own for the tests: wine 8 follows Unix symbolic
- * links and its CreateSymbolicLinkW creates nothing, so a reparse point
- * (-ELOOP) is shown by Windows only.
- */
-int sl_path_check_file(unsigned long type, unsigned long attributes,
-		       unsigned long links);
-#endif
 
 #endif

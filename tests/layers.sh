@@ -4,7 +4,8 @@
 #   main.c > proxy layer (proxy, session, route, health, balance, admin)
 #          > config, yamltree, acl, proxyproto, tls > net/ > loop/
 #   log.c, path.c, hset.c and errf.c: usable by every layer; proc/: by
-#   main.c alone
+#   main.c alone; os/ (what the base files need from the OS): below them
+#   all, usable by every layer and by proc/, using no other module
 #
 # Each module may use its own layer and the ones below.  Two views of
 # "use": the symbols each object file references (nm, so calls and data,
@@ -56,13 +57,13 @@ while read -r f; do
 done >>"$tmp"
 
 awk '
-# Module of a file: its directory below src/ for loop, net and proc
+# Module of a file: its directory below src/ for loop, net, proc and os
 # (one module each, whatever their files do among themselves), else its
 # name without the extension (route.c and route.h are "route").
 function module(path,    m) {
 	m = path
 	sub(/^src\//, "", m)
-	if (m ~ /^(loop|net|proc)\//) {
+	if (m ~ /^(loop|net|proc|os)\//) {
 		sub(/\/.*/, "", m)
 		return m
 	}
@@ -74,7 +75,8 @@ function module(path,    m) {
 function layer(m) {
 	if (m == "log" || m == "path" || m == "hset" || m == "errf")
 		return "base"
-	if (m == "loop" || m == "net" || m == "proc" || m == "main")
+	if (m == "os" || m == "loop" || m == "net" || m == "proc" ||
+	    m == "main")
 		return m
 	if (m == "config" || m == "yamltree" || m == "acl" ||
 	    m == "proxyproto" || m == "tls")
@@ -90,7 +92,7 @@ function allowed(a, b) {
 	if (b == "proc")
 		return a == "main"
 	if (a == "proc")
-		return b == "base" || b == "loop"
+		return b == "os" || b == "base" || b == "loop"
 	return rank[b] <= rank[a]
 }
 function name(l) {
@@ -163,6 +165,7 @@ function visit(m,    i, n, next_, list, k, first) {
 	depth--
 }
 BEGIN {
+	rank["os"] = -1; lname["os"] = "os/"
 	rank["base"] = 0; lname["base"] = "log.c, path.c, hset.c, errf.c"
 	rank["loop"] = 1; lname["loop"] = "loop/"
 	rank["net"] = 2; lname["net"] = "net/"

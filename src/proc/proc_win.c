@@ -22,7 +22,7 @@
 #include <shellapi.h>
 
 #include "log.h"
-#include "path.h"
+#include "os/os.h"
 
 /* ---- control events ---------------------------------------------------- */
 
@@ -200,7 +200,7 @@ static HANDLE pid_handle = INVALID_HANDLE_VALUE;
 /* The pid in the file another sluice holds. */
 static long pidfile_holder(const char *path)
 {
-	wchar_t *w = sl_path_wide(path);
+	wchar_t *w = sl_os_wide(path);
 	char buf[32];
 	DWORD n = 0;
 	HANDLE h;
@@ -226,7 +226,7 @@ static long pidfile_holder(const char *path)
  * reader may (sharing writing and deletion: type does not, PowerShell's
  * [IO.File]::Open(path, 'Open', 'Read', 'ReadWrite, Delete') does), and
  * nobody may rename or delete it meanwhile.  It is opened as sluice's log
- * files are (sl_path_open_file: no reparse point followed, one name, a
+ * files are (sl_os_open_file: no reparse point followed, one name, a
  * disk file), truncated only after those checks, and deleted at exit
  * through this same handle (DELETE access), never by name.
  */
@@ -237,8 +237,8 @@ int sl_pidfile_create(const char *path, char *err, size_t errlen)
 	void *h;
 	int r;
 
-	r = sl_path_open_file(path, GENERIC_READ | GENERIC_WRITE | DELETE,
-			      FILE_SHARE_READ, OPEN_ALWAYS, &h);
+	r = sl_os_open_file(path, GENERIC_READ | GENERIC_WRITE | DELETE,
+			    FILE_SHARE_READ, OPEN_ALWAYS, &h);
 	if (r == -EBUSY) {
 		snprintf(err, errlen,
 			 "pid file %s: held by another sluice (pid %ld)", path,
@@ -305,7 +305,7 @@ int sl_utf8_argv(int *argc, char ***argv)
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
-		if ((v[i] = sl_path_utf8(wv[i])) == NULL) {
+		if ((v[i] = sl_os_utf8(wv[i])) == NULL) {
 			LocalFree(wv);
 			return -1; /* v stays: the process exits */
 		}
@@ -343,10 +343,10 @@ static void sid_name(PSID sid, char *buf, size_t len)
 	char *n = NULL, *d = NULL, *s = NULL;
 
 	if (ConvertSidToStringSidW(sid, &str))
-		s = sl_path_utf8(str);
+		s = sl_os_utf8(str);
 	if (LookupAccountSidW(NULL, sid, name, &nn, dom, &dn, &use)) {
-		n = sl_path_utf8(name);
-		d = sl_path_utf8(dom);
+		n = sl_os_utf8(name);
+		d = sl_os_utf8(dom);
 	}
 	if (n != NULL)
 		snprintf(buf, len, "%s%s%s (%s)", d != NULL ? d : "",
@@ -523,7 +523,7 @@ static int cut_to_folder(wchar_t *w)
 
 int sl_service_check_conf(const char *conf, char *err, size_t errlen)
 {
-	wchar_t *w = sl_path_wide(conf), *abs;
+	wchar_t *w = sl_os_wide(conf), *abs;
 	PSID self;
 	char what[1024];
 	char *folder;
@@ -545,7 +545,7 @@ int sl_service_check_conf(const char *conf, char *err, size_t errlen)
 		r = check_object(abs, what, self, err, errlen);
 	}
 	if (r == 0 && cut_to_folder(abs) == 0) {
-		folder = sl_path_utf8(abs);
+		folder = sl_os_utf8(abs);
 		snprintf(what, sizeof what, "config folder %s",
 			 folder != NULL ? folder : conf);
 		free(folder);
@@ -778,7 +778,7 @@ int sl_service_run(const char *name, int (*run)(void *arg), void *arg)
 	};
 
 	svc_lock_init();
-	if ((svc_name = sl_path_wide(name)) == NULL)
+	if ((svc_name = sl_os_wide(name)) == NULL)
 		return -EINVAL;
 	table[0].lpServiceName = svc_name;
 	svc_run = run;
@@ -808,7 +808,7 @@ static void win_msg(DWORD e, char *msg, size_t len)
 	if (FormatMessageW(FORMAT_MESSAGE_FROM_SYSTEM |
 				   FORMAT_MESSAGE_IGNORE_INSERTS,
 			   NULL, e, 0, w, 256, NULL) != 0 &&
-	    (s = sl_path_utf8(w)) != NULL) {
+	    (s = sl_os_utf8(w)) != NULL) {
 		snprintf(msg, len, "%s", s);
 		free(s);
 		msg[strcspn(msg, "\r\n")] = '\0';
@@ -973,8 +973,8 @@ static int install(SC_HANDLE scm, const char *name, const char *conf,
 	int rc = -1;
 
 	if (GetModuleFileNameW(NULL, exe, MAX_PATH) == 0 ||
-	    (wconf = sl_path_wide(conf)) == NULL ||
-	    (wname = sl_path_wide(name)) == NULL) {
+	    (wconf = sl_os_wide(conf)) == NULL ||
+	    (wname = sl_os_wide(name)) == NULL) {
 		snprintf(err, errlen, "service %s: names: %s", name,
 			 strerror(errno));
 		goto out;
@@ -1010,11 +1010,11 @@ static int install(SC_HANDLE scm, const char *name, const char *conf,
 	else
 		snprintf(display, sizeof display, "sluice forwarder (%s)",
 			 name);
-	wdisplay = sl_path_wide(display);
+	wdisplay = sl_os_wide(display);
 	if (acct != NULL)
-		wacct = sl_path_wide(acct);
+		wacct = sl_os_wide(acct);
 	if (svc_password != NULL)
-		wpass = sl_path_wide(svc_password);
+		wpass = sl_os_wide(svc_password);
 	svc = CreateServiceW(scm, wname, wdisplay, SERVICE_ALL_ACCESS,
 			     SERVICE_WIN32_OWN_PROCESS, SERVICE_AUTO_START,
 			     SERVICE_ERROR_NORMAL, cmdline, NULL, NULL, NULL,
@@ -1057,7 +1057,7 @@ int sl_service_command(const char *cmd, const char *name, const char *conf,
 	int rc = 0;
 
 	memset(&st, 0, sizeof st);
-	if ((wname = sl_path_wide(name)) == NULL) {
+	if ((wname = sl_os_wide(name)) == NULL) {
 		snprintf(err, errlen, "service name: not UTF-8");
 		return -1;
 	}

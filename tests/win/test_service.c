@@ -57,6 +57,7 @@
 #include <cmocka.h>
 
 #include "log.h"
+#include "os/os.h"
 #include "path.h"
 #include "proc/proc.h"
 
@@ -228,10 +229,10 @@ static void expect_log_then_delete(const char *conf, const char *log,
 		if (strstr(text, *unwanted) != NULL)
 			fail_msg("%s: \"%s\" in:\n%s", log, *unwanted, text);
 	free(text);
-	w = sl_path_wide(conf);
+	w = sl_os_wide(conf);
 	DeleteFileW(w);
 	free(w);
-	w = sl_path_wide(log);
+	w = sl_os_wide(log);
 	DeleteFileW(w);
 	free(w);
 }
@@ -272,7 +273,7 @@ static void write_config(const char *conf, const char *log, uint16_t lport,
 
 static void delete_file(const char *path)
 {
-	wchar_t *w = sl_path_wide(path);
+	wchar_t *w = sl_os_wide(path);
 
 	DeleteFileW(w);
 	free(w);
@@ -299,12 +300,12 @@ static SC_HANDLE create_service(SC_HANDLE scm, const char *name,
 				const char *conf)
 {
 	char cmd[3 * MAX_PATH];
-	wchar_t *wname = sl_path_wide(name), *wcmd;
+	wchar_t *wname = sl_os_wide(name), *wcmd;
 	SC_HANDLE svc;
 
 	snprintf(cmd, sizeof cmd, "\"%s\" service run -c \"%s\" --name %s",
 		 sluice_exe, conf, name);
-	wcmd = sl_path_wide(cmd);
+	wcmd = sl_os_wide(cmd);
 	svc = OpenServiceW(scm, wname, DELETE);
 	if (svc != NULL) { /* wine reuses ids: left by a failed run */
 		DeleteService(svc);
@@ -383,7 +384,7 @@ static int run_sluice_out(const char *args, char *out, size_t outlen)
 	size_t got = 0;
 
 	snprintf(line, sizeof line, "\"%s\" %s", sluice_exe, args);
-	wline = sl_path_wide(line);
+	wline = sl_os_wide(line);
 	memset(&si, 0, sizeof si);
 	si.cb = sizeof si;
 	if (out != NULL) {
@@ -480,7 +481,7 @@ static void test_default_conf(void **state)
 	assert_int_equal(SHGetKnownFolderPath(&FOLDERID_ProgramData, 0, NULL,
 					      &pd),
 			 S_OK);
-	s = sl_path_utf8(pd);
+	s = sl_os_utf8(pd);
 	CoTaskMemFree(pd);
 	snprintf(want, sizeof want, "%s\\sluice\\sluice.yaml", s);
 	free(s);
@@ -529,7 +530,7 @@ static void test_install_settings(void **state)
 		PSECURITY_DESCRIPTOR sd;
 		PACL dacl;
 		char err[1024];
-		wchar_t *wdir = sl_path_wide(dir);
+		wchar_t *wdir = sl_os_wide(dir);
 
 		assert_int_equal(GetNamedSecurityInfoW(
 					 wdir, SE_FILE_OBJECT,
@@ -679,8 +680,8 @@ static void test_bad_config(void **state)
 	delete_file(pid);
 	delete_file(link);
 	write_file(pid, "not ours\n");
-	wpid = sl_path_wide(pid);
-	wlink = sl_path_wide(link);
+	wpid = sl_os_wide(pid);
+	wlink = sl_os_wide(link);
 	assert_true(CreateHardLinkW(wlink, wpid, NULL));
 	snprintf(extra, sizeof extra, "pidfile: '%s'\n", pid);
 	write_config_x(conf, log, free_port(), echo_port(), "5s", extra);
@@ -828,7 +829,7 @@ static void set_dacl(const char *path, const wchar_t *sddl)
 	PSECURITY_DESCRIPTOR sd;
 	BOOL present, defaulted;
 	PACL dacl;
-	wchar_t *w = sl_path_wide(path);
+	wchar_t *w = sl_os_wide(path);
 
 	assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorW(
 		sddl, SDDL_REVISION_1, &sd, NULL));
@@ -885,7 +886,7 @@ static void test_conf_acl_refused(void **state)
 	set_dacl(dir, L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;WD)");
 	{
 		SC_HANDLE scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT);
-		wchar_t *wname = sl_path_wide(name);
+		wchar_t *wname = sl_os_wide(name);
 		SC_HANDLE svc = OpenServiceW(scm, wname, SERVICE_QUERY_STATUS);
 		SERVICE_STATUS_PROCESS sp;
 		char ev[64], *text = NULL;
@@ -1030,8 +1031,8 @@ static void test_file_rules(void **state)
 	snprintf(b, sizeof b, "%s.1", a);
 	snprintf(d, sizeof d, "%ssluice-fr-%lu.d", tmp,
 		 (unsigned long)GetCurrentProcessId());
-	wa = sl_path_wide(a);
-	wb = sl_path_wide(b);
+	wa = sl_os_wide(a);
+	wb = sl_os_wide(b);
 	DeleteFileW(wa);
 	DeleteFileW(wb);
 
@@ -1067,21 +1068,21 @@ static void test_file_rules(void **state)
 	/* A symbolic link or a junction: wine 8 cannot make one (its
 	 * CreateSymbolicLinkW creates nothing and a Unix link is followed),
 	 * so the check on the handle's attributes stands in. */
-	assert_int_equal(sl_path_check_file(FILE_TYPE_DISK,
-					    FILE_ATTRIBUTE_REPARSE_POINT |
-						    FILE_ATTRIBUTE_ARCHIVE,
-					    1),
+	assert_int_equal(sl_os_check_file(FILE_TYPE_DISK,
+					  FILE_ATTRIBUTE_REPARSE_POINT |
+						  FILE_ATTRIBUTE_ARCHIVE,
+					  1),
 			 -ELOOP);
-	assert_int_equal(sl_path_check_file(FILE_TYPE_DISK,
-					    FILE_ATTRIBUTE_REPARSE_POINT |
-						    FILE_ATTRIBUTE_DIRECTORY,
-					    1),
+	assert_int_equal(sl_os_check_file(FILE_TYPE_DISK,
+					  FILE_ATTRIBUTE_REPARSE_POINT |
+						  FILE_ATTRIBUTE_DIRECTORY,
+					  1),
 			 -ELOOP);
-	assert_int_equal(sl_path_check_file(FILE_TYPE_DISK,
-					    FILE_ATTRIBUTE_ARCHIVE, 1),
+	assert_int_equal(sl_os_check_file(FILE_TYPE_DISK,
+					  FILE_ATTRIBUTE_ARCHIVE, 1),
 			 0);
-	assert_int_equal(sl_path_check_file(FILE_TYPE_PIPE,
-					    FILE_ATTRIBUTE_NORMAL, 1),
+	assert_int_equal(sl_os_check_file(FILE_TYPE_PIPE,
+					  FILE_ATTRIBUTE_NORMAL, 1),
 			 -SL_LOG_ENOTREG);
 
 	/* A directory, a device. */
@@ -1114,8 +1115,8 @@ static void test_file_rules(void **state)
 	/* Held: a second sluice cannot take it, nobody renames, replaces
 	 * or deletes it meanwhile (so the file deleted at exit through
 	 * sluice's handle is the one it wrote). */
-	assert_int_equal(sl_path_open_file(a, GENERIC_READ | GENERIC_WRITE,
-					   FILE_SHARE_READ, OPEN_ALWAYS, &h),
+	assert_int_equal(sl_os_open_file(a, GENERIC_READ | GENERIC_WRITE,
+					 FILE_SHARE_READ, OPEN_ALWAYS, &h),
 			 -EBUSY);
 	assert_false(MoveFileW(wa, wb));
 	assert_false(DeleteFileW(wa));
@@ -1152,7 +1153,7 @@ int main(void)
 		char *t;
 
 		GetTempPathW(MAX_PATH, wt);
-		t = sl_path_utf8(wt);
+		t = sl_os_utf8(wt);
 		snprintf(tmp, sizeof tmp, "%s", t);
 		free(t);
 	}
