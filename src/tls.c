@@ -482,6 +482,18 @@ static sl_tls_ctx *ctx_new(int server, char *err, size_t errlen)
 	return c;
 }
 
+/* How a builder ends: c, or (ok 0) NULL with c freed; OpenSSL's error
+ * queue empty either way (a failure's reason is in the builder's err). */
+static sl_tls_ctx *ctx_end(sl_tls_ctx *c, int ok)
+{
+	if (!ok) {
+		sl_tls_ctx_unref(c);
+		c = NULL;
+	}
+	ERR_clear_error();
+	return c;
+}
+
 sl_tls_ctx *sl_tls_ctx_server(const sl_tls_listen_conf *t, char *err,
 			      size_t errlen)
 {
@@ -520,12 +532,9 @@ sl_tls_ctx *sl_tls_ctx_server(const sl_tls_listen_conf *t, char *err,
 					   : SSL_VERIFY_PEER,
 				   NULL);
 	}
-	ERR_clear_error();
-	return c;
+	return ctx_end(c, 1);
 fail:
-	sl_tls_ctx_unref(c);
-	ERR_clear_error();
-	return NULL;
+	return ctx_end(c, 0);
 }
 
 /*
@@ -606,12 +615,9 @@ sl_tls_ctx *sl_tls_ctx_client(const sl_tls_upstream_conf *t,
 		}
 		c->name_is_ip = t->server_name == NULL && ep->host_is_literal;
 	}
-	ERR_clear_error();
-	return c;
+	return ctx_end(c, 1);
 fail:
-	sl_tls_ctx_unref(c);
-	ERR_clear_error();
-	return NULL;
+	return ctx_end(c, 0);
 }
 
 void sl_tls_ctx_ref(sl_tls_ctx *c)
@@ -1782,12 +1788,7 @@ int sl_tls_write(sl_stream *st, sl_write_req *req, const void *buf,
 		return -EPIPE;
 	if (len > INT_MAX)
 		return -EINVAL;
-	req->cb = cb;
-	req->stream = st;
-	req->buf = buf;
-	req->len = len;
-	req->done = 0;
-	req->next = NULL;
+	sl_write_req_init(req, st, buf, len, cb);
 	*t->wq_tail = req;
 	t->wq_tail = &req->next;
 	post(t);

@@ -85,6 +85,20 @@ struct sl_write_req {
 	void *impl[8]; /* room for an OVERLAPPED on Windows */
 };
 
+/* A request for len bytes of buf to s, none written yet (what a write
+ * call does first; a filter above the streams queues its own with it). */
+static inline void sl_write_req_init(sl_write_req *req, sl_stream *s,
+				     const void *buf, size_t len,
+				     sl_write_cb cb)
+{
+	req->cb = cb;
+	req->stream = s;
+	req->buf = buf;
+	req->len = len;
+	req->done = 0;
+	req->next = NULL;
+}
+
 typedef void (*sl_connect_cb)(sl_stream *s, int status);
 typedef void (*sl_shutdown_cb)(sl_stream *s, int status);
 typedef void (*sl_close_cb)(sl_stream *s);

@@ -96,19 +96,6 @@ void sl_stream_init(sl_stream *s, sl_loop *loop, enum sl_ep_kind kind,
  * so the data path makes no call for them.
  */
 
-/* A request for len bytes of buf to s, none written yet. */
-static inline void sl_write_req_init(sl_write_req *req, sl_stream *s,
-				     const void *buf, size_t len,
-				     sl_write_cb cb)
-{
-	req->cb = cb;
-	req->stream = s;
-	req->buf = buf;
-	req->len = len;
-	req->done = 0;
-	req->next = NULL;
-}
-
 /* Read with alloc and cb from now on; 1 when s was not reading yet (the
  * platform starts now), 0 when it was. */
 static inline int sl_stream_read_set(struct sl_stream_base *b,
