@@ -21,12 +21,19 @@
  *	other and reads each to its end; runs until killed.
  *   tlsload source PORT SECS	(plain TCP) accepts connections one after the
  *	other and writes to each for SECS, then closes it; runs until killed.
+ *   tlsload floor CERT KEY N
+ *	No network: N server-side SSL objects, each after a TLS 1.3
+ *	handshake (over its own BIOs, which are then replaced by empty ones)
+ *	with SSL_MODE_RELEASE_BUFFERS, as a proxy holds an idle session.
+ *	Prints the heap they hold, in KB per SSL (glibc's mallinfo2): what
+ *	OpenSSL itself costs per idle TLS session, whatever holds it.
  *
  * Only 127.0.0.1.  The certificate is not verified: the figures are about
  * the server's cost, and every row is measured with the same client.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -384,6 +391,83 @@ static void __attribute__((noreturn)) run_backend(int port, int secs, int source
 	}
 }
 
+/* ---- floor: OpenSSL's own memory per idle server session ---------------- */
+
+static size_t heap_used(void)
+{
+	struct mallinfo2 m = mallinfo2();
+
+	return m.uordblks + m.hblkhd;
+}
+
+static void pump(BIO *from, BIO *to)
+{
+	char b[16384];
+	int n;
+
+	while ((n = BIO_read(from, b, sizeof b)) > 0)
+		BIO_write(to, b, n);
+}
+
+static BIO *mem_bio(void)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+
+	BIO_set_mem_eof_return(b, -1);
+	return b;
+}
+
+static int run_floor(const char *cert, const char *key, int n)
+{
+	SSL_CTX *sc = SSL_CTX_new(TLS_server_method()), *cc = client_ctx();
+	SSL **held = calloc((size_t)n, sizeof *held);
+	size_t before;
+	char b[256];
+
+	if (held == NULL || sc == NULL ||
+	    SSL_CTX_use_certificate_chain_file(sc, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1) {
+		ERR_print_errors_fp(stderr);
+		return 1;
+	}
+	SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS);
+	/* One first, so that what OpenSSL sets up once is not counted. */
+	for (int round = 0; round < 2; round++) {
+		int count = round ? n : 1;
+
+		before = heap_used();
+		for (int i = 0; i < count; i++) {
+			SSL *s = SSL_new(sc), *c = SSL_new(cc);
+			BIO *sr = mem_bio(), *sw = mem_bio(), *cr = mem_bio(),
+			    *cw = mem_bio();
+
+			SSL_set_bio(s, sr, sw);
+			SSL_set_bio(c, cr, cw);
+			SSL_set_accept_state(s);
+			SSL_set_connect_state(c);
+			for (int k = 0; k < 8 && !SSL_is_init_finished(s); k++) {
+				SSL_do_handshake(c);
+				pump(cw, sr);
+				SSL_do_handshake(s);
+				pump(sw, cr);
+			}
+			if (!SSL_is_init_finished(s)) {
+				ERR_print_errors_fp(stderr);
+				return 1;
+			}
+			(void)SSL_read(c, b, sizeof b); /* the tickets */
+			SSL_set_bio(s, mem_bio(), mem_bio());
+			SSL_free(c);
+			if (round)
+				held[i] = s;
+			else
+				SSL_free(s);
+		}
+	}
+	printf("%.1f\n", (double)(heap_used() - before) / n / 1024);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *m = argc > 2 ? argv[1] : "";
@@ -400,7 +484,10 @@ int main(int argc, char **argv)
 		run_backend(atoi(argv[2]), 0, 0);
 	if (strcmp(m, "source") == 0 && argc == 4)
 		run_backend(atoi(argv[2]), atoi(argv[3]), 1);
+	if (strcmp(m, "floor") == 0 && argc == 5)
+		return run_floor(argv[2], argv[3], atoi(argv[4]));
 	fprintf(stderr, "usage: tlsload hs PORT SECS CONNS THREADS | send PORT "
-			"SECS | recv PORT | sink PORT | source PORT SECS\n");
+			"SECS | recv PORT | sink PORT | source PORT SECS | floor CERT KEY "
+			"N\n");
 	return 2;
 }
