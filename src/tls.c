@@ -7,7 +7,8 @@
  * are lent to the SSL's read BIO, and then go either into the handshake
  * or, as plaintext, to the caller's read callback.  What OpenSSL writes
  * into the write BIO goes straight out with sl_stream_try_write() where
- * the stream takes it; the rest is copied into one buffer that flush()
+ * the stream takes it (the records of one SSL_write gathered into one
+ * write: batch_begin); the rest is copied into one buffer that flush()
  * queues.  The two BIOs are sluice's own (bio_method), not memory BIOs:
  * a memory BIO keeps the largest buffer it ever held, so a session that
  * once moved a burst would hold tens of KB of it while idle.  Here the
@@ -918,6 +919,41 @@ static int bio_read(BIO *b, char *p, int len)
 	return (int)n;
 }
 
+/*
+ * The records one SSL_write makes (a 64 KiB plaintext buffer is four of
+ * them), gathered on the loop's thread and given to the stream in one
+ * write: one system call and one segment train instead of four, where
+ * each record alone would cost a call of its own.  batch_of is the
+ * connection gathering, between batch_begin() and batch_end().
+ */
+static _Thread_local char batch[4 * (16384 + 256)];
+static _Thread_local size_t batch_len;
+static _Thread_local struct sl_tls *batch_of;
+
+static void batch_begin(sl_tls *t)
+{
+	batch_of = t;
+	batch_len = 0;
+}
+
+static int out_send(sl_tls *t, const char *p, size_t n);
+
+/* What was gathered, to the stream. */
+static void batch_end(sl_tls *t)
+{
+	size_t n = batch_len;
+
+	batch_len = 0;
+	if (n > 0)
+		(void)out_send(t, batch, n);
+}
+
+static void batch_done(sl_tls *t)
+{
+	batch_end(t);
+	batch_of = NULL;
+}
+
 /* Room for n more bytes in t->out.  0 or -ENOMEM. */
 static int out_room(sl_tls *t, size_t n)
 {
@@ -945,29 +981,49 @@ static int bio_write(BIO *b, const char *p, int len)
 {
 	sl_tls *t = BIO_get_data(b);
 	size_t n = len > 0 ? (size_t)len : 0;
-	ptrdiff_t w = 0;
 
 	BIO_clear_retry_flags(b);
 	if (n == 0 || t->write_err != 0)
 		return len;
+	if (batch_of == t) {
+		/* Records of one SSL_write: gathered, so that the stream
+		 * gets one write for them (batch_end). */
+		if (batch_len + n > sizeof batch)
+			batch_end(t);
+		if (n <= sizeof batch) {
+			memcpy(batch + batch_len, p, n);
+			batch_len += n;
+			return len;
+		}
+	}
+	(void)out_send(t, p, n);
+	return len;
+}
+
+/* n bytes at p to the stream: now where it takes them and nothing waits
+ * before them, the rest into t->out.  Errors go to t->write_err. */
+static int out_send(sl_tls *t, const char *p, size_t n)
+{
+	ptrdiff_t w = 0;
+
 	if (t->out_len == 0 && !t->owriting) {
 		w = sl_stream_try_write(t->raw, p, n, 0);
 		if (w == (ptrdiff_t)n)
-			return len;
+			return 0;
 		if (w < 0 && w != -EAGAIN) {
 			t->write_err = (int)w;
-			return len;
+			return 0;
 		}
 		if (w < 0)
 			w = 0;
 	}
 	if (out_room(t, n - (size_t)w) < 0) {
 		t->write_err = -ENOMEM;
-		return len;
+		return 0;
 	}
 	memcpy(t->out + t->out_len, p + w, n - (size_t)w);
 	t->out_len += n - (size_t)w;
-	return len;
+	return 0;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -1464,9 +1520,15 @@ static void pump(sl_tls *t)
 			req->next = NULL;
 			*t->wd_tail = req;
 			t->wd_tail = &req->next;
-			if (req->len > 0 &&
-			    SSL_write(t->ssl, req->buf, (int)req->len) <= 0)
-				t->write_err = ssl_failure(t, 0);
+			if (req->len > 0) {
+				int w;
+
+				batch_begin(t);
+				w = SSL_write(t->ssl, req->buf, (int)req->len);
+				batch_done(t);
+				if (w <= 0)
+					t->write_err = ssl_failure(t, 0);
+			}
 			continue;
 		}
 		if ((t->flags & (T_SHUT_WANTED | T_SHUT_SENT)) ==
@@ -1816,7 +1878,10 @@ ptrdiff_t sl_tls_try_write(sl_stream *st, const void *buf, size_t len,
 		len = INT_MAX;
 	/* Taken whole: what the stream cannot take now waits in t->out,
 	 * and the next try says -EAGAIN until it is out. */
-	if (SSL_write(t->ssl, buf, (int)len) <= 0)
+	batch_begin(t);
+	r = SSL_write(t->ssl, buf, (int)len);
+	batch_done(t);
+	if (r <= 0)
 		return t->write_err = ssl_failure(t, 0);
 	if ((r = flush(t)) < 0)
 		return t->write_err = r;
