@@ -1465,6 +1465,8 @@ static struct steps {
 	enum sl_connect_step step[STEPS_MAX];
 	int refuse_reuse; /* answer the option as a system without it */
 	int bind_dest_port; /* bind to the destination's own port */
+	struct sockaddr_storage bound; /* what SL_CONNECT_BIND was given */
+	int bound_len;
 } ST;
 
 /* The bind to port 0 as it can turn out: the destination's own port, on
@@ -1482,16 +1484,22 @@ static int bind_dest_port(SOCKET s, const struct sockaddr *dest)
 }
 
 static int record_step(SOCKET s, enum sl_connect_step step,
-		       const struct sockaddr *dest, int destlen)
+		       const struct sockaddr *dest, int destlen,
+		       const struct sockaddr *src, int srclen)
 {
 	if (ST.n < STEPS_MAX)
 		ST.step[ST.n++] = step;
+	if (step == SL_CONNECT_BIND && src != NULL &&
+	    (size_t)srclen <= sizeof ST.bound) {
+		memcpy(&ST.bound, src, (size_t)srclen);
+		ST.bound_len = srclen;
+	}
 	if (step == SL_CONNECT_REUSE_PORT && ST.refuse_reuse)
 		return WSAENOPROTOOPT;
 	if (step == SL_CONNECT_BIND && ST.bind_dest_port &&
 	    dest->sa_family == AF_INET)
 		return bind_dest_port(s, dest);
-	return sl_connect_step(s, step, dest, destlen);
+	return sl_connect_step(s, step, dest, destlen, src, srclen);
 }
 
 static int step_index(enum sl_connect_step step)
@@ -1504,8 +1512,10 @@ static int step_index(enum sl_connect_step step)
 	return -1;
 }
 
-/* Connect to text through the seam, within timeout_ms; the status. */
-static int connect_text(const char *text, uint64_t timeout_ms)
+/* Connect to text with opts (NULL: none) through the seam, within
+ * timeout_ms; the status. */
+static int connect_opts(const char *text, const sl_connect_opts *opts,
+			uint64_t timeout_ms)
 {
 	struct pair_ctx p;
 	sl_endpoint ep;
@@ -1514,13 +1524,19 @@ static int connect_text(const char *text, uint64_t timeout_ms)
 	memset(&p, 0, sizeof p);
 	assert_int_equal(sl_endpoint_parse(text, &ep, err, sizeof err), 0);
 	sl_connect_step_hook = record_step;
-	assert_int_equal(sl_stream_connect(L, &ep, timeout_ms, on_connect, &p,
-					   &p.client), 0);
+	assert_int_equal(sl_stream_connect_opts(L, &ep, timeout_ms, opts,
+						on_connect, &p, &p.client),
+			 0);
 	run_until(&p.connected, 5000);
 	sl_connect_step_hook = sl_connect_step;
 	sl_stream_close(p.client, NULL);
 	run_for(20);
 	return p.cstatus;
+}
+
+static int connect_text(const char *text, uint64_t timeout_ms)
+{
+	return connect_opts(text, NULL, timeout_ms);
 }
 
 /* Connect to a fresh loopback listener through the seam; the status. */
@@ -1632,6 +1648,52 @@ static void test_connect_self_refused(void **state)
 	ST.bind_dest_port = 1;
 	assert_int_equal(connect_text(text, 5000), -ECONNREFUSED);
 	assert_true(step_index(SL_CONNECT_BIND) >= 0);
+}
+
+/*
+ * Issue 20: a connect with a source binds to it, not to the wildcard
+ * (ConnectEx wants a bound socket either way); with port 0 the port is
+ * left to the connect (SO_REUSE_UNICASTPORT first, as without a source),
+ * with a fixed port it is not; a source of the other family than the
+ * destination is not tried at all: SL_ESRCFAMILY, no socket bound.  The
+ * address the upstream then sees is test_features' test_source_address,
+ * under wine against sluice.exe.
+ */
+static void test_connect_source(void **state)
+{
+	sl_connect_opts o;
+	const struct sockaddr_in *in = (const void *)&ST.bound;
+	char text[64];
+	uint16_t port, fixed;
+	SOCKET l;
+
+	(void)state;
+	l = raw_listener(&port);
+	snprintf(text, sizeof text, "tcp://127.0.0.1:%u", port);
+	memset(&o, 0, sizeof o);
+	assert_int_equal(sl_ipaddr_parse("127.0.0.2", &o.source), 0);
+	memset(&ST, 0, sizeof ST);
+	assert_int_equal(connect_opts(text, &o, 5000), 0);
+	assert_true(step_index(SL_CONNECT_REUSE_PORT) >= 0);
+	assert_int_equal(ST.bound_len, (int)sizeof(struct sockaddr_in));
+	assert_int_equal(in->sin_family, AF_INET);
+	assert_int_equal(ntohl(in->sin_addr.s_addr), 0x7f000002);
+	assert_int_equal(in->sin_port, 0);
+
+	/* A fixed port: bound as it is, nothing left to the connect. */
+	closesocket(raw_listener(&fixed));
+	o.source.port = fixed;
+	memset(&ST, 0, sizeof ST);
+	assert_int_equal(connect_opts(text, &o, 5000), 0);
+	assert_int_equal(step_index(SL_CONNECT_REUSE_PORT), -1);
+	assert_int_equal(ntohs(in->sin_port), fixed);
+
+	/* The other family: refused before any socket. */
+	assert_int_equal(sl_ipaddr_parse("::1", &o.source), 0);
+	memset(&ST, 0, sizeof ST);
+	assert_int_equal(connect_opts(text, &o, 5000), SL_ESRCFAMILY);
+	assert_int_equal(ST.n, 0);
+	closesocket(l);
 }
 
 /* ---- NTSTATUS mapping -------------------------------------------------------- */
@@ -2240,6 +2302,8 @@ int main(void)
 			test_connect_loopback_no_syn_retry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_self_refused,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_source, setup,
+						teardown),
 		cmocka_unit_test(test_status_table),
 		cmocka_unit_test_setup_teardown(test_skip_op_once, setup,
 						teardown),

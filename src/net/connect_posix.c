@@ -81,6 +81,40 @@ static int connected_at_once(int fd, const struct sockaddr_storage *ss)
 }
 #endif
 
+/*
+ * Bind fd to the connect's source, if it has one, for a connect to an
+ * address of family.  Linux: with port 0, IP_BIND_ADDRESS_NO_PORT first
+ * (4.2 and later; also for IPv6 sockets), so the bind takes the address
+ * only and the port is chosen at connect(), by the 4-tuple: a bind(0)
+ * would hold a port of the ephemeral range for good, and with many
+ * upstream connections run out of them (EADDRINUSE) long before the
+ * connect would.  An older kernel that does not know the option binds
+ * the old way.  0 or -errno (SL_ESRCFAMILY).
+ */
+static int bind_source(sl_stream *s, int fd, int family)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int r = sl_connect_source(s, family, &ss, &len);
+
+	if (r < 0 || len == 0)
+		return r;
+#if defined(__linux__)
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+	if (s->b.source.port == 0) {
+		int one = 1;
+
+		(void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+				 sizeof one);
+	}
+#endif
+	if (bind(fd, (const struct sockaddr *)&ss, len) < 0)
+		return -errno;
+	return 0;
+}
+
 /* inside: no matter here; every callback comes from the stream's task. */
 void sl_os_connect_next(sl_stream *s, int inside)
 {
@@ -94,8 +128,14 @@ void sl_os_connect_next(sl_stream *s, int inside)
 			s->b.last_err = fd;
 			continue;
 		}
-		if (s->b.kind == SL_EP_TCP)
+		if (s->b.kind == SL_EP_TCP) {
 			sl_tcp_nodelay(fd);
+			if ((r = bind_source(s, fd, a->ss.ss_family)) < 0) {
+				close(fd);
+				s->b.last_err = r;
+				continue;
+			}
+		}
 		do
 			r = connect(fd, (const struct sockaddr *)&a->ss, a->len);
 		while (r < 0 && errno == EINTR);

@@ -168,7 +168,8 @@ static int is_loopback(const struct sockaddr *sa)
 }
 
 int sl_connect_step(SOCKET s, enum sl_connect_step step,
-		    const struct sockaddr *dest, int destlen)
+		    const struct sockaddr *dest, int destlen,
+		    const struct sockaddr *src, int srclen)
 {
 	struct sockaddr_storage any;
 	TCP_INITIAL_RTO_PARAMETERS rto = {
@@ -185,6 +186,10 @@ int sl_connect_step(SOCKET s, enum sl_connect_step step,
 			       (const char *)&on, sizeof on);
 		break;
 	case SL_CONNECT_BIND:
+		if (src != NULL) {
+			r = bind(s, src, srclen);
+			break;
+		}
 		memset(&any, 0, sizeof any);
 		any.ss_family = dest->sa_family;
 		r = bind(s, (struct sockaddr *)&any,
@@ -206,28 +211,42 @@ sl_connect_step_fn sl_connect_step_hook = sl_connect_step;
 static SOCKET connect_socket(sl_stream *s, const struct sl_addr *a)
 {
 	const struct sockaddr *dest = (const struct sockaddr *)&a->ss;
+	struct sockaddr_storage src_ss;
+	const struct sockaddr *src = NULL;
+	socklen_t srclen;
 	SOCKET sock;
 	int e, r;
 
+	/* A source of the other family: this address is not tried. */
+	if ((r = sl_connect_source(s, a->ss.ss_family, &src_ss, &srclen)) < 0) {
+		s->b.last_err = r;
+		return INVALID_SOCKET;
+	}
+	if (srclen > 0)
+		src = (const struct sockaddr *)&src_ss;
 	sock = sl_win_socket(a->ss.ss_family);
 	if (sock == INVALID_SOCKET) {
 		s->b.last_err = sl_win_err((unsigned long)WSAGetLastError());
 		return INVALID_SOCKET;
 	}
-	/* Before the bind.  A system that does not know the option (older
-	 * than Windows 10 1703) binds as before. */
-	e = sl_connect_step_hook(sock, SL_CONNECT_REUSE_PORT, dest,
-				 (int)a->len);
-	if (e != 0 && e != WSAENOPROTOOPT && e != WSAEINVAL)
-		goto fail;
-	/* ConnectEx wants a bound socket. */
-	e = sl_connect_step_hook(sock, SL_CONNECT_BIND, dest, (int)a->len);
+	/* Before the bind, where the system picks the port.  A system that
+	 * does not know the option (older than Windows 10 1703) binds as
+	 * before. */
+	if (src == NULL || s->b.source.port == 0) {
+		e = sl_connect_step_hook(sock, SL_CONNECT_REUSE_PORT, dest,
+					 (int)a->len, src, srclen);
+		if (e != 0 && e != WSAENOPROTOOPT && e != WSAEINVAL)
+			goto fail;
+	}
+	/* ConnectEx wants a bound socket: to the source, if there is one. */
+	e = sl_connect_step_hook(sock, SL_CONNECT_BIND, dest, (int)a->len, src,
+				 srclen);
 	if (e != 0)
 		goto fail;
 	/* Where the system has no such ioctl, SYNs are retried as before. */
 	if (is_loopback(dest))
 		(void)sl_connect_step_hook(sock, SL_CONNECT_NO_SYN_RETRY, dest,
-					   (int)a->len);
+					   (int)a->len, src, srclen);
 	if ((r = sl_win_socket_tune(sock)) < 0 ||
 	    (r = sl_loop_associate(s->b.loop, (HANDLE)sock)) < 0) {
 		s->b.last_err = r;

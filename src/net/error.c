@@ -100,6 +100,9 @@ const char *sl_strerror(int err)
 		return "not supported on this platform";
 	case SL_EFWD:
 		return "forwarding stopped (no descriptor for a pipe)";
+	case SL_ESRCFAMILY:
+		return "the source address is of another family than the "
+		       "upstream's address";
 	}
 	return errno_text(err < 0 ? -err : err);
 }

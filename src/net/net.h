@@ -30,6 +30,8 @@
 #define SL_ERESOLVE (-4094) /* host name did not resolve */
 #define SL_EUNSUPP (-4093)  /* endpoint kind not available on this OS */
 #define SL_EFWD (-4092)     /* forwarding cannot go on; nothing was lost */
+#define SL_ESRCFAMILY (-4091) /* the source address and the destination are
+			       * of two families (IPv4, IPv6) */
 
 /* Text for any error this API returns (negative errno or SL_E*). */
 const char *sl_strerror(int err);
@@ -125,6 +127,26 @@ enum sl_ep_kind sl_stream_kind(const sl_stream *s);
 int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
 		      uint64_t timeout_ms, sl_connect_cb cb, void *data,
 		      sl_stream **out);
+
+/* What a connect may be asked to do besides; zeroed: nothing. */
+typedef struct sl_connect_opts {
+	/*
+	 * TCP: the local address to connect from (bound before the
+	 * connect), with its port, or 0 for one the system picks when it
+	 * connects (Linux: IP_BIND_ADDRESS_NO_PORT; Windows:
+	 * SO_REUSE_UNICASTPORT), so a bind does not hold a port of the
+	 * ephemeral range for good.  A destination address of the other
+	 * family is not tried (SL_ESRCFAMILY when none is left).  Family
+	 * SL_AF_NONE: the system chooses.  Other kinds of endpoint ignore
+	 * it.
+	 */
+	sl_ipaddr source;
+} sl_connect_opts;
+
+/* sl_stream_connect() with opts (NULL: none). */
+int sl_stream_connect_opts(sl_loop *loop, const sl_endpoint *ep,
+			   uint64_t timeout_ms, const sl_connect_opts *opts,
+			   sl_connect_cb cb, void *data, sl_stream **out);
 
 /* Read until sl_stream_read_stop(), EOF or an error. */
 int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb);

@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef _WIN32
+#include <netinet/in.h> /* sockaddr_in, htons */
+#endif
+
 static void on_timeout(sl_timer *t);
 
 void sl_stream_init(sl_stream *s, sl_loop *loop, enum sl_ep_kind kind,
@@ -103,9 +107,47 @@ static void on_resolved(void *arg, int status, const struct sl_addr *addrs,
 	sl_os_connect_next(s, 0);
 }
 
+int sl_connect_source(const sl_stream *s, int family,
+		      struct sockaddr_storage *ss, socklen_t *len)
+{
+	const sl_ipaddr *src = &sl_stream_cbase(s)->source;
+
+	*len = 0;
+	if (src->family == SL_AF_NONE)
+		return 0;
+	memset(ss, 0, sizeof *ss);
+	if (src->family == SL_AF_INET4 && family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons(src->port);
+		memcpy(&in->sin_addr, src->ip, 4);
+		*len = (socklen_t)sizeof *in;
+		return 0;
+	}
+	if (src->family == SL_AF_INET6 && family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(src->port);
+		memcpy(&in6->sin6_addr, src->ip, 16);
+		*len = (socklen_t)sizeof *in6;
+		return 0;
+	}
+	return SL_ESRCFAMILY;
+}
+
 int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
 		      uint64_t timeout_ms, sl_connect_cb cb, void *data,
 		      sl_stream **out)
+{
+	return sl_stream_connect_opts(loop, ep, timeout_ms, NULL, cb, data,
+				      out);
+}
+
+int sl_stream_connect_opts(sl_loop *loop, const sl_endpoint *ep,
+			   uint64_t timeout_ms, const sl_connect_opts *opts,
+			   sl_connect_cb cb, void *data, sl_stream **out)
 {
 	struct sl_stream_base *b;
 	sl_stream *s;
@@ -123,6 +165,8 @@ int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
 	b->data = data;
 	b->connect_cb = cb;
 	b->flags |= ST_CONNECTING;
+	if (opts != NULL && ep->kind == SL_EP_TCP)
+		b->source = opts->source;
 
 	if (ep->kind == SL_EP_LOCAL) {
 		r = sl_os_connect_local(s, ep, timeout_ms);

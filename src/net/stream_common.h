@@ -58,6 +58,7 @@ struct sl_stream_base {
 	struct sl_addr *addrs;
 	size_t naddrs, next_addr;
 	int last_err; /* of the last address tried */
+	sl_ipaddr source; /* sl_connect_opts: to connect from */
 	sl_timer timer; /* the connect timeout */
 
 	sl_close_cb close_cb;
@@ -134,6 +135,15 @@ static inline int sl_stream_shutdown_set(struct sl_stream_base *b,
 		sl_stream_shutdown_fail(b, b->write_err);
 	return b->write_err;
 }
+
+/*
+ * The local address a TCP connect to an address of family (AF_INET,
+ * AF_INET6) binds first, from the connect's options: 0 with *len 0 when
+ * there is none, 0 with *ss and *len, or SL_ESRCFAMILY when the source is
+ * of the other family (that address is not tried).
+ */
+int sl_connect_source(const sl_stream *s, int family,
+		      struct sockaddr_storage *ss, socklen_t *len);
 
 /* ---- what each platform defines for stream_common.c -------------------- */
 

@@ -145,12 +145,16 @@ void sl_pipe_sd_free(struct sl_pipe_sd *sd);
  * SL_CONNECT_REUSE_PORT  SO_REUSE_UNICASTPORT, so that the bind does not
  *                        reserve a port for good (optional: a system
  *                        without it is not an error);
- * SL_CONNECT_BIND        the bind to the wildcard address ConnectEx wants;
+ * SL_CONNECT_BIND        the bind ConnectEx wants: to src, the connect's
+ *                        source (sl_connect_opts), or with src NULL to
+ *                        the wildcard address;
  * SL_CONNECT_NO_SYN_RETRY  loopback destinations only: no SYN
  *                        retransmission (SIO_TCP_INITIAL_RTO), so a
  *                        refused connect fails at once (optional too).
  * The seam sl_connect_step_hook (tests) sees each step before it is made,
- * in order, with the destination, and may make it fail.
+ * in order, with the destination (and src), and may make it fail.
+ * SL_CONNECT_REUSE_PORT is made only where the bind leaves the port to
+ * the system (no source, or one with port 0).
  */
 enum sl_connect_step {
 	SL_CONNECT_REUSE_PORT,
@@ -158,10 +162,12 @@ enum sl_connect_step {
 	SL_CONNECT_NO_SYN_RETRY,
 };
 typedef int (*sl_connect_step_fn)(SOCKET s, enum sl_connect_step step,
-				  const struct sockaddr *dest, int destlen);
+				  const struct sockaddr *dest, int destlen,
+				  const struct sockaddr *src, int srclen);
 extern sl_connect_step_fn sl_connect_step_hook;
 int sl_connect_step(SOCKET s, enum sl_connect_step step,
-		    const struct sockaddr *dest, int destlen);
+		    const struct sockaddr *dest, int destlen,
+		    const struct sockaddr *src, int srclen);
 
 /*
  * Debug aid for tests (mingw has no ASan): while the quarantine is on,
