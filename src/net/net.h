@@ -148,6 +148,30 @@ int sl_stream_connect_opts(sl_loop *loop, const sl_endpoint *ep,
 			   uint64_t timeout_ms, const sl_connect_opts *opts,
 			   sl_connect_cb cb, void *data, sl_stream **out);
 
+/*
+ * TCP keepalive (SO_KEEPALIVE), so that a peer that vanished without a
+ * word (a host powered off, a NAT that forgot the flow) is found and the
+ * stream fails instead of holding its session for ever.  on == 0 turns
+ * it off.  idle (seconds of silence before the first probe), interval
+ * (seconds between probes) and count (probes unanswered before the
+ * connection is dropped): 0 leaves the system's value.  Linux takes
+ * idle and interval 1-32767 and count 1-127 (the config checks those).
+ */
+typedef struct sl_keepalive {
+	int on;
+	unsigned idle, interval, count;
+} sl_keepalive;
+
+/*
+ * Set ka on a connected TCP stream; a stream of another kind (a Unix
+ * socket, a named pipe) has no keepalive and takes nothing: 0.  Windows
+ * sets idle, interval and count one by one where the system has them
+ * (Windows 10 1709 and later), else idle and interval together through
+ * SIO_KEEPALIVE_VALS, where count is the system's (10) whatever ka says.
+ * 0 or -errno.
+ */
+int sl_stream_set_keepalive(sl_stream *s, const sl_keepalive *ka);
+
 /* Read until sl_stream_read_stop(), EOF or an error. */
 int sl_stream_read_start(sl_stream *s, sl_alloc_cb alloc, sl_read_cb cb);
 int sl_stream_read_stop(sl_stream *s);

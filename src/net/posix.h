@@ -65,6 +65,9 @@ int sl_fd_prepare(int fd);
  * delay. */
 void sl_tcp_nodelay(int fd);
 
+/* sl_stream_set_keepalive() on a TCP descriptor.  0 or -errno. */
+int sl_tcp_keepalive(int fd, const sl_keepalive *ka);
+
 /*
  * Wrap a connected descriptor as a stream of loop, which must be the
  * calling thread's loop.  Takes fd over even on failure (closes it).

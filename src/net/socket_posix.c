@@ -170,6 +170,46 @@ void sl_tcp_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+/* One TCP option of ka's; 0 (the system's value) is left alone. */
+static int tcp_knob(int fd, int opt, unsigned v)
+{
+	int n = (int)v;
+
+	if (v == 0 || setsockopt(fd, IPPROTO_TCP, opt, &n, sizeof n) == 0)
+		return 0;
+	return -errno;
+}
+
+/*
+ * SO_KEEPALIVE, then each of idle, interval and count that ka gives (0
+ * leaves the system's: Linux 7200 s, 75 s, 9).  macOS names the idle
+ * time TCP_KEEPALIVE; a system without one of the three keeps its own
+ * value for it.
+ */
+int sl_tcp_keepalive(int fd, const sl_keepalive *ka)
+{
+	int on = ka->on != 0, r = 0;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0)
+		return -errno;
+	if (!on)
+		return 0;
+#if defined(TCP_KEEPIDLE)
+	r = tcp_knob(fd, TCP_KEEPIDLE, ka->idle);
+#elif defined(TCP_KEEPALIVE)
+	r = tcp_knob(fd, TCP_KEEPALIVE, ka->idle);
+#endif
+#if defined(TCP_KEEPINTVL)
+	if (r == 0)
+		r = tcp_knob(fd, TCP_KEEPINTVL, ka->interval);
+#endif
+#if defined(TCP_KEEPCNT)
+	if (r == 0)
+		r = tcp_knob(fd, TCP_KEEPCNT, ka->count);
+#endif
+	return r;
+}
+
 void sl_listen_tune(int fd, enum sl_ep_kind kind)
 {
 	if (kind == SL_EP_TCP)

@@ -426,6 +426,13 @@ int sl_stream_open_accepted(sl_loop *loop, int fd, enum sl_ep_kind kind,
 	return 0;
 }
 
+int sl_stream_set_keepalive(sl_stream *s, const sl_keepalive *ka)
+{
+	if (s->b.kind != SL_EP_TCP || s->fd < 0)
+		return 0;
+	return sl_tcp_keepalive(s->fd, ka);
+}
+
 void sl_os_connect_finish(sl_stream *s, int status)
 {
 	sl_timer_stop(&s->b.timer);

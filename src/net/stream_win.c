@@ -864,6 +864,13 @@ int sl_stream_open_socket(sl_loop *loop, SOCKET sock,
 	return 0;
 }
 
+int sl_stream_set_keepalive(sl_stream *s, const sl_keepalive *ka)
+{
+	if (s->b.kind != SL_EP_TCP || s->sock == INVALID_SOCKET)
+		return 0;
+	return sl_win_tcp_keepalive(s->sock, ka);
+}
+
 int sl_stream_open_pipe(sl_loop *loop, HANDLE h, int skip, const char *path,
 			sl_stream **out)
 {

@@ -26,6 +26,37 @@ SOCKET sl_win_socket(int family);
 int sl_win_socket_tune(SOCKET sock);
 
 /*
+ * sl_stream_set_keepalive() on a TCP socket: SO_KEEPALIVE, then idle,
+ * interval and count, each that ka gives, one by one as socket options
+ * (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT: Windows 10 1709 and later).
+ * Where one of them is refused (an older Windows answers
+ * WSAENOPROTOOPT), idle and interval go together through the ioctl
+ * SIO_KEEPALIVE_VALS, the one that older systems have, with the system's
+ * defaults (2 hours, 1 second) for the one ka leaves at 0; count cannot
+ * be set there (the system's, 10).  0 or -errno.
+ *
+ * The seam sl_keepalive_opt_hook makes each of the three socket options
+ * (sl_keepalive_opt does it; 0 or a Winsock error code): a test answers
+ * as an older Windows would, to see the ioctl taken instead.
+ */
+int sl_win_tcp_keepalive(SOCKET sock, const sl_keepalive *ka);
+typedef int (*sl_keepalive_opt_fn)(SOCKET sock, int opt, DWORD value);
+extern sl_keepalive_opt_fn sl_keepalive_opt_hook;
+int sl_keepalive_opt(SOCKET sock, int opt, DWORD value);
+
+/* The TCP keepalive options of Windows 10 1709 and later, which mingw's
+ * headers may lack (ws2ipdef.h; TCP_KEEPIDLE is TCP_KEEPALIVE's name). */
+#ifndef TCP_KEEPIDLE
+#define TCP_KEEPIDLE 3
+#endif
+#ifndef TCP_KEEPCNT
+#define TCP_KEEPCNT 16
+#endif
+#ifndef TCP_KEEPINTVL
+#define TCP_KEEPINTVL 17
+#endif
+
+/*
  * Put sock (already attached to a loop) in skip mode where its provider
  * allows it (sl_loop_skip_on_success): 1 when it is, and every operation
  * on it then goes through sl_op_started(..., 1); 0 otherwise.
