@@ -161,6 +161,8 @@ enum key_type {
 	K_UINT,	    /* unsigned: a decimal in [min, max], or one of words */
 	K_INT,	    /* int: a decimal in [min, max] */
 	K_DURATION, /* uint64_t ms: a duration in [min, max] */
+	K_SECONDS,  /* unsigned s: a duration of whole seconds in [min, max]
+		     * (seconds) */
 	K_SIZE,	    /* size_t bytes: a size in [min, max] */
 	K_BOOL,	    /* int: true or false */
 	K_STRING,   /* char *: 1-max bytes, no control characters */
@@ -343,8 +345,23 @@ static int parse_size(const char *s, uint64_t *out)
 	return -1;
 }
 
+/* A duration that is a whole number of seconds ("90s", "2m", "60"), in
+ * seconds: what a system takes in seconds is not given milliseconds that
+ * it would cut off. */
+static int parse_seconds(const char *s, uint64_t *out)
+{
+	int r = parse_duration(s, out);
+
+	if (r == 0 && *out % 1000 != 0)
+		return -1;
+	*out /= 1000;
+	return r;
+}
+
 static const struct measure M_UINT = {"a decimal integer", parse_uint};
 static const struct measure M_DURATION = {"a duration", parse_duration};
+static const struct measure M_SECONDS = {"a duration of whole seconds",
+					 parse_seconds};
 static const struct measure M_SIZE = {"a size", parse_size};
 
 /* A number of kind m in [min, max]. */
@@ -679,6 +696,12 @@ static int set_key(struct ctx *c, const struct key *row,
 	case K_DURATION:
 		return get_measure(c, k, v, &M_DURATION, row->min, row->max,
 				   row->expect, field);
+	case K_SECONDS:
+		if (get_measure(c, k, v, &M_SECONDS, row->min, row->max,
+				row->expect, &n) < 0)
+			return -1;
+		*(unsigned *)field = (unsigned)n; /* max keeps it in */
+		return 0;
 	case K_SIZE:
 		if (get_measure(c, k, v, &M_SIZE, row->min, row->max,
 				row->expect, &n) < 0)
@@ -764,21 +787,32 @@ static const struct key allow_keys[] = {
 	  .max = 2048, .expect = EXP_URI },
 };
 
-/* allow: any, the one word that admits every verified client. */
-static int set_allow_any(struct ctx *c, const struct ynode *k,
-			 const struct ynode *v, void *obj)
+/*
+ * The one word a mapping's key takes instead of a mapping (allow: any,
+ * tcp_keepalive: off); anything else "is not" what is_not says.
+ */
+static int get_word(struct ctx *c, const struct ynode *k,
+		    const struct ynode *v, const char *word,
+		    const char *is_not, const char *expect)
 {
-	sl_tls_allow_conf *a = obj;
-	const char *s = yscalar(&c->e, k, v, EXP_ALLOW);
+	const char *s = yscalar(&c->e, k, v, expect);
 	struct yquote q;
 
 	if (s == NULL)
 		return -1;
-	if (strcmp(s, "any") != 0)
-		return fail(c, v, "%s: '%s' is not a list of names (expected "
-				  "%s)",
-			    k->text, yquote(&q, s), EXP_ALLOW);
-	a->any = 1;
+	if (strcmp(s, word) != 0)
+		return fail(c, v, "%s: '%s' is %s (expected %s)", k->text,
+			    yquote(&q, s), is_not, expect);
+	return 0;
+}
+
+/* allow: any, the one word that admits every verified client. */
+static int set_allow_any(struct ctx *c, const struct ynode *k,
+			 const struct ynode *v, void *obj)
+{
+	if (get_word(c, k, v, "any", "not a list of names", EXP_ALLOW) < 0)
+		return -1;
+	((sl_tls_allow_conf *)obj)->any = 1;
 	return 0;
 }
 static const struct key allow_alt = { "allow", K_FUNC, 0,
@@ -1150,6 +1184,119 @@ static int listen_one(struct ctx *c, const struct ynode *k,
 	return check_listen_unique(c, lc);
 }
 
+/* ---- source addresses ---- */
+
+#define EXP_SOURCE "an IP address with an optional port, such as " \
+		   "192.0.2.10, 127.0.0.2:0 or \"[2001:db8::1]:5000\""
+
+/*
+ * "192.0.2.10", "192.0.2.10:5000", "[2001:db8::1]", "[2001:db8::1]:0", or
+ * an IPv6 address without brackets and so without a port ("::1").
+ * 0, -1 (no such address), -2 (a port out of range).
+ */
+static int parse_source(const char *s, sl_ipaddr *out)
+{
+	char host[SL_IPADDR_TEXT_MAX];
+	const char *end, *port = NULL, *colon = strchr(s, ':');
+	int bracketed = s[0] == '[';
+	uint64_t n;
+	size_t len;
+
+	if (bracketed) {
+		if ((end = strchr(s, ']')) == NULL)
+			return -1;
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1] != '\0')
+			return -1;
+		s++;
+	} else if (colon != NULL && strchr(colon + 1, ':') == NULL) {
+		end = colon; /* IPv4:PORT */
+		port = colon + 1;
+	} else {
+		end = s + strlen(s);
+	}
+	len = (size_t)(end - s);
+	if (len == 0 || len >= sizeof host)
+		return -1;
+	memcpy(host, s, len);
+	host[len] = '\0';
+	if (sl_ipaddr_parse(host, out) < 0 ||
+	    (bracketed && out->family != SL_AF_INET6))
+		return -1;
+	if (port != NULL) {
+		int r = parse_uint(port, &n);
+
+		if (r < 0)
+			return r;
+		if (n > 65535)
+			return -2;
+		out->port = (uint16_t)n;
+	}
+	return 0;
+}
+
+static int get_source(struct ctx *c, const struct ynode *k,
+		      const struct ynode *v, sl_source_conf *src)
+{
+	const char *s = yscalar(&c->e, k, v, EXP_SOURCE);
+	struct yquote q;
+	int r;
+
+	if (s == NULL)
+		return -1;
+	if ((r = parse_source(s, &src->addr)) == -1)
+		return fail(c, v, "%s: '%s' is not an IP address (expected %s)",
+			    k->text, yquote(&q, s), EXP_SOURCE);
+	if (r < 0)
+		return fail(c, v, "%s: '%s' has a port out of range (expected "
+				  "%s, the port 0-65535)",
+			    k->text, yquote(&q, s), EXP_SOURCE);
+	src->mark.line = v->line;
+	src->mark.col = v->col;
+	return 0;
+}
+
+static int set_upstream_source(struct ctx *c, const struct ynode *k,
+			       const struct ynode *v, void *obj)
+{
+	return get_source(c, k, v, &((sl_upstream_conf *)obj)->source);
+}
+
+static int set_route_source(struct ctx *c, const struct ynode *k,
+			    const struct ynode *v, void *obj)
+{
+	return get_source(c, k, v, &((sl_route_conf *)obj)->source);
+}
+
+/* The family of a TCP upstream's address where it is a literal (the
+ * family a name resolves to is known only when it does): SL_AF_*. */
+static int literal_family(const sl_upstream_conf *uc)
+{
+	sl_ipaddr a;
+
+	if (uc->ep.kind != SL_EP_TCP || !uc->ep.host_is_literal ||
+	    sl_ipaddr_parse(uc->ep.host, &a) < 0)
+		return SL_AF_NONE;
+	return a.family;
+}
+
+/* src (written at its mark) against uc's literal address: a source of
+ * the other family could never connect to it. */
+static int check_source_family(struct ctx *c, const sl_source_conf *src,
+			       const sl_upstream_conf *uc)
+{
+	int fam = literal_family(uc);
+
+	if (fam == SL_AF_NONE || fam == src->addr.family)
+		return 0;
+	return fail_at(c, src->mark.line, src->mark.col,
+		       "source: an IPv%d address for the upstream '%s', "
+		       "which is IPv%d (expected a source of the upstream's "
+		       "family)",
+		       src->addr.family, uc->address, fam);
+}
+
 /* ---- upstreams ---- */
 
 #define EXP_UPSTREAMS "an endpoint, an upstream mapping, or a list of those"
@@ -1164,17 +1311,25 @@ static const struct keyword send_proxy_words[] = {
 	{ NULL, 0 },
 };
 
+enum { UK_ADDRESS, UK_WEIGHT, UK_BACKUP, UK_SEND_PROXY, UK_TLS, UK_SOURCE };
+
 static const struct key upstream_keys[] = {
-	{ "address", K_ENDPOINT, UC(ep, sl_endpoint),
-	  .off_n = UC(address, char *), .off_mark = UC(mark, sl_conf_mark),
-	  .expect = EXP_ADDRESS, .flags = KF_REQUIRED },
-	{ "weight", K_UINT, UC(weight, unsigned), .min = 1, .max = 256,
-	  .expect = EXP_WEIGHT },
-	{ "backup", K_BOOL, UC(backup, int), .expect = "true or false" },
-	{ "send_proxy", K_ENUM, UC(send_proxy, int), .expect = EXP_SEND_PROXY,
-	  .what = "a PROXY protocol version", .words = send_proxy_words },
-	{ "tls", K_FUNC, 0, .set = set_upstream_tls,
-	  .expect = EXP_TLS_UPSTREAM },
+	[UK_ADDRESS] = { "address", K_ENDPOINT, UC(ep, sl_endpoint),
+			 .off_n = UC(address, char *),
+			 .off_mark = UC(mark, sl_conf_mark),
+			 .expect = EXP_ADDRESS, .flags = KF_REQUIRED },
+	[UK_WEIGHT] = { "weight", K_UINT, UC(weight, unsigned), .min = 1,
+			.max = 256, .expect = EXP_WEIGHT },
+	[UK_BACKUP] = { "backup", K_BOOL, UC(backup, int),
+			.expect = "true or false" },
+	[UK_SEND_PROXY] = { "send_proxy", K_ENUM, UC(send_proxy, int),
+			    .expect = EXP_SEND_PROXY,
+			    .what = "a PROXY protocol version",
+			    .words = send_proxy_words },
+	[UK_TLS] = { "tls", K_FUNC, 0, .set = set_upstream_tls,
+		     .expect = EXP_TLS_UPSTREAM },
+	[UK_SOURCE] = { "source", K_FUNC, 0, .set = set_upstream_source,
+			.expect = EXP_SOURCE },
 };
 
 static int upstream_one(struct ctx *c, const struct ynode *k,
@@ -1202,6 +1357,13 @@ static int upstream_one(struct ctx *c, const struct ynode *k,
 			       "verify its certificate against (expected "
 			       "server_name, or verify: false)",
 			       uc->address);
+	if (seen[UK_SOURCE] != NULL) {
+		if (uc->ep.kind != SL_EP_TCP)
+			return fail(c, seen[UK_SOURCE],
+				    "source is not for this upstream "
+				    "(expected only with a tcp:// address)");
+		return check_source_family(c, &uc->source, uc);
+	}
 	return 0;
 }
 
@@ -1409,6 +1571,38 @@ static const struct key health_keys[] = {
 	  .check = check_timeout, .expect = EXP_CHECK },
 };
 
+/* ---- tcp_keepalive ---- */
+
+#define EXP_KEEPALIVE "off, or a mapping with idle, interval and count"
+#define EXP_KA_SECONDS "a duration of whole seconds 1s-32767s such as 60s"
+#define EXP_KA_COUNT "1-127"
+
+#define KA(m, ft) FIELD(sl_keepalive_conf, m, ft)
+
+/* Linux's bounds (tcp(7)): the strictest of the systems sluice runs on. */
+static const struct key keepalive_keys[] = {
+	{ "idle", K_SECONDS, KA(idle_s, unsigned), .min = 1, .max = 32767,
+	  .expect = EXP_KA_SECONDS },
+	{ "interval", K_SECONDS, KA(interval_s, unsigned), .min = 1,
+	  .max = 32767, .expect = EXP_KA_SECONDS },
+	{ "count", K_UINT, KA(count, unsigned), .min = 1, .max = 127,
+	  .expect = EXP_KA_COUNT },
+};
+
+/* tcp_keepalive: off, the one word it takes instead of a mapping. */
+static int set_keepalive_off(struct ctx *c, const struct ynode *k,
+			     const struct ynode *v, void *obj)
+{
+	if (get_word(c, k, v, "off", "neither off nor a mapping",
+		     EXP_KEEPALIVE) < 0)
+		return -1;
+	((sl_keepalive_conf *)obj)->off = 1;
+	return 0;
+}
+static const struct key keepalive_alt = { "tcp_keepalive", K_FUNC, 0,
+					  .set = set_keepalive_off,
+					  .expect = EXP_KEEPALIVE };
+
 /* ---- a route's keys ---- */
 
 #define EXP_QUEUE "a mapping with max (and timeout)"
@@ -1468,11 +1662,16 @@ static const struct key route_keys[] = {
 	  .expect = EXP_HALF_CLOSED },
 	{ "max_duration", K_DURATION, RC(max_duration_ms, uint64_t),
 	  .max = DURATION_MAX_MS, .expect = EXP_MAX_DURATION },
+	{ "tcp_keepalive", K_MAP, RC(keepalive, sl_keepalive_conf),
+	  SUB(keepalive_keys), .where = "in tcp_keepalive",
+	  .alt = &keepalive_alt, .expect = EXP_KEEPALIVE },
+	{ "source", K_FUNC, 0, .set = set_route_source, .expect = EXP_SOURCE },
 };
 
-/* What only the whole route can judge. */
+/* What only the whole route can judge.  Its source becomes that of
+ * each TCP upstream without one of its own. */
 static int route_check(struct ctx *c, const struct ynode *r,
-		       const sl_route_conf *rc)
+		       sl_route_conf *rc)
 {
 	size_t primaries = 0;
 
@@ -1482,6 +1681,18 @@ static int route_check(struct ctx *c, const struct ynode *r,
 		return fail(c, r, "route '%s': every upstream is a backup "
 				  "(expected at least one with backup: false)",
 			    rc->name);
+	for (size_t i = 0; rc->source.addr.family != SL_AF_NONE &&
+			   i < rc->nupstreams;
+	     i++) {
+		sl_upstream_conf *uc = &rc->upstreams[i];
+
+		if (uc->ep.kind != SL_EP_TCP ||
+		    uc->source.addr.family != SL_AF_NONE)
+			continue;
+		if (check_source_family(c, &rc->source, uc) < 0)
+			return -1;
+		uc->source = rc->source;
+	}
 	return 0;
 }
 

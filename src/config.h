@@ -86,6 +86,15 @@ typedef struct sl_listen_conf {
 	sl_conf_mark mark;
 } sl_listen_conf;
 
+/*
+ * A source: the local address (and port, 0: any) connects to an upstream
+ * are made from.  family SL_AF_NONE: none, the system chooses.
+ */
+typedef struct sl_source_conf {
+	sl_ipaddr addr;
+	sl_conf_mark mark; /* of the value */
+} sl_source_conf;
+
 typedef struct sl_upstream_conf {
 	sl_endpoint ep;
 	char *address;  /* as written */
@@ -93,8 +102,22 @@ typedef struct sl_upstream_conf {
 	int backup;      /* used only while every primary is down */
 	int send_proxy;  /* PROXY protocol version to send: 0 (none), 1, 2 */
 	sl_tls_upstream_conf tls;
+	/* Its own source:, or else its route's (filled in for a TCP
+	 * upstream when the config loads). */
+	sl_source_conf source;
 	sl_conf_mark mark;
 } sl_upstream_conf;
+
+/*
+ * tcp_keepalive of a route, for the TCP sockets of its clients and of
+ * its upstreams.  Default: on, every value the system's.
+ */
+typedef struct sl_keepalive_conf {
+	int off;             /* tcp_keepalive: off */
+	unsigned idle_s;     /* 1-32767; 0: the system's */
+	unsigned interval_s; /* 1-32767; 0: the system's */
+	unsigned count;      /* 1-127; 0: the system's */
+} sl_keepalive_conf;
 
 enum sl_balance {
 	SL_BALANCE_ROUND_ROBIN = 0, /* the default */
@@ -154,6 +177,8 @@ typedef struct sl_route_conf {
 	 * the listen backlog.  rate_count 0 = no limit. */
 	unsigned rate_count;
 	uint64_t rate_period_ms;
+	sl_keepalive_conf keepalive;
+	sl_source_conf source; /* for its TCP upstreams without their own */
 	sl_conf_mark mark;
 } sl_route_conf;
 

@@ -1015,6 +1015,217 @@ static void test_tls_absent(void **state)
 }
 #endif
 
+/* ---- tcp_keepalive and source (issue 20) ------------------------------------ */
+
+/* A route r with its upstreams and extra keys (each line indented as a
+ * route key), loaded as file "k"; sl_config_load_string's result. */
+static int load_keys(const char *keys, const char *upstreams, sl_config **cfg,
+		     char *err, size_t errlen)
+{
+	char y[2048];
+	int n = snprintf(y, sizeof y,
+			 "routes:\n  - name: r\n    listen: tcp://127.0.0.1:1\n"
+			 "    upstreams: %s\n%s",
+			 upstreams, keys);
+
+	*cfg = NULL;
+	return sl_config_load_string(y, (size_t)n, "k", cfg, err, errlen);
+}
+
+/* That route, which must load. */
+static sl_config *load_route(const char *keys, const char *upstreams)
+{
+	char err[512];
+	sl_config *cfg;
+
+	if (load_keys(keys, upstreams, &cfg, err, sizeof err) < 0)
+		fail_msg("%s", err);
+	return cfg;
+}
+
+/* That route, which must fail with "k:" + want. */
+static void route_fails(const char *keys, const char *upstreams,
+			const char *want)
+{
+	char err[512], full[600];
+	sl_config *cfg;
+
+	assert_int_equal(load_keys(keys, upstreams, &cfg, err, sizeof err), -1);
+	assert_null(cfg);
+	snprintf(full, sizeof full, "k:%s", want);
+	assert_string_equal(err, full);
+}
+
+static void test_keepalive_keys(void **state)
+{
+	/* The default (on, every value the system's), the full mapping,
+	 * any subset, durations in any unit that is whole seconds, the
+	 * bounds Linux takes, an empty mapping, and off. */
+	static const struct {
+		const char *keys;
+		sl_keepalive_conf want;
+	} ok[] = {
+		{ "", { 0, 0, 0, 0 } },
+		{ "{idle: 60s, interval: 10s, count: 6}", { 0, 60, 10, 6 } },
+		{ "{idle: 2m}", { 0, 120, 0, 0 } },
+		{ "{idle: 32767, interval: 1000ms, count: 127}",
+		  { 0, 32767, 1, 127 } },
+		{ "{count: 1}", { 0, 0, 0, 1 } },
+		{ "{}", { 0, 0, 0, 0 } },
+		{ "off", { 1, 0, 0, 0 } },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		char keys[128];
+		sl_config *cfg;
+		const sl_keepalive_conf *ka;
+
+		snprintf(keys, sizeof keys, "%s%s\n",
+			 ok[i].keys[0] ? "    tcp_keepalive: " : "",
+			 ok[i].keys);
+		cfg = load_route(keys, "tcp://127.0.0.1:2");
+		ka = &cfg->routes[0].keepalive;
+		assert_int_equal(ka->off, ok[i].want.off);
+		assert_int_equal(ka->idle_s, ok[i].want.idle_s);
+		assert_int_equal(ka->interval_s, ok[i].want.interval_s);
+		assert_int_equal(ka->count, ok[i].want.count);
+		sl_config_free(cfg);
+	}
+
+	route_fails("    tcp_keepalive: {idle: 0s}\n", "tcp://h:2",
+		    "5:27: idle: '0s' is out of range (expected a duration "
+		    "of whole seconds 1s-32767s such as 60s)");
+	route_fails("    tcp_keepalive: {interval: 32768s}\n", "tcp://h:2",
+		    "5:31: interval: '32768s' is out of range (expected a "
+		    "duration of whole seconds 1s-32767s such as 60s)");
+	route_fails("    tcp_keepalive: {interval: 10d}\n", "tcp://h:2",
+		    "5:31: interval: '10d' is out of range (expected a "
+		    "duration of whole seconds 1s-32767s such as 60s)");
+	route_fails("    tcp_keepalive: {idle: 1500ms}\n", "tcp://h:2",
+		    "5:27: idle: '1500ms' is not a duration of whole seconds "
+		    "(expected a duration of whole seconds 1s-32767s such as "
+		    "60s)");
+	route_fails("    tcp_keepalive: {idle: soon}\n", "tcp://h:2",
+		    "5:27: idle: 'soon' is not a duration of whole seconds "
+		    "(expected a duration of whole seconds 1s-32767s such as "
+		    "60s)");
+	route_fails("    tcp_keepalive: {count: 0}\n", "tcp://h:2",
+		    "5:28: count: '0' is out of range (expected 1-127)");
+	route_fails("    tcp_keepalive: {count: 128}\n", "tcp://h:2",
+		    "5:28: count: '128' is out of range (expected 1-127)");
+	route_fails("    tcp_keepalive: {probes: 3}\n", "tcp://h:2",
+		    "5:21: unknown key 'probes' in tcp_keepalive (expected "
+		    "idle, interval, count)");
+	route_fails("    tcp_keepalive: on\n", "tcp://h:2",
+		    "5:20: tcp_keepalive: 'on' is neither off nor a mapping "
+		    "(expected off, or a mapping with idle, interval and "
+		    "count)");
+	route_fails("    tcp_keepalive: [1]\n", "tcp://h:2",
+		    "5:20: tcp_keepalive is a sequence "
+		    "(expected off, or a mapping with idle, interval and "
+		    "count)");
+}
+
+static void test_source_keys(void **state)
+{
+	static const struct {
+		const char *text;
+		int family;
+		uint16_t port;
+		uint8_t first, last;
+	} ok[] = {
+		{ "192.0.2.10", SL_AF_INET4, 0, 192, 10 },
+		{ "127.0.0.2:0", SL_AF_INET4, 0, 127, 2 },
+		{ "127.0.0.2:5000", SL_AF_INET4, 5000, 127, 2 },
+		{ "\"[2001:db8::1]\"", SL_AF_INET6, 0, 0x20, 1 },
+		{ "\"[::1]:5000\"", SL_AF_INET6, 5000, 0, 1 },
+		{ "\"::1\"", SL_AF_INET6, 0, 0, 1 },
+	};
+	char keys[256];
+	sl_config *cfg;
+	const sl_upstream_conf *uc;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		const sl_ipaddr *a;
+
+		snprintf(keys, sizeof keys, "    source: %s\n", ok[i].text);
+		cfg = load_route(keys, ok[i].family == SL_AF_INET4
+					       ? "tcp://127.0.0.1:2"
+					       : "\"tcp://[::1]:2\"");
+		a = &cfg->routes[0].source.addr;
+		assert_int_equal(a->family, ok[i].family);
+		assert_int_equal(a->port, ok[i].port);
+		assert_int_equal(a->ip[0], ok[i].first);
+		assert_int_equal(a->ip[ok[i].family == SL_AF_INET4 ? 3 : 15],
+				 ok[i].last);
+		/* The route's source is its upstream's. */
+		assert_memory_equal(&cfg->routes[0].upstreams[0].source.addr,
+				    a, sizeof *a);
+		sl_config_free(cfg);
+	}
+
+	/* An upstream's own wins over its route's; a name's family is
+	 * not known yet, so any source goes; a unix: upstream takes
+	 * none of its route's. */
+	cfg = load_route("    source: 127.0.0.2\n",
+			 "[{address: tcp://127.0.0.1:2, source: "
+			 "127.0.0.3:7}, tcp://localhost:3, unix:/u]");
+	uc = cfg->routes[0].upstreams;
+	assert_int_equal(uc[0].source.addr.ip[3], 3);
+	assert_int_equal(uc[0].source.addr.port, 7);
+	assert_int_equal(uc[1].source.addr.ip[3], 2);
+	assert_int_equal(uc[1].source.addr.family, SL_AF_INET4);
+	assert_int_equal(uc[2].source.addr.family, SL_AF_NONE);
+	sl_config_free(cfg);
+
+	/* None: the system chooses. */
+	cfg = load_route("", "tcp://127.0.0.1:2");
+	assert_int_equal(cfg->routes[0].upstreams[0].source.addr.family,
+			 SL_AF_NONE);
+	sl_config_free(cfg);
+
+	route_fails("    source: 192.0.2\n", "tcp://h:2",
+		    "5:13: source: '192.0.2' is not an IP address (expected "
+		    "an IP address with an optional port, such as 192.0.2.10, "
+		    "127.0.0.2:0 or \"[2001:db8::1]:5000\")");
+	route_fails("    source: host.example\n", "tcp://h:2",
+		    "5:13: source: 'host.example' is not an IP address "
+		    "(expected an IP address with an optional port, such as "
+		    "192.0.2.10, 127.0.0.2:0 or \"[2001:db8::1]:5000\")");
+	route_fails("    source: \"[127.0.0.1]\"\n", "tcp://h:2",
+		    "5:13: source: '[127.0.0.1]' is not an IP address "
+		    "(expected an IP address with an optional port, such as "
+		    "192.0.2.10, 127.0.0.2:0 or \"[2001:db8::1]:5000\")");
+	route_fails("    source: \"[::1]x\"\n", "tcp://h:2",
+		    "5:13: source: '[::1]x' is not an IP address (expected an "
+		    "IP address with an optional port, such as 192.0.2.10, "
+		    "127.0.0.2:0 or \"[2001:db8::1]:5000\")");
+	route_fails("    source: 127.0.0.1:x\n", "tcp://h:2",
+		    "5:13: source: '127.0.0.1:x' is not an IP address "
+		    "(expected an IP address with an optional port, such as "
+		    "192.0.2.10, 127.0.0.2:0 or \"[2001:db8::1]:5000\")");
+	route_fails("    source: 127.0.0.1:65536\n", "tcp://h:2",
+		    "5:13: source: '127.0.0.1:65536' has a port out of range "
+		    "(expected an IP address with an optional port, such as "
+		    "192.0.2.10, 127.0.0.2:0 or \"[2001:db8::1]:5000\", the "
+		    "port 0-65535)");
+	/* A literal upstream address of the other family, from the route
+	 * (at the route's source) or from the upstream itself. */
+	route_fails("    source: 127.0.0.2\n", "\"tcp://[::1]:2\"",
+		    "5:13: source: an IPv4 address for the upstream "
+		    "'tcp://[::1]:2', which is IPv6 (expected a source of the "
+		    "upstream's family)");
+	route_fails("", "{address: tcp://127.0.0.1:2, source: \"[::1]\"}",
+		    "4:53: source: an IPv6 address for the upstream "
+		    "'tcp://127.0.0.1:2', which is IPv4 (expected a source of "
+		    "the upstream's family)");
+	route_fails("", "{address: unix:/u, source: 127.0.0.2}",
+		    "4:35: source is not for this upstream (expected only "
+		    "with a tcp:// address)");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1035,6 +1246,8 @@ int main(void)
 		cmocka_unit_test(test_good_fixtures),
 		cmocka_unit_test(test_sample_config),
 		cmocka_unit_test(test_bad_fixtures),
+		cmocka_unit_test(test_keepalive_keys),
+		cmocka_unit_test(test_source_keys),
 #ifdef SL_HAVE_TLS
 		cmocka_unit_test(test_tls_fields),
 		cmocka_unit_test(test_tls_good_fixtures),
