@@ -232,8 +232,9 @@ static void on_check_timer(sl_timer *t)
 		return;
 	}
 	c->started = sl_clock_ms();
-	r = sl_stream_connect(c->h->control, &c->u->ep, c->hc->timeout_ms,
-			      on_check_connect, c, &c->s);
+	r = sl_stream_connect_opts(c->h->control, &c->u->ep,
+				   c->hc->timeout_ms, &c->u->copts,
+				   on_check_connect, c, &c->s);
 	if (r < 0) {
 		c->s = NULL;
 		check_done(c, 0, "connect failed", r);

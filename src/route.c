@@ -306,6 +306,7 @@ struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 		u->weight = uc->weight ? uc->weight : 1;
 		u->backup = uc->backup;
 		u->send_proxy = uc->send_proxy;
+		u->copts.source = uc->source.addr;
 		if ((u->st = ustate_for(r, i, nloops, text)) == NULL)
 			goto fail;
 		u->name = u->st->name;
@@ -343,6 +344,10 @@ struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 	r->rate_count = rc->rate_count;
 	r->rate_period_ms = rc->rate_period_ms;
 	r->buffer_size = rc->buffer_size ? rc->buffer_size : 65536;
+	r->keepalive.on = !rc->keepalive.off;
+	r->keepalive.idle = rc->keepalive.idle_s;
+	r->keepalive.interval = rc->keepalive.interval_s;
+	r->keepalive.count = rc->keepalive.count;
 	if (route_tls(r, old, cfg, rc, err, errlen) < 0)
 		goto fail;
 	return r;

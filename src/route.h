@@ -126,6 +126,7 @@ struct upstream {
 	int backup;
 	int send_proxy; /* 0, 1, 2 */
 	struct sl_tls_ctx *tls; /* NULL: cleartext */
+	sl_connect_opts copts; /* its source; sessions and checks use it */
 	uint64_t hash;  /* of the name: source-hash's identity */
 	struct upstream_state *st;
 };
@@ -234,6 +235,7 @@ struct route {
 	unsigned rate_count;      /* 0 = no rate limit */
 	uint64_t rate_period_ms;
 	size_t buffer_size;
+	sl_keepalive keepalive; /* of clients and upstreams (TCP) */
 };
 
 /*

@@ -957,6 +957,21 @@ static void on_up_tls(sl_stream *st, int status)
 }
 #endif
 
+/*
+ * The route's TCP keepalive on one end (a Unix socket or a pipe takes
+ * none).  A socket that refuses it still forwards; the config's ranges
+ * are the system's, so a refusal is rare, and logging it at more than
+ * debug for every session could flood the log.
+ */
+static void keepalive_set(struct session *s, sl_stream *st, const char *side)
+{
+	int err = sl_stream_set_keepalive(st, &s->route->keepalive);
+
+	if (err < 0)
+		sl_debug("route %s: tcp_keepalive on the %s socket: %s",
+			s->route->name, side, sl_strerror(err));
+}
+
 /* Connected: tell the upstream whom for, [TLS], then relay. */
 static void session_connected(struct session *s)
 {
@@ -966,6 +981,7 @@ static void session_connected(struct session *s)
 	balance_connect_ok(r, u);
 	ctr_add(u->st->ctr, s->lc->index, CTR_SESSIONS, 1);
 	s->connected = 1;
+	keepalive_set(s, s->upstream, "upstream");
 	/* The PROXY header goes first, in the clear, as HAProxy sends it. */
 	if (u->send_proxy && send_proxy_header(s, u->send_proxy) < 0)
 		return;
@@ -1060,8 +1076,8 @@ static void connect_to(struct session *s, int i)
 		s->tried[s->ntried++] = (uint16_t)i;
 	atomic_fetch_add(&u->st->active, 1);
 	s->up_held = 1;
-	err = sl_stream_connect(s->lc->loop, &u->ep, r->connect_timeout_ms,
-				on_connect, s, &up);
+	err = sl_stream_connect_opts(s->lc->loop, &u->ep, r->connect_timeout_ms,
+				     &u->copts, on_connect, s, &up);
 	if (err == 0) {
 		s->upstream = up;
 		return;
@@ -1428,6 +1444,7 @@ void session_start(struct route_listen *rl, sl_stream *client)
 	s->start_ms = sl_loop_now(loop);
 	s->phase = PH_CONNECTING;
 	sl_stream_set_data(client, s);
+	keepalive_set(s, client, "client");
 	sl_stream_peer_addr(client, &s->client_ip);
 	if (s->client_ip.family == SL_AF_NONE) {
 		char name[CLIENT_NAME_MAX];

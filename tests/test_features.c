@@ -23,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -3208,6 +3210,427 @@ static void test_reload_storm(void **state)
 	free(conf[1]);
 }
 
+/* ---- source addresses and TCP keepalive (issue 20) --------------------------- */
+
+static void wait_accepted_at_least(st_server *srv, unsigned n)
+{
+	uint64_t end = st_now_ms() + ST_WAIT_MS;
+
+	while (st_server_accepted(srv) < n && st_now_ms() < end)
+		st_sleep_ms(5);
+	assert_true(st_server_accepted(srv) >= n);
+}
+
+/* What an upstream saw of the connections it accepted: their peers. */
+struct peers {
+	pthread_mutex_t lock;
+	const char *want; /* the address each should come from */
+	unsigned n, other; /* accepted, and from another address */
+	char last[INET6_ADDRSTRLEN];
+	uint16_t last_port;
+};
+
+/* arg: struct peers.  Notes the peer, then echoes until the end. */
+static void peer_note(st_sock c, void *arg)
+{
+	struct peers *p = arg;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	char ip[INET6_ADDRSTRLEN] = "?";
+	uint16_t port = 0;
+
+	if (getpeername(c, (struct sockaddr *)&ss, &len) == 0 &&
+	    ss.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)&ss;
+
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+		port = ntohs(in->sin_port);
+	}
+	pthread_mutex_lock(&p->lock);
+	p->n++;
+	p->other += strcmp(ip, p->want) != 0;
+	snprintf(p->last, sizeof p->last, "%s", ip);
+	p->last_port = port;
+	pthread_mutex_unlock(&p->lock);
+	st_echo_rest(c);
+}
+
+static void peers_last(struct peers *p, char *ip, size_t len, uint16_t *port)
+{
+	pthread_mutex_lock(&p->lock);
+	snprintf(ip, len, "%s", p->last);
+	if (port != NULL)
+		*port = p->last_port;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Issue 20: source: on a route is the local address of its upstream
+ * connects (the upstream sees the session come from 127.0.0.2: Linux
+ * routes all of 127/8 to lo, and wine's sockets are Linux's), and of its
+ * health checks; an upstream's own source, with a port, wins over the
+ * route's.  The same under wine (sluice.exe binds before ConnectEx).
+ */
+static void test_source_address(void **state)
+{
+	struct peers pa = { PTHREAD_MUTEX_INITIALIZER, "127.0.0.2", 0, 0, "",
+			    0 };
+	struct peers pb = { PTHREAD_MUTEX_INITIALIZER, "127.0.0.3", 0, 0, "",
+			    0 };
+	uint16_t ua, ub, la = st_free_port(), lb = st_free_port();
+	uint16_t sport = st_free_port(), port;
+	st_server *a = st_server_start_fn(st_listen_tcp(&ua, 64), peer_note,
+					  &pa);
+	st_server *b = st_server_start_fn(st_listen_tcp(&ub, 64), peer_note,
+					  &pb);
+	char ip[INET6_ADDRSTRLEN];
+	st_daemon *d;
+	st_cfg *cfg;
+
+	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "from2", la, ua);
+	st_cfg_route_set(cfg, "source", "127.0.0.2");
+	st_cfg_route_set(cfg, "health", "{check: {interval: 50ms}}");
+	st_cfg_route(cfg, "from3", lb, 0);
+	st_cfg_route_set(cfg, "source", "127.0.0.2");
+	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", ub);
+	st_cfg_upstream_set(cfg, "source", "127.0.0.3:%u", sport);
+	d = st_daemon_start(st_cfg_done(cfg));
+
+	st_echo_once(la, "from two");
+	peers_last(&pa, ip, sizeof ip, NULL);
+	assert_string_equal(ip, "127.0.0.2");
+	st_echo_once(lb, "from three");
+	peers_last(&pb, ip, sizeof ip, &port);
+	assert_string_equal(ip, "127.0.0.3");
+	assert_int_equal(port, sport);
+	/* A few health checks came in meanwhile, all from the source. */
+	wait_accepted_at_least(a, 3);
+	st_daemon_stop(d);
+	st_server_stop(a);
+	st_server_stop(b);
+	assert_int_equal(pa.other, 0);
+	assert_int_equal(pb.other, 0);
+	assert_int_equal(pb.n, 1);
+}
+
+/* Non-zero when name resolves to IPv4 addresses only here. */
+static int resolves_v4_only(const char *name)
+{
+	struct addrinfo hints, *res, *ai;
+	int v4only = 1;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(name, "1", &hints, &res) != 0)
+		return 0;
+	for (ai = res; ai != NULL; ai = ai->ai_next)
+		v4only &= ai->ai_family == AF_INET;
+	freeaddrinfo(res);
+	return v4only;
+}
+
+/*
+ * Issue 20: a source of the other family than every address a name
+ * resolves to fails the session at connect as a refused connect does:
+ * logged with the route and why, the session ends connect-failed and
+ * gives back its slot (max_connections: 1: a slot kept would leave the
+ * next client waiting in the backlog, never ended).  Where localhost has an IPv6 address too here,
+ * its connect is tried from [::1] and refused (nobody listens there):
+ * the same end, another reason in the log.
+ */
+static void test_source_family(void **state)
+{
+	uint16_t uport, lport = st_free_port();
+	st_server *u = st_server_start(st_listen_tcp(&uport, 64), ST_ECHO, 0);
+	st_daemon *d;
+	st_cfg *cfg;
+
+	(void)state;
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "mismatch", lport, 0);
+	st_cfg_upstream(cfg, "tcp://localhost:%u", uport);
+	st_cfg_route_set(cfg, "source", "\"[::1]\"");
+	st_cfg_route_set(cfg, "max_connections", "1");
+	d = st_daemon_start(st_cfg_done(cfg));
+	for (unsigned i = 1; i <= 3; i++) {
+		expect_closed(connect_refusable(lport));
+		st_wait_logf(d, i, "reason=connect-failed");
+	}
+	if (resolves_v4_only("localhost"))
+		st_wait_logf(d, 3,
+			     "route mismatch: connect to tcp://localhost:%u "
+			     "failed: the source address is of another family "
+			     "than the upstream's address",
+			     uport);
+	assert_int_equal(st_server_accepted(u), 0);
+	st_daemon_stop(d);
+	st_server_stop(u);
+}
+
+/*
+ * Sockets of the daemon itself, read through duplicates: pidfd_open and
+ * pidfd_getfd (Linux 5.6 and later; the ptrace permission a parent of
+ * the same user has).  -1 with *why set when the system cannot.
+ */
+#ifdef __linux__
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/syscall.h>
+
+#define SYS_PIDFD_OPEN 434
+#define SYS_PIDFD_GETFD 438
+
+static int pidfd_of(pid_t pid, const char **why)
+{
+	int fd = (int)syscall(SYS_PIDFD_OPEN, pid, 0);
+
+	if (fd < 0)
+		*why = errno == ENOSYS ? "no pidfd_open (Linux < 5.3)"
+				       : "pidfd_open failed";
+	return fd;
+}
+
+static uint16_t sock_port(int fd, int peer)
+{
+	struct sockaddr_in in;
+	socklen_t len = sizeof in;
+	int r = peer ? getpeername(fd, (struct sockaddr *)&in, &len)
+		     : getsockname(fd, (struct sockaddr *)&in, &len);
+
+	if (r < 0 || in.sin_family != AF_INET)
+		return 0;
+	return ntohs(in.sin_port);
+}
+
+/*
+ * A duplicate of the TCP socket of process pid whose local port is local
+ * and whose peer's port is peer, found among its descriptors; -1 when
+ * there is none (why: NULL), or the system cannot take one (why says so).
+ */
+static int proc_sock(pid_t pid, uint16_t local, uint16_t peer,
+		     const char **why)
+{
+	char dir[64];
+	struct dirent *de;
+	int pfd, found = -1;
+	DIR *dp;
+
+	*why = NULL;
+	if ((pfd = pidfd_of(pid, why)) < 0)
+		return -1;
+	snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+	if ((dp = opendir(dir)) == NULL) {
+		close(pfd);
+		*why = "no /proc/PID/fd";
+		return -1;
+	}
+	while (found < 0 && (de = readdir(dp)) != NULL) {
+		int fd;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		fd = (int)syscall(SYS_PIDFD_GETFD, pfd, atoi(de->d_name), 0);
+		if (fd < 0) {
+			if (errno == ENOSYS || errno == EPERM) {
+				*why = errno == ENOSYS
+					       ? "no pidfd_getfd (Linux < 5.6)"
+					       : "pidfd_getfd: no ptrace "
+						 "permission";
+				break;
+			}
+			continue;
+		}
+		if (sock_port(fd, 0) == local && sock_port(fd, 1) == peer)
+			found = fd;
+		else
+			close(fd);
+	}
+	closedir(dp);
+	close(pfd);
+	return found;
+}
+
+/*
+ * The same for the daemon's socket.  Under wine a socket is the
+ * wineserver's, which lends its descriptor to sluice.exe's process for
+ * a call and may or may not keep a copy there: a socket not found in
+ * the daemon is looked for in every wineserver (the ports make it one).
+ */
+static int daemon_sock(pid_t pid, uint16_t local, uint16_t peer,
+		       const char **why)
+{
+	struct dirent *de;
+	int fd = proc_sock(pid, local, peer, why);
+	DIR *dp;
+
+	if (fd >= 0 || *why != NULL || st_wine() == NULL ||
+	    (dp = opendir("/proc")) == NULL)
+		return fd;
+	while (fd < 0 && (de = readdir(dp)) != NULL) {
+		char *path = st_fmt("/proc/%s/comm", de->d_name);
+		char *comm = de->d_name[0] >= '1' && de->d_name[0] <= '9'
+				     ? st_read_file(path)
+				     : NULL;
+		const char *other; /* another's wineserver may be closed */
+
+		if (comm != NULL && strncmp(comm, "wineserver", 10) == 0)
+			fd = proc_sock(atoi(de->d_name), local, peer, &other);
+		free(comm);
+		free(path);
+	}
+	closedir(dp);
+	return fd;
+}
+
+static int sockopt_int(int fd, int level, int opt)
+{
+	int v = -1;
+	socklen_t len = sizeof v;
+
+	assert_int_equal(getsockopt(fd, level, opt, &v, &len), 0);
+	return v;
+}
+
+/* What a new TCP socket here has: the system's keepalive values. */
+struct ka_vals {
+	int on, idle, interval, count;
+};
+
+static struct ka_vals ka_of(int fd)
+{
+	struct ka_vals v = {
+		sockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE),
+		sockopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE),
+		sockopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL),
+		sockopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT),
+	};
+
+	return v;
+}
+
+static void ka_expect(int fd, const char *side, const char *route,
+		      struct ka_vals want)
+{
+	struct ka_vals got = ka_of(fd);
+
+	if (got.on != want.on || got.idle != want.idle ||
+	    got.interval != want.interval || got.count != want.count)
+		fail_msg("route %s, %s socket: SO_KEEPALIVE %d idle %d "
+			 "interval %d count %d (expected %d %d %d %d)",
+			 route, side, got.on, got.idle, got.interval,
+			 got.count, want.on, want.idle, want.interval,
+			 want.count);
+}
+#endif
+
+/*
+ * Issue 20: tcp_keepalive, read back from the daemon's own sockets (the
+ * client's and the upstream's of one session of each route) with
+ * getsockopt on duplicates taken through pidfd_getfd: the values
+ * configured, a subset (the others the system's), the default (on, every
+ * value the system's), and off.  The upstream's socket of a route with a
+ * source of port 0 has IP_BIND_ADDRESS_NO_PORT, and one with a port has
+ * not.
+ *
+ * Under wine the daemon is sluice.exe, whose sockets are Linux sockets
+ * in its process too.  Wine 8 refuses TCP_KEEPIDLE/INTVL/CNT as socket
+ * options, as a Windows before 10 1709 does, so sluice.exe takes
+ * SIO_KEEPALIVE_VALS, which wine applies: idle and interval as
+ * configured, the count the system's (the ioctl has none), and an idle
+ * the config leaves out is Windows' default, 7200 s, which the ioctl
+ * must be given.  Windows 10 1709 and later take the options one by one
+ * (test_iocp's seam); only Windows shows them set.  IP_BIND_ADDRESS_NO_PORT
+ * is Linux's: wine's bind takes a port at once.
+ */
+static void test_tcp_keepalive(void **state)
+{
+#ifdef __linux__
+	static const struct {
+		const char *name, *ka, *source;
+	} routes[] = {
+		{ "set", "{idle: 60s, interval: 10s, count: 6}", "127.0.0.2" },
+		{ "subset", "{interval: 2m}", NULL },
+		{ "default", NULL, "127.0.0.2:PORT" },
+		{ "off", "off", NULL },
+	};
+	struct peers pu = { PTHREAD_MUTEX_INITIALIZER, "", 0, 0, "", 0 };
+	uint16_t uport, lport[4];
+	st_server *u = st_server_start_fn(st_listen_tcp(&uport, 64), peer_note,
+					  &pu);
+	struct ka_vals sys, want[4];
+	char ip[INET6_ADDRSTRLEN];
+	const char *why = NULL;
+	st_daemon *d;
+	st_cfg *cfg;
+	int probe;
+
+	(void)state;
+	probe = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(probe >= 0);
+	sys = ka_of(probe);
+	close(probe);
+	want[0] = (struct ka_vals){ 1, 60, 10, st_wine() ? sys.count : 6 };
+	want[1] = (struct ka_vals){ 1, st_wine() ? 7200 : sys.idle, 120,
+				    sys.count };
+	want[2] = (struct ka_vals){ 1, sys.idle, sys.interval, sys.count };
+	want[3] = (struct ka_vals){ 0, sys.idle, sys.interval, sys.count };
+	cfg = st_cfg_new();
+	for (int i = 0; i < 4; i++) {
+		lport[i] = st_free_port();
+		st_cfg_route(cfg, routes[i].name, lport[i], uport);
+		if (routes[i].ka != NULL)
+			st_cfg_route_set(cfg, "tcp_keepalive", "%s",
+					 routes[i].ka);
+		if (routes[i].source != NULL &&
+		    strstr(routes[i].source, "PORT") != NULL)
+			st_cfg_route_set(cfg, "source", "127.0.0.2:%u",
+					 st_free_port());
+		else if (routes[i].source != NULL)
+			st_cfg_route_set(cfg, "source", "%s",
+					 routes[i].source);
+	}
+	d = st_daemon_start(st_cfg_done(cfg));
+	for (int i = 0; i < 4; i++) {
+		st_sock c = st_echo_open(lport[i], "keep me");
+		uint16_t up_local;
+		int cs, us;
+
+		peers_last(&pu, ip, sizeof ip, &up_local);
+		cs = daemon_sock(st_daemon_pid(d), lport[i], st_local_port(c),
+				 &why);
+		if (cs < 0 && why != NULL) {
+			st_close(c);
+			st_daemon_stop(d);
+			st_server_stop(u);
+			print_message("skipped: %s\n", why);
+			skip();
+		}
+		us = daemon_sock(st_daemon_pid(d), up_local, uport, &why);
+		if (cs < 0 || us < 0)
+			fail_msg("route %s: the daemon's %s socket not found",
+				 routes[i].name, cs < 0 ? "client" : "upstream");
+		ka_expect(cs, "client", routes[i].name, want[i]);
+		ka_expect(us, "upstream", routes[i].name, want[i]);
+		if (routes[i].source != NULL && st_wine() == NULL)
+			assert_int_equal(sockopt_int(us, IPPROTO_IP,
+						     IP_BIND_ADDRESS_NO_PORT),
+					 strstr(routes[i].source, "PORT") ==
+						 NULL);
+		close(cs);
+		close(us);
+		st_close(c);
+	}
+	st_daemon_stop(d);
+	st_server_stop(u);
+#else
+	(void)state;
+	skip();
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3258,6 +3681,9 @@ int main(void)
 		ST_TEST(test_admin_reload),
 		ST_TEST(test_reload_admin_move),
 		ST_TEST(test_reload_storm),
+		ST_TEST(test_source_address),
+		ST_TEST(test_source_family),
+		ST_TEST(test_tcp_keepalive),
 	};
 	int rc;
 
