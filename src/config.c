@@ -747,9 +747,10 @@ static int set_key(struct ctx *c, const struct key *row,
 
 #define EXP_TLS_LISTEN "a mapping with cert (and key, client_ca, " \
 		       "verify_client, allow, min_version, handshake_timeout, " \
-		       "ciphers, ciphersuites)"
+		       "ciphers, ciphersuites, session_tickets, alpn)"
 #define EXP_TLS_UPSTREAM "a mapping with ca, server_name, verify, cert, key, " \
-			 "min_version, ciphers or ciphersuites"
+			 "min_version, ciphers, ciphersuites, session_reuse " \
+			 "or alpn"
 #define EXP_TLS_FILE "an absolute file path"
 #define EXP_VERIFY_CLIENT "none, optional or required"
 #define EXP_ALLOW "any, or a mapping with cn, dns and uri"
@@ -758,6 +759,8 @@ static int set_key(struct ctx *c, const struct key *row,
 #define EXP_MIN_VERSION "\"1.2\" or \"1.3\""
 #define EXP_HANDSHAKE "a duration 1ms-1h such as 10s"
 #define EXP_CIPHERS "an OpenSSL cipher list of 1-1024 characters"
+#define EXP_ALPN "an ALPN protocol name of 1-255 characters such as h2, or " \
+		 "a list of those"
 #define EXP_SERVER_NAME "a host name of 1-253 characters"
 #define TLS_NAME_MAX 255
 #define CIPHERS_MAX 1024
@@ -875,6 +878,8 @@ static const struct key tls_listen_keys[] = {
 			      .expect = EXP_CIPHERS },
 	{ "session_tickets", K_BOOL, TL(tickets, int),
 	  .expect = "true or false" },
+	{ "alpn", K_STRINGS, TL(alpn, char **), .off_n = TL(nalpn, size_t),
+	  .max = TLS_NAME_MAX, .expect = EXP_ALPN },
 };
 
 /* What only a listener's whole tls mapping can judge. */
@@ -939,6 +944,8 @@ static const struct key tls_upstream_keys[] = {
 	  .max = CIPHERS_MAX, .expect = EXP_CIPHERS },
 	{ "session_reuse", K_BOOL, TU(session_reuse, int),
 	  .expect = "true or false" },
+	{ "alpn", K_STRINGS, TU(alpn, char **), .off_n = TU(nalpn, size_t),
+	  .max = TLS_NAME_MAX, .expect = EXP_ALPN },
 };
 
 static int tls_upstream_check(struct ctx *c, const struct ynode *map,
@@ -1941,6 +1948,7 @@ static void tls_listen_free(sl_tls_listen_conf *t)
 	sl_tls_allow_free(&t->allow);
 	free(t->ciphers);
 	free(t->ciphersuites);
+	strings_free(t->alpn, t->nalpn);
 }
 
 static void tls_upstream_free(sl_tls_upstream_conf *t)
@@ -1951,6 +1959,7 @@ static void tls_upstream_free(sl_tls_upstream_conf *t)
 	free(t->key);
 	free(t->ciphers);
 	free(t->ciphersuites);
+	strings_free(t->alpn, t->nalpn);
 }
 
 /* ---- entry points ----------------------------------------------------- */

@@ -52,6 +52,8 @@ typedef struct sl_tls_listen_conf {
 	char *ciphers;      /* TLS 1.2 cipher list; NULL: OpenSSL's */
 	char *ciphersuites; /* TLS 1.3 suites; NULL: OpenSSL's */
 	int tickets;        /* session tickets; default 1 */
+	char **alpn;        /* ALPN protocols, by preference; NULL: none */
+	size_t nalpn;
 	sl_conf_mark mark;  /* of the tls key */
 } sl_tls_listen_conf;
 
@@ -66,6 +68,8 @@ typedef struct sl_tls_upstream_conf {
 	int min_version;   /* as a listener's */
 	char *ciphers, *ciphersuites;
 	int session_reuse; /* offer the last session again; default 1 */
+	char **alpn;       /* ALPN protocols offered; NULL: none */
+	size_t nalpn;
 	sl_conf_mark mark;
 } sl_tls_upstream_conf;
 

@@ -412,6 +412,9 @@ static size_t access_tls_text(char *buf, size_t cap,
 		return 0;
 	if ((size_t)k < cap && r->tls_sha256 != NULL)
 		k += snprintf(buf + k, cap - (size_t)k, "%s", r->tls_sha256);
+	if ((size_t)k < cap && r->tls_alpn != NULL)
+		k += snprintf(buf + k, cap - (size_t)k, " alpn=\"%s\"",
+			      r->tls_alpn);
 	if ((size_t)k < cap && r->tls_resumed)
 		k += snprintf(buf + k, cap - (size_t)k, " resumed=1");
 	return (size_t)k < cap ? (size_t)k : cap - 1;
@@ -435,10 +438,11 @@ static size_t access_up_tls_text(char *buf, size_t cap,
 static size_t access_tls_json(char *line, size_t n, size_t cap,
 			      const struct sl_access_rec *r)
 {
-	const char *keys[] = {"version", "cipher", "sni",
-			      "subject", "san",    "sha256"};
+	const char *keys[] = {"version", "cipher", "sni",    "subject",
+			      "san",     "sha256", "alpn"};
 	const char *vals[] = {r->tls_version, r->tls_cipher, r->tls_sni,
-			      r->tls_subject, r->tls_san,    r->tls_sha256};
+			      r->tls_subject, r->tls_san,    r->tls_sha256,
+			      r->tls_alpn};
 	int first = 1;
 
 	n += (size_t)snprintf(line + n, n < cap ? cap - n : 0, ",\"tls\":{");

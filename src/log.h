@@ -79,6 +79,7 @@ struct sl_access_rec {
 	 * and '\\' as \\xHH too, so the text format can quote it. */
 	const char *tls_version, *tls_cipher, *tls_sni, *tls_subject,
 		*tls_san, *tls_sha256;
+	const char *tls_alpn; /* the protocol ALPN chose, escaped; or NULL */
 	int tls_resumed; /* the client resumed a session */
 	/* TLS toward the upstream (up_tls_version NULL: none). */
 	const char *up_tls_version, *up_tls_cipher;

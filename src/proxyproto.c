@@ -49,6 +49,7 @@ static const uint8_t v2_sig[12] = {
 #define V2_INET6_LEN 36
 #define V2_UNIX_LEN (2 * SL_PP_PATH_MAX)
 #define V2_TLV_HDR_LEN 3
+#define PP2_TYPE_ALPN 0x01
 #define PP2_TYPE_AUTHORITY 0x02
 #define PP2_TYPE_SSL 0x20
 #define PP2_SUBTYPE_SSL_VERSION 0x21
@@ -473,9 +474,14 @@ static size_t put_str_tlv(uint8_t *p, uint8_t type, const char *s)
 /* The TLS TLVs of t at p: the bytes written (at most V2_TLS_MAX). */
 static size_t put_tls(uint8_t *p, const sl_pp_tls *t)
 {
-	size_t n = put_tlv(p, PP2_TYPE_AUTHORITY, t->sni, t->sni_len,
-			   SL_PP_TLS_VALUE_MAX);
-	uint8_t *ssl = p + n, *q = ssl + V2_TLV_HDR_LEN;
+	size_t n = put_tlv(p, PP2_TYPE_ALPN, t->alpn, t->alpn_len,
+			   SL_PP_TLS_SHORT_MAX);
+	uint8_t *ssl, *q;
+
+	n += put_tlv(p + n, PP2_TYPE_AUTHORITY, t->sni, t->sni_len,
+		     SL_PP_TLS_VALUE_MAX);
+	ssl = p + n;
+	q = ssl + V2_TLV_HDR_LEN;
 
 	q[0] = t->client;
 	q[1] = (uint8_t)(t->verify >> 24);
@@ -495,7 +501,7 @@ static size_t put_tls(uint8_t *p, const sl_pp_tls *t)
 /* The most put_tls writes. */
 #define V2_TLS_MAX                                                         \
 	(2 * (V2_TLV_HDR_LEN + SL_PP_TLS_VALUE_MAX) + V2_TLV_HDR_LEN +      \
-	 PP2_SSL_FIXED_LEN + 2 * (V2_TLV_HDR_LEN + SL_PP_TLS_SHORT_MAX))
+	 PP2_SSL_FIXED_LEN + 3 * (V2_TLV_HDR_LEN + SL_PP_TLS_SHORT_MAX))
 _Static_assert(V2_UNIX_LEN + V2_TLS_MAX <= SL_PP_V2_DATA_MAX,
 	       "a built v2 header is one the parser takes");
 

@@ -58,6 +58,8 @@ typedef struct sl_pp_tls {
 	const char *version, *cipher; /* NUL-terminated, or NULL */
 	const char *cn, *sni;         /* or NULL */
 	size_t cn_len, sni_len;
+	const char *alpn; /* the protocol ALPN chose, or NULL */
+	size_t alpn_len;  /* longer than SL_PP_TLS_SHORT_MAX: left out */
 } sl_pp_tls;
 
 typedef struct sl_pp_info {

@@ -121,6 +121,7 @@ struct session {
 struct tls_facts {
 	const char *version, *cipher; /* OpenSSL's own names */
 	char *sni, *subject, *san;    /* the peer's text, escaped; NULL: none */
+	char *alpn;                   /* the protocol ALPN chose, escaped */
 	char sha256[65];
 	int resumed;
 };
@@ -283,6 +284,7 @@ static void session_finish(struct session *s)
 			rec.tls_version = s->tls->version;
 			rec.tls_cipher = s->tls->cipher;
 			rec.tls_sni = s->tls->sni;
+			rec.tls_alpn = s->tls->alpn;
 			rec.tls_subject = s->tls->subject;
 			rec.tls_san = s->tls->san;
 			rec.tls_sha256 =
@@ -313,6 +315,7 @@ static void session_finish(struct session *s)
 	free(s->pp);
 	if (s->tls != NULL) {
 		free(s->tls->sni);
+		free(s->tls->alpn);
 		free(s->tls->subject);
 		free(s->tls->san);
 		free(s->tls);
@@ -859,6 +862,7 @@ static const sl_pp_tls *pp_tls(struct session *s, sl_pp_tls *t, char *cn,
 	t->cipher = sl_tls_cipher(s->client);
 	if ((t->sni = sl_tls_sni(s->client)) != NULL)
 		t->sni_len = strlen(t->sni);
+	t->alpn = sl_tls_alpn(s->client, &t->alpn_len);
 	if (sl_tls_peer_cert_info(s->client, &verify, &resumed)) {
 		t->client |= SL_PP2_CLIENT_CERT_SESS;
 		if (!resumed)
@@ -1247,12 +1251,22 @@ static void tls_facts_take(struct session *s, sl_stream *st)
 {
 	struct tls_facts *f = calloc(1, sizeof *f);
 	char subj[256];
+	const char *alpn;
+	size_t alen;
 
 	if (f == NULL)
 		return;
 	f->version = sl_tls_version(st);
 	f->cipher = sl_tls_cipher(st);
 	f->sni = tls_text(sl_tls_sni(st));
+	alpn = sl_tls_alpn(st, &alen);
+	if (alpn != NULL) {
+		char raw[256];
+
+		memcpy(raw, alpn, alen < sizeof raw ? alen : sizeof raw - 1);
+		raw[alen < sizeof raw ? alen : sizeof raw - 1] = '\0';
+		f->alpn = tls_text(raw);
+	}
 	sl_tls_peer_subject(st, subj, sizeof subj);
 	f->subject = tls_text(subj);
 	f->san = tls_text(sl_tls_matched(st));

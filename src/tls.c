@@ -125,6 +125,10 @@ struct sl_tls_ctx {
 	/* Server: who may connect once verified; NULL lists (allow: any,
 	 * or none given) admit every verified client. */
 	sl_tls_allow_conf allow;
+	/* ALPN: the protocols, in the wire's form (length-prefixed), by
+	 * preference; NULL: none. */
+	unsigned char *alpn;
+	size_t alpn_len;
 	/* Client: the session the last handshake with the upstream left,
 	 * offered by the next (NULL: none, or session_reuse: false).
 	 * Shared by every loop thread, so under its lock. */
@@ -483,6 +487,49 @@ static sl_tls_ctx *ctx_new(int server, char *err, size_t errlen)
 	return c;
 }
 
+/* names (n of them, 1-255 bytes each: config.c checks) into c->alpn,
+ * the wire's list.  0, or -1 without memory. */
+static int alpn_wire(sl_tls_ctx *c, char *const *names, size_t n)
+{
+	size_t len = 0, k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		len += 1 + strlen(names[i]);
+	if (n == 0)
+		return 0;
+	if (len > 65535 || (c->alpn = malloc(len)) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(names[i]);
+
+		c->alpn[k++] = (unsigned char)l;
+		memcpy(c->alpn + k, names[i], l);
+		k += l;
+	}
+	c->alpn_len = len;
+	return 0;
+}
+
+/* A listener's choice among the client's protocols: the first of its own
+ * list the client offers (the server's preference, as HAProxy and nginx
+ * choose).  None in common: the handshake goes on without ALPN, as
+ * HAProxy's does, and the upstream sees none. */
+static int alpn_select(SSL *ssl, const unsigned char **out,
+		       unsigned char *outlen, const unsigned char *in,
+		       unsigned int inlen, void *arg)
+{
+	const sl_tls_ctx *c = arg;
+	unsigned char *o;
+
+	(void)ssl;
+	if (SSL_select_next_proto(&o, outlen, c->alpn,
+				  (unsigned int)c->alpn_len, in,
+				  inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = o;
+	return SSL_TLSEXT_ERR_OK;
+}
+
 /* How a builder ends: c, or (ok 0) NULL with c freed; OpenSSL's error
  * queue empty either way (a failure's reason is in the builder's err). */
 static sl_tls_ctx *ctx_end(sl_tls_ctx *c, int ok)
@@ -507,6 +554,12 @@ sl_tls_ctx *sl_tls_ctx_server(const sl_tls_listen_conf *t, char *err,
 	    load_cert_key(c, t->cert, t->key, err, errlen) < 0 ||
 	    (t->tickets && ctx_tickets(c, err, errlen) < 0))
 		goto fail;
+	if (alpn_wire(c, t->alpn, t->nalpn) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (c->alpn != NULL)
+		SSL_CTX_set_alpn_select_cb(c->ssl, alpn_select, c);
 	if (!t->tickets) {
 		/* No resumption at all: no tickets, and no cache. */
 		SSL_CTX_set_options(c->ssl, SSL_OP_NO_TICKET);
@@ -577,6 +630,13 @@ sl_tls_ctx *sl_tls_ctx_client(const sl_tls_upstream_conf *t,
 	    load_cert_key(c, t->cert, t->key, err, errlen) < 0)
 		goto fail;
 	c->verify = t->verify;
+	if (alpn_wire(c, t->alpn, t->nalpn) < 0 ||
+	    (c->alpn != NULL &&
+	     SSL_CTX_set_alpn_protos(c->ssl, c->alpn,
+				     (unsigned int)c->alpn_len) != 0)) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	if ((c->reuse = t->session_reuse) != 0) {
 		/* Sessions are kept by new_session(), not OpenSSL's cache. */
 		SSL_CTX_set_session_cache_mode(c->ssl,
@@ -634,6 +694,7 @@ void sl_tls_ctx_unref(sl_tls_ctx *c)
 	ring_free(c->tickets);
 	SSL_SESSION_free(c->sess);
 	pthread_mutex_destroy(&c->sess_lock);
+	free(c->alpn);
 	free(c->server_name);
 	free(c->cert_file);
 	sl_tls_allow_free(&c->allow);
@@ -1781,6 +1842,16 @@ int sl_tls_resumed(const sl_stream *st)
 const char *sl_tls_cipher(const sl_stream *st)
 {
 	return SSL_get_cipher_name(tls_of(st)->ssl);
+}
+
+const char *sl_tls_alpn(const sl_stream *st, size_t *len)
+{
+	const unsigned char *p = NULL;
+	unsigned int n = 0;
+
+	SSL_get0_alpn_selected(tls_of(st)->ssl, &p, &n);
+	*len = n;
+	return n > 0 ? (const char *)p : NULL;
 }
 
 const char *sl_tls_sni(const sl_stream *st)

@@ -135,6 +135,8 @@ const char *sl_tls_version(const sl_stream *st);
 /* OpenSSL's words for why the handshake or a read failed ("" if none). */
 const char *sl_tls_why(const sl_stream *st);
 const char *sl_tls_cipher(const sl_stream *st);
+/* The protocol ALPN chose (*len bytes, not NUL-terminated), or NULL. */
+const char *sl_tls_alpn(const sl_stream *st, size_t *len);
 /* 1 when the handshake resumed a session (a ticket), else 0. */
 int sl_tls_resumed(const sl_stream *st);
 const char *sl_tls_sni(const sl_stream *st);

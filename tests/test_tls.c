@@ -1097,8 +1097,8 @@ static void pp2_echo(st_sock c, void *arg)
 /* What a decoder finds in a header's TLVs (this test's own reading of
  * doc/proxy-protocol.txt 2.2, not sluice's code). */
 struct pp2_tlvs {
-	char authority[300], version[80], cn[300], cipher[80];
-	int has_ssl, has_cn, has_authority;
+	char authority[300], version[80], cn[300], cipher[80], alpn[80];
+	int has_ssl, has_cn, has_authority, has_alpn;
 	unsigned client;
 	uint32_t verify;
 };
@@ -1132,7 +1132,10 @@ static void pp2_decode(const unsigned char *h, size_t len,
 		assert_true(end - p >= 3);
 		n = (size_t)h[p + 1] << 8 | h[p + 2];
 		assert_true(end - p - 3 >= n);
-		if (type == 0x02) {
+		if (type == 0x01) {
+			out->has_alpn = 1;
+			tlv_text(out->alpn, sizeof out->alpn, h + p + 3, n);
+		} else if (type == 0x02) {
 			out->has_authority = 1;
 			tlv_text(out->authority, sizeof out->authority,
 				 h + p + 3, n);
@@ -1199,7 +1202,8 @@ static void test_send_proxy_tls(void **state)
 		       "    listen:\n"
 		       "      address: tcp://127.0.0.1:%u\n"
 		       "      tls: {cert: %s, key: %s, client_ca: %s,\n"
-		       "            verify_client: optional, allow: any}\n"
+		       "            verify_client: optional, allow: any,\n"
+		       "            alpn: [h2, http/1.1]}\n"
 		       "    upstreams:\n"
 		       "      - {address: tcp://127.0.0.1:%u, send_proxy: v2}\n"
 		       "  - name: plain\n"
@@ -1211,9 +1215,22 @@ static void test_send_proxy_tls(void **state)
 	yaml = st_fmt("routes:\n%s", route);
 	d = st_daemon_start(yaml);
 
-	/* With a client certificate. */
+	/* With a client certificate, and ALPN: sluice's preference (h2)
+	 * over the client's. */
 	ctx = st_tls_client_ctx(certs.ca, certs.client, 0, 0);
+	assert_int_equal(SSL_CTX_set_alpn_protos(
+				 ctx, (const unsigned char *)"\x08http/1.1\x02h2",
+				 12),
+			 0);
 	ssl = tls_open(ctx, lport, &fd);
+	{
+		const unsigned char *a;
+		unsigned int an;
+
+		SSL_get0_alpn_selected(ssl, &a, &an);
+		assert_int_equal(an, 2);
+		assert_memory_equal(a, "h2", 2);
+	}
 	st_tls_exchange(ssl, fd, 5, 5, 4096);
 	SSL_free(ssl);
 	st_close(fd);
@@ -1239,16 +1256,19 @@ static void test_send_proxy_tls(void **state)
 	assert_string_equal(t.version, "TLSv1.3");
 	assert_string_equal(t.cn, "ci-runner");
 	assert_true(strncmp(t.cipher, "TLS_", 4) == 0);
+	assert_true(t.has_alpn);
+	assert_string_equal(t.alpn, "h2");
 
 	pp2_decode(seen->hdr[1], seen->len[1], &t);
-	assert_true(t.has_authority && t.has_ssl && !t.has_cn);
+	assert_true(t.has_authority && t.has_ssl && !t.has_cn && !t.has_alpn);
 	assert_int_equal(t.client, 0x01);
 	assert_int_not_equal(t.verify, 0);
 	assert_string_equal(t.version, "TLSv1.3");
 
 	pp2_decode(seen->hdr[2], seen->len[2], &t);
-	assert_false(t.has_ssl || t.has_authority);
+	assert_false(t.has_ssl || t.has_authority || t.has_alpn);
 	pthread_mutex_unlock(&seen->lock);
+	assert_int_equal(st_daemon_log_count(d, " alpn=\"h2\""), 1);
 
 	stop_both(d, srv);
 	pthread_mutex_destroy(&seen->lock);
@@ -1510,6 +1530,10 @@ static void upstream_resume(const char *up_more, const char *back_more,
 						    ST_WAIT_MS),
 				 0);
 	}
+	if (strstr(up_more, "alpn") != NULL &&
+	    st_daemon_log_count(d, " alpn=\"h2\"") != 3)
+		fail_msg("the upstream's ALPN (h2) did not reach back:\n%s",
+			 st_daemon_log(d));
 	if (st_daemon_log_count(d, " up_tls=TLSv1.3 ") != 3 ||
 	    st_daemon_log_count(d, " up_resumed=1") != want ||
 	    st_daemon_log_count(d, " resumed=1") != want) {
@@ -1528,7 +1552,7 @@ static void upstream_resume(const char *up_more, const char *back_more,
 static void test_upstream_resume(void **state)
 {
 	(void)state;
-	upstream_resume("", "", 2);
+	upstream_resume(", alpn: [h2]", ", alpn: [http/1.1, h2]", 2);
 	upstream_resume(", session_reuse: false", "", 0);
 	upstream_resume("", ", session_tickets: false", 0);
 }
