@@ -2403,6 +2403,132 @@ static void test_keepalive_fallback(void **state)
 	sl_stream_close(p.client, NULL);
 	sl_stream_close(p.server, NULL);
 	run_for(20);
+/* ---- the OS's trusted roots ------------------------------------------------ */
+
+/*
+ * A DER certificate's outer shape, without a parser: a SEQUENCE (definite
+ * length, short or long form) spanning exactly len bytes, whose first
+ * element (tbsCertificate) is a SEQUENCE too.
+ */
+static int der_cert_shape(const unsigned char *p, size_t len)
+{
+	size_t hdr = 2, body = 0;
+
+	if (len < 4 || p[0] != 0x30)
+		return 0;
+	if (p[1] < 0x80) {
+		body = p[1];
+	} else {
+		unsigned k = p[1] & 0x7fu;
+
+		if (k == 0 || k > 4 || len < 2 + k)
+			return 0;
+		for (unsigned i = 0; i < k; i++)
+			body = body << 8 | p[2 + i];
+		hdr += k;
+	}
+	return hdr + body == len && len > hdr && p[hdr] == 0x30;
+}
+
+struct roots_seen {
+	int n, bad, stop_after;
+	unsigned char *first; /* a copy of the first with no EKU extension */
+	size_t first_len;
+};
+
+static int on_root(const unsigned char *der, size_t len, void *arg)
+{
+	struct roots_seen *r = arg;
+	PCCERT_CONTEXT c;
+
+	r->n++;
+	if (!der_cert_shape(der, len))
+		r->bad++;
+	if (r->stop_after == 0 && r->first == NULL &&
+	    (c = CertCreateCertificateContext(X509_ASN_ENCODING, der,
+					      (DWORD)len)) != NULL) {
+		if (CertFindExtension(szOID_ENHANCED_KEY_USAGE,
+				      c->pCertInfo->cExtension,
+				      c->pCertInfo->rgExtension) == NULL &&
+		    (r->first = malloc(len)) != NULL) {
+			memcpy(r->first, der, len);
+			r->first_len = len;
+		}
+		CertFreeCertificateContext(c);
+	}
+	return r->stop_after != 0 && r->n == r->stop_after ? -ECANCELED : 0;
+}
+
+/* The EKU property an administrator sets in certmgr (NULL: removed). */
+static void set_eku_prop(PCCERT_CONTEXT c, const char *oid, int count)
+{
+	CERT_ENHKEY_USAGE u = {(DWORD)count, (LPSTR *)&oid};
+	CRYPT_DATA_BLOB blob = {0, NULL};
+
+	assert_true(CryptEncodeObjectEx(X509_ASN_ENCODING,
+					X509_ENHANCED_KEY_USAGE, &u,
+					CRYPT_ENCODE_ALLOC_FLAG, NULL,
+					&blob.pbData, &blob.cbData));
+	assert_true(CertSetCertificateContextProperty(
+		c, CERT_ENHKEY_USAGE_PROP_ID, 0, &blob));
+	LocalFree(blob.pbData);
+}
+
+/*
+ * sl_os_trusted_roots: wine's crypt32 fills the machine's ROOT store from
+ * the host's CA bundle, so under wine there are roots (hundreds, on a
+ * Debian with ca-certificates), each handed over as a well-formed DER
+ * certificate; a negative answer from the callback stops at once and is
+ * returned.  Which roots pass (sl_win_root_usable), on a root with no
+ * EKU extension: with the EKU property an administrator sets (wine keeps
+ * properties as Windows does): server auth only passes, client auth only
+ * or "disable all purposes" (no usage) does not; at its NotAfter it
+ * passes, one tick later it does not.  On Windows the stores hold what
+ * the machine and the account trust; the count is then whatever that is.
+ */
+static void test_os_trusted_roots(void **state)
+{
+	struct roots_seen r = {0}, stop = {.stop_after = 2};
+	PCCERT_CONTEXT c;
+	FILETIME now, after;
+	ULARGE_INTEGER t;
+	int n;
+
+	(void)state;
+	n = sl_os_trusted_roots(on_root, &r);
+	print_message("trusted roots: %d\n", n);
+	assert_true(n > 0);
+	assert_int_equal(n, r.n);
+	assert_int_equal(r.bad, 0);
+	assert_int_equal(sl_os_trusted_roots(on_root, &stop), -ECANCELED);
+	assert_int_equal(stop.n, 2);
+	assert_non_null(r.first);
+
+	c = CertCreateCertificateContext(X509_ASN_ENCODING, r.first,
+					 (DWORD)r.first_len);
+	assert_non_null(c);
+	GetSystemTimeAsFileTime(&now);
+	assert_int_equal(sl_win_root_usable(c, &now), 1);
+	set_eku_prop(c, szOID_PKIX_KP_CLIENT_AUTH, 1);
+	assert_int_equal(sl_win_root_usable(c, &now), 0);
+	set_eku_prop(c, szOID_PKIX_KP_SERVER_AUTH, 1);
+	assert_int_equal(sl_win_root_usable(c, &now), 1);
+	set_eku_prop(c, NULL, 0);
+	assert_int_equal(sl_win_root_usable(c, &now), 0);
+	assert_true(CertSetCertificateContextProperty(
+		c, CERT_ENHKEY_USAGE_PROP_ID, 0, NULL));
+	assert_int_equal(sl_win_root_usable(c, &now), 1);
+
+	after = c->pCertInfo->NotAfter;
+	assert_int_equal(sl_win_root_usable(c, &after), 1);
+	t.LowPart = after.dwLowDateTime;
+	t.HighPart = after.dwHighDateTime;
+	t.QuadPart++;
+	after.dwLowDateTime = t.LowPart;
+	after.dwHighDateTime = t.HighPart;
+	assert_int_equal(sl_win_root_usable(c, &after), 0);
+	CertFreeCertificateContext(c);
+	free(r.first);
 }
 
 int main(void)
@@ -2467,6 +2593,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_fallback, setup,
 						teardown),
+		cmocka_unit_test(test_os_trusted_roots),
 	};
 	int r;
 

@@ -53,6 +53,20 @@ void sl_net_set_resolve_interval(uint64_t ms);
  * answer ready (and refresh it when old).  Any thread. */
 void sl_net_prefetch(const char *host);
 
+/*
+ * The certificates the OS trusts as roots for TLS servers: add runs once
+ * for each, with its DER bytes (valid only during the call); a negative
+ * return from add stops and is returned.  Windows: the ROOT stores of the
+ * machine and of the account, each root once, those valid for server
+ * authentication and not expired.  The count handed to add, or -errno:
+ * -ENOSYS where the OS keeps no such store (POSIX: OpenSSL's default
+ * paths hold the roots).  Any thread; it may take a while (one call per
+ * TLS context).
+ */
+int sl_os_trusted_roots(int (*add)(const unsigned char *der, size_t len,
+				   void *arg),
+			void *arg);
+
 typedef struct sl_stream sl_stream;
 typedef struct sl_listener sl_listener;
 

@@ -104,6 +104,11 @@ extern sl_win_post_fn sl_win_post_hook;
 /* Under wine (which differs from Windows in places, see the callers)? */
 int sl_under_wine(void);
 
+/* Whether a root of the store goes to sl_os_trusted_roots' caller at
+ * now (certstore_win.c): 1, 0, or -ENOMEM.  Tests give it contexts with
+ * usages of their own. */
+int sl_win_root_usable(const CERT_CONTEXT *c, const FILETIME *now);
+
 /* Has the other end of pipe h read everything written to it (or can
  * that not be told)?  The half-close waits for it (stream_win.c).  Tests
  * replace it through sl_pipe_drained_hook: wine cannot tell. */
