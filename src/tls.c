@@ -77,12 +77,6 @@ const char *sl_tls_library(void)
 
 /* ---- contexts ------------------------------------------------------------ */
 
-#ifdef _WIN32
-#define SL_NO_SYSTEM_STORE 1
-#else
-#define SL_NO_SYSTEM_STORE 0
-#endif
-
 /*
  * Session tickets (server): stateless resumption, with keys of our own so
  * that they rotate.  A listener's context has a ring of two keys, shared
@@ -614,6 +608,32 @@ static int new_session(SSL *ssl, SSL_SESSION *sess)
 	return 1;
 }
 
+/*
+ * The OS's trusted roots (sl_os_trusted_roots: Windows' ROOT stores; OpenSSL
+ * 3.0 reads no Windows store, 3.2's winstore: URI would) into an upstream
+ * context's store.  A root that does not decode, or that OpenSSL does not
+ * take, is skipped and counted: one odd certificate in a store of
+ * hundreds should not stop the daemon.
+ */
+struct os_roots {
+	X509_STORE *store;
+	int taken, skipped;
+};
+
+static int add_os_root(const unsigned char *der, size_t len, void *arg)
+{
+	struct os_roots *r = arg;
+	const unsigned char *p = der;
+	X509 *x = len <= LONG_MAX ? d2i_X509(NULL, &p, (long)len) : NULL;
+
+	if (x != NULL && X509_STORE_add_cert(r->store, x) == 1)
+		r->taken++;
+	else
+		r->skipped++;
+	X509_free(x);
+	return 0;
+}
+
 sl_tls_ctx *sl_tls_ctx_client(const sl_tls_upstream_conf *t,
 			      const sl_endpoint *ep, char *err,
 			      size_t errlen)
@@ -645,18 +665,26 @@ sl_tls_ctx *sl_tls_ctx_client(const sl_tls_upstream_conf *t,
 		SSL_CTX_sess_set_new_cb(c->ssl, new_session);
 	}
 	if (t->verify) {
+		struct os_roots roots = {SSL_CTX_get_cert_store(c->ssl), 0, 0};
+		int n;
+
 		if (t->ca != NULL) {
 			if (load_ca(c, "ca", t->ca, err, errlen) < 0)
 				goto fail;
-		} else if (SL_NO_SYSTEM_STORE) {
-			/* OpenSSL 3.0 reads no Windows certificate store
-			 * (3.2's winstore: URI would): without ca, every
-			 * handshake would fail to verify. */
-			snprintf(err, errlen,
-				 "no ca: file given, and this build cannot read "
-				 "the Windows certificate store (expected ca: "
-				 "with the CAs to trust)");
-			goto fail;
+		} else if ((n = sl_os_trusted_roots(add_os_root, &roots)) !=
+			   -ENOSYS) {
+			if (n < 0 || roots.taken == 0) {
+				snprintf(err, errlen,
+					 "the Windows certificate store %s%s "
+					 "(expected ca: with the CAs to trust)",
+					 n < 0 ? "could not be read: "
+					       : "has no trusted root",
+					 n < 0 ? sl_strerror(n) : "");
+				goto fail;
+			}
+			sl_debug("tls: %d trusted roots from the Windows "
+				 "certificate store (%d skipped)",
+				 roots.taken, roots.skipped);
 		} else if (SSL_CTX_set_default_verify_paths(c->ssl) != 1) {
 			char rb[256];
 

@@ -181,7 +181,8 @@ static void test_check_files(void **state)
 	check_t(conf, 1, want, NULL);
 	free(want), free(conf), free(tls);
 
-	/* Under wine, an upstream without ca: (no system store there). */
+	/* Under wine, an upstream without ca: takes the Windows store's
+	 * roots (wine's crypt32 has the host's CA bundle in it). */
 	if (st_wine() != NULL) {
 		char *yaml = st_fmt("routes:\n"
 				    "  - name: t\n"
@@ -192,9 +193,7 @@ static void test_check_files(void **state)
 				    st_free_port(), st_free_port());
 
 		conf = st_write_tmp("noca.yaml", yaml);
-		check_t(conf, 1, ":6:9: tls: no ca: file given, and this build "
-				 "cannot read the Windows certificate store",
-			NULL);
+		check_t(conf, 0, "configuration OK", NULL);
 		free(conf), free(yaml);
 	}
 
