@@ -23,6 +23,15 @@
  *                             stay idle until stdin ends (bench/win-idle)
  *   sltool dacl PIPE          prints the pipe's DACL in SDDL, read through
  *                             a client handle
+ *   sltool root-add CERT      adds the certificate in file CERT (PEM or
+ *                             DER) to the account's ROOT store
+ *                             (CERT_SYSTEM_STORE_CURRENT_USER)
+ *   sltool root-del CERT      removes it from there again (exit 1 when it
+ *                             is not there)
+ *
+ * root-add is a test tool for wine: on Windows a change to the user's ROOT
+ * store asks the user to confirm it in a dialog (CryptoAPI protects that
+ * store), which no test could answer; wine's crypt32 asks nothing.
  *
  * Exit status 0 on success, 1 on a failure (with a message on stderr),
  * 2 on bad usage.
@@ -34,6 +43,7 @@
  */
 #include <windows.h>
 #include <aclapi.h>
+#include <wincrypt.h>
 #include <shellapi.h> /* CommandLineToArgvW */
 #include <sddl.h>
 
@@ -409,6 +419,97 @@ static int cmd_dacl(const char *name)
 	return 0;
 }
 
+/* ---- the account's ROOT store --------------------------------------------------- */
+
+/* The certificate in file name (PEM or DER) as DER; NULL on a failure. */
+static BYTE *read_cert(const char *name, DWORD *len)
+{
+	wchar_t w[MAX_PATH];
+	FILE *f = _wfopen(wide(name, w, MAX_PATH), L"rb");
+	BYTE *text = malloc(65536), *der = NULL;
+	size_t n = 0;
+
+	if (f == NULL || text == NULL) {
+		fprintf(stderr, "sltool: %s: cannot read it\n", name);
+		goto out;
+	}
+	n = fread(text, 1, 65535, f);
+	text[n] = '\0';
+	if (n > 0 && text[0] == 0x30) {
+		der = text; /* DER already */
+		text = NULL;
+		*len = (DWORD)n;
+		goto out;
+	}
+	/* PEM: the base64 between the BEGIN and END lines. */
+	*len = 0;
+	if (!CryptStringToBinaryA((const char *)text, 0,
+				  CRYPT_STRING_BASE64HEADER, NULL, len, NULL,
+				  NULL) ||
+	    (der = malloc(*len)) == NULL ||
+	    !CryptStringToBinaryA((const char *)text, 0,
+				  CRYPT_STRING_BASE64HEADER, der, len, NULL,
+				  NULL)) {
+		fprintf(stderr, "sltool: %s: not a PEM or DER certificate\n",
+			name);
+		free(der);
+		der = NULL;
+	}
+out:
+	if (f != NULL)
+		fclose(f);
+	free(text);
+	return der;
+}
+
+static int cmd_root(const char *name, int add)
+{
+	HCERTSTORE st = NULL;
+	PCCERT_CONTEXT c = NULL, found;
+	DWORD len = 0;
+	BYTE *der = read_cert(name, &len);
+	int r = 1;
+
+	if (der == NULL)
+		return 1;
+	st = CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0,
+			   CERT_SYSTEM_STORE_CURRENT_USER, L"ROOT");
+	c = CertCreateCertificateContext(X509_ASN_ENCODING, der, len);
+	if (st == NULL || c == NULL) {
+		fprintf(stderr, "sltool: %s: %s: error %lu\n", name,
+			st == NULL ? "the ROOT store" : "the certificate",
+			(unsigned long)GetLastError());
+		goto out;
+	}
+	if (add) {
+		if (CertAddCertificateContextToStore(
+			    st, c, CERT_STORE_ADD_REPLACE_EXISTING, NULL))
+			r = 0;
+	} else if ((found = CertFindCertificateInStore(
+			    st, X509_ASN_ENCODING, 0, CERT_FIND_EXISTING, c,
+			    NULL)) == NULL) {
+		fprintf(stderr, "sltool: %s: not in the ROOT store\n", name);
+		goto out;
+	} else if (CertDeleteCertificateFromStore(found)) {
+		r = 0; /* which frees found */
+	}
+	/* Written out now: wine 8 keeps the store open past CertCloseStore
+	 * when a context found in it was deleted, and so never wrote the
+	 * delete. */
+	if (r == 0 && !CertControlStore(st, 0, CERT_STORE_CTRL_COMMIT, NULL))
+		r = 1;
+	if (r != 0)
+		fprintf(stderr, "sltool: %s: %s: error %lu\n", name,
+			add ? "add" : "delete", (unsigned long)GetLastError());
+out:
+	if (c != NULL)
+		CertFreeCertificateContext(c);
+	if (st != NULL)
+		CertCloseStore(st, 0);
+	free(der);
+	return r;
+}
+
 /* argv as UTF-8, from the wide command line; NULL on a failure. */
 static char **utf8_argv(int *argc)
 {
@@ -452,6 +553,10 @@ int main(int argc, char **argv)
 		return cmd_hold(argv[2], (unsigned)atoi(argv[3]));
 	if (argc == 3 && strcmp(argv[1], "dacl") == 0)
 		return cmd_dacl(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "root-add") == 0)
+		return cmd_root(argv[2], 1);
+	if (argc == 3 && strcmp(argv[1], "root-del") == 0)
+		return cmd_root(argv[2], 0);
 	if (argc == 3 && strcmp(argv[1], "echo") == 0)
 		return serve(argv[2], echo_client);
 	if (argc == 3 && strcmp(argv[1], "collect") == 0)
@@ -461,6 +566,6 @@ int main(int argc, char **argv)
 				strtoull(argv[4], NULL, 10));
 	fprintf(stderr, "usage: sltool sig EVENT | cat PIPE | echo PIPE | "
 			"many PIPE N BYTES | collect PIPE | hold PIPE N | "
-			"dacl PIPE\n");
+			"dacl PIPE | root-add CERT | root-del CERT\n");
 	return 2;
 }
