@@ -2403,6 +2403,8 @@ static void test_keepalive_fallback(void **state)
 	sl_stream_close(p.client, NULL);
 	sl_stream_close(p.server, NULL);
 	run_for(20);
+}
+
 /* ---- the OS's trusted roots ------------------------------------------------ */
 
 /*
