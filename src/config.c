@@ -1139,6 +1139,17 @@ static const struct key listen_keys[] = {
 		     .expect = EXP_TLS_LISTEN },
 };
 
+/* An assuan: endpoint names a file an agent writes: nothing to listen
+ * on.  0, or -1 with the error at the address. */
+static int listen_kind_ok(struct ctx *c, const sl_listen_conf *lc)
+{
+	if (lc->ep.kind == SL_EP_ASSUAN)
+		return fail_at(c, lc->mark.line, lc->mark.col,
+			       "assuan: is for upstreams only (expected "
+			       "tcp://, unix: or pipe: to listen on)");
+	return 0;
+}
+
 static int listen_one(struct ctx *c, const struct ynode *k,
 		      const struct ynode *v, sl_listen_conf *lc)
 {
@@ -1149,7 +1160,8 @@ static int listen_one(struct ctx *c, const struct ynode *k,
 	lc->proxy_timeout_ms = 5000;
 	if (v->kind == YN_SCALAR) {
 		if (get_endpoint(c, k, v, EXP_LISTEN, &lc->ep, &lc->address,
-				 &lc->mark) < 0)
+				 &lc->mark) < 0 ||
+		    listen_kind_ok(c, lc) < 0)
 			return -1;
 		return check_listen_unique(c, lc);
 	}
@@ -1158,7 +1170,8 @@ static int listen_one(struct ctx *c, const struct ynode *k,
 				  "listener mapping)",
 			    k->text, ykind_name(v->kind));
 	if (walk_map(c, v, "in listener", listen_keys, NKEYS(listen_keys), lc,
-		     seen) < 0)
+		     seen) < 0 ||
+	    listen_kind_ok(c, lc) < 0)
 		return -1;
 	/* Options that the address's kind cannot honour are errors, not
 	 * silently ignored: the operator meant something by them. */
@@ -1364,6 +1377,12 @@ static int upstream_one(struct ctx *c, const struct ynode *k,
 			       "verify its certificate against (expected "
 			       "server_name, or verify: false)",
 			       uc->address);
+	/* The agent takes its nonce first, and no PROXY header. */
+	if (seen[UK_SEND_PROXY] != NULL && uc->send_proxy &&
+	    uc->ep.kind == SL_EP_ASSUAN)
+		return fail(c, seen[UK_SEND_PROXY],
+			    "send_proxy is not for an assuan: upstream (the "
+			    "agent expects its nonce first)");
 	if (seen[UK_SOURCE] != NULL) {
 		if (uc->ep.kind != SL_EP_TCP)
 			return fail(c, seen[UK_SOURCE],

@@ -55,6 +55,10 @@ static const struct good goods[] = {
 	 0, "pipe:\\\\.\\pipe\\sluice"},
 	{"pipe:\\\\.\\PIPE\\a b", SL_EP_PIPE, NULL, 0, 0, "\\\\.\\pipe\\a b", 0,
 	 "pipe:\\\\.\\pipe\\a b"},
+	{"assuan:C:\\Users\\me\\AppData\\gnupg\\S.gpg-agent", SL_EP_ASSUAN, NULL,
+	 0, 0, "C:\\Users\\me\\AppData\\gnupg\\S.gpg-agent", 0, NULL},
+	{"assuan:/home/me/.gnupg/S.gpg-agent", SL_EP_ASSUAN, NULL, 0, 0,
+	 "/home/me/.gnupg/S.gpg-agent", 0, NULL},
 };
 
 static void test_good(void **state)
@@ -136,6 +140,7 @@ static const struct bad bads[] = {
 	{"pipe:sluice", "bad pipe name"},
 	{"pipe://./pipe/a/b", "bad pipe name: '\\' or '/' inside NAME"},
 	{"pipe:\\\\.\\pipe\\a\\b", "bad pipe name: '\\' or '/' inside NAME"},
+	{"assuan:", "empty path (expected assuan:PATH"},
 };
 
 static void test_bad(void **state)
@@ -232,6 +237,8 @@ static void test_equal(void **state)
 		{"unix:/a", "unix:/A"},
 		{"unix:@a", "unix:/a"},
 		{"unix:/a", "tcp://a:1"},
+		{"assuan:/a", "unix:/a"},
+		{"assuan:/a", "assuan:/A"},
 	};
 	sl_endpoint a, b;
 
@@ -265,6 +272,7 @@ static void test_strerror(void **state)
 	assert_string_equal(sl_strerror(SL_ERESOLVE),
 			    "host name did not resolve");
 	assert_non_null(strstr(sl_strerror(SL_EUNSUPP), "not supported"));
+	assert_non_null(strstr(sl_strerror(SL_EASSUAN), "Assuan socket file"));
 #ifdef _WIN32
 	/* msvcrt has no text for these; sluice brings glibc's words. */
 	assert_string_equal(sl_strerror(-ECONNREFUSED), "Connection refused");

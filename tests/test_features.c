@@ -3631,6 +3631,124 @@ static void test_tcp_keepalive(void **state)
 #endif
 }
 
+/*
+ * An assuan: upstream: libassuan's socket emulation, gpg-agent's on
+ * Windows.  The file holds the agent's TCP port on the loopback, a
+ * newline and a 16-byte nonce; sluice reads it at every connect and sends
+ * the nonce first.  The test's agent echoes after the right nonce and
+ * drops a client with another, as gpg-agent does.  A file rewritten (the
+ * agent restarted on another port, with another nonce) is taken by the
+ * next session, with no reload; a file of another form fails the connect
+ * with a reason in the log.
+ */
+struct agent {
+	unsigned char nonce[16];
+};
+
+static void agent_conn(st_sock c, void *arg)
+{
+	const struct agent *a = arg;
+	unsigned char got[16];
+	char buf[4096];
+	size_t n = 0;
+	ssize_t r;
+
+	while (n < sizeof got) {
+		if ((r = st_recv_some(c, got + n, sizeof got - n, 10000)) <= 0)
+			return;
+		n += (size_t)r;
+	}
+	if (memcmp(got, a->nonce, sizeof got) != 0)
+		return; /* dropped */
+	while ((r = st_recv_some(c, buf, sizeof buf, 10000)) > 0)
+		if (st_send_some(c, buf, (size_t)r) != r)
+			return;
+	(void)st_try_shutdown_wr(c);
+}
+
+/* The agent's file at path: port, a newline, the nonce. */
+static void agent_file(const char *path, const char *head,
+		       const unsigned char nonce[16])
+{
+	char *tmp = st_fmt("%s.new", path);
+	FILE *f = fopen(tmp, "wb");
+
+	assert_non_null(f);
+	fputs(head, f);
+	if (nonce != NULL)
+		fwrite(nonce, 1, 16, f);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(rename(tmp, path), 0);
+	free(tmp);
+}
+
+static void test_assuan_upstream(void **state)
+{
+	struct agent a1, a2;
+	uint16_t p1, p2, lport = st_free_port();
+	st_server *s1, *s2;
+	char *file = st_fmt("%s/S.gpg-agent", st_tmpdir()), head[16];
+	st_daemon *d;
+	st_cfg *cfg;
+	st_sock c;
+	int r;
+
+	(void)state;
+	for (int i = 0; i < 16; i++) {
+		a1.nonce[i] = (unsigned char)(i * 37 + 1);
+		a2.nonce[i] = (unsigned char)(0xf0 ^ i);
+	}
+	a1.nonce[3] = '\n'; /* a newline inside the nonce is its data */
+	s1 = st_server_start_fn(st_listen_tcp(&p1, 16), agent_conn, &a1);
+	s2 = st_server_start_fn(st_listen_tcp(&p2, 16), agent_conn, &a2);
+	snprintf(head, sizeof head, "%u\n", (unsigned)p1);
+	agent_file(file, head, a1.nonce);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "gpg", lport, 0);
+	st_cfg_upstream(cfg, "assuan:%s", file);
+	d = st_daemon_start(st_cfg_done(cfg));
+
+	c = st_echo_open(lport, "GETINFO version");
+	st_close(c);
+	assert_int_equal(st_server_accepted(s1), 1);
+
+	/* The agent restarted: another port, another nonce. */
+	snprintf(head, sizeof head, "%u\n", (unsigned)p2);
+	agent_file(file, head, a2.nonce);
+	st_echo_once(lport, "after the restart");
+	assert_int_equal(st_server_accepted(s2), 1);
+
+	/* The first agent's port with the second's nonce: dropped. */
+	snprintf(head, sizeof head, "%u\n", (unsigned)p1);
+	agent_file(file, head, a2.nonce);
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	st_send_all(c, "x", 1);
+	/* The agent closes with "x" unread: a reset, which sluice passes
+	 * on, or an end. */
+	r = st_wait_closed(c, ST_WAIT_MS);
+	assert_true(r == 0 || r == -1);
+	st_close(c);
+	assert_int_equal(st_server_accepted(s1), 2);
+
+	/* Cygwin's form, and a nonce cut short: the connect fails. */
+	agent_file(file, "!<socket >1234 s 00000000-00000000-00000000-00000000",
+		   NULL);
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
+	st_close(c);
+	agent_file(file, head, NULL);
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
+	st_close(c);
+	st_wait_log(d, "not an Assuan socket file", 2);
+	assert_int_equal(st_server_accepted(s1) + st_server_accepted(s2), 3);
+
+	st_daemon_stop(d);
+	st_server_stop(s1);
+	st_server_stop(s2);
+	free(file);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3684,6 +3802,7 @@ int main(void)
 		ST_TEST(test_source_address),
 		ST_TEST(test_source_family),
 		ST_TEST(test_tcp_keepalive),
+		ST_TEST(test_assuan_upstream),
 	};
 	int rc;
 

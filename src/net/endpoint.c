@@ -255,6 +255,24 @@ static int parse_pipe(const char *s, sl_endpoint *out, char *err,
 	return 0;
 }
 
+static int parse_assuan(const char *s, sl_endpoint *out, char *err,
+			size_t errlen)
+{
+	size_t n = strlen(s);
+
+	if (n == 0)
+		return sl_errf(err, errlen, -EINVAL,
+			       "empty path (expected assuan:PATH, the file "
+			       "an agent such as gpg-agent writes its port "
+			       "and nonce into)");
+	if (n >= sizeof out->path)
+		return sl_errf(err, errlen, -EINVAL,
+			       "path too long: %zu bytes (at most %zu)", n,
+			       sizeof out->path - 1);
+	memcpy(out->path, s, n + 1);
+	return 0;
+}
+
 int sl_endpoint_parse(const char *s, sl_endpoint *out, char *err,
 		      size_t errlen)
 {
@@ -283,6 +301,9 @@ int sl_endpoint_parse(const char *s, sl_endpoint *out, char *err,
 	} else if (has_prefix(s, "pipe:")) {
 		out->kind = SL_EP_PIPE;
 		r = parse_pipe(s + 5, out, err, errlen);
+	} else if (has_prefix(s, "assuan:")) {
+		out->kind = SL_EP_ASSUAN;
+		r = parse_assuan(s + 7, out, err, errlen);
 	} else {
 		colon = strchr(s, ':');
 		if (colon != NULL && colon > s && colon - s <= 16 &&
@@ -321,6 +342,8 @@ int sl_endpoint_format(const sl_endpoint *ep, char *buf, size_t len)
 		return snprintf(buf, len, "unix:%s", ep->path);
 	case SL_EP_PIPE:
 		return snprintf(buf, len, "pipe:%s", ep->path);
+	case SL_EP_ASSUAN:
+		return snprintf(buf, len, "assuan:%s", ep->path);
 	}
 	return snprintf(buf, len, "?");
 }
@@ -381,6 +404,8 @@ int sl_endpoint_equal(const sl_endpoint *a, const sl_endpoint *b)
 	case SL_EP_PIPE:
 		/* Windows pipe names are case-insensitive. */
 		return strcaseeq(a->path, b->path);
+	case SL_EP_ASSUAN:
+		return strcmp(a->path, b->path) == 0;
 	}
 	return 0;
 }
@@ -437,6 +462,8 @@ uint64_t sl_endpoint_hash(const sl_endpoint *ep)
 		return sl_fnv1a(h, ep->path, strlen(ep->path));
 	case SL_EP_PIPE:
 		return hash_folded(h, ep->path);
+	case SL_EP_ASSUAN:
+		return sl_fnv1a(h, ep->path, strlen(ep->path));
 	}
 	return h;
 }

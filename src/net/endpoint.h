@@ -6,6 +6,9 @@
  *   unix:/path/to/socket   POSIX Unix domain socket (path)
  *   unix:@name             Linux abstract Unix socket
  *   pipe:\\.\pipe\NAME     Windows named pipe (also pipe://./pipe/NAME)
+ *   assuan:PATH            upstreams only: libassuan's socket emulation
+ *                          (gpg-agent on Windows): PATH holds a loopback
+ *                          TCP port and a nonce, read at each connect
  *
  * Parsing is pure (no I/O, no name resolution) and platform independent, so
  * a config can be checked anywhere; whether the running platform supports a
@@ -21,6 +24,7 @@ enum sl_ep_kind {
 	SL_EP_TCP = 1,
 	SL_EP_UNIX,
 	SL_EP_PIPE,
+	SL_EP_ASSUAN,
 };
 
 #define SL_EP_HOST_MAX 256
@@ -33,7 +37,8 @@ typedef struct sl_endpoint {
 	uint16_t port;
 	int host_is_literal; /* host is an IPv4/IPv6 literal: no lookup */
 	/* SL_EP_UNIX: path ("@name" kept as written for abstract sockets).
-	 * SL_EP_PIPE: the pipe path in the Windows form \\.\pipe\NAME. */
+	 * SL_EP_PIPE: the pipe path in the Windows form \\.\pipe\NAME.
+	 * SL_EP_ASSUAN: the file's path, as written. */
 	char path[SL_EP_PATH_MAX];
 	int abstract; /* SL_EP_UNIX only */
 } sl_endpoint;

@@ -103,6 +103,9 @@ const char *sl_strerror(int err)
 	case SL_ESRCFAMILY:
 		return "the source address is of another family than the "
 		       "upstream's address";
+	case SL_EASSUAN:
+		return "not an Assuan socket file (expected a port, a "
+		       "newline and a 16-byte nonce)";
 	}
 	return errno_text(err < 0 ? -err : err);
 }

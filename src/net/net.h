@@ -32,6 +32,7 @@
 #define SL_EFWD (-4092)     /* forwarding cannot go on; nothing was lost */
 #define SL_ESRCFAMILY (-4091) /* the source address and the destination are
 			       * of two families (IPv4, IPv6) */
+#define SL_EASSUAN (-4090) /* an assuan: file holds no port and nonce */
 
 /* Text for any error this API returns (negative errno or SL_E*). */
 const char *sl_strerror(int err);
@@ -137,6 +138,13 @@ enum sl_ep_kind sl_stream_kind(const sl_stream *s);
  * timeout).  On 0, *out is a connecting stream and cb runs once with 0 or
  * -errno (-ETIMEDOUT, -ECONNREFUSED, SL_ERESOLVE, -ECANCELED when closed
  * first).  After a failed connect the caller still closes the stream.
+ *
+ * An assuan: endpoint (libassuan's socket emulation, gpg-agent's on
+ * Windows) is read at each connect: its file holds a TCP port on the
+ * loopback and a 16-byte nonce; the stream connects to 127.0.0.1 at that
+ * port and sends the nonce before cb says it is connected.  A file that
+ * cannot be read fails the call (-errno, or SL_EASSUAN for a file of
+ * another form).
  */
 int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
 		      uint64_t timeout_ms, sl_connect_cb cb, void *data,

@@ -8,8 +8,11 @@
 #include "stream_common.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "os/os.h"
 
 #ifndef _WIN32
 #include <netinet/in.h> /* sockaddr_in, htons */
@@ -137,6 +140,76 @@ int sl_connect_source(const sl_stream *s, int family,
 	return SL_ESRCFAMILY;
 }
 
+/* ---- assuan: --------------------------------------------------------------
+ *
+ * libassuan's socket emulation (assuan-socket.c, gpg-agent's sockets on
+ * Windows): the "socket" is a file holding a decimal TCP port on the
+ * loopback, a newline and 16 random bytes; a client connects to the port
+ * and sends those bytes first, or the agent drops it.  The agent writes a
+ * new file each time it starts, so it is read at every connect.  (Cygwin's
+ * form, "!<socket >...", needs an exchange of its own and is refused.)
+ */
+
+#define ASSUAN_NONCE 16
+
+struct assuan_hello {
+	sl_write_req req;
+	sl_connect_cb cb; /* the caller's */
+	unsigned char nonce[ASSUAN_NONCE];
+};
+
+/* The port and nonce of the file at path.  0 or -errno / SL_EASSUAN. */
+static int assuan_read(const char *path, uint16_t *port,
+		       unsigned char nonce[ASSUAN_NONCE])
+{
+	unsigned char buf[64];
+	unsigned long v = 0;
+	size_t n, i = 0;
+	FILE *f = sl_os_fopen(path, "rb");
+
+	if (f == NULL)
+		return errno != 0 ? -errno : -EIO;
+	n = fread(buf, 1, sizeof buf, f);
+	fclose(f);
+	while (i < n && i < 5 && buf[i] >= '0' && buf[i] <= '9')
+		v = v * 10 + (unsigned long)(buf[i++] - '0');
+	if (i == 0 || v < 1 || v > 65535 || i >= n || buf[i] != '\n' ||
+	    n - i - 1 != ASSUAN_NONCE)
+		return SL_EASSUAN;
+	*port = (uint16_t)v;
+	memcpy(nonce, buf + i + 1, ASSUAN_NONCE);
+	return 0;
+}
+
+static void assuan_sent(sl_write_req *req, int status)
+{
+	sl_stream *s = req->stream;
+	struct sl_stream_base *b = sl_stream_base(s);
+	struct assuan_hello *h = b->assuan;
+	sl_connect_cb cb = h->cb;
+
+	b->assuan = NULL;
+	free(h);
+	cb(s, status);
+}
+
+/* Connected to the agent's port: the nonce, then the caller's callback. */
+static void assuan_connected(sl_stream *s, int status)
+{
+	struct sl_stream_base *b = sl_stream_base(s);
+	struct assuan_hello *h = b->assuan;
+	sl_connect_cb cb = h->cb;
+
+	if (status == 0)
+		status = sl_stream_write(s, &h->req, h->nonce, ASSUAN_NONCE,
+					 assuan_sent);
+	if (status == 0)
+		return;
+	b->assuan = NULL;
+	free(h);
+	cb(s, status);
+}
+
 int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
 		      uint64_t timeout_ms, sl_connect_cb cb, void *data,
 		      sl_stream **out)
@@ -156,6 +229,27 @@ int sl_stream_connect_opts(sl_loop *loop, const sl_endpoint *ep,
 
 	if (loop == NULL || ep == NULL || cb == NULL || out == NULL)
 		return -EINVAL;
+	if (ep->kind == SL_EP_ASSUAN) {
+		struct assuan_hello *h = calloc(1, sizeof *h);
+		sl_endpoint tcp;
+
+		if (h == NULL)
+			return -ENOMEM;
+		memset(&tcp, 0, sizeof tcp);
+		tcp.kind = SL_EP_TCP;
+		memcpy(tcp.host, "127.0.0.1", sizeof "127.0.0.1");
+		tcp.host_is_literal = 1;
+		if ((r = assuan_read(ep->path, &tcp.port, h->nonce)) < 0 ||
+		    (r = sl_stream_connect_opts(loop, &tcp, timeout_ms, NULL,
+						assuan_connected, data,
+						out)) < 0) {
+			free(h);
+			return r;
+		}
+		h->cb = cb;
+		sl_stream_base(*out)->assuan = h;
+		return 0;
+	}
 	if (ep->kind != SL_EP_TCP && ep->kind != SL_EP_LOCAL)
 		return SL_EUNSUPP;
 	s = sl_os_stream_new(loop, ep->kind);

@@ -59,6 +59,7 @@ struct sl_stream_base {
 	size_t naddrs, next_addr;
 	int last_err; /* of the last address tried */
 	sl_ipaddr source; /* sl_connect_opts: to connect from */
+	struct assuan_hello *assuan; /* an assuan: connect's nonce to send */
 	sl_timer timer; /* the connect timeout */
 
 	sl_close_cb close_cb;
