@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "confsys.h"
 #include "errf.h"
 #include "hset.h"
 #include "log.h"
@@ -36,6 +37,8 @@
 #define SECURITY_MAX 4096
 #define FILE_PATH_MAX 4095
 #define ATTEMPTS_MAX 16
+/* Files included from included files, and so on: this many levels. */
+#define INCLUDE_DEPTH_MAX 8
 
 /* ---- durations and sizes ---------------------------------------------- */
 
@@ -129,6 +132,16 @@ int sl_parse_size(const char *s, uint64_t *bytes)
 
 /* ---- pass two: the schema --------------------------------------------- */
 
+/* A file read for this config: the config itself, or an included one. */
+struct conf_file {
+	char *name;	       /* as messages give it */
+	sl_confsys_id id;      /* what it is, to find one read twice */
+	int has_id;	       /* 0: from memory (the config as a string) */
+	const struct ynode *by; /* the pattern that included it; NULL: the
+				 * config itself */
+	struct ytree tree;
+};
+
 struct ctx {
 	struct yerr e; /* the file's name, and where its one message goes */
 	sl_config *cfg;
@@ -137,11 +150,45 @@ struct ctx {
 	 * N routes costs N lookups rather than N * N / 2 comparisons. */
 	sl_hset names;	 /* routes read so far (sl_route_conf), by name */
 	sl_hset listens; /* listeners read so far (sl_listen_conf) */
+	/* Every file read, the config first; and the routes of the included
+	 * ones, in the order they are appended. */
+	struct conf_file *files;
+	size_t nfiles;
+	const struct ynode **xroutes;
+	size_t nxroutes;
 };
 
 #define fail_at(c, line, col, ...) \
 	yerr_at(&(c)->e, (line), (col), __VA_ARGS__)
-#define fail(c, node, ...) fail_at((c), (node)->line, (node)->col, __VA_ARGS__)
+#define fail(c, node, ...) \
+	yerr_in(&(c)->e, (node)->file, (node)->line, (node)->col, __VA_ARGS__)
+#define fail_mark(c, m, ...) \
+	yerr_in(&(c)->e, (m).file, (m).line, (m).col, __VA_ARGS__)
+
+/*
+ * Where mark m stood, for a message at a node of file here: "LINE:COL"
+ * in the same file, "FILE:LINE:COL" in another.  Returns buf.
+ */
+struct where {
+	char s[FILE_PATH_MAX + 32];
+};
+static const char *where_at(struct where *w, const char *here,
+			    const sl_conf_mark *m)
+{
+	if (m->file == NULL || here == m->file || strcmp(here, m->file) == 0)
+		snprintf(w->s, sizeof w->s, "%u:%u", m->line, m->col);
+	else
+		snprintf(w->s, sizeof w->s, "%s:%u:%u", m->file, m->line,
+			 m->col);
+	return w->s;
+}
+
+static void mark_node(sl_conf_mark *m, const struct ynode *n)
+{
+	m->file = n->file;
+	m->line = n->line;
+	m->col = n->col;
+}
 
 /* One of a fixed set of words, each standing for a value. */
 struct keyword {
@@ -537,8 +584,7 @@ static int get_endpoint(struct ctx *c, const struct ynode *k,
 			    yquote(&q, s), eerr[0] ? eerr : "invalid");
 	if ((*address = strdup(s)) == NULL)
 		return fail_at(c, 0, 0, "out of memory");
-	mark->line = v->line;
-	mark->col = v->col;
+	mark_node(mark, v);
 	return 0;
 }
 
@@ -975,8 +1021,7 @@ static int set_tls(struct ctx *c, const struct key *row, const struct ynode *k,
 		   const struct ynode *v, void *tls, sl_conf_mark *mark)
 {
 #ifdef SL_HAVE_TLS
-	mark->line = k->line;
-	mark->col = k->col;
+	mark_node(mark, k);
 	return set_key(c, row, k, v, tls);
 #else
 	(void)row;
@@ -1052,6 +1097,7 @@ static int check_listen_unique(struct ctx *c, const sl_listen_conf *lc)
 	uint64_t h = sl_endpoint_hash(&lc->ep);
 	const sl_listen_conf *o;
 	struct yquote q;
+	struct where w;
 	size_t i;
 
 	if ((o = sl_hset_find(&c->listens, h, listen_eq, &lc->ep)) == NULL) {
@@ -1060,16 +1106,17 @@ static int check_listen_unique(struct ctx *c, const sl_listen_conf *lc)
 		return 0;
 	}
 	if ((i = listen_route(c, o)) == c->route)
-		return fail_at(c, lc->mark.line, lc->mark.col,
-			       "listen: '%s' is already listed in this route "
-			       "at %u:%u (each endpoint is listened on once)",
-			       yquote(&q, lc->address), o->mark.line,
-			       o->mark.col);
-	return fail_at(c, lc->mark.line, lc->mark.col,
-		       "listen: '%s' is already used by route '%s' at %u:%u "
-		       "(each endpoint is listened on once)",
-		       yquote(&q, lc->address), c->cfg->routes[i].name,
-		       o->mark.line, o->mark.col);
+		return fail_mark(c, lc->mark,
+				 "listen: '%s' is already listed in this "
+				 "route at %u:%u (each endpoint is listened "
+				 "on once)",
+				 yquote(&q, lc->address), o->mark.line,
+				 o->mark.col);
+	return fail_mark(c, lc->mark,
+			 "listen: '%s' is already used by route '%s' at %s "
+			 "(each endpoint is listened on once)",
+			 yquote(&q, lc->address), c->cfg->routes[i].name,
+			 where_at(&w, lc->mark.file, &o->mark));
 }
 
 static int set_mode(struct ctx *c, const struct ynode *k,
@@ -1372,7 +1419,7 @@ static int upstream_one(struct ctx *c, const struct ynode *k,
 	 * against; a socket file or a pipe has no such name to offer. */
 	if (uc->tls.on && uc->tls.verify && uc->tls.server_name == NULL &&
 	    uc->ep.kind != SL_EP_TCP)
-		return fail_at(c, uc->tls.mark.line, uc->tls.mark.col,
+		return fail_mark(c, uc->tls.mark,
 			       "tls: an upstream at '%s' has no host name to "
 			       "verify its certificate against (expected "
 			       "server_name, or verify: false)",
@@ -1442,6 +1489,7 @@ static int set_name(struct ctx *c, const struct ynode *k,
 	const sl_route_conf *o;
 	const char *s = yscalar(&c->e, k, v, EXP_NAME);
 	struct yquote q;
+	struct where w;
 	uint64_t h;
 	size_t n;
 
@@ -1457,9 +1505,9 @@ static int set_name(struct ctx *c, const struct ynode *k,
 	/* Names are compared as written: "Web" and "web" are two routes. */
 	h = sl_fnv1a(SL_FNV1A_INIT, s, n);
 	if ((o = sl_hset_find(&c->names, h, route_name_eq, s)) != NULL)
-		return fail(c, v, "%s: route '%s' is already defined at %u:%u "
+		return fail(c, v, "%s: route '%s' is already defined at %s "
 				  "(expected a unique name)",
-			    k->text, s, o->mark.line, o->mark.col);
+			    k->text, s, where_at(&w, v->file, &o->mark));
 	if ((rc->name = strdup(s)) == NULL ||
 	    sl_hset_add(&c->names, h, rc) < 0)
 		return fail_at(c, 0, 0, "out of memory");
@@ -1724,12 +1772,10 @@ static int route_check(struct ctx *c, const struct ynode *r,
 
 #define EXP_ROUTES "a list of routes"
 
-static int set_routes(struct ctx *c, const struct ynode *k,
-		      const struct ynode *v, void *obj)
+/* A routes: value: a list of at least one. */
+static int check_routes(struct ctx *c, const struct ynode *k,
+			const struct ynode *v)
 {
-	const struct ynode *seen[NKEYS(route_keys)];
-	sl_config *cfg = obj;
-
 	if (v->kind != YN_SEQ)
 		return v->kind == YN_SCALAR && v->null
 			       ? fail(c, v, "%s has no value (expected %s)",
@@ -1740,41 +1786,401 @@ static int set_routes(struct ctx *c, const struct ynode *k,
 		return fail(c, v, "%s: empty list (expected at least one "
 				  "route)",
 			    k->text);
-	if ((cfg->routes = calloc(v->nkid, sizeof *cfg->routes)) == NULL)
-		return fail_at(c, 0, 0, "out of memory");
-	for (size_t i = 0; i < v->nkid; i++) {
-		const struct ynode *r = v->kid[i];
-		sl_route_conf *rc = &cfg->routes[i];
+	return 0;
+}
 
-		cfg->nroutes = i + 1;
-		c->route = i;
-		if (r->kind != YN_MAP)
-			return fail(c, r, "route is %s (expected a mapping "
-					  "with name, listen and upstreams)",
-				    r->kind == YN_SCALAR && r->null
-					    ? "empty"
-					    : ykind_name(r->kind));
-		rc->mark.line = r->line;
-		rc->mark.col = r->col;
-		rc->connect_timeout_ms = 5000;
-		rc->idle_timeout_ms = 3600000;
-		rc->buffer_size = 65536;
-		rc->health.fails = 3;
-		rc->health.cooldown_ms = 10000;
-		rc->health.rise = 2;
-		rc->health.fall = 3;
-		rc->queue_timeout_ms = 10000;
-		if (walk_map(c, r, "in route", route_keys, NKEYS(route_keys),
-			     rc, seen) < 0)
+/* The config's n routes and the included files' after them. */
+static int routes_alloc(struct ctx *c, size_t n)
+{
+	if ((c->cfg->routes = calloc(n + c->nxroutes,
+				     sizeof *c->cfg->routes)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	return 0;
+}
+
+/* Route i of the config, from r. */
+static int read_route(struct ctx *c, const struct ynode *r, size_t i)
+{
+	const struct ynode *seen[NKEYS(route_keys)];
+	sl_route_conf *rc = &c->cfg->routes[i];
+
+	c->cfg->nroutes = i + 1;
+	c->route = i;
+	if (r->kind != YN_MAP)
+		return fail(c, r, "route is %s (expected a mapping with name, "
+				  "listen and upstreams)",
+			    r->kind == YN_SCALAR && r->null
+				    ? "empty"
+				    : ykind_name(r->kind));
+	mark_node(&rc->mark, r);
+	rc->connect_timeout_ms = 5000;
+	rc->idle_timeout_ms = 3600000;
+	rc->buffer_size = 65536;
+	rc->health.fails = 3;
+	rc->health.cooldown_ms = 10000;
+	rc->health.rise = 2;
+	rc->health.fall = 3;
+	rc->queue_timeout_ms = 10000;
+	if (walk_map(c, r, "in route", route_keys, NKEYS(route_keys), rc,
+		     seen) < 0)
+		return -1;
+	if (route_check(c, r, rc) < 0)
+		return -1;
+	if (rc->connect_attempts == 0)
+		rc->connect_attempts = rc->nupstreams < ATTEMPTS_MAX
+					       ? (unsigned)rc->nupstreams
+					       : ATTEMPTS_MAX;
+	return 0;
+}
+
+static int set_routes(struct ctx *c, const struct ynode *k,
+		      const struct ynode *v, void *obj)
+{
+	(void)obj;
+	if (check_routes(c, k, v) < 0 || routes_alloc(c, v->nkid) < 0)
+		return -1;
+	for (size_t i = 0; i < v->nkid; i++)
+		if (read_route(c, v->kid[i], i) < 0)
 			return -1;
-		if (route_check(c, r, rc) < 0)
+	return 0;
+}
+
+/*
+ * The included files' routes, after the config's own (none when it has
+ * no routes: key; then the included files must have some).
+ */
+static int read_included_routes(struct ctx *c, const struct ynode *root)
+{
+	size_t base = c->cfg->nroutes;
+
+	if (c->cfg->routes == NULL) {
+		if (c->nxroutes == 0)
+			return fail(c, root, "missing required key 'routes' "
+					     "at top level (expected routes: "
+					     "%s)",
+				    EXP_ROUTES);
+		if (routes_alloc(c, 0) < 0)
 			return -1;
-		if (rc->connect_attempts == 0)
-			rc->connect_attempts =
-				rc->nupstreams < ATTEMPTS_MAX
-					? (unsigned)rc->nupstreams
-					: ATTEMPTS_MAX;
 	}
+	for (size_t i = 0; i < c->nxroutes; i++)
+		if (read_route(c, c->xroutes[i], base + i) < 0)
+			return -1;
+	return 0;
+}
+
+/* ---- includes ---- */
+
+#define EXP_INCLUDE "a file name or pattern such as conf.d/*.yaml, or a " \
+		    "list of those"
+/* Files in one config, itself and every included one. */
+#define INCLUDE_FILES_MAX 10000
+
+static int (*include_check)(const char *path, char *err, size_t errlen);
+
+void sl_config_set_include_check(int (*check)(const char *path, char *err,
+					      size_t errlen))
+{
+	include_check = check;
+}
+
+/*
+ * All of f into a malloc'd buffer (at most CONF_MAX_BYTES).  0, or -1
+ * with errno set (EFBIG: too large).
+ */
+static int read_all(FILE *f, char **text, size_t *len)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+
+	*len = 0;
+	for (;;) {
+		size_t n;
+
+		if (*len == cap) {
+			char *nb;
+
+			if (cap > CONF_MAX_BYTES) {
+				free(buf);
+				errno = EFBIG;
+				return -1;
+			}
+			cap = cap ? cap * 2 : 16384;
+			if ((nb = realloc(buf, cap)) == NULL) {
+				free(buf);
+				errno = ENOMEM;
+				return -1;
+			}
+			buf = nb;
+		}
+		n = fread(buf + *len, 1, cap - *len, f);
+		*len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		int e = errno;
+
+		free(buf);
+		errno = e ? e : EIO;
+		return -1;
+	}
+	*text = buf;
+	return 0;
+}
+
+/* What read_all()'s errno means, as the end of a message. */
+static const char *read_error(int err)
+{
+	return err == EFBIG ? "too large (at most 16 MiB)" : strerror(err);
+}
+
+/* A file joins the list: its name, identity and includer.  Its index, or
+ * -1 out of memory. */
+static long add_file(struct ctx *c, const char *name, const sl_confsys_id *id,
+		     const struct ynode *by)
+{
+	struct conf_file *nf, *f;
+
+	if ((nf = realloc(c->files, (c->nfiles + 1) * sizeof *nf)) == NULL)
+		return -1;
+	c->files = nf;
+	f = &nf[c->nfiles];
+	memset(f, 0, sizeof *f);
+	if ((f->name = strdup(name)) == NULL)
+		return -1;
+	if (id != NULL) {
+		f->id = *id;
+		f->has_id = 1;
+	}
+	f->by = by;
+	return (long)c->nfiles++;
+}
+
+/*
+ * File i's text into its tree, variables expanded.  The node and text
+ * caps count over every file: the tree starts from what the one before
+ * left.
+ */
+static int parse_file(struct ctx *c, size_t i, const char *text, size_t len)
+{
+	struct conf_file *f = &c->files[i];
+	const char *keep = c->e.name;
+	int r;
+
+	if (i > 0) {
+		f->tree.nodes = c->files[i - 1].tree.nodes;
+		f->tree.text = c->files[i - 1].tree.text;
+	}
+	c->e.name = f->name; /* its nodes' file, and its syntax errors' */
+	if (len > CONF_MAX_BYTES)
+		r = fail_at(c, 0, 0, "config too large (at most %u MiB)",
+			    CONF_MAX_BYTES >> 20);
+	else if ((r = ytree_build(&f->tree, text, len, &c->e)) == 0)
+		r = ytree_expand(&f->tree, &c->e, sl_confsys_getenv);
+	c->e.name = keep;
+	return r;
+}
+
+static int read_file_includes(struct ctx *c, size_t i, unsigned depth);
+
+/*
+ * An included file's top level: routes (appended to the list) and
+ * include, nothing else.  An empty file is fine.
+ */
+static int check_included(struct ctx *c, size_t i, unsigned depth)
+{
+	const struct ynode *root = c->files[i].tree.root;
+	const struct ynode *seen[2] = { NULL, NULL };
+	struct yquote q;
+
+	if (root == NULL)
+		return 0;
+	if (root->kind != YN_MAP)
+		return fail(c, root, "an included file is %s (expected a "
+				     "mapping with routes or include)",
+			    ykind_name(root->kind));
+	for (size_t j = 0; j + 1 < root->nkid; j += 2) {
+		const struct ynode *k = root->kid[j], *v = root->kid[j + 1];
+		int which;
+
+		if (k->kind != YN_SCALAR || k->null ||
+		    ((which = key_is(k, "routes") ? 0
+			      : key_is(k, "include") ? 1
+						     : -1) < 0))
+			return fail(c, k, "'%s' in an included file (only "
+					  "routes: and include: may appear "
+					  "there)",
+				    k->kind == YN_SCALAR
+					    ? yquote(&q, k->text)
+					    : ykind_name(k->kind));
+		if (seen[which] != NULL)
+			return fail(c, k, "duplicate key '%s' at top level "
+					  "(each key once; first at %u:%u)",
+				    k->text, seen[which]->line,
+				    seen[which]->col);
+		seen[which] = k;
+		if (which == 1)
+			continue;
+		if (check_routes(c, k, v) < 0)
+			return -1;
+		for (size_t r = 0; r < v->nkid; r++) {
+			const struct ynode **nx = realloc(
+				c->xroutes, (c->nxroutes + 1) * sizeof *nx);
+
+			if (nx == NULL)
+				return fail_at(c, 0, 0, "out of memory");
+			c->xroutes = nx;
+			c->xroutes[c->nxroutes++] = v->kid[r];
+		}
+	}
+	return read_file_includes(c, i, depth);
+}
+
+/* The file name, one of those pattern p matched, included at depth. */
+static int include_file(struct ctx *c, const struct ynode *p,
+			const char *name, unsigned depth)
+{
+	char cerr[512] = "", *text = NULL;
+	sl_confsys_id id;
+	size_t len;
+	long i;
+	FILE *f;
+	int r, e;
+
+	if (c->nfiles >= INCLUDE_FILES_MAX)
+		return fail(c, p, "include: more than %u files in all",
+			    INCLUDE_FILES_MAX);
+	if (include_check != NULL &&
+	    include_check(name, cerr, sizeof cerr) < 0)
+		return fail(c, p, "include: %s", cerr);
+	if ((f = sl_confsys_open(name, &id)) == NULL)
+		return fail(c, p, "include: cannot open %s: %s", name,
+			    strerror(errno));
+	for (size_t j = 0; j < c->nfiles; j++) {
+		const struct conf_file *o = &c->files[j];
+
+		if (!o->has_id || o->id.dev != id.dev || o->id.ino != id.ino)
+			continue;
+		fclose(f);
+		if (o->by == NULL)
+			return fail(c, p, "include: %s is the config itself "
+					  "(each file is read once)",
+				    name);
+		return fail(c, p, "include: %s is already included at "
+				  "%s:%u:%u (each file is read once)",
+			    name, o->by->file, o->by->line, o->by->col);
+	}
+	r = read_all(f, &text, &len);
+	e = errno;
+	fclose(f);
+	if (r < 0)
+		return fail(c, p, "include: cannot read %s: %s", name,
+			    read_error(e));
+	if ((i = add_file(c, name, &id, p)) < 0) {
+		free(text);
+		return fail_at(c, 0, 0, "out of memory");
+	}
+	r = parse_file(c, (size_t)i, text != NULL ? text : "", len);
+	free(text);
+	if (r < 0)
+		return -1;
+	return check_included(c, (size_t)i, depth);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * One include pattern, p, of a file at depth - 1: relative to that
+ * file's folder; with a wildcard every match in byte order (none is
+ * fine), without one the file, which must exist.
+ */
+static int include_pattern(struct ctx *c, const struct ynode *k,
+			   const struct ynode *p, unsigned depth)
+{
+	char gerr[512] = "", **names = NULL, *dir;
+	size_t n = 0, dl = 0;
+	struct yquote q;
+	int r = 0;
+
+	if (p->kind != YN_SCALAR || p->null)
+		return fail(c, p, "%s item is %s (expected %s)", k->text,
+			    p->kind == YN_SCALAR ? "empty"
+						 : ykind_name(p->kind),
+			    EXP_INCLUDE);
+	if (p->text[0] == '\0' || strlen(p->text) > FILE_PATH_MAX)
+		return fail(c, p, "%s: '%s' has a bad length (expected %s)",
+			    k->text, yquote(&q, p->text), EXP_INCLUDE);
+	if (!path_absolute(p->text))
+		for (const char *s = p->file; *s != '\0'; s++)
+			if (strchr(sl_confsys_seps, *s) != NULL)
+				dl = (size_t)(s - p->file) + 1;
+	if ((dir = malloc(dl + strlen(p->text) + 1)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	memcpy(dir, p->file, dl);
+	dir[dl] = '\0';
+	if (!sl_confsys_has_wildcard(p->text)) {
+		strcat(dir, p->text);
+		r = include_file(c, p, dir, depth);
+		free(dir);
+		return r;
+	}
+	if (sl_confsys_glob(dir, p->text, &names, &n, gerr, sizeof gerr) < 0)
+		r = fail(c, p, "%s: '%s': %s", k->text, yquote(&q, p->text),
+			 gerr);
+	free(dir);
+	if (n > 1)
+		qsort(names, n, sizeof *names, cmp_names);
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = include_file(c, p, names[i], depth);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return r;
+}
+
+/* The include: key of file i (at depth), if it has one. */
+static int read_file_includes(struct ctx *c, size_t i, unsigned depth)
+{
+	const struct ynode *root = c->files[i].tree.root;
+	const struct ynode *const *item;
+	size_t n;
+
+	if (root == NULL || root->kind != YN_MAP)
+		return 0;
+	for (size_t j = 0; j + 1 < root->nkid; j += 2) {
+		const struct ynode *k = root->kid[j], *v = root->kid[j + 1];
+
+		if (k->kind != YN_SCALAR || !key_is(k, "include"))
+			continue;
+		if (depth == INCLUDE_DEPTH_MAX)
+			return fail(c, k, "include: nested too deep (at most "
+					  "%d levels of files included by "
+					  "included files)",
+				    INCLUDE_DEPTH_MAX);
+		if (items(c, k, v, EXP_INCLUDE, &item, &n) < 0)
+			return -1;
+		for (size_t m = 0; m < n; m++)
+			if (include_pattern(c, k, item ? item[m] : v,
+					    depth + 1) < 0)
+				return -1;
+		/* A second include: is the duplicate key walk_map() or
+		 * check_included() reports. */
+		return 0;
+	}
+	return 0;
+}
+
+/* include: was read before the rest (read_file_includes()). */
+static int set_include(struct ctx *c, const struct ynode *k,
+		       const struct ynode *v, void *obj)
+{
+	(void)c;
+	(void)k;
+	(void)v;
+	(void)obj;
 	return 0;
 }
 
@@ -1880,8 +2286,10 @@ static const struct key top_keys[] = {
 	  .min = 1000, .max = 86400000, .expect = EXP_RESOLVE },
 	{ "admin", K_MAP, TOP(admin, sl_admin_conf), SUB(admin_keys),
 	  .where = "in admin", .alt = &admin_alt, .expect = EXP_ADMIN },
-	{ "routes", K_FUNC, 0, .set = set_routes, .expect = EXP_ROUTES,
-	  .flags = KF_REQUIRED },
+	/* Required, unless included files have routes (read_included_
+	 * routes() says so then). */
+	{ "routes", K_FUNC, 0, .set = set_routes, .expect = EXP_ROUTES },
+	{ "include", K_FUNC, 0, .set = set_include, .expect = EXP_INCLUDE },
 };
 
 /* The admin listener takes an endpoint no route listens on. */
@@ -1889,6 +2297,7 @@ static int admin_check(struct ctx *c, const sl_config *cfg)
 {
 	const sl_admin_conf *a = &cfg->admin;
 	struct yquote q;
+	struct where w;
 
 	if (a->address == NULL)
 		return 0;
@@ -1897,13 +2306,15 @@ static int admin_check(struct ctx *c, const sl_config *cfg)
 
 		for (size_t j = 0; j < rc->nlisten; j++)
 			if (sl_endpoint_equal(&rc->listen[j].ep, &a->ep))
-				return fail_at(c, a->mark.line, a->mark.col,
-					       "admin: '%s' is already used by "
-					       "route '%s' at %u:%u (each "
-					       "endpoint is listened on once)",
-					       yquote(&q, a->address), rc->name,
-					       rc->listen[j].mark.line,
-					       rc->listen[j].mark.col);
+				return fail_mark(c, a->mark,
+						 "admin: '%s' is already used "
+						 "by route '%s' at %s (each "
+						 "endpoint is listened on "
+						 "once)",
+						 yquote(&q, a->address),
+						 rc->name,
+						 where_at(&w, a->mark.file,
+							  &rc->listen[j].mark));
 	}
 	return 0;
 }
@@ -1983,6 +2394,19 @@ static void tls_upstream_free(sl_tls_upstream_conf *t)
 
 /* ---- entry points ----------------------------------------------------- */
 
+/* The files' names go to the config, where its marks point. */
+static int keep_files(struct ctx *c, sl_config *cfg)
+{
+	if ((cfg->files = calloc(c->nfiles, sizeof *cfg->files)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	for (size_t i = 0; i < c->nfiles; i++) {
+		cfg->files[i] = c->files[i].name;
+		c->files[i].name = NULL;
+	}
+	cfg->nfiles = c->nfiles;
+	return 0;
+}
+
 /* Pass two: the config a document's tree describes. */
 static int load_tree(struct ctx *c, const struct ynode *root, sl_config **out)
 {
@@ -2011,9 +2435,11 @@ static int load_tree(struct ctx *c, const struct ynode *root, sl_config **out)
 	c->cfg = cfg;
 	r = walk_map(c, root, "at top level", top_keys, NKEYS(top_keys), cfg,
 		     seen);
+	if (r == 0)
+		r = read_included_routes(c, root);
 	sl_hset_free(&c->names);
 	sl_hset_free(&c->listens);
-	if (r < 0 || admin_check(c, cfg) < 0) {
+	if (r < 0 || admin_check(c, cfg) < 0 || keep_files(c, cfg) < 0) {
 		sl_config_free(cfg);
 		return -1;
 	}
@@ -2021,18 +2447,39 @@ static int load_tree(struct ctx *c, const struct ynode *root, sl_config **out)
 	return 0;
 }
 
+/*
+ * The config's text (file 0 of c), its includes, then pass two over it.
+ * Included files are read first, so their syntax and their top level are
+ * judged before the config's keys are.
+ */
 static int load(struct ctx *c, const char *text, size_t len, sl_config **out)
 {
-	struct ytree t = { 0 };
-	int r;
+	int r = parse_file(c, 0, text, len);
 
-	if (len > CONF_MAX_BYTES)
-		return fail_at(c, 0, 0, "config too large (at most %u MiB)",
-			       CONF_MAX_BYTES >> 20);
-	if ((r = ytree_build(&t, text, len, &c->e)) == 0)
-		r = load_tree(c, t.root, out);
-	ytree_free(&t);
+	if (r == 0)
+		r = read_file_includes(c, 0, 0);
+	if (r == 0)
+		r = load_tree(c, c->files[0].tree.root, out);
+	for (size_t i = 0; i < c->nfiles; i++) {
+		ytree_free(&c->files[i].tree);
+		free(c->files[i].name);
+	}
+	free(c->files);
+	free(c->xroutes);
 	return r;
+}
+
+/* The config's own file joins the list and names its messages. */
+static int start(struct ctx *c, const char *name, const sl_confsys_id *id)
+{
+	if (add_file(c, name, id, NULL) < 0) {
+		free(c->files != NULL ? c->files[0].name : NULL);
+		free(c->files);
+		c->files = NULL;
+		return fail_at(c, 0, 0, "out of memory");
+	}
+	c->e.name = c->files[0].name;
+	return 0;
 }
 
 int sl_config_load_string(const char *text, size_t len, const char *name,
@@ -2049,6 +2496,8 @@ int sl_config_load_string(const char *text, size_t len, const char *name,
 	*out = NULL;
 	if (text == NULL)
 		text = "";
+	if (start(&c, c.e.name, NULL) < 0)
+		return -1;
 	return load(&c, text, len, out) < 0 ? -1 : 0;
 }
 
@@ -2059,9 +2508,10 @@ int sl_config_load(const char *path, sl_config **out, char *err,
 			       .err = err,
 			       .errlen = errlen } };
 	char *buf = NULL;
-	size_t len = 0, cap = 0;
+	sl_confsys_id id;
+	size_t len = 0;
 	FILE *f;
-	int r;
+	int r, e;
 
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
@@ -2070,46 +2520,31 @@ int sl_config_load(const char *path, sl_config **out, char *err,
 	*out = NULL;
 	if (path == NULL)
 		return fail_at(&c, 0, 0, "no config file given");
-	if ((f = sl_path_fopen(path, "rb")) == NULL)
+	if ((f = sl_confsys_open(path, &id)) == NULL)
 		return fail_at(&c, 0, 0, "cannot open: %s", strerror(errno));
-	for (;;) {
-		size_t n;
-
-		if (len == cap) {
-			char *nb;
-
-			if (cap > CONF_MAX_BYTES) {
-				fclose(f);
-				free(buf);
-				return fail_at(&c, 0, 0,
-					       "config too large (at most %u "
-					       "MiB)",
-					       CONF_MAX_BYTES >> 20);
-			}
-			cap = cap ? cap * 2 : 16384;
-			if ((nb = realloc(buf, cap)) == NULL) {
-				fclose(f);
-				free(buf);
-				return fail_at(&c, 0, 0, "out of memory");
-			}
-			buf = nb;
-		}
-		n = fread(buf + len, 1, cap - len, f);
-		len += n;
-		if (n == 0)
-			break;
-	}
-	if (ferror(f)) {
-		int e = errno;
-
-		fclose(f);
-		free(buf);
-		return fail_at(&c, 0, 0, "cannot read: %s", strerror(e));
-	}
+	r = read_all(f, &buf, &len);
+	e = errno;
 	fclose(f);
+	if (r < 0)
+		return e == EFBIG ? fail_at(&c, 0, 0, "config too large (at "
+						      "most %u MiB)",
+					    CONF_MAX_BYTES >> 20)
+		       : e == ENOMEM
+			       ? fail_at(&c, 0, 0, "out of memory")
+			       : fail_at(&c, 0, 0, "cannot read: %s",
+					 strerror(e));
+	if (start(&c, path, &id) < 0) {
+		free(buf);
+		return -1;
+	}
 	r = load(&c, buf != NULL ? buf : "", len, out);
 	free(buf);
 	return r < 0 ? -1 : 0;
+}
+
+const char *sl_conf_file(const sl_config *cfg, const sl_conf_mark *m)
+{
+	return m->file != NULL ? m->file : cfg->path;
 }
 
 void sl_config_free(sl_config *cfg)
@@ -2148,5 +2583,8 @@ void sl_config_free(sl_config *cfg)
 	free(cfg->group);
 	free(cfg->access_log);
 	free(cfg->path);
+	for (size_t i = 0; i < cfg->nfiles; i++)
+		free(cfg->files[i]);
+	free(cfg->files);
 	free(cfg);
 }

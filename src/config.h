@@ -12,8 +12,10 @@
 #include "acl.h"
 #include "net/endpoint.h"
 
-/* Where an item stood in the file, for messages after loading. */
+/* Where an item stood, for messages after loading: its file (the config
+ * or an included one; owned by the config) and its place there. */
 typedef struct sl_conf_mark {
+	const char *file;
 	unsigned line, col; /* 1-based */
 } sl_conf_mark;
 
@@ -209,8 +211,10 @@ typedef struct sl_config {
 	sl_acl_conf acl;           /* checked before every route's own */
 	uint64_t resolve_interval_ms; /* re-resolve host names; default 30000 */
 	sl_admin_conf admin;
-	sl_route_conf *routes;
+	sl_route_conf *routes; /* the config's, then each included file's */
 	size_t nroutes;
+	char **files; /* the config's name, then each included file's */
+	size_t nfiles;
 } sl_config;
 
 /*
@@ -226,6 +230,19 @@ int sl_config_load_string(const char *text, size_t len, const char *name,
 			  sl_config **out, char *err, size_t errlen);
 
 void sl_config_free(sl_config *cfg);
+
+/* The file a mark stands in: its own, else (a mark not from a file) the
+ * config's. */
+const char *sl_conf_file(const sl_config *cfg, const sl_conf_mark *m);
+
+/*
+ * A check every included file must pass before it is read, given its name
+ * (a Windows service's: who may write it, as for the config itself);
+ * 0, or -1 with a sentence in err.  NULL (the default): none.  Set once,
+ * before the first load.
+ */
+void sl_config_set_include_check(int (*check)(const char *path, char *err,
+					      size_t errlen));
 
 /* "250ms", "5s", "2m", "1h", "1d"; a bare number is seconds.  0 or -1. */
 int sl_parse_duration(const char *s, uint64_t *ms);

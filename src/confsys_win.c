@@ -12,6 +12,7 @@
 
 #include <windows.h>
 
+#include "os/os.h"
 #include "path.h"
 
 const char sl_confsys_seps[] = "/\\";
@@ -59,7 +60,7 @@ static int match(const wchar_t *p, const wchar_t *s)
 static int add_name(char ***names, size_t *n, size_t *cap, const char *dir,
 		    size_t dirlen, const wchar_t *file)
 {
-	char *u = sl_path_utf8(file), *full;
+	char *u = sl_os_utf8(file), *full;
 
 	if (u == NULL)
 		return -1;
@@ -121,8 +122,8 @@ int sl_confsys_glob(const char *dir, const char *pattern, char ***names,
 	strcpy(full, dir);
 	strcat(full, pattern);
 	dirlen = strlen(dir) + (size_t)(last - pattern);
-	if ((wpat = sl_path_wide(full)) == NULL ||
-	    (wlast = sl_path_wide(last)) == NULL) {
+	if ((wpat = sl_os_wide(full)) == NULL ||
+	    (wlast = sl_os_wide(last)) == NULL) {
 		snprintf(err, errlen, errno == EINVAL ? "not a UTF-8 name"
 						      : "out of memory");
 		goto out;
@@ -201,7 +202,7 @@ FILE *sl_confsys_open(const char *path, sl_confsys_id *id)
  * page, and a config is UTF-8. */
 int sl_confsys_getenv(const char *name, char **value)
 {
-	wchar_t *w = sl_path_wide(name), *v;
+	wchar_t *w = sl_os_wide(name), *v;
 
 	if (w == NULL)
 		return -1;
@@ -209,5 +210,5 @@ int sl_confsys_getenv(const char *name, char **value)
 	free(w);
 	if (v == NULL)
 		return 1;
-	return (*value = sl_path_utf8(v)) == NULL ? -1 : 0;
+	return (*value = sl_os_utf8(v)) == NULL ? -1 : 0;
 }

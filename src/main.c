@@ -116,11 +116,11 @@ static void preflight(const sl_config *cfg)
 			if (sl_listener_check(&lc->ep, &opts, e, sizeof e) < 0)
 				fprintf(stderr,
 					"sluice: warning: %s:%u:%u: %s\n",
-					cfg->path, lc->mark.line, lc->mark.col,
+					sl_conf_file(cfg, &lc->mark), lc->mark.line, lc->mark.col,
 					e);
 			else if (e[0] != '\0')
 				fprintf(stderr, "sluice: %s:%u:%u: %s\n",
-					cfg->path, lc->mark.line, lc->mark.col,
+					sl_conf_file(cfg, &lc->mark), lc->mark.line, lc->mark.col,
 					e);
 		}
 		for (size_t j = 0; j < rc->nupstreams; j++) {
@@ -135,7 +135,7 @@ static void preflight(const sl_config *cfg)
 				fprintf(stderr,
 					"sluice: warning: %s:%u:%u: upstream "
 					"host '%s' does not resolve now\n",
-					cfg->path, uc->mark.line, uc->mark.col,
+					sl_conf_file(cfg, &uc->mark), uc->mark.line, uc->mark.col,
 					uc->ep.host);
 		}
 	}
@@ -428,6 +428,8 @@ static int service_body(void *arg)
 		sl_error("refusing to start: %s", err);
 		return SL_EXIT_CONFIG_ACL;
 	}
+	/* Each included file is held to the same rule, at every load. */
+	sl_config_set_include_check(sl_service_check_conf);
 	if (sl_config_load(ds->conf_path, &ds->cfg, err, sizeof err) < 0) {
 		sl_error("%s", err);
 		return SL_EXIT_CONFIG;

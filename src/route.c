@@ -138,13 +138,13 @@ static int tls_or_old(const sl_config *cfg, const sl_conf_mark *m,
 		      char *err, size_t errlen)
 {
 	if (old == NULL) {
-		snprintf(err, errlen, "%s:%u:%u: tls: %s", cfg->path, m->line,
+		snprintf(err, errlen, "%s:%u:%u: tls: %s", sl_conf_file(cfg, m), m->line,
 			 m->col, e);
 		return -1;
 	}
 	sl_warn("route %s: %s:%u:%u: tls: %s; keeping the certificates "
 		"loaded before",
-		st->name, cfg->path, m->line, m->col, e);
+		st->name, sl_conf_file(cfg, m), m->line, m->col, e);
 	atomic_fetch_add(&st->tls_reload_refused, 1);
 	sl_tls_ctx_ref(old);
 	*ctx = old;

@@ -26,13 +26,25 @@
  * nodes) can make the tree take to about 120 MB.
  */
 #define CONF_MAX_NODES 2000000u
+/*
+ * Bytes of scalar text in one config, its included files and what ${VAR}
+ * expanded to all counted: as much as the largest file holds, so a
+ * variable of a megabyte named a million times cannot make a terabyte.
+ */
+#define CONF_MAX_TEXT (16u * 1024 * 1024)
 
 #define TAG_PREFIX "tag:yaml.org,2002:"
 
-int yerr_at(struct yerr *e, unsigned line, unsigned col, const char *fmt,
-	    ...)
+static int yerr_v(struct yerr *e, const char *file, unsigned line,
+		  unsigned col, const char *fmt, va_list ap)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 5, 0)))
+#endif
+	;
+
+static int yerr_v(struct yerr *e, const char *file, unsigned line,
+		  unsigned col, const char *fmt, va_list ap)
 {
-	va_list ap;
 	int n;
 
 	if (e->failed)
@@ -41,14 +53,34 @@ int yerr_at(struct yerr *e, unsigned line, unsigned col, const char *fmt,
 	if (e->err == NULL || e->errlen == 0)
 		return -1;
 	if (line > 0)
-		n = snprintf(e->err, e->errlen, "%s:%u:%u: ", e->name, line,
-			     col);
+		n = snprintf(e->err, e->errlen, "%s:%u:%u: ", file, line, col);
 	else
-		n = snprintf(e->err, e->errlen, "%s: ", e->name);
+		n = snprintf(e->err, e->errlen, "%s: ", file);
 	if (n < 0 || (size_t)n >= e->errlen)
 		return -1;
+	return sl_verrf(e->err + n, e->errlen - (size_t)n, -1, fmt, ap);
+}
+
+int yerr_at(struct yerr *e, unsigned line, unsigned col, const char *fmt,
+	    ...)
+{
+	va_list ap;
+	int n;
+
 	va_start(ap, fmt);
-	n = sl_verrf(e->err + n, e->errlen - (size_t)n, -1, fmt, ap);
+	n = yerr_v(e, e->name, line, col, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+int yerr_in(struct yerr *e, const char *file, unsigned line, unsigned col,
+	    const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = yerr_v(e, file, line, col, fmt, ap);
 	va_end(ap);
 	return n;
 }
@@ -113,6 +145,7 @@ void ytree_free(struct ytree *t)
 	}
 	t->root = NULL;
 	t->nodes = 0;
+	t->text = 0;
 }
 
 const char *yquote(struct yquote *q, const char *text)
@@ -201,6 +234,7 @@ static struct ynode *node_new(struct ytree *t, struct yerr *e,
 	t->nodes++;
 	memset(n, 0, sizeof *n);
 	n->kind = kind;
+	n->file = e->name;
 	n->line = line;
 	n->col = col;
 	return n;
@@ -245,6 +279,13 @@ static struct ynode *scalar_new(struct ytree *t, struct yerr *e,
 			"NUL character in a string (not allowed)");
 		return NULL;
 	}
+	if (len > CONF_MAX_TEXT - t->text) {
+		yerr_at(e, n->line, n->col,
+			"too much text (at most %u MiB in all scalars)",
+			CONF_MAX_TEXT >> 20);
+		return NULL;
+	}
+	t->text += len;
 	if ((n->text = arena_alloc(&t->arena, len + 1)) == NULL) {
 		yerr_at(e, 0, 0, "out of memory");
 		return NULL;
@@ -436,4 +477,168 @@ const char *yscalar(struct yerr *e, const struct ynode *k,
 		return NULL;
 	}
 	return v->text;
+}
+
+/* ---- ${VAR} ---- */
+
+#define EXP_VAR "${NAME} with NAME of A-Z a-z 0-9 _ not starting with a " \
+		"digit, or $${ for a literal ${"
+
+static int name_start(char ch)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+	       ch == '_';
+}
+
+static int name_char(char ch)
+{
+	return name_start(ch) || (ch >= '0' && ch <= '9');
+}
+
+/* A growing buffer for one expanded scalar. */
+struct xbuf {
+	char *s;
+	size_t len, cap;
+};
+
+static int xbuf_add(struct xbuf *b, const char *p, size_t n)
+{
+	if (n == 0)
+		return 0; /* b->s may be NULL yet */
+	if (n > b->cap - b->len) {
+		size_t cap = b->cap ? b->cap : 64;
+		char *ns;
+
+		while (cap - b->len < n)
+			cap *= 2;
+		if ((ns = realloc(b->s, cap)) == NULL)
+			return -1;
+		b->s = ns;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* n's text with its variables replaced, into b; room is what the cap
+ * leaves.  0 or -1 with the message in e. */
+static int expand_text(struct yerr *e, const struct ynode *n,
+		       int (*lookup)(const char *, char **), size_t room,
+		       struct xbuf *b)
+{
+	const char *s = n->text;
+	struct yquote q;
+
+	while (*s != '\0') {
+		const char *name, *end, *lit = s;
+		char key[256], *v = NULL;
+		int r;
+
+		if (s[0] == '$' && s[1] == '$' && s[2] == '{') {
+			if (xbuf_add(b, "${", 2) < 0)
+				goto nomem;
+			s += 3;
+			continue;
+		}
+		if (s[0] != '$' || s[1] != '{') {
+			/* Up to the next '$' at once. */
+			for (s++; *s != '\0' && *s != '$'; s++)
+				;
+			if (xbuf_add(b, lit, (size_t)(s - lit)) < 0)
+				goto nomem;
+			continue;
+		}
+		name = s + 2;
+		for (end = name; name_char(*end); end++)
+			;
+		if (!name_start(*name) || *end != '}')
+			return yerr_in(e, n->file, n->line, n->col,
+				       "malformed variable in '%s' (expected "
+				       EXP_VAR ")",
+				       yquote(&q, n->text));
+		if ((size_t)(end - name) >= sizeof key)
+			return yerr_in(e, n->file, n->line, n->col,
+				       "variable name too long in '%s' (at "
+				       "most %zu characters)",
+				       yquote(&q, n->text), sizeof key - 1);
+		memcpy(key, name, (size_t)(end - name));
+		key[end - name] = '\0';
+		if ((r = lookup(key, &v)) < 0)
+			goto nomem;
+		if (r > 0)
+			return yerr_in(e, n->file, n->line, n->col,
+				       "environment variable %s is not set "
+				       "(in '%s'; expected it set, or $${ "
+				       "for a literal ${)",
+				       key, yquote(&q, n->text));
+		r = b->len > room || strlen(v) > room - b->len
+			    ? 1
+			    : xbuf_add(b, v, strlen(v));
+		free(v);
+		if (r < 0)
+			goto nomem;
+		if (r > 0)
+			return yerr_in(e, n->file, n->line, n->col,
+				       "too much text after expanding "
+				       "variables (at most %u MiB in all "
+				       "scalars)",
+				       CONF_MAX_TEXT >> 20);
+		s = end + 1;
+	}
+	if (b->len > room)
+		return yerr_in(e, n->file, n->line, n->col,
+			       "too much text after expanding variables (at "
+			       "most %u MiB in all scalars)",
+			       CONF_MAX_TEXT >> 20);
+	return 0;
+nomem:
+	return yerr_at(e, 0, 0, "out of memory");
+}
+
+static int expand_node(struct ytree *t, struct yerr *e, struct ynode *n,
+		       int (*lookup)(const char *, char **))
+{
+	struct xbuf b = { 0 };
+	size_t before;
+	int r;
+
+	if (n->kind != YN_SCALAR) {
+		/* A mapping's keys (its even children) stay as written. */
+		size_t step = n->kind == YN_MAP ? 2 : 1;
+
+		for (size_t i = n->kind == YN_MAP ? 1 : 0; i < n->nkid;
+		     i += step)
+			if (expand_node(t, e, n->kid[i], lookup) < 0)
+				return -1;
+		return 0;
+	}
+	if (n->null || strchr(n->text, '$') == NULL)
+		return 0;
+	/* The scalar's own text is counted already; what it grows by must
+	 * fit in what the cap leaves. */
+	before = strlen(n->text);
+	r = expand_text(e, n, lookup, before + (CONF_MAX_TEXT - t->text), &b);
+	if (r == 0 && xbuf_add(&b, "", 1) < 0)
+		r = yerr_at(e, 0, 0, "out of memory");
+	if (r == 0) {
+		char *text = arena_alloc(&t->arena, b.len);
+
+		if (text == NULL) {
+			r = yerr_at(e, 0, 0, "out of memory");
+		} else {
+			memcpy(text, b.s, b.len);
+			n->text = text;
+			/* b.len counts the NUL. */
+			t->text = t->text - before + (b.len - 1);
+		}
+	}
+	free(b.s);
+	return r;
+}
+
+int ytree_expand(struct ytree *t, struct yerr *e,
+		 int (*lookup)(const char *name, char **value))
+{
+	return t->root != NULL ? expand_node(t, e, t->root, lookup) : 0;
 }

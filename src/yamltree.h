@@ -15,6 +15,7 @@ enum ykind { YN_SCALAR, YN_SEQ, YN_MAP };
 
 struct ynode {
 	enum ykind kind;
+	const char *file;    /* its file's name, as messages give it */
 	unsigned line, col;  /* 1-based */
 	int null;	     /* plain ~, null, empty, or tagged !!null */
 	char *text;	     /* scalars; NUL-terminated, no NUL inside */
@@ -46,20 +47,48 @@ int yerr_at(struct yerr *e, unsigned line, unsigned col, const char *fmt,
 #endif
 	;
 
-/* The tree of one document; its nodes and texts live in one arena. */
+/* The same at a position in another file than e->name (an included one):
+ * "FILE:LINE:COL: text". */
+int yerr_in(struct yerr *e, const char *file, unsigned line, unsigned col,
+	    const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(SL_FMT_PRINTF, 5, 6)))
+#endif
+	;
+
+/*
+ * The tree of one document; its nodes and texts live in one arena.  The
+ * caps on nodes and on scalar text count from what nodes and text hold
+ * when building starts, so a caller reading several files (includes)
+ * carries the counts over and the caps hold for all of them.
+ */
 struct ytree {
 	struct ynode *root; /* NULL: no document (empty, or comments only) */
 	struct yarena *arena;
 	unsigned nodes; /* made so far, up to the cap */
+	size_t text;	/* bytes of scalar text so far, up to the cap */
 };
 
 /*
- * Build t (zeroed by the caller) from the len bytes of text.  0, or -1
- * with the message in e; either way ytree_free(t) frees what was made.
+ * Build t (zeroed by the caller, but for nodes and text) from the len
+ * bytes of text; every node's file is e->name, which must outlive the
+ * tree.  0, or -1 with the message in e; either way ytree_free(t) frees
+ * what was made.
  */
 int ytree_build(struct ytree *t, const char *text, size_t len,
 		struct yerr *e);
 void ytree_free(struct ytree *t);
+
+/*
+ * ${NAME} in every scalar value of the tree (not in mapping keys, not in
+ * null scalars) replaced by lookup(NAME): 0 with a malloc'd value, 1 for
+ * a name that is not set, -1 out of memory.  NAME is [A-Za-z_][A-Za-z0-9_]*
+ * between "${" and "}"; "$${" stands for "${"; any other '$' stays.  An
+ * unset name, a malformed reference and text past the cap are errors at
+ * the scalar.  0 or -1 with the message in e.
+ */
+int ytree_expand(struct ytree *t, struct yerr *e,
+		 int (*lookup)(const char *name, char **value));
 
 /* "a scalar", "a sequence", "a mapping". */
 const char *ykind_name(enum ykind k);

@@ -2,7 +2,7 @@
 # The layer rule of src/ (src/README), checked on what was built:
 #
 #   main.c > proxy layer (proxy, session, route, health, balance, admin)
-#          > config, yamltree, acl, proxyproto, tls > net/ > loop/
+#          > config, yamltree, confsys, acl, proxyproto, tls > net/ > loop/
 #   log.c, path.c, hset.c and errf.c: usable by every layer; proc/: by
 #   main.c alone; os/ (what the base files need from the OS): below them
 #   all, usable by every layer and by proc/, using no other module
@@ -79,7 +79,8 @@ function layer(m) {
 	    m == "main")
 		return m
 	if (m == "config" || m == "yamltree" || m == "acl" ||
-	    m == "proxyproto" || m == "tls")
+	    m == "proxyproto" || m == "tls" || m == "confsys" ||
+	    m == "confsys_posix" || m == "confsys_win")
 		return "config"
 	if (m == "proxy" || m == "session" || m == "route" ||
 	    m == "health" || m == "balance" || m == "admin")
@@ -170,7 +171,7 @@ BEGIN {
 	rank["loop"] = 1; lname["loop"] = "loop/"
 	rank["net"] = 2; lname["net"] = "net/"
 	rank["config"] = 3; lname["config"] = \
-		"config.c, yamltree.c, acl.c, proxyproto.c, tls.c"
+		"config.c, yamltree.c, confsys_*.c, acl.c, proxyproto.c, tls.c"
 	rank["proxy"] = 4; lname["proxy"] = "the proxy layer"
 	rank["main"] = 6; lname["main"] = "main.c"
 	lname["proc"] = "proc/"

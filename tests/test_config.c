@@ -1226,6 +1226,536 @@ static void test_source_keys(void **state)
 		    "with a tcp:// address)");
 }
 
+/* ---- includes and ${VAR} (issue 20) ----------------------------------- */
+
+#ifdef _WIN32
+#include <direct.h>
+#include <process.h>
+#define inc_mkdir(p) _mkdir(p)
+#define inc_rmdir(p) _rmdir(p)
+#define inc_pid() _getpid()
+#else
+#include <sys/stat.h>
+#define inc_mkdir(p) mkdir((p), 0700)
+#define inc_rmdir(p) rmdir(p)
+#define inc_pid() getpid()
+#endif
+
+/* A scratch folder of files for one test, removed after it. */
+struct incdir {
+	char root[512];
+	char *made[64]; /* files and folders, in the order made */
+	int dir[64];
+	size_t n;
+};
+
+static void inc_add(struct incdir *d, const char *path, int dir)
+{
+	assert_true(d->n < sizeof d->made / sizeof d->made[0]);
+	d->made[d->n] = strdup(path);
+	assert_non_null(d->made[d->n]);
+	d->dir[d->n++] = dir;
+}
+
+static void inc_start(struct incdir *d, const char *name)
+{
+	const char *tmp = getenv("TMPDIR");
+
+#ifdef _WIN32
+	tmp = getenv("TEMP");
+#endif
+	if (tmp == NULL || tmp[0] == '\0')
+		tmp = "/tmp";
+	memset(d, 0, sizeof *d);
+	snprintf(d->root, sizeof d->root, "%s/sl-inc-%s-%d", tmp, name,
+		 (int)inc_pid());
+	if (inc_mkdir(d->root) != 0)
+		fail_msg("mkdir %s: %s", d->root, strerror(errno));
+	inc_add(d, d->root, 1);
+}
+
+/* root/rel, a folder. */
+static void inc_dir(struct incdir *d, const char *rel)
+{
+	char path[1024];
+
+	snprintf(path, sizeof path, "%s/%s", d->root, rel);
+	if (inc_mkdir(path) != 0)
+		fail_msg("mkdir %s: %s", path, strerror(errno));
+	inc_add(d, path, 1);
+}
+
+/* root/rel holding text; its path in buf. */
+static const char *inc_put(struct incdir *d, const char *rel,
+			   const char *text, char *buf, size_t len)
+{
+	FILE *f;
+
+	snprintf(buf, len, "%s/%s", d->root, rel);
+	if ((f = fopen(buf, "wb")) == NULL)
+		fail_msg("%s: %s", buf, strerror(errno));
+	fputs(text, f);
+	fclose(f);
+	inc_add(d, buf, 0);
+	return buf;
+}
+
+static void inc_end(struct incdir *d)
+{
+	while (d->n > 0) {
+		d->n--;
+		if (d->dir[d->n])
+			inc_rmdir(d->made[d->n]);
+		else
+			remove(d->made[d->n]);
+		free(d->made[d->n]);
+	}
+}
+
+/* A route of one listener on 127.0.0.1:port, in an included file. */
+#define INC_ROUTE(name, port)                                                  \
+	"  - name: " name "\n"                                                 \
+	"    listen: tcp://127.0.0.1:" #port "\n"                              \
+	"    upstreams: [tcp://127.0.0.1:9]\n"
+
+/* Loading main fails with root/want as its message ("%R" stands for
+ * root). */
+static void inc_fails(struct incdir *d, const char *main, const char *want)
+{
+	char err[2048], full[2048];
+	sl_config *cfg = (sl_config *)&cfg;
+	size_t o = 0;
+
+	for (const char *w = want; *w != '\0' && o + 1 < sizeof full; w++) {
+		if (w[0] == '%' && w[1] == 'R') {
+			o += (size_t)snprintf(full + o, sizeof full - o, "%s",
+					      d->root);
+			w++;
+		} else {
+			full[o++] = *w;
+		}
+	}
+	full[o] = '\0';
+	assert_int_equal(sl_config_load(main, &cfg, err, sizeof err), -1);
+	assert_null(cfg);
+	assert_string_equal(err, full);
+}
+
+static const char *file_tail(const char *path)
+{
+	const char *t = path;
+
+	for (const char *p = path; *p != '\0'; p++)
+		if (*p == '/' || *p == '\\')
+			t = p + 1;
+	return t;
+}
+
+/*
+ * Routes come in order: the config's, then each included file's, a
+ * pattern's matches in byte order, a file's own includes after its
+ * routes; each route's mark names its file.  A folder and a file the
+ * pattern does not match are left out; a pattern that matches nothing
+ * is fine.
+ */
+static void test_include_order(void **state)
+{
+	struct incdir d;
+	char main[1024], buf[1024], err[1024], text[1024];
+	sl_config *cfg = NULL;
+	static const char *const names[] = { "a", "b", "n", "c", "e" };
+
+	(void)state;
+	inc_start(&d, "order");
+	inc_dir(&d, "conf.d");
+	inc_dir(&d, "conf.d/sub.yaml");
+	inc_dir(&d, "nested");
+	inc_put(&d, "conf.d/20-c.yaml", "routes:\n" INC_ROUTE("c", 7003), buf,
+		sizeof buf);
+	inc_put(&d, "conf.d/10-b.yaml",
+		"routes:\n" INC_ROUTE("b", 7002) "include: ../nested/n.yaml\n",
+		buf, sizeof buf);
+	inc_put(&d, "conf.d/README", "not yaml: [", buf, sizeof buf);
+	inc_put(&d, "nested/n.yaml", "routes:\n" INC_ROUTE("n", 7004), buf,
+		sizeof buf);
+	inc_put(&d, "extra.yaml", "# nothing but a comment\n", buf,
+		sizeof buf);
+	inc_put(&d, "e.yaml", "routes:\n" INC_ROUTE("e", 7005), buf,
+		sizeof buf);
+	inc_put(&d, "main.yaml",
+		"include: [conf.d/*.yaml, none.d/*.yaml, extra.yaml]\n"
+		"routes:\n" INC_ROUTE("a", 7001) "threads: 2\n",
+		main, sizeof main);
+	/* e.yaml by an absolute name, from a file in another folder. */
+	snprintf(text, sizeof text, "routes:\n" INC_ROUTE("c", 7003)
+		 "include: '%s/e.yaml'\n", d.root);
+	inc_put(&d, "conf.d/20-c.yaml", text, buf, sizeof buf);
+	if (sl_config_load(main, &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->threads, 2);
+	assert_int_equal(cfg->nroutes, 5);
+	for (size_t i = 0; i < 5; i++)
+		assert_string_equal(cfg->routes[i].name, names[i]);
+	assert_string_equal(cfg->routes[0].mark.file, main);
+	assert_string_equal(file_tail(cfg->routes[1].mark.file), "10-b.yaml");
+	assert_int_equal(cfg->routes[1].mark.line, 2);
+	assert_int_equal(cfg->routes[1].mark.col, 5);
+	assert_string_equal(file_tail(cfg->routes[2].mark.file), "n.yaml");
+	assert_string_equal(file_tail(cfg->routes[3].listen[0].mark.file),
+			    "20-c.yaml");
+	assert_string_equal(file_tail(cfg->routes[4].mark.file), "e.yaml");
+	/* main, 10-b, n, 20-c, e, extra. */
+	assert_int_equal(cfg->nfiles, 6);
+	assert_string_equal(cfg->path, main);
+	sl_config_free(cfg);
+	inc_end(&d);
+}
+
+/* A config may leave every route to its included files; with none
+ * anywhere the message is the one without includes. */
+static void test_include_routes_only(void **state)
+{
+	struct incdir d;
+	char main[1024], buf[1024], err[1024];
+	sl_config *cfg = NULL;
+
+	(void)state;
+	inc_start(&d, "only");
+	inc_dir(&d, "conf.d");
+	inc_put(&d, "main.yaml", "include: conf.d/*.yaml\nthreads: 1\n", main,
+		sizeof main);
+	inc_fails(&d, main, "%R/main.yaml:1:1: missing required key 'routes' "
+			    "at top level (expected routes: a list of routes)");
+	inc_put(&d, "conf.d/x.yaml", "routes:\n" INC_ROUTE("x", 7001), buf,
+		sizeof buf);
+	if (sl_config_load(main, &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->nroutes, 1);
+	assert_string_equal(cfg->routes[0].name, "x");
+	sl_config_free(cfg);
+	inc_end(&d);
+}
+
+/* Each error at its own file:line:col. */
+static void test_include_errors(void **state)
+{
+	struct incdir d;
+	char main[1024], buf[1024];
+
+	(void)state;
+	inc_start(&d, "errors");
+	inc_dir(&d, "conf.d");
+	/* A schema error and a syntax error in an included file. */
+	inc_put(&d, "conf.d/bad.yaml",
+		"routes:\n"
+		"  - name: bad\n"
+		"    listen: tcp://127.0.0.1:99999\n"
+		"    upstreams: [tcp://127.0.0.1:9]\n",
+		buf, sizeof buf);
+	inc_put(&d, "main.yaml",
+		"routes:\n" INC_ROUTE("a", 7001) "include: conf.d/bad.yaml\n",
+		main, sizeof main);
+	inc_fails(&d, main, "%R/conf.d/bad.yaml:3:13: listen: bad endpoint "
+			    "'tcp://127.0.0.1:99999': port 99999 out of range "
+			    "(1-65535)");
+	inc_put(&d, "conf.d/bad.yaml", "routes:\n  - [\n", buf, sizeof buf);
+	inc_fails(&d, main, "%R/conf.d/bad.yaml:3:1: did not find expected "
+			    "node content (YAML syntax, while parsing a flow "
+			    "node at 3:1)");
+	/* Only routes: and include: in an included file. */
+	inc_put(&d, "conf.d/bad.yaml",
+		"routes:\n" INC_ROUTE("b", 7002) "threads: 2\n", buf,
+		sizeof buf);
+	inc_fails(&d, main, "%R/conf.d/bad.yaml:5:1: 'threads' in an included "
+			    "file (only routes: and include: may appear "
+			    "there)");
+	inc_put(&d, "conf.d/bad.yaml", "- routes\n", buf, sizeof buf);
+	inc_fails(&d, main, "%R/conf.d/bad.yaml:1:1: an included file is a "
+			    "sequence (expected a mapping with routes or "
+			    "include)");
+	/* The same name, or listener, in two files: both places named. */
+	inc_put(&d, "conf.d/bad.yaml", "routes:\n" INC_ROUTE("a", 7002), buf,
+		sizeof buf);
+	inc_fails(&d, main, "%R/conf.d/bad.yaml:2:11: name: route 'a' is "
+			    "already defined at %R/main.yaml:2:5 (expected a "
+			    "unique name)");
+	inc_put(&d, "conf.d/bad.yaml", "routes:\n" INC_ROUTE("b", 7001), buf,
+		sizeof buf);
+	inc_fails(&d, main, "%R/conf.d/bad.yaml:3:13: listen: "
+			    "'tcp://127.0.0.1:7001' is already used by route "
+			    "'a' at %R/main.yaml:3:13 (each endpoint is "
+			    "listened on once)");
+	/* A file named without a wildcard must exist. */
+	inc_put(&d, "main.yaml",
+		"routes:\n" INC_ROUTE("a", 7001)
+		"include: [conf.d/*.none, missing.yaml]\n",
+		main, sizeof main);
+	snprintf(buf, sizeof buf, "%%R/main.yaml:5:26: include: cannot open "
+		 "%%R/missing.yaml: %s", strerror(ENOENT));
+	inc_fails(&d, main, buf);
+	/* Items that are no names. */
+	inc_put(&d, "main.yaml",
+		"routes:\n" INC_ROUTE("a", 7001) "include: [{a: b}]\n", main,
+		sizeof main);
+	inc_fails(&d, main, "%R/main.yaml:5:11: include item is a mapping "
+			    "(expected a file name or pattern such as "
+			    "conf.d/*.yaml, or a list of those)");
+	inc_end(&d);
+}
+
+/* A file read twice is an error naming both places: a cycle back to the
+ * config, a cycle between included files, two patterns that overlap. */
+static void test_include_twice(void **state)
+{
+	struct incdir d;
+	char main[1024], buf[1024];
+
+	(void)state;
+	inc_start(&d, "twice");
+	inc_put(&d, "main.yaml",
+		"routes:\n" INC_ROUTE("a", 7001) "include: a.yaml\n", main,
+		sizeof main);
+	inc_put(&d, "a.yaml", "include: [b.yaml]\n", buf, sizeof buf);
+	inc_put(&d, "b.yaml", "include: a.yaml\n", buf, sizeof buf);
+	inc_fails(&d, main, "%R/b.yaml:1:10: include: %R/a.yaml is already "
+			    "included at %R/main.yaml:5:10 (each file is read "
+			    "once)");
+	inc_put(&d, "b.yaml", "include: main.yaml\n", buf, sizeof buf);
+	inc_fails(&d, main, "%R/b.yaml:1:10: include: %R/main.yaml is the "
+			    "config itself (each file is read once)");
+	inc_put(&d, "a.yaml", "", buf, sizeof buf);
+	inc_put(&d, "b.yaml", "routes:\n" INC_ROUTE("b", 7002), buf,
+		sizeof buf);
+	inc_put(&d, "main.yaml",
+		"routes:\n" INC_ROUTE("a", 7001)
+		"include: [b.yaml, '[ab].yaml']\n",
+		main, sizeof main);
+#ifdef _WIN32
+	/* [ is no wildcard on Windows: the literal name is missing. */
+	snprintf(buf, sizeof buf, "%%R/main.yaml:5:19: include: cannot open "
+		 "%%R/[ab].yaml: %s", strerror(ENOENT));
+	inc_fails(&d, main, buf);
+#else
+	inc_fails(&d, main, "%R/main.yaml:5:19: include: %R/b.yaml is already "
+			    "included at %R/main.yaml:5:11 (each file is read "
+			    "once)");
+#endif
+	inc_end(&d);
+}
+
+/* Files included from included files: 8 levels, not 9. */
+static void test_include_depth(void **state)
+{
+	struct incdir d;
+	char main[1024], buf[1024], err[1024], name[32];
+	sl_config *cfg = NULL;
+
+	(void)state;
+	inc_start(&d, "depth");
+	inc_put(&d, "main.yaml",
+		"routes:\n" INC_ROUTE("a", 7001) "include: d1.yaml\n", main,
+		sizeof main);
+	for (int i = 1; i <= 8; i++) {
+		char text[64];
+
+		snprintf(name, sizeof name, "d%d.yaml", i);
+		snprintf(text, sizeof text, "include: d%d.yaml\n", i + 1);
+		inc_put(&d, name, i < 8 ? text : "", buf, sizeof buf);
+	}
+	if (sl_config_load(main, &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->nfiles, 9);
+	sl_config_free(cfg);
+	inc_put(&d, "d8.yaml", "include: d9.yaml\n", buf, sizeof buf);
+	inc_put(&d, "d9.yaml", "", buf, sizeof buf);
+	inc_fails(&d, main, "%R/d8.yaml:1:1: include: nested too deep (at "
+			    "most 8 levels of files included by included "
+			    "files)");
+	inc_end(&d);
+}
+
+static void env_set(const char *name, const char *value)
+{
+#ifdef _WIN32
+	assert_int_equal(_putenv_s(name, value != NULL ? value : ""), 0);
+#else
+	if (value != NULL)
+		assert_int_equal(setenv(name, value, 1), 0);
+	else
+		assert_int_equal(unsetenv(name), 0);
+#endif
+}
+
+/* Load text as x.yaml: 0 and the config, or -1 with the message. */
+static int env_load(const char *text, sl_config **cfg, char *err,
+		    size_t errlen)
+{
+	*cfg = NULL;
+	return sl_config_load_string(text, strlen(text), "x.yaml", cfg, err,
+				     errlen);
+}
+
+static void env_fails(const char *text, const char *want)
+{
+	char err[1024];
+	sl_config *cfg;
+
+	assert_int_equal(env_load(text, &cfg, err, sizeof err), -1);
+	assert_null(cfg);
+	assert_string_equal(err, want);
+}
+
+/*
+ * ${VAR} in values: a list item, a mapping's value, inside other text;
+ * $${ for a literal ${, a lone $ kept, an expanded value never expanded
+ * again; keys stay as written.
+ */
+static void test_env_expand(void **state)
+{
+	static const char yaml[] =
+		"user: 'a$${SL_T_PORT}$b$'\n"
+		"group: \"${SL_T_ODD}\"\n"
+		"routes:\n"
+		"  - name: w${SL_T_ODD_NAME}b\n"
+		"    listen:\n"
+		"      - tcp://127.0.0.1:${SL_T_PORT}\n"
+		"      - 'tcp://${SL_T_HOST}:9001'\n"
+		"    upstreams:\n"
+		"      - {address: 'tcp://${SL_T_HOST}:1${SL_T_PORT}'}\n";
+	char err[1024];
+	sl_config *cfg;
+
+	(void)state;
+	env_set("SL_T_PORT", "8080");
+	env_set("SL_T_HOST", "127.0.0.2");
+	env_set("SL_T_ODD", "${SL_T_PORT}");
+	env_set("SL_T_ODD_NAME", "e");
+	if (env_load(yaml, &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->user, "a${SL_T_PORT}$b$");
+	assert_string_equal(cfg->group, "${SL_T_PORT}");
+	assert_string_equal(cfg->routes[0].name, "web");
+	assert_string_equal(cfg->routes[0].listen[0].address,
+			    "tcp://127.0.0.1:8080");
+	assert_string_equal(cfg->routes[0].listen[1].address,
+			    "tcp://127.0.0.2:9001");
+	/* The position is the scalar's, as written. */
+	assert_int_equal(cfg->routes[0].listen[1].mark.line, 7);
+	assert_int_equal(cfg->routes[0].listen[1].mark.col, 9);
+	assert_string_equal(cfg->routes[0].upstreams[0].address,
+			    "tcp://127.0.0.2:18080");
+	sl_config_free(cfg);
+	/* Not in keys. */
+	env_fails("${SL_T_PORT}: 1\n",
+		  "x.yaml:1:1: unknown key '${SL_T_PORT}' at top level "
+		  "(expected threads, thread_policy, max_connections, "
+		  "drain_timeout, log_level, log, syslog_facility, pidfile, "
+		  "user, group, access_log, allow, deny, resolve_interval, "
+		  "admin, routes, include)");
+	env_set("SL_T_UNSET", NULL);
+}
+
+/* A variable set empty expands to nothing. */
+static void test_env_empty(void **state)
+{
+	static const char yaml[] = "routes:\n"
+				   "  - name: a${SL_T_EMPTY}${SL_T_EMPTY}b\n"
+				   "    listen: tcp://127.0.0.1:1\n"
+				   "    upstreams: tcp://127.0.0.1:2\n";
+	char err[1024];
+	sl_config *cfg;
+
+	(void)state;
+#ifdef _WIN32
+	/* The C runtime's _putenv_s() cannot set a variable empty: it
+	 * removes it (Windows itself can, as an inherited environment
+	 * shows, and _wgetenv() then gives ""). */
+	skip();
+#endif
+	env_set("SL_T_EMPTY", "");
+	if (env_load(yaml, &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->routes[0].name, "ab");
+	sl_config_free(cfg);
+}
+
+/* An unset variable and malformed references, at the scalar. */
+static void test_env_errors(void **state)
+{
+	static const struct {
+		const char *value, *want;
+	} bad[] = {
+		{ "a${SL_T_UNSET}b",
+		  "x.yaml:1:7: environment variable SL_T_UNSET is not set (in "
+		  "'a${SL_T_UNSET}b'; expected it set, or $${ for a literal "
+		  "${)" },
+		{ "${", "x.yaml:1:7: malformed variable in '${' (expected "
+			"${NAME} with NAME of A-Z a-z 0-9 _ not starting with "
+			"a digit, or $${ for a literal ${)" },
+		{ "${1x}", "x.yaml:1:7: malformed variable in '${1x}' "
+			   "(expected ${NAME} with NAME of A-Z a-z 0-9 _ not "
+			   "starting with a digit, or $${ for a literal ${)" },
+		{ "${A", "x.yaml:1:7: malformed variable in '${A' (expected "
+			 "${NAME} with NAME of A-Z a-z 0-9 _ not starting with "
+			 "a digit, or $${ for a literal ${)" },
+		{ "${}", "x.yaml:1:7: malformed variable in '${}' (expected "
+			 "${NAME} with NAME of A-Z a-z 0-9 _ not starting with "
+			 "a digit, or $${ for a literal ${)" },
+		{ "${A-B}", "x.yaml:1:7: malformed variable in '${A-B}' "
+			    "(expected ${NAME} with NAME of A-Z a-z 0-9 _ not "
+			    "starting with a digit, or $${ for a literal ${)" },
+	};
+	char text[256];
+
+	(void)state;
+	env_set("SL_T_UNSET", NULL);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(text, sizeof text, "user: '%s'\nroutes: []\n",
+			 bad[i].value);
+		env_fails(text, bad[i].want);
+	}
+	/* In a list item of an included-file pattern, and in a nested
+	 * mapping's value. */
+	env_fails("routes:\n  - name: a\n    listen: [x, '${SL_T_UNSET}']\n",
+		  "x.yaml:3:17: environment variable SL_T_UNSET is not set (in "
+		  "'${SL_T_UNSET}'; expected it set, or $${ for a literal ${)");
+	env_fails("admin: {listen: '${SL_T_UNSET}'}\n",
+		  "x.yaml:1:17: environment variable SL_T_UNSET is not set (in "
+		  "'${SL_T_UNSET}'; expected it set, or $${ for a literal ${)");
+}
+
+/* What variables expand to counts toward the cap on the text of a
+ * config: 600 references to 30,000 bytes pass 16 MiB.  (A Windows
+ * variable holds at most 32,767 characters.) */
+static void test_env_cap(void **state)
+{
+	size_t n = 600, o;
+	char *big = malloc(30001), *text = malloc(n * 13 + 64);
+	char err[1024];
+	sl_config *cfg;
+
+	(void)state;
+	assert_non_null(big);
+	assert_non_null(text);
+	memset(big, 'b', 30000);
+	big[30000] = '\0';
+	env_set("SL_T_BIG", big);
+	o = (size_t)sprintf(text, "user: \"");
+	for (size_t i = 0; i < n; i++)
+		o += (size_t)sprintf(text + o, "${SL_T_BIG}");
+	sprintf(text + o, "\"\n");
+	assert_int_equal(env_load(text, &cfg, err, sizeof err), -1);
+	assert_string_equal(err, "x.yaml:1:7: too much text after expanding "
+				 "variables (at most 16 MiB in all scalars)");
+	/* Under the cap it expands (and is then too long for a user). */
+	sprintf(text, "user: \"${SL_T_BIG}\"\n");
+	assert_int_equal(env_load(text, &cfg, err, sizeof err), -1);
+	assert_true(strstr(err, "has a bad length") != NULL);
+	env_set("SL_T_BIG", NULL);
+	free(big);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1255,6 +1785,15 @@ int main(void)
 #else
 		cmocka_unit_test(test_tls_absent),
 #endif
+		cmocka_unit_test(test_include_order),
+		cmocka_unit_test(test_include_routes_only),
+		cmocka_unit_test(test_include_errors),
+		cmocka_unit_test(test_include_twice),
+		cmocka_unit_test(test_include_depth),
+		cmocka_unit_test(test_env_expand),
+		cmocka_unit_test(test_env_empty),
+		cmocka_unit_test(test_env_errors),
+		cmocka_unit_test(test_env_cap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
