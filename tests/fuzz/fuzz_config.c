@@ -1,8 +1,11 @@
 /*
  * libFuzzer target: the whole config loader (YAML events, the node tree,
- * every schema check) on arbitrary bytes.  Whatever the input, loading
- * must end in a config or in one error message, without a leak (the
- * fuzzer's LeakSanitizer sees every path that forgets a free).
+ * ${VAR} expansion, every schema check) on arbitrary bytes.  Whatever the
+ * input, loading must end in a config or in one error message, without a
+ * leak (the fuzzer's LeakSanitizer sees every path that forgets a free).
+ * It links confsys_fuzz.c: include patterns match nothing and named files
+ * are missing (no input reads the machine's files), and the variables
+ * A, PORT, HOST, EMPTY, ODD and BIG are set, the same on every run.
  */
 #include <stddef.h>
 #include <stdint.h>
