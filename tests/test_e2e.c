@@ -1489,6 +1489,102 @@ static void test_pipe_concurrent(void **state)
 	free(back);
 }
 
+/* ---- includes and ${VAR} (issue 20.2) -------------------------------------------- */
+
+/* A route in a file of its own; port may be a ${VAR}. */
+static void write_route_file(const char *path, const char *name,
+			     const char *port, uint16_t uport)
+{
+	char *yaml = st_fmt("routes:\n"
+			    "  - name: %s\n"
+			    "    listen: tcp://127.0.0.1:%s\n"
+			    "    upstreams: [tcp://127.0.0.1:%u]\n",
+			    name, port, uport);
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL)
+		st_fail("%s: %s", path, strerror(errno));
+	fputs(yaml, f);
+	fclose(f);
+	free(yaml);
+}
+
+/*
+ * The config holds nothing but an include of every .yaml in inc.d.  A
+ * route in an
+ * included file, its port a ${VAR} of the daemon's environment, forwards
+ * bytes; a file added to inc.d is picked up by a reload; a bad one makes
+ * sluice -t and the reload name its own file:line:col, and the running
+ * routes stay.  Under wine too: the config's folder is reached through
+ * Z:, and the pattern goes through FindFirstFileW.
+ */
+static void test_include_reload(void **state)
+{
+	uint16_t uport, pa = st_free_port(), pb = st_free_port();
+	char *dir, *fa, *fb, *fc, *conf, *out, *where, *pa_s;
+	st_server *srv;
+	st_daemon *d;
+	int rc;
+
+	(void)state;
+	srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	dir = st_fmt("%s/inc.d", st_tmpdir());
+	if (mkdir(dir, 0700) < 0)
+		st_fail("mkdir %s: %s", dir, strerror(errno));
+	fa = st_fmt("%s/10-a.yaml", dir);
+	fb = st_fmt("%s/20-b.yaml", dir);
+	fc = st_fmt("%s/30-c.yaml", dir);
+	pa_s = st_fmt("%u", pa);
+	setenv("SL_E2E_INC_PORT", pa_s, 1);
+	write_route_file(fa, "a", "${SL_E2E_INC_PORT}", uport);
+	d = st_daemon_start("include: inc.d/*.yaml\n");
+	st_echo_once(pa, "through an included route");
+
+	{
+		char *p = st_fmt("%u", pb);
+
+		write_route_file(fb, "b", p, uport);
+		free(p);
+	}
+	st_daemon_signal(d, SIGHUP);
+	assert_int_equal(st_daemon_wait_log(d, "reloaded ", 1, 10000), 0);
+	st_echo_once(pb, "through a route added by a reload");
+	st_echo_once(pa, "the first route still");
+
+	/* A bad file: sluice -t and the reload name it and its place. */
+	write_route_file(fc, "c", "99999", uport);
+	where = st_fmt("inc.d/30-c.yaml:3:13: listen: bad endpoint "
+		       "'tcp://127.0.0.1:99999'");
+	conf = st_write_tmp("include-check.yaml", "include: inc.d/*.yaml\n");
+	rc = st_run_sluice(&out, "-t", "-c", conf, NULL);
+	assert_int_equal(rc, 1);
+	if (strstr(out, where) == NULL)
+		fail_msg("sluice -t said: %s", out);
+	free(out);
+	st_daemon_signal(d, SIGHUP);
+	assert_int_equal(st_daemon_wait_log(d, "reload failed", 1, 10000), 0);
+	assert_int_equal(st_daemon_wait_log(d, where, 1, 10000), 0);
+	st_echo_once(pb, "kept after a failed reload");
+
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, 10000), 0);
+	st_daemon_free(d);
+	st_server_stop(srv);
+	unsetenv("SL_E2E_INC_PORT");
+	unlink(fa);
+	unlink(fb);
+	unlink(fc);
+	unlink(conf);
+	rmdir(dir);
+	free(where);
+	free(conf);
+	free(pa_s);
+	free(fa);
+	free(fb);
+	free(fc);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1517,6 +1613,7 @@ int main(void)
 		ST_TEST(test_sigterm_drain),
 		ST_TEST(test_max_connections),
 		ST_TEST(test_descriptor_limit),
+		ST_TEST(test_include_reload),
 	};
 	int rc;
 
