@@ -167,7 +167,7 @@ struct ctx {
 
 /*
  * Where mark m stood, for a message at a node of file here: "LINE:COL"
- * in the same file, "FILE:LINE:COL" in another.  Returns buf.
+ * in the same file, "FILE:LINE:COL" in another.  Returns w->s.
  */
 struct where {
 	char s[FILE_PATH_MAX + 32];
@@ -2001,6 +2001,7 @@ static int check_included(struct ctx *c, size_t i, unsigned depth)
 			    ykind_name(root->kind));
 	for (size_t j = 0; j + 1 < root->nkid; j += 2) {
 		const struct ynode *k = root->kid[j], *v = root->kid[j + 1];
+		const struct ynode **nx;
 		int which;
 
 		if (k->kind != YN_SCALAR || k->null ||
@@ -2023,15 +2024,12 @@ static int check_included(struct ctx *c, size_t i, unsigned depth)
 			continue;
 		if (check_routes(c, k, v) < 0)
 			return -1;
-		for (size_t r = 0; r < v->nkid; r++) {
-			const struct ynode **nx = realloc(
-				c->xroutes, (c->nxroutes + 1) * sizeof *nx);
-
-			if (nx == NULL)
-				return fail_at(c, 0, 0, "out of memory");
-			c->xroutes = nx;
-			c->xroutes[c->nxroutes++] = v->kid[r];
-		}
+		nx = realloc(c->xroutes, (c->nxroutes + v->nkid) * sizeof *nx);
+		if (nx == NULL)
+			return fail_at(c, 0, 0, "out of memory");
+		c->xroutes = nx;
+		memcpy(nx + c->nxroutes, v->kid, v->nkid * sizeof *nx);
+		c->nxroutes += v->nkid;
 	}
 	return read_file_includes(c, i, depth);
 }

@@ -572,6 +572,8 @@ static int expand_text(struct yerr *e, const struct ynode *n,
 				       "(in '%s'; expected it set, or $${ "
 				       "for a literal ${)",
 				       key, yquote(&q, n->text));
+		/* Past room already (literal text after an earlier value
+		 * counts too), or by this value: the message below. */
 		r = b->len > room || strlen(v) > room - b->len
 			    ? 1
 			    : xbuf_add(b, v, strlen(v));
@@ -579,14 +581,10 @@ static int expand_text(struct yerr *e, const struct ynode *n,
 		if (r < 0)
 			goto nomem;
 		if (r > 0)
-			return yerr_in(e, n->file, n->line, n->col,
-				       "too much text after expanding "
-				       "variables (at most %u MiB in all "
-				       "scalars)",
-				       CONF_MAX_TEXT >> 20);
+			break;
 		s = end + 1;
 	}
-	if (b->len > room)
+	if (b->len > room || *s != '\0')
 		return yerr_in(e, n->file, n->line, n->col,
 			       "too much text after expanding variables (at "
 			       "most %u MiB in all scalars)",
