@@ -1543,6 +1543,52 @@ static void test_include_twice(void **state)
 	inc_end(&d);
 }
 
+/*
+ * Patterns as each OS reads them.  "*.yam" finds no "x.yaml": Windows's
+ * own matching also tries 8.3 short names (X~1.YAM), which sluice matches
+ * again on the long name.  A wildcard in a folder: glob(3) expands it;
+ * on Windows only the last part may hold one.
+ */
+static void test_include_patterns(void **state)
+{
+	struct incdir d;
+	char main[1024], buf[1024], err[1024];
+	sl_config *cfg = NULL;
+
+	(void)state;
+	inc_start(&d, "patterns");
+	inc_dir(&d, "conf.d");
+	inc_put(&d, "conf.d/x.yaml", "routes:\n" INC_ROUTE("x", 7002), buf,
+		sizeof buf);
+	inc_put(&d, "main.yaml",
+		"routes:\n" INC_ROUTE("a", 7001)
+		"include: [conf.d/*.yam, conf.d/?.yam, conf.d/X.YAM*]\n",
+		main, sizeof main);
+	if (sl_config_load(main, &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+#ifdef _WIN32
+	/* X.YAM* is x.yaml on a file system that folds case. */
+	assert_int_equal(cfg->nroutes, 2);
+#else
+	assert_int_equal(cfg->nroutes, 1);
+#endif
+	sl_config_free(cfg);
+	inc_put(&d, "main.yaml",
+		"routes:\n" INC_ROUTE("a", 7001) "include: c*.d/*.yaml\n",
+		main, sizeof main);
+#ifdef _WIN32
+	inc_fails(&d, main, "%R/main.yaml:5:10: include: 'c*.d/*.yaml': on "
+			    "Windows only the last part of a pattern may hold "
+			    "* and ?");
+#else
+	if (sl_config_load(main, &cfg, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->nroutes, 2);
+	sl_config_free(cfg);
+#endif
+	inc_end(&d);
+}
+
 /* Files included from included files: 8 levels, not 9. */
 static void test_include_depth(void **state)
 {
@@ -1789,6 +1835,7 @@ int main(void)
 		cmocka_unit_test(test_include_routes_only),
 		cmocka_unit_test(test_include_errors),
 		cmocka_unit_test(test_include_twice),
+		cmocka_unit_test(test_include_patterns),
 		cmocka_unit_test(test_include_depth),
 		cmocka_unit_test(test_env_expand),
 		cmocka_unit_test(test_env_empty),
