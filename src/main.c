@@ -116,11 +116,13 @@ static void preflight(const sl_config *cfg)
 			if (sl_listener_check(&lc->ep, &opts, e, sizeof e) < 0)
 				fprintf(stderr,
 					"sluice: warning: %s:%u:%u: %s\n",
-					sl_conf_file(cfg, &lc->mark), lc->mark.line, lc->mark.col,
+					sl_conf_file(cfg, &lc->mark),
+					lc->mark.line, lc->mark.col,
 					e);
 			else if (e[0] != '\0')
 				fprintf(stderr, "sluice: %s:%u:%u: %s\n",
-					sl_conf_file(cfg, &lc->mark), lc->mark.line, lc->mark.col,
+					sl_conf_file(cfg, &lc->mark),
+					lc->mark.line, lc->mark.col,
 					e);
 		}
 		for (size_t j = 0; j < rc->nupstreams; j++) {
@@ -135,7 +137,8 @@ static void preflight(const sl_config *cfg)
 				fprintf(stderr,
 					"sluice: warning: %s:%u:%u: upstream "
 					"host '%s' does not resolve now\n",
-					sl_conf_file(cfg, &uc->mark), uc->mark.line, uc->mark.col,
+					sl_conf_file(cfg, &uc->mark),
+					uc->mark.line, uc->mark.col,
 					uc->ep.host);
 		}
 	}

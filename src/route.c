@@ -138,8 +138,8 @@ static int tls_or_old(const sl_config *cfg, const sl_conf_mark *m,
 		      char *err, size_t errlen)
 {
 	if (old == NULL) {
-		snprintf(err, errlen, "%s:%u:%u: tls: %s", sl_conf_file(cfg, m), m->line,
-			 m->col, e);
+		snprintf(err, errlen, "%s:%u:%u: tls: %s", sl_conf_file(cfg, m),
+			 m->line, m->col, e);
 		return -1;
 	}
 	sl_warn("route %s: %s:%u:%u: tls: %s; keeping the certificates "

@@ -754,8 +754,9 @@ static void check_expiry(const sl_config *cfg, const sl_conf_mark *m,
 	if (file == NULL || days >= EXPIRY_WARN_DAYS)
 		return;
 	snprintf(msg, sizeof msg,
-		 "%s:%u:%u: tls: cert %s expires in %ld day%s", sl_conf_file(cfg, m),
-		 m->line, m->col, file, days, days == 1 ? "" : "s");
+		 "%s:%u:%u: tls: cert %s expires in %ld day%s",
+		 sl_conf_file(cfg, m), m->line, m->col, file, days,
+		 days == 1 ? "" : "s");
 	warn(arg, msg);
 }
 
@@ -768,8 +769,8 @@ static int check_ctx(const sl_config *cfg, const sl_conf_mark *m,
 		     void (*warn)(void *arg, const char *msg), void *arg)
 {
 	if (c == NULL) {
-		snprintf(err, errlen, "%s:%u:%u: tls: %s", sl_conf_file(cfg, m), m->line,
-			 m->col, e);
+		snprintf(err, errlen, "%s:%u:%u: tls: %s", sl_conf_file(cfg, m),
+			 m->line, m->col, e);
 		return -1;
 	}
 	check_expiry(cfg, m, c, warn, arg);
@@ -811,7 +812,8 @@ int sl_tls_check(const sl_config *cfg,
 					 "certificate of upstream %s is not "
 					 "checked (anyone in the path can "
 					 "read and change the traffic)",
-					 sl_conf_file(cfg, &t->mark), t->mark.line, t->mark.col,
+					 sl_conf_file(cfg, &t->mark),
+					 t->mark.line, t->mark.col,
 					 uc->address);
 				warn(arg, msg);
 			}

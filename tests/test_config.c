@@ -1589,6 +1589,47 @@ static void test_include_patterns(void **state)
 	inc_end(&d);
 }
 
+/* A check that refuses the files whose name ends in "-open.yaml". */
+static int refuse_open(const char *path, char *err, size_t errlen)
+{
+	size_t n = strlen(path);
+
+	if (n < 10 || strcmp(path + n - 10, "-open.yaml") != 0)
+		return 0;
+	snprintf(err, errlen, "config %s: writable by Users", path);
+	return -1;
+}
+
+/*
+ * Each included file passes the check a Windows service makes of its
+ * config (who may write it: sl_service_check_conf, which test_service
+ * shows), before it is read; here through a check of the test's own.
+ */
+static void test_include_check(void **state)
+{
+	struct incdir d;
+	char main[1024], buf[1024], err[1024];
+	sl_config *cfg = NULL;
+
+	(void)state;
+	inc_start(&d, "check");
+	inc_put(&d, "a.yaml", "routes:\n" INC_ROUTE("x", 7002), buf,
+		sizeof buf);
+	inc_put(&d, "b-open.yaml", "routes: [\n", buf, sizeof buf);
+	inc_put(&d, "main.yaml",
+		"routes:\n" INC_ROUTE("a", 7001)
+		"include: [a.yaml, '*-open.yaml']\n",
+		main, sizeof main);
+	sl_config_set_include_check(refuse_open);
+	inc_fails(&d, main, "%R/main.yaml:5:19: include: config "
+			    "%R/b-open.yaml: writable by Users");
+	sl_config_set_include_check(NULL);
+	/* Without the check the file is read (and its syntax fails). */
+	assert_int_equal(sl_config_load(main, &cfg, err, sizeof err), -1);
+	assert_non_null(strstr(err, "b-open.yaml:2:1: "));
+	inc_end(&d);
+}
+
 /* Files included from included files: 8 levels, not 9. */
 static void test_include_depth(void **state)
 {
@@ -1836,6 +1877,7 @@ int main(void)
 		cmocka_unit_test(test_include_errors),
 		cmocka_unit_test(test_include_twice),
 		cmocka_unit_test(test_include_patterns),
+		cmocka_unit_test(test_include_check),
 		cmocka_unit_test(test_include_depth),
 		cmocka_unit_test(test_env_expand),
 		cmocka_unit_test(test_env_empty),

@@ -1489,7 +1489,7 @@ static void test_pipe_concurrent(void **state)
 	free(back);
 }
 
-/* ---- includes and ${VAR} (issue 20.2) -------------------------------------------- */
+/* ---- includes and ${VAR} (issue 20.2) ---------------------------------------- */
 
 /* A route in a file of its own; port may be a ${VAR}. */
 static void write_route_file(const char *path, const char *name,
