@@ -1399,6 +1399,18 @@ static const struct key upstream_keys[] = {
 			.expect = EXP_SOURCE },
 };
 
+/* systemd: names a socket systemd passed us to listen on: nothing to
+ * connect to. */
+static int upstream_connectable(struct ctx *c, const sl_upstream_conf *uc)
+{
+	if (uc->ep.kind != SL_EP_SYSTEMD)
+		return 0;
+	return fail_at(c, uc->mark.line, uc->mark.col,
+		       "upstream '%s': systemd: is for listeners (a socket "
+		       "systemd passed to listen on), not for upstreams",
+		       uc->address);
+}
+
 static int upstream_one(struct ctx *c, const struct ynode *k,
 			const struct ynode *v, sl_upstream_conf *uc)
 {
@@ -1407,13 +1419,14 @@ static int upstream_one(struct ctx *c, const struct ynode *k,
 	uc->weight = 1;
 	if (v->kind == YN_SCALAR)
 		return get_endpoint(c, k, v, EXP_UPSTREAMS, &uc->ep,
-				    &uc->address, &uc->mark);
+				    &uc->address, &uc->mark) < 0 ||
+		       upstream_connectable(c, uc) < 0 ? -1 : 0;
 	if (v->kind != YN_MAP)
 		return fail(c, v, "%s item is %s (expected an endpoint or an "
 				  "upstream mapping)",
 			    k->text, ykind_name(v->kind));
 	if (walk_map(c, v, "in upstream", upstream_keys, NKEYS(upstream_keys),
-		     uc, seen) < 0)
+		     uc, seen) < 0 || upstream_connectable(c, uc) < 0)
 		return -1;
 	/* A TCP upstream's host is the name its certificate is verified
 	 * against; a socket file or a pipe has no such name to offer. */

@@ -264,6 +264,96 @@ static void test_equal(void **state)
 	assert_false(sl_endpoint_equal(NULL, &a));
 }
 
+/*
+ * systemd:NAME (FileDescriptorName=) and systemd:N (a position, for the
+ * default name "unknown" that every socket of a unit shares).
+ */
+static void test_systemd(void **state)
+{
+	static const struct {
+		const char *in;
+		int index;
+		const char *name, *canon;
+	} goods_sd[] = {
+		{"systemd:web", -1, "web", NULL},
+		{"SYSTEMD:Web-1.x_y", -1, "Web-1.x_y", "systemd:Web-1.x_y"},
+		{"systemd:a b@/%", -1, "a b@/%", NULL},
+		{"systemd:0", 0, "", NULL},
+		{"systemd:007", 7, "", "systemd:7"},
+		{"systemd:65535", 65535, "", NULL},
+		{"systemd:1a", -1, "1a", NULL},
+	};
+	static const struct bad bads_sd[] = {
+		{"systemd:", "empty name (expected systemd:NAME"},
+		{"systemd:65536", "position 65536 out of range (0-65535)"},
+		{"systemd:99999999999999999999", "out of range (0-65535)"},
+		{"systemd:a:b", "':' in name"},
+		{"systemd:a\tb", "invalid character in name"},
+		{"systemd:caf\xc3\xa9", "invalid character in name"},
+	};
+	static const char *const same[][2] = {
+		{"systemd:web", "SystemD:web"},
+		{"systemd:3", "systemd:0003"},
+	};
+	static const char *const differ[][2] = {
+		{"systemd:web", "systemd:Web"},
+		{"systemd:0", "systemd:1"},
+		{"systemd:0", "systemd:unknown"},
+		{"systemd:1a", "systemd:1"},
+		{"systemd:x", "unix:x"},
+	};
+	char err[256], buf[600], name[300];
+	sl_endpoint ep, again, b;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof goods_sd / sizeof goods_sd[0]; i++) {
+		strcpy(err, "untouched");
+		if (sl_endpoint_parse(goods_sd[i].in, &ep, err, sizeof err) != 0)
+			fail_msg("%s: %s", goods_sd[i].in, err);
+		assert_string_equal(err, "");
+		assert_int_equal(ep.kind, SL_EP_SYSTEMD);
+		assert_int_equal(ep.fd_index, goods_sd[i].index);
+		assert_string_equal(ep.path, goods_sd[i].name);
+		sl_endpoint_format(&ep, buf, sizeof buf);
+		assert_string_equal(buf, goods_sd[i].canon != NULL
+						 ? goods_sd[i].canon
+						 : goods_sd[i].in);
+		assert_int_equal(sl_endpoint_parse(buf, &again, NULL, 0), 0);
+		assert_int_equal(memcmp(&ep, &again, sizeof ep), 0);
+	}
+	for (size_t i = 0; i < sizeof bads_sd / sizeof bads_sd[0]; i++) {
+		err[0] = '\0';
+		assert_int_equal(sl_endpoint_parse(bads_sd[i].in, &ep, err,
+						   sizeof err),
+				 -EINVAL);
+		if (strstr(err, bads_sd[i].msg) == NULL)
+			fail_msg("'%s': got \"%s\", want \"%s\"",
+				 bads_sd[i].in, err, bads_sd[i].msg);
+	}
+	/* FileDescriptorName= takes 255 characters, and so do we. */
+	memset(name, 'n', 255);
+	name[255] = '\0';
+	snprintf(buf, sizeof buf, "systemd:%s", name);
+	assert_int_equal(sl_endpoint_parse(buf, &ep, err, sizeof err), 0);
+	strcat(buf, "n");
+	assert_int_equal(sl_endpoint_parse(buf, &ep, err, sizeof err), -EINVAL);
+	assert_non_null(strstr(err, "name too long (at most 255"));
+	for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+		assert_int_equal(sl_endpoint_parse(same[i][0], &ep, NULL, 0), 0);
+		assert_int_equal(sl_endpoint_parse(same[i][1], &b, NULL, 0), 0);
+		assert_true(sl_endpoint_equal(&ep, &b));
+		assert_true(sl_endpoint_hash(&ep) == sl_endpoint_hash(&b));
+	}
+	for (size_t i = 0; i < sizeof differ / sizeof differ[0]; i++) {
+		assert_int_equal(sl_endpoint_parse(differ[i][0], &ep, NULL, 0),
+				 0);
+		assert_int_equal(sl_endpoint_parse(differ[i][1], &b, NULL, 0),
+				 0);
+		if (sl_endpoint_equal(&ep, &b))
+			fail_msg("%s == %s", differ[i][0], differ[i][1]);
+	}
+}
+
 static void test_strerror(void **state)
 {
 	(void)state;
@@ -292,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_lengths),
 		cmocka_unit_test(test_equal),
+		cmocka_unit_test(test_systemd),
 		cmocka_unit_test(test_strerror),
 	};
 

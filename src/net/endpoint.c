@@ -273,6 +273,58 @@ static int parse_assuan(const char *s, sl_endpoint *out, char *err,
 	return 0;
 }
 
+/*
+ * systemd:NAME or systemd:N.  A name is what systemd accepts for
+ * FileDescriptorName= (fdname_is_valid(): at most 255 ASCII characters,
+ * no control character and no ':', which separates LISTEN_FDNAMES).  All
+ * digits is a position instead: systemd's default name, "unknown", is the
+ * same for every socket of a unit, so a position is the only way to tell
+ * those apart.
+ */
+#define SL_FDNAME_MAX 255
+#define SL_FD_INDEX_MAX 65535
+
+static int parse_systemd(const char *s, sl_endpoint *out, char *err,
+			 size_t errlen)
+{
+	size_t n = strlen(s);
+
+	out->fd_index = -1;
+	if (n == 0)
+		return sl_errf(err, errlen, -EINVAL,
+			       "empty name (expected systemd:NAME, the "
+			       "socket's FileDescriptorName=, or "
+			       "systemd:POSITION)");
+	if (strspn(s, "0123456789") == n) {
+		long v = 0;
+
+		for (const char *p = s; *p != '\0' && v <= SL_FD_INDEX_MAX; p++)
+			v = v * 10 + (*p - '0');
+		if (v > SL_FD_INDEX_MAX)
+			return sl_errf(err, errlen, -EINVAL,
+				       "position %.32s out of range (0-%d)", s,
+				       SL_FD_INDEX_MAX);
+		out->fd_index = (int)v;
+		return 0;
+	}
+	if (n > SL_FDNAME_MAX)
+		return sl_errf(err, errlen, -EINVAL,
+			       "name too long (at most %d characters, as "
+			       "FileDescriptorName=)",
+			       SL_FDNAME_MAX);
+	for (const char *p = s; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			return sl_errf(err, errlen, -EINVAL,
+				       "invalid character in name (printable "
+				       "ASCII only, as FileDescriptorName=)");
+	if (strchr(s, ':') != NULL)
+		return sl_errf(err, errlen, -EINVAL,
+			       "':' in name (LISTEN_FDNAMES separates names "
+			       "with it)");
+	memcpy(out->path, s, n + 1);
+	return 0;
+}
+
 int sl_endpoint_parse(const char *s, sl_endpoint *out, char *err,
 		      size_t errlen)
 {
@@ -304,6 +356,9 @@ int sl_endpoint_parse(const char *s, sl_endpoint *out, char *err,
 	} else if (has_prefix(s, "assuan:")) {
 		out->kind = SL_EP_ASSUAN;
 		r = parse_assuan(s + 7, out, err, errlen);
+	} else if (has_prefix(s, "systemd:")) {
+		out->kind = SL_EP_SYSTEMD;
+		r = parse_systemd(s + 8, out, err, errlen);
 	} else {
 		colon = strchr(s, ':');
 		if (colon != NULL && colon > s && colon - s <= 16 &&
@@ -344,6 +399,10 @@ int sl_endpoint_format(const sl_endpoint *ep, char *buf, size_t len)
 		return snprintf(buf, len, "pipe:%s", ep->path);
 	case SL_EP_ASSUAN:
 		return snprintf(buf, len, "assuan:%s", ep->path);
+	case SL_EP_SYSTEMD:
+		if (ep->fd_index >= 0)
+			return snprintf(buf, len, "systemd:%d", ep->fd_index);
+		return snprintf(buf, len, "systemd:%s", ep->path);
 	}
 	return snprintf(buf, len, "?");
 }
@@ -406,6 +465,10 @@ int sl_endpoint_equal(const sl_endpoint *a, const sl_endpoint *b)
 		return strcaseeq(a->path, b->path);
 	case SL_EP_ASSUAN:
 		return strcmp(a->path, b->path) == 0;
+	case SL_EP_SYSTEMD:
+		/* systemd compares names as they are (strv_find). */
+		return a->fd_index == b->fd_index &&
+		       strcmp(a->path, b->path) == 0;
 	}
 	return 0;
 }
@@ -464,6 +527,15 @@ uint64_t sl_endpoint_hash(const sl_endpoint *ep)
 		return hash_folded(h, ep->path);
 	case SL_EP_ASSUAN:
 		return sl_fnv1a(h, ep->path, strlen(ep->path));
+	case SL_EP_SYSTEMD: {
+		unsigned char idx[4] = { (unsigned char)(ep->fd_index >> 24),
+					 (unsigned char)(ep->fd_index >> 16),
+					 (unsigned char)(ep->fd_index >> 8),
+					 (unsigned char)ep->fd_index };
+
+		h = sl_fnv1a(h, idx, sizeof idx);
+		return sl_fnv1a(h, ep->path, strlen(ep->path));
+	}
 	}
 	return h;
 }

@@ -9,6 +9,9 @@
  *   assuan:PATH            upstreams only: libassuan's socket emulation
  *                          (gpg-agent on Windows): PATH holds a loopback
  *                          TCP port and a nonce, read at each connect
+ *   systemd:NAME           a listening socket systemd passed (socket
+ *                          activation), by its FileDescriptorName=
+ *   systemd:N              the same by position, 0-based (N all digits)
  *
  * Parsing is pure (no I/O, no name resolution) and platform independent, so
  * a config can be checked anywhere; whether the running platform supports a
@@ -25,6 +28,7 @@ enum sl_ep_kind {
 	SL_EP_UNIX,
 	SL_EP_PIPE,
 	SL_EP_ASSUAN,
+	SL_EP_SYSTEMD, /* listeners only; POSIX only */
 };
 
 #define SL_EP_HOST_MAX 256
@@ -41,6 +45,9 @@ typedef struct sl_endpoint {
 	 * SL_EP_ASSUAN: the file's path, as written. */
 	char path[SL_EP_PATH_MAX];
 	int abstract; /* SL_EP_UNIX only */
+	/* SL_EP_SYSTEMD: the position (0-based) when written as a number,
+	 * else -1 and the name in path. */
+	int fd_index;
 } sl_endpoint;
 
 /*
