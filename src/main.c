@@ -325,6 +325,19 @@ static void on_ctl(enum sl_ctl ev, void *arg)
 	}
 }
 
+/* Inherited sockets no route took: systemd holds them for nothing, and
+ * their clients wait in a backlog nobody accepts from. */
+static void warn_unused_inherited(void)
+{
+	char names[512];
+	size_t n = sl_listener_unused(names, sizeof names);
+
+	if (n > 0)
+		sl_warn("systemd passed %zu socket(s) that no listener uses: "
+			"%s",
+			n, names);
+}
+
 static int run(struct daemon_state *ds)
 {
 	char err[1024];
@@ -348,6 +361,7 @@ static int run(struct daemon_state *ds)
 		sl_error("%s", err);
 		goto out;
 	}
+	warn_unused_inherited();
 	/* Listeners are bound (ports below 1024, sockets in root's
 	 * directories): serve as the configured user from here on. */
 	if (ds->cfg->user != NULL) {
@@ -587,6 +601,14 @@ int main(int argc, char **argv)
 
 	if (sl_config_load(ds.conf_path, &ds.cfg, err, sizeof err) < 0) {
 		fprintf(stderr, "sluice: %s\n", err);
+		return 1;
+	}
+	/* Sockets systemd passed: LISTEN_PID is the pid it started, so
+	 * before a daemon's fork; and before any thread (the environment
+	 * changes). */
+	if (sl_listener_inherit(err, sizeof err) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		sl_config_free(ds.cfg);
 		return 1;
 	}
 	if (test_only) {

@@ -9,11 +9,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -830,6 +832,441 @@ static void test_thread_policy(void **state)
 #endif
 }
 
+
+/* ---- systemd socket activation ----------------------------------------- */
+
+/*
+ * systemd-socket-activate(1) (package systemd) does for a test what
+ * systemd does for a .socket unit: it binds each -l address (a path is a
+ * Unix socket; -d makes datagram sockets), and execs the command in its
+ * own process with LISTEN_FDS, LISTEN_PID (so, the command's pid) and
+ * LISTEN_FDNAMES (--fdname, ':' between names).  As a socket unit starts
+ * its service, it execs only once a first client comes: a knock thread is
+ * that client, and its connection, waiting in the backlog, is served once
+ * sluice runs.
+ */
+static const char *activate(void)
+{
+	static int have = -1;
+
+	if (have < 0)
+		have = system("command -v systemd-socket-activate "
+			      ">/dev/null 2>&1") == 0;
+	if (!have)
+		fprintf(stderr, "systemd-socket-activate not found "
+				"(package systemd): skipped\n");
+	return have ? "systemd-socket-activate" : NULL;
+}
+
+#define SD_NEEDED()                                                            \
+	do {                                                                   \
+		ST_NATIVE_ONLY();                                              \
+		if (activate() == NULL)                                        \
+			skip();                                                \
+	} while (0)
+
+struct knock {
+	pthread_t t;
+	uint16_t port;
+	int udp; /* datagrams until stopped, instead of one connect */
+	atomic_int stop;
+	st_sock s;
+};
+
+static void *knock_run(void *arg)
+{
+	struct knock *k = arg;
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	int fd;
+
+	if (!k->udp) {
+		k->s = st_connect_tcp_retry(k->port, ST_WAIT_MS);
+		return NULL;
+	}
+	sin.sin_port = htons(k->port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	while (fd >= 0 && !atomic_load(&k->stop)) {
+		(void)sendto(fd, "x", 1, 0, (struct sockaddr *)&sin, sizeof sin);
+		st_sleep_ms(20);
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static void knock_start(struct knock *k, uint16_t port, int udp)
+{
+	memset(k, 0, sizeof *k);
+	k->port = port;
+	k->udp = udp;
+	k->s = ST_BAD_SOCK;
+	atomic_init(&k->stop, 0);
+	assert_int_equal(pthread_create(&k->t, NULL, knock_run, k), 0);
+}
+
+/* The knocking connection (TCP), once it is made. */
+static st_sock knock_end(struct knock *k)
+{
+	atomic_store(&k->stop, 1);
+	pthread_join(k->t, NULL);
+	return k->s;
+}
+
+/*
+ * `systemd-socket-activate -l 127.0.0.1:PORT ... -- sluice -d -c FILE`
+ * (args: the words after the command, up to "--"), knocked at kport; the
+ * daemon once it serves, and the knock's connection in *knocked.
+ */
+static st_daemon *sd_start(const char *yaml, const char *const *args,
+			   uint16_t kport, st_sock *knocked)
+{
+	const char *wrap[20];
+	struct knock k;
+	st_daemon *d;
+	size_t n = 0;
+
+	wrap[n++] = activate();
+	for (; *args != NULL && n < 18; args++)
+		wrap[n++] = *args;
+	wrap[n++] = "--";
+	wrap[n] = NULL;
+	knock_start(&k, kport, 0);
+	d = st_daemon_start_wrapped(yaml, wrap);
+	*knocked = knock_end(&k);
+	assert_true(*knocked != ST_BAD_SOCK);
+	return d;
+}
+
+/*
+ * The same for a start that must fail (or a sluice -t): the words after
+ * the command, up to "--", then shell's words if any (a wrapper that
+ * execs "$0" "$@"), then sluice's; kport knocked (udp: with datagrams).
+ * The exit status, the output in *out.
+ */
+static int sd_run(char **out, const char *const *args, const char *sluice_opt,
+		  const char *yaml, uint16_t kport, int udp, const char *shell)
+{
+	char *conf = st_write_tmp("sd-run.yaml", yaml);
+	const char *argv[24];
+	struct knock k;
+	size_t n = 0;
+	int rc;
+
+	argv[n++] = activate();
+	for (; *args != NULL && n < 14; args++)
+		argv[n++] = *args;
+	argv[n++] = "--";
+	if (shell != NULL) {
+		argv[n++] = "sh";
+		argv[n++] = "-c";
+		argv[n++] = shell;
+	}
+	argv[n++] = getenv("SLUICE_BIN");
+	argv[n++] = sluice_opt;
+	argv[n++] = "-c";
+	argv[n++] = conf;
+	argv[n] = NULL;
+	assert_non_null(argv[n - 4]);
+	knock_start(&k, kport, udp);
+	rc = st_run_argv(out, argv);
+	st_close(knock_end(&k));
+	free(conf);
+	return rc;
+}
+
+static void sd_route(st_cfg *c, const char *name, const char *listen,
+		     uint16_t uport)
+{
+	st_cfg_route(c, name, 0, uport);
+	st_cfg_listen(c, "%s", listen);
+}
+
+/* systemd:NAME: the socket named so is served, and it is the one systemd
+ * bound (the client that knocked before sluice ran is served too). */
+static void test_sd_by_name(void **state)
+{
+	uint16_t uport, port = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *l = st_fmt("127.0.0.1:%u", port), *yaml;
+	const char *args[] = {"-l", l, "--fdname=web", NULL};
+	st_cfg *cfg = st_cfg_new();
+	st_daemon *d;
+	st_sock k;
+
+	(void)state;
+	SD_NEEDED();
+	sd_route(cfg, "web", "systemd:web", uport);
+	yaml = st_cfg_done(cfg);
+	d = sd_start(yaml, args, port, &k);
+	st_echo(k, "knocked first");
+	st_close(k);
+	st_echo_once(port, "hello");
+	assert_int_equal(st_daemon_log_count(d, "route web: listening on "
+					     "systemd:web"), 1);
+	assert_int_equal(st_daemon_log_count(d, "no listener uses"), 0);
+	st_daemon_stop(d);
+	free(yaml);
+	free(l);
+	st_server_stop(srv);
+}
+
+/* systemd:N: by position, 0-based, whatever the names (all "unknown"
+ * here, systemd's default); a Unix socket is served as one. */
+static void test_sd_by_position(void **state)
+{
+	uint16_t uport, port = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *l = st_fmt("127.0.0.1:%u", port), *yaml;
+	char *path = st_fmt("%s/sd-pos.sock", st_tmpdir());
+	const char *args[] = {"-l", l, "-l", path, NULL};
+	st_cfg *cfg = st_cfg_new();
+	st_daemon *d;
+	st_sock k, u;
+
+	(void)state;
+	SD_NEEDED();
+	sd_route(cfg, "second", "systemd:1", uport);
+	sd_route(cfg, "first", "systemd:0", uport);
+	yaml = st_cfg_done(cfg);
+	d = sd_start(yaml, args, port, &k);
+	st_echo(k, "tcp");
+	st_close(k);
+	u = st_connect_unix(path);
+	assert_true(u != ST_BAD_SOCK);
+	st_echo(u, "unix");
+	st_close(u);
+	st_wait_log(d, "session route=second", 1);
+	st_wait_log(d, "session route=first", 1);
+	assert_int_equal(st_daemon_log_count(d, "no listener uses"), 0);
+	st_daemon_stop(d);
+	/* systemd's socket, not ours: sluice leaves its file alone. */
+	assert_int_equal(access(path, F_OK), 0);
+	unlink(path);
+	free(yaml);
+	free(path);
+	free(l);
+	st_server_stop(srv);
+}
+
+/* Two names, each its route, whatever the order of the routes. */
+static void test_sd_two_names(void **state)
+{
+	uint16_t uport, p1 = st_free_port(), p2 = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *l1 = st_fmt("127.0.0.1:%u", p1), *l2 = st_fmt("127.0.0.1:%u", p2);
+	const char *args[] = {"-l", l1, "-l", l2, "--fdname=one:two", NULL};
+	st_cfg *cfg = st_cfg_new();
+	char *yaml;
+	st_daemon *d;
+	st_sock k;
+
+	(void)state;
+	SD_NEEDED();
+	sd_route(cfg, "r2", "systemd:two", uport);
+	sd_route(cfg, "r1", "systemd:one", uport);
+	yaml = st_cfg_done(cfg);
+	d = sd_start(yaml, args, p1, &k);
+	st_echo(k, "one");
+	st_close(k);
+	st_wait_log(d, "session route=r1", 1);
+	st_echo_once(p2, "two");
+	st_wait_log(d, "session route=r2", 1);
+	assert_int_equal(st_daemon_log_count(d, "session route=r1"), 1);
+	st_daemon_stop(d);
+	free(yaml);
+	free(l1);
+	free(l2);
+	st_server_stop(srv);
+}
+
+/*
+ * Reloads keep the inherited socket: one that keeps the route serves on;
+ * one that drops it closes sluice's listener but not the socket (a client
+ * still connects, into its backlog); one that brings the route back
+ * serves that waiting client.  Reopened, the address would be gone: only
+ * systemd can bind it again.
+ */
+static void test_sd_reload(void **state)
+{
+	uint16_t uport, port = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *l = st_fmt("127.0.0.1:%u", port), *with, *without;
+	const char *args[] = {"-l", l, "--fdname=web", NULL};
+	st_cfg *cfg = st_cfg_new();
+	st_daemon *d;
+	st_sock k, waiting;
+
+	(void)state;
+	SD_NEEDED();
+	sd_route(cfg, "web", "systemd:web", uport);
+	with = st_cfg_done(cfg);
+	cfg = st_cfg_new();
+	st_cfg_route(cfg, "other", st_free_port(), uport);
+	without = st_cfg_done(cfg);
+	d = sd_start(with, args, port, &k);
+	st_echo(k, "before");
+
+	st_daemon_signal(d, SIGHUP);
+	st_wait_log(d, "reloaded ", 1);
+	st_echo(k, "same session");
+	st_close(k);
+	st_echo_once(port, "kept");
+	assert_int_equal(st_daemon_log_count(d, "listener systemd:web closed"),
+			 0);
+
+	st_daemon_write_config(d, without);
+	st_daemon_signal(d, SIGHUP);
+	st_wait_log(d, "reloaded ", 2);
+	st_wait_log(d, "listener systemd:web closed", 1);
+	waiting = st_connect_tcp(port);
+	assert_true(waiting != ST_BAD_SOCK); /* still listening */
+	st_send_all(waiting, "waited", 6);
+
+	st_daemon_write_config(d, with);
+	st_daemon_signal(d, SIGHUP);
+	st_wait_log(d, "reloaded ", 3);
+	{
+		char buf[6];
+
+		st_recv_all(waiting, buf, sizeof buf, ST_STALL_MS);
+		assert_memory_equal(buf, "waited", 6);
+	}
+	st_close(waiting);
+	st_echo_once(port, "back");
+	assert_int_equal(st_daemon_log_count(d, "reload failed"), 0);
+	st_daemon_stop(d);
+	free(with);
+	free(without);
+	free(l);
+	st_server_stop(srv);
+}
+
+/* A socket systemd passed that no route takes: a warning naming it. */
+static void test_sd_unused(void **state)
+{
+	uint16_t uport, p1 = st_free_port(), p2 = st_free_port();
+	st_server *srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	char *l1 = st_fmt("127.0.0.1:%u", p1), *l2 = st_fmt("127.0.0.1:%u", p2);
+	const char *args[] = {"-l", l1, "-l", l2, "--fdname=web:spare", NULL};
+	st_cfg *cfg = st_cfg_new();
+	char *yaml;
+	st_daemon *d;
+	st_sock k;
+
+	(void)state;
+	SD_NEEDED();
+	sd_route(cfg, "web", "systemd:web", uport);
+	yaml = st_cfg_done(cfg);
+	d = sd_start(yaml, args, p1, &k);
+	st_echo(k, "web");
+	st_close(k);
+	assert_int_equal(st_daemon_log_count(d, "warn: systemd passed 1 "
+					     "socket(s) that no listener "
+					     "uses: spare (position 1)"),
+			 1);
+	st_daemon_stop(d);
+	free(yaml);
+	free(l1);
+	free(l2);
+	st_server_stop(srv);
+}
+
+/* A name systemd did not pass: the start fails, naming it and the names
+ * there are; a datagram socket is refused as one. */
+static void test_sd_missing(void **state)
+{
+	uint16_t port = st_free_port();
+	char *l = st_fmt("127.0.0.1:%u", port), *yaml, *out;
+	const char *named[] = {"-l", l, "--fdname=other", NULL};
+	const char *dgram[] = {"-d", "-l", l, "--fdname=web", NULL};
+	st_cfg *cfg = st_cfg_new();
+	int rc;
+
+	(void)state;
+	SD_NEEDED();
+	sd_route(cfg, "web", "systemd:web", 9);
+	yaml = st_cfg_done(cfg);
+	rc = sd_run(&out, named, "-d", yaml, port, 0, NULL);
+	if (rc != 1 || strstr(out, "route web: cannot listen on systemd:web: "
+				   "systemd:web: systemd passed no socket "
+				   "named 'web' (FileDescriptorName=; "
+				   "passed: other)") == NULL)
+		fail_msg("exit status %d:\n%s", rc, out);
+	free(out);
+	rc = sd_run(&out, dgram, "-d", yaml, port, 1, NULL);
+	if (rc != 1 || strstr(out, "systemd:web: descriptor 3 is not a "
+				   "stream socket (expected ListenStream= in "
+				   "the .socket unit)") == NULL)
+		fail_msg("exit status %d:\n%s", rc, out);
+	free(out);
+	free(yaml);
+	free(l);
+}
+
+/* LISTEN_PID of another process: the sockets are not ours to take. */
+static void test_sd_pid_mismatch(void **state)
+{
+	uint16_t port = st_free_port();
+	char *l = st_fmt("127.0.0.1:%u", port), *yaml, *out;
+	const char *args[] = {"-l", l, "--fdname=web", NULL};
+	st_cfg *cfg = st_cfg_new();
+	int rc;
+
+	(void)state;
+	SD_NEEDED();
+	sd_route(cfg, "web", "systemd:web", 9);
+	yaml = st_cfg_done(cfg);
+	rc = sd_run(&out, args, "-d", yaml, port, 0,
+		    "LISTEN_PID=1 exec \"$0\" \"$@\"");
+	if (rc != 1 || strstr(out, "systemd:web: no socket passed by systemd "
+				   "(LISTEN_PID=1 is not this process)") ==
+			       NULL)
+		fail_msg("exit status %d:\n%s", rc, out);
+	free(out);
+	free(yaml);
+	free(l);
+}
+
+/* sluice -t: the names are checked under systemd; elsewhere a warning
+ * says they can only be checked there.  Neither is an error. */
+static void test_sd_check(void **state)
+{
+	uint16_t port = st_free_port();
+	char *l = st_fmt("127.0.0.1:%u", port), *yaml, *out, *conf;
+	const char *good[] = {"-l", l, "--fdname=web", NULL};
+	const char *bad[] = {"-l", l, "--fdname=other", NULL};
+	st_cfg *cfg = st_cfg_new();
+	int rc;
+
+	(void)state;
+	SD_NEEDED();
+	sd_route(cfg, "web", "systemd:web", 9);
+	yaml = st_cfg_done(cfg);
+	conf = st_write_tmp("sd-check.yaml", yaml);
+	rc = st_run_sluice(&out, "-t", "-c", conf, NULL);
+	if (rc != 0 || strstr(out, "warning: ") == NULL ||
+	    strstr(out, "systemd:web: no socket passed by systemd "
+			"(LISTEN_FDS is not set): a systemd: listener can "
+			"only be opened, and checked, when systemd starts "
+			"sluice") == NULL)
+		fail_msg("exit status %d:\n%s", rc, out);
+	free(out);
+	rc = sd_run(&out, bad, "-t", yaml, port, 0, NULL);
+	if (rc != 0 || strstr(out, "warning: ") == NULL ||
+	    strstr(out, "systemd passed no socket named 'web'") == NULL)
+		fail_msg("exit status %d:\n%s", rc, out);
+	free(out);
+	rc = sd_run(&out, good, "-t", yaml, port, 0, NULL);
+	if (rc != 0 || strstr(out, "warning") != NULL ||
+	    strstr(out, "configuration OK") == NULL)
+		fail_msg("exit status %d:\n%s", rc, out);
+	free(out);
+	free(conf);
+	free(yaml);
+	free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -847,6 +1284,14 @@ int main(void)
 		DAEMON_TEST(test_privilege_groups),
 		DAEMON_TEST(test_access_log_json),
 		DAEMON_TEST(test_thread_policy),
+		DAEMON_TEST(test_sd_by_name),
+		DAEMON_TEST(test_sd_by_position),
+		DAEMON_TEST(test_sd_two_names),
+		DAEMON_TEST(test_sd_reload),
+		DAEMON_TEST(test_sd_unused),
+		DAEMON_TEST(test_sd_missing),
+		DAEMON_TEST(test_sd_pid_mismatch),
+		DAEMON_TEST(test_sd_check),
 	};
 	int rc;
 

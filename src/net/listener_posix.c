@@ -16,6 +16,8 @@
 #include "listener_posix.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -78,6 +80,7 @@ int sl_os_listener_open_tcp(sl_listener *l, const struct sl_addr *a,
 {
 	int one = 1;
 
+	l->sock_kind = SL_EP_TCP;
 	l->fd = sl_socket(a->ss.ss_family, SOCK_STREAM);
 	if (l->fd < 0)
 		return sl_errf(err, errlen, l->fd, "%s: socket: %s", l->b.name,
@@ -105,9 +108,272 @@ int sl_listen_fd(sl_listener *l, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- systemd socket activation ------------------------------------------ */
+
+#define SD_LISTEN_FDS_START 3 /* sd-daemon.h */
+
+/* The sockets systemd passed: written once by sl_listener_inherit()
+ * before any thread, then read and marked taken on the main thread (where
+ * listeners are opened).  Never closed: nothing could open them again. */
+struct inherited {
+	int fd;
+	int taken;
+	char *name;
+};
+static struct inherited *inh;
+static size_t ninh;
+static int activated;
+static char not_ours[64]; /* why none were taken, for the errors */
+
+/* A decimal number, the whole of s, at most max; -1 if not. */
+static long parse_count(const char *s, long max)
+{
+	long v = 0;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+		if (v > max)
+			return -1;
+	}
+	return v;
+}
+
+/* The i-th name of LISTEN_FDNAMES ("unknown" when there is none, as
+ * sd_listen_fds_with_names() says when the variable is unset). */
+static char *nth_name(const char *names, size_t i)
+{
+	const char *p = names, *end;
+
+	for (; p != NULL && i > 0; i--) {
+		p = strchr(p, ':');
+		if (p != NULL)
+			p++;
+	}
+	if (p == NULL || *p == '\0' || *p == ':')
+		return strdup("unknown");
+	end = strchr(p, ':');
+	return strndup(p, end != NULL ? (size_t)(end - p) : strlen(p));
+}
+
+int sl_listener_inherit(char *err, size_t errlen)
+{
+	const char *spid = getenv("LISTEN_PID"), *sfds = getenv("LISTEN_FDS");
+	const char *names = getenv("LISTEN_FDNAMES");
+	long pid = parse_count(spid, LONG_MAX / 10), n;
+	int r = 0;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (inh != NULL || activated)
+		return (int)ninh;
+	/* Another process's (an ancestor that did not unset them): not for
+	 * us, and not for our children either. */
+	if (spid == NULL || sfds == NULL) {
+		snprintf(not_ours, sizeof not_ours, "LISTEN_FDS is not set");
+		goto out;
+	}
+	if (pid != (long)getpid()) {
+		snprintf(not_ours, sizeof not_ours,
+			 "LISTEN_PID=%.16s is not this process", spid);
+		goto out;
+	}
+	n = parse_count(sfds, INT_MAX - SD_LISTEN_FDS_START);
+	if (n < 0) {
+		r = sl_errf(err, errlen, -EINVAL,
+			    "LISTEN_FDS=%.32s is not a number of descriptors",
+			    sfds);
+		goto out;
+	}
+	inh = calloc(n > 0 ? (size_t)n : 1, sizeof *inh);
+	if (inh == NULL) {
+		r = sl_errf(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (long i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + (int)i;
+
+		if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+			r = sl_errf(err, errlen, -EINVAL,
+				    "LISTEN_FDS=%ld: descriptor %d is not "
+				    "open: %s",
+				    n, fd, strerror(errno));
+			goto out;
+		}
+		inh[ninh].fd = fd;
+		if ((inh[ninh].name = nth_name(names, (size_t)i)) == NULL) {
+			r = sl_errf(err, errlen, -ENOMEM, "out of memory");
+			goto out;
+		}
+		ninh++;
+	}
+	activated = 1;
+	r = (int)ninh;
+out:
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return r;
+}
+
+int sl_listener_activated(void)
+{
+	return activated;
+}
+
+size_t sl_listener_unused(char *buf, size_t len)
+{
+	size_t count = 0, at = 0;
+
+	if (len > 0)
+		buf[0] = '\0';
+	for (size_t i = 0; i < ninh; i++) {
+		int w;
+
+		if (inh[i].taken)
+			continue;
+		w = snprintf(buf + at, len - at, "%s%s (position %zu)",
+			     count > 0 ? ", " : "", inh[i].name, i);
+		if (w > 0 && (size_t)w < len - at)
+			at += (size_t)w;
+		count++;
+	}
+	return count;
+}
+
+/* The entry ep names; -1 with err set when there is none, or more than
+ * one by that name. */
+static int inherited_find(const sl_listener *l, char *err, size_t errlen)
+{
+	const sl_endpoint *ep = &l->b.ep;
+	int found = -1, second = -1;
+
+	if (!activated)
+		return sl_errf(err, errlen, -ENOENT,
+			       "%s: no socket passed by systemd (%s): a "
+			       "systemd: listener can only be opened, and "
+			       "checked, when systemd starts sluice through "
+			       "a .socket unit",
+			       l->b.name, not_ours);
+	if (ep->fd_index >= 0) {
+		if ((size_t)ep->fd_index >= ninh)
+			return sl_errf(err, errlen, -ENOENT,
+				       "%s: systemd passed %zu socket(s); "
+				       "positions start at 0",
+				       l->b.name, ninh);
+		return ep->fd_index;
+	}
+	for (size_t i = 0; i < ninh; i++) {
+		if (strcmp(inh[i].name, ep->path) != 0)
+			continue;
+		if (found < 0)
+			found = (int)i;
+		else if (second < 0)
+			second = (int)i;
+	}
+	if (found < 0) {
+		char names[256] = "";
+		size_t at = 0;
+
+		for (size_t i = 0; i < ninh && at < sizeof names; i++) {
+			int w = snprintf(names + at, sizeof names - at, "%s%s",
+					 i > 0 ? ", " : "", inh[i].name);
+			if (w > 0)
+				at += (size_t)w;
+		}
+		return sl_errf(err, errlen, -ENOENT,
+			       "%s: systemd passed no socket named '%s' "
+			       "(FileDescriptorName=; passed: %s)",
+			       l->b.name, ep->path,
+			       ninh > 0 ? names : "none");
+	}
+	if (second >= 0)
+		return sl_errf(err, errlen, -EINVAL,
+			       "%s: systemd passed more than one socket named "
+			       "'%s' (positions %d and %d): give each its own "
+			       "FileDescriptorName=, or use systemd:POSITION",
+			       l->b.name, ep->path, found, second);
+	return found;
+}
+
+/*
+ * Listen on a duplicate of the inherited socket ep names, once it is seen
+ * to be what a listener needs: a stream socket (ListenStream=, not
+ * ListenDatagram= or ListenSequentialPacket=), listening, of a family we
+ * serve.  The original stays in the table, open.
+ */
+static int adopt_inherited(sl_listener *l, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss, olen;
+	int i, type = 0, acc = 0, fl;
+
+	if ((i = inherited_find(l, err, errlen)) < 0)
+		return i;
+	olen = sizeof type;
+	if (getsockopt(inh[i].fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0)
+		return sl_errf(err, errlen, -errno,
+			       "%s: descriptor %d is not a socket: %s",
+			       l->b.name, inh[i].fd, strerror(errno));
+	if (type != SOCK_STREAM)
+		return sl_errf(err, errlen, -EINVAL,
+			       "%s: descriptor %d is not a stream socket "
+			       "(expected ListenStream= in the .socket unit)",
+			       l->b.name, inh[i].fd);
+	olen = sizeof acc;
+	if (getsockopt(inh[i].fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &olen) < 0 ||
+	    !acc)
+		return sl_errf(err, errlen, -EINVAL,
+			       "%s: descriptor %d is not listening (expected "
+			       "a listening socket; Accept=yes passes "
+			       "connections instead)",
+			       l->b.name, inh[i].fd);
+	if (getsockname(inh[i].fd, (struct sockaddr *)&ss, &len) < 0)
+		return sl_errf(err, errlen, -errno, "%s: getsockname: %s",
+			       l->b.name, strerror(errno));
+	if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+		l->sock_kind = SL_EP_TCP;
+	else if (ss.ss_family == AF_UNIX)
+		l->sock_kind = SL_EP_UNIX;
+	else
+		return sl_errf(err, errlen, -EAFNOSUPPORT,
+			       "%s: descriptor %d is neither a TCP nor a "
+			       "Unix socket",
+			       l->b.name, inh[i].fd);
+	/* Non-blocking is the open file's, so the original has it too: it
+	 * serves no one else. */
+	fl = fcntl(inh[i].fd, F_GETFL);
+	if (fl < 0 || fcntl(inh[i].fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return sl_errf(err, errlen, -errno, "%s: O_NONBLOCK: %s",
+			       l->b.name, strerror(errno));
+	l->fd = fcntl(inh[i].fd, F_DUPFD_CLOEXEC, SD_LISTEN_FDS_START);
+	if (l->fd < 0)
+		return sl_errf(err, errlen, -errno, "%s: dup: %s", l->b.name,
+			       strerror(errno));
+	sl_listen_tune(l->fd, l->sock_kind);
+	inh[i].taken = 1;
+	{
+		char name[SL_EP_PATH_MAX + 16];
+
+		if (sl_sockaddr_name((struct sockaddr *)&ss, len, name,
+				     sizeof name) < 0)
+			snprintf(name, sizeof name, "?");
+		sl_info("%s: the socket systemd passed as descriptor %d, on "
+			"%s",
+			l->b.name, inh[i].fd, name);
+	}
+	return 0;
+}
+
 int sl_os_listener_open(sl_listener *l, const sl_listen_opts *opts,
 			char *err, size_t errlen)
 {
+	if (l->b.ep.kind == SL_EP_SYSTEMD)
+		return adopt_inherited(l, err, errlen);
+	l->sock_kind = l->b.ep.kind;
 	if (l->b.ep.kind == SL_EP_UNIX)
 		return sl_unix_listen(l, opts, err, errlen);
 	return sl_errf(err, errlen, SL_EUNSUPP,
@@ -124,7 +390,7 @@ static void deliver(sl_listener *l, sl_loop *loop, int fd,
 	sl_stream *s;
 	int r;
 
-	r = sl_stream_open_accepted(loop, fd, l->b.ep.kind, peer, peer_len, &s);
+	r = sl_stream_open_accepted(loop, fd, l->sock_kind, peer, peer_len, &s);
 	if (r == 0) {
 		l->b.cb(l, s, token);
 	} else {

@@ -14,6 +14,9 @@
 struct sl_listener {
 	struct sl_listener_base b; /* first: see listener_common.h */
 	int fd;
+	/* What fd is: SL_EP_TCP or SL_EP_UNIX (a systemd: endpoint is
+	 * either, as systemd bound it). */
+	enum sl_ep_kind sock_kind;
 
 	/* The socket file this listener created, for unlinking at close:
 	 * absolute (the daemon may chdir later) and the inode it had. */

@@ -500,7 +500,32 @@ int sl_os_listener_open(sl_listener *l, const sl_listen_opts *opts,
 {
 	if (l->b.ep.kind == SL_EP_PIPE)
 		return open_pipe(l, opts, err, errlen);
+	if (l->b.ep.kind == SL_EP_SYSTEMD)
+		return sl_errf(err, errlen, SL_EUNSUPP,
+			       "%s: systemd socket activation is for Linux; "
+			       "on Windows listen on tcp:// or pipe:",
+			       l->b.name);
 	return no_unix(l, err, errlen);
+}
+
+/* systemd passes no sockets on Windows (net.h). */
+int sl_listener_inherit(char *err, size_t errlen)
+{
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	return 0;
+}
+
+int sl_listener_activated(void)
+{
+	return 0;
+}
+
+size_t sl_listener_unused(char *buf, size_t len)
+{
+	if (len > 0)
+		buf[0] = '\0';
+	return 0;
 }
 
 /* Nothing to look at here: a Unix socket path is refused as by open. */

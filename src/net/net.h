@@ -357,6 +357,38 @@ int sl_listener_check(const sl_endpoint *ep, const sl_listen_opts *opts,
 		      char *msg, size_t msglen);
 
 /*
+ * systemd socket activation, as sd_listen_fds_with_names(3) reads it: when
+ * LISTEN_PID is this process, LISTEN_FDS descriptors from 3 on are
+ * listening sockets systemd passed, named by LISTEN_FDNAMES (a ':'
+ * separated list; "unknown" for a missing name).  sl_listener_inherit()
+ * takes them (FD_CLOEXEC, so no child inherits them) into a table kept
+ * for the life of the process, and unsets the three variables, so that
+ * children do not take them as theirs.  Call once, before any thread and
+ * before fork()ing a daemon (LISTEN_PID is the pid systemd started).  The
+ * number of descriptors taken (0: not socket-activated, or LISTEN_PID is
+ * another process's), or -EINVAL with err set when LISTEN_FDS is not a
+ * count of open descriptors.  POSIX; elsewhere 0.
+ *
+ * A systemd: endpoint is opened from this table: sl_listener_open()
+ * takes a duplicate of the descriptor the endpoint names, after checking
+ * that it is a listening stream socket (TCP or Unix) and, by name, that
+ * exactly one descriptor has that name; closing the listener closes the
+ * duplicate only.  The socket itself can never be opened again, so it
+ * stays open in the table whatever reloads do; while no listener holds
+ * it, connections wait in its backlog.
+ */
+int sl_listener_inherit(char *err, size_t errlen);
+
+/* Non-zero when sl_listener_inherit() found sockets passed to us. */
+int sl_listener_activated(void);
+
+/*
+ * The inherited sockets no listener has taken so far, as "NAME (position
+ * N)" joined by ", " into buf (truncated to len); their number.
+ */
+size_t sl_listener_unused(char *buf, size_t len);
+
+/*
  * Begin accepting.  Accepted connections are spread over the loops of g;
  * cb runs on the loop that owns each new stream.  gate may be NULL.
  * When accept fails for want of descriptors or memory (EMFILE, ENFILE,

@@ -53,7 +53,7 @@ void st_wait_logf(const st_daemon *d, unsigned n, const char *fmt, ...)
 }
 
 /* msg out on c, the same back within ST_STALL_MS. */
-static void echo(st_sock c, const char *msg)
+void st_echo(st_sock c, const char *msg)
 {
 	size_t n = strlen(msg);
 	char *buf = malloc(n + 1);
@@ -72,7 +72,7 @@ void st_echo_once(uint16_t port, const char *msg)
 	if (c == ST_BAD_SOCK)
 		fail_msg("connect to port %u: %s", (unsigned)port,
 			 strerror(errno));
-	echo(c, msg);
+	st_echo(c, msg);
 	st_close(c);
 }
 
@@ -80,7 +80,7 @@ st_sock st_echo_open(uint16_t port, const char *msg)
 {
 	st_sock c = st_connect_tcp_retry(port, 10000);
 
-	echo(c, msg);
+	st_echo(c, msg);
 	return c;
 }
 

@@ -1575,6 +1575,11 @@ int st_run_sluice(char **out, const char *arg, ...)
 	return run_argv(out, argv, st_wine() != NULL);
 }
 
+int st_run_argv(char **out, const char *const *argv)
+{
+	return run_argv(out, argv, 0);
+}
+
 int st_run_cmd(char **out, const char *prog, ...)
 {
 	const char *argv[24];

@@ -219,6 +219,8 @@ int st_run_sluice(char **out, const char *arg, ...);
  * (malloc'd), within 20 s; its exit status (127: it could not be run).
  */
 int st_run_cmd(char **out, const char *prog, ...);
+/* The same with the words in a NULL-terminated array. */
+int st_run_argv(char **out, const char *const *argv);
 
 /* Write text to a new file in st_tmpdir() named name; the path, malloc'd. */
 char *st_write_tmp(const char *name, const char *text);
@@ -344,6 +346,8 @@ void st_wait_logf(const st_daemon *d, unsigned n, const char *fmt, ...)
 	__attribute__((format(SL_FMT_PRINTF, 3, 4)))
 #endif
 	;
+/* msg out on c, the same back (an echo upstream behind it). */
+void st_echo(st_sock c, const char *msg);
 /* One short session to 127.0.0.1:port, which must be listening: msg out,
  * the same back, closed. */
 void st_echo_once(uint16_t port, const char *msg);
