@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,31 @@
 #include "proxy.h"
 #include "tls.h"
 
+/*
+ * systemd's watchdog (WATCHDOG_USEC): every loop of the group must show it
+ * runs, not only the control loop.  Every half interval the control loop
+ * posts a probe task to each loop and counts the answers; "WATCHDOG=1"
+ * goes out only when every loop answered the previous round.  A wedged
+ * loop never runs its probe, so the pings stop and systemd restarts the
+ * service when the interval runs out.  A loop whose probe is still queued
+ * is not sent another: each loop answers at most once a round.
+ */
+struct wd_probe {
+	sl_task task;
+	atomic_int posted;
+	struct watchdog *wd;
+};
+
+struct watchdog {
+	sl_timer timer;
+	sl_group *group;
+	struct wd_probe *probes; /* one per loop */
+	unsigned n;
+	uint64_t half_ms;
+	atomic_uint answers; /* this round's */
+	int late;            /* a loop's silence is in the log already */
+};
+
 struct daemon_state {
 	const char *conf_path;
 	const char *service; /* the Windows service's name, or NULL */
@@ -35,6 +61,7 @@ struct daemon_state {
 	sl_group *group;
 	sl_proxy *proxy;
 	sl_timer drain_timer;
+	struct watchdog wd;
 	int stopping;
 };
 
@@ -325,6 +352,78 @@ static void on_ctl(enum sl_ctl ev, void *arg)
 	}
 }
 
+/* A loop ran its probe (status != 0: the loop is being freed). */
+static void wd_answer(sl_task *t, int status)
+{
+	struct wd_probe *pr = t->data;
+
+	if (status == 0)
+		atomic_fetch_add(&pr->wd->answers, 1);
+	atomic_store(&pr->posted, 0);
+}
+
+static void wd_probe_all(struct watchdog *wd)
+{
+	for (unsigned i = 0; i < wd->n; i++) {
+		struct wd_probe *pr = &wd->probes[i];
+
+		if (atomic_exchange(&pr->posted, 1) == 0)
+			sl_loop_post(sl_group_loop(wd->group, i), &pr->task);
+	}
+}
+
+static void wd_tick(sl_timer *t)
+{
+	struct watchdog *wd = t->data;
+	unsigned got = atomic_exchange(&wd->answers, 0);
+
+	if (got >= wd->n) {
+		sl_notify("WATCHDOG=1");
+		if (wd->late)
+			sl_info("watchdog: every loop answers again");
+		wd->late = 0;
+	} else if (!wd->late) {
+		wd->late = 1;
+		for (unsigned i = 0; i < wd->n; i++)
+			if (atomic_load(&wd->probes[i].posted))
+				sl_warn("watchdog: loop %u has not answered "
+					"for %llu ms: no WATCHDOG=1 until "
+					"it does",
+					i, (unsigned long long)wd->half_ms);
+	}
+	wd_probe_all(wd);
+	sl_timer_start(t, wd->half_ms);
+}
+
+/* Ping at half the interval systemd asked for, if it asked.  After the
+ * group started; 0 or -ENOMEM. */
+static int wd_start(struct daemon_state *ds)
+{
+	struct watchdog *wd = &ds->wd;
+	unsigned long long usec = sl_watchdog_usec();
+
+	if (usec == 0)
+		return 0;
+	wd->group = ds->group;
+	wd->n = sl_group_size(ds->group);
+	wd->half_ms = usec / 2000 > 0 ? usec / 2000 : 1;
+	wd->probes = calloc(wd->n, sizeof *wd->probes);
+	if (wd->probes == NULL)
+		return -ENOMEM;
+	atomic_init(&wd->answers, 0);
+	for (unsigned i = 0; i < wd->n; i++) {
+		wd->probes[i].wd = wd;
+		atomic_init(&wd->probes[i].posted, 0);
+		sl_task_init(&wd->probes[i].task, wd_answer, &wd->probes[i]);
+	}
+	sl_timer_init(ds->control, &wd->timer, wd_tick, wd);
+	wd_probe_all(wd);
+	sl_timer_start(&wd->timer, wd->half_ms);
+	sl_info("watchdog: every %llu ms, when all %u loop(s) answer",
+		(unsigned long long)wd->half_ms, wd->n);
+	return 0;
+}
+
 /* Inherited sockets no route took: systemd holds them for nothing, and
  * their clients wait in a backlog nobody accepts from. */
 static void warn_unused_inherited(void)
@@ -393,6 +492,10 @@ static int run(struct daemon_state *ds)
 		snprintf(st, sizeof st, "READY=1\nMAINPID=%ld", (long)getpid());
 		sl_notify(st);
 	}
+	if (wd_start(ds) < 0) {
+		sl_error("watchdog: out of memory");
+		goto out;
+	}
 	if ((r = sl_loop_run(ds->control)) < 0) {
 		sl_error("control loop failed: %s", sl_strerror(r));
 		goto out;
@@ -403,7 +506,8 @@ out:
 	if (ds->group != NULL)
 		sl_group_stop(ds->group);
 	sl_proxy_free(ds->proxy);
-	sl_group_free(ds->group);
+	sl_group_free(ds->group); /* runs the probes still queued */
+	free(ds->wd.probes);
 	sl_loop_free(ds->control);
 	sl_net_shutdown();
 	return rc;

@@ -25,6 +25,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#ifdef __linux__
+#include <sys/ptrace.h>
+#endif
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -761,8 +765,9 @@ static void test_access_log_json(void **state)
  * place, serving on.
  */
 #ifdef __linux__
-/* Policy of each sluice-loop-N thread of pid, into pol[]; how many. */
-static int loop_policies(pid_t pid, int *pol, int max)
+/* The sluice-loop-N threads of pid (by their names), into tids[] with
+ * their N in idx[]; how many. */
+static int loop_threads(pid_t pid, pid_t *tids, unsigned *idx, int max)
 {
 	char *dir = st_fmt("/proc/%ld/task", (long)pid);
 	DIR *dp = opendir(dir);
@@ -778,13 +783,27 @@ static int loop_policies(pid_t pid, int *pol, int max)
 			continue;
 		path = st_fmt("%s/%ld/comm", dir, tid);
 		comm = st_read_file(path);
-		if (comm != NULL && strncmp(comm, "sluice-loop-", 12) == 0)
-			pol[n++] = sched_getscheduler((pid_t)tid);
+		if (comm != NULL && strncmp(comm, "sluice-loop-", 12) == 0) {
+			tids[n] = (pid_t)tid;
+			idx[n++] = (unsigned)strtoul(comm + 12, NULL, 10);
+		}
 		free(comm);
 		free(path);
 	}
 	closedir(dp);
 	free(dir);
+	return n;
+}
+
+/* Policy of each sluice-loop-N thread of pid, into pol[]; how many. */
+static int loop_policies(pid_t pid, int *pol, int max)
+{
+	pid_t tids[8];
+	unsigned idx[8];
+	int n = loop_threads(pid, tids, idx, max < 8 ? max : 8);
+
+	for (int i = 0; i < n; i++)
+		pol[i] = sched_getscheduler(tids[i]);
 	return n;
 }
 #endif
@@ -1267,6 +1286,173 @@ static void test_sd_check(void **state)
 	free(l);
 }
 
+/* ---- systemd's watchdog -------------------------------------------------- */
+
+/* A datagram socket of ours at path, as NOTIFY_SOCKET. */
+static int notify_socket(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+
+	assert_true(fd >= 0);
+	assert_true(strlen(path) < sizeof sun.sun_path);
+	strcpy(sun.sun_path, path);
+	unlink(path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+	return fd;
+}
+
+/* Datagrams waiting on fd that say WATCHDOG=1 (read, so gone). */
+static unsigned drain_pings(int fd)
+{
+	char buf[256];
+	ssize_t n;
+	unsigned pings = 0;
+
+	while ((n = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT)) >= 0) {
+		buf[n] = '\0';
+		pings += strcmp(buf, "WATCHDOG=1") == 0;
+	}
+	return pings;
+}
+
+/* Wait (ST_WAIT_MS at most) for n WATCHDOG=1 datagrams on fd. */
+static void wait_pings(int fd, unsigned n)
+{
+	uint64_t end = st_now_ms() + ST_WAIT_MS;
+	unsigned got = 0;
+
+	while ((got += drain_pings(fd)) < n) {
+		if (st_now_ms() > end)
+			fail_msg("%u WATCHDOG=1 of %u", got, n);
+		st_sleep_ms(10);
+	}
+}
+
+/* The daemon of the watchdog tests: two loops, NOTIFY_SOCKET at path,
+ * WATCHDOG_USEC=200000 and WATCHDOG_PID as given (NULL: unset). */
+static st_daemon *watched_daemon(const char *path, const char *wpid,
+				 uint16_t *port, st_server **srv)
+{
+	uint16_t uport;
+	st_cfg *cfg = st_cfg_new();
+	st_daemon *d;
+	char *yaml;
+
+	*port = st_free_port();
+	*srv = st_server_start(st_listen_tcp(&uport, 16), ST_ECHO, 0);
+	st_cfg_set(cfg, "threads", "2");
+	st_cfg_route(cfg, "wd", *port, uport);
+	yaml = st_cfg_done(cfg);
+	assert_int_equal(setenv("NOTIFY_SOCKET", path, 1), 0);
+	assert_int_equal(setenv("WATCHDOG_USEC", "200000", 1), 0);
+	if (wpid != NULL)
+		assert_int_equal(setenv("WATCHDOG_PID", wpid, 1), 0);
+	d = st_daemon_start(yaml);
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+	free(yaml);
+	return d;
+}
+
+/*
+ * WATCHDOG_USEC=200000: WATCHDOG=1 every 100 ms while every loop answers.
+ * One loop wedged stops them; it runs again, they come again.
+ *
+ * The seam: a loop is wedged from outside, by stopping its thread alone
+ * under ptrace (PTRACE_SEIZE and PTRACE_INTERRUPT on that thread's id;
+ * the other loops, the control thread and the process run on), as a
+ * loop stuck in a callback would be.  The daemon carries no test code:
+ * no variable, no build of its own, nothing an operator could set.
+ */
+static void test_watchdog(void **state)
+{
+#ifdef __linux__
+	char *path = st_fmt("%s/wd-notify.sock", st_tmpdir());
+	const char *wedged = "watchdog: loop 1 has not answered for 100 ms";
+	int fd = notify_socket(path), st, n;
+	unsigned late, late1;
+	pid_t tids[4], tid = 0;
+	unsigned idx[4];
+	st_server *srv;
+	uint16_t port;
+	st_daemon *d;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	d = watched_daemon(path, NULL, &port, &srv);
+	wait_pings(fd, 3);
+	st_wait_log(d, "watchdog: every 100 ms, when all 2 loop(s) answer", 1);
+	st_echo_once(port, "alive");
+
+	n = loop_threads(st_daemon_pid(d), tids, idx, 4);
+	assert_int_equal(n, 2);
+	for (int i = 0; i < n; i++)
+		if (idx[i] == 1)
+			tid = tids[i];
+	assert_true(tid > 0);
+	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0) {
+		fprintf(stderr, "ptrace: %s: skipped\n", strerror(errno));
+		st_daemon_stop(d);
+		close(fd);
+		st_server_stop(srv);
+		skip();
+	}
+	/* A loop slow for a round on a busy machine costs a ping and a
+	 * line already: count from here. */
+	late = st_daemon_log_count(d, "has not answered");
+	late1 = st_daemon_log_count(d, wedged);
+	assert_int_equal(ptrace(PTRACE_INTERRUPT, tid, NULL, NULL), 0);
+	assert_int_equal(waitpid(tid, &st, __WALL), tid);
+	assert_true(WIFSTOPPED(st));
+	/* Pings sent before the control loop saw the silence are queued
+	 * before this line is written; none may follow it. */
+	st_wait_log(d, wedged, late1 + 1);
+	drain_pings(fd);
+	st_sleep_ms(500); /* five rounds */
+	assert_int_equal(drain_pings(fd), 0);
+	assert_int_equal(st_daemon_log_count(d, "has not answered"), late + 1);
+
+	assert_int_equal(ptrace(PTRACE_DETACH, tid, NULL, NULL), 0);
+	wait_pings(fd, 2);
+	st_wait_log(d, "watchdog: every loop answers again", 1);
+	st_echo_once(port, "again");
+	st_daemon_stop(d);
+	close(fd);
+	unlink(path);
+	free(path);
+	st_server_stop(srv);
+#else
+	(void)state;
+	skip(); /* ptrace of one thread, /proc: Linux */
+#endif
+}
+
+/* WATCHDOG_PID of another process: that process is watched, not us. */
+static void test_watchdog_pid(void **state)
+{
+	char *path = st_fmt("%s/wd-pid.sock", st_tmpdir());
+	int fd = notify_socket(path);
+	st_server *srv;
+	uint16_t port;
+	st_daemon *d;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	d = watched_daemon(path, "1", &port, &srv);
+	st_echo_once(port, "served");
+	st_daemon_signal(d, SIGTERM);
+	assert_int_equal(st_daemon_wait(d, ST_WAIT_MS), 0);
+	assert_int_equal(drain_pings(fd), 0);
+	assert_int_equal(st_daemon_log_count(d, "watchdog"), 0);
+	st_daemon_free(d);
+	close(fd);
+	unlink(path);
+	free(path);
+	st_server_stop(srv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1292,6 +1478,8 @@ int main(void)
 		DAEMON_TEST(test_sd_missing),
 		DAEMON_TEST(test_sd_pid_mismatch),
 		DAEMON_TEST(test_sd_check),
+		DAEMON_TEST(test_watchdog),
+		DAEMON_TEST(test_watchdog_pid),
 	};
 	int rc;
 

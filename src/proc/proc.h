@@ -78,6 +78,15 @@ void sl_pidfile_remove(void);
 void sl_notify(const char *state);
 
 /*
+ * systemd's watchdog, as sd_watchdog_enabled(3) reads it: the interval in
+ * microseconds that WATCHDOG_USEC asks for when WATCHDOG_PID is unset or
+ * names this process, else 0.  Both variables are unset, so that no child
+ * takes them as its own.  The caller then sends "WATCHDOG=1" through
+ * sl_notify() more often than that.  0 on Windows (no such manager).
+ */
+unsigned long long sl_watchdog_usec(void);
+
+/*
  * Become user (a name or a number) and group (NULL: the user's primary
  * group), for good: supplementary groups (a name: group and the user's
  * groups in the group database, as initgroups(3); a number: group alone),

@@ -353,6 +353,36 @@ void sl_notify(const char *state)
 	close(fd);
 }
 
+/* A decimal number, the whole of s (no sign, no spaces); 0 if not. */
+static unsigned long long env_number(const char *s)
+{
+	unsigned long long v = 0;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9' || v > ULLONG_MAX / 10 - 1)
+			return 0;
+		v = v * 10 + (unsigned long long)(*s - '0');
+	}
+	return v;
+}
+
+unsigned long long sl_watchdog_usec(void)
+{
+	const char *spid = getenv("WATCHDOG_PID");
+	unsigned long long usec = env_number(getenv("WATCHDOG_USEC"));
+
+	/* A pid that is not ours: the watchdog is another process's (a
+	 * daemon forked from the process systemd started is not the one
+	 * it watches). */
+	if (spid != NULL && env_number(spid) != (unsigned long long)getpid())
+		usec = 0;
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+	return usec;
+}
+
 unsigned long sl_fd_limit_raise(void)
 {
 	struct rlimit rl;

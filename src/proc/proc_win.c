@@ -657,6 +657,12 @@ void sl_notify(const char *state)
 	}
 }
 
+/* The service manager has no watchdog of systemd's kind. */
+unsigned long long sl_watchdog_usec(void)
+{
+	return 0;
+}
+
 static void ctl_set(int ev)
 {
 	if (ctl_events[ev] != NULL)
