@@ -277,9 +277,10 @@ static int parse_assuan(const char *s, sl_endpoint *out, char *err,
  * systemd:NAME or systemd:N.  A name is what systemd accepts for
  * FileDescriptorName= (fdname_is_valid(): at most 255 ASCII characters,
  * no control character and no ':', which separates LISTEN_FDNAMES).  All
- * digits is a position instead: systemd's default name, "unknown", is the
- * same for every socket of a unit, so a position is the only way to tell
- * those apart.
+ * digits is a position instead: every socket of a unit has the same name
+ * (its FileDescriptorName=, by default the unit's, "sluice.socket"; or
+ * "unknown" where LISTEN_FDNAMES is not set), so a position is the only
+ * way to tell those apart.
  */
 #define SL_FDNAME_MAX 255
 #define SL_FD_INDEX_MAX 65535
