@@ -1186,15 +1186,21 @@ static const struct key listen_keys[] = {
 		     .expect = EXP_TLS_LISTEN },
 };
 
-/* An assuan: endpoint names a file an agent writes: nothing to listen
- * on.  0, or -1 with the error at the address. */
-static int listen_kind_ok(struct ctx *c, const sl_listen_conf *lc)
+/* A listener this platform cannot have at all (systemd: on Windows), or
+ * that nothing can listen on (assuan: names a file an agent writes).  0,
+ * or -1 with the error at the address. */
+static int listenable(struct ctx *c, const sl_listen_conf *lc)
 {
+	char why[128];
+
 	if (lc->ep.kind == SL_EP_ASSUAN)
 		return fail_at(c, lc->mark.line, lc->mark.col,
 			       "assuan: is for upstreams only (expected "
 			       "tcp://, unix: or pipe: to listen on)");
-	return 0;
+	if (sl_endpoint_listenable(&lc->ep, why, sizeof why) == 0)
+		return 0;
+	return fail_at(c, lc->mark.line, lc->mark.col, "listen '%s': %s",
+		       lc->address, why);
 }
 
 static int listen_one(struct ctx *c, const struct ynode *k,
@@ -1208,7 +1214,7 @@ static int listen_one(struct ctx *c, const struct ynode *k,
 	if (v->kind == YN_SCALAR) {
 		if (get_endpoint(c, k, v, EXP_LISTEN, &lc->ep, &lc->address,
 				 &lc->mark) < 0 ||
-		    listen_kind_ok(c, lc) < 0)
+		    listenable(c, lc) < 0)
 			return -1;
 		return check_listen_unique(c, lc);
 	}
@@ -1217,8 +1223,7 @@ static int listen_one(struct ctx *c, const struct ynode *k,
 				  "listener mapping)",
 			    k->text, ykind_name(v->kind));
 	if (walk_map(c, v, "in listener", listen_keys, NKEYS(listen_keys), lc,
-		     seen) < 0 ||
-	    listen_kind_ok(c, lc) < 0)
+		     seen) < 0 || listenable(c, lc) < 0)
 		return -1;
 	/* Options that the address's kind cannot honour are errors, not
 	 * silently ignored: the operator meant something by them. */

@@ -338,6 +338,21 @@ static void test_systemd(void **state)
 	strcat(buf, "n");
 	assert_int_equal(sl_endpoint_parse(buf, &ep, err, sizeof err), -EINVAL);
 	assert_non_null(strstr(err, "name too long (at most 255"));
+	/* A listener only Linux can have: on Windows the config fails to
+	 * load; a pipe: on POSIX still loads (and fails to open). */
+	assert_int_equal(sl_endpoint_parse("systemd:web", &ep, NULL, 0), 0);
+	strcpy(err, "untouched");
+#ifdef _WIN32
+	assert_int_equal(sl_endpoint_listenable(&ep, err, sizeof err),
+			 -EINVAL);
+	assert_string_equal(err, "systemd: (socket activation) is for Linux; "
+				 "on Windows listen on tcp:// or pipe:");
+#else
+	assert_int_equal(sl_endpoint_listenable(&ep, err, sizeof err), 0);
+	assert_string_equal(err, "");
+#endif
+	assert_int_equal(sl_endpoint_parse("pipe://./pipe/x", &ep, NULL, 0), 0);
+	assert_int_equal(sl_endpoint_listenable(&ep, err, sizeof err), 0);
 	for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
 		assert_int_equal(sl_endpoint_parse(same[i][0], &ep, NULL, 0), 0);
 		assert_int_equal(sl_endpoint_parse(same[i][1], &b, NULL, 0), 0);

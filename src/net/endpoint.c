@@ -385,6 +385,21 @@ int sl_endpoint_parse(const char *s, sl_endpoint *out, char *err,
 	return r;
 }
 
+int sl_endpoint_listenable(const sl_endpoint *ep, char *err, size_t errlen)
+{
+#ifdef _WIN32
+	if (ep->kind == SL_EP_SYSTEMD)
+		return sl_errf(err, errlen, -EINVAL,
+			       "systemd: (socket activation) is for Linux; on "
+			       "Windows listen on tcp:// or pipe:");
+#else
+	(void)ep;
+#endif
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	return 0;
+}
+
 int sl_endpoint_format(const sl_endpoint *ep, char *buf, size_t len)
 {
 	switch (ep->kind) {

@@ -58,6 +58,15 @@ typedef struct sl_endpoint {
 int sl_endpoint_parse(const char *s, sl_endpoint *out, char *err,
 		      size_t errlen);
 
+/*
+ * Whether a listener of ep's kind can exist on this platform at all: 0, or
+ * -EINVAL with why in err.  Only systemd: is refused (on Windows), so that
+ * a config that cannot run here fails to load; a pipe: listener on POSIX
+ * stays a config that loads (a Windows config checked elsewhere) and fails
+ * to open.
+ */
+int sl_endpoint_listenable(const sl_endpoint *ep, char *err, size_t errlen);
+
 /* Canonical text form (as the parser accepts it).  Returns snprintf's. */
 int sl_endpoint_format(const sl_endpoint *ep, char *buf, size_t len);
 
