@@ -143,21 +143,30 @@ static const struct bad bads[] = {
 	{"assuan:", "empty path (expected assuan:PATH"},
 };
 
+/* Each of bad[] is refused with its message. */
+static void check_bads(const struct bad *bad, size_t n)
+{
+	char err[256];
+	sl_endpoint ep;
+
+	for (size_t i = 0; i < n; i++) {
+		err[0] = '\0';
+		assert_int_equal(sl_endpoint_parse(bad[i].in, &ep, err,
+						   sizeof err),
+				 -EINVAL);
+		if (strstr(err, bad[i].msg) == NULL)
+			fail_msg("'%s': got \"%s\", want \"%s\"", bad[i].in,
+				 err, bad[i].msg);
+	}
+}
+
 static void test_bad(void **state)
 {
 	char err[256];
 	sl_endpoint ep;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
-		err[0] = '\0';
-		assert_int_equal(sl_endpoint_parse(bads[i].in, &ep, err,
-						   sizeof err),
-				 -EINVAL);
-		if (strstr(err, bads[i].msg) == NULL)
-			fail_msg("'%s': got \"%s\", want \"%s\"", bads[i].in,
-				 err, bads[i].msg);
-	}
+	check_bads(bads, sizeof bads / sizeof bads[0]);
 	/* NULL input, NULL or tiny error buffers are fine. */
 	assert_int_equal(sl_endpoint_parse(NULL, &ep, err, sizeof err),
 			 -EINVAL);
@@ -217,6 +226,33 @@ static void test_lengths(void **state)
 	assert_non_null(strstr(err, "pipe name too long"));
 }
 
+/* Each pair of same[] parses to equal endpoints that hash alike; each
+ * pair of differ[] to endpoints that differ. */
+static void check_pairs(const char *const (*same)[2], size_t nsame,
+			const char *const (*differ)[2], size_t ndiffer)
+{
+	sl_endpoint a, b;
+
+	for (size_t i = 0; i < nsame; i++) {
+		assert_int_equal(sl_endpoint_parse(same[i][0], &a, NULL, 0), 0);
+		assert_int_equal(sl_endpoint_parse(same[i][1], &b, NULL, 0), 0);
+		if (!sl_endpoint_equal(&a, &b) || !sl_endpoint_equal(&b, &a))
+			fail_msg("%s != %s", same[i][0], same[i][1]);
+		/* The config's uniqueness checks find duplicates by hash. */
+		if (sl_endpoint_hash(&a) != sl_endpoint_hash(&b))
+			fail_msg("%s and %s hash apart", same[i][0],
+				 same[i][1]);
+	}
+	for (size_t i = 0; i < ndiffer; i++) {
+		assert_int_equal(sl_endpoint_parse(differ[i][0], &a, NULL, 0),
+				 0);
+		assert_int_equal(sl_endpoint_parse(differ[i][1], &b, NULL, 0),
+				 0);
+		if (sl_endpoint_equal(&a, &b))
+			fail_msg("%s == %s", differ[i][0], differ[i][1]);
+	}
+}
+
 static void test_equal(void **state)
 {
 	static const char *const same[][2] = {
@@ -240,27 +276,12 @@ static void test_equal(void **state)
 		{"assuan:/a", "unix:/a"},
 		{"assuan:/a", "assuan:/A"},
 	};
-	sl_endpoint a, b;
+	sl_endpoint a;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
-		assert_int_equal(sl_endpoint_parse(same[i][0], &a, NULL, 0), 0);
-		assert_int_equal(sl_endpoint_parse(same[i][1], &b, NULL, 0), 0);
-		if (!sl_endpoint_equal(&a, &b) || !sl_endpoint_equal(&b, &a))
-			fail_msg("%s != %s", same[i][0], same[i][1]);
-		/* The config's uniqueness checks find duplicates by hash. */
-		if (sl_endpoint_hash(&a) != sl_endpoint_hash(&b))
-			fail_msg("%s and %s hash apart", same[i][0],
-				 same[i][1]);
-	}
-	for (size_t i = 0; i < sizeof differ / sizeof differ[0]; i++) {
-		assert_int_equal(sl_endpoint_parse(differ[i][0], &a, NULL, 0),
-				 0);
-		assert_int_equal(sl_endpoint_parse(differ[i][1], &b, NULL, 0),
-				 0);
-		if (sl_endpoint_equal(&a, &b))
-			fail_msg("%s == %s", differ[i][0], differ[i][1]);
-	}
+	check_pairs(same, sizeof same / sizeof same[0], differ,
+		    sizeof differ / sizeof differ[0]);
+	assert_int_equal(sl_endpoint_parse("unix:/a", &a, NULL, 0), 0);
 	assert_false(sl_endpoint_equal(NULL, &a));
 }
 
@@ -303,7 +324,7 @@ static void test_systemd(void **state)
 		{"systemd:x", "unix:x"},
 	};
 	char err[256], buf[600], name[300];
-	sl_endpoint ep, again, b;
+	sl_endpoint ep, again;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof goods_sd / sizeof goods_sd[0]; i++) {
@@ -321,15 +342,7 @@ static void test_systemd(void **state)
 		assert_int_equal(sl_endpoint_parse(buf, &again, NULL, 0), 0);
 		assert_int_equal(memcmp(&ep, &again, sizeof ep), 0);
 	}
-	for (size_t i = 0; i < sizeof bads_sd / sizeof bads_sd[0]; i++) {
-		err[0] = '\0';
-		assert_int_equal(sl_endpoint_parse(bads_sd[i].in, &ep, err,
-						   sizeof err),
-				 -EINVAL);
-		if (strstr(err, bads_sd[i].msg) == NULL)
-			fail_msg("'%s': got \"%s\", want \"%s\"",
-				 bads_sd[i].in, err, bads_sd[i].msg);
-	}
+	check_bads(bads_sd, sizeof bads_sd / sizeof bads_sd[0]);
 	/* FileDescriptorName= takes 255 characters, and so do we. */
 	memset(name, 'n', 255);
 	name[255] = '\0';
@@ -353,20 +366,8 @@ static void test_systemd(void **state)
 #endif
 	assert_int_equal(sl_endpoint_parse("pipe://./pipe/x", &ep, NULL, 0), 0);
 	assert_int_equal(sl_endpoint_listenable(&ep, err, sizeof err), 0);
-	for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
-		assert_int_equal(sl_endpoint_parse(same[i][0], &ep, NULL, 0), 0);
-		assert_int_equal(sl_endpoint_parse(same[i][1], &b, NULL, 0), 0);
-		assert_true(sl_endpoint_equal(&ep, &b));
-		assert_true(sl_endpoint_hash(&ep) == sl_endpoint_hash(&b));
-	}
-	for (size_t i = 0; i < sizeof differ / sizeof differ[0]; i++) {
-		assert_int_equal(sl_endpoint_parse(differ[i][0], &ep, NULL, 0),
-				 0);
-		assert_int_equal(sl_endpoint_parse(differ[i][1], &b, NULL, 0),
-				 0);
-		if (sl_endpoint_equal(&ep, &b))
-			fail_msg("%s == %s", differ[i][0], differ[i][1]);
-	}
+	check_pairs(same, sizeof same / sizeof same[0], differ,
+		    sizeof differ / sizeof differ[0]);
 }
 
 static void test_strerror(void **state)
