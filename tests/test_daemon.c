@@ -1511,6 +1511,9 @@ int main(void)
 
 	st_init();
 	atexit(kill_started);
+	/* SL_TEST_FILTER=test_sd_* runs the matching tests only. */
+	if (getenv("SL_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("SL_TEST_FILTER"));
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	st_cleanup();
 	return rc;
