@@ -1383,13 +1383,70 @@ static const struct keyword send_proxy_words[] = {
 	{ NULL, 0 },
 };
 
-enum { UK_ADDRESS, UK_WEIGHT, UK_BACKUP, UK_SEND_PROXY, UK_TLS, UK_SOURCE };
+#define EXEC_ARGS_MAX 64
+#define EXEC_ARG_MAX 4096
+#define EXP_EXEC "a list of 1-64 strings: an absolute path or a name " \
+		 "found in PATH, then the arguments"
+#define EXP_EXEC_TIMEOUT "a duration 0-1h such as 5s, 0 = kill at once"
+
+/*
+ * exec: the command and its arguments, as a list (no shell splits a
+ * string).  argv[0] is an absolute path, or a bare name looked up in the
+ * PATH sluice started with (execvp's rule); a relative path with a
+ * directory in it would depend on the daemon's working directory, so it
+ * is refused.
+ */
+static int set_upstream_exec(struct ctx *c, const struct ynode *k,
+			     const struct ynode *v, void *obj)
+{
+	sl_upstream_conf *uc = obj;
+	const char *a0;
+	struct yquote q;
+
+	if (v->kind != YN_SEQ)
+		return fail(c, v, "exec is %s (expected %s)",
+			    v->kind == YN_SCALAR && v->null ? "empty"
+							     : ykind_name(v->kind),
+			    EXP_EXEC);
+	if (v->nkid == 0)
+		return fail(c, v, "exec: empty list (expected %s)", EXP_EXEC);
+	if (v->nkid > EXEC_ARGS_MAX)
+		return fail(c, v, "exec: %zu entries (expected at most %d)",
+			    v->nkid, EXEC_ARGS_MAX);
+	if ((uc->exec = calloc(v->nkid + 1, sizeof *uc->exec)) == NULL)
+		return fail_at(c, 0, 0, "out of memory");
+	for (size_t i = 0; i < v->nkid; i++) {
+		if (get_string(c, k, v->kid[i], EXEC_ARG_MAX,
+			       "1-4096 bytes without control characters",
+			       &uc->exec[i]) < 0)
+			return -1;
+		uc->nexec = i + 1;
+	}
+	a0 = uc->exec[0];
+	if (!path_absolute(a0) && strpbrk(a0, "/\\") != NULL)
+		return fail(c, v->kid[0], "exec: '%s' is a relative path "
+					  "(expected an absolute path, or a "
+					  "name found in PATH)",
+			    yquote(&q, a0));
+	return 0;
+}
+
+enum {
+	UK_ADDRESS,
+	UK_WEIGHT,
+	UK_BACKUP,
+	UK_SEND_PROXY,
+	UK_TLS,
+	UK_SOURCE,
+	UK_EXEC,
+	UK_EXEC_TIMEOUT,
+};
 
 static const struct key upstream_keys[] = {
 	[UK_ADDRESS] = { "address", K_ENDPOINT, UC(ep, sl_endpoint),
 			 .off_n = UC(address, char *),
 			 .off_mark = UC(mark, sl_conf_mark),
-			 .expect = EXP_ADDRESS, .flags = KF_REQUIRED },
+			 .expect = EXP_ADDRESS },
 	[UK_WEIGHT] = { "weight", K_UINT, UC(weight, unsigned), .min = 1,
 			.max = 256, .expect = EXP_WEIGHT },
 	[UK_BACKUP] = { "backup", K_BOOL, UC(backup, int),
@@ -1402,6 +1459,11 @@ static const struct key upstream_keys[] = {
 		     .expect = EXP_TLS_UPSTREAM },
 	[UK_SOURCE] = { "source", K_FUNC, 0, .set = set_upstream_source,
 			.expect = EXP_SOURCE },
+	[UK_EXEC] = { "exec", K_FUNC, 0, .set = set_upstream_exec,
+		      .expect = EXP_EXEC },
+	[UK_EXEC_TIMEOUT] = { "exec_timeout", K_DURATION,
+			      UC(exec_timeout_ms, uint64_t), .max = 3600000,
+			      .expect = EXP_EXEC_TIMEOUT },
 };
 
 /* systemd: names a socket systemd passed us to listen on: nothing to
@@ -1416,12 +1478,46 @@ static int upstream_connectable(struct ctx *c, const sl_upstream_conf *uc)
 		       uc->address);
 }
 
+/*
+ * An exec: upstream has no address, and nothing that needs one: no PROXY
+ * header (the command is no server that reads one), no TLS, no source.
+ */
+static int exec_check(struct ctx *c, const struct ynode *v,
+		      const struct ynode *const *seen)
+{
+	static const int not_exec[] = { UK_SEND_PROXY, UK_TLS, UK_SOURCE };
+
+	if (seen[UK_ADDRESS] != NULL && seen[UK_EXEC] != NULL)
+		return fail(c, seen[UK_EXEC],
+			    "exec and address in one upstream (expected one "
+			    "of them)");
+	if (seen[UK_ADDRESS] == NULL && seen[UK_EXEC] == NULL)
+		return fail(c, v, "missing required key 'address' in upstream "
+				  "(expected address: %s, or exec: %s)",
+			    EXP_ADDRESS, EXP_EXEC);
+	if (seen[UK_EXEC] == NULL) {
+		if (seen[UK_EXEC_TIMEOUT] != NULL)
+			return fail(c, seen[UK_EXEC_TIMEOUT],
+				    "exec_timeout is only for an exec: "
+				    "upstream");
+		return 0;
+	}
+	for (size_t i = 0; i < NKEYS(not_exec); i++)
+		if (seen[not_exec[i]] != NULL)
+			return fail(c, seen[not_exec[i]],
+				    "%s is not for an exec: upstream "
+				    "(expected it only with an address)",
+				    upstream_keys[not_exec[i]].name);
+	return 0;
+}
+
 static int upstream_one(struct ctx *c, const struct ynode *k,
 			const struct ynode *v, sl_upstream_conf *uc)
 {
 	const struct ynode *seen[NKEYS(upstream_keys)];
 
 	uc->weight = 1;
+	uc->exec_timeout_ms = 5000;
 	if (v->kind == YN_SCALAR)
 		return get_endpoint(c, k, v, EXP_UPSTREAMS, &uc->ep,
 				    &uc->address, &uc->mark) < 0 ||
@@ -1431,8 +1527,11 @@ static int upstream_one(struct ctx *c, const struct ynode *k,
 				  "upstream mapping)",
 			    k->text, ykind_name(v->kind));
 	if (walk_map(c, v, "in upstream", upstream_keys, NKEYS(upstream_keys),
-		     uc, seen) < 0 || upstream_connectable(c, uc) < 0)
+		     uc, seen) < 0 || upstream_connectable(c, uc) < 0 ||
+	    exec_check(c, v, seen) < 0)
 		return -1;
+	if (uc->exec != NULL)
+		return 0;
 	/* A TCP upstream's host is the name its certificate is verified
 	 * against; a socket file or a pipe has no such name to offer. */
 	if (uc->tls.on && uc->tls.verify && uc->tls.server_name == NULL &&
@@ -2581,6 +2680,8 @@ void sl_config_free(sl_config *cfg)
 		free(rc->listen);
 		for (size_t j = 0; j < rc->nupstreams; j++) {
 			free(rc->upstreams[j].address);
+			strings_free(rc->upstreams[j].exec,
+				     rc->upstreams[j].nexec);
 			tls_upstream_free(&rc->upstreams[j].tls);
 		}
 		free(rc->upstreams);

@@ -102,8 +102,14 @@ typedef struct sl_source_conf {
 } sl_source_conf;
 
 typedef struct sl_upstream_conf {
-	sl_endpoint ep;
-	char *address;  /* as written */
+	sl_endpoint ep;  /* kind 0 for an exec: upstream */
+	char *address;  /* as written; NULL for an exec: upstream */
+	/* exec: the command run for each session (no shell): argv[0] an
+	 * absolute path or a name looked up in PATH, then its arguments;
+	 * NULL for an upstream with an address. */
+	char **exec;
+	size_t nexec;
+	uint64_t exec_timeout_ms; /* after the session: then killed; 5000 */
 	unsigned weight; /* 1-256; default 1 */
 	int backup;      /* used only while every primary is down */
 	int send_proxy;  /* PROXY protocol version to send: 0 (none), 1, 2 */

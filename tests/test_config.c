@@ -1843,6 +1843,102 @@ static void test_env_cap(void **state)
 	free(text);
 }
 
+/* ---- exec: upstreams (issue 20) --------------------------------------------- */
+
+static void test_exec_keys(void **state)
+{
+	char big[4200], y[4400];
+	const sl_upstream_conf *uc;
+	sl_config *cfg;
+
+	(void)state;
+	/* The command as a list, the default exec_timeout, no address; a
+	 * name to look up in PATH; 0 and 1h; beside an address upstream. */
+	cfg = load_route("", "[{exec: [/usr/bin/ssh, -W, \"db:5432\", "
+			     "bastion]}, {exec: [cat], exec_timeout: 0}, "
+			     "{exec: [/bin/cat], exec_timeout: 1h, weight: 2, "
+			     "backup: true}, tcp://127.0.0.1:2]");
+	uc = cfg->routes[0].upstreams;
+	assert_int_equal(cfg->routes[0].nupstreams, 4);
+	assert_int_equal(uc[0].nexec, 4);
+	assert_string_equal(uc[0].exec[0], "/usr/bin/ssh");
+	assert_string_equal(uc[0].exec[2], "db:5432");
+	assert_string_equal(uc[0].exec[3], "bastion");
+	assert_null(uc[0].exec[4]); /* NULL-ended, as execv takes it */
+	assert_null(uc[0].address);
+	assert_int_equal(uc[0].ep.kind, 0);
+	assert_int_equal(uc[0].exec_timeout_ms, 5000);
+	assert_string_equal(uc[1].exec[0], "cat");
+	assert_int_equal(uc[1].exec_timeout_ms, 0);
+	assert_int_equal(uc[2].exec_timeout_ms, 3600000);
+	assert_int_equal(uc[2].weight, 2);
+	assert_int_equal(uc[2].backup, 1);
+	assert_null(uc[3].exec);
+	sl_config_free(cfg);
+
+	/* Windows' forms of an absolute path; 64 arguments of 4096 bytes. */
+	cfg = load_route("", "[{exec: ['C:\\bin\\relay.exe']}, "
+			     "{exec: ['\\\\srv\\share\\x.exe', a]}]");
+	assert_string_equal(cfg->routes[0].upstreams[0].exec[0],
+			    "C:\\bin\\relay.exe");
+	sl_config_free(cfg);
+	memset(big, 'a', 4096);
+	big[4096] = '\0';
+	{
+		char err[512];
+		int n = snprintf(y, sizeof y,
+				 "routes:\n  - name: r\n    listen: "
+				 "tcp://127.0.0.1:1\n    upstreams: "
+				 "{exec: [/bin/echo, %s]}\n",
+				 big);
+
+		assert_int_equal(sl_config_load_string(y, (size_t)n, "k", &cfg,
+						       err, sizeof err),
+				 0);
+	}
+	assert_int_equal(strlen(cfg->routes[0].upstreams[0].exec[1]), 4096);
+	sl_config_free(cfg);
+
+	/* Each error at its line:col. */
+	route_fails("", "{exec: []}",
+		    "4:23: exec: empty list (expected a list of 1-64 strings: "
+		    "an absolute path or a name found in PATH, then the "
+		    "arguments)");
+	route_fails("", "{exec: /bin/cat}",
+		    "4:23: exec is a scalar (expected a list of 1-64 "
+		    "strings: an absolute path or a name found in PATH, then "
+		    "the arguments)");
+	route_fails("", "{exec: [bin/cat]}",
+		    "4:24: exec: 'bin/cat' is a relative path (expected an "
+		    "absolute path, or a name found in PATH)");
+	route_fails("", "{exec: [/bin/cat, '']}",
+		    "4:34: exec: '' has a bad length (expected 1-4096 bytes "
+		    "without control characters)");
+	route_fails("", "{exec: [/bin/cat], address: tcp://127.0.0.1:2}",
+		    "4:17: exec and address in one upstream (expected one of "
+		    "them)");
+	route_fails("", "{address: tcp://127.0.0.1:2, exec_timeout: 1s}",
+		    "4:45: exec_timeout is only for an exec: upstream");
+	route_fails("", "{exec: [/bin/cat], exec_timeout: 2h}",
+		    "4:49: exec_timeout: '2h' is out of range (expected a "
+		    "duration 0-1h such as 5s, 0 = kill at once)");
+	route_fails("", "{exec: [/bin/cat], send_proxy: v2}",
+		    "4:35: send_proxy is not for an exec: upstream (expected "
+		    "it only with an address)");
+	route_fails("", "{exec: [/bin/cat], tls: {}}",
+		    "4:35: tls is not for an exec: upstream (expected it "
+		    "only with an address)");
+	route_fails("", "{exec: [/bin/cat], source: 127.0.0.2}",
+		    "4:35: source is not for an exec: upstream (expected it "
+		    "only with an address)");
+	memset(big, 0, sizeof big);
+	strcpy(y, "{exec: [/bin/echo");
+	for (int i = 0; i < 64; i++)
+		strcat(y, ", x");
+	strcat(y, "]}");
+	route_fails("", y, "4:23: exec: 65 entries (expected at most 64)");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1865,6 +1961,7 @@ int main(void)
 		cmocka_unit_test(test_bad_fixtures),
 		cmocka_unit_test(test_keepalive_keys),
 		cmocka_unit_test(test_source_keys),
+		cmocka_unit_test(test_exec_keys),
 #ifdef SL_HAVE_TLS
 		cmocka_unit_test(test_tls_fields),
 		cmocka_unit_test(test_tls_good_fixtures),
