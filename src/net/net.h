@@ -297,6 +297,61 @@ int sl_stream_local_name(const sl_stream *s, char *buf, size_t len);
 int sl_stream_peer_addr(const sl_stream *s, sl_ipaddr *out);
 int sl_stream_local_addr(const sl_stream *s, sl_ipaddr *out);
 
+/* ---- child processes (exec: upstreams) --------------------------------- */
+
+/*
+ * A command run for one session, its standard input and output a stream
+ * of the caller's, its standard error read line by line into the log.
+ * POSIX: one socketpair (the child's fd 0 and 1) and a pipe (fd 2); the
+ * child has no other descriptor, the default signal mask and
+ * dispositions, and a process group of its own, so a kill reaches what
+ * it started.  Windows: overlapped pipes of unique names and a job
+ * object.  A stream shutdown gives the child's stdin its EOF, and the
+ * child may still answer.
+ */
+typedef struct sl_exec sl_exec;
+
+/* The child ended (reaped).  status: its exit code (>= 0), or minus the
+ * signal that killed it.  Not called after sl_exec_release(). */
+typedef void (*sl_exec_exit_cb)(sl_exec *x, int status);
+
+typedef struct sl_exec_opts {
+	/* argv[0] an absolute path, or a name looked up in PATH; NULL-ended.
+	 * No shell is involved. */
+	char *const *argv;
+	/* What its log lines begin with ("route NAME"): each stderr line
+	 * (escaped, at most SL_EXEC_LINE_MAX bytes of it) and its end. */
+	const char *log_name;
+	sl_exec_exit_cb exit_cb;
+	void *data;
+} sl_exec_opts;
+
+#define SL_EXEC_LINE_MAX 1024
+
+/*
+ * Start the command on loop (the calling thread's).  On 0, *out is the
+ * child and *stream a connected stream to its stdin and stdout (closed
+ * by the caller as any stream).  -errno (-ENOENT: no such command) with
+ * nothing started.
+ */
+int sl_exec_spawn(sl_loop *loop, const sl_exec_opts *o, sl_exec **out,
+		  sl_stream **stream);
+
+void *sl_exec_get_data(const sl_exec *x);
+long sl_exec_pid(const sl_exec *x);
+
+/*
+ * The caller is done with x (no callback from now on): a child still
+ * running timeout_ms later (0: now) is killed (POSIX: SIGTERM to its
+ * group, SIGKILL a second later; Windows: TerminateJobObject) and reaped,
+ * and x frees itself.  sl_net_shutdown() kills and reaps every child
+ * left.
+ */
+void sl_exec_release(sl_exec *x, uint64_t timeout_ms);
+
+/* "exited 3", "killed by signal 9" for an exit_cb status. */
+void sl_exec_status_text(int status, char *buf, size_t len);
+
 /* ---- listeners ---------------------------------------------------------- */
 
 typedef struct sl_listen_opts {

@@ -85,6 +85,10 @@ int sl_stream_open_accepted(sl_loop *loop, int fd, enum sl_ep_kind kind,
 			    sl_stream **out);
 void sl_listen_tune(int fd, enum sl_ep_kind kind);
 
+/* Kill and reap every exec: child left (exec_posix.c), for
+ * sl_net_shutdown() once no loop runs. */
+void sl_exec_shutdown(void);
+
 /*
  * Fill *sa_un and *len for a Unix endpoint ("@name": Linux abstract).
  * SL_EUNSUPP for an abstract name on other systems, -ENAMETOOLONG.
