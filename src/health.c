@@ -297,6 +297,10 @@ int health_start(sl_loop *control, sl_wg *closing, const sl_config *cfg,
 		for (size_t j = 0; j < routes[i]->nups; j++) {
 			struct check *c = &h->checks[k];
 
+			/* A command started to check it would be a session
+			 * of its own: an exec: upstream has no checks. */
+			if (routes[i]->ups[j].argv != NULL)
+				continue;
 			if (h->hc[i].expect != NULL &&
 			    (c->got = malloc(h->hc[i].expect_len)) == NULL) {
 				health_free(h);

@@ -225,6 +225,26 @@ static int route_tls(struct route *r, const struct route *old,
 #endif
 }
 
+static void argv_free(char **argv)
+{
+	for (size_t i = 0; argv != NULL && argv[i] != NULL; i++)
+		free(argv[i]);
+	free(argv);
+}
+
+/* An exec: upstream's command, NULL-ended, into u (its own copy: the
+ * config is freed before the route).  0 or -1. */
+static int argv_copy(struct upstream *u, const sl_upstream_conf *uc)
+{
+	if ((u->argv = calloc(uc->nexec + 1, sizeof *u->argv)) == NULL)
+		return -1;
+	for (size_t i = 0; i < uc->nexec; i++)
+		if ((u->argv[i] = strdup(uc->exec[i])) == NULL)
+			return -1;
+	u->exec_timeout_ms = uc->exec_timeout_ms;
+	return 0;
+}
+
 void route_unref(struct route *r)
 {
 	if (r == NULL)
@@ -234,6 +254,7 @@ void route_unref(struct route *r)
 	for (size_t i = 0; r->ups != NULL && i < r->nups; i++) {
 		ustate_unref(r->ups[i].st);
 		tls_unref(r->ups[i].tls);
+		argv_free(r->ups[i].argv);
 	}
 	free(r->ups);
 	free(r->sched[0]);
@@ -301,7 +322,14 @@ struct route *route_new(const sl_config *cfg, const sl_route_conf *rc,
 		struct upstream *u = &r->ups[i];
 		char text[SL_EP_HOST_MAX + SL_EP_PATH_MAX + 16];
 
-		sl_endpoint_format(&uc->ep, text, sizeof text);
+		/* An exec: upstream is named by its command alone. */
+		if (uc->exec != NULL)
+			snprintf(text, sizeof text, "exec:%s", uc->exec[0]);
+		else
+			sl_endpoint_format(&uc->ep, text, sizeof text);
+		r->nups = i + 1; /* what is set of it is freed on failure */
+		if (uc->exec != NULL && argv_copy(u, uc) < 0)
+			goto fail;
 		u->ep = uc->ep;
 		u->weight = uc->weight ? uc->weight : 1;
 		u->backup = uc->backup;

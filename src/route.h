@@ -127,6 +127,11 @@ struct upstream {
 	int send_proxy; /* 0, 1, 2 */
 	struct sl_tls_ctx *tls; /* NULL: cleartext */
 	sl_connect_opts copts; /* its source; sessions and checks use it */
+	/* exec: the command a session starts instead of connecting
+	 * (NULL-ended; NULL: an address), and how long it may outlive its
+	 * session.  Not health-checked. */
+	char **argv;
+	uint64_t exec_timeout_ms;
 	uint64_t hash;  /* of the name: source-hash's identity */
 	struct upstream_state *st;
 };

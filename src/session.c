@@ -76,6 +76,7 @@ struct session {
 	struct route_listen *rl;
 	sl_stream *client;
 	sl_stream *upstream; /* NULL until a connect is under way */
+	sl_exec *exec;       /* an exec: upstream's command, till the end */
 	struct dir d[2];
 	sl_timer timer;
 	uint64_t start_ms;
@@ -103,6 +104,7 @@ struct session {
 	unsigned per_client : 1; /* counted in the route's client table */
 	unsigned queued : 1;    /* counted in the route's queue */
 	unsigned quiet : 1;     /* no access-log line (denied: rate-limited) */
+	unsigned exec_exited : 1; /* the exec: command has ended */
 	int pending_closes;
 	int tls_shuts; /* TLS shutdowns asked for, not done */
 	const char *reason;
@@ -359,6 +361,13 @@ static void session_close(struct session *s, const char *reason, int err,
 		if (s->upstream != NULL)
 			sl_tls_close(s->upstream, on_stream_closed);
 	}
+	/* Its stdin has its EOF now; a command still running after its
+	 * exec_timeout is killed, and reaped whatever happens. */
+	if (s->exec != NULL) {
+		sl_exec_release(s->exec,
+				s->route->ups[s->up_index].exec_timeout_ms);
+		s->exec = NULL;
+	}
 }
 
 static void close_on_error(struct session *s, sl_stream *where, int err)
@@ -543,14 +552,17 @@ static void on_shutdown(sl_stream *st, int status)
 		close_on_error(s, st, status);
 		return;
 	}
-	if (sl_tls_on(st) && --s->tls_shuts == 0 && s->d[C2U].shut &&
-	    s->d[U2C].shut)
+	if (sl_tls_on(st) && --s->tls_shuts == 0 &&
+	    (s->d[C2U].shut || s->exec_exited) && s->d[U2C].shut)
 		session_close(s, "done", 0, 0);
 }
 
 static void dir_shutdown(struct session *s, struct dir *d)
 {
 	struct dir *o = d == &s->d[C2U] ? &s->d[U2C] : &s->d[C2U];
+	/* An exec: command that has ended and whose output is all out ends
+	 * the session, whatever the client still sends. */
+	int end = o->shut || (d == &s->d[U2C] && s->exec_exited);
 
 	/*
 	 * The other way has ended (every byte written, its shutdown asked
@@ -564,7 +576,7 @@ static void dir_shutdown(struct session *s, struct dir *d)
 
 	/* A TLS end owes its peer a close_notify first, made by a
 	 * shutdown: the session ends once those are out (on_shutdown). */
-	if (o->shut && !sl_tls_on(dst) && s->tls_shuts == 0) {
+	if (end && !sl_tls_on(dst) && s->tls_shuts == 0) {
 		session_close(s, "done", 0, 0);
 		return;
 	}
@@ -576,7 +588,7 @@ static void dir_shutdown(struct session *s, struct dir *d)
 	}
 	d->shut = 1;
 	s->tls_shuts += sl_tls_on(dst) != 0;
-	if (o->shut)
+	if (end)
 		return;
 	/* Half closed from here: its own deadline may be the nearest. */
 	if (s->half_ms == 0) {
@@ -1038,7 +1050,8 @@ static void connect_failed(struct session *s, int err)
 	/* Only the upstream's own failures count against its health, not
 	 * this process running out of descriptors or memory. */
 	if (err != -EMFILE && err != -ENFILE && err != -ENOBUFS &&
-	    err != -ENOMEM && err != -ECANCELED)
+	    err != -ENOMEM && err != -ECANCELED &&
+	    !(u->argv != NULL && r->checks))
 		balance_connect_failed(r, u, sl_strerror(err), now);
 	atomic_fetch_sub(&u->st->active, 1);
 	s->up_held = 0;
@@ -1066,6 +1079,45 @@ static void on_connect(sl_stream *st, int status)
 	session_connected(s);
 }
 
+/*
+ * An exec: command ended (its status is logged by net/).  Its output
+ * reaches the client first: the session ends once the upstream's end is
+ * passed on (dir_shutdown), or now if it was.
+ */
+static void on_exec_exit(sl_exec *x, int status)
+{
+	struct session *s = sl_exec_get_data(x);
+
+	(void)status;
+	s->exec_exited = 1;
+	if (s->phase == PH_RELAY && s->d[U2C].shut && s->tls_shuts == 0)
+		session_close(s, "done", 0, 0);
+}
+
+/* An exec: upstream: its command started is the connect. */
+static int exec_start(struct session *s, struct upstream *u)
+{
+	char name[96];
+	sl_exec_opts o = {
+		.argv = u->argv,
+		.log_name = name,
+		.exit_cb = on_exec_exit,
+		.data = s,
+	};
+	sl_stream *up;
+	int err;
+
+	snprintf(name, sizeof name, "route %s", s->route->name);
+	if ((err = sl_exec_spawn(s->lc->loop, &o, &s->exec, &up)) < 0)
+		return err;
+	sl_debug("route %s: exec:%s started (pid %ld)", s->route->name,
+		 u->argv[0], sl_exec_pid(s->exec));
+	sl_stream_set_data(up, s);
+	s->upstream = up;
+	session_connected(s);
+	return 0;
+}
+
 static void connect_to(struct session *s, int i)
 {
 	struct route *r = s->route;
@@ -1080,6 +1132,12 @@ static void connect_to(struct session *s, int i)
 		s->tried[s->ntried++] = (uint16_t)i;
 	atomic_fetch_add(&u->st->active, 1);
 	s->up_held = 1;
+	if (u->argv != NULL) {
+		if ((err = exec_start(s, u)) == 0)
+			return;
+		connect_failed(s, err);
+		return;
+	}
 	err = sl_stream_connect_opts(s->lc->loop, &u->ep, r->connect_timeout_ms,
 				     &u->copts, on_connect, s, &up);
 	if (err == 0) {
