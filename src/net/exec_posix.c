@@ -358,6 +358,24 @@ static int pidfd_for(pid_t pid)
 	return -1;
 }
 
+/*
+ * What sluice opens is close-on-exec, but what it inherited may not be
+ * (a descriptor its parent leaked): where the C library can, every
+ * descriptor above 2 is closed in the child (glibc 2.34 and later,
+ * FreeBSD 13: close_range(2) underneath).  Elsewhere such a descriptor
+ * would reach the command.
+ */
+static int close_rest(posix_spawn_file_actions_t *fa)
+{
+#if defined(HAVE_POSIX_SPAWN_FILE_ACTIONS_ADDCLOSEFROM_NP) && \
+	HAVE_POSIX_SPAWN_FILE_ACTIONS_ADDCLOSEFROM_NP
+	return posix_spawn_file_actions_addclosefrom_np(fa, 3);
+#else
+	(void)fa;
+	return 0;
+#endif
+}
+
 /* posix_spawnp with the child's stdio on io (0, 1) and err (2). */
 static int spawn(char *const *argv, int io, int err, pid_t *pid)
 {
@@ -379,6 +397,7 @@ static int spawn(char *const *argv, int io, int err, pid_t *pid)
 	if ((r = posix_spawn_file_actions_adddup2(&fa, io, 0)) == 0 &&
 	    (r = posix_spawn_file_actions_adddup2(&fa, io, 1)) == 0 &&
 	    (r = posix_spawn_file_actions_adddup2(&fa, err, 2)) == 0 &&
+	    (r = close_rest(&fa)) == 0 &&
 	    (r = posix_spawnattr_setsigmask(&at, &none)) == 0 &&
 	    (r = posix_spawnattr_setsigdefault(&at, &all_sigs)) == 0 &&
 	    (r = posix_spawnattr_setpgroup(&at, 0)) == 0 &&
