@@ -3749,6 +3749,400 @@ static void test_assuan_upstream(void **state)
 	free(file);
 }
 
+
+/* ---- exec: upstreams (issue 20.1) ------------------------------------------- */
+
+/* Linux: the daemon's children and descriptors are read in /proc. */
+#ifdef __linux__
+
+/* A daemon whose route "ex" on lport runs argv (YAML flow items) for
+ * each session, with exec_timeout and the route keys in keys (each line
+ * indented as one); at debug level, where each start is logged with its
+ * pid. */
+static st_daemon *exec_daemon_keys(uint16_t lport, const char *argv,
+				   const char *timeout, const char *keys,
+				   const char *const *wrap)
+{
+	char *y = st_fmt("log_level: debug\n"
+			 "routes:\n"
+			 "  - name: ex\n"
+			 "    listen: tcp://127.0.0.1:%u\n"
+			 "    upstreams:\n"
+			 "      - exec: [%s]\n"
+			 "        exec_timeout: %s\n%s",
+			 (unsigned)lport, argv, timeout, keys);
+	st_daemon *d = wrap != NULL ? st_daemon_start_wrapped(y, wrap)
+				    : st_daemon_start(y);
+
+	free(y);
+	return d;
+}
+
+static st_daemon *exec_daemon(uint16_t lport, const char *argv,
+			      const char *timeout)
+{
+	return exec_daemon_keys(lport, argv, timeout, "", NULL);
+}
+
+/* The daemon's child processes, zombies included (Linux: the children
+ * files of its threads). */
+static unsigned exec_children(pid_t pid)
+{
+	char *dir = st_fmt("/proc/%ld/task", (long)pid);
+	DIR *td = opendir(dir);
+	struct dirent *e;
+	unsigned n = 0;
+
+	assert_non_null(td);
+	while ((e = readdir(td)) != NULL) {
+		char *f, *text;
+
+		if (e->d_name[0] == '.')
+			continue;
+		f = st_fmt("%s/%s/children", dir, e->d_name);
+		if ((text = st_read_file(f)) != NULL) {
+			for (char *p = strtok(text, " \n"); p != NULL;
+			     p = strtok(NULL, " \n"))
+				n++;
+			free(text);
+		}
+		free(f);
+	}
+	closedir(td);
+	free(dir);
+	return n;
+}
+
+/* Wait up to ST_WAIT_MS for the daemon to have n children. */
+static void exec_wait_children(pid_t pid, unsigned n)
+{
+	uint64_t end = st_now_ms() + ST_WAIT_MS;
+	unsigned got;
+
+	while ((got = exec_children(pid)) != n && st_now_ms() < end)
+		st_sleep_ms(20);
+	assert_int_equal(got, n);
+}
+
+/* The descriptors the daemon holds. */
+static unsigned exec_fds(pid_t pid)
+{
+	char *dir = st_fmt("/proc/%ld/fd", (long)pid);
+	DIR *fd = opendir(dir);
+	unsigned n = 0;
+
+	assert_non_null(fd);
+	while (readdir(fd) != NULL)
+		n++;
+	closedir(fd);
+	free(dir);
+	return n - 2;
+}
+
+/* The pid of the exec: child the log names after "(pid ". */
+static long exec_pid_in_log(const st_daemon *d)
+{
+	char *log = st_daemon_log(d), *p = strstr(log, "started (pid ");
+	long pid = p != NULL ? strtol(p + 13, NULL, 10) : -1;
+
+	free(log);
+	assert_true(pid > 0);
+	return pid;
+}
+
+/* 64 MiB each way through cat, byte for byte; the session ends with the
+ * command, which is reaped. */
+static void test_exec_bytes(void **state)
+{
+	uint16_t lport = st_free_port();
+	st_daemon *d;
+	st_sock c;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	d = exec_daemon(lport, "/bin/cat", "5s");
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	assert_int_equal(st_exchange(c, 0x5eed, 0x5eed, 64u << 20,
+				     ST_STALL_MS),
+			 0);
+	st_close(c);
+	st_wait_log(d, "route ex: exec:/bin/cat (pid ", 1);
+	st_wait_log(d, ") exited 0", 1);
+	st_wait_log(d, "upstream=exec:/bin/cat bytes_in=67108864 "
+		       "bytes_out=67108864",
+		    1);
+	exec_wait_children(st_daemon_pid(d), 0);
+	st_daemon_stop(d);
+}
+
+/* stderr lines reach the log with the route and the pid, escaped; a
+ * line past the bound is cut, not kept. */
+static void test_exec_stderr(void **state)
+{
+	uint16_t lport = st_free_port();
+	char *script, *argv;
+	st_daemon *d;
+	long pid;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	script = st_write_tmp("errs.sh",
+			      "printf 'first line\\n' >&2\n"
+			      "printf 'bell\\007 and \\033[31mred\\r\\n' >&2\n"
+			      "head -c 300000 /dev/zero | tr '\\0' x >&2\n"
+			      "printf '\\nlast, no newline' >&2\n"
+			      "exec cat\n");
+	argv = st_fmt("/bin/sh, %s", script);
+	d = exec_daemon(lport, argv, "5s");
+	st_echo_once(lport, "through the script");
+	st_wait_log(d, ") exited 0", 1);
+	pid = exec_pid_in_log(d);
+	st_wait_logf(d, 1, "route ex: exec:/bin/sh (pid %ld): stderr: first "
+			   "line\n",
+		     pid);
+	st_wait_logf(d, 1, "(pid %ld): stderr: bell\\x07 and \\x1b[31mred\n",
+		     pid);
+	st_wait_logf(d, 1, "(pid %ld): stderr: last, no newline\n", pid);
+	/* 300000 bytes in one line: its first 1024, marked cut. */
+	{
+		char *want = malloc(1100), *log;
+
+		memset(want, 'x', 1024);
+		strcpy(want + 1024, " [cut]\n");
+		log = st_daemon_log(d);
+		assert_non_null(strstr(log, want));
+		assert_null(strstr(log, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+					"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+					"xxxxxxxxxx [cut]\nxxx"));
+		free(log);
+		free(want);
+	}
+	st_daemon_stop(d);
+	free(argv);
+	free(script);
+}
+
+/* The client's EOF is the command's stdin EOF; its answer still comes,
+ * then its exit ends the session. */
+static void test_exec_half_close(void **state)
+{
+	uint16_t lport = st_free_port();
+	char buf[64];
+	st_daemon *d;
+	st_sock c;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	d = exec_daemon(lport, "/bin/sh, -c, 'cat >/dev/null; echo done'",
+			"5s");
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	st_send_all(c, "ignored\n", 8);
+	assert_int_equal(st_recv_some(c, buf, sizeof buf, 200), -2);
+	st_shutdown_wr(c);
+	st_recv_all(c, buf, 5, ST_WAIT_MS);
+	assert_memory_equal(buf, "done\n", 5);
+	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
+	st_close(c);
+	st_wait_log(d, ") exited 0", 1);
+	st_wait_log(d, "upstream=exec:/bin/sh bytes_in=8 bytes_out=5", 1);
+	st_daemon_stop(d);
+}
+
+/* The command's exit ends the session though the client said nothing,
+ * after its last bytes; its status is logged; a command that cannot
+ * start is a failed connect. */
+static void test_exec_exit(void **state)
+{
+	uint16_t lport = st_free_port();
+	char buf[16];
+	st_daemon *d;
+	st_sock c;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	d = exec_daemon(lport, "/bin/sh, -c, 'echo bye; exit 3'", "5s");
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	st_recv_all(c, buf, 4, ST_WAIT_MS);
+	assert_memory_equal(buf, "bye\n", 4);
+	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
+	st_close(c);
+	st_wait_log(d, ") exited 3", 1);
+	st_wait_log(d, "bytes_out=4", 1);
+	st_daemon_stop(d);
+
+	d = exec_daemon(lport, "/bin/sh, -c, 'kill -9 $$'", "5s");
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
+	st_close(c);
+	st_wait_log(d, ") killed by signal 9", 1);
+	st_daemon_stop(d);
+
+	d = exec_daemon(lport, "/nonexistent/sluice-test-cmd", "5s");
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
+	st_close(c);
+	st_wait_log(d, "route ex: connect to exec:/nonexistent/sluice-test-cmd "
+		       "failed: No such file or directory",
+		    1);
+	st_wait_log(d, "reason=connect-failed", 1);
+	exec_wait_children(st_daemon_pid(d), 0);
+	st_daemon_stop(d);
+}
+
+/* What the child gets: fds 0-2 only, no signal blocked or ignored (the
+ * daemon ignores SIGPIPE), a process group of its own. */
+static void exec_check_child(long pid)
+{
+	char *path = st_fmt("/proc/%ld/status", pid), *text, *p;
+	unsigned nfd = 0;
+	DIR *dir;
+
+	text = st_read_file(path);
+	assert_non_null(text);
+	assert_non_null(p = strstr(text, "SigBlk:\t"));
+	assert_true(strncmp(p + 8, "0000000000000000\n", 17) == 0);
+	/* Signals 1-31 (bit n-1 for signal n); glibc's posix_spawn leaves
+	 * its own two (32, 33) ignored, which the next glibc sets again. */
+	assert_non_null(p = strstr(text, "SigIgn:\t"));
+	if ((strtoull(p + 8, NULL, 16) & 0x7fffffffu) != 0)
+		fail_msg("the command ignores signals: %.24s", p);
+	free(text);
+	free(path);
+	path = st_fmt("/proc/%ld/stat", pid);
+	text = st_read_file(path);
+	assert_non_null(p = strrchr(text, ')'));
+	{
+		long ppid, pgrp;
+
+		assert_int_equal(sscanf(p + 2, "%*c %ld %ld", &ppid, &pgrp), 2);
+		assert_int_equal(pgrp, pid);
+	}
+	free(text);
+	free(path);
+	path = st_fmt("/proc/%ld/fd", pid);
+	assert_non_null(dir = opendir(path));
+	while (readdir(dir) != NULL)
+		nfd++;
+	closedir(dir);
+	assert_int_equal(nfd - 2, 3);
+	free(path);
+}
+
+/*
+ * A command that ignores its stdin's EOF holds its session half closed
+ * (here until half_closed_timeout), and is killed exec_timeout after the
+ * session (SIGTERM to its group), one that ignores SIGTERM a second
+ * later (SIGKILL); each is reaped: no zombie is left.
+ */
+static void test_exec_timeout(void **state)
+{
+	uint16_t lport = st_free_port();
+	st_daemon *d;
+	static const char *const leak[] = {
+		"/bin/sh", "-c", "exec 7</dev/null; exec \"$@\"", "sh", NULL
+	};
+	st_sock c;
+	long pid;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	/* The daemon inherits fd 7 without close-on-exec, as from a
+	 * careless parent: the command must not get it. */
+	d = exec_daemon_keys(lport, "/bin/sleep, 60", "200ms",
+			     "    half_closed_timeout: 100ms\n", leak);
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	st_wait_log(d, "started (pid ", 1);
+	pid = exec_pid_in_log(d);
+	exec_check_child(pid);
+	assert_int_equal(exec_children(st_daemon_pid(d)), 1);
+	st_close(c);
+	st_wait_logf(d, 1, "(pid %ld) still running after its session", pid);
+	st_wait_logf(d, 1, "(pid %ld) killed by signal 15", pid);
+	exec_wait_children(st_daemon_pid(d), 0);
+	st_daemon_stop(d);
+
+	/* The trap passes SIG_IGN to sleep too: only SIGKILL ends them. */
+	d = exec_daemon_keys(lport,
+			     "/bin/sh, -c, 'trap \"\" TERM; sleep 60; :'", "0",
+			     "    half_closed_timeout: 100ms\n", NULL);
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	st_wait_log(d, "started (pid ", 1);
+	pid = exec_pid_in_log(d);
+	assert_int_equal(st_recv_some(c, &lport, 1, 100), -2);
+	st_close(c);
+	st_wait_logf(d, 1, "(pid %ld) killed by signal 9", pid);
+	exec_wait_children(st_daemon_pid(d), 0);
+	st_daemon_stop(d);
+
+	/* A daemon that stops kills and reaps what its sessions ran, still
+	 * within their exec_timeout. */
+	d = exec_daemon_keys(lport, "/bin/sleep, 60", "1h",
+			     "    half_closed_timeout: 100ms\n", NULL);
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	st_wait_log(d, "started (pid ", 1);
+	pid = exec_pid_in_log(d);
+	st_close(c);
+	st_wait_log(d, "session route=ex", 1);
+	st_daemon_stop(d);
+	assert_int_equal(kill((pid_t)pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+}
+
+/* 200 sessions at once, each its own cat: every byte back, and after
+ * them no process and no descriptor left. */
+static void test_exec_many(void **state)
+{
+	enum { N = 200 };
+	uint16_t lport = st_free_port();
+	static st_sock c[N];
+	unsigned fds0;
+	st_daemon *d;
+	pid_t dpid;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	d = exec_daemon(lport, "/bin/cat", "5s");
+	dpid = st_daemon_pid(d);
+	st_echo_once(lport, "warm");
+	st_wait_log(d, ") exited 0", 1);
+	exec_wait_children(dpid, 0);
+	fds0 = exec_fds(dpid);
+	for (int i = 0; i < N; i++) {
+		char msg[32];
+
+		c[i] = st_connect_tcp_retry(lport, ST_WAIT_MS);
+		snprintf(msg, sizeof msg, "session %03d", i);
+		st_send_all(c[i], msg, strlen(msg));
+	}
+	st_wait_log(d, "started (pid ", N + 1);
+	exec_wait_children(dpid, N);
+	for (int i = 0; i < N; i++) {
+		char msg[32], buf[32];
+
+		snprintf(msg, sizeof msg, "session %03d", i);
+		st_recv_all(c[i], buf, strlen(msg), ST_WAIT_MS);
+		assert_memory_equal(buf, msg, strlen(msg));
+		st_shutdown_wr(c[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(st_wait_closed(c[i], ST_WAIT_MS), 0);
+		st_close(c[i]);
+	}
+	st_wait_log(d, ") exited 0", N + 1);
+	st_wait_log(d, "reason=done", N + 1);
+	exec_wait_children(dpid, 0);
+	/* The last frees wait for the end of a loop round. */
+	{
+		uint64_t end = st_now_ms() + ST_WAIT_MS;
+
+		while (exec_fds(dpid) != fds0 && st_now_ms() < end)
+			st_sleep_ms(20);
+		assert_int_equal(exec_fds(dpid), fds0);
+	}
+	st_daemon_stop(d);
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3803,6 +4197,14 @@ int main(void)
 		ST_TEST(test_source_family),
 		ST_TEST(test_tcp_keepalive),
 		ST_TEST(test_assuan_upstream),
+#ifdef __linux__
+		ST_TEST(test_exec_bytes),
+		ST_TEST(test_exec_stderr),
+		ST_TEST(test_exec_half_close),
+		ST_TEST(test_exec_exit),
+		ST_TEST(test_exec_timeout),
+		ST_TEST(test_exec_many),
+#endif
 	};
 	int rc;
 
