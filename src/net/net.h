@@ -352,6 +352,16 @@ void sl_exec_release(sl_exec *x, uint64_t timeout_ms);
 /* "exited 3", "killed by signal 9" for an exit_cb status. */
 void sl_exec_status_text(int status, char *buf, size_t len);
 
+/*
+ * The Windows command line (UTF-8) that the C runtime and
+ * CommandLineToArgvW split back into argv (NULL-ended): arguments quoted
+ * where they must be, backslashes doubled before a quote.  The length,
+ * or -EINVAL (an empty program name, or one with a quote, which no
+ * command line can carry), or -ENAMETOOLONG when it does not fit in len
+ * bytes with its NUL (buf then holds what fit).  Any OS, any thread.
+ */
+int sl_win_cmdline(char *const *argv, char *buf, size_t len);
+
 /* ---- listeners ---------------------------------------------------------- */
 
 typedef struct sl_listen_opts {

@@ -1,0 +1,88 @@
+/*
+ * A Windows command line from an argv (sl_win_cmdline in net.h): the
+ * inverse of how the Microsoft C runtime and CommandLineToArgvW split one,
+ * so the program receives exactly the arguments of the config.  Pure
+ * code, built on every OS so the rules are tested everywhere; under wine
+ * the tests check it against CommandLineToArgvW itself.
+ *
+ * The rules (the C runtime's "Parsing C command-line arguments"):
+ * - an argument without a space, a tab, a newline, a vertical tab or a
+ *   quote, and not empty, is written as it is;
+ * - otherwise it is quoted; inside, n backslashes before a quote become
+ *   2n+1 backslashes and the quote, n backslashes at the end become 2n
+ *   (the closing quote follows), and other backslashes stay as they are;
+ * - the program name (argv[0]) is read by other rules: no escapes, a
+ *   quote only opens or closes.  It is quoted when it has a space or a
+ *   tab, and a quote in it cannot be written (no file name has one).
+ */
+#include "net.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Append c to buf at *n if it fits (one byte kept for the NUL). */
+static void put(char *buf, size_t len, size_t *n, char c)
+{
+	if (*n + 1 < len)
+		buf[*n] = c;
+	(*n)++;
+}
+
+static void put_run(char *buf, size_t len, size_t *n, char c, size_t k)
+{
+	while (k-- > 0)
+		put(buf, len, n, c);
+}
+
+static void put_arg(char *buf, size_t len, size_t *n, const char *a)
+{
+	size_t slashes = 0;
+
+	if (a[0] != '\0' && strpbrk(a, " \t\n\v\"") == NULL) {
+		while (*a != '\0')
+			put(buf, len, n, *a++);
+		return;
+	}
+	put(buf, len, n, '"');
+	for (; *a != '\0'; a++) {
+		if (*a == '\\') {
+			slashes++;
+			continue;
+		}
+		if (*a == '"') {
+			put_run(buf, len, n, '\\', 2 * slashes + 1);
+		} else {
+			put_run(buf, len, n, '\\', slashes);
+		}
+		slashes = 0;
+		put(buf, len, n, *a);
+	}
+	put_run(buf, len, n, '\\', 2 * slashes);
+	put(buf, len, n, '"');
+}
+
+int sl_win_cmdline(char *const *argv, char *buf, size_t len)
+{
+	size_t n = 0;
+	int quote;
+
+	if (argv[0] == NULL || argv[0][0] == '\0' ||
+	    strchr(argv[0], '"') != NULL)
+		return -EINVAL;
+	quote = strpbrk(argv[0], " \t") != NULL;
+	if (quote)
+		put(buf, len, &n, '"');
+	for (const char *p = argv[0]; *p != '\0'; p++)
+		put(buf, len, &n, *p);
+	if (quote)
+		put(buf, len, &n, '"');
+	for (size_t i = 1; argv[i] != NULL; i++) {
+		put(buf, len, &n, ' ');
+		put_arg(buf, len, &n, argv[i]);
+	}
+	if (len > 0)
+		buf[n < len ? n : len - 1] = '\0';
+	if (n >= len)
+		return -ENAMETOOLONG;
+	return (int)n;
+}
