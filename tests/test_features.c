@@ -3755,22 +3755,29 @@ static void test_assuan_upstream(void **state)
 /* Linux: the daemon's children and descriptors are read in /proc. */
 #ifdef __linux__
 
-/* A daemon whose route "ex" on lport runs argv (YAML flow items) for
- * each session, with exec_timeout and the route keys in keys (each line
- * indented as one); at debug level, where each start is logged with its
- * pid. */
+/* The config of route "ex" on lport, which runs argv (YAML flow items)
+ * for each session, with exec_timeout and the keys in keys (each line
+ * indented as a route key, or not at all for a top-level one); at debug
+ * level, where each start is logged with its pid. */
+static char *exec_yaml(uint16_t lport, const char *argv, const char *timeout,
+		       const char *keys)
+{
+	return st_fmt("log_level: debug\n"
+		      "routes:\n"
+		      "  - name: ex\n"
+		      "    listen: tcp://127.0.0.1:%u\n"
+		      "    upstreams:\n"
+		      "      - exec: [%s]\n"
+		      "        exec_timeout: %s\n%s",
+		      (unsigned)lport, argv, timeout, keys);
+}
+
+/* A daemon with that config, started by wrap (NULL: none). */
 static st_daemon *exec_daemon_keys(uint16_t lport, const char *argv,
 				   const char *timeout, const char *keys,
 				   const char *const *wrap)
 {
-	char *y = st_fmt("log_level: debug\n"
-			 "routes:\n"
-			 "  - name: ex\n"
-			 "    listen: tcp://127.0.0.1:%u\n"
-			 "    upstreams:\n"
-			 "      - exec: [%s]\n"
-			 "        exec_timeout: %s\n%s",
-			 (unsigned)lport, argv, timeout, keys);
+	char *y = exec_yaml(lport, argv, timeout, keys);
 	st_daemon *d = wrap != NULL ? st_daemon_start_wrapped(y, wrap)
 				    : st_daemon_start(y);
 
@@ -4088,6 +4095,48 @@ static void test_exec_timeout(void **state)
 	assert_int_equal(errno, ESRCH);
 }
 
+/* A reload leaves a running command to its session; a stopping daemon
+ * ends a session still open at its drain_timeout and kills and reaps
+ * its command. */
+static void test_exec_reload_stop(void **state)
+{
+	uint16_t lport = st_free_port();
+	char buf[8], *y;
+	st_daemon *d;
+	st_sock c;
+	long pid;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	d = exec_daemon(lport, "/bin/cat", "5s");
+	c = st_echo_open(lport, "before");
+	y = exec_yaml(lport, "/bin/cat", "1s", "");
+	st_daemon_write_config(d, y);
+	free(y);
+	st_daemon_signal(d, SIGHUP);
+	st_wait_log(d, "reloaded ", 1);
+	st_send_all(c, "after!", 6);
+	st_recv_all(c, buf, 6, ST_WAIT_MS);
+	assert_memory_equal(buf, "after!", 6);
+	st_echo_once(lport, "a new session");
+	st_shutdown_wr(c);
+	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
+	st_close(c);
+	st_wait_log(d, ") exited 0", 2);
+	exec_wait_children(st_daemon_pid(d), 0);
+	st_daemon_stop(d);
+
+	d = exec_daemon_keys(lport, "/bin/sleep, 60", "1h",
+			     "drain_timeout: 100ms\n", NULL);
+	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+	st_wait_log(d, "started (pid ", 1);
+	pid = exec_pid_in_log(d);
+	st_daemon_stop(d);
+	st_close(c);
+	assert_int_equal(kill((pid_t)pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+}
+
 /* 200 sessions at once, each its own cat: every byte back, and after
  * them no process and no descriptor left. */
 static void test_exec_many(void **state)
@@ -4203,6 +4252,7 @@ int main(void)
 		ST_TEST(test_exec_half_close),
 		ST_TEST(test_exec_exit),
 		ST_TEST(test_exec_timeout),
+		ST_TEST(test_exec_reload_stop),
 		ST_TEST(test_exec_many),
 #endif
 	};
