@@ -1925,9 +1925,11 @@ static void test_exec_keys(void **state)
 	route_fails("", "{exec: [/bin/cat], send_proxy: v2}",
 		    "4:35: send_proxy is not for an exec: upstream (expected "
 		    "it only with an address)");
+#ifdef SL_HAVE_TLS
 	route_fails("", "{exec: [/bin/cat], tls: {}}",
 		    "4:35: tls is not for an exec: upstream (expected it "
 		    "only with an address)");
+#endif
 	route_fails("", "{exec: [/bin/cat], source: 127.0.0.2}",
 		    "4:35: source is not for an exec: upstream (expected it "
 		    "only with an address)");

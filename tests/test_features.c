@@ -3857,6 +3857,29 @@ static long exec_pid_in_log(const st_daemon *d)
 	return pid;
 }
 
+/* A session to lport whose command has started: its pid in *pid. */
+static st_sock exec_open(const st_daemon *d, uint16_t lport, long *pid)
+{
+	st_sock c = st_connect_tcp_retry(lport, ST_WAIT_MS);
+
+	st_wait_log(d, "started (pid ", 1);
+	*pid = exec_pid_in_log(d);
+	return c;
+}
+
+/* want is all that is left to come on c, then its end; c is closed. */
+static void exec_read_end(st_sock c, const char *want)
+{
+	char buf[64];
+	size_t n = strlen(want);
+
+	assert_true(n <= sizeof buf);
+	st_recv_all(c, buf, n, ST_WAIT_MS);
+	assert_memory_equal(buf, want, n);
+	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
+	st_close(c);
+}
+
 /* 64 MiB each way through cat, byte for byte; the session ends with the
  * command, which is reaped. */
 static void test_exec_bytes(void **state)
@@ -3946,10 +3969,7 @@ static void test_exec_half_close(void **state)
 	st_send_all(c, "ignored\n", 8);
 	assert_int_equal(st_recv_some(c, buf, sizeof buf, 200), -2);
 	st_shutdown_wr(c);
-	st_recv_all(c, buf, 5, ST_WAIT_MS);
-	assert_memory_equal(buf, "done\n", 5);
-	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
-	st_close(c);
+	exec_read_end(c, "done\n");
 	st_wait_log(d, ") exited 0", 1);
 	st_wait_log(d, "upstream=exec:/bin/sh bytes_in=8 bytes_out=5", 1);
 	st_daemon_stop(d);
@@ -3961,33 +3981,23 @@ static void test_exec_half_close(void **state)
 static void test_exec_exit(void **state)
 {
 	uint16_t lport = st_free_port();
-	char buf[16];
 	st_daemon *d;
-	st_sock c;
 
 	(void)state;
 	ST_NATIVE_ONLY();
 	d = exec_daemon(lport, "/bin/sh, -c, 'echo bye; exit 3'", "5s");
-	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
-	st_recv_all(c, buf, 4, ST_WAIT_MS);
-	assert_memory_equal(buf, "bye\n", 4);
-	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
-	st_close(c);
+	exec_read_end(st_connect_tcp_retry(lport, ST_WAIT_MS), "bye\n");
 	st_wait_log(d, ") exited 3", 1);
 	st_wait_log(d, "bytes_out=4", 1);
 	st_daemon_stop(d);
 
 	d = exec_daemon(lport, "/bin/sh, -c, 'kill -9 $$'", "5s");
-	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
-	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
-	st_close(c);
+	exec_read_end(st_connect_tcp_retry(lport, ST_WAIT_MS), "");
 	st_wait_log(d, ") killed by signal 9", 1);
 	st_daemon_stop(d);
 
 	d = exec_daemon(lport, "/nonexistent/sluice-test-cmd", "5s");
-	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
-	assert_int_equal(st_wait_closed(c, ST_WAIT_MS), 0);
-	st_close(c);
+	exec_read_end(st_connect_tcp_retry(lport, ST_WAIT_MS), "");
 	st_wait_log(d, "route ex: connect to exec:/nonexistent/sluice-test-cmd "
 		       "failed: No such file or directory",
 		    1);
@@ -4039,7 +4049,8 @@ static void exec_check_child(long pid)
  * A command that ignores its stdin's EOF holds its session half closed
  * (here until half_closed_timeout), and is killed exec_timeout after the
  * session (SIGTERM to its group), one that ignores SIGTERM a second
- * later (SIGKILL); each is reaped: no zombie is left.
+ * later (SIGKILL); each is reaped: no zombie is left.  What the command
+ * gets: fds 0-2 only, even with a descriptor the daemon inherited.
  */
 static void test_exec_timeout(void **state)
 {
@@ -4057,9 +4068,7 @@ static void test_exec_timeout(void **state)
 	 * careless parent: the command must not get it. */
 	d = exec_daemon_keys(lport, "/bin/sleep, 60", "200ms",
 			     "    half_closed_timeout: 100ms\n", leak);
-	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
-	st_wait_log(d, "started (pid ", 1);
-	pid = exec_pid_in_log(d);
+	c = exec_open(d, lport, &pid);
 	exec_check_child(pid);
 	assert_int_equal(exec_children(st_daemon_pid(d)), 1);
 	st_close(c);
@@ -4072,39 +4081,46 @@ static void test_exec_timeout(void **state)
 	d = exec_daemon_keys(lport,
 			     "/bin/sh, -c, 'trap \"\" TERM; sleep 60; :'", "0",
 			     "    half_closed_timeout: 100ms\n", NULL);
-	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
-	st_wait_log(d, "started (pid ", 1);
-	pid = exec_pid_in_log(d);
+	c = exec_open(d, lport, &pid);
 	assert_int_equal(st_recv_some(c, &lport, 1, 100), -2);
 	st_close(c);
 	st_wait_logf(d, 1, "(pid %ld) killed by signal 9", pid);
 	exec_wait_children(st_daemon_pid(d), 0);
 	st_daemon_stop(d);
+}
 
-	/* A daemon that stops kills and reaps what its sessions ran, still
-	 * within their exec_timeout. */
-	d = exec_daemon_keys(lport, "/bin/sleep, 60", "1h",
-			     "    half_closed_timeout: 100ms\n", NULL);
-	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
-	st_wait_log(d, "started (pid ", 1);
-	pid = exec_pid_in_log(d);
-	st_close(c);
-	st_wait_log(d, "session route=ex", 1);
+/*
+ * A daemon with the keys, whose command sleeps, stopped: the command is
+ * killed and reaped.  ended: the session has ended first (the command
+ * within its exec_timeout); else it is still open as the daemon stops.
+ */
+static void exec_stop_kills(uint16_t lport, const char *keys, int ended)
+{
+	st_daemon *d = exec_daemon_keys(lport, "/bin/sleep, 60", "1h", keys,
+					NULL);
+	long pid;
+	st_sock c = exec_open(d, lport, &pid);
+
+	if (ended) {
+		st_close(c);
+		st_wait_log(d, "session route=ex", 1);
+	}
 	st_daemon_stop(d);
+	if (!ended)
+		st_close(c);
 	assert_int_equal(kill((pid_t)pid, 0), -1);
 	assert_int_equal(errno, ESRCH);
 }
 
 /* A reload leaves a running command to its session; a stopping daemon
- * ends a session still open at its drain_timeout and kills and reaps
- * its command. */
+ * kills and reaps the commands of sessions ended and still open (ended
+ * at its drain_timeout). */
 static void test_exec_reload_stop(void **state)
 {
 	uint16_t lport = st_free_port();
 	char buf[8], *y;
 	st_daemon *d;
 	st_sock c;
-	long pid;
 
 	(void)state;
 	ST_NATIVE_ONLY();
@@ -4126,15 +4142,8 @@ static void test_exec_reload_stop(void **state)
 	exec_wait_children(st_daemon_pid(d), 0);
 	st_daemon_stop(d);
 
-	d = exec_daemon_keys(lport, "/bin/sleep, 60", "1h",
-			     "drain_timeout: 100ms\n", NULL);
-	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
-	st_wait_log(d, "started (pid ", 1);
-	pid = exec_pid_in_log(d);
-	st_daemon_stop(d);
-	st_close(c);
-	assert_int_equal(kill((pid_t)pid, 0), -1);
-	assert_int_equal(errno, ESRCH);
+	exec_stop_kills(lport, "    half_closed_timeout: 100ms\n", 1);
+	exec_stop_kills(lport, "drain_timeout: 100ms\n", 0);
 }
 
 /* 200 sessions at once, each its own cat: every byte back, and after

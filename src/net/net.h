@@ -305,9 +305,8 @@ int sl_stream_local_addr(const sl_stream *s, sl_ipaddr *out);
  * POSIX: one socketpair (the child's fd 0 and 1) and a pipe (fd 2); the
  * child has no other descriptor, the default signal mask and
  * dispositions, and a process group of its own, so a kill reaches what
- * it started.  Windows: overlapped pipes of unique names and a job
- * object.  A stream shutdown gives the child's stdin its EOF, and the
- * child may still answer.
+ * it started.  A stream shutdown gives the child's stdin its EOF, and
+ * the child may still answer.  Windows: not written yet (SL_EUNSUPP).
  */
 typedef struct sl_exec sl_exec;
 
@@ -342,9 +341,8 @@ long sl_exec_pid(const sl_exec *x);
 
 /*
  * The caller is done with x (no callback from now on): a child still
- * running timeout_ms later (0: now) is killed (POSIX: SIGTERM to its
- * group, SIGKILL a second later; Windows: TerminateJobObject) and reaped,
- * and x frees itself.  sl_net_shutdown() kills and reaps every child
+ * running timeout_ms later (0: now) is killed (SIGTERM to its group,
+ * SIGKILL a second later) and reaped, and x frees itself.  sl_net_shutdown() kills and reaps every child
  * left.
  */
 void sl_exec_release(sl_exec *x, uint64_t timeout_ms);
