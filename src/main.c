@@ -22,6 +22,7 @@
 #include "path.h"
 #include "proc/proc.h"
 #include "proxy.h"
+#include "relay.h"
 #include "tls.h"
 
 /*
@@ -81,7 +82,9 @@ static void usage(FILE *f)
 		"              [-c file] [--name name]   (Windows)\n"
 		"       sluice service install [-c file] [--name name]\n"
 		"              [--account LocalService|NetworkService|NAME "
-		"[--password pw]]\n",
+		"[--password pw]]\n"
+		"       sluice relay [--wait[=SECONDS]] ENDPOINT\n"
+		"              standard input and output to one endpoint\n",
 		sl_path_default_conf());
 }
 
@@ -663,6 +666,8 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 2 && strcmp(argv[1], "service") == 0)
 		return service_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "relay") == 0)
+		return sl_relay_main(argc - 1, argv + 1);
 
 	memset(&ds, 0, sizeof ds);
 	ds.conf_path = sl_path_default_conf();

@@ -4,8 +4,10 @@
 #   main.c > proxy layer (proxy, session, route, health, balance, admin)
 #          > config, yamltree, confsys, acl, proxyproto, tls > net/ > loop/
 #   log.c, path.c, hset.c and errf.c: usable by every layer; proc/: by
-#   main.c alone; os/ (what the base files need from the OS): below them
-#   all, usable by every layer and by proc/, using no other module
+#   main.c and relay.c alone; os/ (what the base files need from the OS):
+#   below them all, usable by every layer and by proc/, using no other
+#   module; relay.c (sluice relay, a mode beside the daemon): between
+#   main.c and the proxy layer, used by main.c only
 #
 # Each module may use its own layer and the ones below.  Two views of
 # "use": the symbols each object file references (nm, so calls and data,
@@ -76,7 +78,7 @@ function layer(m) {
 	if (m == "log" || m == "path" || m == "hset" || m == "errf")
 		return "base"
 	if (m == "os" || m == "loop" || m == "net" || m == "proc" ||
-	    m == "main")
+	    m == "main" || m == "relay")
 		return m
 	if (m == "config" || m == "yamltree" || m == "acl" ||
 	    m == "proxyproto" || m == "tls" || m == "confsys" ||
@@ -91,7 +93,7 @@ function allowed(a, b) {
 	if (a == b)
 		return 1
 	if (b == "proc")
-		return a == "main"
+		return a == "main" || a == "relay"
 	if (a == "proc")
 		return b == "os" || b == "base" || b == "loop"
 	return rank[b] <= rank[a]
@@ -173,6 +175,7 @@ BEGIN {
 	rank["config"] = 3; lname["config"] = \
 		"config.c, yamltree.c, confsys_*.c, acl.c, proxyproto.c, tls.c"
 	rank["proxy"] = 4; lname["proxy"] = "the proxy layer"
+	rank["relay"] = 5; lname["relay"] = "relay.c"
 	rank["main"] = 6; lname["main"] = "main.c"
 	lname["proc"] = "proc/"
 }

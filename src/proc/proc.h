@@ -203,4 +203,76 @@ static inline int sl_service_check_conf(const char *conf, char *err,
 }
 #endif
 
+/* ---- sluice relay: what relay.c needs from the OS ----------------------- */
+
+/*
+ * One connection to one endpoint with blocking I/O, standard input and
+ * output as bytes, and a thread (relay_posix.c, relay_win.c).  Every call
+ * blocks.  The connection is read on one thread while another writes it:
+ * sockets with recv and send; a Windows pipe with overlapped ReadFile and
+ * WriteFile, each thread with an OVERLAPPED and an event of its own,
+ * since synchronous I/O on one handle is serialized (a ReadFile that
+ * waits would hold every WriteFile back).
+ */
+enum sl_relay_kind {
+	SL_RELAY_TCP = 1,
+	SL_RELAY_UNIX,
+	SL_RELAY_PIPE,
+};
+
+struct sl_relay_target {
+	enum sl_relay_kind kind;
+	/* TCP: one address (a struct sockaddr of its family) */
+	const void *addr;
+	size_t addrlen;
+	/* unix: the path ("@name": abstract, Linux); pipe: \\.\pipe\NAME */
+	const char *path;
+	int abstract;
+};
+
+typedef struct sl_relay_conn sl_relay_conn;
+
+/*
+ * One attempt to connect (TCP: to the one address given); a pipe whose instances are all busy is waited for (WaitNamedPipe) for up
+ * to busy_ms.  0 and *out, or -errno: -ENOENT when no such socket file or
+ * pipe exists, -ECONNREFUSED when nothing listens, -EAFNOSUPPORT for a
+ * kind this OS has not (named pipes off Windows; Unix sockets on a
+ * Windows before 10 1803, and under wine).
+ */
+int sl_relay_connect(const struct sl_relay_target *t, unsigned long busy_ms,
+		     sl_relay_conn **out);
+/* Bytes read (> 0); 0 at the endpoint's end of stream (FIN; on a pipe the
+ * zero-byte message, or the server gone); or -errno. */
+long sl_relay_recv(sl_relay_conn *c, void *buf, size_t len);
+/* Writes all of buf: 0 or -errno. */
+int sl_relay_send(sl_relay_conn *c, const void *buf, size_t len);
+/*
+ * The end of stream toward the endpoint: a socket's write side shut down;
+ * on a pipe, sluice's half-close (src/net/stream_win.c): a flush, so the
+ * reader has taken every byte, then a zero-byte message.  0 or -errno.
+ */
+int sl_relay_shutdown(sl_relay_conn *c);
+
+/*
+ * Standard input and output as bytes, whatever they are (Windows: pipes,
+ * overlapped or not, files and consoles; no text mode).  Reading: > 0,
+ * 0 at the end, or -errno.  Writing: all of buf, 0 or -errno.
+ * sl_relay_stdout_close(): the reader of standard output sees its end
+ * (a socket, which may be standard input too, is shut down for writing).
+ */
+long sl_relay_stdin_read(void *buf, size_t len);
+int sl_relay_stdout_write(const void *buf, size_t len);
+void sl_relay_stdout_close(void);
+
+/*
+ * A thread running fn(arg), kept until the process exits.
+ * sl_relay_thread_wait(): 0 once fn has returned, -ETIMEDOUT when it has
+ * not after ms milliseconds.
+ */
+typedef struct sl_relay_thread sl_relay_thread;
+int sl_relay_thread_start(sl_relay_thread **out, void (*fn)(void *arg),
+			  void *arg);
+int sl_relay_thread_wait(sl_relay_thread *t, unsigned long ms);
+void sl_relay_sleep_ms(unsigned ms);
+
 #endif
