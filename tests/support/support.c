@@ -1079,11 +1079,44 @@ static void tool_reaped(pid_t pid)
 	}
 }
 
+/*
+ * Fork and exec argv (a Windows program under wine when wine is set) with
+ * in, out and err as its descriptors 0, 1 and 2 (err -1: ours); on record
+ * with the sltools until reaped.
+ */
+static pid_t spawn(const char *const *argv, int wine, int in, int out,
+		   int err)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		st_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(in, 0);
+		dup2(out, 1);
+		if (err >= 0)
+			dup2(err, 2);
+		close_inherited();
+		signal(SIGPIPE, SIG_DFL);
+		if (wine)
+			exec_wine(argv);
+		else
+			execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	if (ntools == TOOLS_MAX)
+		st_fail("more than %d sltool processes at once", TOOLS_MAX);
+	tools[ntools++] = pid;
+	return pid;
+}
+
 pid_t st_tool_start(const char *in, const char *out, const char *arg, ...)
 {
 	const char *argv[16];
 	va_list ap;
-	int n = 0;
+	int n = 0, fi, fo;
 	pid_t pid;
 
 	argv[n++] = wine_tool();
@@ -1092,26 +1125,15 @@ pid_t st_tool_start(const char *in, const char *out, const char *arg, ...)
 		argv[n++] = arg;
 	va_end(ap);
 	argv[n] = NULL;
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		st_fail("fork: %s", strerror(errno));
-	if (pid == 0) {
-		int fi = open(in ? in : "/dev/null", O_RDONLY);
-		int fo = open(out ? out : "/dev/null",
-			      O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		if (fi < 0 || fo < 0)
-			_exit(126);
-		dup2(fi, 0);
-		dup2(fo, 1);
-		close_inherited();
-		exec_wine(argv);
-		_exit(127);
-	}
-	if (ntools == TOOLS_MAX)
-		st_fail("more than %d sltool processes at once", TOOLS_MAX);
-	tools[ntools++] = pid;
+	fi = open(in ? in : "/dev/null", O_RDONLY | O_CLOEXEC);
+	fo = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC |
+		  O_CLOEXEC, 0600);
+	if (fi < 0 || fo < 0)
+		st_fail("sltool's %s: %s", fi < 0 ? "input" : "output",
+			strerror(errno));
+	pid = spawn(argv, 1, fi, fo, -1);
+	close(fi);
+	close(fo);
 	return pid;
 }
 
@@ -1156,6 +1178,21 @@ static const char *sluice_bin(void)
 		st_fail("SLUICE_BIN is not set (run through make check)");
 	return bin;
 	}
+}
+
+pid_t st_sluice_start(int in, int out, int err, const char *arg, ...)
+{
+	const char *argv[16];
+	va_list ap;
+	int n = 0;
+
+	argv[n++] = sluice_bin();
+	va_start(ap, arg);
+	for (; arg && n < 15; arg = va_arg(ap, const char *))
+		argv[n++] = arg;
+	va_end(ap);
+	argv[n] = NULL;
+	return spawn(argv, st_wine() != NULL, in, out, err);
 }
 
 static void write_file(const char *path, const char *text)

@@ -208,6 +208,14 @@ int st_tool_wait(pid_t pid, unsigned timeout_ms);
 void st_tool_kill(pid_t pid);
 
 /*
+ * Start `$SLUICE_BIN args...` (NULL-terminated; sluice.exe in wine mode)
+ * with in, out and err as its descriptors 0, 1 and 2 (err -1: ours); its
+ * pid, ended as an sltool's is (st_tool_wait, st_tool_kill, the
+ * teardown).
+ */
+pid_t st_sluice_start(int in, int out, int err, const char *arg, ...);
+
+/*
  * Run `$SLUICE_BIN args...` (NULL-terminated) to completion with stdout and
  * stderr captured into *out (malloc'd); return its exit status.
  */

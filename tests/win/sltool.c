@@ -11,6 +11,9 @@
  *   sltool echo PIPE          a pipe server: echoes every client (a thread
  *                             each); a client's zero-byte message is
  *                             answered with one after the echo
+ *   sltool echo1 PIPE         the same with one instance, its clients
+ *                             served one after another: a client that
+ *                             comes while one is served finds it busy
  *   sltool many PIPE N BYTES  N concurrent pipe clients, each sending
  *                             BYTES of its own pattern and checking the
  *                             echo; busy pipes are waited for, as clients do
@@ -177,11 +180,11 @@ static int cmd_cat(const char *name)
 
 /* ---- echo server -------------------------------------------------------------- */
 
-static DWORD WINAPI echo_client(LPVOID arg)
+/* Echo one client to its end; the handle stays open. */
+static void echo_session(HANDLE h)
 {
-	HANDLE h = arg;
 	char *buf = malloc(CHUNK);
-	long n;
+	long n = -1;
 
 	while (buf != NULL && (n = io(h, 0, buf, CHUNK, NULL)) > 0) {
 		if (io(h, 1, buf, (DWORD)n, NULL) != n)
@@ -196,7 +199,12 @@ static DWORD WINAPI echo_client(LPVOID arg)
 	free(buf);
 	FlushFileBuffers(h);
 	DisconnectNamedPipe(h);
-	CloseHandle(h);
+}
+
+static DWORD WINAPI echo_client(LPVOID arg)
+{
+	echo_session(arg);
+	CloseHandle(arg);
 	return 0;
 }
 
@@ -235,6 +243,49 @@ static DWORD WINAPI collect_client(LPVOID arg)
 	return 0;
 }
 
+/* Wait for a client on h (ConnectNamedPipe, overlapped).  0 or -1. */
+static int accept_client(HANDLE h)
+{
+	OVERLAPPED ov;
+	DWORD n, e = 0;
+
+	memset(&ov, 0, sizeof ov);
+	ov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
+	if (!ConnectNamedPipe(h, &ov)) {
+		e = GetLastError();
+		if (e == ERROR_IO_PENDING)
+			e = GetOverlappedResult(h, &ov, &n, TRUE)
+				    ? 0
+				    : GetLastError();
+		else if (e == ERROR_PIPE_CONNECTED)
+			e = 0;
+	}
+	CloseHandle(ov.hEvent);
+	return e == 0 ? 0 : -1;
+}
+
+static int cmd_echo1(const char *name)
+{
+	wchar_t w[MAX_PATH];
+	HANDLE h = CreateNamedPipeW(
+		wide(name, w, MAX_PATH),
+		PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED,
+		PIPE_TYPE_MESSAGE | PIPE_READMODE_BYTE | PIPE_WAIT, 1, CHUNK,
+		CHUNK, 0, NULL);
+
+	if (h == INVALID_HANDLE_VALUE) {
+		fprintf(stderr, "sltool: create %s: %lu\n", name,
+			(unsigned long)GetLastError());
+		return 1;
+	}
+	for (;;) {
+		if (accept_client(h) == 0)
+			echo_session(h);
+		else
+			DisconnectNamedPipe(h);
+	}
+}
+
 /* A pipe server running fn for each client (a thread each). */
 static int serve(const char *name, LPTHREAD_START_ROUTINE fn)
 {
@@ -246,28 +297,16 @@ static int serve(const char *name, LPTHREAD_START_ROUTINE fn)
 			w, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED,
 			PIPE_TYPE_MESSAGE | PIPE_READMODE_BYTE | PIPE_WAIT,
 			PIPE_UNLIMITED_INSTANCES, CHUNK, CHUNK, 0, NULL);
-		OVERLAPPED ov;
-		DWORD n;
 
 		if (h == INVALID_HANDLE_VALUE) {
 			fprintf(stderr, "sltool: create %s: %lu\n", name,
 				(unsigned long)GetLastError());
 			return 1;
 		}
-		memset(&ov, 0, sizeof ov);
-		ov.hEvent = CreateEventA(NULL, TRUE, FALSE, NULL);
-		if (!ConnectNamedPipe(h, &ov)) {
-			DWORD e = GetLastError();
-
-			if (e == ERROR_IO_PENDING)
-				GetOverlappedResult(h, &ov, &n, TRUE);
-			else if (e != ERROR_PIPE_CONNECTED) {
-				CloseHandle(ov.hEvent);
-				CloseHandle(h);
-				continue;
-			}
+		if (accept_client(h) < 0) {
+			CloseHandle(h);
+			continue;
 		}
-		CloseHandle(ov.hEvent);
 		CloseHandle(CreateThread(NULL, 0, fn, h, 0, NULL));
 	}
 }
@@ -559,13 +598,16 @@ int main(int argc, char **argv)
 		return cmd_root(argv[2], 0);
 	if (argc == 3 && strcmp(argv[1], "echo") == 0)
 		return serve(argv[2], echo_client);
+	if (argc == 3 && strcmp(argv[1], "echo1") == 0)
+		return cmd_echo1(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "collect") == 0)
 		return serve(argv[2], collect_client);
 	if (argc == 5 && strcmp(argv[1], "many") == 0)
 		return cmd_many(argv[2], (unsigned)atoi(argv[3]),
 				strtoull(argv[4], NULL, 10));
 	fprintf(stderr, "usage: sltool sig EVENT | cat PIPE | echo PIPE | "
-			"many PIPE N BYTES | collect PIPE | hold PIPE N | "
-			"dacl PIPE | root-add CERT | root-del CERT\n");
+			"echo1 PIPE | many PIPE N BYTES | collect PIPE | "
+			"hold PIPE N | dacl PIPE | root-add CERT | "
+			"root-del CERT\n");
 	return 2;
 }

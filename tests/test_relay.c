@@ -1,0 +1,683 @@
+/*
+ * sluice relay ENDPOINT, the real binary ($SLUICE_BIN, or sluice.exe under
+ * wine with SLUICE_WINE_EXE): its standard input and output are pipes of
+ * this program, the endpoint a server of this program (TCP, Unix socket)
+ * or of sltool.exe (a named pipe, under wine, where wine gives sluice.exe
+ * these Linux pipes as Windows pipe handles).  Every wait is bounded;
+ * every transfer is checked byte by byte.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "support/support.h"
+
+#define MiB (1024ull * 1024)
+
+/* One relay: its pid and our ends of its standard input and output. */
+struct relay {
+	pid_t pid;
+	int in;  /* we write its standard input */
+	int out; /* we read its standard output */
+	char *err_path;
+};
+
+static void relay_start(struct relay *r, const char *wait, const char *ep)
+{
+	static unsigned seq;
+	int in[2], out[2], err;
+
+	if (pipe(in) < 0 || pipe(out) < 0)
+		st_fail("pipe: %s", strerror(errno));
+	r->err_path = st_fmt("%s/relay-%u.err", st_tmpdir(), ++seq);
+	err = open(r->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (err < 0)
+		st_fail("%s: %s", r->err_path, strerror(errno));
+	if (wait != NULL)
+		r->pid = st_sluice_start(in[0], out[1], err, "relay", wait, ep,
+					 NULL);
+	else
+		r->pid = st_sluice_start(in[0], out[1], err, "relay", ep, NULL);
+	close(in[0]);
+	close(out[1]);
+	close(err);
+	r->in = in[1];
+	r->out = out[0];
+	(void)fcntl(r->in, F_SETFD, FD_CLOEXEC);
+	(void)fcntl(r->out, F_SETFD, FD_CLOEXEC);
+}
+
+static void relay_close_in(struct relay *r)
+{
+	if (r->in >= 0)
+		close(r->in);
+	r->in = -1;
+}
+
+/* Its exit status within ST_WAIT_MS (-1: it was killed then), our ends
+ * closed, its stderr in *err (malloc'd) when err is not NULL. */
+static int relay_end(struct relay *r, char **err)
+{
+	int st = st_tool_wait(r->pid, ST_WAIT_MS);
+	char *text = st_read_file(r->err_path);
+
+	relay_close_in(r);
+	close(r->out);
+	if (text != NULL && st != 0 && err == NULL)
+		fprintf(stderr, "relay's stderr: %s", text);
+	if (err != NULL)
+		*err = text;
+	else
+		free(text);
+	free(r->err_path);
+	return st;
+}
+
+/* Read its output to its end: > 0 bytes, 0 at the end; st_fail on a stall. */
+static ssize_t out_read(struct relay *r, void *buf, size_t cap)
+{
+	struct pollfd p = {.fd = r->out, .events = POLLIN};
+	ssize_t n;
+	int k;
+
+	while ((k = poll(&p, 1, ST_STALL_MS)) < 0 && errno == EINTR)
+		;
+	if (k == 0)
+		st_fail("relay: no output for %d ms", ST_STALL_MS);
+	n = read(r->out, buf, cap);
+	if (n < 0)
+		st_fail("relay's output: %s", strerror(errno));
+	return n;
+}
+
+/* Exactly len bytes of its output, or fail. */
+static void out_expect(struct relay *r, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = out_read(r, (char *)buf + got, len - got);
+
+		if (n == 0)
+			fail_msg("relay's output ended after %zu of %zu bytes",
+				 got, len);
+		got += (size_t)n;
+	}
+}
+
+static void out_expect_end(struct relay *r)
+{
+	char c;
+
+	assert_int_equal(out_read(r, &c, 1), 0);
+}
+
+static void in_write(struct relay *r, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(r->in, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			st_fail("relay's input: %s", strerror(errno));
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* ---- both ways at once ------------------------------------------------ */
+
+struct feed {
+	struct relay *r;
+	uint64_t total, seed;
+};
+
+/* total bytes of the stream seed into its input, then its end. */
+static void *feed_main(void *arg)
+{
+	struct feed *f = arg;
+	static char buf[1 << 16];
+	uint64_t done = 0;
+	st_rng g;
+
+	st_rng_init(&g, f->seed);
+	while (done < f->total) {
+		size_t k = f->total - done < sizeof buf
+				   ? (size_t)(f->total - done)
+				   : sizeof buf;
+
+		st_rng_fill(&g, buf, k);
+		in_write(f->r, buf, k);
+		done += k;
+	}
+	relay_close_in(f->r);
+	return NULL;
+}
+
+/* Check total bytes of the stream seed on its output. */
+static void out_check(struct relay *r, uint64_t total, uint64_t seed)
+{
+	static char got[1 << 16], want[1 << 16];
+	uint64_t done = 0;
+	st_rng g;
+
+	st_rng_init(&g, seed);
+	while (done < total) {
+		size_t k = total - done < sizeof got ? (size_t)(total - done)
+						     : sizeof got;
+
+		out_expect(r, got, k);
+		st_rng_fill(&g, want, k);
+		for (size_t i = 0; i < k; i++)
+			if (got[i] != want[i])
+				fail_msg("byte %llu differs",
+					 (unsigned long long)(done + i));
+		done += k;
+	}
+}
+
+/*
+ * 1 MiB in while its echo comes out, then the end of input: the echo
+ * server sees it (its end passes back), and the relay ends with status 0.
+ */
+static void echo_through(const char *ep)
+{
+	struct relay r;
+	struct feed f = {.r = &r, .total = MiB, .seed = 7};
+	pthread_t t;
+
+	relay_start(&r, NULL, ep);
+	if (pthread_create(&t, NULL, feed_main, &f) != 0)
+		st_fail("pthread_create");
+	out_check(&r, MiB, 7);
+	out_expect_end(&r);
+	pthread_join(t, NULL);
+	assert_int_equal(relay_end(&r, NULL), 0);
+}
+
+/*
+ * The end of input is a half-close: a collect server reads to its end and
+ * only then answers (a count, then `reply` bytes of stream 1, then its
+ * own end), which must still come out whole.
+ */
+static void collect_through(const char *ep, uint64_t sent, uint64_t reply)
+{
+	struct relay r;
+	struct feed f = {.r = &r, .total = sent, .seed = 9};
+	uint64_t count;
+
+	relay_start(&r, NULL, ep);
+	feed_main(&f);
+	out_expect(&r, &count, sizeof count);
+	assert_int_equal(count, sent);
+	out_check(&r, reply, 1);
+	out_expect_end(&r);
+	assert_int_equal(relay_end(&r, NULL), 0);
+}
+
+static char *tcp_ep(uint16_t port)
+{
+	return st_fmt("tcp://127.0.0.1:%u", port);
+}
+
+static char *unix_path(const char *name)
+{
+	return st_fmt("%s/%s.sock", st_tmpdir(), name);
+}
+
+static void test_tcp_echo(void **state)
+{
+	uint16_t port;
+	st_server *srv = st_server_start(st_listen_tcp(&port, 8), ST_ECHO, 0);
+	char *ep = tcp_ep(port);
+
+	(void)state;
+	echo_through(ep);
+	st_server_stop(srv);
+	free(ep);
+}
+
+/* socat's spelling, tcp:HOST:PORT, as well. */
+static void test_tcp_half_close(void **state)
+{
+	uint16_t port;
+	st_server *srv =
+		st_server_start(st_listen_tcp(&port, 8), ST_COLLECT, 300000);
+	char *ep = st_fmt("tcp:127.0.0.1:%u", port);
+
+	(void)state;
+	collect_through(ep, 100000, 300000);
+	st_server_stop(srv);
+	free(ep);
+}
+
+static void test_unix_echo(void **state)
+{
+	char *path = unix_path("echo"), *ep = st_fmt("unix:%s", path);
+	st_server *srv;
+
+	(void)state;
+	ST_NATIVE_ONLY(); /* wine 8 has no AF_UNIX */
+	srv = st_server_start(st_listen_unix(path, 8), ST_ECHO, 0);
+	echo_through(ep);
+	st_server_stop(srv);
+	free(ep);
+	free(path);
+}
+
+static void test_unix_half_close(void **state)
+{
+	char *path = unix_path("collect"), *ep = st_fmt("unix:%s", path);
+	st_server *srv;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	srv = st_server_start(st_listen_unix(path, 8), ST_COLLECT, 300000);
+	collect_through(ep, 100000, 300000);
+	st_server_stop(srv);
+	free(ep);
+	free(path);
+}
+
+/*
+ * The endpoint ends first while input stays open: the output ends, and the
+ * relay does not wait for an input that never ends (it exits 0 once the
+ * input has been idle for a moment).
+ */
+static void say_bye(st_sock c, void *arg)
+{
+	(void)arg;
+	st_send_all(c, "bye\n", 4);
+}
+
+static void test_endpoint_ends_first(void **state)
+{
+	uint16_t port;
+	st_server *srv =
+		st_server_start_fn(st_listen_tcp(&port, 8), say_bye, NULL);
+	char *ep = tcp_ep(port), buf[4];
+	struct relay r;
+
+	(void)state;
+	relay_start(&r, NULL, ep);
+	out_expect(&r, buf, 4);
+	assert_memory_equal(buf, "bye\n", 4);
+	out_expect_end(&r);
+	/* r.in stays open until the relay has ended. */
+	assert_int_equal(relay_end(&r, NULL), 0);
+	st_server_stop(srv);
+	free(ep);
+}
+
+/* A short echo through a relay already started: "hello" back, then the
+ * end both ways, status 0. */
+static void hello_echo(struct relay *r)
+{
+	char buf[5];
+
+	in_write(r, "hello", 5);
+	out_expect(r, buf, 5);
+	assert_memory_equal(buf, "hello", 5);
+	relay_close_in(r);
+	out_expect_end(r);
+	assert_int_equal(relay_end(r, NULL), 0);
+}
+
+/* --wait: the relay starts before the socket exists, which comes 300 ms
+ * later; it connects. */
+static void test_wait_unix(void **state)
+{
+	char *path = unix_path("late"), *ep = st_fmt("unix:%s", path);
+	struct relay r;
+	st_server *srv;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	relay_start(&r, "--wait=20", ep);
+	st_sleep_ms(300);
+	srv = st_server_start(st_listen_unix(path, 8), ST_ECHO, 0);
+	hello_echo(&r);
+	st_server_stop(srv);
+	free(ep);
+	free(path);
+}
+
+/* The end of a relay that could not connect: status 1, one sentence. */
+static void expect_failure(struct relay *r, const char *sentence)
+{
+	char *err;
+
+	relay_close_in(r);
+	assert_int_equal(relay_end(r, &err), 1);
+	assert_non_null(err);
+	/* sluice.exe's stderr is in text mode: "\r\n". */
+	for (char *p = err, *q = err;; p++)
+		if (*p != '\r' && (*q++ = *p) == '\0')
+			break;
+	if (strcmp(err, sentence) != 0)
+		fail_msg("stderr: '%s', expected '%s'", err, sentence);
+	free(err);
+}
+
+/* --wait=1 with nothing there: status 1 and the sentence, within the
+ * bound relay_end waits. */
+static void test_wait_gives_up(void **state)
+{
+	char *path = unix_path("never"), *ep = st_fmt("unix:%s", path);
+	char *want = st_fmt("sluice relay: connect unix:%s: No such file or "
+			    "directory (waited 1 s)\n", path);
+	struct relay r;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	relay_start(&r, "--wait=1", ep);
+	expect_failure(&r, want);
+	free(want);
+	free(ep);
+	free(path);
+}
+
+static void test_refused(void **state)
+{
+	uint16_t port = st_free_port();
+	char *ep = tcp_ep(port);
+	char *want = st_fmt("sluice relay: connect tcp://127.0.0.1:%u: "
+			    "Connection refused\n", port);
+	struct relay r;
+
+	(void)state;
+	relay_start(&r, NULL, ep);
+	expect_failure(&r, want);
+	free(want);
+	free(ep);
+}
+
+static void test_missing_unix(void **state)
+{
+	char *path = unix_path("missing"), *ep = st_fmt("unix:%s", path);
+	char *want = st_fmt("sluice relay: connect unix:%s: No such file or "
+			    "directory\n", path);
+	struct relay r;
+
+	(void)state;
+	ST_NATIVE_ONLY();
+	relay_start(&r, NULL, ep);
+	expect_failure(&r, want);
+	free(want);
+	free(ep);
+	free(path);
+}
+
+/*
+ * socat's EXEC and ssh give a relay one socket as both standard input and
+ * output.  The endpoint ends its side first ("bye", then a FIN, reading
+ * on): the relay's output must end although the same socket is its
+ * input, which goes on to the endpoint for as long as it moves, and ends
+ * as a half-close the endpoint sees.
+ */
+static atomic_ullong counted;
+
+static void bye_then_count(st_sock c, void *arg)
+{
+	char buf[4096];
+	ssize_t n;
+
+	(void)arg;
+	st_send_all(c, "bye\n", 4);
+	st_shutdown_wr(c);
+	while ((n = st_recv_some(c, buf, sizeof buf, ST_STALL_MS)) > 0)
+		atomic_fetch_add(&counted, (unsigned long long)n);
+}
+
+static void test_socket_stdio(void **state)
+{
+	uint16_t port;
+	st_server *srv = st_server_start_fn(st_listen_tcp(&port, 8),
+					    bye_then_count, NULL);
+	char *ep = tcp_ep(port), buf[64], chunk[1000];
+	uint64_t end = st_now_ms() + ST_WAIT_MS;
+	size_t got = 0, sent = 0;
+	int sv[2], st;
+	pid_t pid;
+
+	(void)state;
+	ST_NATIVE_ONLY(); /* a Unix socket as a wine program's stdio */
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		st_fail("socketpair: %s", strerror(errno));
+	(void)fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+	pid = st_sluice_start(sv[1], sv[1], -1, "relay", ep, NULL);
+	close(sv[1]);
+	memset(chunk, 'x', sizeof chunk);
+	/* Input keeps moving while we wait for the output's end. */
+	for (;;) {
+		ssize_t n = st_recv_some(sv[0], buf + got, sizeof buf - got,
+					 100);
+
+		if (n == 0)
+			break;
+		if (n == -1 || st_now_ms() > end)
+			fail_msg("no end of the relay's output (%zu bytes)",
+				 got);
+		if (n > 0)
+			got += (size_t)n;
+		st_send_all(sv[0], chunk, sizeof chunk);
+		sent += sizeof chunk;
+	}
+	assert_int_equal(got, 4);
+	assert_memory_equal(buf, "bye\n", 4);
+	st_shutdown_wr(sv[0]);
+	st = st_tool_wait(pid, ST_WAIT_MS);
+	assert_int_equal(st, 0);
+	st_server_stop(srv);
+	assert_int_equal(atomic_load(&counted), sent);
+	close(sv[0]);
+	free(ep);
+}
+
+/* ---- named pipes (sluice.exe under wine) ------------------------------- */
+
+static char *pipe_name(const char *what)
+{
+	static unsigned seq;
+
+	return st_fmt("\\\\.\\pipe\\sluice-relay-%ld-%s-%u", (long)getpid(),
+		      what, ++seq);
+}
+
+/* `sltool CMD NAME`, up once a client gets in (`sltool dacl` opens the
+ * pipe and leaves). */
+static pid_t pipe_server_start(const char *cmd, const char *name)
+{
+	pid_t pid = st_tool_start(NULL, NULL, cmd, name, NULL);
+	uint64_t end = st_now_ms() + ST_WAIT_MS;
+
+	while (st_tool_wait(st_tool_start(NULL, NULL, "dacl", name, NULL),
+			    ST_WAIT_MS) != 0) {
+		if (st_now_ms() > end)
+			st_fail("sltool %s %s did not come up", cmd, name);
+		st_sleep_ms(100);
+	}
+	return pid;
+}
+
+/*
+ * 1 MiB both ways through a pipe; the end of input goes as the zero-byte
+ * message, which sltool's echo answers with its own after the echo: that
+ * ends the output.
+ */
+static void test_pipe_echo(void **state)
+{
+	char *name = pipe_name("echo"), *ep = st_fmt("pipe:%s", name);
+	pid_t srv;
+
+	(void)state;
+	ST_WINE_ONLY();
+	srv = pipe_server_start("echo", name);
+	echo_through(ep);
+	st_tool_kill(srv);
+	free(ep);
+	free(name);
+}
+
+/* sltool collect answers only after the zero-byte message. */
+static void test_pipe_half_close(void **state)
+{
+	char *name = pipe_name("collect"), *ep = st_fmt("pipe:%s", name);
+	uint64_t count, sent = 100000;
+	struct relay r;
+	struct feed f = {.r = &r, .total = sent, .seed = 9};
+	pid_t srv;
+
+	(void)state;
+	ST_WINE_ONLY();
+	srv = pipe_server_start("collect", name);
+	relay_start(&r, NULL, ep);
+	feed_main(&f);
+	/* The count, then the same bytes again, then its end. */
+	out_expect(&r, &count, sizeof count);
+	assert_int_equal(count, sent);
+	out_check(&r, sent, 9);
+	out_expect_end(&r);
+	assert_int_equal(relay_end(&r, NULL), 0);
+	st_tool_kill(srv);
+	free(ep);
+	free(name);
+}
+
+/*
+ * sluice's own pipe listener takes the relay's zero-byte message as the
+ * end: the daemon passes it on to a TCP collect server as a FIN, whose
+ * answer comes back, and its end as the daemon's zero-byte message.
+ */
+static void test_pipe_to_daemon(void **state)
+{
+	char *name = pipe_name("daemon"), *ep = st_fmt("pipe:%s", name);
+	uint16_t port;
+	st_server *srv =
+		st_server_start(st_listen_tcp(&port, 8), ST_COLLECT, 200000);
+	st_cfg *cfg = st_cfg_new();
+	st_daemon *d;
+	char *yaml;
+
+	(void)state;
+	ST_WINE_ONLY();
+	st_cfg_route(cfg, "relay", 0, port);
+	st_cfg_listen(cfg, "'pipe:%s'", name);
+	yaml = st_cfg_done(cfg);
+	d = st_daemon_start(yaml);
+	collect_through(ep, 100000, 200000);
+	st_wait_log(d, "reason=done", 1);
+	st_daemon_stop(d);
+	st_server_stop(srv);
+	free(yaml);
+	free(ep);
+	free(name);
+}
+
+static void test_pipe_wait(void **state)
+{
+	char *name = pipe_name("late"), *ep = st_fmt("pipe:%s", name);
+	struct relay r;
+	pid_t srv;
+
+	(void)state;
+	ST_WINE_ONLY();
+	relay_start(&r, "--wait=20", ep);
+	st_sleep_ms(300);
+	srv = st_tool_start(NULL, NULL, "echo", name, NULL);
+	hello_echo(&r);
+	st_tool_kill(srv);
+	free(ep);
+	free(name);
+}
+
+/*
+ * A pipe whose one instance is busy is waited for (WaitNamedPipe), without
+ * --wait: relay B comes while A holds sltool echo1's only instance, and
+ * gets in once A has ended.
+ */
+static void test_pipe_busy(void **state)
+{
+	char *name = pipe_name("busy"), *ep = st_fmt("pipe:%s", name);
+	struct relay a, b;
+	char c;
+	pid_t srv;
+
+	(void)state;
+	ST_WINE_ONLY();
+	srv = pipe_server_start("echo1", name);
+	relay_start(&a, NULL, ep);
+	in_write(&a, "a", 1);
+	out_expect(&a, &c, 1); /* A holds the instance */
+	relay_start(&b, NULL, ep);
+	st_sleep_ms(300);
+	relay_close_in(&a);
+	out_expect_end(&a);
+	assert_int_equal(relay_end(&a, NULL), 0);
+	hello_echo(&b);
+	st_tool_kill(srv);
+	free(ep);
+	free(name);
+}
+
+static void test_pipe_wait_gives_up(void **state)
+{
+	char *name = pipe_name("never"), *ep = st_fmt("pipe:%s", name);
+	char *want = st_fmt("sluice relay: connect pipe:%s: No such file or "
+			    "directory (waited 1 s)\n", name);
+	struct relay r;
+
+	(void)state;
+	ST_WINE_ONLY();
+	relay_start(&r, "--wait=1", ep);
+	expect_failure(&r, want);
+	free(want);
+	free(ep);
+	free(name);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		ST_TEST(test_tcp_echo),
+		ST_TEST(test_tcp_half_close),
+		ST_TEST(test_unix_echo),
+		ST_TEST(test_unix_half_close),
+		ST_TEST(test_endpoint_ends_first),
+		ST_TEST(test_wait_unix),
+		ST_TEST(test_wait_gives_up),
+		ST_TEST(test_refused),
+		ST_TEST(test_missing_unix),
+		ST_TEST(test_socket_stdio),
+		ST_TEST(test_pipe_echo),
+		ST_TEST(test_pipe_half_close),
+		ST_TEST(test_pipe_to_daemon),
+		ST_TEST(test_pipe_wait),
+		ST_TEST(test_pipe_busy),
+		ST_TEST(test_pipe_wait_gives_up),
+	};
+	int rc;
+
+	st_init();
+	rc = cmocka_run_group_tests_name(st_wine() ? "relay-wine" : "relay",
+					 tests, NULL, NULL);
+	st_cleanup();
+	return rc;
+}
