@@ -676,6 +676,9 @@ int main(void)
 	int rc;
 
 	st_init();
+	/* SL_TEST_FILTER=test_pipe* runs the matching tests only. */
+	if (getenv("SL_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("SL_TEST_FILTER"));
 	rc = cmocka_run_group_tests_name(st_wine() ? "relay-wine" : "relay",
 					 tests, NULL, NULL);
 	st_cleanup();
