@@ -87,7 +87,7 @@ static int relay_end(struct relay *r, char **err)
 	return st;
 }
 
-/* Read its output to its end: > 0 bytes, 0 at the end; st_fail on a stall. */
+/* Read its output: > 0 bytes, 0 at the end; the test fails on a stall. */
 static ssize_t out_read(struct relay *r, void *buf, size_t cap)
 {
 	struct pollfd p = {.fd = r->out, .events = POLLIN};
@@ -96,8 +96,8 @@ static ssize_t out_read(struct relay *r, void *buf, size_t cap)
 
 	while ((k = poll(&p, 1, ST_STALL_MS)) < 0 && errno == EINTR)
 		;
-	if (k == 0)
-		st_fail("relay: no output for %d ms", ST_STALL_MS);
+	if (k == 0) /* a failed test: the teardown kills what is left */
+		fail_msg("relay: no output for %d ms", ST_STALL_MS);
 	n = read(r->out, buf, cap);
 	if (n < 0)
 		st_fail("relay's output: %s", strerror(errno));
@@ -126,7 +126,8 @@ static void out_expect_end(struct relay *r)
 	assert_int_equal(out_read(r, &c, 1), 0);
 }
 
-static void in_write(struct relay *r, const void *buf, size_t len)
+/* All of buf into its input: 0, or -1 (errno) when it has gone. */
+static int in_write(struct relay *r, const void *buf, size_t len)
 {
 	const char *p = buf;
 
@@ -136,10 +137,11 @@ static void in_write(struct relay *r, const void *buf, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			st_fail("relay's input: %s", strerror(errno));
+			return -1;
 		p += n;
 		len -= (size_t)n;
 	}
+	return 0;
 }
 
 /* ---- both ways at once ------------------------------------------------ */
@@ -164,7 +166,8 @@ static void *feed_main(void *arg)
 				   : sizeof buf;
 
 		st_rng_fill(&g, buf, k);
-		in_write(f->r, buf, k);
+		if (in_write(f->r, buf, k) < 0)
+			st_fail("relay's input: %s", strerror(errno));
 		done += k;
 	}
 	relay_close_in(f->r);
@@ -332,7 +335,7 @@ static void hello_echo(struct relay *r)
 {
 	char buf[5];
 
-	in_write(r, "hello", 5);
+	assert_int_equal(in_write(r, "hello", 5), 0);
 	out_expect(r, buf, 5);
 	assert_memory_equal(buf, "hello", 5);
 	relay_close_in(r);
@@ -624,7 +627,7 @@ static void test_pipe_busy(void **state)
 	ST_WINE_ONLY();
 	srv = pipe_server_start("echo1", name);
 	relay_start(&a, NULL, ep);
-	in_write(&a, "a", 1);
+	assert_int_equal(in_write(&a, "a", 1), 0);
 	out_expect(&a, &c, 1); /* A holds the instance */
 	relay_start(&b, NULL, ep);
 	st_sleep_ms(300);
