@@ -307,8 +307,8 @@ int sl_relay_main(int argc, char **argv)
 		return 1;
 	}
 	sl_endpoint_format(&ep, rl.name, sizeof rl.name);
-	if ((r = sl_net_init()) < 0)
-		fail("network setup failed: %s", sl_strerror(r));
+	if ((r = sl_relay_init()) < 0)
+		fail("setup failed: %s", sl_strerror(r));
 	connect_endpoint(&rl, &ep, wait_s);
 	if ((r = sl_relay_thread_start(&in, in_to_endpoint, &rl)) < 0)
 		fail("cannot start a thread: %s", sl_strerror(r));

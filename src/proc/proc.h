@@ -233,6 +233,14 @@ struct sl_relay_target {
 typedef struct sl_relay_conn sl_relay_conn;
 
 /*
+ * Before the rest: a write to a reader that has gone is an error
+ * (SIGPIPE ignored), Winsock started.  None of the daemon's network
+ * set-up (sl_net_init: its resolver threads, the Winsock extensions).
+ * 0 or -errno.
+ */
+int sl_relay_init(void);
+
+/*
  * One attempt to connect (TCP: to the one address given); a pipe whose instances are all busy is waited for (WaitNamedPipe) for up
  * to busy_ms.  0 and *out, or -errno: -ENOENT when no such socket file or
  * pipe exists, -ECONNREFUSED when nothing listens, -EAFNOSUPPORT for a

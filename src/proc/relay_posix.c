@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,22 @@
 #include <unistd.h>
 
 #ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0 /* macOS: SIGPIPE is ignored (sl_net_init) */
+#define MSG_NOSIGNAL 0 /* macOS: SIGPIPE is ignored (sl_relay_init) */
 #endif
 
 struct sl_relay_conn {
 	int fd;
 };
+
+int sl_relay_init(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGPIPE, &sa, NULL) < 0 ? -errno : 0;
+}
 
 /* A connected socket, or -errno; the descriptor is not inherited. */
 static int connect_fd(int family, const struct sockaddr *sa, socklen_t len)

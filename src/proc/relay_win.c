@@ -112,6 +112,14 @@ static long plain_io(HANDLE h, int wr, void *buf, DWORD len)
 
 /* ---- the endpoint ------------------------------------------------------- */
 
+int sl_relay_init(void)
+{
+	WSADATA wd;
+	int r = WSAStartup(MAKEWORD(2, 2), &wd);
+
+	return r == 0 ? 0 : sl_win_err((unsigned long)r);
+}
+
 /* A blocking socket connected to sa, or -errno; not inherited. */
 static int socket_connect(int family, const struct sockaddr *sa, int len,
 			  SOCKET *out)
