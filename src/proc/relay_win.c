@@ -9,7 +9,9 @@
  * other thread (a relay that never sends).  The pipe is opened overlapped
  * and each call waits for its own OVERLAPPED, with an event of the calling
  * thread's, as npiperelay and go-winio do.  Sockets need none of it: recv
- * on one thread and send on another is fine.
+ * on one thread and send on another is fine.  Only Windows shows the
+ * serialization: wine 8 lets a WriteFile pass a waiting ReadFile on a
+ * synchronous handle (test_relay's pipe tests pass with one there).
  *
  * The standard handles are what the parent gave: a console, a file, an
  * anonymous pipe, or a pipe or socket opened overlapped (WSL's interop
