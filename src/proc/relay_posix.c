@@ -116,12 +116,14 @@ long sl_relay_recv(sl_relay_conn *c, void *buf, size_t len)
 	return n < 0 ? -errno : (long)n;
 }
 
-int sl_relay_send(sl_relay_conn *c, const void *buf, size_t len)
+/* All of buf to fd (a socket: send, never a SIGPIPE).  0 or -errno. */
+static int put_all(int fd, int sock, const void *buf, size_t len)
 {
 	const char *p = buf;
 
 	while (len > 0) {
-		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+		ssize_t n = sock ? send(fd, p, len, MSG_NOSIGNAL)
+				 : write(fd, p, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -131,6 +133,11 @@ int sl_relay_send(sl_relay_conn *c, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int sl_relay_send(sl_relay_conn *c, const void *buf, size_t len)
+{
+	return put_all(c->fd, 1, buf, len);
 }
 
 int sl_relay_shutdown(sl_relay_conn *c)
@@ -149,19 +156,7 @@ long sl_relay_stdin_read(void *buf, size_t len)
 
 int sl_relay_stdout_write(const void *buf, size_t len)
 {
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(1, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return put_all(1, 0, buf, len);
 }
 
 /*

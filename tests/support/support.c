@@ -1112,19 +1112,28 @@ static pid_t spawn(const char *const *argv, int wine, int in, int out,
 	return pid;
 }
 
+/* argv (16 places): prog, then arg and the rest of ap up to a NULL. */
+static void make_argv(const char **argv, const char *prog, const char *arg,
+		      va_list ap)
+{
+	int n = 0;
+
+	argv[n++] = prog;
+	for (; arg && n < 15; arg = va_arg(ap, const char *))
+		argv[n++] = arg;
+	argv[n] = NULL;
+}
+
 pid_t st_tool_start(const char *in, const char *out, const char *arg, ...)
 {
 	const char *argv[16];
 	va_list ap;
-	int n = 0, fi, fo;
+	int fi, fo;
 	pid_t pid;
 
-	argv[n++] = wine_tool();
 	va_start(ap, arg);
-	for (; arg && n < 15; arg = va_arg(ap, const char *))
-		argv[n++] = arg;
+	make_argv(argv, wine_tool(), arg, ap);
 	va_end(ap);
-	argv[n] = NULL;
 	fi = open(in ? in : "/dev/null", O_RDONLY | O_CLOEXEC);
 	fo = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC |
 		  O_CLOEXEC, 0600);
@@ -1184,14 +1193,10 @@ pid_t st_sluice_start(int in, int out, int err, const char *arg, ...)
 {
 	const char *argv[16];
 	va_list ap;
-	int n = 0;
 
-	argv[n++] = sluice_bin();
 	va_start(ap, arg);
-	for (; arg && n < 15; arg = va_arg(ap, const char *))
-		argv[n++] = arg;
+	make_argv(argv, sluice_bin(), arg, ap);
 	va_end(ap);
-	argv[n] = NULL;
 	return spawn(argv, st_wine() != NULL, in, out, err);
 }
 
@@ -1600,15 +1605,11 @@ static int run_argv(char **out, const char *const *argv, int wine)
 int st_run_sluice(char **out, const char *arg, ...)
 {
 	const char *argv[16];
-	int n = 0;
 	va_list ap;
 
-	argv[n++] = sluice_bin();
 	va_start(ap, arg);
-	for (; arg && n < 15; arg = va_arg(ap, const char *))
-		argv[n++] = arg;
+	make_argv(argv, sluice_bin(), arg, ap);
 	va_end(ap);
-	argv[n] = NULL;
 	return run_argv(out, argv, st_wine() != NULL);
 }
 
