@@ -1081,11 +1081,13 @@ static void tool_reaped(pid_t pid)
 
 /*
  * Fork and exec argv (a Windows program under wine when wine is set) with
- * in, out and err as its descriptors 0, 1 and 2 (err -1: ours); on record
- * with the sltools until reaped.
+ * fd[0], fd[1] and fd[2] as its descriptors 0, 1 and 2; where one is -1,
+ * the child opens path[0] to read or path[1] to write instead (a FIFO
+ * waits there for its other end, not here), or keeps our stderr.  On
+ * record with the sltools until reaped.
  */
-static pid_t spawn(const char *const *argv, int wine, int in, int out,
-		   int err)
+static pid_t spawn(const char *const *argv, int wine, const int fd[3],
+		   const char *const path[2])
 {
 	pid_t pid;
 
@@ -1094,10 +1096,17 @@ static pid_t spawn(const char *const *argv, int wine, int in, int out,
 	if (pid < 0)
 		st_fail("fork: %s", strerror(errno));
 	if (pid == 0) {
+		int in = fd[0] >= 0 ? fd[0] : open(path[0], O_RDONLY);
+		int out = fd[1] >= 0 ? fd[1]
+				     : open(path[1], O_WRONLY | O_CREAT |
+						     O_TRUNC, 0600);
+
+		if (in < 0 || out < 0)
+			_exit(126);
 		dup2(in, 0);
 		dup2(out, 1);
-		if (err >= 0)
-			dup2(err, 2);
+		if (fd[2] >= 0)
+			dup2(fd[2], 2);
 		close_inherited();
 		signal(SIGPIPE, SIG_DFL);
 		if (wine)
@@ -1126,24 +1135,16 @@ static void make_argv(const char **argv, const char *prog, const char *arg,
 
 pid_t st_tool_start(const char *in, const char *out, const char *arg, ...)
 {
+	static const int fd[3] = {-1, -1, -1};
+	const char *path[2] = {in ? in : "/dev/null",
+			       out ? out : "/dev/null"};
 	const char *argv[16];
 	va_list ap;
-	int fi, fo;
-	pid_t pid;
 
 	va_start(ap, arg);
 	make_argv(argv, wine_tool(), arg, ap);
 	va_end(ap);
-	fi = open(in ? in : "/dev/null", O_RDONLY | O_CLOEXEC);
-	fo = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC |
-		  O_CLOEXEC, 0600);
-	if (fi < 0 || fo < 0)
-		st_fail("sltool's %s: %s", fi < 0 ? "input" : "output",
-			strerror(errno));
-	pid = spawn(argv, 1, fi, fo, -1);
-	close(fi);
-	close(fo);
-	return pid;
+	return spawn(argv, 1, fd, path);
 }
 
 int st_tool_wait(pid_t pid, unsigned timeout_ms)
@@ -1197,7 +1198,8 @@ pid_t st_sluice_start(int in, int out, int err, const char *arg, ...)
 	va_start(ap, arg);
 	make_argv(argv, sluice_bin(), arg, ap);
 	va_end(ap);
-	return spawn(argv, st_wine() != NULL, in, out, err);
+	return spawn(argv, st_wine() != NULL, (const int[3]){in, out, err},
+		     NULL);
 }
 
 static void write_file(const char *path, const char *text)
