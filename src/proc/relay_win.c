@@ -19,7 +19,8 @@
  * an overlapped handle is not defined to work, so each handle's mode is
  * asked first (FileModeInformation, as libuv's uv_pipe_open does): a
  * synchronous one is read and written plainly, an overlapped one as the
- * pipe is.  Bytes pass untouched: the C runtime's text mode never sees
+ * pipe is (test_relay's test_overlapped_stdio; wine 8 waits in either
+ * call, so only Windows shows the difference).  Bytes pass untouched: the C runtime's text mode never sees
  * them.  A console's ReadFile ends at Ctrl+Z at the start of a line (0
  * bytes read), which is its end of input.
  */

@@ -26,6 +26,10 @@
  *                             stay idle until stdin ends (bench/win-idle)
  *   sltool dacl PIPE          prints the pipe's DACL in SDDL, read through
  *                             a client handle
+ *   sltool ovstdio PROG ARGS  runs PROG with overlapped pipe handles as
+ *                             its standard input and output (as some
+ *                             parents give them), ours copied in and its
+ *                             out; exits with its status
  *   sltool root-add CERT      adds the certificate in file CERT (PEM or
  *                             DER) to the account's ROOT store
  *                             (CERT_SYSTEM_STORE_CURRENT_USER)
@@ -547,6 +551,95 @@ out:
 		CertCloseStore(st, 0);
 	free(der);
 	return r;
+
+/* ---- a child with overlapped standard handles ------------------------------ */
+
+static HANDLE ov_in; /* our end of the child's standard input */
+
+static DWORD WINAPI ovstdio_in(LPVOID arg)
+{
+	static char buf[CHUNK];
+	int n;
+
+	(void)arg;
+	while ((n = _read(0, buf, sizeof buf)) > 0)
+		if (io(ov_in, 1, buf, (DWORD)n, NULL) != n)
+			break;
+	CloseHandle(ov_in); /* the child reads its end */
+	return 0;
+}
+
+/* A pipe: our end (overlapped) and the child's (overlapped, inherited). */
+static int ov_pipe(const char *what, int child_reads, HANDLE *ours,
+		   HANDLE *theirs)
+{
+	SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
+	char name[128];
+	wchar_t w[128];
+
+	snprintf(name, sizeof name, "\\\\.\\pipe\\sltool-ovstdio-%lu-%s",
+		 (unsigned long)GetCurrentProcessId(), what);
+	*ours = CreateNamedPipeW(wide(name, w, 128),
+				 (child_reads ? PIPE_ACCESS_OUTBOUND
+					      : PIPE_ACCESS_INBOUND) |
+					 FILE_FLAG_OVERLAPPED |
+					 FILE_FLAG_FIRST_PIPE_INSTANCE,
+				 PIPE_TYPE_BYTE | PIPE_WAIT, 1, CHUNK, CHUNK,
+				 0, NULL);
+	if (*ours == INVALID_HANDLE_VALUE)
+		return -1;
+	*theirs = CreateFileW(w, child_reads ? GENERIC_READ : GENERIC_WRITE,
+			      0, &sa, OPEN_EXISTING, FILE_FLAG_OVERLAPPED,
+			      NULL);
+	return *theirs == INVALID_HANDLE_VALUE ? -1 : 0;
+}
+
+static int cmd_ovstdio(int argc, char **argv)
+{
+	static char buf[CHUNK];
+	wchar_t cmd[4096], *p = cmd;
+	STARTUPINFOW si;
+	PROCESS_INFORMATION pi;
+	HANDLE out, cin, cout;
+	DWORD code = 1;
+	long n;
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		wchar_t w[1024];
+
+		p += swprintf(p, (size_t)(cmd + 4096 - p), L"%s\"%ls\"",
+			      i ? L" " : L"", wide(argv[i], w, 1024));
+	}
+	if (ov_pipe("in", 1, &ov_in, &cin) < 0 ||
+	    ov_pipe("out", 0, &out, &cout) < 0) {
+		fprintf(stderr, "sltool ovstdio: pipes: %lu\n",
+			(unsigned long)GetLastError());
+		return 1;
+	}
+	memset(&si, 0, sizeof si);
+	si.cb = sizeof si;
+	si.dwFlags = STARTF_USESTDHANDLES;
+	si.hStdInput = cin;
+	si.hStdOutput = cout;
+	si.hStdError = GetStdHandle(STD_ERROR_HANDLE);
+	if (!CreateProcessW(NULL, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si,
+			    &pi)) {
+		fprintf(stderr, "sltool ovstdio: %ls: %lu\n", cmd,
+			(unsigned long)GetLastError());
+		return 1;
+	}
+	CloseHandle(cin);
+	CloseHandle(cout);
+	_setmode(0, _O_BINARY);
+	_setmode(1, _O_BINARY);
+	CloseHandle(CreateThread(NULL, 0, ovstdio_in, NULL, 0, NULL));
+	while ((n = io(out, 0, buf, sizeof buf, NULL)) > 0)
+		if (_write(1, buf, (unsigned)n) != n)
+			return 1;
+	WaitForSingleObject(pi.hProcess, 30000);
+	GetExitCodeProcess(pi.hProcess, &code);
+	return (int)code;
 }
 
 /* argv as UTF-8, from the wide command line; NULL on a failure. */
@@ -598,6 +691,8 @@ int main(int argc, char **argv)
 		return cmd_root(argv[2], 0);
 	if (argc == 3 && strcmp(argv[1], "echo") == 0)
 		return serve(argv[2], echo_client);
+	if (argc >= 3 && strcmp(argv[1], "ovstdio") == 0)
+		return cmd_ovstdio(argc - 2, argv + 2);
 	if (argc == 3 && strcmp(argv[1], "echo1") == 0)
 		return cmd_echo1(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "collect") == 0)
@@ -608,6 +703,6 @@ int main(int argc, char **argv)
 	fprintf(stderr, "usage: sltool sig EVENT | cat PIPE | echo PIPE | "
 			"echo1 PIPE | many PIPE N BYTES | collect PIPE | "
 			"hold PIPE N | dacl PIPE | root-add CERT | "
-			"root-del CERT\n");
+			"root-del CERT | ovstdio PROG ARGS...\n");
 	return 2;
 }
