@@ -162,6 +162,31 @@ static void endpoint_to_out(struct relay *rl, sl_relay_thread *in)
 	}
 }
 
+/*
+ * An assuan: endpoint (gpg-agent's socket emulation): the port its file
+ * names on the loopback, and the nonce sent first, as the daemon's
+ * connects do.  0 or -errno / SL_EASSUAN.
+ */
+static int connect_assuan(const sl_endpoint *ep, sl_relay_conn **out)
+{
+	struct sl_relay_target t = {.kind = SL_RELAY_TCP};
+	unsigned char nonce[SL_ASSUAN_NONCE];
+	struct sl_addr addr;
+	uint16_t port;
+	size_t n;
+	int r;
+
+	if ((r = sl_assuan_read(ep->path, &port, nonce)) < 0 ||
+	    (r = sl_resolve_sync("127.0.0.1", port, 0, &addr, 1, &n)) < 0)
+		return r;
+	t.addr = &addr.ss;
+	t.addrlen = (size_t)addr.len;
+	if ((r = sl_relay_connect(&t, 0, out)) < 0)
+		return r;
+	/* On a failure the relay exits, which closes the connection. */
+	return sl_relay_send(*out, nonce, sizeof nonce);
+}
+
 /* One attempt at every address of the endpoint.  0 or -errno. */
 static int connect_once(const sl_endpoint *ep, unsigned long busy_ms,
 			sl_relay_conn **out)
@@ -176,6 +201,10 @@ static int connect_once(const sl_endpoint *ep, unsigned long busy_ms,
 	case SL_EP_TCP:
 		t.kind = SL_RELAY_TCP;
 		break;
+	case SL_EP_ASSUAN:
+		return connect_assuan(ep, out);
+	case SL_EP_SYSTEMD:
+		return SL_EUNSUPP; /* a listener's, passed by systemd */
 	case SL_EP_UNIX:
 		t.kind = SL_RELAY_UNIX;
 		return sl_relay_connect(&t, busy_ms, out);

@@ -413,6 +413,67 @@ static void test_refused(void **state)
 	free(ep);
 }
 
+/*
+ * assuan: (gpg-agent's socket emulation): the relay reads the file, connects
+ * to its port and sends the nonce first; the test's agent echoes only after
+ * the right nonce.  A file of another form is the sentence.
+ */
+static const unsigned char agent_nonce[16] = "sluice\nnonce-16";
+
+static void agent_echo(st_sock c, void *arg)
+{
+	unsigned char got[16];
+	char buf[4096];
+	size_t n = 0;
+	ssize_t r;
+
+	(void)arg;
+	while (n < sizeof got) {
+		if ((r = st_recv_some(c, got + n, sizeof got - n, 10000)) <= 0)
+			return;
+		n += (size_t)r;
+	}
+	if (memcmp(got, agent_nonce, sizeof got) != 0)
+		return;
+	while ((r = st_recv_some(c, buf, sizeof buf, 10000)) > 0)
+		if (st_send_some(c, buf, (size_t)r) != r)
+			return;
+	(void)st_try_shutdown_wr(c);
+}
+
+static void test_assuan(void **state)
+{
+	uint16_t port;
+	st_server *srv = st_server_start_fn(st_listen_tcp(&port, 8),
+					    agent_echo, NULL);
+	char *path = st_fmt("%s/S.gpg-agent", st_tmpdir());
+	char *ep = st_fmt("assuan:%s", path), *want;
+	FILE *f = fopen(path, "wb");
+	struct relay r;
+
+	(void)state;
+	assert_non_null(f);
+	fprintf(f, "%u\n", (unsigned)port);
+	fwrite(agent_nonce, 1, sizeof agent_nonce, f);
+	assert_int_equal(fclose(f), 0);
+	echo_through(ep);
+	assert_int_equal(st_server_accepted(srv), 1);
+
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	fprintf(f, "%u\n", (unsigned)port); /* no nonce */
+	assert_int_equal(fclose(f), 0);
+	want = st_fmt("sluice relay: connect %s: not an Assuan socket file "
+		      "(expected a port, a newline and a 16-byte nonce)\n",
+		      ep);
+	relay_start(&r, NULL, ep);
+	expect_failure(&r, want);
+	st_server_stop(srv);
+	free(want);
+	free(ep);
+	free(path);
+}
+
 static void test_missing_unix(void **state)
 {
 	char *path = unix_path("missing"), *ep = st_fmt("unix:%s", path);
@@ -719,6 +780,7 @@ int main(void)
 		ST_TEST(test_wait_unix),
 		ST_TEST(test_wait_gives_up),
 		ST_TEST(test_refused),
+		ST_TEST(test_assuan),
 		ST_TEST(test_missing_unix),
 		ST_TEST(test_socket_stdio),
 		ST_TEST(test_pipe_echo),

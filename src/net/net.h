@@ -150,6 +150,12 @@ int sl_stream_connect(sl_loop *loop, const sl_endpoint *ep,
 		      uint64_t timeout_ms, sl_connect_cb cb, void *data,
 		      sl_stream **out);
 
+/* An assuan: file's port and nonce (what a connect to it sends first):
+ * 0, or -errno, or SL_EASSUAN for a file of another form. */
+#define SL_ASSUAN_NONCE 16
+int sl_assuan_read(const char *path, uint16_t *port,
+		   unsigned char nonce[SL_ASSUAN_NONCE]);
+
 /* What a connect may be asked to do besides; zeroed: nothing. */
 typedef struct sl_connect_opts {
 	/*

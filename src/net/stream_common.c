@@ -150,7 +150,7 @@ int sl_connect_source(const sl_stream *s, int family,
  * form, "!<socket >...", needs an exchange of its own and is refused.)
  */
 
-#define ASSUAN_NONCE 16
+#define ASSUAN_NONCE SL_ASSUAN_NONCE
 
 struct assuan_hello {
 	sl_write_req req;
@@ -158,9 +158,8 @@ struct assuan_hello {
 	unsigned char nonce[ASSUAN_NONCE];
 };
 
-/* The port and nonce of the file at path.  0 or -errno / SL_EASSUAN. */
-static int assuan_read(const char *path, uint16_t *port,
-		       unsigned char nonce[ASSUAN_NONCE])
+int sl_assuan_read(const char *path, uint16_t *port,
+		   unsigned char nonce[SL_ASSUAN_NONCE])
 {
 	unsigned char buf[64];
 	unsigned long v = 0;
@@ -239,7 +238,7 @@ int sl_stream_connect_opts(sl_loop *loop, const sl_endpoint *ep,
 		tcp.kind = SL_EP_TCP;
 		memcpy(tcp.host, "127.0.0.1", sizeof "127.0.0.1");
 		tcp.host_is_literal = 1;
-		if ((r = assuan_read(ep->path, &tcp.port, h->nonce)) < 0 ||
+		if ((r = sl_assuan_read(ep->path, &tcp.port, h->nonce)) < 0 ||
 		    (r = sl_stream_connect_opts(loop, &tcp, timeout_ms, NULL,
 						assuan_connected, data,
 						out)) < 0) {

@@ -551,6 +551,7 @@ out:
 		CertCloseStore(st, 0);
 	free(der);
 	return r;
+}
 
 /* ---- a child with overlapped standard handles ------------------------------ */
 
