@@ -3296,7 +3296,7 @@ static void test_source_address(void **state)
 	st_cfg_route_set(cfg, "source", "127.0.0.2");
 	st_cfg_upstream(cfg, "tcp://127.0.0.1:%u", ub);
 	st_cfg_upstream_set(cfg, "source", "127.0.0.3:%u", sport);
-	d = st_daemon_start(st_cfg_done(cfg));
+	d = st_daemon_start_cfg(cfg);
 
 	st_echo_once(la, "from two");
 	peers_last(&pa, ip, sizeof ip, NULL);
@@ -3353,7 +3353,7 @@ static void test_source_family(void **state)
 	st_cfg_upstream(cfg, "tcp://localhost:%u", uport);
 	st_cfg_route_set(cfg, "source", "\"[::1]\"");
 	st_cfg_route_set(cfg, "max_connections", "1");
-	d = st_daemon_start(st_cfg_done(cfg));
+	d = st_daemon_start_cfg(cfg);
 	for (unsigned i = 1; i <= 3; i++) {
 		expect_closed(connect_refusable(lport));
 		st_wait_logf(d, i, "reason=connect-failed");
@@ -3592,7 +3592,7 @@ static void test_tcp_keepalive(void **state)
 			st_cfg_route_set(cfg, "source", "%s",
 					 routes[i].source);
 	}
-	d = st_daemon_start(st_cfg_done(cfg));
+	d = st_daemon_start_cfg(cfg);
 	for (int i = 0; i < 4; i++) {
 		st_sock c = st_echo_open(lport[i], "keep me");
 		uint16_t up_local;
@@ -3706,7 +3706,7 @@ static void test_assuan_upstream(void **state)
 	cfg = st_cfg_new();
 	st_cfg_route(cfg, "gpg", lport, 0);
 	st_cfg_upstream(cfg, "assuan:%s", file);
-	d = st_daemon_start(st_cfg_done(cfg));
+	d = st_daemon_start_cfg(cfg);
 
 	c = st_echo_open(lport, "GETINFO version");
 	st_close(c);

@@ -274,11 +274,11 @@ static void test_tcp_half_close(void **state)
 
 static void test_unix_echo(void **state)
 {
+	ST_NATIVE_ONLY(); /* wine 8 has no AF_UNIX */
 	char *path = unix_path("echo"), *ep = st_fmt("unix:%s", path);
 	st_server *srv;
 
 	(void)state;
-	ST_NATIVE_ONLY(); /* wine 8 has no AF_UNIX */
 	srv = st_server_start(st_listen_unix(path, 8), ST_ECHO, 0);
 	echo_through(ep);
 	st_server_stop(srv);
@@ -288,11 +288,11 @@ static void test_unix_echo(void **state)
 
 static void test_unix_half_close(void **state)
 {
+	ST_NATIVE_ONLY();
 	char *path = unix_path("collect"), *ep = st_fmt("unix:%s", path);
 	st_server *srv;
 
 	(void)state;
-	ST_NATIVE_ONLY();
 	srv = st_server_start(st_listen_unix(path, 8), ST_COLLECT, 300000);
 	collect_through(ep, 100000, 300000);
 	st_server_stop(srv);
@@ -348,12 +348,12 @@ static void hello_echo(struct relay *r)
  * later; it connects. */
 static void test_wait_unix(void **state)
 {
+	ST_NATIVE_ONLY();
 	char *path = unix_path("late"), *ep = st_fmt("unix:%s", path);
 	struct relay r;
 	st_server *srv;
 
 	(void)state;
-	ST_NATIVE_ONLY();
 	relay_start(&r, "--wait=20", ep);
 	st_sleep_ms(300);
 	srv = st_server_start(st_listen_unix(path, 8), ST_ECHO, 0);
@@ -384,13 +384,13 @@ static void expect_failure(struct relay *r, const char *sentence)
  * bound relay_end waits. */
 static void test_wait_gives_up(void **state)
 {
+	ST_NATIVE_ONLY();
 	char *path = unix_path("never"), *ep = st_fmt("unix:%s", path);
 	char *want = st_fmt("sluice relay: connect unix:%s: No such file or "
 			    "directory (waited 1 s)\n", path);
 	struct relay r;
 
 	(void)state;
-	ST_NATIVE_ONLY();
 	relay_start(&r, "--wait=1", ep);
 	expect_failure(&r, want);
 	free(want);
@@ -476,13 +476,13 @@ static void test_assuan(void **state)
 
 static void test_missing_unix(void **state)
 {
+	ST_NATIVE_ONLY();
 	char *path = unix_path("missing"), *ep = st_fmt("unix:%s", path);
 	char *want = st_fmt("sluice relay: connect unix:%s: No such file or "
 			    "directory\n", path);
 	struct relay r;
 
 	(void)state;
-	ST_NATIVE_ONLY();
 	relay_start(&r, NULL, ep);
 	expect_failure(&r, want);
 	free(want);
@@ -513,6 +513,7 @@ static void bye_then_count(st_sock c, void *arg)
 
 static void test_socket_stdio(void **state)
 {
+	ST_NATIVE_ONLY(); /* a Unix socket as a wine program's stdio */
 	uint16_t port;
 	st_server *srv = st_server_start_fn(st_listen_tcp(&port, 8),
 					    bye_then_count, NULL);
@@ -523,7 +524,6 @@ static void test_socket_stdio(void **state)
 	pid_t pid;
 
 	(void)state;
-	ST_NATIVE_ONLY(); /* a Unix socket as a wine program's stdio */
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
 		st_fail("socketpair: %s", strerror(errno));
 	(void)fcntl(sv[0], F_SETFD, FD_CLOEXEC);
@@ -589,11 +589,11 @@ static pid_t pipe_server_start(const char *cmd, const char *name)
  */
 static void test_pipe_echo(void **state)
 {
+	ST_WINE_ONLY();
 	char *name = pipe_name("echo"), *ep = st_fmt("pipe:%s", name);
 	pid_t srv;
 
 	(void)state;
-	ST_WINE_ONLY();
 	srv = pipe_server_start("echo", name);
 	echo_through(ep);
 	st_tool_kill(srv);
@@ -604,6 +604,7 @@ static void test_pipe_echo(void **state)
 /* sltool collect answers only after the zero-byte message. */
 static void test_pipe_half_close(void **state)
 {
+	ST_WINE_ONLY();
 	char *name = pipe_name("collect"), *ep = st_fmt("pipe:%s", name);
 	uint64_t count, sent = 100000;
 	struct relay r;
@@ -611,7 +612,6 @@ static void test_pipe_half_close(void **state)
 	pid_t srv;
 
 	(void)state;
-	ST_WINE_ONLY();
 	srv = pipe_server_start("collect", name);
 	relay_start(&r, NULL, ep);
 	feed_main(&f);
@@ -633,6 +633,7 @@ static void test_pipe_half_close(void **state)
  */
 static void test_pipe_to_daemon(void **state)
 {
+	ST_WINE_ONLY();
 	char *name = pipe_name("daemon"), *ep = st_fmt("pipe:%s", name);
 	uint16_t port;
 	st_server *srv =
@@ -642,7 +643,6 @@ static void test_pipe_to_daemon(void **state)
 	char *yaml;
 
 	(void)state;
-	ST_WINE_ONLY();
 	st_cfg_route(cfg, "relay", 0, port);
 	st_cfg_listen(cfg, "'pipe:%s'", name);
 	yaml = st_cfg_done(cfg);
@@ -658,12 +658,12 @@ static void test_pipe_to_daemon(void **state)
 
 static void test_pipe_wait(void **state)
 {
+	ST_WINE_ONLY();
 	char *name = pipe_name("late"), *ep = st_fmt("pipe:%s", name);
 	struct relay r;
 	pid_t srv;
 
 	(void)state;
-	ST_WINE_ONLY();
 	relay_start(&r, "--wait=20", ep);
 	st_sleep_ms(300);
 	srv = st_tool_start(NULL, NULL, "echo", name, NULL);
@@ -680,13 +680,13 @@ static void test_pipe_wait(void **state)
  */
 static void test_pipe_busy(void **state)
 {
+	ST_WINE_ONLY();
 	char *name = pipe_name("busy"), *ep = st_fmt("pipe:%s", name);
 	struct relay a, b;
 	char c;
 	pid_t srv;
 
 	(void)state;
-	ST_WINE_ONLY();
 	srv = pipe_server_start("echo1", name);
 	relay_start(&a, NULL, ep);
 	assert_int_equal(in_write(&a, "a", 1), 0);
@@ -714,6 +714,7 @@ static void test_pipe_busy(void **state)
  */
 static void test_overlapped_stdio(void **state)
 {
+	ST_WINE_ONLY();
 	uint16_t port;
 	st_server *srv = st_server_start(st_listen_tcp(&port, 8), ST_ECHO, 0);
 	char *ep = tcp_ep(port), *exe, *in, *out, *got, *p;
@@ -724,7 +725,6 @@ static void test_overlapped_stdio(void **state)
 	FILE *f;
 
 	(void)state;
-	ST_WINE_ONLY();
 	st_rng_init(&g, 5);
 	st_rng_fill(&g, data, sizeof data);
 	in = st_fmt("%s/ov-in.bin", st_tmpdir());
@@ -755,13 +755,13 @@ static void test_overlapped_stdio(void **state)
 
 static void test_pipe_wait_gives_up(void **state)
 {
+	ST_WINE_ONLY();
 	char *name = pipe_name("never"), *ep = st_fmt("pipe:%s", name);
 	char *want = st_fmt("sluice relay: connect pipe:%s: No such file or "
 			    "directory (waited 1 s)\n", name);
 	struct relay r;
 
 	(void)state;
-	ST_WINE_ONLY();
 	relay_start(&r, "--wait=1", ep);
 	expect_failure(&r, want);
 	free(want);

@@ -275,3 +275,12 @@ char *st_cfg_done(st_cfg *c)
 	st_cfg_free(c);
 	return yaml;
 }
+
+st_daemon *st_daemon_start_cfg(st_cfg *c)
+{
+	char *yaml = st_cfg_done(c);
+	st_daemon *d = st_daemon_start(yaml);
+
+	free(yaml);
+	return d;
+}

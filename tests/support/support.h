@@ -336,6 +336,8 @@ void st_cfg_upstream_set(st_cfg *c, const char *key, const char *fmt, ...)
 char *st_cfg_yaml(const st_cfg *c);
 /* The same, and c freed: a config's last text. */
 char *st_cfg_done(st_cfg *c);
+/* st_daemon_start() on c's last text; c and the text freed. */
+st_daemon *st_daemon_start_cfg(st_cfg *c);
 
 /* ---- checks (tests/support/check.c) ------------------------------------- */
 
