@@ -173,7 +173,7 @@ struct sl_relay_thread {
 	pthread_t id;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int done;
+	int done, joined;
 	void (*fn)(void *arg);
 	void *arg;
 };
@@ -229,6 +229,12 @@ int sl_relay_thread_wait(sl_relay_thread *t, unsigned long ms)
 		r = pthread_cond_timedwait(&t->cond, &t->lock, &ts);
 	r = t->done ? 0 : -ETIMEDOUT;
 	pthread_mutex_unlock(&t->lock);
+	/* A thread seen done is joined (it has only its return left), so
+	 * none ends the process unjoined; one still reading is left. */
+	if (r == 0 && !t->joined) {
+		pthread_join(t->id, NULL);
+		t->joined = 1;
+	}
 	return r;
 }
 
