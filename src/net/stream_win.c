@@ -84,6 +84,17 @@
  * entered the flush yet), and the stream waits for that packet like any
  * operation.  Wine 8 flushes and cancels as Windows does (FlushFileBuffers
  * waits for the reader; CancelSynchronousIo ends it).
+ *
+ * A pipe stream over two handles (sl_stream_open_pipe2: an exec: child's
+ * stdout read, its stdin written) ends its writing side the same way,
+ * but after the flush it closes the handle written to instead of the
+ * zero-byte write.  A closed pipe is the end to every reader (ReadFile
+ * fails with ERROR_BROKEN_PIPE, which the C runtime's read returns as
+ * 0); a zero-byte message only to one that takes a read of 0 bytes as
+ * the end (the C runtime's read does, and wine 8 gives a byte-mode
+ * ReadFile those 0 bytes; a reader that first asks PeekNamedPipe how
+ * much is there sees nothing and waits on).  Nobody else writes to that
+ * pipe, so nothing is lost by closing it.
  */
 #include "stream_win.h"
 
@@ -508,6 +519,17 @@ int sl_stream_read_stop(sl_stream *s)
 
 static void do_shutdown(sl_stream *s);
 
+/* The handle a pipe stream writes to, and whether it is in skip mode. */
+static HANDLE out_handle(const sl_stream *s)
+{
+	return s->wpipe != INVALID_HANDLE_VALUE ? s->wpipe : s->pipe;
+}
+
+static int out_skip(const sl_stream *s)
+{
+	return s->wpipe != INVALID_HANDLE_VALUE ? s->wskip : s->skip;
+}
+
 static void on_write_done(sl_loop *loop, sl_op *op, int err, size_t n)
 {
 	sl_write_req *req = op->data;
@@ -532,11 +554,12 @@ static void on_write_done(sl_loop *loop, sl_op *op, int err, size_t n)
 			e = ok ? 0 : (DWORD)WSAGetLastError();
 			ok = sl_op_started(s->b.loop, op, ok, e, s->skip) == 0;
 		} else {
-			ok = WriteFile(s->pipe, req->buf + req->done,
+			ok = WriteFile(out_handle(s), req->buf + req->done,
 				       (DWORD)(req->len - req->done), NULL,
 				       &op->ov);
 			e = ok ? 0 : GetLastError();
-			ok = sl_op_started(s->b.loop, op, ok, e, s->skip) == 0;
+			ok = sl_op_started(s->b.loop, op, ok, e,
+					   out_skip(s)) == 0;
 		}
 		if (ok) {
 			s->pending++;
@@ -590,9 +613,9 @@ int sl_stream_write(sl_stream *s, sl_write_req *req, const void *buf,
 		e = ok ? 0 : (DWORD)WSAGetLastError();
 		ok = sl_op_started(s->b.loop, op, ok, e, s->skip) == 0;
 	} else {
-		ok = WriteFile(s->pipe, buf, (DWORD)len, NULL, &op->ov);
+		ok = WriteFile(out_handle(s), buf, (DWORD)len, NULL, &op->ov);
 		e = ok ? 0 : GetLastError();
-		ok = sl_op_started(s->b.loop, op, ok, e, s->skip) == 0;
+		ok = sl_op_started(s->b.loop, op, ok, e, out_skip(s)) == 0;
 	}
 	if (!ok)
 		return sl_win_err(e);
@@ -706,6 +729,16 @@ static void write_eof(sl_stream *s)
 	int r;
 
 	s->b.flags &= ~ST_DRAINING;
+	if (s->wpipe != INVALID_HANDLE_VALUE) {
+		/* Two handles: closing the one written to is the end (the
+		 * reader, flushed, then sees a broken pipe: its EOF). */
+		CloseHandle(s->wpipe);
+		s->wpipe = INVALID_HANDLE_VALUE;
+		s->b.shutdown_status = 0;
+		s->b.shutdown_ready = 1;
+		sl_stream_schedule(s);
+		return;
+	}
 	/* A zero-byte message: the reader's end of stream (see the top).
 	 * In skip mode it usually completes at once, with no packet. */
 	sl_op_init(&s->shut_op, on_shut_done, s);
@@ -767,7 +800,8 @@ static void on_flush_cancel(sl_timer *t)
  * not start (the end is then written at once). */
 static int start_flush(sl_stream *s)
 {
-	if (!DuplicateHandle(GetCurrentProcess(), s->pipe, GetCurrentProcess(),
+	if (!DuplicateHandle(GetCurrentProcess(), out_handle(s),
+			     GetCurrentProcess(),
 			     &s->flush_pipe, 0, FALSE, DUPLICATE_SAME_ACCESS))
 		return -1;
 	sl_op_init(&s->flush_op, on_flushed, s);
@@ -795,7 +829,7 @@ static void do_shutdown(sl_stream *s)
 		sl_stream_schedule(s);
 		return;
 	}
-	if (sl_pipe_drained_hook(s->pipe) || start_flush(s) < 0)
+	if (sl_pipe_drained_hook(out_handle(s)) || start_flush(s) < 0)
 		write_eof(s);
 }
 
@@ -823,6 +857,7 @@ sl_stream *sl_os_stream_new(sl_loop *loop, enum sl_ep_kind kind)
 	sl_stream_init(s, loop, kind, stream_task);
 	s->sock = INVALID_SOCKET;
 	s->pipe = INVALID_HANDLE_VALUE;
+	s->wpipe = INVALID_HANDLE_VALUE;
 	sl_timer_init(loop, &s->retry, sl_pipe_busy_retry, s);
 	sl_timer_init(loop, &s->drain, on_flush_cancel, s);
 	return s;
@@ -887,6 +922,20 @@ int sl_stream_open_pipe(sl_loop *loop, HANDLE h, int skip, const char *path,
 	return 0;
 }
 
+int sl_stream_open_pipe2(sl_loop *loop, HANDLE rh, int rskip, HANDLE wh,
+			 int wskip, const char *path, sl_stream **out)
+{
+	int r = sl_stream_open_pipe(loop, rh, rskip, path, out);
+
+	if (r < 0) {
+		CloseHandle(wh);
+		return r;
+	}
+	(*out)->wpipe = wh;
+	(*out)->wskip = wskip;
+	return 0;
+}
+
 int sl_win_pipe_skip(HANDLE h)
 {
 	return sl_win_skip_allowed ? sl_loop_skip_on_success(h) : 0;
@@ -935,6 +984,11 @@ void sl_os_stream_close(sl_stream *s, int reset)
 		CancelIoEx(s->pipe, NULL);
 		CloseHandle(s->pipe);
 		s->pipe = INVALID_HANDLE_VALUE;
+	}
+	if (s->wpipe != INVALID_HANDLE_VALUE) {
+		CancelIoEx(s->wpipe, NULL);
+		CloseHandle(s->wpipe);
+		s->wpipe = INVALID_HANDLE_VALUE;
 	}
 	sl_stream_schedule(s);
 }

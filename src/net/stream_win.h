@@ -21,6 +21,10 @@ struct sl_stream {
 	struct sl_stream_base b; /* first: see stream_common.h */
 	SOCKET sock;  /* SL_EP_TCP */
 	HANDLE pipe;  /* SL_EP_PIPE */
+	/* Pipes over two handles (sl_stream_open_pipe2): written to, and
+	 * closed as the half-close; INVALID_HANDLE_VALUE: pipe is both. */
+	HANDLE wpipe;
+	int wskip;    /* wpipe is in skip mode */
 	int pending;  /* operations the kernel still holds */
 	int skip;     /* the handle is in skip mode (sl_op_started) */
 

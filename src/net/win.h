@@ -92,6 +92,22 @@ int sl_stream_open_pipe(sl_loop *loop, HANDLE h, int skip, const char *path,
 			sl_stream **out);
 
 /*
+ * A pipe stream over two server instances, both attached to loop's port
+ * (an exec: child's stdout and stdin): it reads from rh and writes to
+ * wh, and its half-close closes wh once every write has completed and
+ * the reader has taken every byte (the flush of sl_stream_shutdown), so
+ * the other end reads a broken pipe: an end every reader knows (see
+ * stream_win.c).  Closing closes both.  Takes both handles over even on
+ * failure.
+ */
+int sl_stream_open_pipe2(sl_loop *loop, HANDLE rh, int rskip, HANDLE wh,
+			 int wskip, const char *path, sl_stream **out);
+
+/* sl_net_shutdown(): every exec: child still running is killed
+ * (exec_win.c). */
+void sl_exec_shutdown(void);
+
+/*
  * Where src/net makes a completion packet itself, for an operation that
  * ended at once and queued none (sl_loop_post_op).  Tests count through
  * it: an operation whose packet the kernel queues must never get one
