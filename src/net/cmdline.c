@@ -14,11 +14,18 @@
  * - the program name (argv[0]) is read by other rules: no escapes, a
  *   quote only opens or closes.  It is quoted when it has a space or a
  *   tab, and a quote in it cannot be written (no file name has one).
+ *
+ * Also, at the end, what both exec_*.c files share: the line splitter
+ * they read a child's stderr with (sl_exec_lines_take) and their list
+ * of children (sl_exec_link_add).
  */
 #include "net.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
+
+#include "log.h"
 
 /* Append c to buf at *n if it fits (one byte kept for the NUL). */
 static void put(char *buf, size_t len, size_t *n, char c)
@@ -85,4 +92,94 @@ int sl_win_cmdline(char *const *argv, char *buf, size_t len)
 	if (n >= len)
 		return -ENAMETOOLONG;
 	return (int)n;
+}
+
+/* ---- a child's stderr, a line at a time ---------------------------------- */
+
+static void line_emit(sl_exec_lines *l, const char *name)
+{
+	char esc[4 * SL_EXEC_LINE_MAX + 1];
+
+	sl_log_escape(esc, sizeof esc, l->line, l->len);
+	sl_info("%s: stderr: %s%s", name, esc, l->cut ? " [cut]" : "");
+	l->len = 0;
+}
+
+void sl_exec_lines_take(sl_exec_lines *l, const char *name, const char *p,
+			size_t n)
+{
+	while (n > 0) {
+		const char *nl = memchr(p, '\n', n);
+		size_t k = nl != NULL ? (size_t)(nl - p) : n;
+
+		if (!l->cut) {
+			size_t room = sizeof l->line - l->len;
+			size_t take = k < room ? k : room;
+
+			memcpy(l->line + l->len, p, take);
+			l->len += take;
+			if (take < k) {
+				/* Too long: what fits goes now, the rest of
+				 * the line is dropped. */
+				l->cut = 1;
+				line_emit(l, name);
+			}
+		}
+		if (nl == NULL)
+			return;
+		if (!l->cut || l->len > 0) {
+			if (l->len > 0 && l->line[l->len - 1] == '\r')
+				l->len--;
+			line_emit(l, name);
+		}
+		l->cut = 0;
+		p = nl + 1;
+		n -= k + 1;
+	}
+}
+
+void sl_exec_lines_end(sl_exec_lines *l, const char *name)
+{
+	if (l->len > 0)
+		line_emit(l, name);
+}
+
+/* ---- the children not yet freed ------------------------------------------- */
+
+static pthread_mutex_t links_lock = PTHREAD_MUTEX_INITIALIZER;
+static sl_exec_link *links;
+
+void sl_exec_link_add(sl_exec_link *l, sl_exec *x)
+{
+	pthread_mutex_lock(&links_lock);
+	l->x = x;
+	l->prev = NULL;
+	l->next = links;
+	if (links != NULL)
+		links->prev = l;
+	links = l;
+	pthread_mutex_unlock(&links_lock);
+}
+
+void sl_exec_link_del(sl_exec_link *l)
+{
+	pthread_mutex_lock(&links_lock);
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		links = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	pthread_mutex_unlock(&links_lock);
+}
+
+sl_exec_link *sl_exec_links_take(void)
+{
+	sl_exec_link *l;
+
+	pthread_mutex_lock(&links_lock);
+	l = links;
+	links = NULL;
+	pthread_mutex_unlock(&links_lock);
+	return l;
 }

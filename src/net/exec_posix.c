@@ -35,7 +35,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -68,36 +67,9 @@ struct sl_exec {
 	sl_exec_exit_cb exit_cb;
 	void *data;
 	char *name; /* "route R: exec:ARGV0 (pid N)", for log lines */
-	sl_exec *prev, *next; /* every child not yet freed */
-	size_t line_len;      /* bytes of the stderr line in line[] */
-	int line_cut;         /* the line passed the bound: rest dropped */
-	char line[SL_EXEC_LINE_MAX];
+	sl_exec_link link;    /* every child not yet freed */
+	sl_exec_lines lines;  /* stderr's line so far */
 };
-
-static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
-static sl_exec *all;
-
-static void list_add(sl_exec *x)
-{
-	pthread_mutex_lock(&all_lock);
-	x->next = all;
-	if (all != NULL)
-		all->prev = x;
-	all = x;
-	pthread_mutex_unlock(&all_lock);
-}
-
-static void list_del(sl_exec *x)
-{
-	pthread_mutex_lock(&all_lock);
-	if (x->prev != NULL)
-		x->prev->next = x->next;
-	else
-		all = x->next;
-	if (x->next != NULL)
-		x->next->prev = x->prev;
-	pthread_mutex_unlock(&all_lock);
-}
 
 void sl_exec_status_text(int status, char *buf, size_t len)
 {
@@ -119,55 +91,11 @@ long sl_exec_pid(const sl_exec *x)
 
 /* ---- stderr ------------------------------------------------------------- */
 
-static void line_emit(sl_exec *x)
-{
-	char esc[4 * SL_EXEC_LINE_MAX + 1];
-
-	sl_log_escape(esc, sizeof esc, x->line, x->line_len);
-	sl_info("%s: stderr: %s%s", x->name, esc,
-		x->line_cut ? " [cut]" : "");
-	x->line_len = 0;
-}
-
-/* n bytes the child wrote to stderr: whole lines to the log. */
-static void err_take(sl_exec *x, const char *p, size_t n)
-{
-	while (n > 0) {
-		const char *nl = memchr(p, '\n', n);
-		size_t k = nl != NULL ? (size_t)(nl - p) : n;
-
-		if (!x->line_cut) {
-			size_t room = sizeof x->line - x->line_len;
-			size_t take = k < room ? k : room;
-
-			memcpy(x->line + x->line_len, p, take);
-			x->line_len += take;
-			if (take < k) {
-				/* Too long: what fits goes now, the rest of
-				 * the line is dropped. */
-				x->line_cut = 1;
-				line_emit(x);
-			}
-		}
-		if (nl == NULL)
-			return;
-		if (!x->line_cut || x->line_len > 0) {
-			if (x->line_len > 0 && x->line[x->line_len - 1] == '\r')
-				x->line_len--;
-			line_emit(x);
-		}
-		x->line_cut = 0;
-		p = nl + 1;
-		n -= k + 1;
-	}
-}
-
 static void err_close(sl_exec *x)
 {
 	if (x->err_fd < 0)
 		return;
-	if (x->line_len > 0)
-		line_emit(x);
+	sl_exec_lines_end(&x->lines, x->name);
 	sl_io_forget(&x->err_io);
 	close(x->err_fd);
 	x->err_fd = -1;
@@ -183,7 +111,8 @@ static int err_read(sl_exec *x, int reads)
 		ssize_t n = read(x->err_fd, buf, sizeof buf);
 
 		if (n > 0) {
-			err_take(x, buf, (size_t)n);
+			sl_exec_lines_take(&x->lines, x->name, buf,
+					   (size_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -214,7 +143,7 @@ static void free_task(sl_task *t, int status)
 	sl_exec *x = t->data;
 
 	(void)status;
-	list_del(x);
+	sl_exec_link_del(&x->link);
 	free(x->name);
 	free(x);
 }
@@ -484,7 +413,7 @@ int sl_exec_spawn(sl_loop *loop, const sl_exec_opts *o, sl_exec **out,
 	sl_timer_init(loop, &x->kill_timer, on_kill, x);
 	sl_timer_init(loop, &x->poll_timer, on_poll, x);
 	sl_io_init(loop, &x->err_io, x->err_fd, on_err_io, x);
-	list_add(x);
+	sl_exec_link_add(&x->link, x);
 	if ((x->pidfd = pidfd_for(x->pid)) >= 0) {
 		sl_io_init(loop, &x->pid_io, x->pidfd, on_pid_io, x);
 		if (sl_io_set(&x->pid_io, SL_IO_READ) < 0) {
@@ -524,26 +453,29 @@ fail:
 void sl_exec_shutdown(void)
 {
 	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	sl_exec_link *all = sl_exec_links_take(), *l;
 	sl_exec *x;
 
-	pthread_mutex_lock(&all_lock);
-	for (x = all; x != NULL; x = x->next)
-		if (!x->reaped)
-			kill(-x->pid, SIGTERM);
+	for (l = all; l != NULL; l = l->next)
+		if (!l->x->reaped)
+			kill(-l->x->pid, SIGTERM);
 	for (int i = 0; i < SL_EXEC_KILL_MS / 10; i++) {
 		int left = 0;
 
-		for (x = all; x != NULL; x = x->next)
+		for (l = all; l != NULL; l = l->next) {
+			x = l->x;
 			if (!x->reaped && waitpid(x->pid, NULL, WNOHANG) != 0)
 				x->reaped = 1;
 			else
 				left += !x->reaped;
+		}
 		if (left == 0)
 			break;
 		nanosleep(&ts, NULL);
 	}
-	while ((x = all) != NULL) {
-		all = x->next;
+	while ((l = all) != NULL) {
+		all = l->next;
+		x = l->x;
 		if (!x->reaped) {
 			kill(-x->pid, SIGKILL);
 			while (waitpid(x->pid, NULL, 0) < 0 && errno == EINTR)
@@ -556,5 +488,4 @@ void sl_exec_shutdown(void)
 		free(x->name);
 		free(x);
 	}
-	pthread_mutex_unlock(&all_lock);
 }

@@ -334,6 +334,37 @@ typedef struct sl_exec_opts {
 #define SL_EXEC_LINE_MAX 1024
 
 /*
+ * The stderr reader of exec_posix.c and exec_win.c: bytes a child wrote
+ * to its stderr go to the log a line at a time ("NAME: stderr: LINE",
+ * escaped, a CR before the newline dropped), each line cut at
+ * SL_EXEC_LINE_MAX bytes (marked " [cut]", the rest of it dropped), so a
+ * child that writes megabytes costs no memory.  sl_exec_lines_end(): the
+ * last line, which had no newline.  cmdline.c, any OS.
+ */
+typedef struct sl_exec_lines {
+	size_t len; /* bytes of the line in line[] */
+	int cut;    /* the line passed the bound: rest dropped */
+	char line[SL_EXEC_LINE_MAX];
+} sl_exec_lines;
+void sl_exec_lines_take(sl_exec_lines *l, const char *name, const char *p,
+			size_t n);
+void sl_exec_lines_end(sl_exec_lines *l, const char *name);
+
+/*
+ * The process-wide list of exec_*.c's children not yet freed, so that
+ * sl_net_shutdown() finds what the loops left: add and del under its
+ * lock, any thread; sl_exec_links_take() empties it and returns what it
+ * held (once no loop runs).  cmdline.c, any OS.
+ */
+typedef struct sl_exec_link {
+	struct sl_exec_link *prev, *next;
+	sl_exec *x;
+} sl_exec_link;
+void sl_exec_link_add(sl_exec_link *l, sl_exec *x);
+void sl_exec_link_del(sl_exec_link *l);
+sl_exec_link *sl_exec_links_take(void);
+
+/*
  * Start the command on loop (the calling thread's).  On 0, *out is the
  * child and *stream a connected stream to its stdin and stdout (closed
  * by the caller as any stream).  -errno (-ENOENT: no such command) with
