@@ -312,7 +312,9 @@ int sl_stream_local_addr(const sl_stream *s, sl_ipaddr *out);
  * child has no other descriptor, the default signal mask and
  * dispositions, and a process group of its own, so a kill reaches what
  * it started.  A stream shutdown gives the child's stdin its EOF, and
- * the child may still answer.  Windows: not written yet (SL_EUNSUPP).
+ * the child may still answer.  Windows: three named pipes (stdin and
+ * stdout one stream over two handles; the stream's shutdown closes
+ * stdin's) and a job object of the child's own, which a kill ends.
  */
 typedef struct sl_exec sl_exec;
 
@@ -379,12 +381,13 @@ long sl_exec_pid(const sl_exec *x);
 /*
  * The caller is done with x (no callback from now on): a child still
  * running timeout_ms later (0: now) is killed (SIGTERM to its group,
- * SIGKILL a second later) and reaped, and x frees itself.  sl_net_shutdown() kills and reaps every child
- * left.
+ * SIGKILL a second later; Windows: TerminateJobObject) and reaped, and
+ * x frees itself.  sl_net_shutdown() kills and reaps every child left.
  */
 void sl_exec_release(sl_exec *x, uint64_t timeout_ms);
 
-/* "exited 3", "killed by signal 9" for an exit_cb status. */
+/* "exited 3", "killed by signal 9" (Windows: "killed") for an exit_cb
+ * status. */
 void sl_exec_status_text(int status, char *buf, size_t len);
 
 /*

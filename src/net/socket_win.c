@@ -321,6 +321,7 @@ int sl_net_init(void)
 
 void sl_net_shutdown(void)
 {
+	sl_exec_shutdown();
 	sl_resolver_shutdown();
 	WSACleanup();
 }
