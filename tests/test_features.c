@@ -3791,16 +3791,95 @@ static st_daemon *exec_daemon(uint16_t lport, const char *argv,
 	return exec_daemon_keys(lport, argv, timeout, "", NULL);
 }
 
+/*
+ * Under wine the command is sltool.exe (SLUICE_WINE_TOOL), by a Windows
+ * path: Z: is wine's drive for the Linux root.  exec_tool: its path as
+ * the config's first item and the log's argv[0]; exec_cmd: the items,
+ * native ones natively, sltool's arguments after its path under wine.
+ */
+static const char *exec_tool(void)
+{
+	static char path[PATH_MAX + 3];
+
+	if (path[0] == '\0') {
+		char real[PATH_MAX];
+
+		assert_non_null(realpath(getenv("SLUICE_WINE_TOOL"), real));
+		snprintf(path, sizeof path, "Z:%s", real);
+	}
+	return path;
+}
+
+/* The log's line end: sluice.exe writes its log in text mode. */
+#define EXEC_NL (st_wine() != NULL ? "\r\n" : "\n")
+
+static char *exec_cmd(const char *native, const char *tool_args)
+{
+	if (st_wine() == NULL)
+		return st_fmt("%s", native);
+	return st_fmt("'%s', %s", exec_tool(), tool_args);
+}
+
+/* What the log calls the command: argv[0]. */
+static const char *exec_name(const char *native)
+{
+	return st_wine() == NULL ? native : exec_tool();
+}
+
+/* Under wine: the sltool.exe commands running, found by their command
+ * lines (NUL-separated, the .exe named with backslashes or slashes):
+ * those of this build's sltool only. */
+static unsigned exec_wine_children(void)
+{
+	char real[PATH_MAX];
+	DIR *proc = opendir("/proc");
+	struct dirent *e;
+	unsigned n = 0;
+
+	assert_non_null(realpath(getenv("SLUICE_WINE_TOOL"), real));
+	assert_non_null(proc);
+	while ((e = readdir(proc)) != NULL) {
+		char *f, text[4096];
+		size_t len;
+		FILE *fp;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		f = st_fmt("/proc/%s/cmdline", e->d_name);
+		fp = fopen(f, "rb");
+		free(f);
+		if (fp == NULL)
+			continue;
+		len = fread(text, 1, sizeof text - 1, fp);
+		fclose(fp);
+		text[len] = '\0';
+		for (size_t i = 0; i < len; i++)
+			if (text[i] == '\0' || text[i] == '\\')
+				text[i] = text[i] != '\0' ? '/' : ' ';
+		if (strstr(text, real) != NULL &&
+		    (strstr(text, " stdecho") != NULL ||
+		     strstr(text, " stdexit") != NULL ||
+		     strstr(text, " sleep ") != NULL))
+			n++;
+	}
+	closedir(proc);
+	return n;
+}
+
 /* The daemon's child processes, zombies included (Linux: the children
  * files of its threads). */
 static unsigned exec_children(pid_t pid)
 {
-	char *dir = st_fmt("/proc/%ld/task", (long)pid);
-	DIR *td = opendir(dir);
+	char *dir;
+
+	if (st_wine() != NULL)
+		return exec_wine_children();
+	dir = st_fmt("/proc/%ld/task", (long)pid);
+	DIR *td;
 	struct dirent *e;
 	unsigned n = 0;
 
-	assert_non_null(td);
+	assert_non_null(td = opendir(dir));
 	while ((e = readdir(td)) != NULL) {
 		char *f, *text;
 
@@ -3880,29 +3959,31 @@ static void exec_read_end(st_sock c, const char *want)
 	st_close(c);
 }
 
-/* 64 MiB each way through cat, byte for byte; the session ends with the
- * command, which is reaped. */
+/* 64 MiB each way through cat (sltool stdecho under wine), byte for
+ * byte; the session ends with the command, which is reaped. */
 static void test_exec_bytes(void **state)
 {
 	uint16_t lport = st_free_port();
+	char *cmd = exec_cmd("/bin/cat", "stdecho");
+	const char *name = exec_name("/bin/cat");
 	st_daemon *d;
 	st_sock c;
 
 	(void)state;
-	ST_NATIVE_ONLY();
-	d = exec_daemon(lport, "/bin/cat", "5s");
+	d = exec_daemon(lport, cmd, "5s");
 	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
 	assert_int_equal(st_exchange(c, 0x5eed, 0x5eed, 64u << 20,
 				     ST_STALL_MS),
 			 0);
 	st_close(c);
-	st_wait_log(d, "route ex: exec:/bin/cat (pid ", 1);
+	st_wait_logf(d, 1, "route ex: exec:%s (pid ", name);
 	st_wait_log(d, ") exited 0", 1);
-	st_wait_log(d, "upstream=exec:/bin/cat bytes_in=67108864 "
-		       "bytes_out=67108864",
-		    1);
+	st_wait_logf(d, 1, "upstream=exec:%s bytes_in=67108864 "
+			   "bytes_out=67108864",
+		     name);
 	exec_wait_children(st_daemon_pid(d), 0);
 	st_daemon_stop(d);
+	free(cmd);
 }
 
 /* stderr lines reach the log with the route and the pid, escaped; a
@@ -3915,35 +3996,44 @@ static void test_exec_stderr(void **state)
 	long pid;
 
 	(void)state;
-	ST_NATIVE_ONLY();
 	script = st_write_tmp("errs.sh",
 			      "printf 'first line\\n' >&2\n"
 			      "printf 'bell\\007 and \\033[31mred\\r\\n' >&2\n"
 			      "head -c 300000 /dev/zero | tr '\\0' x >&2\n"
 			      "printf '\\nlast, no newline' >&2\n"
 			      "exec cat\n");
-	argv = st_fmt("/bin/sh, %s", script);
+	/* sltool stdecho errs writes the same under wine. */
+	{
+		char *native = st_fmt("/bin/sh, %s", script);
+
+		argv = exec_cmd(native, "stdecho, errs");
+		free(native);
+	}
 	d = exec_daemon(lport, argv, "5s");
 	st_echo_once(lport, "through the script");
 	st_wait_log(d, ") exited 0", 1);
 	pid = exec_pid_in_log(d);
-	st_wait_logf(d, 1, "route ex: exec:/bin/sh (pid %ld): stderr: first "
-			   "line\n",
-		     pid);
-	st_wait_logf(d, 1, "(pid %ld): stderr: bell\\x07 and \\x1b[31mred\n",
-		     pid);
-	st_wait_logf(d, 1, "(pid %ld): stderr: last, no newline\n", pid);
+	st_wait_logf(d, 1, "route ex: exec:%s (pid %ld): stderr: first "
+			   "line%s",
+		     exec_name("/bin/sh"), pid, EXEC_NL);
+	st_wait_logf(d, 1, "(pid %ld): stderr: bell\\x07 and \\x1b[31mred%s",
+		     pid, EXEC_NL);
+	st_wait_logf(d, 1, "(pid %ld): stderr: last, no newline%s", pid,
+		     EXEC_NL);
 	/* 300000 bytes in one line: its first 1024, marked cut. */
 	{
 		char *want = malloc(1100), *log;
 
 		memset(want, 'x', 1024);
-		strcpy(want + 1024, " [cut]\n");
+		snprintf(want + 1024, 76, " [cut]%s", EXEC_NL);
 		log = st_daemon_log(d);
 		assert_non_null(strstr(log, want));
 		assert_null(strstr(log, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 					"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 					"xxxxxxxxxx [cut]\nxxx"));
+		assert_null(strstr(log, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+					"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+					"xxxxxxxxxx [cut]\r\nxxx"));
 		free(log);
 		free(want);
 	}
@@ -3961,17 +4051,20 @@ static void test_exec_half_close(void **state)
 	st_daemon *d;
 	st_sock c;
 
+	char *cmd = exec_cmd("/bin/sh, -c, 'cat >/dev/null; echo done'",
+			     "stdecho, done");
+
 	(void)state;
-	ST_NATIVE_ONLY();
-	d = exec_daemon(lport, "/bin/sh, -c, 'cat >/dev/null; echo done'",
-			"5s");
+	d = exec_daemon(lport, cmd, "5s");
+	free(cmd);
 	c = st_connect_tcp_retry(lport, ST_WAIT_MS);
 	st_send_all(c, "ignored\n", 8);
 	assert_int_equal(st_recv_some(c, buf, sizeof buf, 200), -2);
 	st_shutdown_wr(c);
 	exec_read_end(c, "done\n");
 	st_wait_log(d, ") exited 0", 1);
-	st_wait_log(d, "upstream=exec:/bin/sh bytes_in=8 bytes_out=5", 1);
+	st_wait_logf(d, 1, "upstream=exec:%s bytes_in=8 bytes_out=5",
+		     exec_name("/bin/sh"));
 	st_daemon_stop(d);
 }
 
@@ -3981,26 +4074,33 @@ static void test_exec_half_close(void **state)
 static void test_exec_exit(void **state)
 {
 	uint16_t lport = st_free_port();
+	const char *none = st_wine() != NULL ? "Z:/nonexistent/sluice-test-cmd"
+					     : "/nonexistent/sluice-test-cmd";
+	char *cmd = exec_cmd("/bin/sh, -c, 'echo bye; exit 3'",
+			     "stdexit, 3, bye");
 	st_daemon *d;
 
 	(void)state;
-	ST_NATIVE_ONLY();
-	d = exec_daemon(lport, "/bin/sh, -c, 'echo bye; exit 3'", "5s");
+	d = exec_daemon(lport, cmd, "5s");
+	free(cmd);
 	exec_read_end(st_connect_tcp_retry(lport, ST_WAIT_MS), "bye\n");
 	st_wait_log(d, ") exited 3", 1);
 	st_wait_log(d, "bytes_out=4", 1);
 	st_daemon_stop(d);
 
-	d = exec_daemon(lport, "/bin/sh, -c, 'kill -9 $$'", "5s");
-	exec_read_end(st_connect_tcp_retry(lport, ST_WAIT_MS), "");
-	st_wait_log(d, ") killed by signal 9", 1);
-	st_daemon_stop(d);
+	/* No signals on Windows (the kill of a timeout: test_exec_timeout). */
+	if (st_wine() == NULL) {
+		d = exec_daemon(lport, "/bin/sh, -c, 'kill -9 $$'", "5s");
+		exec_read_end(st_connect_tcp_retry(lport, ST_WAIT_MS), "");
+		st_wait_log(d, ") killed by signal 9", 1);
+		st_daemon_stop(d);
+	}
 
-	d = exec_daemon(lport, "/nonexistent/sluice-test-cmd", "5s");
+	d = exec_daemon(lport, none, "5s");
 	exec_read_end(st_connect_tcp_retry(lport, ST_WAIT_MS), "");
-	st_wait_log(d, "route ex: connect to exec:/nonexistent/sluice-test-cmd "
-		       "failed: No such file or directory",
-		    1);
+	st_wait_logf(d, 1, "route ex: connect to exec:%s "
+			   "failed: No such file or directory",
+		     none);
 	st_wait_log(d, "reason=connect-failed", 1);
 	exec_wait_children(st_daemon_pid(d), 0);
 	st_daemon_stop(d);
@@ -4063,7 +4163,23 @@ static void test_exec_timeout(void **state)
 	long pid;
 
 	(void)state;
-	ST_NATIVE_ONLY();
+	if (st_wine() != NULL) {
+		/* Windows: the job is terminated, the status "killed". */
+		char *cmd = exec_cmd("", "sleep, 60");
+
+		d = exec_daemon_keys(lport, cmd, "200ms",
+				     "    half_closed_timeout: 100ms\n", NULL);
+		free(cmd);
+		c = exec_open(d, lport, &pid);
+		assert_int_equal(exec_wine_children(), 1);
+		st_close(c);
+		st_wait_logf(d, 1, "(pid %ld) still running after its session",
+			     pid);
+		st_wait_logf(d, 1, "(pid %ld) killed%s", pid, EXEC_NL);
+		exec_wait_children(0, 0);
+		st_daemon_stop(d);
+		return;
+	}
 	/* The daemon inherits fd 7 without close-on-exec, as from a
 	 * careless parent: the command must not get it. */
 	d = exec_daemon_keys(lport, "/bin/sleep, 60", "200ms",
@@ -4096,11 +4212,12 @@ static void test_exec_timeout(void **state)
  */
 static void exec_stop_kills(uint16_t lport, const char *keys, int ended)
 {
-	st_daemon *d = exec_daemon_keys(lport, "/bin/sleep, 60", "1h", keys,
-					NULL);
+	char *cmd = exec_cmd("/bin/sleep, 60", "sleep, 60");
+	st_daemon *d = exec_daemon_keys(lport, cmd, "1h", keys, NULL);
 	long pid;
 	st_sock c = exec_open(d, lport, &pid);
 
+	free(cmd);
 	if (ended) {
 		st_close(c);
 		st_wait_log(d, "session route=ex", 1);
@@ -4108,6 +4225,11 @@ static void exec_stop_kills(uint16_t lport, const char *keys, int ended)
 	st_daemon_stop(d);
 	if (!ended)
 		st_close(c);
+	if (st_wine() != NULL) {
+		/* Its job terminated by sl_net_shutdown: none left. */
+		assert_int_equal(exec_wine_children(), 0);
+		return;
+	}
 	assert_int_equal(kill((pid_t)pid, 0), -1);
 	assert_int_equal(errno, ESRCH);
 }
@@ -4122,11 +4244,13 @@ static void test_exec_reload_stop(void **state)
 	st_daemon *d;
 	st_sock c;
 
+	char *cmd = exec_cmd("/bin/cat", "stdecho");
+
 	(void)state;
-	ST_NATIVE_ONLY();
-	d = exec_daemon(lport, "/bin/cat", "5s");
+	d = exec_daemon(lport, cmd, "5s");
 	c = st_echo_open(lport, "before");
-	y = exec_yaml(lport, "/bin/cat", "1s", "");
+	y = exec_yaml(lport, cmd, "1s", "");
+	free(cmd);
 	st_daemon_write_config(d, y);
 	free(y);
 	st_daemon_signal(d, SIGHUP);
@@ -4147,24 +4271,28 @@ static void test_exec_reload_stop(void **state)
 }
 
 /* 200 sessions at once, each its own cat: every byte back, and after
- * them no process and no descriptor left. */
+ * them no process and no descriptor left.  Under wine, each its own
+ * sltool stdecho, and no process left (the handles of a Windows process
+ * are not in /proc: the count of commands running stands in). */
 static void test_exec_many(void **state)
 {
 	enum { N = 200 };
 	uint16_t lport = st_free_port();
 	static st_sock c[N];
-	unsigned fds0;
+	char *cmd = exec_cmd("/bin/cat", "stdecho");
+	unsigned fds0 = 0;
 	st_daemon *d;
 	pid_t dpid;
 
 	(void)state;
-	ST_NATIVE_ONLY();
-	d = exec_daemon(lport, "/bin/cat", "5s");
+	d = exec_daemon(lport, cmd, "5s");
+	free(cmd);
 	dpid = st_daemon_pid(d);
 	st_echo_once(lport, "warm");
 	st_wait_log(d, ") exited 0", 1);
 	exec_wait_children(dpid, 0);
-	fds0 = exec_fds(dpid);
+	if (st_wine() == NULL)
+		fds0 = exec_fds(dpid);
 	for (int i = 0; i < N; i++) {
 		char msg[32];
 
@@ -4190,7 +4318,7 @@ static void test_exec_many(void **state)
 	st_wait_log(d, "reason=done", N + 1);
 	exec_wait_children(dpid, 0);
 	/* The last frees wait for the end of a loop round. */
-	{
+	if (st_wine() == NULL) {
 		uint64_t end = st_now_ms() + ST_WAIT_MS;
 
 		while (exec_fds(dpid) != fds0 && st_now_ms() < end)

@@ -35,6 +35,14 @@
  *                             (CERT_SYSTEM_STORE_CURRENT_USER)
  *   sltool root-del CERT      removes it from there again (exit 1 when it
  *                             is not there)
+ *   sltool stdecho [MODE]     an exec: command: a line to stderr, then its
+ *                             standard input copied to its standard output
+ *                             (ReadFile, WriteFile) to the end; MODE
+ *                             "done": input read and dropped, then
+ *                             "done\n"; "errs": first the stderr lines of
+ *                             test_exec_stderr (one of 300000 bytes)
+ *   sltool stdexit N TEXT     writes TEXT and a newline, exits with N
+ *   sltool sleep SECONDS      sleeps (its standard input left alone)
  *
  * root-add is a test tool for wine: on Windows a change to the user's ROOT
  * store asks the user to confirm it in a dialog (CryptoAPI protects that
@@ -643,6 +651,60 @@ static int cmd_ovstdio(int argc, char **argv)
 	return (int)code;
 }
 
+/* All of p to h; 0 or -1. */
+static int std_write(HANDLE h, const char *p, size_t n)
+{
+	while (n > 0) {
+		DWORD w = 0;
+
+		if (!WriteFile(h, p, (DWORD)n, &w, NULL) || w == 0)
+			return -1;
+		p += w;
+		n -= w;
+	}
+	return 0;
+}
+
+static int cmd_stdecho(const char *mode)
+{
+	static char buf[CHUNK];
+	HANDLE in = GetStdHandle(STD_INPUT_HANDLE),
+	       out = GetStdHandle(STD_OUTPUT_HANDLE),
+	       err = GetStdHandle(STD_ERROR_HANDLE);
+	int drop = strcmp(mode, "done") == 0;
+	DWORD n;
+
+	if (strcmp(mode, "errs") == 0) {
+		static char line[300000];
+
+		memset(line, 'x', sizeof line);
+		if (std_write(err, "first line\n", 11) < 0 ||
+		    std_write(err, "bell\a and \033[31mred\r\n", 20) < 0 ||
+		    std_write(err, line, sizeof line) < 0 ||
+		    std_write(err, "\nlast, no newline", 17) < 0)
+			return 1;
+	} else if (std_write(err, "stdecho: start\n", 15) < 0) {
+		return 1;
+	}
+	/* The end: 0 bytes, or the pipe broken (sluice closed it). */
+	while (ReadFile(in, buf, sizeof buf, &n, NULL) && n > 0)
+		if (!drop && std_write(out, buf, n) < 0)
+			return 1;
+	if (drop && std_write(out, "done\n", 5) < 0)
+		return 1;
+	return 0;
+}
+
+static int cmd_stdexit(int code, const char *text)
+{
+	HANDLE out = GetStdHandle(STD_OUTPUT_HANDLE);
+
+	if (std_write(out, text, strlen(text)) < 0 ||
+	    std_write(out, "\n", 1) < 0)
+		return 1;
+	return code;
+}
+
 /* argv as UTF-8, from the wide command line; NULL on a failure. */
 static char **utf8_argv(int *argc)
 {
@@ -701,9 +763,19 @@ int main(int argc, char **argv)
 	if (argc == 5 && strcmp(argv[1], "many") == 0)
 		return cmd_many(argv[2], (unsigned)atoi(argv[3]),
 				strtoull(argv[4], NULL, 10));
+	if (argc <= 3 && argc >= 2 && strcmp(argv[1], "stdecho") == 0)
+		return cmd_stdecho(argc == 3 ? argv[2] : "");
+	if (argc == 4 && strcmp(argv[1], "stdexit") == 0)
+		return cmd_stdexit(atoi(argv[2]), argv[3]);
+	if (argc == 3 && strcmp(argv[1], "sleep") == 0) {
+		Sleep((DWORD)atoi(argv[2]) * 1000);
+		return 0;
+	}
 	fprintf(stderr, "usage: sltool sig EVENT | cat PIPE | echo PIPE | "
 			"echo1 PIPE | many PIPE N BYTES | collect PIPE | "
 			"hold PIPE N | dacl PIPE | root-add CERT | "
-			"root-del CERT | ovstdio PROG ARGS...\n");
+			"root-del CERT | ovstdio PROG ARGS... | "
+			"stdecho [done|errs] | stdexit N TEXT | "
+			"sleep SECONDS\n");
 	return 2;
 }
