@@ -4098,10 +4098,16 @@ static void test_exec_exit(void **state)
 
 	d = exec_daemon(lport, none, "5s");
 	exec_read_end(st_connect_tcp_retry(lport, ST_WAIT_MS), "");
-	st_wait_logf(d, 1, "route ex: connect to exec:%s "
-			   "failed: No such file or directory",
-		     none);
-	st_wait_log(d, "reason=connect-failed", 1);
+	if (getenv("SLUICE_VALGRIND") != NULL) {
+		/* valgrind runs posix_spawn as a fork, so a missing program
+		 * is a child that exits 127 rather than a failed spawn. */
+		st_wait_log(d, ") exited 127", 1);
+	} else {
+		st_wait_logf(d, 1, "route ex: connect to exec:%s "
+				   "failed: No such file or directory",
+			     none);
+		st_wait_log(d, "reason=connect-failed", 1);
+	}
 	exec_wait_children(st_daemon_pid(d), 0);
 	st_daemon_stop(d);
 }
