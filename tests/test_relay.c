@@ -753,6 +753,63 @@ static void test_overlapped_stdio(void **state)
 	free(ep);
 }
 
+/*
+ * Files as standard input and output (a Windows program run with `<` and
+ * `>`: wine gives it file handles, as Windows does): the input file goes
+ * to a TCP echo server, its end becomes the half-close, and the echo ends
+ * up whole in the output file.  Consoles, the third kind the relay
+ * serves, cannot be shown under wine.
+ */
+static void test_file_stdio(void **state)
+{
+	ST_WINE_ONLY();
+	uint16_t port;
+	st_server *srv = st_server_start(st_listen_tcp(&port, 8), ST_ECHO, 0);
+	char *ep = tcp_ep(port);
+	char *in = st_fmt("%s/relay-in.bin", st_tmpdir());
+	char *out = st_fmt("%s/relay-out.bin", st_tmpdir());
+	char *err = st_fmt("%s/relay-file.err", st_tmpdir());
+	static char data[300000];
+	char *got;
+	struct stat sb;
+	int fi, fo, fe, st;
+	FILE *f;
+	pid_t pid;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof data; i++)
+		data[i] = (char)(i * 131 + (i >> 8));
+	f = fopen(in, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, sizeof data, f), sizeof data);
+	assert_int_equal(fclose(f), 0);
+	fi = open(in, O_RDONLY | O_CLOEXEC);
+	fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fe = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fi >= 0 && fo >= 0 && fe >= 0);
+	pid = st_sluice_start(fi, fo, fe, "relay", ep, NULL);
+	close(fi);
+	close(fo);
+	close(fe);
+	st = st_tool_wait(pid, ST_WAIT_MS);
+	if (st != 0) {
+		char *text = st_read_file(err);
+
+		fail_msg("relay exited %d: %s", st, text ? text : "");
+	}
+	assert_int_equal(stat(out, &sb), 0);
+	assert_int_equal((long long)sb.st_size, (long long)sizeof data);
+	got = st_read_file(out);
+	assert_non_null(got);
+	assert_memory_equal(got, data, sizeof data);
+	free(got);
+	st_server_stop(srv);
+	free(err);
+	free(out);
+	free(in);
+	free(ep);
+}
+
 static void test_pipe_wait_gives_up(void **state)
 {
 	ST_WINE_ONLY();
@@ -789,6 +846,7 @@ int main(void)
 		ST_TEST(test_pipe_wait),
 		ST_TEST(test_pipe_busy),
 		ST_TEST(test_overlapped_stdio),
+		ST_TEST(test_file_stdio),
 		ST_TEST(test_pipe_wait_gives_up),
 	};
 	int rc;
