@@ -164,12 +164,15 @@ int sl_assuan_read(const char *path, uint16_t *port,
 	unsigned char buf[64];
 	unsigned long v = 0;
 	size_t n, i = 0;
-	FILE *f = sl_os_fopen(path, "rb");
+	/* Read on the loop's thread: a small regular file, never a link
+	 * followed nor a FIFO waited on. */
+	long got = sl_os_read_small(path, buf, sizeof buf);
 
-	if (f == NULL)
-		return errno != 0 ? -errno : -EIO;
-	n = fread(buf, 1, sizeof buf, f);
-	fclose(f);
+	if (got == -EINVAL)
+		return SL_EASSUAN;
+	if (got < 0)
+		return (int)got;
+	n = (size_t)got;
 	while (i < n && i < 5 && buf[i] >= '0' && buf[i] <= '9')
 		v = v * 10 + (unsigned long)(buf[i++] - '0');
 	if (i == 0 || v < 1 || v > 65535 || i >= n || buf[i] != '\n' ||

@@ -24,6 +24,13 @@ char *sl_os_path_absolute(const char *path);
 char *sl_os_path_join_cwd(const char *path);
 /* fopen(3); Windows: _wfopen() of the UTF-16 name. */
 FILE *sl_os_fopen(const char *path, const char *mode);
+/*
+ * At most cap bytes of the regular file at path, opened without following
+ * a link (POSIX: O_NOFOLLOW; Windows: no reparse point, sl_os_open_file)
+ * and without waiting (a FIFO there is refused, never read): the count,
+ * or -errno (-EINVAL for what is not a regular file).
+ */
+long sl_os_read_small(const char *path, void *buf, size_t cap);
 /* SL_CONF_PATH; Windows: under %ProgramData%, resolved at run time. */
 const char *sl_os_default_conf(void);
 

@@ -108,3 +108,22 @@ void sl_os_gmtime(time_t t, struct tm *tm)
 {
 	gmtime_r(&t, tm);
 }
+
+long sl_os_read_small(const char *path, void *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat sb;
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	while ((n = read(fd, buf, cap)) < 0 && errno == EINTR)
+		;
+	n = n < 0 ? -errno : n;
+	close(fd);
+	return (long)n;
+}

@@ -297,3 +297,20 @@ void sl_os_gmtime(time_t t, struct tm *tm)
 {
 	gmtime_s(tm, &t);
 }
+
+long sl_os_read_small(const char *path, void *buf, size_t cap)
+{
+	void *h;
+	DWORD n = 0;
+	int r = sl_os_open_file(path, GENERIC_READ,
+				FILE_SHARE_READ | FILE_SHARE_WRITE |
+					FILE_SHARE_DELETE,
+				OPEN_EXISTING, &h);
+
+	if (r < 0)
+		return r == -SL_OS_ENOTREG ? -EINVAL : r;
+	if (!ReadFile(h, buf, cap > 65536 ? 65536 : (DWORD)cap, &n, NULL))
+		n = 0;
+	CloseHandle(h);
+	return (long)n;
+}
