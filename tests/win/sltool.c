@@ -43,6 +43,10 @@
  *                             test_exec_stderr (one of 300000 bytes)
  *   sltool stdexit N TEXT     writes TEXT and a newline, exits with N
  *   sltool sleep SECONDS      sleeps (its standard input left alone)
+ *   sltool stdkind FILE       writes to FILE what its standard input and
+ *                             output are ("in=console out=console": the
+ *                             console API takes them; else disk, pipe,
+ *                             char or unknown, by GetFileType)
  *
  * root-add is a test tool for wine: on Windows a change to the user's ROOT
  * store asks the user to confirm it in a dialog (CryptoAPI protects that
@@ -64,6 +68,7 @@
 
 #include <fcntl.h>
 #include <io.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -705,6 +710,37 @@ static int cmd_stdexit(int code, const char *text)
 	return code;
 }
 
+static const char *std_kind(HANDLE h)
+{
+	DWORD mode;
+
+	if (GetConsoleMode(h, &mode))
+		return "console";
+	switch (GetFileType(h)) {
+	case FILE_TYPE_DISK:
+		return "disk";
+	case FILE_TYPE_PIPE:
+		return "pipe";
+	case FILE_TYPE_CHAR:
+		return "char";
+	default:
+		return "unknown";
+	}
+}
+
+static int cmd_stdkind(const char *file)
+{
+	FILE *f = fopen(file, "wb");
+
+	if (f == NULL) {
+		fprintf(stderr, "sltool: %s: %s\n", file, strerror(errno));
+		return 1;
+	}
+	fprintf(f, "in=%s out=%s\n", std_kind(GetStdHandle(STD_INPUT_HANDLE)),
+		std_kind(GetStdHandle(STD_OUTPUT_HANDLE)));
+	return fclose(f) == 0 ? 0 : 1;
+}
+
 /* argv as UTF-8, from the wide command line; NULL on a failure. */
 static char **utf8_argv(int *argc)
 {
@@ -767,6 +803,8 @@ int main(int argc, char **argv)
 		return cmd_stdecho(argc == 3 ? argv[2] : "");
 	if (argc == 4 && strcmp(argv[1], "stdexit") == 0)
 		return cmd_stdexit(atoi(argv[2]), argv[3]);
+	if (argc == 3 && strcmp(argv[1], "stdkind") == 0)
+		return cmd_stdkind(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "sleep") == 0) {
 		Sleep((DWORD)atoi(argv[2]) * 1000);
 		return 0;
@@ -776,6 +814,6 @@ int main(int argc, char **argv)
 			"hold PIPE N | dacl PIPE | root-add CERT | "
 			"root-del CERT | ovstdio PROG ARGS... | "
 			"stdecho [done|errs] | stdexit N TEXT | "
-			"sleep SECONDS\n");
+			"sleep SECONDS | stdkind FILE\n");
 	return 2;
 }
