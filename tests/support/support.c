@@ -1388,23 +1388,30 @@ pid_t st_daemon_pid(const st_daemon *d)
 	return d->pid;
 }
 
+long st_daemon_winpid(const st_daemon *d)
+{
+	/* The one in its log lines. */
+	char *log = st_daemon_log(d), *p = strstr(log, "sluice[");
+	long pid;
+
+	if (p == NULL)
+		st_fail("no pid in the sluice.exe log:\n%s", log);
+	pid = strtol(p + 7, NULL, 10);
+	free(log);
+	return pid;
+}
+
 void st_daemon_signal(st_daemon *d, int sig)
 {
 	if (d->pid > 0 && st_wine()) {
-		/* sluice.exe answers named events (sluice-PID-stop, ...); its
-		 * Windows pid is the one in its log lines. */
-		char *log = st_daemon_log(d), *p = strstr(log, "sluice[");
+		/* sluice.exe answers named events (sluice-PID-stop, ...). */
 		const char *what = sig == SIGHUP	? "reload"
 				   : sig == SIGUSR1 ? "reopen"
 						    : "stop";
-		char *ev;
+		char *ev = st_fmt("sluice-%ld-%s", st_daemon_winpid(d), what);
 		pid_t t;
 		int rc;
 
-		if (p == NULL)
-			st_fail("no pid in the sluice.exe log:\n%s", log);
-		ev = st_fmt("sluice-%ld-%s", strtol(p + 7, NULL, 10), what);
-		free(log);
 		t = st_tool_start(NULL, NULL, "sig", ev, NULL);
 		rc = st_tool_wait(t, 20000);
 		/* A timeout and a failure have different causes: say which. */

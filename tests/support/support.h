@@ -177,6 +177,8 @@ st_daemon *st_daemon_start_wrapped(const char *yaml, const char *const *wrap);
 /* Replace the config file's contents (for a reload). */
 void st_daemon_write_config(st_daemon *d, const char *yaml);
 pid_t st_daemon_pid(const st_daemon *d);
+/* Wine mode: sluice.exe's Windows process id. */
+long st_daemon_winpid(const st_daemon *d);
 void st_daemon_signal(st_daemon *d, int sig);
 /* Wait for exit; return the exit status, or -1 when it did not in time. */
 int st_daemon_wait(st_daemon *d, unsigned timeout_ms);

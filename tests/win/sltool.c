@@ -43,6 +43,9 @@
  *                             test_exec_stderr (one of 300000 bytes)
  *   sltool stdexit N TEXT     writes TEXT and a newline, exits with N
  *   sltool sleep SECONDS      sleeps (its standard input left alone)
+ *   sltool handles PID        prints how many handles the process PID
+ *                             holds (SystemExtendedHandleInformation:
+ *                             wine's GetProcessHandleCount gives 0)
  *   sltool stdkind FILE       writes to FILE what its standard input and
  *                             output are ("in=console out=console": the
  *                             console API takes them; else disk, pipe,
@@ -65,6 +68,7 @@
 #include <wincrypt.h>
 #include <shellapi.h> /* CommandLineToArgvW */
 #include <sddl.h>
+#include <winternl.h> /* NtQuerySystemInformation */
 
 #include <fcntl.h>
 #include <io.h>
@@ -710,6 +714,58 @@ static int cmd_stdexit(int code, const char *text)
 	return code;
 }
 
+/* SystemExtendedHandleInformation's records (not in mingw's headers). */
+#define SL_SYSTEM_EXTENDED_HANDLE_INFORMATION 64
+#define SL_STATUS_INFO_LENGTH_MISMATCH ((NTSTATUS)0xC0000004L)
+
+struct handle_entry {
+	PVOID object;
+	ULONG_PTR pid;
+	ULONG_PTR value;
+	ULONG access;
+	USHORT backtrace;
+	USHORT type;
+	ULONG attributes;
+	ULONG reserved;
+};
+
+struct handle_table {
+	ULONG_PTR count;
+	ULONG_PTR reserved;
+	struct handle_entry h[1];
+};
+
+static int cmd_handles(const char *pid_text)
+{
+	ULONG_PTR pid = (ULONG_PTR)strtoul(pid_text, NULL, 10);
+	ULONG len = 1 << 20, got = 0;
+	struct handle_table *t = NULL;
+	unsigned long n = 0;
+	NTSTATUS st;
+
+	do {
+		free(t);
+		if ((t = malloc(len)) == NULL)
+			return 1;
+		st = NtQuerySystemInformation(
+			(SYSTEM_INFORMATION_CLASS)SL_SYSTEM_EXTENDED_HANDLE_INFORMATION,
+			t, len, &got);
+		len *= 2;
+	} while (st == SL_STATUS_INFO_LENGTH_MISMATCH && len <= (1u << 28));
+	if (st < 0) {
+		fprintf(stderr, "sltool: the handle table: status 0x%lx\n",
+			(unsigned long)st);
+		free(t);
+		return 1;
+	}
+	for (ULONG_PTR i = 0; i < t->count; i++)
+		if (t->h[i].pid == pid)
+			n++;
+	free(t);
+	printf("%lu\n", n);
+	return 0;
+}
+
 static const char *std_kind(HANDLE h)
 {
 	DWORD mode;
@@ -803,6 +859,8 @@ int main(int argc, char **argv)
 		return cmd_stdecho(argc == 3 ? argv[2] : "");
 	if (argc == 4 && strcmp(argv[1], "stdexit") == 0)
 		return cmd_stdexit(atoi(argv[2]), argv[3]);
+	if (argc == 3 && strcmp(argv[1], "handles") == 0)
+		return cmd_handles(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "stdkind") == 0)
 		return cmd_stdkind(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "sleep") == 0) {
@@ -814,6 +872,6 @@ int main(int argc, char **argv)
 			"hold PIPE N | dacl PIPE | root-add CERT | "
 			"root-del CERT | ovstdio PROG ARGS... | "
 			"stdecho [done|errs] | stdexit N TEXT | "
-			"sleep SECONDS | stdkind FILE\n");
+			"sleep SECONDS | handles PID | stdkind FILE\n");
 	return 2;
 }
