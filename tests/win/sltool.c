@@ -50,6 +50,11 @@
  *                             output are ("in=console out=console": the
  *                             console API takes them; else disk, pipe,
  *                             char or unknown, by GetFileType)
+ *   sltool version FILE       prints FILE's version resource as
+ *                             GetFileVersionInfoW and VerQueryValueW read
+ *                             it (as Explorer does): the fixed file and
+ *                             product versions, then "Name: value" for
+ *                             each string of its first language
  *
  * root-add is a test tool for wine: on Windows a change to the user's ROOT
  * store asks the user to confirm it in a dialog (CryptoAPI protects that
@@ -797,6 +802,71 @@ static int cmd_stdkind(const char *file)
 	return fclose(f) == 0 ? 0 : 1;
 }
 
+/* The version resource's strings that sltool version prints. */
+static const wchar_t *const version_keys[] = {
+	L"CompanyName",	     L"FileDescription", L"FileVersion",
+	L"InternalName",     L"LegalCopyright",	 L"OriginalFilename",
+	L"ProductName",	     L"ProductVersion",	 L"BuildDate",
+};
+
+static int cmd_version(const char *file)
+{
+	wchar_t w[MAX_PATH], key[128];
+	VS_FIXEDFILEINFO *fixed;
+	struct {
+		WORD lang, cp;
+	} *tr;
+	DWORD size, dummy;
+	UINT len;
+	void *data;
+	size_t i;
+
+	wide(file, w, MAX_PATH);
+	if ((size = GetFileVersionInfoSizeW(w, &dummy)) == 0 ||
+	    (data = malloc(size)) == NULL ||
+	    !GetFileVersionInfoW(w, 0, size, data)) {
+		fprintf(stderr, "sltool version %s: no version resource "
+				"(error %lu)\n",
+			file, (unsigned long)GetLastError());
+		return 1;
+	}
+	if (!VerQueryValueW(data, L"\\", (void **)&fixed, &len) ||
+	    len < sizeof *fixed ||
+	    !VerQueryValueW(data, L"\\VarFileInfo\\Translation",
+			    (void **)&tr, &len) ||
+	    len < sizeof *tr) {
+		fprintf(stderr, "sltool version %s: no fixed part or no "
+				"translation\n",
+			file);
+		return 1;
+	}
+	printf("fixed file version: %u.%u.%u.%u\n",
+	       (unsigned)HIWORD(fixed->dwFileVersionMS),
+	       (unsigned)LOWORD(fixed->dwFileVersionMS),
+	       (unsigned)HIWORD(fixed->dwFileVersionLS),
+	       (unsigned)LOWORD(fixed->dwFileVersionLS));
+	printf("fixed product version: %u.%u.%u.%u\n",
+	       (unsigned)HIWORD(fixed->dwProductVersionMS),
+	       (unsigned)LOWORD(fixed->dwProductVersionMS),
+	       (unsigned)HIWORD(fixed->dwProductVersionLS),
+	       (unsigned)LOWORD(fixed->dwProductVersionLS));
+	for (i = 0; i < sizeof version_keys / sizeof *version_keys; i++) {
+		wchar_t *v;
+		char u[1024];
+
+		swprintf(key, 128, L"\\StringFileInfo\\%04x%04x\\%ls",
+			 tr->lang, tr->cp, version_keys[i]);
+		if (!VerQueryValueW(data, key, (void **)&v, &len) || len == 0)
+			continue;
+		if (WideCharToMultiByte(CP_UTF8, 0, v, -1, u, sizeof u, NULL,
+					NULL) == 0)
+			return 1;
+		printf("%ls: %s\n", version_keys[i], u);
+	}
+	free(data);
+	return 0;
+}
+
 /* argv as UTF-8, from the wide command line; NULL on a failure. */
 static char **utf8_argv(int *argc)
 {
@@ -867,11 +937,14 @@ int main(int argc, char **argv)
 		Sleep((DWORD)atoi(argv[2]) * 1000);
 		return 0;
 	}
+	if (argc == 3 && strcmp(argv[1], "version") == 0)
+		return cmd_version(argv[2]);
 	fprintf(stderr, "usage: sltool sig EVENT | cat PIPE | echo PIPE | "
 			"echo1 PIPE | many PIPE N BYTES | collect PIPE | "
 			"hold PIPE N | dacl PIPE | root-add CERT | "
 			"root-del CERT | ovstdio PROG ARGS... | "
 			"stdecho [done|errs] | stdexit N TEXT | "
-			"sleep SECONDS | handles PID | stdkind FILE\n");
+			"sleep SECONDS | handles PID | stdkind FILE | "
+			"version FILE\n");
 	return 2;
 }

@@ -17,7 +17,9 @@
  *    with a service-specific exit code and the reason in the log file
  *    (issue 18.13); a second STOP during a drain does not cut it short
  *    (issue 18.14); a config folder others may write is refused (18.1).
- * 5. Through seams, in this process: the DACL check on SDDL strings; the
+ * 5. sluice.exe's version resource (issue 21): the version configure.ac
+ *    gives, and the build date, as Explorer's Properties read them.
+ * 6. Through seams, in this process: the DACL check on SDDL strings; the
  *    control handler's PRESHUTDOWN, SHUTDOWN and repeated STOP, which no
  *    program may send through the SCM (issue 18.14); log and pid files
  *    never opened through a link, a hard link or a directory (issue 18,
@@ -53,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
+#include <wctype.h>
 
 #include <cmocka.h>
 
@@ -490,6 +493,72 @@ static void test_default_conf(void **state)
 	assert_int_equal(run_sluice_out("-h", out, sizeof out), 0);
 	assert_non_null(strstr(out, want));
 	assert_string_equal(sl_path_default_conf(), want);
+}
+
+/* A string of sluice.exe's version resource (U.S. English, UTF-16). */
+static const wchar_t *version_string(void *data, const wchar_t *name)
+{
+	wchar_t key[128];
+	wchar_t *v = NULL;
+	UINT len = 0;
+
+	swprintf(key, 128, L"\\StringFileInfo\\040904b0\\%ls", name);
+	if (!VerQueryValueW(data, key, (void **)&v, &len) || len == 0)
+		fail_msg("no %ls in the version resource", name);
+	return v;
+}
+
+/* The version resource: configure.ac's version in the fixed part and
+ * the strings, the build date (YYYY-MM-DD) as BuildDate and beside the
+ * product version, which Explorer shows. */
+static void test_version_resource(void **state)
+{
+	wchar_t exe[MAX_PATH], want[64];
+	unsigned nums[4] = {0, 0, 0, 0};
+	VS_FIXEDFILEINFO *fixed;
+	const wchar_t *date, *pv;
+	DWORD size, dummy;
+	UINT len;
+	void *data;
+
+	(void)state;
+	swprintf(exe, MAX_PATH, L"%hs", sluice_exe);
+	size = GetFileVersionInfoSizeW(exe, &dummy);
+	if (size == 0)
+		fail_msg("%s: no version resource (error %lu)", sluice_exe,
+			 (unsigned long)GetLastError());
+	data = malloc(size);
+	assert_non_null(data);
+	assert_true(GetFileVersionInfoW(exe, 0, size, data));
+
+	assert_true(VerQueryValueW(data, L"\\", (void **)&fixed, &len));
+	assert_true(len >= sizeof *fixed);
+	sscanf(PACKAGE_VERSION, "%u.%u.%u.%u", &nums[0], &nums[1], &nums[2],
+	       &nums[3]);
+	assert_int_equal(fixed->dwFileVersionMS, (nums[0] << 16) | nums[1]);
+	assert_int_equal(fixed->dwFileVersionLS, (nums[2] << 16) | nums[3]);
+	assert_int_equal(fixed->dwProductVersionMS, fixed->dwFileVersionMS);
+	assert_int_equal(fixed->dwProductVersionLS, fixed->dwFileVersionLS);
+
+	swprintf(want, 64, L"%hs", PACKAGE_VERSION);
+	assert_true(wcscmp(version_string(data, L"FileVersion"), want) == 0);
+	assert_true(wcscmp(version_string(data, L"ProductName"), L"sluice") ==
+		    0);
+	assert_true(wcscmp(version_string(data, L"OriginalFilename"),
+			   L"sluice.exe") == 0);
+	assert_non_null(wcsstr(version_string(data, L"LegalCopyright"),
+			       L"ISC"));
+	version_string(data, L"CompanyName");
+	version_string(data, L"FileDescription");
+	date = version_string(data, L"BuildDate");
+	assert_int_equal(wcslen(date), 10);
+	assert_true(iswdigit(date[0]) && iswdigit(date[3]) &&
+		    date[4] == L'-' && iswdigit(date[5]) && date[7] == L'-' &&
+		    iswdigit(date[9]));
+	pv = version_string(data, L"ProductVersion");
+	assert_true(wcsncmp(pv, want, wcslen(want)) == 0);
+	assert_non_null(wcsstr(pv, date));
+	free(data);
 }
 
 #define EVENTLOG_KEY                                                           \
@@ -1131,6 +1200,7 @@ int main(void)
 		cmocka_unit_test(test_sd_check),
 		cmocka_unit_test(test_file_rules),
 		cmocka_unit_test(test_default_conf),
+		cmocka_unit_test(test_version_resource),
 		cmocka_unit_test(test_service_through_scm),
 		cmocka_unit_test(test_service_commands),
 		cmocka_unit_test(test_install_settings),
