@@ -4072,6 +4072,59 @@ static void test_exec_stderr(void **state)
 	free(script);
 }
 
+/* A child that floods its stderr does not flood the log: the first
+ * SL_EXEC_LINES_BURST (100) lines of 1000 written at once, then one line
+ * with the count of the rest (a few more may pass, as the limit refills
+ * 10 a second: logged + dropped is 1000 whatever the timing), and the
+ * child's bytes on stdout are untouched.  The limit is cmdline.c's, the
+ * same code under Windows. */
+static void test_exec_stderr_flood(void **state)
+{
+	ST_NATIVE_ONLY();
+	uint16_t lport = st_free_port();
+	char *script, *argv, *log, *p;
+	unsigned long logged = 0, dropped = 0;
+	st_daemon *d;
+
+	(void)state;
+	script = st_write_tmp("flood.sh",
+			      "i=0; s=''\n"
+			      "while [ $i -lt 1000 ]; do s=\"$s$i flood\n\"; "
+			      "i=$((i+1)); done\n"
+			      "printf \"$s\" >&2\n"
+			      "exec cat\n");
+	argv = st_fmt("/bin/sh, %s", script);
+	d = exec_daemon(lport, argv, "5s");
+	st_echo_once(lport, "through the flood");
+	st_wait_log(d, ") exited 0", 1);
+	st_wait_log(d, " dropped (more than 100 at once or 10 a second)", 1);
+	log = st_daemon_log(d);
+	for (p = log; (p = strstr(p, ": stderr: ")) != NULL; p++) {
+		char *end;
+		unsigned long n = strtoul(p + 10, &end, 10);
+
+		if (strncmp(end, " flood\n", 7) == 0)
+			logged++;
+		else if (strncmp(end, " lines dropped", 14) == 0)
+			dropped += n;
+	}
+	/* The first hundred, in order. */
+	for (int i = 0; i < 100; i++) {
+		char want[32];
+
+		snprintf(want, sizeof want, ": stderr: %d flood\n", i);
+		if (strstr(log, want) == NULL)
+			fail_msg("the log lacks \"%s\"", want + 10);
+	}
+	if (logged < 100 || logged >= 1000 || logged + dropped != 1000)
+		fail_msg("%lu lines logged and %lu dropped, of 1000", logged,
+			 dropped);
+	free(log);
+	st_daemon_stop(d);
+	free(argv);
+	free(script);
+}
+
 /* The client's EOF is the command's stdin EOF; its answer still comes,
  * then its exit ends the session. */
 static void test_exec_half_close(void **state)
@@ -4437,6 +4490,7 @@ int main(void)
 #ifdef __linux__
 		ST_TEST(test_exec_bytes),
 		ST_TEST(test_exec_stderr),
+		ST_TEST(test_exec_stderr_flood),
 		ST_TEST(test_exec_half_close),
 		ST_TEST(test_exec_exit),
 		ST_TEST(test_exec_timeout),

@@ -96,17 +96,40 @@ int sl_win_cmdline(char *const *argv, char *buf, size_t len)
 
 /* ---- a child's stderr, a line at a time ---------------------------------- */
 
-static void line_emit(sl_exec_lines *l, const char *name)
+#define LINE_MS (1000 / SL_EXEC_LINES_PER_S)
+
+static void dropped_emit(sl_exec_lines *l, const char *name)
+{
+	if (l->dropped == 0)
+		return;
+	sl_warn("%s: stderr: %lu line%s dropped (more than %d at once or %d "
+		"a second)",
+		name, l->dropped, l->dropped == 1 ? "" : "s",
+		SL_EXEC_LINES_BURST, SL_EXEC_LINES_PER_S);
+	l->dropped = 0;
+}
+
+/* The line in l->line to the log, if the limit lets it (GCRA: each line
+ * takes LINE_MS of the clock; a burst may run BURST lines ahead). */
+static void line_emit(sl_exec_lines *l, const char *name, uint64_t now)
 {
 	char esc[4 * SL_EXEC_LINE_MAX + 1];
+	uint64_t tat = l->tat > now ? l->tat : now;
 
+	if (tat - now > (uint64_t)(SL_EXEC_LINES_BURST - 1) * LINE_MS) {
+		l->dropped++;
+		l->len = 0;
+		return;
+	}
+	l->tat = tat + LINE_MS;
+	dropped_emit(l, name);
 	sl_log_escape(esc, sizeof esc, l->line, l->len);
 	sl_info("%s: stderr: %s%s", name, esc, l->cut ? " [cut]" : "");
 	l->len = 0;
 }
 
 void sl_exec_lines_take(sl_exec_lines *l, const char *name, const char *p,
-			size_t n)
+			size_t n, uint64_t now)
 {
 	while (n > 0) {
 		const char *nl = memchr(p, '\n', n);
@@ -122,7 +145,7 @@ void sl_exec_lines_take(sl_exec_lines *l, const char *name, const char *p,
 				/* Too long: what fits goes now, the rest of
 				 * the line is dropped. */
 				l->cut = 1;
-				line_emit(l, name);
+				line_emit(l, name, now);
 			}
 		}
 		if (nl == NULL)
@@ -130,7 +153,7 @@ void sl_exec_lines_take(sl_exec_lines *l, const char *name, const char *p,
 		if (!l->cut || l->len > 0) {
 			if (l->len > 0 && l->line[l->len - 1] == '\r')
 				l->len--;
-			line_emit(l, name);
+			line_emit(l, name, now);
 		}
 		l->cut = 0;
 		p = nl + 1;
@@ -138,10 +161,11 @@ void sl_exec_lines_take(sl_exec_lines *l, const char *name, const char *p,
 	}
 }
 
-void sl_exec_lines_end(sl_exec_lines *l, const char *name)
+void sl_exec_lines_end(sl_exec_lines *l, const char *name, uint64_t now)
 {
 	if (l->len > 0)
-		line_emit(l, name);
+		line_emit(l, name, now);
+	dropped_emit(l, name);
 }
 
 /* ---- the children not yet freed ------------------------------------------- */

@@ -95,7 +95,7 @@ static void err_close(sl_exec *x)
 {
 	if (x->err_fd < 0)
 		return;
-	sl_exec_lines_end(&x->lines, x->name);
+	sl_exec_lines_end(&x->lines, x->name, sl_loop_now(x->loop));
 	sl_io_forget(&x->err_io);
 	close(x->err_fd);
 	x->err_fd = -1;
@@ -112,7 +112,7 @@ static int err_read(sl_exec *x, int reads)
 
 		if (n > 0) {
 			sl_exec_lines_take(&x->lines, x->name, buf,
-					   (size_t)n);
+					   (size_t)n, sl_loop_now(x->loop));
 			continue;
 		}
 		if (n < 0 && errno == EINTR)

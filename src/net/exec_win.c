@@ -110,7 +110,7 @@ static void err_close(sl_exec *x)
 {
 	if (x->err == NULL)
 		return;
-	sl_exec_lines_end(&x->lines, x->name);
+	sl_exec_lines_end(&x->lines, x->name, sl_loop_now(x->loop));
 	sl_stream_close(x->err, NULL);
 	x->err = NULL;
 	sl_timer_stop(&x->err_timer);
@@ -131,7 +131,7 @@ static void err_read(sl_stream *s, ptrdiff_t nread, const sl_buf *buf)
 
 	if (nread > 0) {
 		sl_exec_lines_take(&x->lines, x->name, buf->base,
-				   (size_t)nread);
+				   (size_t)nread, sl_loop_now(x->loop));
 		return;
 	}
 	if (nread == 0)

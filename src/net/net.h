@@ -340,17 +340,27 @@ typedef struct sl_exec_opts {
  * to its stderr go to the log a line at a time ("NAME: stderr: LINE",
  * escaped, a CR before the newline dropped), each line cut at
  * SL_EXEC_LINE_MAX bytes (marked " [cut]", the rest of it dropped), so a
- * child that writes megabytes costs no memory.  sl_exec_lines_end(): the
- * last line, which had no newline.  cmdline.c, any OS.
+ * child that writes megabytes costs no memory.  And so that one cannot
+ * flood the log either, a child's lines are rate-limited: a burst of
+ * SL_EXEC_LINES_BURST, then SL_EXEC_LINES_PER_S a second; the lines over
+ * it are dropped and counted, and the count goes to the log ("NAME:
+ * stderr: N lines dropped ...") before the next line let through, or at
+ * the end.  now: the loop's clock, in ms.  sl_exec_lines_end(): the last
+ * line, which had no newline, and the count.  A zeroed struct is a new
+ * one.  cmdline.c, any OS.
  */
+#define SL_EXEC_LINES_BURST 100
+#define SL_EXEC_LINES_PER_S 10
 typedef struct sl_exec_lines {
 	size_t len; /* bytes of the line in line[] */
 	int cut;    /* the line passed the bound: rest dropped */
+	uint64_t tat;          /* the limit's next free slot (ms; GCRA) */
+	unsigned long dropped; /* lines over the limit, not yet logged */
 	char line[SL_EXEC_LINE_MAX];
 } sl_exec_lines;
 void sl_exec_lines_take(sl_exec_lines *l, const char *name, const char *p,
-			size_t n);
-void sl_exec_lines_end(sl_exec_lines *l, const char *name);
+			size_t n, uint64_t now);
+void sl_exec_lines_end(sl_exec_lines *l, const char *name, uint64_t now);
 
 /*
  * The process-wide list of exec_*.c's children not yet freed, so that
