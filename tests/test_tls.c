@@ -715,7 +715,10 @@ static void chain_bulk(const char *in, const char *up_tls)
 	st_sock c = st_connect_tcp_retry(oport, ST_WAIT_MS);
 
 	assert_true(c != ST_BAD_SOCK);
-	assert_int_equal(st_exchange(c, 9, 9, 64 * MiB, ST_STALL_MS), 0);
+	if (st_exchange(c, 9, 9, 64 * MiB, ST_STALL_MS) != 0) {
+		st_print_logs();
+		fail_msg("64 MiB each way through the chain: not whole");
+	}
 	st_close(c);
 	assert_int_equal(st_daemon_wait_log(d, "reason=done", 2, ST_WAIT_MS),
 			 0);
