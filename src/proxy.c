@@ -905,6 +905,14 @@ void sl_proxy_free(sl_proxy *p)
 {
 	if (p == NULL)
 		return;
+	/*
+	 * A task of ours may still be queued on the control loop, the idle
+	 * post above all: a listener's close is counted done (sl_wg_idle
+	 * true, so the drain ended and the loop stopped) a moment before its
+	 * closed_all() posts again.  The group is stopped, so nothing posts
+	 * any more: cancel what is queued while the tasks' memory is ours.
+	 */
+	sl_loop_cancel_tasks(p->control);
 	/* Drained before, unless the start failed half way. */
 	if (p->health != NULL)
 		health_stop(p->health);

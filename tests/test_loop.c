@@ -775,26 +775,35 @@ static void on_cancel_task(sl_task *t, int status)
 		sl_loop_defer(c->loop, &c->t[5]);
 }
 
+static const int cancel_want[] = {0, 1, 4, 102, 103, 106, 107, 105};
+
+/* A loop run until t[0] stops it, with work left behind: posted 2, 3 and
+ * 6, deferred 7, and the timer armed. */
+static void cancel_setup(struct cancelctx *c, sl_timer *timer)
+{
+	watchdog();
+	c->loop = new_loop();
+	for (int i = 0; i < 8; i++)
+		sl_task_init(&c->t[i], on_cancel_task, c);
+	sl_loop_post(c->loop, &c->t[0]);
+	sl_loop_post(c->loop, &c->t[1]);
+	sl_timer_init(c->loop, timer, on_stop_timer, NULL);
+	sl_timer_start(timer, 60000);
+	assert_int_equal(sl_loop_run(c->loop), 0);
+	/* After the run: these never run normally. */
+	sl_loop_post(c->loop, &c->t[6]);
+	sl_loop_defer(c->loop, &c->t[7]);
+	assert_true(sl_timer_active(timer));
+}
+
 static void test_free_cancels_pending(void **state)
 {
-	static const int want[] = {0, 1, 4, 102, 103, 106, 107, 105};
+	const int *want = cancel_want;
 	struct cancelctx c = {0};
 	sl_timer timer;
 
 	(void)state;
-	watchdog();
-	c.loop = new_loop();
-	for (int i = 0; i < 8; i++)
-		sl_task_init(&c.t[i], on_cancel_task, &c);
-	sl_loop_post(c.loop, &c.t[0]);
-	sl_loop_post(c.loop, &c.t[1]);
-	sl_timer_init(c.loop, &timer, on_stop_timer, NULL);
-	sl_timer_start(&timer, 60000);
-	assert_int_equal(sl_loop_run(c.loop), 0);
-	/* After the run: these never run normally. */
-	sl_loop_post(c.loop, &c.t[6]);
-	sl_loop_defer(c.loop, &c.t[7]);
-	assert_true(sl_timer_active(&timer));
+	cancel_setup(&c, &timer);
 	sl_loop_free(c.loop);
 	/*
 	 * 0 and 1 ran, and 4, deferred by 1, ran in the same iteration; the
@@ -803,6 +812,26 @@ static void test_free_cancels_pending(void **state)
 	 */
 	log_expect(&c.log, want, 8);
 	assert_false(sl_timer_active(&timer));
+}
+
+/* sl_loop_cancel_tasks(): the same cancellations, at once, before the
+ * loop is freed (an owner about to free its tasks' memory); the free
+ * that follows finds nothing left to call. */
+static void test_cancel_tasks_before_free(void **state)
+{
+	const int *want = cancel_want;
+	struct cancelctx c = {0};
+	sl_timer timer;
+
+	(void)state;
+	cancel_setup(&c, &timer);
+	sl_loop_cancel_tasks(c.loop);
+	log_expect(&c.log, want, 8);
+	/* The tasks' memory may go now: poisoned, any call would show. */
+	memset(c.t, 0xA5, sizeof c.t);
+	sl_timer_stop(&timer);
+	sl_loop_free(c.loop);
+	log_expect(&c.log, want, 8);
 }
 
 /* Deferred tasks run after the batch, before the next round of tasks. */
@@ -1659,6 +1688,7 @@ int main(void)
 		cmocka_unit_test(test_stop_from_thread),
 		cmocka_unit_test(test_stop_before_run),
 		cmocka_unit_test(test_free_cancels_pending),
+		cmocka_unit_test(test_cancel_tasks_before_free),
 		cmocka_unit_test(test_defer),
 		cmocka_unit_test(test_group),
 		cmocka_unit_test(test_group_free_unstarted),

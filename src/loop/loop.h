@@ -123,6 +123,14 @@ int sl_loop_new(sl_loop **out);
  */
 void sl_loop_free(sl_loop *loop);
 
+/*
+ * Call the tasks still queued on a loop that is not running (posted and
+ * deferred, and those their calls queue) with -ECANCELED, now: before an
+ * owner frees the memory its posted tasks live in, once no thread can
+ * post to it any more.  sl_loop_free() does this too.
+ */
+void sl_loop_cancel_tasks(sl_loop *loop);
+
 /* Run on the calling thread until sl_loop_stop().  Returns 0 or -errno. */
 int sl_loop_run(sl_loop *loop);
 

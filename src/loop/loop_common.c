@@ -325,7 +325,7 @@ int sl_loop_new(sl_loop **out)
 	return 0;
 }
 
-void sl_loop_free(sl_loop *loop)
+void sl_loop_cancel_tasks(sl_loop *loop)
 {
 	if (loop == NULL)
 		return;
@@ -340,6 +340,13 @@ void sl_loop_free(sl_loop *loop)
 		if (LOAD(&loop->tasks) == NULL)
 			break;
 	}
+}
+
+void sl_loop_free(sl_loop *loop)
+{
+	if (loop == NULL)
+		return;
+	sl_loop_cancel_tasks(loop);
 	/* Dropped timers read as inactive, should an owner still look. */
 	for (size_t i = 0; i < loop->heap_len; i++)
 		loop->heap[i]->heap_idx = SL_TIMER_IDLE;
