@@ -309,8 +309,10 @@ long sl_os_read_small(const char *path, void *buf, size_t cap)
 
 	if (r < 0)
 		return r == -SL_OS_ENOTREG ? -EINVAL : r;
-	if (!ReadFile(h, buf, cap > 65536 ? 65536 : (DWORD)cap, &n, NULL))
-		n = 0;
+	/* A failed read is an error, as POSIX read(2)'s, not an empty file. */
+	r = ReadFile(h, buf, cap > 65536 ? 65536 : (DWORD)cap, &n, NULL)
+		    ? (int)n
+		    : open_err(GetLastError());
 	CloseHandle(h);
-	return (long)n;
+	return r;
 }
