@@ -384,21 +384,28 @@ static void expect_failure(struct relay *r, const char *sentence)
 	free(err);
 }
 
-/* --wait=1 with nothing there: status 1 and the sentence, within the
- * bound relay_end waits. */
-static void test_wait_gives_up(void **state)
+/* --wait=1 with nothing at KIND:WHERE: status 1 and the sentence,
+ * within the bound relay_end waits. */
+static void wait_gives_up(const char *kind, const char *where)
 {
-	ST_NATIVE_ONLY();
-	char *path = unix_path("never"), *ep = st_fmt("unix:%s", path);
-	char *want = st_fmt("sluice relay: connect unix:%s: No such file or "
-			    "directory (waited 1 s)\n", path);
+	char *ep = st_fmt("%s:%s", kind, where);
+	char *want = st_fmt("sluice relay: connect %s: No such file or "
+			    "directory (waited 1 s)\n", ep);
 	struct relay r;
 
-	(void)state;
 	relay_start(&r, "--wait=1", ep);
 	expect_failure(&r, want);
 	free(want);
 	free(ep);
+}
+
+static void test_wait_gives_up(void **state)
+{
+	ST_NATIVE_ONLY();
+	char *path = unix_path("never");
+
+	(void)state;
+	wait_gives_up("unix", path);
 	free(path);
 }
 
@@ -706,6 +713,40 @@ static void test_pipe_busy(void **state)
 	free(name);
 }
 
+/* A file of len random bytes (seed) in the test's directory: its path,
+ * and the bytes in *data (malloc'd). */
+static char *data_file(const char *name, size_t len, uint64_t seed,
+		       char **data)
+{
+	char *path = st_fmt("%s/%s", st_tmpdir(), name);
+	st_rng g;
+	FILE *f;
+
+	*data = malloc(len);
+	assert_non_null(*data);
+	st_rng_init(&g, seed);
+	st_rng_fill(&g, *data, len);
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(*data, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+	return path;
+}
+
+/* The file at path holds exactly data. */
+static void file_expect(const char *path, const char *data, size_t len)
+{
+	struct stat sb;
+	char *got;
+
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal((long long)sb.st_size, (long long)len);
+	got = st_read_file(path);
+	assert_non_null(got);
+	assert_memory_equal(got, data, len);
+	free(got);
+}
+
 /*
  * Standard handles opened overlapped (some parents give those): sltool
  * ovstdio runs sluice.exe relay with overlapped pipes as its standard
@@ -719,24 +760,15 @@ static void test_pipe_busy(void **state)
 static void test_overlapped_stdio(void **state)
 {
 	ST_WINE_ONLY();
+	enum { LEN = 200000 };
 	uint16_t port;
 	st_server *srv = st_server_start(st_listen_tcp(&port, 8), ST_ECHO, 0);
-	char *ep = tcp_ep(port), *exe, *in, *out, *got, *p;
-	char data[200000];
-	struct stat sb;
-	st_rng g;
+	char *ep = tcp_ep(port), *exe, *in, *out, *data, *p;
 	pid_t pid;
-	FILE *f;
 
 	(void)state;
-	st_rng_init(&g, 5);
-	st_rng_fill(&g, data, sizeof data);
-	in = st_fmt("%s/ov-in.bin", st_tmpdir());
+	in = data_file("ov-in.bin", LEN, 5, &data);
 	out = st_fmt("%s/ov-out.bin", st_tmpdir());
-	f = fopen(in, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, sizeof data, f), sizeof data);
-	fclose(f);
 	/* The program as Windows names it: drive Z: is the Linux root. */
 	exe = st_fmt("Z:%s", st_wine());
 	for (p = exe; *p != '\0'; p++)
@@ -744,13 +776,9 @@ static void test_overlapped_stdio(void **state)
 			*p = '\\';
 	pid = st_tool_start(in, out, "ovstdio", exe, "relay", ep, NULL);
 	assert_int_equal(st_tool_wait(pid, ST_WAIT_MS), 0);
-	assert_int_equal(stat(out, &sb), 0);
-	assert_int_equal(sb.st_size, sizeof data);
-	got = st_read_file(out);
-	assert_non_null(got);
-	assert_memory_equal(got, data, sizeof data);
+	file_expect(out, data, LEN);
 	st_server_stop(srv);
-	free(got);
+	free(data);
 	free(exe);
 	free(out);
 	free(in);
@@ -766,26 +794,17 @@ static void test_overlapped_stdio(void **state)
 static void test_file_stdio(void **state)
 {
 	ST_WINE_ONLY();
+	enum { LEN = 300000 };
 	uint16_t port;
 	st_server *srv = st_server_start(st_listen_tcp(&port, 8), ST_ECHO, 0);
-	char *ep = tcp_ep(port);
-	char *in = st_fmt("%s/relay-in.bin", st_tmpdir());
+	char *ep = tcp_ep(port), *data;
+	char *in = data_file("relay-in.bin", LEN, 131, &data);
 	char *out = st_fmt("%s/relay-out.bin", st_tmpdir());
 	char *err = st_fmt("%s/relay-file.err", st_tmpdir());
-	static char data[300000];
-	char *got;
-	struct stat sb;
 	int fi, fo, fe, st;
-	FILE *f;
 	pid_t pid;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof data; i++)
-		data[i] = (char)(i * 131 + (i >> 8));
-	f = fopen(in, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, sizeof data, f), sizeof data);
-	assert_int_equal(fclose(f), 0);
 	fi = open(in, O_RDONLY | O_CLOEXEC);
 	fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	fe = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -800,13 +819,9 @@ static void test_file_stdio(void **state)
 
 		fail_msg("relay exited %d: %s", st, text ? text : "");
 	}
-	assert_int_equal(stat(out, &sb), 0);
-	assert_int_equal((long long)sb.st_size, (long long)sizeof data);
-	got = st_read_file(out);
-	assert_non_null(got);
-	assert_memory_equal(got, data, sizeof data);
-	free(got);
+	file_expect(out, data, LEN);
 	st_server_stop(srv);
+	free(data);
 	free(err);
 	free(out);
 	free(in);
@@ -985,16 +1000,10 @@ static void test_console_stdio(void **state)
 static void test_pipe_wait_gives_up(void **state)
 {
 	ST_WINE_ONLY();
-	char *name = pipe_name("never"), *ep = st_fmt("pipe:%s", name);
-	char *want = st_fmt("sluice relay: connect pipe:%s: No such file or "
-			    "directory (waited 1 s)\n", name);
-	struct relay r;
+	char *name = pipe_name("never");
 
 	(void)state;
-	relay_start(&r, "--wait=1", ep);
-	expect_failure(&r, want);
-	free(want);
-	free(ep);
+	wait_gives_up("pipe", name);
 	free(name);
 }
 
